@@ -1,0 +1,8 @@
+//! Object keys: the prefix template, and keys that are safe as paths.
+
+mod object_key;
+mod template;
+mod timestamp;
+
+pub use object_key::{sanitize_segment, InvalidKey, ObjectKey};
+pub use template::{KeyContext, KeyTemplate, TemplateError, TemplateKind};

@@ -1,0 +1,249 @@
+//! Prefix templates with Firehose's expressions:
+//! `!{timestamp:<pattern>}`, `!{firehose:random-string}` and, in the error
+//! prefix only, `!{firehose:error-output-type}`. A prefix with no timestamp
+//! expression gets Firehose's default `yyyy/MM/dd/HH/` appended.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use rand::distr::{Alphanumeric, SampleString};
+
+use super::timestamp::TimestampPattern;
+
+/// Which prefix a template is: the expressions allowed differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TemplateKind {
+    Data,
+    Error,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Timestamp(TimestampPattern),
+    RandomString,
+    ErrorOutputType,
+}
+
+/// A parsed, checked prefix template.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyTemplate {
+    source: String,
+    segments: Vec<Segment>,
+    time_zone: Tz,
+}
+
+/// What a template needs to render a prefix.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyContext<'a> {
+    /// The arrival time of the oldest record in the object.
+    pub timestamp: DateTime<Utc>,
+    /// The error output type, for the error prefix.
+    pub error_output_type: Option<&'a str>,
+}
+
+/// Why a template is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct TemplateError(pub String);
+
+/// The length of `!{firehose:random-string}`, as Firehose.
+const RANDOM_STRING_LEN: usize = 11;
+
+impl KeyTemplate {
+    pub fn parse(template: &str, kind: TemplateKind, time_zone: Tz) -> Result<Self, TemplateError> {
+        let mut segments = Vec::new();
+        let mut rest = template;
+        while let Some(start) = rest.find("!{") {
+            if start > 0 {
+                segments.push(Segment::Literal(rest[..start].to_owned()));
+            }
+            let after = &rest[start + 2..];
+            let end = after
+                .find('}')
+                .ok_or_else(|| TemplateError(format!("unterminated expression in {template:?}")))?;
+            let expression = &after[..end];
+            segments.push(parse_expression(expression, kind)?);
+            rest = &after[end + 1..];
+        }
+        if !rest.is_empty() {
+            segments.push(Segment::Literal(rest.to_owned()));
+        }
+        for segment in &segments {
+            if let Segment::Literal(text) = segment {
+                check_literal(text, template)?;
+            }
+        }
+        if !segments.iter().any(|s| matches!(s, Segment::Timestamp(_))) {
+            let default =
+                TimestampPattern::parse("yyyy/MM/dd/HH/").expect("the default pattern parses");
+            segments.push(Segment::Timestamp(default));
+        }
+        Ok(Self {
+            source: template.to_owned(),
+            segments,
+            time_zone,
+        })
+    }
+
+    /// The template as configured.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// Renders the prefix for one object.
+    pub fn render(&self, context: &KeyContext<'_>) -> String {
+        let mut out = String::new();
+        let local_time = context.timestamp.with_timezone(&self.time_zone);
+        for segment in &self.segments {
+            match segment {
+                Segment::Literal(text) => out.push_str(text),
+                Segment::Timestamp(pattern) => pattern.render(&local_time, &mut out),
+                Segment::RandomString => {
+                    out.push_str(&Alphanumeric.sample_string(&mut rand::rng(), RANDOM_STRING_LEN))
+                }
+                Segment::ErrorOutputType => {
+                    out.push_str(context.error_output_type.unwrap_or("unknown"))
+                }
+            }
+        }
+        out
+    }
+}
+
+fn parse_expression(expression: &str, kind: TemplateKind) -> Result<Segment, TemplateError> {
+    let (namespace, value) = expression.split_once(':').ok_or_else(|| {
+        TemplateError(format!(
+            "expression !{{{expression}}} has no namespace: expected !{{namespace:value}}"
+        ))
+    })?;
+    match (namespace, value) {
+        ("timestamp", pattern) => TimestampPattern::parse(pattern)
+            .map(Segment::Timestamp)
+            .map_err(TemplateError),
+        ("firehose", "random-string") => Ok(Segment::RandomString),
+        ("firehose", "error-output-type") if kind == TemplateKind::Error => Ok(Segment::ErrorOutputType),
+        ("firehose", "error-output-type") => Err(TemplateError(
+            "!{firehose:error-output-type} is only allowed in error_prefix".into(),
+        )),
+        ("partitionKeyFromQuery" | "partitionKeyFromLambda", _) => Err(TemplateError(format!(
+            "!{{{expression}}}: dynamic partitioning is not supported yet"
+        ))),
+        _ => Err(TemplateError(format!(
+            "unknown expression !{{{expression}}} (allowed: !{{timestamp:<pattern>}}, !{{firehose:random-string}}, !{{firehose:error-output-type}} in error_prefix)"
+        ))),
+    }
+}
+
+fn check_literal(text: &str, template: &str) -> Result<(), TemplateError> {
+    if text.chars().any(char::is_control) {
+        return Err(TemplateError(format!(
+            "{template:?} contains a control character"
+        )));
+    }
+    if text.contains('\\') {
+        return Err(TemplateError(format!("{template:?} contains '\\'")));
+    }
+    if text.split('/').any(|s| s == "..") {
+        return Err(TemplateError(format!(
+            "{template:?} contains a '..' segment"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn context(error_output_type: Option<&str>) -> KeyContext<'_> {
+        KeyContext {
+            timestamp: Utc.with_ymd_and_hms(2026, 11, 22, 23, 30, 0).unwrap(),
+            error_output_type,
+        }
+    }
+
+    fn render(template: &str, kind: TemplateKind) -> String {
+        KeyTemplate::parse(template, kind, Tz::UTC)
+            .unwrap()
+            .render(&context(Some("processing-failed")))
+    }
+
+    #[test]
+    fn timestamp_expressions() {
+        assert_eq!(
+            render("events/!{timestamp:yyyy/MM/dd/HH}/", TemplateKind::Data),
+            "events/2026/11/22/23/"
+        );
+        assert_eq!(
+            render("y=!{timestamp:yyyy}/m=!{timestamp:MM}/", TemplateKind::Data),
+            "y=2026/m=11/"
+        );
+    }
+
+    #[test]
+    fn default_timestamp_is_appended_when_absent() {
+        assert_eq!(
+            render("events/", TemplateKind::Data),
+            "events/2026/11/22/23/"
+        );
+        assert_eq!(render("", TemplateKind::Data), "2026/11/22/23/");
+    }
+
+    #[test]
+    fn error_output_type_only_in_error_prefix() {
+        assert_eq!(
+            render(
+                "errors/!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd}/",
+                TemplateKind::Error
+            ),
+            "errors/processing-failed/2026/11/22/"
+        );
+        let err = KeyTemplate::parse(
+            "e/!{firehose:error-output-type}/",
+            TemplateKind::Data,
+            Tz::UTC,
+        )
+        .unwrap_err();
+        assert!(err.0.contains("only allowed in error_prefix"), "{err}");
+    }
+
+    #[test]
+    fn random_string_is_eleven_alphanumerics_and_changes() {
+        let template =
+            KeyTemplate::parse("r/!{firehose:random-string}/", TemplateKind::Data, Tz::UTC)
+                .unwrap();
+        let a = template.render(&context(None));
+        let b = template.render(&context(None));
+        let random = a.strip_prefix("r/").unwrap().split('/').next().unwrap();
+        assert_eq!(random.len(), 11);
+        assert!(random.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn time_zone_applies_to_timestamps() {
+        let tokyo: Tz = "Asia/Tokyo".parse().unwrap();
+        let template =
+            KeyTemplate::parse("!{timestamp:yyyy/MM/dd/HH}/", TemplateKind::Data, tokyo).unwrap();
+        assert_eq!(template.render(&context(None)), "2026/11/23/08/");
+    }
+
+    #[test]
+    fn refuses_bad_templates() {
+        for bad in [
+            "!{timestamp:yyyy",
+            "!{nonsense}",
+            "!{firehose:other}",
+            "!{timestamp:QQ}",
+            "../x/",
+            "a\nb/",
+            "!{partitionKeyFromQuery:customer}/",
+        ] {
+            assert!(
+                KeyTemplate::parse(bad, TemplateKind::Error, Tz::UTC).is_err(),
+                "{bad:?} accepted"
+            );
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! Where archived objects go.
+//!
+//! A destination deals in object keys and bytes only: it never sees records
+//! or Kinesis. The pieces, in the order an object meets them:
+//! [`compression`] (whole-object codecs), [`key`] (prefix templates and safe
+//! object keys), [`store`] (the create-only [`ObjectStore`] trait and its
+//! typed errors), one folder per backend ([`local`]), and [`retry`] (backoff
+//! for errors that a retry can help).
+
+pub mod compression;
+pub mod error;
+pub mod key;
+pub mod local;
+pub mod retry;
+pub mod store;
+
+pub use compression::Compression;
+pub use error::Error;
+pub use key::{KeyContext, KeyTemplate, ObjectKey, TemplateError};
+pub use local::LocalStore;
+pub use store::{ObjectStore, PutOptions, PutOutcome};

@@ -1,0 +1,262 @@
+//! Buffers: records wait here until their buffer is flushed into an object.
+//!
+//! One buffer per distinct output (the data prefix, and one per error output
+//! type; dynamic partitions will add more). A buffer is flushed when its
+//! record data reaches the size limit or its oldest record reaches the age
+//! limit, whichever comes first. A synchronous state machine: no I/O, and
+//! time is passed in, so it is tested without sleeping.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Instant;
+
+use spillway_transforms::{ErrorOutputType, Record};
+
+use crate::checkpoint::Ticket;
+use crate::config::BufferLimits;
+
+/// Why a buffer was flushed; logged with every flush.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlushReason {
+    /// Its records reached `buffer.size_mb`.
+    Size,
+    /// Its oldest record waited `buffer.interval_seconds`.
+    Interval,
+    /// SIGTERM or SIGINT.
+    Shutdown,
+    /// Every source reached its end.
+    EndOfInput,
+}
+
+impl FlushReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Size => "size",
+            Self::Interval => "interval",
+            Self::Shutdown => "shutdown",
+            Self::EndOfInput => "end_of_input",
+        }
+    }
+}
+
+impl fmt::Display for FlushReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which output a buffer feeds.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum BufferKey {
+    Data,
+    Error(ErrorOutputType),
+}
+
+/// A record in a buffer, with its checkpoint ticket.
+#[derive(Debug)]
+pub struct Buffered {
+    pub record: Record,
+    pub ticket: Ticket,
+}
+
+/// The contents of a flushed buffer.
+#[derive(Debug)]
+pub struct Batch {
+    pub key: BufferKey,
+    pub items: Vec<Buffered>,
+    /// Record data bytes.
+    pub bytes: usize,
+    pub reason: FlushReason,
+}
+
+#[derive(Debug, Default)]
+struct Batcher {
+    items: Vec<Buffered>,
+    bytes: usize,
+    opened_at: Option<Instant>,
+}
+
+/// Every buffer of a pipeline.
+#[derive(Debug)]
+pub struct Buffers {
+    limits: BufferLimits,
+    buffers: BTreeMap<BufferKey, Batcher>,
+}
+
+impl Buffers {
+    pub fn new(limits: BufferLimits) -> Self {
+        Self {
+            limits,
+            buffers: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a record; returns the buffer's batch if this filled it.
+    pub fn push(&mut self, key: BufferKey, item: Buffered, now: Instant) -> Option<Batch> {
+        let batcher = self.buffers.entry(key.clone()).or_default();
+        batcher.opened_at.get_or_insert(now);
+        batcher.bytes += item.record.data.len();
+        batcher.items.push(item);
+        if batcher.bytes >= self.limits.max_bytes {
+            return self.take(&key, FlushReason::Size);
+        }
+        None
+    }
+
+    /// When the oldest open buffer reaches its age limit.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.buffers
+            .values()
+            .filter_map(|b| b.opened_at)
+            .min()
+            .map(|opened| opened + self.limits.max_age)
+    }
+
+    /// Takes every buffer whose oldest record has waited long enough.
+    pub fn take_expired(&mut self, now: Instant) -> Vec<Batch> {
+        let max_age = self.limits.max_age;
+        let expired: Vec<BufferKey> = self
+            .buffers
+            .iter()
+            .filter(|(_, b)| {
+                b.opened_at
+                    .is_some_and(|opened| now.duration_since(opened) >= max_age)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        expired
+            .iter()
+            .filter_map(|key| self.take(key, FlushReason::Interval))
+            .collect()
+    }
+
+    /// Takes every non-empty buffer.
+    pub fn take_all(&mut self, reason: FlushReason) -> Vec<Batch> {
+        let keys: Vec<BufferKey> = self.buffers.keys().cloned().collect();
+        keys.iter()
+            .filter_map(|key| self.take(key, reason))
+            .collect()
+    }
+
+    /// Bytes of record data buffered in all buffers.
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffers.values().map(|b| b.bytes).sum()
+    }
+
+    fn take(&mut self, key: &BufferKey, reason: FlushReason) -> Option<Batch> {
+        let batcher = self.buffers.remove(key)?;
+        if batcher.items.is_empty() {
+            return None;
+        }
+        Some(Batch {
+            key: key.clone(),
+            items: batcher.items,
+            bytes: batcher.bytes,
+            reason,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use spillway_transforms::record::{Offset, Position};
+    use spillway_transforms::{SequenceNumber, SourceId};
+    use std::time::Duration;
+
+    fn item(n: u64, size: usize) -> Buffered {
+        let offset = Offset::new(SequenceNumber::from_u64(n), 0);
+        Buffered {
+            record: Record {
+                data: Bytes::from(vec![b'x'; size]),
+                position: Position {
+                    source: SourceId::new("s"),
+                    offset: offset.clone(),
+                },
+                partition_key: None,
+                arrival: chrono::Utc::now(),
+            },
+            ticket: Ticket {
+                source: SourceId::new("s"),
+                ordinal: n,
+                offset,
+            },
+        }
+    }
+
+    fn limits() -> BufferLimits {
+        BufferLimits {
+            max_bytes: 100,
+            max_age: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn flushes_when_size_is_reached() {
+        let mut buffers = Buffers::new(limits());
+        let t0 = Instant::now();
+        assert!(buffers.push(BufferKey::Data, item(0, 60), t0).is_none());
+        let batch = buffers
+            .push(BufferKey::Data, item(1, 40), t0)
+            .expect("100 bytes reach the limit");
+        assert_eq!(
+            (batch.reason, batch.items.len(), batch.bytes),
+            (FlushReason::Size, 2, 100)
+        );
+        assert_eq!(buffers.buffered_bytes(), 0);
+        assert_eq!(
+            buffers.next_deadline(),
+            None,
+            "an emptied buffer has no deadline"
+        );
+    }
+
+    #[test]
+    fn flushes_when_the_oldest_record_is_old_enough() {
+        let mut buffers = Buffers::new(limits());
+        let t0 = Instant::now();
+        buffers.push(BufferKey::Data, item(0, 1), t0);
+        buffers.push(BufferKey::Data, item(1, 1), t0 + Duration::from_secs(30));
+        buffers.push(
+            BufferKey::Error(ErrorOutputType::InvalidRecord),
+            item(2, 1),
+            t0 + Duration::from_secs(45),
+        );
+        assert_eq!(buffers.next_deadline(), Some(t0 + Duration::from_secs(60)));
+        assert!(buffers
+            .take_expired(t0 + Duration::from_secs(59))
+            .is_empty());
+        let expired = buffers.take_expired(t0 + Duration::from_secs(60));
+        assert_eq!(expired.len(), 1);
+        assert_eq!(
+            (expired[0].key.clone(), expired[0].items.len()),
+            (BufferKey::Data, 2)
+        );
+        assert_eq!(expired[0].reason, FlushReason::Interval);
+        // The error buffer keeps its own age.
+        assert_eq!(buffers.next_deadline(), Some(t0 + Duration::from_secs(105)));
+        // A new record in the data buffer starts a new age.
+        buffers.push(BufferKey::Data, item(3, 1), t0 + Duration::from_secs(70));
+        assert_eq!(buffers.next_deadline(), Some(t0 + Duration::from_secs(105)));
+        let rest = buffers.take_all(FlushReason::Shutdown);
+        assert_eq!(rest.len(), 2);
+        assert!(rest.iter().all(|b| b.reason == FlushReason::Shutdown));
+        assert!(buffers.take_all(FlushReason::EndOfInput).is_empty());
+    }
+
+    #[test]
+    fn buffers_are_separate_per_output() {
+        let mut buffers = Buffers::new(limits());
+        let t0 = Instant::now();
+        assert!(buffers.push(BufferKey::Data, item(0, 90), t0).is_none());
+        assert!(buffers
+            .push(
+                BufferKey::Error(ErrorOutputType::FormatConversionFailed),
+                item(1, 90),
+                t0
+            )
+            .is_none());
+        assert_eq!(buffers.buffered_bytes(), 180);
+    }
+}

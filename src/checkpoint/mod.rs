@@ -1,0 +1,144 @@
+//! Checkpoints: advance only after delivery.
+//!
+//! [`Checkpointer`] wraps the [`tracker::Tracker`] bookkeeping and a
+//! [`store::CheckpointStore`]. Before an object is written its intent (key
+//! and record runs) is saved; once written, its records count as delivered
+//! and the state is saved again. At start, intents left by a crash are
+//! settled by asking the destination whether the object exists.
+
+pub mod state;
+pub mod store;
+pub mod tracker;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use spillway_destinations::{ObjectKey, ObjectStore};
+use spillway_transforms::record::Offset;
+use spillway_transforms::SourceId;
+
+pub use store::{CheckpointStore, LocalFileStore, StoreError};
+pub use tracker::{ObjectId, Ticket, Tracker};
+
+/// Failure to settle or save checkpoints.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("checkpoint file belongs to delivery stream {found:?}, not {expected:?}")]
+    WrongStream { expected: String, found: String },
+    #[error("cannot settle pending object {key}: {source}")]
+    Settle {
+        key: String,
+        #[source]
+        source: spillway_destinations::Error,
+    },
+}
+
+/// The checkpoints of one delivery stream, shared by the router (which
+/// admits records) and the writer (which delivers objects).
+#[derive(Debug)]
+pub struct Checkpointer {
+    tracker: Mutex<Tracker>,
+    store: Box<dyn CheckpointStore>,
+    /// Serialises saves so that an older snapshot never overwrites a newer.
+    save_lock: tokio::sync::Mutex<()>,
+}
+
+impl Checkpointer {
+    /// Loads the saved state and settles pending objects against
+    /// `destination`.
+    pub async fn open(
+        stream: &str,
+        store: Box<dyn CheckpointStore>,
+        destination: &dyn ObjectStore,
+    ) -> Result<Self, CheckpointError> {
+        let state = match store.load().await? {
+            Some(state) if state.stream != stream => {
+                return Err(CheckpointError::WrongStream {
+                    expected: stream.to_owned(),
+                    found: state.stream,
+                })
+            }
+            Some(state) => {
+                let mut exists = HashMap::new();
+                for pending in &state.pending {
+                    let found = match ObjectKey::new(pending.key.clone()) {
+                        Ok(key) => destination.exists(&key).await.map_err(|source| {
+                            CheckpointError::Settle {
+                                key: pending.key.clone(),
+                                source,
+                            }
+                        })?,
+                        Err(_) => false,
+                    };
+                    tracing::info!(key = %pending.key, written = found, "settled an object pending since the last run");
+                    exists.insert(pending.key.clone(), found);
+                }
+                let had_pending = !state.pending.is_empty();
+                let settled = Tracker::settle(state, &exists);
+                if had_pending {
+                    store.save(&settled).await?;
+                }
+                Some(settled)
+            }
+            None => None,
+        };
+        Ok(Self {
+            tracker: Mutex::new(Tracker::new(stream, state)),
+            store,
+            save_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    fn tracker(&self) -> std::sync::MutexGuard<'_, Tracker> {
+        self.tracker.lock().expect("tracker lock is never poisoned")
+    }
+
+    pub fn checkpoint(&self, source: &SourceId) -> Option<Offset> {
+        self.tracker().checkpoint(source).cloned()
+    }
+
+    pub fn is_finished(&self, source: &SourceId) -> bool {
+        self.tracker().is_finished(source)
+    }
+
+    /// Forgets the sources `matches` picks, so they start afresh.
+    pub fn forget_where(&self, matches: impl Fn(&SourceId) -> bool) {
+        self.tracker().forget_where(matches);
+    }
+
+    /// Admits records in source order; see [`Tracker::admit`].
+    pub fn admit<'a, I>(&self, records: I) -> Vec<Option<Ticket>>
+    where
+        I: IntoIterator<Item = (&'a SourceId, &'a Offset)>,
+    {
+        let mut tracker = self.tracker();
+        records
+            .into_iter()
+            .map(|(s, o)| tracker.admit(s, o))
+            .collect()
+    }
+
+    pub fn end_of_input(&self, source: &SourceId) {
+        self.tracker().end_of_input(source);
+    }
+
+    /// Notes the intent to write `key` with these records; [`Self::save`]
+    /// must follow before the object is written.
+    pub fn begin_object(&self, key: &ObjectKey, tickets: Vec<Ticket>) -> ObjectId {
+        self.tracker().begin_object(key.as_str(), tickets)
+    }
+
+    /// Marks an object written; [`Self::save`] persists the advance.
+    pub fn complete_object(&self, id: ObjectId) {
+        self.tracker().complete_object(id);
+    }
+
+    /// Saves the current state.
+    pub async fn save(&self) -> Result<(), StoreError> {
+        let _guard = self.save_lock.lock().await;
+        let snapshot = self.tracker().snapshot();
+        self.store.save(&snapshot).await
+    }
+}

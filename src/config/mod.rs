@@ -1,0 +1,132 @@
+//! Configuration: TOML text → [`raw::RawConfig`] (serde, unknown keys
+//! refused, `${ENV_VAR}` expanded in string values) → [`Config`], the typed
+//! and validated form the runtime trusts.
+
+mod env;
+pub mod raw;
+mod validate;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use spillway_destinations::{Compression, KeyTemplate};
+use spillway_transforms::Format;
+
+pub use validate::validate;
+
+/// A validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The delivery stream name, used in object names and checkpoint files.
+    pub name: String,
+    pub source: SourceConfig,
+    pub buffer: BufferLimits,
+    pub format: Format,
+    pub destination: DestinationConfig,
+    pub checkpoint: CheckpointConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SourceConfig {
+    /// NDJSON files, read in order, each once.
+    Files { paths: Vec<PathBuf> },
+    /// NDJSON on standard input.
+    Stdin,
+}
+
+/// When a buffer is flushed: at `max_bytes` of record data or when its
+/// oldest record has waited `max_age`, whichever comes first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BufferLimits {
+    pub max_bytes: usize,
+    pub max_age: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct DestinationConfig {
+    pub store: StoreConfig,
+    pub prefix: KeyTemplate,
+    pub error_prefix: KeyTemplate,
+    pub compression: Compression,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreConfig {
+    Local { path: PathBuf },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointConfig {
+    /// The directory holding `<name>.checkpoint.json`.
+    pub dir: PathBuf,
+}
+
+/// One problem with a configuration, tied to the key that causes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The dotted key, such as `buffer.size_mb`; empty for the whole file.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.key, self.message)
+        }
+    }
+}
+
+/// Everything wrong with a configuration.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub origin: String,
+    pub problems: Vec<ConfigProblem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration {}: ", self.origin)?;
+        let messages: Vec<String> = self.problems.iter().map(ToString::to_string).collect();
+        f.write_str(&messages.join("; "))
+    }
+}
+
+impl ConfigError {
+    fn single(origin: &str, key: &str, message: String) -> Self {
+        Self {
+            origin: origin.to_owned(),
+            problems: vec![ConfigProblem {
+                key: key.to_owned(),
+                message,
+            }],
+        }
+    }
+}
+
+/// Reads, parses and validates a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| ConfigError::single(&origin, "", format!("cannot read the file: {err}")))?;
+    parse(&text, &origin, &|name| std::env::var(name).ok())
+}
+
+/// Parses and validates configuration text; `lookup` resolves `${VAR}`.
+pub fn parse(
+    text: &str,
+    origin: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let raw = raw::RawConfig::parse(text, lookup).map_err(|problem| ConfigError {
+        origin: origin.to_owned(),
+        problems: vec![problem],
+    })?;
+    validate(raw).map_err(|problems| ConfigError {
+        origin: origin.to_owned(),
+        problems,
+    })
+}

@@ -1,0 +1,227 @@
+//! The configuration file as written: serde structs that refuse unknown
+//! keys. Each field's doc comment is its user documentation (README's
+//! configuration reference repeats it). Values are checked in
+//! [`super::validate`], not here, so that a range error can name the key,
+//! the value and what is allowed.
+
+use serde::Deserialize;
+
+use super::env::expand_tree;
+use super::ConfigProblem;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Delivery stream name: 1 to 64 characters of `A-Z a-z 0-9 _ . -`.
+    /// Used in object names and in the checkpoint file's name. Default
+    /// `spillway`.
+    #[serde(default = "default_name")]
+    pub name: String,
+    /// Where records come from.
+    pub source: RawSource,
+    /// When buffers are flushed.
+    #[serde(default)]
+    pub buffer: RawBuffer,
+    /// How records are written into objects.
+    #[serde(default)]
+    pub format: RawFormat,
+    /// Where objects go.
+    pub destination: RawDestination,
+    /// Where progress is kept.
+    #[serde(default)]
+    pub checkpoint: RawCheckpoint,
+}
+
+fn default_name() -> String {
+    "spillway".to_owned()
+}
+
+/// `[source]`, chosen by `type`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawSource {
+    /// NDJSON files, one record per line. Each file is read once, in the
+    /// order given; a restarted run continues after the last checkpointed
+    /// line. Relative paths are relative to the working directory.
+    File {
+        /// A path, or an array of paths. File names must differ: a file's
+        /// name is its source id in object names and checkpoints.
+        path: OneOrMany,
+    },
+    /// NDJSON on standard input, one record per line, read until end of
+    /// input. A pipe cannot be resumed: every run reads its input whole.
+    Stdin {},
+}
+
+/// A string or an array of strings.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// `[buffer]`: a buffer is flushed into an object when its records reach
+/// `size_mb` or its oldest record has waited `interval_seconds`, whichever
+/// comes first. One buffer per distinct output prefix.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBuffer {
+    /// Megabytes (MiB) of record data per buffer: 1 to 128. Default 5.
+    #[serde(default = "default_size_mb")]
+    pub size_mb: i64,
+    /// Seconds a record may wait in a buffer: 60 to 900. Default 300.
+    #[serde(default = "default_interval_seconds")]
+    pub interval_seconds: i64,
+}
+
+fn default_size_mb() -> i64 {
+    5
+}
+
+fn default_interval_seconds() -> i64 {
+    300
+}
+
+impl Default for RawBuffer {
+    fn default() -> Self {
+        Self {
+            size_mb: default_size_mb(),
+            interval_seconds: default_interval_seconds(),
+        }
+    }
+}
+
+/// `[format]`: how records are written into objects.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFormat {
+    /// `json_lines` (default: one record per line, a newline added where a
+    /// record lacks one; records must be valid JSON) or `raw` (the record
+    /// bytes as they are).
+    #[serde(rename = "type", default = "default_format")]
+    pub kind: String,
+    /// With `raw`: bytes written after each record, for example `"\n"`.
+    /// Default: none.
+    pub delimiter: Option<String>,
+}
+
+fn default_format() -> String {
+    "json_lines".to_owned()
+}
+
+impl Default for RawFormat {
+    fn default() -> Self {
+        Self {
+            kind: default_format(),
+            delimiter: None,
+        }
+    }
+}
+
+/// `[destination]`, chosen by `type`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDestination {
+    /// `local`: objects are files below `path`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// With `local`: the directory objects are written under. Relative to
+    /// the working directory.
+    pub path: Option<String>,
+    /// Key prefix of data objects, with Firehose's expressions
+    /// `!{timestamp:<pattern>}` (arrival time of the oldest record in the
+    /// object, Java `DateTimeFormatter` letters) and
+    /// `!{firehose:random-string}`. Without a timestamp expression,
+    /// `yyyy/MM/dd/HH/` is appended, as Firehose does. Default `""`.
+    #[serde(default)]
+    pub prefix: String,
+    /// Key prefix of error output (records that could not be delivered as
+    /// data), with the same expressions plus
+    /// `!{firehose:error-output-type}`. Default
+    /// `errors/!{firehose:error-output-type}/`.
+    #[serde(default = "default_error_prefix")]
+    pub error_prefix: String,
+    /// Whole-object compression: `none` (default), `gzip`, `snappy`
+    /// (framed), `zstd` or `zip`.
+    #[serde(default = "default_compression")]
+    pub compression: String,
+    /// Time zone of `!{timestamp:...}` expressions, an IANA name such as
+    /// `Europe/Paris`. Default `UTC`.
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
+}
+
+fn default_error_prefix() -> String {
+    "errors/!{firehose:error-output-type}/".to_owned()
+}
+
+fn default_compression() -> String {
+    "none".to_owned()
+}
+
+fn default_time_zone() -> String {
+    "UTC".to_owned()
+}
+
+/// `[checkpoint]`: where progress is kept.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCheckpoint {
+    /// Directory of the checkpoint file `<name>.checkpoint.json`. Relative
+    /// to the working directory. Default `./state`.
+    #[serde(default = "default_checkpoint_path")]
+    pub path: String,
+}
+
+fn default_checkpoint_path() -> String {
+    "./state".to_owned()
+}
+
+impl Default for RawCheckpoint {
+    fn default() -> Self {
+        Self {
+            path: default_checkpoint_path(),
+        }
+    }
+}
+
+impl RawConfig {
+    /// Parses TOML text, expanding `${VAR}` in string values.
+    pub fn parse(
+        text: &str,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigProblem> {
+        let mut tree: toml::Value = toml::from_str(text).map_err(|err| {
+            let line = err
+                .span()
+                .map(|span| text[..span.start].lines().count().max(1));
+            ConfigProblem {
+                key: String::new(),
+                message: match line {
+                    Some(line) => {
+                        format!("not valid TOML at line {line}: {}", err.message().trim())
+                    }
+                    None => format!("not valid TOML: {}", err.message().trim()),
+                },
+            }
+        })?;
+        expand_tree(&mut tree, "", lookup)
+            .map_err(|(key, message)| ConfigProblem { key, message })?;
+        serde_path_to_error::deserialize(tree).map_err(|err| {
+            let key = err.path().to_string();
+            ConfigProblem {
+                key: if key == "." { String::new() } else { key },
+                // The toml deserializer appends "in `table`" lines: the key says it.
+                message: err
+                    .into_inner()
+                    .to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
+            }
+        })
+    }
+}

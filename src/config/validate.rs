@@ -1,0 +1,366 @@
+//! Raw configuration → [`Config`]: every value checked, every problem
+//! collected (not just the first), each naming its key, its value and what
+//! is allowed.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use spillway_destinations::key::TemplateKind;
+use spillway_destinations::{Compression, KeyTemplate};
+use spillway_transforms::Format;
+
+use super::raw::{OneOrMany, RawConfig, RawDestination, RawSource};
+use super::{
+    BufferLimits, CheckpointConfig, Config, ConfigProblem, DestinationConfig, SourceConfig,
+    StoreConfig,
+};
+
+/// Buffer size limits in MiB, as Firehose.
+pub const SIZE_MB_RANGE: (i64, i64) = (1, 128);
+/// Buffer interval limits in seconds, as Firehose.
+pub const INTERVAL_SECONDS_RANGE: (i64, i64) = (60, 900);
+
+#[derive(Default)]
+struct Problems(Vec<ConfigProblem>);
+
+impl Problems {
+    fn add(&mut self, key: &str, message: impl Into<String>) {
+        self.0.push(ConfigProblem {
+            key: key.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    fn in_range(&mut self, key: &str, value: i64, (low, high): (i64, i64)) -> Option<i64> {
+        if (low..=high).contains(&value) {
+            Some(value)
+        } else {
+            self.add(
+                key,
+                format!("{value} is out of range: allowed {low} to {high}"),
+            );
+            None
+        }
+    }
+
+    fn one_of<T>(
+        &mut self,
+        key: &str,
+        value: &str,
+        allowed: &[&str],
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Option<T> {
+        let parsed = parse(value);
+        if parsed.is_none() {
+            self.add(
+                key,
+                format!(
+                    "{value:?} is not allowed: expected one of {}",
+                    allowed.join(", ")
+                ),
+            );
+        }
+        parsed
+    }
+}
+
+/// Checks everything that can be checked without the network.
+pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigProblem>> {
+    let mut problems = Problems::default();
+
+    let name_ok = (1..=64).contains(&raw.name.len())
+        && raw
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !name_ok {
+        problems.add(
+            "name",
+            format!(
+                "{:?} is not allowed: 1 to 64 characters of A-Z a-z 0-9 _ . -",
+                raw.name
+            ),
+        );
+    }
+
+    let source = validate_source(raw.source, &mut problems);
+
+    let size_mb = problems.in_range("buffer.size_mb", raw.buffer.size_mb, SIZE_MB_RANGE);
+    let interval = problems.in_range(
+        "buffer.interval_seconds",
+        raw.buffer.interval_seconds,
+        INTERVAL_SECONDS_RANGE,
+    );
+
+    let format = match raw.format.kind.as_str() {
+        "json_lines" => {
+            if raw.format.delimiter.is_some() {
+                problems.add(
+                    "format.delimiter",
+                    "only allowed with format.type = \"raw\"",
+                );
+            }
+            Some(Format::JsonLines)
+        }
+        "raw" => Some(Format::Raw {
+            delimiter: raw
+                .format
+                .delimiter
+                .map(String::into_bytes)
+                .filter(|d| !d.is_empty()),
+        }),
+        "parquet" => {
+            problems.add(
+                "format.type",
+                "\"parquet\" is not supported yet: expected one of json_lines, raw",
+            );
+            None
+        }
+        other => problems.one_of("format.type", other, &["json_lines", "raw"], |_| {
+            None::<Format>
+        }),
+    };
+
+    let destination = validate_destination(raw.destination, &mut problems);
+
+    let checkpoint = if raw.checkpoint.path.is_empty() {
+        problems.add("checkpoint.path", "must not be empty");
+        None
+    } else {
+        Some(CheckpointConfig {
+            dir: PathBuf::from(raw.checkpoint.path),
+        })
+    };
+
+    match (source, size_mb, interval, format, destination, checkpoint) {
+        (
+            Some(source),
+            Some(size_mb),
+            Some(interval),
+            Some(format),
+            Some(destination),
+            Some(checkpoint),
+        ) if problems.0.is_empty() => Ok(Config {
+            name: raw.name,
+            source,
+            buffer: BufferLimits {
+                max_bytes: size_mb as usize * 1024 * 1024,
+                max_age: Duration::from_secs(interval as u64),
+            },
+            format,
+            destination,
+            checkpoint,
+        }),
+        _ => Err(problems.0),
+    }
+}
+
+fn validate_source(raw: RawSource, problems: &mut Problems) -> Option<SourceConfig> {
+    match raw {
+        RawSource::Stdin {} => Some(SourceConfig::Stdin),
+        RawSource::File { path } => {
+            let paths = match path {
+                OneOrMany::One(p) => vec![p],
+                OneOrMany::Many(ps) => ps,
+            };
+            if paths.is_empty() {
+                problems.add("source.path", "must name at least one file");
+                return None;
+            }
+            let mut names = HashSet::new();
+            for path in &paths {
+                let name = std::path::Path::new(path)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned());
+                match name {
+                    None => problems.add("source.path", format!("{path:?} does not name a file")),
+                    Some(name) if !names.insert(name.clone()) => problems.add(
+                        "source.path",
+                        format!("two files are named {name:?}: a file's name is its source id, so names must differ"),
+                    ),
+                    Some(_) => {}
+                }
+            }
+            Some(SourceConfig::Files {
+                paths: paths.into_iter().map(PathBuf::from).collect(),
+            })
+        }
+    }
+}
+
+fn validate_destination(raw: RawDestination, problems: &mut Problems) -> Option<DestinationConfig> {
+    let store = match raw.kind.as_str() {
+        "local" => match raw.path {
+            Some(path) if !path.is_empty() => Some(StoreConfig::Local {
+                path: PathBuf::from(path),
+            }),
+            _ => {
+                problems.add(
+                    "destination.path",
+                    "is required with destination.type = \"local\"",
+                );
+                None
+            }
+        },
+        "s3" | "http" => {
+            problems.add(
+                "destination.type",
+                format!("{:?} is not supported yet: expected local", raw.kind),
+            );
+            None
+        }
+        other => problems.one_of(
+            "destination.type",
+            other,
+            &["local"],
+            |_| None::<StoreConfig>,
+        ),
+    };
+
+    let time_zone = match raw.time_zone.parse::<Tz>() {
+        Ok(tz) => Some(tz),
+        Err(_) => {
+            problems.add(
+                "destination.time_zone",
+                format!("{:?} is not a known time zone: expected an IANA name such as UTC or Europe/Paris", raw.time_zone),
+            );
+            None
+        }
+    };
+    let tz = time_zone.unwrap_or(Tz::UTC);
+    let prefix = KeyTemplate::parse(&raw.prefix, TemplateKind::Data, tz)
+        .map_err(|err| problems.add("destination.prefix", format!("{:?}: {err}", raw.prefix)))
+        .ok();
+    let error_prefix = KeyTemplate::parse(&raw.error_prefix, TemplateKind::Error, tz)
+        .map_err(|err| {
+            problems.add(
+                "destination.error_prefix",
+                format!("{:?}: {err}", raw.error_prefix),
+            )
+        })
+        .ok();
+    if raw.prefix.starts_with('/') {
+        problems.add(
+            "destination.prefix",
+            format!("{:?} must not start with '/'", raw.prefix),
+        );
+    }
+    if raw.error_prefix.starts_with('/') {
+        problems.add(
+            "destination.error_prefix",
+            format!("{:?} must not start with '/'", raw.error_prefix),
+        );
+    }
+    let compression = problems.one_of(
+        "destination.compression",
+        &raw.compression,
+        Compression::NAMES,
+        Compression::from_name,
+    );
+
+    Some(DestinationConfig {
+        store: store?,
+        prefix: prefix?,
+        error_prefix: error_prefix?,
+        compression: compression?,
+    })
+    .filter(|_| time_zone.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::parse;
+
+    fn problems(text: &str) -> Vec<String> {
+        match parse(text, "test.toml", &|_| None) {
+            Ok(_) => vec![],
+            Err(err) => err.problems.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    const MINIMAL: &str =
+        "[source]\ntype = \"stdin\"\n[destination]\ntype = \"local\"\npath = \"out\"\n";
+
+    #[test]
+    fn minimal_config_gets_the_defaults() {
+        let config = parse(MINIMAL, "t", &|_| None).unwrap();
+        assert_eq!(config.name, "spillway");
+        assert_eq!(config.buffer.max_bytes, 5 * 1024 * 1024);
+        assert_eq!(config.buffer.max_age.as_secs(), 300);
+        assert_eq!(config.format, spillway_transforms::Format::JsonLines);
+        assert_eq!(config.checkpoint.dir, std::path::PathBuf::from("./state"));
+    }
+
+    #[test]
+    fn out_of_range_buffer_values_name_key_value_and_range() {
+        let text = format!("{MINIMAL}[buffer]\nsize_mb = 200\ninterval_seconds = 30\n");
+        assert_eq!(
+            problems(&text),
+            [
+                "buffer.size_mb: 200 is out of range: allowed 1 to 128",
+                "buffer.interval_seconds: 30 is out of range: allowed 60 to 900",
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_path() {
+        let found = problems(&format!("{MINIMAL}[buffer]\nsize = 5\n"));
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            found[0],
+            "buffer.size: unknown field `size`, expected `size_mb` or `interval_seconds`"
+        );
+        let found = problems(
+            "[source]\ntype = \"stdin\"\nwhat = 1\n[destination]\ntype = \"local\"\npath = \"o\"\n",
+        );
+        assert!(found[0].contains("unknown field `what`"), "{found:?}");
+        let found = problems(&format!("{MINIMAL}colour = \"blue\"\n"));
+        assert!(found[0].contains("unknown field `colour`"), "{found:?}");
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let text = "name = \"has space\"\n[source]\ntype = \"file\"\npath = [\"a/x.ndjson\", \"b/x.ndjson\"]\n\
+                    [format]\ntype = \"avro\"\n[destination]\ntype = \"local\"\npath = \"o\"\n\
+                    compression = \"lz4\"\ntime_zone = \"Mars/Olympus\"\nprefix = \"!{firehose:error-output-type}/\"\n";
+        let found = problems(text);
+        let keys: Vec<&str> = found.iter().map(|p| p.split(':').next().unwrap()).collect();
+        assert_eq!(
+            keys,
+            [
+                "name",
+                "source.path",
+                "format.type",
+                "destination.time_zone",
+                "destination.prefix",
+                "destination.compression"
+            ],
+            "{found:#?}"
+        );
+        assert!(found[5]
+            .contains("\"lz4\" is not allowed: expected one of none, gzip, snappy, zstd, zip"));
+    }
+
+    #[test]
+    fn environment_variables_expand_in_strings() {
+        let text = "[source]\ntype = \"file\"\npath = \"${DATA}/in.ndjson\"\n[destination]\ntype = \"local\"\npath = \"o\"\n";
+        let config = parse(text, "t", &|name| {
+            (name == "DATA").then(|| "/data".to_owned())
+        })
+        .unwrap();
+        assert_eq!(
+            config.source,
+            crate::config::SourceConfig::Files {
+                paths: vec!["/data/in.ndjson".into()]
+            }
+        );
+        let err = parse(text, "t", &|_| None).unwrap_err();
+        assert_eq!(
+            err.problems[0].to_string(),
+            "source.path: environment variable DATA is not set"
+        );
+    }
+}

@@ -1,0 +1,17 @@
+//! spillway: a self-hosted, Firehose-style delivery pipeline and archiver.
+//!
+//! The data flow, one module each: [`source`] (records with their
+//! positions) → [`pipeline`]'s router (checkpoint admission, record checks)
+//! → [`buffer`] (size and age limits) → the writer (format, compression,
+//! object key, create-only put) → [`checkpoint`] (advanced only after
+//! delivery). [`config`] turns a TOML file into the typed configuration all
+//! of this runs on; [`telemetry`] sets up logging.
+
+pub mod buffer;
+pub mod checkpoint;
+pub mod config;
+pub mod pipeline;
+pub mod source;
+pub mod telemetry;
+
+pub use pipeline::{run, RunError, RunOptions, RunSummary};

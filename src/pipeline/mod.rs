@@ -1,0 +1,127 @@
+//! The pipeline, wired: source → [`router`] (admit, check, buffer) →
+//! [`writer`] (encode, compress, key, intent, put, checkpoint).
+//!
+//! Channels are bounded at every step: when the destination is slow the
+//! writer falls behind, the router waits, and the source stops reading.
+
+mod object;
+mod router;
+mod stats;
+mod writer;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use spillway_destinations::{LocalStore, ObjectStore};
+use tokio::sync::mpsc;
+
+use crate::buffer::FlushReason;
+use crate::checkpoint::{CheckpointError, Checkpointer, LocalFileStore, StoreError};
+use crate::config::{Config, StoreConfig};
+use crate::source::{self, SourceContext, SourceError};
+
+pub use stats::RunSummary;
+
+/// Messages of records in flight from the source to the router.
+const SOURCE_CHANNEL_CAPACITY: usize = 4;
+/// Flushed batches waiting for the writer: one is encoded and written while
+/// the next fills.
+const BATCH_CHANNEL_CAPACITY: usize = 1;
+
+/// Options of one run that are not configuration.
+pub struct RunOptions {
+    /// Resolves when the run should stop (SIGTERM, SIGINT): buffers are
+    /// flushed and checkpointed, then the run returns.
+    pub shutdown: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// Replaces `buffer.interval_seconds` (tests only).
+    pub interval_override: Option<Duration>,
+}
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("destination check failed: {0}")]
+    DestinationCheck(#[source] spillway_destinations::Error),
+    #[error("delivery failed: {0}")]
+    Delivery(#[source] spillway_destinations::Error),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error("checkpoint save failed: {0}")]
+    CheckpointSave(#[from] StoreError),
+    #[error("source failed: {0}")]
+    Source(#[from] SourceError),
+    #[error("encoding failed: {0}")]
+    Encode(#[source] std::io::Error),
+}
+
+/// Runs a delivery stream until its input ends or `shutdown` resolves.
+pub async fn run(config: Config, options: RunOptions) -> Result<RunSummary, RunError> {
+    let destination: Arc<dyn ObjectStore> = match &config.destination.store {
+        StoreConfig::Local { path } => Arc::new(LocalStore::new(path)),
+    };
+    destination
+        .check()
+        .await
+        .map_err(RunError::DestinationCheck)?;
+    let store = LocalFileStore::open(&config.checkpoint.dir, &config.name)
+        .map_err(CheckpointError::from)?;
+    let checkpoint_file = store.path().display().to_string();
+    let checkpointer =
+        Arc::new(Checkpointer::open(&config.name, Box::new(store), &*destination).await?);
+
+    let mut limits = config.buffer;
+    if let Some(interval) = options.interval_override {
+        tracing::warn!(
+            ?interval,
+            "buffer interval overridden by SPILLWAY_TEST_INTERVAL_MS: for tests only"
+        );
+        limits.max_age = interval;
+    }
+    let source = source::build(&config.source, &checkpointer);
+    tracing::info!(
+        stream = %config.name,
+        source = %source.describe(),
+        destination = %destination.describe(),
+        checkpoint = %checkpoint_file,
+        buffer_bytes = limits.max_bytes,
+        buffer_seconds = limits.max_age.as_secs_f64(),
+        "starting"
+    );
+
+    let stats = Arc::new(stats::Stats::default());
+    let (events_tx, events_rx) = mpsc::channel(SOURCE_CHANNEL_CAPACITY);
+    let (batches_tx, batches_rx) = mpsc::channel(BATCH_CHANNEL_CAPACITY);
+    source
+        .run(SourceContext {
+            events: events_tx,
+            checkpoints: checkpointer.clone(),
+        })
+        .await;
+    let writer = writer::Writer::new(&config, destination, checkpointer.clone(), stats.clone());
+    let writer_task = tokio::spawn(writer.run(batches_rx));
+    let router = router::Router::new(
+        &config,
+        limits,
+        checkpointer.clone(),
+        stats.clone(),
+        batches_tx,
+    );
+    let routed = router.run(events_rx, options.shutdown).await;
+    // The router has dropped its sender: the writer finishes what it has.
+    let written = writer_task.await.expect("the writer does not panic");
+    written?;
+    let ended_by: FlushReason = routed?;
+    checkpointer.save().await?;
+    let summary = stats.summary(ended_by);
+    tracing::info!(
+        ended_by = %summary.ended_by,
+        records_read = summary.records_read,
+        records_delivered = summary.records_delivered,
+        records_skipped = summary.records_skipped,
+        error_records = summary.error_records,
+        objects_written = summary.objects_written,
+        "run finished"
+    );
+    Ok(summary)
+}

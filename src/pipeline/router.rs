@@ -1,0 +1,138 @@
+//! The router: admits each record against the checkpoints, checks it, and
+//! puts it (or its error record) into the buffer of its output. Full and
+//! expired buffers go to the writer.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use spillway_transforms::{error_record, Check, Record};
+use tokio::sync::mpsc;
+
+use super::stats::Stats;
+use super::RunError;
+use crate::buffer::{Batch, BufferKey, Buffered, Buffers, FlushReason};
+use crate::checkpoint::Checkpointer;
+use crate::config::{BufferLimits, Config};
+use crate::source::SourceEvent;
+
+pub(super) struct Router {
+    check: Check,
+    buffers: Buffers,
+    checkpoints: Arc<Checkpointer>,
+    stats: Arc<Stats>,
+    batches: mpsc::Sender<Batch>,
+}
+
+/// The writer stopped taking batches; its own error says why.
+struct WriterGone;
+
+impl Router {
+    pub fn new(
+        config: &Config,
+        limits: BufferLimits,
+        checkpoints: Arc<Checkpointer>,
+        stats: Arc<Stats>,
+        batches: mpsc::Sender<Batch>,
+    ) -> Self {
+        Self {
+            check: Check::new(config.format.expects_json()),
+            buffers: Buffers::new(limits),
+            checkpoints,
+            stats,
+            batches,
+        }
+    }
+
+    /// Routes records until the input ends, the source fails or `shutdown`
+    /// resolves; then flushes every buffer. Returns why it ended.
+    pub async fn run(
+        mut self,
+        mut events: mpsc::Receiver<SourceEvent>,
+        mut shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
+    ) -> Result<FlushReason, RunError> {
+        let outcome = loop {
+            let deadline = self.buffers.next_deadline();
+            let expiry = async move {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let step = tokio::select! {
+                biased;
+                () = &mut shutdown => {
+                    tracing::info!("shutdown requested: flushing every buffer");
+                    break Ok(FlushReason::Shutdown);
+                }
+                () = expiry => self.flush_expired().await,
+                event = events.recv() => match event {
+                    Some(SourceEvent::Records(records)) => self.route(records).await,
+                    Some(SourceEvent::Ended(source)) => {
+                        tracing::info!(source = %source, "source reached its end");
+                        self.checkpoints.end_of_input(&source);
+                        Ok(())
+                    }
+                    Some(SourceEvent::Failed(err)) => break Err(RunError::Source(err)),
+                    None => break Ok(FlushReason::EndOfInput),
+                },
+            };
+            if step.is_err() {
+                // The writer stopped: its error is the run's error.
+                return Ok(FlushReason::Shutdown);
+            }
+        };
+        // Stop the source before flushing: nothing more is admitted.
+        drop(events);
+        let reason = *outcome.as_ref().unwrap_or(&FlushReason::Shutdown);
+        for batch in self.buffers.take_all(reason) {
+            if self.batches.send(batch).await.is_err() {
+                break;
+            }
+        }
+        outcome
+    }
+
+    async fn flush_expired(&mut self) -> Result<(), WriterGone> {
+        for batch in self.buffers.take_expired(Instant::now()) {
+            self.batches.send(batch).await.map_err(|_| WriterGone)?;
+        }
+        Ok(())
+    }
+
+    async fn route(&mut self, records: Vec<Record>) -> Result<(), WriterGone> {
+        Stats::add(&self.stats.records_read, records.len() as u64);
+        let tickets = self.checkpoints.admit(
+            records
+                .iter()
+                .map(|r| (&r.position.source, &r.position.offset)),
+        );
+        let now = Instant::now();
+        for (record, ticket) in records.into_iter().zip(tickets) {
+            let Some(ticket) = ticket else {
+                Stats::add(&self.stats.records_skipped, 1);
+                continue;
+            };
+            let (key, record) = match self.check.check(&record) {
+                Ok(()) => (BufferKey::Data, record),
+                Err(rejection) => {
+                    Stats::add(&self.stats.error_records, 1);
+                    let line = error_record::render(&record, &rejection, chrono::Utc::now());
+                    (
+                        BufferKey::Error(rejection.output_type),
+                        Record {
+                            data: Bytes::from(line),
+                            ..record
+                        },
+                    )
+                }
+            };
+            if let Some(batch) = self.buffers.push(key, Buffered { record, ticket }, now) {
+                self.batches.send(batch).await.map_err(|_| WriterGone)?;
+            }
+        }
+        Ok(())
+    }
+}

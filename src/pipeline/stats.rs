@@ -1,0 +1,49 @@
+//! Counters of a run, logged at each flush and at the end.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::buffer::FlushReason;
+
+#[derive(Debug, Default)]
+pub(super) struct Stats {
+    pub records_read: AtomicU64,
+    pub records_skipped: AtomicU64,
+    pub records_delivered: AtomicU64,
+    pub error_records: AtomicU64,
+    pub objects_written: AtomicU64,
+}
+
+/// What a run did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunSummary {
+    pub ended_by: FlushReason,
+    pub records_read: u64,
+    /// Records already delivered by an earlier run, read again and skipped.
+    pub records_skipped: u64,
+    /// Records written to data objects.
+    pub records_delivered: u64,
+    /// Records written to the error output.
+    pub error_records: u64,
+    pub objects_written: u64,
+}
+
+impl Stats {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Relaxed)
+    }
+
+    pub fn summary(&self, ended_by: FlushReason) -> RunSummary {
+        RunSummary {
+            ended_by,
+            records_read: Self::get(&self.records_read),
+            records_skipped: Self::get(&self.records_skipped),
+            records_delivered: Self::get(&self.records_delivered),
+            error_records: Self::get(&self.error_records),
+            objects_written: Self::get(&self.objects_written),
+        }
+    }
+}

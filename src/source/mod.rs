@@ -1,0 +1,74 @@
+//! Sources: where records come from.
+//!
+//! A source reads one or more ordered partitions (files; Kinesis shards
+//! next), each identified by a [`SourceId`], and sends their records in
+//! order over a bounded channel, so a full pipeline slows it down instead
+//! of growing memory. It resumes each partition after its checkpoint.
+
+mod file;
+mod lines;
+mod stdin;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use spillway_transforms::{Record, SourceId};
+use tokio::sync::mpsc;
+
+use crate::checkpoint::Checkpointer;
+use crate::config::SourceConfig;
+
+pub use file::{file_source_id, FileSource};
+pub use stdin::StdinSource;
+
+/// What a source tells the pipeline.
+#[derive(Debug)]
+pub enum SourceEvent {
+    /// Records, in order within each source id.
+    Records(Vec<Record>),
+    /// This partition has no more records (a file read to its end).
+    Ended(SourceId),
+    /// The source cannot go on.
+    Failed(SourceError),
+}
+
+/// Why a source stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is shorter ({length} bytes) than its checkpoint (offset {offset}): was it truncated or replaced? Delete the checkpoint to read it again from the start")]
+    ShorterThanCheckpoint {
+        path: String,
+        length: u64,
+        offset: u64,
+    },
+}
+
+/// What a running source needs.
+pub struct SourceContext {
+    pub events: mpsc::Sender<SourceEvent>,
+    pub checkpoints: Arc<Checkpointer>,
+}
+
+/// A reader of records.
+#[async_trait]
+pub trait Source: Send {
+    /// Reads until every partition ends or the receiver is dropped.
+    async fn run(self: Box<Self>, context: SourceContext);
+
+    /// A description for logs.
+    fn describe(&self) -> String;
+}
+
+/// Builds the configured source.
+pub fn build(config: &SourceConfig, checkpoints: &Checkpointer) -> Box<dyn Source> {
+    match config {
+        SourceConfig::Files { paths } => Box::new(FileSource::new(paths.clone())),
+        SourceConfig::Stdin => Box::new(StdinSource::new(checkpoints)),
+    }
+}

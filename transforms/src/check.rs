@@ -1,0 +1,141 @@
+//! The checks every record passes before it is buffered.
+//!
+//! A record that fails is not dropped: it becomes a [`Rejection`], which the
+//! pipeline writes to the error output as a Firehose-style error record.
+
+use crate::error_record::ErrorOutputType;
+use crate::record::Record;
+
+/// The largest record accepted: Kinesis' limit of 1,000 KiB.
+pub const MAX_RECORD_BYTES: usize = 1_000 * 1024;
+
+/// Why a record was refused, in the words of an error record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    pub output_type: ErrorOutputType,
+    /// A stable, machine-readable code such as `Record.MalformedJson`.
+    pub code: &'static str,
+    /// A human-readable reason.
+    pub message: String,
+}
+
+/// What the configured output format needs of each record.
+#[derive(Clone, Copy, Debug)]
+pub struct Check {
+    /// Records must be UTF-8 JSON texts (json_lines, parquet).
+    pub expect_json: bool,
+    pub max_record_bytes: usize,
+}
+
+impl Check {
+    pub fn new(expect_json: bool) -> Self {
+        Self {
+            expect_json,
+            max_record_bytes: MAX_RECORD_BYTES,
+        }
+    }
+
+    /// Accepts the record or says why not.
+    pub fn check(&self, record: &Record) -> Result<(), Rejection> {
+        let data = &record.data[..];
+        if data.len() > self.max_record_bytes {
+            return Err(Rejection {
+                output_type: ErrorOutputType::InvalidRecord,
+                code: "Record.TooLarge",
+                message: format!(
+                    "record of {} bytes exceeds the limit of {} bytes",
+                    data.len(),
+                    self.max_record_bytes
+                ),
+            });
+        }
+        if data.is_empty() || (self.expect_json && data.iter().all(u8::is_ascii_whitespace)) {
+            return Err(Rejection {
+                output_type: ErrorOutputType::InvalidRecord,
+                code: "Record.Empty",
+                message: "record is empty".to_owned(),
+            });
+        }
+        if !self.expect_json {
+            return Ok(());
+        }
+        if let Err(err) = std::str::from_utf8(data) {
+            return Err(Rejection {
+                output_type: ErrorOutputType::FormatConversionFailed,
+                code: "Record.InvalidUtf8",
+                message: format!("record is not valid UTF-8: {err}"),
+            });
+        }
+        if let Err(err) = serde_json::from_slice::<serde::de::IgnoredAny>(data) {
+            return Err(Rejection {
+                output_type: ErrorOutputType::FormatConversionFailed,
+                code: "Record.MalformedJson",
+                message: format!("record is not valid JSON: {err}"),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Offset, Position, SequenceNumber, SourceId};
+    use bytes::Bytes;
+
+    fn record(data: &'static [u8]) -> Record {
+        Record {
+            data: Bytes::from_static(data),
+            position: Position {
+                source: SourceId::new("s"),
+                offset: Offset::new(SequenceNumber::from_u64(0), 0),
+            },
+            partition_key: None,
+            arrival: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn json_checks_name_the_problem() {
+        let check = Check::new(true);
+        assert!(check.check(&record(br#"{"a":1}"#)).is_ok());
+        assert_eq!(check.check(&record(b"")).unwrap_err().code, "Record.Empty");
+        assert_eq!(
+            check.check(&record(b"  ")).unwrap_err().code,
+            "Record.Empty"
+        );
+        assert_eq!(
+            check.check(&record(b"{\"a\":\xff}")).unwrap_err().code,
+            "Record.InvalidUtf8"
+        );
+        let malformed = check.check(&record(br#"{"a":"#)).unwrap_err();
+        assert_eq!(malformed.code, "Record.MalformedJson");
+        assert_eq!(
+            malformed.output_type,
+            ErrorOutputType::FormatConversionFailed
+        );
+        assert_eq!(
+            check.check(&record(b"{} {}")).unwrap_err().code,
+            "Record.MalformedJson"
+        );
+    }
+
+    #[test]
+    fn raw_records_need_only_be_non_empty_and_small() {
+        let check = Check::new(false);
+        assert!(check.check(&record(b"\xff\xfe not json")).is_ok());
+        assert_eq!(check.check(&record(b"")).unwrap_err().code, "Record.Empty");
+        let big = Record {
+            data: Bytes::from(vec![b'x'; MAX_RECORD_BYTES + 1]),
+            ..record(b"")
+        };
+        let rejection = check.check(&big).unwrap_err();
+        assert_eq!(rejection.code, "Record.TooLarge");
+        assert_eq!(rejection.output_type, ErrorOutputType::InvalidRecord);
+        let at_limit = Record {
+            data: Bytes::from(vec![b'x'; MAX_RECORD_BYTES]),
+            ..record(b"")
+        };
+        assert!(check.check(&at_limit).is_ok());
+    }
+}

@@ -1,0 +1,65 @@
+//! Output formats: a batch of records in, the bytes of one object out.
+//!
+//! `json_lines` and `raw` live here; Parquet will be a sibling module. A
+//! format that finds a record it cannot hold returns it in
+//! [`Encoded::rejected`] so the pipeline can send it to the error output,
+//! while the rest of the batch is written.
+
+mod json_lines;
+mod raw;
+
+use crate::check::Rejection;
+use crate::record::Record;
+
+/// A configured output format.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// One record per line, a newline added where a record lacks one.
+    JsonLines,
+    /// The records' bytes, each followed by `delimiter` when one is set.
+    Raw { delimiter: Option<Vec<u8>> },
+}
+
+/// The body of one object, and the records it could not hold.
+#[derive(Debug, Default)]
+pub struct Encoded {
+    pub body: Vec<u8>,
+    /// How many records the body holds.
+    pub records: usize,
+    /// Indices (into the batch) of refused records, with the reason.
+    pub rejected: Vec<(usize, Rejection)>,
+}
+
+impl Format {
+    /// Whether records must be JSON texts.
+    pub fn expects_json(&self) -> bool {
+        match self {
+            Format::JsonLines => true,
+            Format::Raw { .. } => false,
+        }
+    }
+
+    /// The file extension of an object in this format, before any
+    /// compression extension.
+    pub fn extension(&self) -> &'static str {
+        match self {
+            Format::JsonLines => ".jsonl",
+            Format::Raw { .. } => "",
+        }
+    }
+
+    /// The object's content type.
+    pub fn content_type(&self) -> &'static str {
+        match self {
+            Format::JsonLines => "application/x-ndjson",
+            Format::Raw { .. } => "application/octet-stream",
+        }
+    }
+
+    pub fn encode(&self, records: &[Record]) -> Encoded {
+        match self {
+            Format::JsonLines => json_lines::encode(records),
+            Format::Raw { delimiter } => raw::encode(records, delimiter.as_deref()),
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! Records and what happens to them between a source and a destination.
+//!
+//! This crate holds spillway's record model ([`record`]), the checks a record
+//! must pass before it is buffered ([`check`]), the Firehose-style error record
+//! a rejected record becomes ([`error_record`]), and the output formats that
+//! turn a batch of records into the bytes of one object ([`format`]).
+//! It never talks to AWS or to a destination: it deals in records and bytes.
+
+pub mod check;
+pub mod error_record;
+pub mod format;
+pub mod record;
+
+pub use check::{Check, Rejection};
+pub use error_record::ErrorOutputType;
+pub use format::{Encoded, Format};
+pub use record::{Offset, Position, Record, SequenceNumber, SourceId};
