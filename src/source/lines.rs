@@ -5,7 +5,7 @@
 //! a record too. Lines over [`MAX_KEPT_LINE_BYTES`] are cut there (they are
 //! refused as too large anyway), so one huge line cannot exhaust memory.
 
-use std::io::{self, BufRead};
+use std::io::{self, BufRead, BufReader, Read};
 
 use bytes::Bytes;
 use chrono::Utc;
@@ -30,12 +30,12 @@ struct Line {
 
 /// Reads lines from `reader`, which is positioned at byte `offset`.
 pub(super) struct LineReader<R> {
-    reader: R,
+    reader: BufReader<R>,
     offset: u64,
 }
 
-impl<R: BufRead> LineReader<R> {
-    pub(super) fn new(reader: R, offset: u64) -> Self {
+impl<R: Read> LineReader<R> {
+    pub(super) fn new(reader: BufReader<R>, offset: u64) -> Self {
         Self { reader, offset }
     }
 
@@ -116,7 +116,10 @@ impl<R: BufRead> LineReader<R> {
                 partition_key: None,
                 arrival,
             });
-            if chunk.len() >= CHUNK_RECORDS || chunk_bytes >= CHUNK_BYTES {
+            // Send when the chunk is full, and before a read that may block
+            // (a pipe whose writer is slow): records never wait in here.
+            let may_block = self.reader.buffer().is_empty();
+            if chunk.len() >= CHUNK_RECORDS || chunk_bytes >= CHUNK_BYTES || may_block {
                 if events
                     .blocking_send(SourceEvent::Records(std::mem::take(&mut chunk)))
                     .is_err()
@@ -139,7 +142,7 @@ mod tests {
     use super::*;
 
     fn lines(input: &[u8]) -> Vec<(u64, Vec<u8>, u64)> {
-        let mut reader = LineReader::new(input, 0);
+        let mut reader = LineReader::new(BufReader::with_capacity(64, input), 0);
         let mut buf = Vec::new();
         let mut out = Vec::new();
         while let Some(line) = reader.next_line(&mut buf).unwrap() {
