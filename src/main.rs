@@ -34,6 +34,11 @@ enum Command {
         /// The configuration file (TOML).
         #[arg(long, short)]
         config: PathBuf,
+        /// Read what the source holds now (Kinesis: every shard up to its
+        /// tip as of start), flush, checkpoint and exit: for cron-style
+        /// archiving and backfills.
+        #[arg(long)]
+        once: bool,
     },
     /// Check a configuration without touching the network; print every
     /// problem with the key that causes it.
@@ -48,13 +53,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { config } => validate(&config),
-        Command::Run { config } => {
+        Command::Run { config, once } => {
             let format = match cli.log_format {
                 LogFormatArg::Text => LogFormat::Text,
                 LogFormatArg::Json => LogFormat::Json,
             };
             telemetry::init(format, &cli.log_level);
-            let code = run(&config);
+            let code = run(&config, once);
             // Source threads may be blocked in a read (a pipe, a FIFO); the
             // work is done and checkpointed, so do not wait for them.
             std::process::exit(code);
@@ -77,7 +82,7 @@ fn validate(path: &std::path::Path) -> ExitCode {
     }
 }
 
-fn run(path: &std::path::Path) -> i32 {
+fn run(path: &std::path::Path, once: bool) -> i32 {
     let config = match spillway::config::load(path) {
         Ok(config) => config,
         Err(err) => {
@@ -93,6 +98,7 @@ fn run(path: &std::path::Path) -> i32 {
         let options = spillway::RunOptions {
             shutdown: Box::pin(shutdown_signal()),
             interval_override: test_interval_override(),
+            once,
         };
         spillway::run(config, options).await
     });

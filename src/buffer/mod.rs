@@ -26,6 +26,9 @@ pub enum FlushReason {
     Shutdown,
     /// Every source reached its end.
     EndOfInput,
+    /// A Kinesis shard was read to its end: its children wait until all of
+    /// its records are delivered.
+    ShardEnd,
 }
 
 impl FlushReason {
@@ -35,6 +38,7 @@ impl FlushReason {
             Self::Interval => "interval",
             Self::Shutdown => "shutdown",
             Self::EndOfInput => "end_of_input",
+            Self::ShardEnd => "shard_end",
         }
     }
 }
@@ -136,6 +140,11 @@ impl Buffers {
         keys.iter()
             .filter_map(|key| self.take(key, reason))
             .collect()
+    }
+
+    /// The arrival time of the oldest buffered record.
+    pub fn oldest_arrival(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.buffers.values().flat_map(|b| b.items.iter().map(|i| i.record.arrival)).min()
     }
 
     /// Bytes of record data buffered in all buffers.

@@ -33,6 +33,32 @@ pub enum SourceConfig {
     Files { paths: Vec<PathBuf> },
     /// NDJSON on standard input.
     Stdin,
+    /// A Kinesis data stream.
+    Kinesis(KinesisConfig),
+}
+
+/// A validated `[source]` of type `kinesis`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KinesisConfig {
+    pub stream: crate::source::kinesis::api::StreamRef,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub start: StartPosition,
+    /// The wait between GetRecords calls on a caught-up shard.
+    pub idle_poll: Duration,
+    /// GetRecords' limit, 1 to 10,000.
+    pub max_records: i32,
+    /// How often shards are listed to find new ones.
+    pub discovery_interval: Duration,
+}
+
+/// Where a shard without a checkpoint starts, if it exists at start-up
+/// (shards created later are read from their beginning).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StartPosition {
+    TrimHorizon,
+    Latest,
+    AtTimestamp(chrono::DateTime<chrono::Utc>),
 }
 
 /// When a buffer is flushed: at `max_bytes` of record data or when its

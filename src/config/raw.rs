@@ -52,6 +52,59 @@ pub enum RawSource {
     /// NDJSON on standard input, one record per line, read until end of
     /// input. A pipe cannot be resumed: every run reads its input whole.
     Stdin {},
+    /// A Kinesis data stream: every shard, parents before children, KPL
+    /// aggregated records de-aggregated.
+    Kinesis(RawKinesis),
+}
+
+/// `[source]` with `type = "kinesis"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKinesis {
+    /// The stream's name. Give this or `stream_arn`.
+    pub stream: Option<String>,
+    /// The stream's ARN, `arn:aws:kinesis:<region>:<account>:stream/<name>`.
+    pub stream_arn: Option<String>,
+    /// AWS region; default: the standard chain (`AWS_REGION`, profile, ...).
+    pub region: Option<String>,
+    /// Endpoint URL, for Kinesis-compatible services and tests.
+    pub endpoint: Option<String>,
+    /// Where shards that exist at start-up and have no checkpoint begin:
+    /// `trim_horizon` (default: the oldest retained record), `latest`, or
+    /// `at_timestamp`. Shards created later are read from their start; a
+    /// checkpointed shard resumes after its checkpoint.
+    #[serde(default = "default_start_position")]
+    pub start_position: String,
+    /// With `at_timestamp`: an RFC 3339 time such as `2026-11-01T00:00:00Z`.
+    pub start_timestamp: Option<String>,
+    /// Milliseconds between GetRecords calls on a shard that is caught up:
+    /// 200 to 60,000. Default 1000. (A shard that is behind is read at up
+    /// to 5 calls/s and 2 MB/s, its limits.)
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: i64,
+    /// Records per GetRecords call: 1 to 10,000. Default 10,000.
+    #[serde(default = "default_max_records")]
+    pub max_records_per_call: i64,
+    /// Seconds between listings of the stream's shards, to find new ones:
+    /// 1 to 3,600. Default 30. Shards are listed at once when one closes.
+    #[serde(default = "default_discovery_seconds")]
+    pub shard_discovery_seconds: i64,
+}
+
+fn default_start_position() -> String {
+    "trim_horizon".to_owned()
+}
+
+fn default_poll_interval_ms() -> i64 {
+    1000
+}
+
+fn default_max_records() -> i64 {
+    10_000
+}
+
+fn default_discovery_seconds() -> i64 {
+    30
 }
 
 /// A string or an array of strings.

@@ -11,11 +11,12 @@ use spillway_destinations::key::TemplateKind;
 use spillway_destinations::{Compression, KeyTemplate};
 use spillway_transforms::Format;
 
-use super::raw::{OneOrMany, RawConfig, RawDestination, RawSource};
+use super::raw::{OneOrMany, RawConfig, RawDestination, RawKinesis, RawSource};
 use super::{
-    BufferLimits, CheckpointConfig, Config, ConfigProblem, DestinationConfig, SourceConfig,
-    StoreConfig,
+    BufferLimits, CheckpointConfig, Config, ConfigProblem, DestinationConfig, KinesisConfig, SourceConfig,
+    StartPosition, StoreConfig,
 };
+use crate::source::kinesis::api::StreamRef;
 
 /// Buffer size limits in MiB, as Firehose.
 pub const SIZE_MB_RANGE: (i64, i64) = (1, 128);
@@ -157,8 +158,92 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigProblem>> {
     }
 }
 
+fn validate_kinesis(raw: RawKinesis, problems: &mut Problems) -> Option<SourceConfig> {
+    let stream = match (raw.stream, raw.stream_arn) {
+        (Some(name), None) => {
+            let ok = (1..=128).contains(&name.len())
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+            if !ok {
+                problems.add(
+                    "source.stream",
+                    format!("{name:?} is not a stream name: 1 to 128 characters of A-Z a-z 0-9 _ . -"),
+                );
+            }
+            Some(StreamRef::Name(name))
+        }
+        (None, Some(arn)) => {
+            let parts: Vec<&str> = arn.splitn(6, ':').collect();
+            let ok = parts.len() == 6
+                && parts[0] == "arn"
+                && parts[2] == "kinesis"
+                && parts[5].strip_prefix("stream/").is_some_and(|n| !n.is_empty());
+            if !ok {
+                problems.add(
+                    "source.stream_arn",
+                    format!("{arn:?} is not a stream ARN: expected arn:aws:kinesis:<region>:<account>:stream/<name>"),
+                );
+            }
+            Some(StreamRef::Arn(arn))
+        }
+        (Some(_), Some(_)) => {
+            problems.add("source.stream", "give either stream or stream_arn, not both");
+            None
+        }
+        (None, None) => {
+            problems.add("source.stream", "is required with source.type = \"kinesis\" (or give source.stream_arn)");
+            None
+        }
+    };
+    if let Some(endpoint) = &raw.endpoint {
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            problems.add("source.endpoint", format!("{endpoint:?} is not a URL: expected http://... or https://..."));
+        }
+    }
+    let start = match (raw.start_position.as_str(), raw.start_timestamp) {
+        ("trim_horizon", None) => Some(StartPosition::TrimHorizon),
+        ("latest", None) => Some(StartPosition::Latest),
+        ("at_timestamp", Some(at)) => match chrono::DateTime::parse_from_rfc3339(&at) {
+            Ok(at) => Some(StartPosition::AtTimestamp(at.with_timezone(&chrono::Utc))),
+            Err(err) => {
+                problems.add(
+                    "source.start_timestamp",
+                    format!("{at:?} is not an RFC 3339 time ({err}): expected e.g. 2026-11-01T00:00:00Z"),
+                );
+                None
+            }
+        },
+        ("at_timestamp", None) => {
+            problems.add("source.start_timestamp", "is required with start_position = \"at_timestamp\"");
+            None
+        }
+        ("trim_horizon" | "latest", Some(_)) => {
+            problems.add("source.start_timestamp", "only allowed with start_position = \"at_timestamp\"");
+            None
+        }
+        (other, _) => problems.one_of(
+            "source.start_position",
+            other,
+            &["trim_horizon", "latest", "at_timestamp"],
+            |_| None::<StartPosition>,
+        ),
+    };
+    let poll = problems.in_range("source.poll_interval_ms", raw.poll_interval_ms, (200, 60_000));
+    let max_records = problems.in_range("source.max_records_per_call", raw.max_records_per_call, (1, 10_000));
+    let discovery = problems.in_range("source.shard_discovery_seconds", raw.shard_discovery_seconds, (1, 3_600));
+    Some(SourceConfig::Kinesis(KinesisConfig {
+        stream: stream?,
+        region: raw.region.filter(|r| !r.is_empty()),
+        endpoint: raw.endpoint.filter(|e| !e.is_empty()),
+        start: start?,
+        idle_poll: Duration::from_millis(poll? as u64),
+        max_records: max_records? as i32,
+        discovery_interval: Duration::from_secs(discovery? as u64),
+    }))
+}
+
 fn validate_source(raw: RawSource, problems: &mut Problems) -> Option<SourceConfig> {
     match raw {
+        RawSource::Kinesis(kinesis) => validate_kinesis(kinesis, problems),
         RawSource::Stdin {} => Some(SourceConfig::Stdin),
         RawSource::File { path } => {
             let paths = match path {

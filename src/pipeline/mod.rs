@@ -36,6 +36,9 @@ pub struct RunOptions {
     pub shutdown: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
     /// Replaces `buffer.interval_seconds` (tests only).
     pub interval_override: Option<Duration>,
+    /// Read what the source has now, then flush, checkpoint and return
+    /// (Kinesis: every shard up to its tip as of start).
+    pub once: bool,
 }
 
 /// Why a run failed.
@@ -78,7 +81,8 @@ pub async fn run(config: Config, options: RunOptions) -> Result<RunSummary, RunE
         );
         limits.max_age = interval;
     }
-    let source = source::build(&config.source, &checkpointer);
+    let mut source = source::build(&config.source, &checkpointer, options.once);
+    source.check().await?;
     tracing::info!(
         stream = %config.name,
         source = %source.describe(),

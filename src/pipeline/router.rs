@@ -26,6 +26,9 @@ pub(super) struct Router {
     batches: mpsc::Sender<Batch>,
 }
 
+/// How often the age of the oldest unflushed record is logged.
+const LAG_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The writer stopped taking batches; its own error says why.
 struct WriterGone;
 
@@ -53,6 +56,8 @@ impl Router {
         mut events: mpsc::Receiver<SourceEvent>,
         mut shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
     ) -> Result<FlushReason, RunError> {
+        let mut lag_log = tokio::time::interval(LAG_LOG_INTERVAL);
+        lag_log.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let outcome = loop {
             let deadline = self.buffers.next_deadline();
             let expiry = async move {
@@ -63,6 +68,10 @@ impl Router {
             };
             let step = tokio::select! {
                 biased;
+                _ = lag_log.tick() => {
+                    self.log_lag();
+                    Ok(())
+                }
                 () = &mut shutdown => {
                     tracing::info!("shutdown requested: flushing every buffer");
                     break Ok(FlushReason::Shutdown);
@@ -70,10 +79,10 @@ impl Router {
                 () = expiry => self.flush_expired().await,
                 event = events.recv() => match event {
                     Some(SourceEvent::Records(records)) => self.route(records).await,
-                    Some(SourceEvent::Ended(source)) => {
+                    Some(SourceEvent::Ended { source, flush }) => {
                         tracing::info!(source = %source, "source reached its end");
                         self.checkpoints.end_of_input(&source);
-                        Ok(())
+                        if flush { self.flush_all(FlushReason::ShardEnd).await } else { Ok(()) }
                     }
                     Some(SourceEvent::Failed(err)) => break Err(RunError::Source(err)),
                     None => break Ok(FlushReason::EndOfInput),
@@ -93,6 +102,24 @@ impl Router {
             }
         }
         outcome
+    }
+
+    async fn flush_all(&mut self, reason: FlushReason) -> Result<(), WriterGone> {
+        for batch in self.buffers.take_all(reason) {
+            self.batches.send(batch).await.map_err(|_| WriterGone)?;
+        }
+        Ok(())
+    }
+
+    fn log_lag(&self) {
+        if let Some(oldest) = self.buffers.oldest_arrival() {
+            let age = chrono::Utc::now() - oldest;
+            tracing::info!(
+                oldest_unflushed_age_ms = age.num_milliseconds(),
+                buffered_bytes = self.buffers.buffered_bytes(),
+                "buffer lag"
+            );
+        }
     }
 
     async fn flush_expired(&mut self) -> Result<(), WriterGone> {

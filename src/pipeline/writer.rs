@@ -86,8 +86,6 @@ impl Writer {
                 )
                 .await
                 .map_err(RunError::Delivery)?;
-            self.checkpoints.complete_object(id);
-            self.save_with_retry().await?;
             if output == "data" {
                 Stats::add(&self.stats.records_delivered, records as u64);
             }
@@ -103,6 +101,10 @@ impl Writer {
                 error_records_total = Stats::get(&self.stats.error_records),
                 "flushed"
             );
+            // Logged before the checkpoint moves: a run killed in between
+            // finds the object pending at its next start and settles it.
+            self.checkpoints.complete_object(id);
+            self.save_with_retry().await?;
         }
         Ok(())
     }

@@ -67,7 +67,7 @@ fn read_files(paths: &[PathBuf], context: &SourceContext) {
             Ok(true) => {
                 if context
                     .events
-                    .blocking_send(SourceEvent::Ended(source))
+                    .blocking_send(SourceEvent::Ended { source, flush: false })
                     .is_err()
                 {
                     return;

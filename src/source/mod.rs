@@ -6,6 +6,7 @@
 //! of growing memory. It resumes each partition after its checkpoint.
 
 mod file;
+pub mod kinesis;
 mod lines;
 mod stdin;
 
@@ -26,8 +27,10 @@ pub use stdin::StdinSource;
 pub enum SourceEvent {
     /// Records, in order within each source id.
     Records(Vec<Record>),
-    /// This partition has no more records (a file read to its end).
-    Ended(SourceId),
+    /// This partition has no more records (a file read to its end, a
+    /// closed shard). With `flush`, buffers are flushed at once so that it
+    /// is finished soon (its children wait for that).
+    Ended { source: SourceId, flush: bool },
     /// The source cannot go on.
     Failed(SourceError),
 }
@@ -41,6 +44,8 @@ pub enum SourceError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Kinesis(kinesis::api::KinesisError),
     #[error("{path} is shorter ({length} bytes) than its checkpoint (offset {offset}): was it truncated or replaced? Delete the checkpoint to read it again from the start")]
     ShorterThanCheckpoint {
         path: String,
@@ -58,17 +63,26 @@ pub struct SourceContext {
 /// A reader of records.
 #[async_trait]
 pub trait Source: Send {
-    /// Reads until every partition ends or the receiver is dropped.
+    /// Checks, before anything is read, what can be checked: for Kinesis,
+    /// that the stream exists.
+    async fn check(&mut self) -> Result<(), SourceError> {
+        Ok(())
+    }
+
+    /// Starts reading; reads until every partition ends or the receiver is
+    /// dropped.
     async fn run(self: Box<Self>, context: SourceContext);
 
     /// A description for logs.
     fn describe(&self) -> String;
 }
 
-/// Builds the configured source.
-pub fn build(config: &SourceConfig, checkpoints: &Checkpointer) -> Box<dyn Source> {
+/// Builds the configured source. `once`: read what is there now, then end
+/// (files and stdin always do).
+pub fn build(config: &SourceConfig, checkpoints: &Checkpointer, once: bool) -> Box<dyn Source> {
     match config {
         SourceConfig::Files { paths } => Box::new(FileSource::new(paths.clone())),
         SourceConfig::Stdin => Box::new(StdinSource::new(checkpoints)),
+        SourceConfig::Kinesis(kinesis) => Box::new(kinesis::KinesisSource::new(kinesis.clone(), once)),
     }
 }

@@ -37,7 +37,7 @@ impl Source for StdinSource {
                 let mut reader =
                     LineReader::new(BufReader::with_capacity(1 << 20, stdin.lock()), 0);
                 let event = match reader.send_all(&self.id, "stdin", &context.events) {
-                    Ok(true) => SourceEvent::Ended(self.id.clone()),
+                    Ok(true) => SourceEvent::Ended { source: self.id.clone(), flush: false },
                     Ok(false) => return,
                     Err(source) => SourceEvent::Failed(SourceError::Io {
                         path: "stdin".into(),

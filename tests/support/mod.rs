@@ -1,6 +1,9 @@
 //! Helpers for tests that drive the real `spillway` binary.
 #![allow(dead_code)]
 
+pub mod fault_proxy;
+pub mod kinesis;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

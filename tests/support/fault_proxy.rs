@@ -1,0 +1,118 @@
+//! An HTTP/1.1 proxy on loopback that forwards to a real peer and answers
+//! some requests itself, with errors the peer cannot be made to produce
+//! (throttling, expired iterators, 5xx).
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+/// A canned answer.
+#[derive(Clone, Debug)]
+pub struct Fault {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+/// Decides, per request (its `X-Amz-Target` or path, and how many requests
+/// with the same target came before), whether to answer with a fault.
+pub type Rule = Arc<dyn Fn(&str, usize) -> Option<Fault> + Send + Sync>;
+
+pub struct FaultProxy {
+    pub url: String,
+    pub faults_sent: Arc<AtomicUsize>,
+    _runtime: std::thread::JoinHandle<()>,
+}
+
+impl FaultProxy {
+    /// Starts a proxy to `upstream` (`http://host:port`) on its own thread.
+    pub fn start(upstream: &str, rule: Rule) -> Self {
+        let upstream = upstream.trim_end_matches('/').to_owned();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let address: SocketAddr = listener.local_addr().unwrap();
+        let faults_sent = Arc::new(AtomicUsize::new(0));
+        let sent = faults_sent.clone();
+        let runtime = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+                let counts: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>> = Default::default();
+                loop {
+                    let (stream, _) = listener.accept().await.unwrap();
+                    let (client, upstream, rule, counts, sent) =
+                        (client.clone(), upstream.clone(), rule.clone(), counts.clone(), sent.clone());
+                    tokio::spawn(async move {
+                        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                            let (client, upstream, rule, counts, sent) =
+                                (client.clone(), upstream.clone(), rule.clone(), counts.clone(), sent.clone());
+                            async move {
+                                let target = request
+                                    .headers()
+                                    .get("x-amz-target")
+                                    .and_then(|v| v.to_str().ok())
+                                    .map(str::to_owned)
+                                    .unwrap_or_else(|| format!("{} {}", request.method(), request.uri().path()));
+                                let nth = {
+                                    let mut counts = counts.lock().unwrap();
+                                    let n = counts.entry(target.clone()).or_insert(0);
+                                    *n += 1;
+                                    *n
+                                };
+                                if let Some(fault) = rule(&target, nth) {
+                                    sent.fetch_add(1, Ordering::SeqCst);
+                                    let response = Response::builder()
+                                        .status(StatusCode::from_u16(fault.status).unwrap())
+                                        .header("content-type", fault.content_type)
+                                        .body(Full::new(Bytes::from(fault.body)))
+                                        .unwrap();
+                                    return Ok::<_, Infallible>(response);
+                                }
+                                let (mut parts, body) = request.into_parts();
+                                let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                                let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_owned();
+                                parts.uri = format!("{upstream}{path}").parse().unwrap();
+                                let forwarded = Request::from_parts(parts, Full::new(body));
+                                let response = match client.request(forwarded).await {
+                                    Ok(response) => {
+                                        let (parts, body) = response.into_parts();
+                                        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                                        Response::from_parts(parts, Full::new(body))
+                                    }
+                                    Err(err) => Response::builder()
+                                        .status(502)
+                                        .body(Full::new(Bytes::from(format!("proxy: {err}"))))
+                                        .unwrap(),
+                                };
+                                Ok(response)
+                            }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+            });
+        });
+        Self { url: format!("http://{address}"), faults_sent, _runtime: runtime }
+    }
+}
+
+/// A Kinesis error answer, as the service sends it.
+pub fn kinesis_error(status: u16, code: &str) -> Fault {
+    Fault {
+        status,
+        content_type: "application/x-amz-json-1.1",
+        body: format!(r#"{{"__type":"{code}","message":"injected by the test proxy"}}"#),
+    }
+}

@@ -1,0 +1,181 @@
+//! Helpers for tests against real Kinesis peers (kinesalite, moto), which
+//! `scripts/test.sh` installs and starts.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::Duration;
+
+use aws_sdk_kinesis::types::StreamStatus;
+use aws_sdk_kinesis::Client;
+
+/// A peer's URL from the environment `scripts/test.sh` sets up; never a
+/// silent skip.
+pub fn peer(variable: &str) -> String {
+    std::env::var(variable).unwrap_or_else(|_| {
+        panic!("{variable} is not set: run the tests with scripts/test.sh, which installs and starts the test peers")
+    })
+}
+
+pub fn python() -> String {
+    peer("SPILLWAY_TEST_PYTHON")
+}
+
+pub async fn client(endpoint: &str) -> Client {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_kinesis::config::Credentials::new("testing", "testing", None, None, "tests"))
+        .load()
+        .await;
+    Client::new(&config)
+}
+
+pub async fn wait_active(client: &Client, stream: &str) {
+    for _ in 0..300 {
+        let summary = client.describe_stream_summary().stream_name(stream).send().await.unwrap();
+        if summary.stream_description_summary().unwrap().stream_status() == &StreamStatus::Active {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("stream {stream} did not become active");
+}
+
+pub async fn create_stream(client: &Client, stream: &str, shards: i32) {
+    client.create_stream().stream_name(stream).shard_count(shards).send().await.unwrap();
+    wait_active(client, stream).await;
+}
+
+pub fn unique_stream(prefix: &str) -> String {
+    format!("{prefix}-{}-{}", std::process::id(), rand_suffix())
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 % 1_000_000_007
+}
+
+/// One user record the producer put.
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct Produced {
+    pub id: u64,
+    pub key: String,
+    pub n: u64,
+    pub shard: String,
+    pub seq: String,
+    pub sub: u64,
+}
+
+/// The producer command (`tests/peers/produce.py`).
+pub fn producer(endpoint: &str, stream: &str, args: &[&str]) -> std::process::Command {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/produce.py");
+    let mut command = std::process::Command::new(python());
+    command.arg(script).arg(endpoint).arg(stream).args(args);
+    command
+}
+
+/// Runs the producer to completion and returns what it put.
+pub fn produce(endpoint: &str, stream: &str, args: &[&str]) -> Vec<Produced> {
+    let output = producer(endpoint, stream, args).output().unwrap();
+    assert!(output.status.success(), "producer failed: {}", String::from_utf8_lossy(&output.stderr));
+    parse_produced(&output.stdout)
+}
+
+pub fn parse_produced(stdout: &[u8]) -> Vec<Produced> {
+    String::from_utf8_lossy(stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+pub fn kinesis_config(endpoint: &str, stream: &str, extra_source: &str) -> String {
+    format!(
+        r#"name = "archive"
+[source]
+type = "kinesis"
+stream = "{stream}"
+region = "us-east-1"
+endpoint = "{endpoint}"
+poll_interval_ms = 200
+shard_discovery_seconds = 1
+{extra_source}
+[buffer]
+size_mb = 1
+interval_seconds = 60
+[destination]
+type = "local"
+path = "archive"
+prefix = "events/"
+compression = "gzip"
+[checkpoint]
+path = "state"
+"#
+    )
+}
+
+/// Numeric order of Kinesis sequence numbers.
+fn seq_key(seq: &str) -> (usize, String) {
+    (seq.len(), seq.to_owned())
+}
+
+/// Checks the archive under `dir/archive` against what was produced:
+/// every user record exactly once, and per partition key in the stream's
+/// order, objects taken in the order they were written (`object_order`,
+/// from the logs of every run, in order).
+pub fn assert_archived_exactly_once_in_order(dir: &Path, produced: &[Produced], object_order: &[String]) {
+    let objects = super::objects(&dir.join("archive"));
+    let position: HashMap<&str, usize> =
+        object_order.iter().enumerate().map(|(i, k)| (k.as_str(), i)).collect();
+    let mut ordered: Vec<(usize, &String, &Vec<u8>)> = Vec::new();
+    for (key, body) in &objects {
+        let at = *position
+            .get(key.as_str())
+            .unwrap_or_else(|| panic!("object {key} is in the archive but no run logged writing it"));
+        ordered.push((at, key, body));
+    }
+    ordered.sort_by_key(|(at, _, _)| *at);
+
+    let mut seen: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut per_key: HashMap<String, Vec<u64>> = HashMap::new();
+    for (_, _, body) in &ordered {
+        for line in body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let value: serde_json::Value = serde_json::from_slice(line).unwrap();
+            let id = value["id"].as_u64().unwrap();
+            *seen.entry(id).or_insert(0) += 1;
+            per_key.entry(value["key"].as_str().unwrap().to_owned()).or_default().push(value["n"].as_u64().unwrap());
+        }
+    }
+    let duplicated: Vec<_> = seen.iter().filter(|(_, &c)| c > 1).take(10).collect();
+    assert!(duplicated.is_empty(), "duplicated ids (id, count): {duplicated:?}");
+    let expected: std::collections::BTreeSet<u64> = produced.iter().map(|p| p.id).collect();
+    let missing: Vec<_> = expected.iter().filter(|id| !seen.contains_key(id)).take(10).collect();
+    assert!(missing.is_empty(), "{} records missing, e.g. {missing:?}", expected.len() - seen.len().min(expected.len()));
+    let extra: Vec<_> = seen.keys().filter(|id| !expected.contains(id)).take(10).collect();
+    assert!(extra.is_empty(), "unexpected ids {extra:?}");
+
+    // The stream's order per key: by sequence number, then subsequence.
+    let mut by_key: HashMap<&str, Vec<&Produced>> = HashMap::new();
+    for p in produced {
+        by_key.entry(&p.key).or_default().push(p);
+    }
+    for (key, records) in by_key.iter_mut() {
+        records.sort_by(|a, b| seq_key(&a.seq).cmp(&seq_key(&b.seq)).then(a.sub.cmp(&b.sub)));
+        let expected_order: Vec<u64> = records.iter().map(|p| p.n).collect();
+        assert_eq!(per_key[*key], expected_order, "key {key}: archived out of order");
+    }
+}
+
+/// The keys of objects written, in order, from a run's JSON logs: those a
+/// run wrote, and those a restart found written by a run that was killed
+/// before it could log them.
+pub fn written_objects(logs: &[serde_json::Value]) -> Vec<String> {
+    logs.iter()
+        .filter(|l| {
+            l["message"] == "flushed"
+                || (l["message"] == "settled an object pending since the last run" && l["written"] == true)
+        })
+        .map(|l| l["key"].as_str().unwrap().to_owned())
+        .fold(Vec::new(), |mut keys, key| {
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+            keys
+        })
+}
