@@ -18,4 +18,4 @@ command -v cargo >/dev/null 2>&1 || { echo "scripts/test.sh: cargo is not instal
 source scripts/peers.sh
 peers_start --trap
 
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --no-fail-fast "$@"

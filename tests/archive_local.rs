@@ -27,11 +27,7 @@ enum Kind {
 fn line(id: usize, kind: Kind) -> Vec<u8> {
     let pad = "p".repeat(150 + (id * 37) % 300);
     match kind {
-        Kind::Valid => format!(
-            r#"{{"id":{id},"user":"u{}","nested":{{"pad":"{pad}"}}}}"#,
-            id % 17
-        )
-        .into_bytes(),
+        Kind::Valid => format!(r#"{{"id":{id},"user":"u{}","nested":{{"pad":"{pad}"}}}}"#, id % 17).into_bytes(),
         Kind::Malformed => format!(r#"{{"id":{id},"user":"#).into_bytes(),
         Kind::Empty => Vec::new(),
         Kind::InvalidUtf8 => {
@@ -39,9 +35,7 @@ fn line(id: usize, kind: Kind) -> Vec<u8> {
             bytes.extend_from_slice(b"\xff\xfe\"}");
             bytes
         }
-        Kind::TooLarge => {
-            format!(r#"{{"id":{id},"blob":"{}"}}"#, "x".repeat(1_100_000)).into_bytes()
-        }
+        Kind::TooLarge => format!(r#"{{"id":{id},"blob":"{}"}}"#, "x".repeat(1_100_000)).into_bytes(),
     }
 }
 
@@ -109,25 +103,16 @@ fn ten_thousand_records_each_valid_one_once_each_invalid_one_in_the_error_output
     let config_path = write_config(dir.path(), &config("events.ndjson", 1, "gzip"));
 
     let output = run(dir.path(), &config_path);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 
     let objects = objects(&dir.path().join("archive"));
-    assert!(
-        objects.keys().all(|k| k.ends_with(".gz")),
-        "{:?}",
-        objects.keys()
-    );
+    assert!(objects.keys().all(|k| k.ends_with(".gz")), "{:?}", objects.keys());
     assert!(objects
         .keys()
         .any(|k| k.starts_with("events/") && k.ends_with(".jsonl.gz")));
 
     // Every valid record exactly once, byte for byte, in input order.
-    let expected_valid: Vec<&(usize, Kind, Vec<u8>, u64)> =
-        lines.iter().filter(|l| l.1 == Kind::Valid).collect();
+    let expected_valid: Vec<&(usize, Kind, Vec<u8>, u64)> = lines.iter().filter(|l| l.1 == Kind::Valid).collect();
     let data_lines = lines_under(&objects, "events/");
     assert_eq!(data_lines.len(), expected_valid.len());
     for (got, want) in data_lines.iter().zip(&expected_valid) {
@@ -145,11 +130,7 @@ fn ten_thousand_records_each_valid_one_once_each_invalid_one_in_the_error_output
         .map(|e| (e["sequenceNumber"].as_str().unwrap().parse().unwrap(), e))
         .collect();
     let invalid: Vec<_> = lines.iter().filter(|l| l.1 != Kind::Valid).collect();
-    assert_eq!(
-        errors.len(),
-        invalid.len(),
-        "one error record per invalid record"
-    );
+    assert_eq!(errors.len(), invalid.len(), "one error record per invalid record");
     for (id, kind, bytes, offset) in invalid {
         let error = by_offset
             .get(offset)
@@ -170,19 +151,12 @@ fn ten_thousand_records_each_valid_one_once_each_invalid_one_in_the_error_output
         let raw = base64::engine::general_purpose::STANDARD
             .decode(error["rawData"].as_str().unwrap())
             .unwrap();
-        assert_eq!(
-            &raw, bytes,
-            "record {id}: rawData is not the original bytes"
-        );
+        assert_eq!(&raw, bytes, "record {id}: rawData is not the original bytes");
         let in_right_place = objects.iter().any(|(key, body)| {
             key.starts_with(&format!("errors/{output_type}/"))
-                && String::from_utf8_lossy(body)
-                    .contains(&format!("\"sequenceNumber\":\"{offset}\""))
+                && String::from_utf8_lossy(body).contains(&format!("\"sequenceNumber\":\"{offset}\""))
         });
-        assert!(
-            in_right_place,
-            "record {id} is not under errors/{output_type}/"
-        );
+        assert!(in_right_place, "record {id} is not under errors/{output_type}/");
     }
 
     // Flush reasons: data flushes each time 1 MiB of records is buffered,
@@ -214,10 +188,7 @@ fn ten_thousand_records_each_valid_one_once_each_invalid_one_in_the_error_output
         .filter(|(o, _)| o == "invalid-record")
         .map(|(_, r)| r.as_str())
         .collect();
-    assert_eq!(
-        invalid_record_flushes,
-        ["size", "size", "size", "end_of_input"]
-    );
+    assert_eq!(invalid_record_flushes, ["size", "size", "size", "end_of_input"]);
     let conversion_flushes: Vec<&str> = flushes
         .iter()
         .filter(|(o, _)| o == "format-conversion-failed")
@@ -225,16 +196,12 @@ fn ten_thousand_records_each_valid_one_once_each_invalid_one_in_the_error_output
         .collect();
     assert_eq!(conversion_flushes, ["end_of_input"]);
     // The error count is logged with every flush, and the run's totals add up.
-    let last_flush = logs.iter().rfind(|l| l["message"] == "flushed")
-        .unwrap();
+    let last_flush = logs.iter().rfind(|l| l["message"] == "flushed").unwrap();
     assert_eq!(
         last_flush["error_records_total"].as_u64().unwrap() as usize,
         errors.len()
     );
-    let summary = logs
-        .iter()
-        .find(|l| l["message"] == "run finished")
-        .unwrap();
+    let summary = logs.iter().find(|l| l["message"] == "run finished").unwrap();
     assert_eq!(summary["records_read"], 10_000);
     assert_eq!(
         summary["records_delivered"].as_u64().unwrap() as usize,
@@ -270,10 +237,7 @@ fn sigterm_flushes_and_checkpoints_and_the_next_run_continues_without_duplicates
         .unwrap();
     let logs_watch = LogWatch::new(&mut child);
     // Opening the FIFO waits for spillway to open it for reading.
-    let mut fifo = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&input)
-        .unwrap();
+    let mut fifo = std::fs::OpenOptions::new().write(true).open(&input).unwrap();
     for line in &all[..6_000] {
         fifo.write_all(line).unwrap();
         fifo.write_all(b"\n").unwrap();
@@ -293,14 +257,9 @@ fn sigterm_flushes_and_checkpoints_and_the_next_run_continues_without_duplicates
         .filter(|l| l.contains("\"flushed\""))
         .cloned()
         .collect();
+    assert!(!first_flushes.is_empty(), "nothing flushed on SIGTERM: {first_logs:#?}");
     assert!(
-        !first_flushes.is_empty(),
-        "nothing flushed on SIGTERM: {first_logs:#?}"
-    );
-    assert!(
-        first_flushes
-            .iter()
-            .all(|l| l.contains("\"reason\":\"shutdown\"")),
+        first_flushes.iter().all(|l| l.contains("\"reason\":\"shutdown\"")),
         "{first_flushes:#?}"
     );
     let first_objects = objects(&dir.path().join("archive"));
@@ -311,10 +270,8 @@ fn sigterm_flushes_and_checkpoints_and_the_next_run_continues_without_duplicates
         (0..first_ids.len() as u64).collect::<Vec<_>>(),
         "the first run's records are a prefix"
     );
-    let state: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(dir.path().join("state/clicks.checkpoint.json")).unwrap(),
-    )
-    .unwrap();
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("state/clicks.checkpoint.json")).unwrap()).unwrap();
     assert!(
         state["sources"]["file-events.ndjson"]["checkpoint"]["sequence_number"].is_string(),
         "{state}"
@@ -329,20 +286,13 @@ fn sigterm_flushes_and_checkpoints_and_the_next_run_continues_without_duplicates
     }
     std::fs::write(&input, whole).unwrap();
     let second = run(dir.path(), &config_path);
-    assert!(
-        second.status.success(),
-        "{}",
-        String::from_utf8_lossy(&second.stderr)
-    );
+    assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
     let second_logs = logs(&second.stderr);
     assert!(second_logs
         .iter()
         .any(|l| l["message"] == "resuming after the checkpoint"));
 
-    let ids = ids_of(&lines_under(
-        &objects(&dir.path().join("archive")),
-        "events/",
-    ));
+    let ids = ids_of(&lines_under(&objects(&dir.path().join("archive")), "events/"));
     let mut counts = BTreeMap::new();
     for id in &ids {
         *counts.entry(*id).or_insert(0) += 1;
@@ -386,10 +336,7 @@ fn interval_flush_then_end_of_input_from_stdin() {
     let status = child.wait().unwrap();
     let seen = watch.finish();
     assert!(status.success(), "{seen:#?}");
-    let logs: Vec<serde_json::Value> = seen
-        .iter()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let logs: Vec<serde_json::Value> = seen.iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
     assert_eq!(
         flushes(&logs),
         [
@@ -438,10 +385,7 @@ fn every_compression_writes_its_extension_and_round_trips() {
             key.starts_with("events/") && key.contains("/clicks-file-in.ndjson-0-0"),
             "{key}"
         );
-        let expected: Vec<u8> = lines
-            .iter()
-            .flat_map(|l| [l.as_slice(), b"\n"].concat())
-            .collect();
+        let expected: Vec<u8> = lines.iter().flat_map(|l| [l.as_slice(), b"\n"].concat()).collect();
         assert_eq!(body, &expected, "{codec}");
     }
 }
@@ -459,11 +403,7 @@ fn raw_format_keeps_bytes_and_adds_the_delimiter() {
         "[format]\ntype = \"raw\"\ndelimiter = \"|\"\n[destination]",
     );
     let output = run(dir.path(), &write_config(dir.path(), &text));
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let objects = objects(&dir.path().join("archive"));
     let (key, body) = objects.iter().next().unwrap();
     assert!(!key.ends_with(".jsonl"), "{key}");
@@ -473,14 +413,9 @@ fn raw_format_keeps_bytes_and_adds_the_delimiter() {
 #[test]
 fn validate_refuses_out_of_range_buffer_values_naming_key_value_and_range() {
     let dir = tempfile::tempdir().unwrap();
-    let text =
-        config("in.ndjson", 200, "gzip").replace("interval_seconds = 60", "interval_seconds = 30");
+    let text = config("in.ndjson", 200, "gzip").replace("interval_seconds = 60", "interval_seconds = 30");
     let path = write_config(dir.path(), &text);
-    let output = spillway()
-        .args(["validate", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let output = spillway().args(["validate", "--config"]).arg(&path).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(
@@ -512,11 +447,7 @@ fn every_example_config_validates() {
     for entry in std::fs::read_dir(root.join("config")).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
-            let output = spillway()
-                .args(["validate", "--config"])
-                .arg(&path)
-                .output()
-                .unwrap();
+            let output = spillway().args(["validate", "--config"]).arg(&path).output().unwrap();
             assert!(
                 output.status.success(),
                 "{}: {}",
@@ -540,11 +471,7 @@ fn the_quick_start_config_archives_the_shipped_sample() {
     )
     .unwrap();
     let output = run(dir.path(), &root.join("config/local.toml"));
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let objects = objects(&dir.path().join("archive"));
     let sample = std::fs::read(root.join("data/clickstream.ndjson")).unwrap();
     let valid: Vec<&[u8]> = sample
@@ -554,10 +481,7 @@ fn the_quick_start_config_archives_the_shipped_sample() {
     let archived = lines_under(&objects, "events/");
     assert_eq!(archived, valid);
     assert_eq!(lines_under(&objects, "errors/").len(), 3);
-    assert!(dir
-        .path()
-        .join("state/clickstream.checkpoint.json")
-        .exists());
+    assert!(dir.path().join("state/clickstream.checkpoint.json").exists());
 }
 
 #[test]
@@ -581,10 +505,7 @@ fn an_unusable_destination_fails_at_start_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("in.ndjson"), "{}\n").unwrap();
     std::fs::write(dir.path().join("archive"), "a file, not a directory").unwrap();
-    let output = run(
-        dir.path(),
-        &write_config(dir.path(), &config("in.ndjson", 1, "none")),
-    );
+    let output = run(dir.path(), &write_config(dir.path(), &config("in.ndjson", 1, "none")));
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(
@@ -661,34 +582,16 @@ fn a_crash_between_writing_an_object_and_checkpointing_it_leaves_no_duplicate() 
     .unwrap();
 
     let output = run(dir.path(), &config_path);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let logs = logs(&output.stderr);
     let settled: Vec<(String, bool)> = logs
         .iter()
         .filter(|l| l["message"] == "settled an object pending since the last run")
-        .map(|l| {
-            (
-                l["key"].as_str().unwrap().to_owned(),
-                l["written"].as_bool().unwrap(),
-            )
-        })
+        .map(|l| (l["key"].as_str().unwrap().to_owned(), l["written"].as_bool().unwrap()))
         .collect();
-    assert_eq!(
-        settled,
-        [(never_written.0.clone(), false), (written.0.clone(), true)]
-    );
-    let summary = logs
-        .iter()
-        .find(|l| l["message"] == "run finished")
-        .unwrap();
-    assert_eq!(
-        summary["records_skipped"].as_u64().unwrap() as usize,
-        written.1.len()
-    );
+    assert_eq!(settled, [(never_written.0.clone(), false), (written.0.clone(), true)]);
+    let summary = logs.iter().find(|l| l["message"] == "run finished").unwrap();
+    assert_eq!(summary["records_skipped"].as_u64().unwrap() as usize, written.1.len());
 
     let mut ids = ids_of(&lines_under(&objects(&archive), "events/"));
     ids.sort();

@@ -81,16 +81,13 @@ impl Compression {
         match self {
             Self::None => Ok(body.to_vec()),
             Self::Gzip => {
-                let mut encoder = flate2::write::GzEncoder::new(
-                    Vec::with_capacity(body.len() / 4),
-                    flate2::Compression::default(),
-                );
+                let mut encoder =
+                    flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::default());
                 encoder.write_all(body)?;
                 encoder.finish()
             }
             Self::Snappy => {
-                let mut encoder =
-                    snap::write::FrameEncoder::new(Vec::with_capacity(body.len() / 2));
+                let mut encoder = snap::write::FrameEncoder::new(Vec::with_capacity(body.len() / 2));
                 encoder.write_all(body)?;
                 encoder.into_inner().map_err(|e| e.into_error())
             }
@@ -100,9 +97,7 @@ impl Compression {
                 let options = zip::write::SimpleFileOptions::default()
                     .compression_method(zip::CompressionMethod::Deflated)
                     .large_file(body.len() as u64 >= u32::MAX as u64);
-                writer
-                    .start_file(entry_name, options)
-                    .map_err(std::io::Error::other)?;
+                writer.start_file(entry_name, options).map_err(std::io::Error::other)?;
                 writer.write_all(body)?;
                 let cursor = writer.finish().map_err(std::io::Error::other)?;
                 Ok(cursor.into_inner())
@@ -123,8 +118,7 @@ impl Compression {
             }
             Self::Zstd => out = zstd::decode_all(object)?,
             Self::Zip => {
-                let mut archive = zip::ZipArchive::new(std::io::Cursor::new(object))
-                    .map_err(std::io::Error::other)?;
+                let mut archive = zip::ZipArchive::new(std::io::Cursor::new(object)).map_err(std::io::Error::other)?;
                 archive
                     .by_index(0)
                     .map_err(std::io::Error::other)?
@@ -142,9 +136,7 @@ mod tests {
     fn sample() -> Vec<u8> {
         let mut body = Vec::new();
         for i in 0..5_000 {
-            body.extend_from_slice(
-                format!("{{\"id\":{i},\"payload\":\"{}\"}}\n", "x".repeat(i % 37)).as_bytes(),
-            );
+            body.extend_from_slice(format!("{{\"id\":{i},\"payload\":\"{}\"}}\n", "x".repeat(i % 37)).as_bytes());
         }
         body.extend_from_slice(&[0, 255, 1, 254]);
         body
@@ -178,10 +170,7 @@ mod tests {
     fn outputs_are_readable_by_standard_readers() {
         let body = sample();
         // gzip magic, zstd magic, snappy framed stream identifier, zip local header.
-        assert_eq!(
-            &Compression::Gzip.compress(&body, "x").unwrap()[..2],
-            &[0x1f, 0x8b]
-        );
+        assert_eq!(&Compression::Gzip.compress(&body, "x").unwrap()[..2], &[0x1f, 0x8b]);
         assert_eq!(
             &Compression::Zstd.compress(&body, "x").unwrap()[..4],
             &[0x28, 0xb5, 0x2f, 0xfd]

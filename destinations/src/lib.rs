@@ -4,18 +4,20 @@
 //! or Kinesis. The pieces, in the order an object meets them:
 //! [`compression`] (whole-object codecs), [`key`] (prefix templates and safe
 //! object keys), [`store`] (the create-only [`ObjectStore`] trait and its
-//! typed errors), one folder per backend ([`local`]), and [`retry`] (backoff
-//! for errors that a retry can help).
+//! typed errors), one folder per backend ([`local`], [`s3`]), and [`retry`]
+//! (backoff for errors that a retry can help).
 
 pub mod compression;
 pub mod error;
 pub mod key;
 pub mod local;
 pub mod retry;
+pub mod s3;
 pub mod store;
 
 pub use compression::Compression;
 pub use error::Error;
 pub use key::{KeyContext, KeyTemplate, ObjectKey, TemplateError};
 pub use local::LocalStore;
+pub use s3::{S3Options, S3Store};
 pub use store::{ObjectStore, PutOptions, PutOutcome};

@@ -34,12 +34,7 @@ pub trait ObjectStore: Send + Sync + Debug {
     /// does: no reader ever observes a partial object. Never overwrites: if
     /// `key` exists, returns [`PutOutcome::AlreadyExisted`] and leaves it as
     /// it is.
-    async fn put(
-        &self,
-        key: &ObjectKey,
-        payload: Bytes,
-        options: &PutOptions,
-    ) -> Result<PutOutcome, Error>;
+    async fn put(&self, key: &ObjectKey, payload: Bytes, options: &PutOptions) -> Result<PutOutcome, Error>;
 
     /// Whether an object exists under `key`.
     async fn exists(&self, key: &ObjectKey) -> Result<bool, Error>;

@@ -122,10 +122,7 @@ impl Buffers {
         let expired: Vec<BufferKey> = self
             .buffers
             .iter()
-            .filter(|(_, b)| {
-                b.opened_at
-                    .is_some_and(|opened| now.duration_since(opened) >= max_age)
-            })
+            .filter(|(_, b)| b.opened_at.is_some_and(|opened| now.duration_since(opened) >= max_age))
             .map(|(k, _)| k.clone())
             .collect();
         expired
@@ -137,14 +134,15 @@ impl Buffers {
     /// Takes every non-empty buffer.
     pub fn take_all(&mut self, reason: FlushReason) -> Vec<Batch> {
         let keys: Vec<BufferKey> = self.buffers.keys().cloned().collect();
-        keys.iter()
-            .filter_map(|key| self.take(key, reason))
-            .collect()
+        keys.iter().filter_map(|key| self.take(key, reason)).collect()
     }
 
     /// The arrival time of the oldest buffered record.
     pub fn oldest_arrival(&self) -> Option<chrono::DateTime<chrono::Utc>> {
-        self.buffers.values().flat_map(|b| b.items.iter().map(|i| i.record.arrival)).min()
+        self.buffers
+            .values()
+            .flat_map(|b| b.items.iter().map(|i| i.record.arrival))
+            .min()
     }
 
     /// Bytes of record data buffered in all buffers.
@@ -214,11 +212,7 @@ mod tests {
             (FlushReason::Size, 2, 100)
         );
         assert_eq!(buffers.buffered_bytes(), 0);
-        assert_eq!(
-            buffers.next_deadline(),
-            None,
-            "an emptied buffer has no deadline"
-        );
+        assert_eq!(buffers.next_deadline(), None, "an emptied buffer has no deadline");
     }
 
     #[test]
@@ -233,15 +227,10 @@ mod tests {
             t0 + Duration::from_secs(45),
         );
         assert_eq!(buffers.next_deadline(), Some(t0 + Duration::from_secs(60)));
-        assert!(buffers
-            .take_expired(t0 + Duration::from_secs(59))
-            .is_empty());
+        assert!(buffers.take_expired(t0 + Duration::from_secs(59)).is_empty());
         let expired = buffers.take_expired(t0 + Duration::from_secs(60));
         assert_eq!(expired.len(), 1);
-        assert_eq!(
-            (expired[0].key.clone(), expired[0].items.len()),
-            (BufferKey::Data, 2)
-        );
+        assert_eq!((expired[0].key.clone(), expired[0].items.len()), (BufferKey::Data, 2));
         assert_eq!(expired[0].reason, FlushReason::Interval);
         // The error buffer keeps its own age.
         assert_eq!(buffers.next_deadline(), Some(t0 + Duration::from_secs(105)));

@@ -64,12 +64,13 @@ impl Checkpointer {
                 let mut exists = HashMap::new();
                 for pending in &state.pending {
                     let found = match ObjectKey::new(pending.key.clone()) {
-                        Ok(key) => destination.exists(&key).await.map_err(|source| {
-                            CheckpointError::Settle {
+                        Ok(key) => destination
+                            .exists(&key)
+                            .await
+                            .map_err(|source| CheckpointError::Settle {
                                 key: pending.key.clone(),
                                 source,
-                            }
-                        })?,
+                            })?,
                         Err(_) => false,
                     };
                     tracing::info!(key = %pending.key, written = found, "settled an object pending since the last run");
@@ -114,10 +115,7 @@ impl Checkpointer {
         I: IntoIterator<Item = (&'a SourceId, &'a Offset)>,
     {
         let mut tracker = self.tracker();
-        records
-            .into_iter()
-            .map(|(s, o)| tracker.admit(s, o))
-            .collect()
+        records.into_iter().map(|(s, o)| tracker.admit(s, o)).collect()
     }
 
     pub fn end_of_input(&self, source: &SourceId) {

@@ -55,11 +55,7 @@ impl LocalFileStore {
     pub fn open(dir: &Path, stream: &str) -> Result<Self, StoreError> {
         let io_err = |action, path: &Path| {
             let path = path.to_owned();
-            move |source| StoreError::Io {
-                action,
-                path,
-                source,
-            }
+            move |source| StoreError::Io { action, path, source }
         };
         fs::create_dir_all(dir).map_err(io_err("create the directory of", dir))?;
         let path = dir.join(format!("{stream}.checkpoint.json"));
@@ -105,11 +101,10 @@ impl CheckpointStore for LocalFileStore {
                     })
                 }
             };
-            let state: CheckpointState =
-                serde_json::from_slice(&bytes).map_err(|err| StoreError::Corrupt {
-                    path: path.clone(),
-                    reason: err.to_string(),
-                })?;
+            let state: CheckpointState = serde_json::from_slice(&bytes).map_err(|err| StoreError::Corrupt {
+                path: path.clone(),
+                reason: err.to_string(),
+            })?;
             if state.version != STATE_VERSION {
                 return Err(StoreError::Corrupt {
                     path,

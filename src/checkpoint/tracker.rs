@@ -145,9 +145,7 @@ impl Tracker {
         let already_delivered = state.delivered.iter().any(|run| run.contains(offset));
         let ordinal = state.next_ordinal;
         state.next_ordinal += 1;
-        state
-            .in_flight
-            .push_back((offset.clone(), already_delivered));
+        state.in_flight.push_back((offset.clone(), already_delivered));
         if already_delivered {
             state.advance();
             return None;
@@ -202,20 +200,13 @@ impl Tracker {
 
     /// Records that object `id` is written: its records are delivered.
     pub fn complete_object(&mut self, id: ObjectId) {
-        let (pending, tickets) = self
-            .pending
-            .remove(&id)
-            .expect("completing an object that was begun");
+        let (pending, tickets) = self.pending.remove(&id).expect("completing an object that was begun");
         for ticket in tickets {
-            let state = self
-                .sources
-                .get_mut(&ticket.source)
-                .expect("admitted source");
+            let state = self.sources.get_mut(&ticket.source).expect("admitted source");
             let index = ticket
                 .ordinal
                 .checked_sub(state.front_ordinal)
-                .expect("a delivered record is not behind the checkpoint")
-                as usize;
+                .expect("a delivered record is not behind the checkpoint") as usize;
             state.in_flight[index].1 = true;
         }
         for SourceRun { source, run } in pending.runs {
@@ -278,11 +269,7 @@ mod tests {
         let even = tracker.begin_object("k2", vec![tickets[1].clone(), tickets[3].clone()]);
         assert_eq!(tracker.snapshot().pending.len(), 2);
         tracker.complete_object(even);
-        assert_eq!(
-            tracker.checkpoint(&a),
-            None,
-            "record 10 is not delivered yet"
-        );
+        assert_eq!(tracker.checkpoint(&a), None, "record 10 is not delivered yet");
         tracker.complete_object(odd);
         assert_eq!(tracker.checkpoint(&a), Some(&off(40)));
         let snapshot = tracker.snapshot();
@@ -335,10 +322,7 @@ mod tests {
         let _ = written;
         // Crash: both intents are saved, one object exists.
         let saved = first_run.snapshot();
-        let exists = HashMap::from([
-            ("written".to_string(), true),
-            ("never-written".to_string(), false),
-        ]);
+        let exists = HashMap::from([("written".to_string(), true), ("never-written".to_string(), false)]);
         let settled = Tracker::settle(saved, &exists);
         assert!(settled.pending.is_empty());
         let mut second_run = Tracker::new("s", Some(settled));

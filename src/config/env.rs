@@ -59,14 +59,9 @@ fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String,
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                 && !name.starts_with(|c: char| c.is_ascii_digit());
             if !valid {
-                return Err(format!(
-                    "${{{name}}} is not a valid environment variable name"
-                ));
+                return Err(format!("${{{name}}} is not a valid environment variable name"));
             }
-            match (
-                lookup(name).filter(|v| !v.is_empty() || default.is_none()),
-                default,
-            ) {
+            match (lookup(name).filter(|v| !v.is_empty() || default.is_none()), default) {
                 (Some(value), _) => out.push_str(&value),
                 (None, Some(default)) => out.push_str(default),
                 (None, None) => return Err(format!("environment variable {name} is not set")),
@@ -99,10 +94,7 @@ mod tests {
         assert_eq!(expand("${MISSING:-fallback}", &lookup).unwrap(), "fallback");
         assert_eq!(expand("${EMPTY:-fallback}", &lookup).unwrap(), "fallback");
         assert_eq!(expand("${EMPTY}", &lookup).unwrap(), "");
-        assert_eq!(
-            expand("cost $$5 and $x", &lookup).unwrap(),
-            "cost $5 and $x"
-        );
+        assert_eq!(expand("cost $$5 and $x", &lookup).unwrap(), "cost $5 and $x");
         assert_eq!(expand("$${KEY}", &lookup).unwrap(), "${KEY}");
     }
 

@@ -77,9 +77,10 @@ pub struct DestinationConfig {
     pub compression: Compression,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum StoreConfig {
     Local { path: PathBuf },
+    S3(spillway_destinations::S3Options),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -142,11 +143,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 }
 
 /// Parses and validates configuration text; `lookup` resolves `${VAR}`.
-pub fn parse(
-    text: &str,
-    origin: &str,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<Config, ConfigError> {
+pub fn parse(text: &str, origin: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
     let raw = raw::RawConfig::parse(text, lookup).map_err(|problem| ConfigError {
         origin: origin.to_owned(),
         problems: vec![problem],

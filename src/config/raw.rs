@@ -177,12 +177,39 @@ impl Default for RawFormat {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDestination {
-    /// `local`: objects are files below `path`.
+    /// `local` (objects are files below `path`) or `s3`.
     #[serde(rename = "type")]
     pub kind: String,
     /// With `local`: the directory objects are written under. Relative to
     /// the working directory.
     pub path: Option<String>,
+    /// With `s3`: the bucket.
+    pub bucket: Option<String>,
+    /// With `s3`: the region; default: the standard chain.
+    pub region: Option<String>,
+    /// With `s3`: an endpoint URL, for S3-compatible stores (MinIO, Ceph,
+    /// moto).
+    pub endpoint: Option<String>,
+    /// With `s3`: path-style URLs, which most S3-compatible stores need.
+    /// Default false.
+    pub force_path_style: Option<bool>,
+    /// With `s3`: `when_supported` (default: the SDK's checksums) or
+    /// `when_required` (only where an operation needs one, for stores that
+    /// refuse the others).
+    pub checksum: Option<String>,
+    /// With `s3`: server-side encryption, `AES256` (SSE-S3) or `aws:kms`.
+    pub server_side_encryption: Option<String>,
+    /// With `s3` and `aws:kms`: the KMS key id or ARN; default: the
+    /// account's `aws/s3` key.
+    pub kms_key_id: Option<String>,
+    /// With `s3`: the storage class, e.g. `STANDARD_IA`; default: the
+    /// bucket's.
+    pub storage_class: Option<String>,
+    /// With `s3`: tags of every object, a table of strings.
+    pub tags: Option<std::collections::BTreeMap<String, String>>,
+    /// With `s3`: objects of at least this many MiB are sent as multipart
+    /// uploads: 5 to 5,120. Default 16.
+    pub multipart_threshold_mb: Option<i64>,
     /// Key prefix of data objects, with Firehose's expressions
     /// `!{timestamp:<pattern>}` (arrival time of the oldest record in the
     /// object, Java `DateTimeFormatter` letters) and
@@ -242,14 +269,9 @@ impl Default for RawCheckpoint {
 
 impl RawConfig {
     /// Parses TOML text, expanding `${VAR}` in string values.
-    pub fn parse(
-        text: &str,
-        lookup: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigProblem> {
+    pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigProblem> {
         let mut tree: toml::Value = toml::from_str(text).map_err(|err| {
-            let line = err
-                .span()
-                .map(|span| text[..span.start].lines().count().max(1));
+            let line = err.span().map(|span| text[..span.start].lines().count().max(1));
             ConfigProblem {
                 key: String::new(),
                 message: match line {
@@ -260,8 +282,7 @@ impl RawConfig {
                 },
             }
         })?;
-        expand_tree(&mut tree, "", lookup)
-            .map_err(|(key, message)| ConfigProblem { key, message })?;
+        expand_tree(&mut tree, "", lookup).map_err(|(key, message)| ConfigProblem { key, message })?;
         serde_path_to_error::deserialize(tree).map_err(|err| {
             let key = err.path().to_string();
             ConfigProblem {

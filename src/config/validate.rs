@@ -38,29 +38,17 @@ impl Problems {
         if (low..=high).contains(&value) {
             Some(value)
         } else {
-            self.add(
-                key,
-                format!("{value} is out of range: allowed {low} to {high}"),
-            );
+            self.add(key, format!("{value} is out of range: allowed {low} to {high}"));
             None
         }
     }
 
-    fn one_of<T>(
-        &mut self,
-        key: &str,
-        value: &str,
-        allowed: &[&str],
-        parse: impl Fn(&str) -> Option<T>,
-    ) -> Option<T> {
+    fn one_of<T>(&mut self, key: &str, value: &str, allowed: &[&str], parse: impl Fn(&str) -> Option<T>) -> Option<T> {
         let parsed = parse(value);
         if parsed.is_none() {
             self.add(
                 key,
-                format!(
-                    "{value:?} is not allowed: expected one of {}",
-                    allowed.join(", ")
-                ),
+                format!("{value:?} is not allowed: expected one of {}", allowed.join(", ")),
             );
         }
         parsed
@@ -79,10 +67,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigProblem>> {
     if !name_ok {
         problems.add(
             "name",
-            format!(
-                "{:?} is not allowed: 1 to 64 characters of A-Z a-z 0-9 _ . -",
-                raw.name
-            ),
+            format!("{:?} is not allowed: 1 to 64 characters of A-Z a-z 0-9 _ . -", raw.name),
         );
     }
 
@@ -98,19 +83,12 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigProblem>> {
     let format = match raw.format.kind.as_str() {
         "json_lines" => {
             if raw.format.delimiter.is_some() {
-                problems.add(
-                    "format.delimiter",
-                    "only allowed with format.type = \"raw\"",
-                );
+                problems.add("format.delimiter", "only allowed with format.type = \"raw\"");
             }
             Some(Format::JsonLines)
         }
         "raw" => Some(Format::Raw {
-            delimiter: raw
-                .format
-                .delimiter
-                .map(String::into_bytes)
-                .filter(|d| !d.is_empty()),
+            delimiter: raw.format.delimiter.map(String::into_bytes).filter(|d| !d.is_empty()),
         }),
         "parquet" => {
             problems.add(
@@ -119,9 +97,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigProblem>> {
             );
             None
         }
-        other => problems.one_of("format.type", other, &["json_lines", "raw"], |_| {
-            None::<Format>
-        }),
+        other => problems.one_of("format.type", other, &["json_lines", "raw"], |_| None::<Format>),
     };
 
     let destination = validate_destination(raw.destination, &mut problems);
@@ -136,24 +112,21 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigProblem>> {
     };
 
     match (source, size_mb, interval, format, destination, checkpoint) {
-        (
-            Some(source),
-            Some(size_mb),
-            Some(interval),
-            Some(format),
-            Some(destination),
-            Some(checkpoint),
-        ) if problems.0.is_empty() => Ok(Config {
-            name: raw.name,
-            source,
-            buffer: BufferLimits {
-                max_bytes: size_mb as usize * 1024 * 1024,
-                max_age: Duration::from_secs(interval as u64),
-            },
-            format,
-            destination,
-            checkpoint,
-        }),
+        (Some(source), Some(size_mb), Some(interval), Some(format), Some(destination), Some(checkpoint))
+            if problems.0.is_empty() =>
+        {
+            Ok(Config {
+                name: raw.name,
+                source,
+                buffer: BufferLimits {
+                    max_bytes: size_mb as usize * 1024 * 1024,
+                    max_age: Duration::from_secs(interval as u64),
+                },
+                format,
+                destination,
+                checkpoint,
+            })
+        }
         _ => Err(problems.0),
     }
 }
@@ -162,7 +135,9 @@ fn validate_kinesis(raw: RawKinesis, problems: &mut Problems) -> Option<SourceCo
     let stream = match (raw.stream, raw.stream_arn) {
         (Some(name), None) => {
             let ok = (1..=128).contains(&name.len())
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
             if !ok {
                 problems.add(
                     "source.stream",
@@ -190,13 +165,19 @@ fn validate_kinesis(raw: RawKinesis, problems: &mut Problems) -> Option<SourceCo
             None
         }
         (None, None) => {
-            problems.add("source.stream", "is required with source.type = \"kinesis\" (or give source.stream_arn)");
+            problems.add(
+                "source.stream",
+                "is required with source.type = \"kinesis\" (or give source.stream_arn)",
+            );
             None
         }
     };
     if let Some(endpoint) = &raw.endpoint {
         if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-            problems.add("source.endpoint", format!("{endpoint:?} is not a URL: expected http://... or https://..."));
+            problems.add(
+                "source.endpoint",
+                format!("{endpoint:?} is not a URL: expected http://... or https://..."),
+            );
         }
     }
     let start = match (raw.start_position.as_str(), raw.start_timestamp) {
@@ -213,11 +194,17 @@ fn validate_kinesis(raw: RawKinesis, problems: &mut Problems) -> Option<SourceCo
             }
         },
         ("at_timestamp", None) => {
-            problems.add("source.start_timestamp", "is required with start_position = \"at_timestamp\"");
+            problems.add(
+                "source.start_timestamp",
+                "is required with start_position = \"at_timestamp\"",
+            );
             None
         }
         ("trim_horizon" | "latest", Some(_)) => {
-            problems.add("source.start_timestamp", "only allowed with start_position = \"at_timestamp\"");
+            problems.add(
+                "source.start_timestamp",
+                "only allowed with start_position = \"at_timestamp\"",
+            );
             None
         }
         (other, _) => problems.one_of(
@@ -229,7 +216,11 @@ fn validate_kinesis(raw: RawKinesis, problems: &mut Problems) -> Option<SourceCo
     };
     let poll = problems.in_range("source.poll_interval_ms", raw.poll_interval_ms, (200, 60_000));
     let max_records = problems.in_range("source.max_records_per_call", raw.max_records_per_call, (1, 10_000));
-    let discovery = problems.in_range("source.shard_discovery_seconds", raw.shard_discovery_seconds, (1, 3_600));
+    let discovery = problems.in_range(
+        "source.shard_discovery_seconds",
+        raw.shard_discovery_seconds,
+        (1, 3_600),
+    );
     Some(SourceConfig::Kinesis(KinesisConfig {
         stream: stream?,
         region: raw.region.filter(|r| !r.is_empty()),
@@ -275,41 +266,134 @@ fn validate_source(raw: RawSource, problems: &mut Problems) -> Option<SourceConf
     }
 }
 
+fn validate_s3(raw: &RawDestination, problems: &mut Problems) -> Option<StoreConfig> {
+    use spillway_destinations::s3::Sse;
+    let Some(bucket) = raw.bucket.clone() else {
+        problems.add("destination.bucket", "is required with destination.type = \"s3\"");
+        return None;
+    };
+    let bucket_ok = (3..=63).contains(&bucket.len())
+        && bucket
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+    if !bucket_ok {
+        problems.add(
+            "destination.bucket",
+            format!("{bucket:?} is not a bucket name: 3 to 63 characters of a-z 0-9 . -"),
+        );
+    }
+    if let Some(endpoint) = &raw.endpoint {
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            problems.add(
+                "destination.endpoint",
+                format!("{endpoint:?} is not a URL: expected http://... or https://..."),
+            );
+        }
+    }
+    let checksum_when_required = problems.one_of(
+        "destination.checksum",
+        raw.checksum.as_deref().unwrap_or("when_supported"),
+        &["when_supported", "when_required"],
+        |c| match c {
+            "when_supported" => Some(false),
+            "when_required" => Some(true),
+            _ => None,
+        },
+    );
+    let sse = match (raw.server_side_encryption.as_deref(), &raw.kms_key_id) {
+        (None, None) => Some(None),
+        (Some("AES256"), None) => Some(Some(Sse::S3)),
+        (Some("aws:kms"), key) => Some(Some(Sse::Kms { key_id: key.clone() })),
+        (Some("AES256") | None, Some(_)) => {
+            problems.add(
+                "destination.kms_key_id",
+                "only allowed with server_side_encryption = \"aws:kms\"",
+            );
+            None
+        }
+        (Some(other), _) => {
+            problems.one_of(
+                "destination.server_side_encryption",
+                other,
+                &["AES256", "aws:kms"],
+                |_| None::<()>,
+            );
+            None
+        }
+    };
+    let threshold_mb = problems.in_range(
+        "destination.multipart_threshold_mb",
+        raw.multipart_threshold_mb.unwrap_or(16),
+        (5, 5120),
+    );
+    let mut options = spillway_destinations::S3Options::new(bucket);
+    options.region = raw.region.clone().filter(|r| !r.is_empty());
+    options.endpoint = raw.endpoint.clone().filter(|e| !e.is_empty());
+    options.force_path_style = raw.force_path_style.unwrap_or(false);
+    options.checksum_when_required = checksum_when_required?;
+    options.server_side_encryption = sse?;
+    options.storage_class = raw.storage_class.clone();
+    options.tags = raw.tags.clone().unwrap_or_default().into_iter().collect();
+    options.multipart_threshold = threshold_mb? as usize * 1024 * 1024;
+    Some(StoreConfig::S3(options))
+}
+
 fn validate_destination(raw: RawDestination, problems: &mut Problems) -> Option<DestinationConfig> {
     let store = match raw.kind.as_str() {
-        "local" => match raw.path {
+        "local" => match raw.path.clone() {
             Some(path) if !path.is_empty() => Some(StoreConfig::Local {
                 path: PathBuf::from(path),
             }),
             _ => {
-                problems.add(
-                    "destination.path",
-                    "is required with destination.type = \"local\"",
-                );
+                problems.add("destination.path", "is required with destination.type = \"local\"");
                 None
             }
         },
-        "s3" | "http" => {
+        "s3" => validate_s3(&raw, problems),
+        "http" => {
             problems.add(
                 "destination.type",
-                format!("{:?} is not supported yet: expected local", raw.kind),
+                "\"http\" is not supported yet: expected local or s3",
             );
             None
         }
-        other => problems.one_of(
-            "destination.type",
-            other,
-            &["local"],
-            |_| None::<StoreConfig>,
-        ),
+        other => problems.one_of("destination.type", other, &["local", "s3"], |_| None::<StoreConfig>),
     };
+    if raw.kind != "s3" {
+        let s3_only = [
+            ("bucket", raw.bucket.is_some()),
+            ("region", raw.region.is_some()),
+            ("endpoint", raw.endpoint.is_some()),
+            ("force_path_style", raw.force_path_style.is_some()),
+            ("checksum", raw.checksum.is_some()),
+            ("server_side_encryption", raw.server_side_encryption.is_some()),
+            ("kms_key_id", raw.kms_key_id.is_some()),
+            ("storage_class", raw.storage_class.is_some()),
+            ("tags", raw.tags.is_some()),
+            ("multipart_threshold_mb", raw.multipart_threshold_mb.is_some()),
+        ];
+        for (key, given) in s3_only {
+            if given {
+                problems.add(
+                    &format!("destination.{key}"),
+                    "only allowed with destination.type = \"s3\"",
+                );
+            }
+        }
+    }
+    if raw.kind != "local" && raw.path.is_some() {
+        problems.add("destination.path", "only allowed with destination.type = \"local\"");
+    }
 
     let time_zone = match raw.time_zone.parse::<Tz>() {
         Ok(tz) => Some(tz),
         Err(_) => {
             problems.add(
                 "destination.time_zone",
-                format!("{:?} is not a known time zone: expected an IANA name such as UTC or Europe/Paris", raw.time_zone),
+                format!(
+                    "{:?} is not a known time zone: expected an IANA name such as UTC or Europe/Paris",
+                    raw.time_zone
+                ),
             );
             None
         }
@@ -319,12 +403,7 @@ fn validate_destination(raw: RawDestination, problems: &mut Problems) -> Option<
         .map_err(|err| problems.add("destination.prefix", format!("{:?}: {err}", raw.prefix)))
         .ok();
     let error_prefix = KeyTemplate::parse(&raw.error_prefix, TemplateKind::Error, tz)
-        .map_err(|err| {
-            problems.add(
-                "destination.error_prefix",
-                format!("{:?}: {err}", raw.error_prefix),
-            )
-        })
+        .map_err(|err| problems.add("destination.error_prefix", format!("{:?}: {err}", raw.error_prefix)))
         .ok();
     if raw.prefix.starts_with('/') {
         problems.add(
@@ -365,8 +444,7 @@ mod tests {
         }
     }
 
-    const MINIMAL: &str =
-        "[source]\ntype = \"stdin\"\n[destination]\ntype = \"local\"\npath = \"out\"\n";
+    const MINIMAL: &str = "[source]\ntype = \"stdin\"\n[destination]\ntype = \"local\"\npath = \"out\"\n";
 
     #[test]
     fn minimal_config_gets_the_defaults() {
@@ -398,9 +476,7 @@ mod tests {
             found[0],
             "buffer.size: unknown field `size`, expected `size_mb` or `interval_seconds`"
         );
-        let found = problems(
-            "[source]\ntype = \"stdin\"\nwhat = 1\n[destination]\ntype = \"local\"\npath = \"o\"\n",
-        );
+        let found = problems("[source]\ntype = \"stdin\"\nwhat = 1\n[destination]\ntype = \"local\"\npath = \"o\"\n");
         assert!(found[0].contains("unknown field `what`"), "{found:?}");
         let found = problems(&format!("{MINIMAL}colour = \"blue\"\n"));
         assert!(found[0].contains("unknown field `colour`"), "{found:?}");
@@ -425,17 +501,14 @@ mod tests {
             ],
             "{found:#?}"
         );
-        assert!(found[5]
-            .contains("\"lz4\" is not allowed: expected one of none, gzip, snappy, zstd, zip"));
+        assert!(found[5].contains("\"lz4\" is not allowed: expected one of none, gzip, snappy, zstd, zip"));
     }
 
     #[test]
     fn environment_variables_expand_in_strings() {
-        let text = "[source]\ntype = \"file\"\npath = \"${DATA}/in.ndjson\"\n[destination]\ntype = \"local\"\npath = \"o\"\n";
-        let config = parse(text, "t", &|name| {
-            (name == "DATA").then(|| "/data".to_owned())
-        })
-        .unwrap();
+        let text =
+            "[source]\ntype = \"file\"\npath = \"${DATA}/in.ndjson\"\n[destination]\ntype = \"local\"\npath = \"o\"\n";
+        let config = parse(text, "t", &|name| (name == "DATA").then(|| "/data".to_owned())).unwrap();
         assert_eq!(
             config.source,
             crate::config::SourceConfig::Files {
@@ -446,6 +519,51 @@ mod tests {
         assert_eq!(
             err.problems[0].to_string(),
             "source.path: environment variable DATA is not set"
+        );
+    }
+
+    #[test]
+    fn kinesis_sources_are_checked_key_by_key() {
+        let text =
+            "[source]\ntype = \"kinesis\"\nstream = \"s\"\nstream_arn = \"arn:aws:kinesis:us-east-1:1:stream/s\"\n\
+                    start_position = \"at_timestamp\"\nstart_timestamp = \"yesterday\"\npoll_interval_ms = 10\n\
+                    [destination]\ntype = \"local\"\npath = \"o\"\n";
+        assert_eq!(
+            problems(text),
+            [
+                "source.stream: give either stream or stream_arn, not both",
+                "source.start_timestamp: \"yesterday\" is not an RFC 3339 time (premature end of input): expected e.g. 2026-11-01T00:00:00Z",
+                "source.poll_interval_ms: 10 is out of range: allowed 200 to 60000",
+            ]
+        );
+        let ok = "[source]\ntype = \"kinesis\"\nstream_arn = \"arn:aws:kinesis:eu-west-1:123:stream/clicks\"\n\
+                  start_position = \"latest\"\n[destination]\ntype = \"local\"\npath = \"o\"\n";
+        match parse(ok, "t", &|_| None).unwrap().source {
+            crate::config::SourceConfig::Kinesis(k) => {
+                assert_eq!(k.start, crate::config::StartPosition::Latest);
+                assert_eq!(k.max_records, 10_000);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn s3_destinations_are_checked_key_by_key() {
+        let text = "[source]\ntype = \"stdin\"\n[destination]\ntype = \"s3\"\nbucket = \"B\"\npath = \"x\"\n\
+                    server_side_encryption = \"rot13\"\nmultipart_threshold_mb = 1\n";
+        assert_eq!(
+            problems(text),
+            [
+                "destination.bucket: \"B\" is not a bucket name: 3 to 63 characters of a-z 0-9 . -",
+                "destination.server_side_encryption: \"rot13\" is not allowed: expected one of AES256, aws:kms",
+                "destination.multipart_threshold_mb: 1 is out of range: allowed 5 to 5120",
+                "destination.path: only allowed with destination.type = \"local\"",
+            ]
+        );
+        let local_with_bucket = format!("{MINIMAL}bucket = \"b-b-b\"\n");
+        assert_eq!(
+            problems(&local_with_bucket),
+            ["destination.bucket: only allowed with destination.type = \"s3\""]
         );
     }
 }

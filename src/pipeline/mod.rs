@@ -13,7 +13,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use spillway_destinations::{LocalStore, ObjectStore};
+use spillway_destinations::{LocalStore, ObjectStore, S3Store};
 use tokio::sync::mpsc;
 
 use crate::buffer::FlushReason;
@@ -62,16 +62,16 @@ pub enum RunError {
 pub async fn run(config: Config, options: RunOptions) -> Result<RunSummary, RunError> {
     let destination: Arc<dyn ObjectStore> = match &config.destination.store {
         StoreConfig::Local { path } => Arc::new(LocalStore::new(path)),
+        StoreConfig::S3(options) => Arc::new(
+            S3Store::new(options.clone())
+                .await
+                .map_err(RunError::DestinationCheck)?,
+        ),
     };
-    destination
-        .check()
-        .await
-        .map_err(RunError::DestinationCheck)?;
-    let store = LocalFileStore::open(&config.checkpoint.dir, &config.name)
-        .map_err(CheckpointError::from)?;
+    destination.check().await.map_err(RunError::DestinationCheck)?;
+    let store = LocalFileStore::open(&config.checkpoint.dir, &config.name).map_err(CheckpointError::from)?;
     let checkpoint_file = store.path().display().to_string();
-    let checkpointer =
-        Arc::new(Checkpointer::open(&config.name, Box::new(store), &*destination).await?);
+    let checkpointer = Arc::new(Checkpointer::open(&config.name, Box::new(store), &*destination).await?);
 
     let mut limits = config.buffer;
     if let Some(interval) = options.interval_override {
@@ -104,13 +104,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<RunSummary, RunE
         .await;
     let writer = writer::Writer::new(&config, destination, checkpointer.clone(), stats.clone());
     let writer_task = tokio::spawn(writer.run(batches_rx));
-    let router = router::Router::new(
-        &config,
-        limits,
-        checkpointer.clone(),
-        stats.clone(),
-        batches_tx,
-    );
+    let router = router::Router::new(&config, limits, checkpointer.clone(), stats.clone(), batches_tx);
     let routed = router.run(events_rx, options.shutdown).await;
     // The router has dropped its sender: the writer finishes what it has.
     let written = writer_task.await.expect("the writer does not panic");

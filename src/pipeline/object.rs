@@ -51,17 +51,10 @@ impl ObjectPlanner {
 
     /// Encodes a batch into its objects. CPU-bound: run off the async
     /// runtime.
-    pub fn plan(
-        &self,
-        key: &BufferKey,
-        items: Vec<Buffered>,
-    ) -> std::io::Result<Vec<PlannedObject>> {
-        let (records, tickets): (Vec<Record>, Vec<Ticket>) =
-            items.into_iter().map(|b| (b.record, b.ticket)).unzip();
+    pub fn plan(&self, key: &BufferKey, items: Vec<Buffered>) -> std::io::Result<Vec<PlannedObject>> {
+        let (records, tickets): (Vec<Record>, Vec<Ticket>) = items.into_iter().map(|b| (b.record, b.ticket)).unzip();
         match key {
-            BufferKey::Error(output_type) => {
-                Ok(vec![self.error_object(*output_type, records, tickets)?])
-            }
+            BufferKey::Error(output_type) => Ok(vec![self.error_object(*output_type, records, tickets)?]),
             BufferKey::Data => {
                 let encoded = self.format.encode(&records);
                 if encoded.rejected.is_empty() {
@@ -99,19 +92,9 @@ impl ObjectPlanner {
                 }
                 let mut objects = Vec::new();
                 if !kept.is_empty() {
-                    objects.push(self.object(
-                        &self.format,
-                        None,
-                        &kept,
-                        encoded.body,
-                        kept_tickets,
-                    )?);
+                    objects.push(self.object(&self.format, None, &kept, encoded.body, kept_tickets)?);
                 }
-                objects.push(self.error_object(
-                    ErrorOutputType::FormatConversionFailed,
-                    failed,
-                    failed_tickets,
-                )?);
+                objects.push(self.error_object(ErrorOutputType::FormatConversionFailed, failed, failed_tickets)?);
                 Ok(objects)
             }
         }
@@ -124,13 +107,7 @@ impl ObjectPlanner {
         tickets: Vec<Ticket>,
     ) -> std::io::Result<PlannedObject> {
         let body = Format::JsonLines.encode(&records).body;
-        self.object(
-            &Format::JsonLines,
-            Some(output_type),
-            &records,
-            body,
-            tickets,
-        )
+        self.object(&Format::JsonLines, Some(output_type), &records, body, tickets)
     }
 
     fn object(
@@ -142,11 +119,7 @@ impl ObjectPlanner {
         tickets: Vec<Ticket>,
     ) -> std::io::Result<PlannedObject> {
         let first = &records[0].position;
-        let oldest = records
-            .iter()
-            .map(|r| r.arrival)
-            .min()
-            .expect("an object has records");
+        let oldest = records.iter().map(|r| r.arrival).min().expect("an object has records");
         let name = format!(
             "{}-{}-{}-{}{}",
             self.stream,
@@ -163,8 +136,8 @@ impl ObjectPlanner {
             timestamp: oldest,
             error_output_type: error_type.map(ErrorOutputType::as_str),
         });
-        let key = ObjectKey::new(format!("{prefix}{name}{}", self.compression.extension()))
-            .map_err(std::io::Error::other)?;
+        let key =
+            ObjectKey::new(format!("{prefix}{name}{}", self.compression.extension())).map_err(std::io::Error::other)?;
         let body = self.compression.compress(&body, &name)?;
         Ok(PlannedObject {
             key,

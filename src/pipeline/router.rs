@@ -131,11 +131,9 @@ impl Router {
 
     async fn route(&mut self, records: Vec<Record>) -> Result<(), WriterGone> {
         Stats::add(&self.stats.records_read, records.len() as u64);
-        let tickets = self.checkpoints.admit(
-            records
-                .iter()
-                .map(|r| (&r.position.source, &r.position.offset)),
-        );
+        let tickets = self
+            .checkpoints
+            .admit(records.iter().map(|r| (&r.position.source, &r.position.offset)));
         let now = Instant::now();
         for (record, ticket) in records.into_iter().zip(tickets) {
             let Some(ticket) = ticket else {

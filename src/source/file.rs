@@ -26,10 +26,7 @@ impl FileSource {
 /// The source id of a file: its name, with characters other than
 /// `A-Z a-z 0-9 . _ -` replaced by `_`.
 pub fn file_source_id(path: &std::path::Path) -> SourceId {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
     let id: String = name
         .chars()
         .map(|c| {
@@ -99,9 +96,7 @@ fn read_file(
         return Ok(true);
     }
     let mut file = File::open(path).map_err(io_error)?;
-    let resume = checkpoints
-        .checkpoint(source)
-        .and_then(|o| o.sequence_number.to_u64());
+    let resume = checkpoints.checkpoint(source).and_then(|o| o.sequence_number.to_u64());
     let start = match resume {
         Some(offset) => {
             let length = file.metadata().map_err(io_error)?.len();
@@ -122,7 +117,5 @@ fn read_file(
     if resume.is_some() {
         reader.skip_line().map_err(io_error)?;
     }
-    reader
-        .send_all(source, &shown, &context.events)
-        .map_err(io_error)
+    reader.send_all(source, &shown, &context.events).map_err(io_error)
 }

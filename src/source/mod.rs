@@ -47,11 +47,7 @@ pub enum SourceError {
     #[error(transparent)]
     Kinesis(kinesis::api::KinesisError),
     #[error("{path} is shorter ({length} bytes) than its checkpoint (offset {offset}): was it truncated or replaced? Delete the checkpoint to read it again from the start")]
-    ShorterThanCheckpoint {
-        path: String,
-        length: u64,
-        offset: u64,
-    },
+    ShorterThanCheckpoint { path: String, length: u64, offset: u64 },
 }
 
 /// What a running source needs.

@@ -34,10 +34,12 @@ impl Source for StdinSource {
             .name("stdin-source".into())
             .spawn(move || {
                 let stdin = std::io::stdin();
-                let mut reader =
-                    LineReader::new(BufReader::with_capacity(1 << 20, stdin.lock()), 0);
+                let mut reader = LineReader::new(BufReader::with_capacity(1 << 20, stdin.lock()), 0);
                 let event = match reader.send_all(&self.id, "stdin", &context.events) {
-                    Ok(true) => SourceEvent::Ended { source: self.id.clone(), flush: false },
+                    Ok(true) => SourceEvent::Ended {
+                        source: self.id.clone(),
+                        flush: false,
+                    },
                     Ok(false) => return,
                     Err(source) => SourceEvent::Failed(SourceError::Io {
                         path: "stdin".into(),

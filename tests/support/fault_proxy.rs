@@ -43,19 +43,32 @@ impl FaultProxy {
         let faults_sent = Arc::new(AtomicUsize::new(0));
         let sent = faults_sent.clone();
         let runtime = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                 let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
                 let counts: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>> = Default::default();
                 loop {
                     let (stream, _) = listener.accept().await.unwrap();
-                    let (client, upstream, rule, counts, sent) =
-                        (client.clone(), upstream.clone(), rule.clone(), counts.clone(), sent.clone());
+                    let (client, upstream, rule, counts, sent) = (
+                        client.clone(),
+                        upstream.clone(),
+                        rule.clone(),
+                        counts.clone(),
+                        sent.clone(),
+                    );
                     tokio::spawn(async move {
                         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                            let (client, upstream, rule, counts, sent) =
-                                (client.clone(), upstream.clone(), rule.clone(), counts.clone(), sent.clone());
+                            let (client, upstream, rule, counts, sent) = (
+                                client.clone(),
+                                upstream.clone(),
+                                rule.clone(),
+                                counts.clone(),
+                                sent.clone(),
+                            );
                             async move {
                                 let target = request
                                     .headers()
@@ -104,7 +117,11 @@ impl FaultProxy {
                 }
             });
         });
-        Self { url: format!("http://{address}"), faults_sent, _runtime: runtime }
+        Self {
+            url: format!("http://{address}"),
+            faults_sent,
+            _runtime: runtime,
+        }
     }
 }
 

@@ -25,7 +25,9 @@ pub async fn client(endpoint: &str) -> Client {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(endpoint)
-        .credentials_provider(aws_sdk_kinesis::config::Credentials::new("testing", "testing", None, None, "tests"))
+        .credentials_provider(aws_sdk_kinesis::config::Credentials::new(
+            "testing", "testing", None, None, "tests",
+        ))
         .load()
         .await;
     Client::new(&config)
@@ -33,7 +35,12 @@ pub async fn client(endpoint: &str) -> Client {
 
 pub async fn wait_active(client: &Client, stream: &str) {
     for _ in 0..300 {
-        let summary = client.describe_stream_summary().stream_name(stream).send().await.unwrap();
+        let summary = client
+            .describe_stream_summary()
+            .stream_name(stream)
+            .send()
+            .await
+            .unwrap();
         if summary.stream_description_summary().unwrap().stream_status() == &StreamStatus::Active {
             return;
         }
@@ -43,7 +50,13 @@ pub async fn wait_active(client: &Client, stream: &str) {
 }
 
 pub async fn create_stream(client: &Client, stream: &str, shards: i32) {
-    client.create_stream().stream_name(stream).shard_count(shards).send().await.unwrap();
+    client
+        .create_stream()
+        .stream_name(stream)
+        .shard_count(shards)
+        .send()
+        .await
+        .unwrap();
     wait_active(client, stream).await;
 }
 
@@ -52,7 +65,11 @@ pub fn unique_stream(prefix: &str) -> String {
 }
 
 fn rand_suffix() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 % 1_000_000_007
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        % 1_000_000_007
 }
 
 /// One user record the producer put.
@@ -77,12 +94,19 @@ pub fn producer(endpoint: &str, stream: &str, args: &[&str]) -> std::process::Co
 /// Runs the producer to completion and returns what it put.
 pub fn produce(endpoint: &str, stream: &str, args: &[&str]) -> Vec<Produced> {
     let output = producer(endpoint, stream, args).output().unwrap();
-    assert!(output.status.success(), "producer failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "producer failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     parse_produced(&output.stdout)
 }
 
 pub fn parse_produced(stdout: &[u8]) -> Vec<Produced> {
-    String::from_utf8_lossy(stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 pub fn kinesis_config(endpoint: &str, stream: &str, extra_source: &str) -> String {
@@ -121,8 +145,7 @@ fn seq_key(seq: &str) -> (usize, String) {
 /// from the logs of every run, in order).
 pub fn assert_archived_exactly_once_in_order(dir: &Path, produced: &[Produced], object_order: &[String]) {
     let objects = super::objects(&dir.join("archive"));
-    let position: HashMap<&str, usize> =
-        object_order.iter().enumerate().map(|(i, k)| (k.as_str(), i)).collect();
+    let position: HashMap<&str, usize> = object_order.iter().enumerate().map(|(i, k)| (k.as_str(), i)).collect();
     let mut ordered: Vec<(usize, &String, &Vec<u8>)> = Vec::new();
     for (key, body) in &objects {
         let at = *position
@@ -139,14 +162,21 @@ pub fn assert_archived_exactly_once_in_order(dir: &Path, produced: &[Produced], 
             let value: serde_json::Value = serde_json::from_slice(line).unwrap();
             let id = value["id"].as_u64().unwrap();
             *seen.entry(id).or_insert(0) += 1;
-            per_key.entry(value["key"].as_str().unwrap().to_owned()).or_default().push(value["n"].as_u64().unwrap());
+            per_key
+                .entry(value["key"].as_str().unwrap().to_owned())
+                .or_default()
+                .push(value["n"].as_u64().unwrap());
         }
     }
     let duplicated: Vec<_> = seen.iter().filter(|(_, &c)| c > 1).take(10).collect();
     assert!(duplicated.is_empty(), "duplicated ids (id, count): {duplicated:?}");
     let expected: std::collections::BTreeSet<u64> = produced.iter().map(|p| p.id).collect();
     let missing: Vec<_> = expected.iter().filter(|id| !seen.contains_key(id)).take(10).collect();
-    assert!(missing.is_empty(), "{} records missing, e.g. {missing:?}", expected.len() - seen.len().min(expected.len()));
+    assert!(
+        missing.is_empty(),
+        "{} records missing, e.g. {missing:?}",
+        expected.len() - seen.len().min(expected.len())
+    );
     let extra: Vec<_> = seen.keys().filter(|id| !expected.contains(id)).take(10).collect();
     assert!(extra.is_empty(), "unexpected ids {extra:?}");
 

@@ -68,11 +68,7 @@ fn collect(root: &Path, dir: &Path, found: &mut BTreeMap<String, Vec<u8>>) {
             _ => Compression::None,
         };
         let bytes = codec.decompress(&std::fs::read(&path).unwrap()).unwrap();
-        let key = path
-            .strip_prefix(root)
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
+        let key = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
         found.insert(key, bytes);
     }
 }

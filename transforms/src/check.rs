@@ -100,24 +100,15 @@ mod tests {
         let check = Check::new(true);
         assert!(check.check(&record(br#"{"a":1}"#)).is_ok());
         assert_eq!(check.check(&record(b"")).unwrap_err().code, "Record.Empty");
-        assert_eq!(
-            check.check(&record(b"  ")).unwrap_err().code,
-            "Record.Empty"
-        );
+        assert_eq!(check.check(&record(b"  ")).unwrap_err().code, "Record.Empty");
         assert_eq!(
             check.check(&record(b"{\"a\":\xff}")).unwrap_err().code,
             "Record.InvalidUtf8"
         );
         let malformed = check.check(&record(br#"{"a":"#)).unwrap_err();
         assert_eq!(malformed.code, "Record.MalformedJson");
-        assert_eq!(
-            malformed.output_type,
-            ErrorOutputType::FormatConversionFailed
-        );
-        assert_eq!(
-            check.check(&record(b"{} {}")).unwrap_err().code,
-            "Record.MalformedJson"
-        );
+        assert_eq!(malformed.output_type, ErrorOutputType::FormatConversionFailed);
+        assert_eq!(check.check(&record(b"{} {}")).unwrap_err().code, "Record.MalformedJson");
     }
 
     #[test]

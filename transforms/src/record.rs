@@ -96,10 +96,7 @@ impl From<SequenceNumber> for String {
 impl Ord for SequenceNumber {
     fn cmp(&self, other: &Self) -> Ordering {
         // Canonical decimal strings: a longer one is larger.
-        self.0
-            .len()
-            .cmp(&other.0.len())
-            .then_with(|| self.0.cmp(&other.0))
+        self.0.len().cmp(&other.0.len()).then_with(|| self.0.cmp(&other.0))
     }
 }
 
@@ -182,12 +179,8 @@ mod tests {
         let small = SequenceNumber::parse("9").unwrap();
         let large = SequenceNumber::parse("10").unwrap();
         assert!(small < large);
-        let kinesis_a =
-            SequenceNumber::parse("49590338271490256608559692538361571095921575989136588898")
-                .unwrap();
-        let kinesis_b =
-            SequenceNumber::parse("49590338271490256608559692540925702759324208523137515618")
-                .unwrap();
+        let kinesis_a = SequenceNumber::parse("49590338271490256608559692538361571095921575989136588898").unwrap();
+        let kinesis_b = SequenceNumber::parse("49590338271490256608559692540925702759324208523137515618").unwrap();
         assert!(kinesis_a < kinesis_b);
         assert!(SequenceNumber::parse("007").is_err());
         assert!(SequenceNumber::parse("").is_err());

@@ -74,8 +74,7 @@ impl KeyTemplate {
             }
         }
         if !segments.iter().any(|s| matches!(s, Segment::Timestamp(_))) {
-            let default =
-                TimestampPattern::parse("yyyy/MM/dd/HH/").expect("the default pattern parses");
+            let default = TimestampPattern::parse("yyyy/MM/dd/HH/").expect("the default pattern parses");
             segments.push(Segment::Timestamp(default));
         }
         Ok(Self {
@@ -98,12 +97,8 @@ impl KeyTemplate {
             match segment {
                 Segment::Literal(text) => out.push_str(text),
                 Segment::Timestamp(pattern) => pattern.render(&local_time, &mut out),
-                Segment::RandomString => {
-                    out.push_str(&Alphanumeric.sample_string(&mut rand::rng(), RANDOM_STRING_LEN))
-                }
-                Segment::ErrorOutputType => {
-                    out.push_str(context.error_output_type.unwrap_or("unknown"))
-                }
+                Segment::RandomString => out.push_str(&Alphanumeric.sample_string(&mut rand::rng(), RANDOM_STRING_LEN)),
+                Segment::ErrorOutputType => out.push_str(context.error_output_type.unwrap_or("unknown")),
             }
         }
         out
@@ -136,17 +131,13 @@ fn parse_expression(expression: &str, kind: TemplateKind) -> Result<Segment, Tem
 
 fn check_literal(text: &str, template: &str) -> Result<(), TemplateError> {
     if text.chars().any(char::is_control) {
-        return Err(TemplateError(format!(
-            "{template:?} contains a control character"
-        )));
+        return Err(TemplateError(format!("{template:?} contains a control character")));
     }
     if text.contains('\\') {
         return Err(TemplateError(format!("{template:?} contains '\\'")));
     }
     if text.split('/').any(|s| s == "..") {
-        return Err(TemplateError(format!(
-            "{template:?} contains a '..' segment"
-        )));
+        return Err(TemplateError(format!("{template:?} contains a '..' segment")));
     }
     Ok(())
 }
@@ -183,10 +174,7 @@ mod tests {
 
     #[test]
     fn default_timestamp_is_appended_when_absent() {
-        assert_eq!(
-            render("events/", TemplateKind::Data),
-            "events/2026/11/22/23/"
-        );
+        assert_eq!(render("events/", TemplateKind::Data), "events/2026/11/22/23/");
         assert_eq!(render("", TemplateKind::Data), "2026/11/22/23/");
     }
 
@@ -199,20 +187,13 @@ mod tests {
             ),
             "errors/processing-failed/2026/11/22/"
         );
-        let err = KeyTemplate::parse(
-            "e/!{firehose:error-output-type}/",
-            TemplateKind::Data,
-            Tz::UTC,
-        )
-        .unwrap_err();
+        let err = KeyTemplate::parse("e/!{firehose:error-output-type}/", TemplateKind::Data, Tz::UTC).unwrap_err();
         assert!(err.0.contains("only allowed in error_prefix"), "{err}");
     }
 
     #[test]
     fn random_string_is_eleven_alphanumerics_and_changes() {
-        let template =
-            KeyTemplate::parse("r/!{firehose:random-string}/", TemplateKind::Data, Tz::UTC)
-                .unwrap();
+        let template = KeyTemplate::parse("r/!{firehose:random-string}/", TemplateKind::Data, Tz::UTC).unwrap();
         let a = template.render(&context(None));
         let b = template.render(&context(None));
         let random = a.strip_prefix("r/").unwrap().split('/').next().unwrap();
@@ -224,8 +205,7 @@ mod tests {
     #[test]
     fn time_zone_applies_to_timestamps() {
         let tokyo: Tz = "Asia/Tokyo".parse().unwrap();
-        let template =
-            KeyTemplate::parse("!{timestamp:yyyy/MM/dd/HH}/", TemplateKind::Data, tokyo).unwrap();
+        let template = KeyTemplate::parse("!{timestamp:yyyy/MM/dd/HH}/", TemplateKind::Data, tokyo).unwrap();
         assert_eq!(template.render(&context(None)), "2026/11/23/08/");
     }
 

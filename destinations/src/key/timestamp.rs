@@ -107,26 +107,17 @@ mod tests {
     use chrono::Utc;
 
     fn render(pattern: &str) -> String {
-        let time =
-            Utc.with_ymd_and_hms(2026, 3, 7, 5, 4, 9).unwrap() + chrono::Duration::milliseconds(42);
+        let time = Utc.with_ymd_and_hms(2026, 3, 7, 5, 4, 9).unwrap() + chrono::Duration::milliseconds(42);
         let mut out = String::new();
-        TimestampPattern::parse(pattern)
-            .unwrap()
-            .render(&time, &mut out);
+        TimestampPattern::parse(pattern).unwrap().render(&time, &mut out);
         out
     }
 
     #[test]
     fn renders_java_patterns() {
         assert_eq!(render("yyyy/MM/dd/HH"), "2026/03/07/05");
-        assert_eq!(
-            render("yyyy-MM-dd'T'HH:mm:ss.SSS"),
-            "2026-03-07T05:04:09.042"
-        );
-        assert_eq!(
-            render("'year='yyyy/'month='M/'day='d"),
-            "year=2026/month=3/day=7"
-        );
+        assert_eq!(render("yyyy-MM-dd'T'HH:mm:ss.SSS"), "2026-03-07T05:04:09.042");
+        assert_eq!(render("'year='yyyy/'month='M/'day='d"), "year=2026/month=3/day=7");
         assert_eq!(render("yy DDD H"), "26 066 5");
         assert_eq!(render("''yyyy"), "'2026");
     }

@@ -44,12 +44,7 @@ impl LocalStore {
 
 #[async_trait]
 impl ObjectStore for LocalStore {
-    async fn put(
-        &self,
-        key: &ObjectKey,
-        payload: Bytes,
-        _options: &PutOptions,
-    ) -> Result<PutOutcome, Error> {
+    async fn put(&self, key: &ObjectKey, payload: Bytes, _options: &PutOptions) -> Result<PutOutcome, Error> {
         let path = self.path_of(key);
         let key = key.clone();
         run_blocking(move || put_file(&path, &payload))
@@ -92,10 +87,7 @@ impl ObjectStore for LocalStore {
 
 fn put_file(path: &Path, payload: &[u8]) -> io::Result<PutOutcome> {
     let dir = path.parent().expect("an object path has a parent");
-    let name = path
-        .file_name()
-        .expect("an object path has a name")
-        .to_string_lossy();
+    let name = path.file_name().expect("an object path has a name").to_string_lossy();
     fs::create_dir_all(dir)?;
     if fs::symlink_metadata(path).is_ok() {
         return Ok(PutOutcome::AlreadyExisted);
@@ -124,9 +116,7 @@ fn put_file(path: &Path, payload: &[u8]) -> io::Result<PutOutcome> {
     Ok(outcome)
 }
 
-async fn run_blocking<T: Send + 'static>(
-    f: impl FnOnce() -> io::Result<T> + Send + 'static,
-) -> io::Result<T> {
+async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
     tokio::task::spawn_blocking(f)
         .await
         .unwrap_or_else(|join| Err(io::Error::other(join)))
@@ -135,18 +125,16 @@ async fn run_blocking<T: Send + 'static>(
 fn io_error(err: io::Error, location: &str) -> Error {
     let location = location.to_owned();
     match err.kind() {
-        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
-            Error::PermissionDenied {
+        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => Error::PermissionDenied {
+            location,
+            source: Box::new(err),
+        },
+        io::ErrorKind::NotADirectory | io::ErrorKind::IsADirectory | io::ErrorKind::InvalidFilename => {
+            Error::Misconfigured {
                 location,
-                source: Box::new(err),
+                reason: err.to_string(),
             }
         }
-        io::ErrorKind::NotADirectory
-        | io::ErrorKind::IsADirectory
-        | io::ErrorKind::InvalidFilename => Error::Misconfigured {
-            location,
-            reason: err.to_string(),
-        },
         // A full disk, or anything else that may pass: retried.
         _ => Error::Transient {
             location,

@@ -52,12 +52,16 @@ where
             let message = inner.message().unwrap_or_default();
             let status = Some(service.raw().status().as_u16());
             match code {
-                "ResourceNotFoundException" => {
-                    KinesisError::StreamNotFound { stream: stream.to_owned(), where_: String::new() }
-                }
+                "ResourceNotFoundException" => KinesisError::StreamNotFound {
+                    stream: stream.to_owned(),
+                    where_: String::new(),
+                },
                 "ExpiredIteratorException" => KinesisError::ExpiredIterator,
-                "ProvisionedThroughputExceededException" | "KMSThrottlingException" | "LimitExceededException"
-                | "ThrottlingException" | "Throttling" => KinesisError::Throttled(format!("{code}: {message}")),
+                "ProvisionedThroughputExceededException"
+                | "KMSThrottlingException"
+                | "LimitExceededException"
+                | "ThrottlingException"
+                | "Throttling" => KinesisError::Throttled(format!("{code}: {message}")),
                 "InternalFailureException" | "ServiceUnavailable" | "InternalFailure" => {
                     KinesisError::Transient(format!("{code}: {message}"))
                 }
@@ -106,6 +110,8 @@ pub struct ShardInfo {
     pub hash_range: (u128, u128),
     /// The shard has an ending sequence number: it will be read to an end.
     pub closed: bool,
+    /// Its last sequence number, once closed.
+    pub ending_sequence: Option<String>,
 }
 
 /// The calls spillway makes, on one stream.
@@ -182,6 +188,10 @@ impl KinesisApi {
                         .sequence_number_range()
                         .and_then(|r| r.ending_sequence_number())
                         .is_some(),
+                    ending_sequence: shard
+                        .sequence_number_range()
+                        .and_then(|r| r.ending_sequence_number())
+                        .map(str::to_owned),
                 });
             }
             match out.next_token() {
@@ -266,17 +276,26 @@ mod tests {
 
     #[tokio::test]
     async fn errors_are_classified_by_what_to_do() {
-        assert!(matches!(error_for("ExpiredIteratorException", 400).await, KinesisError::ExpiredIterator));
+        assert!(matches!(
+            error_for("ExpiredIteratorException", 400).await,
+            KinesisError::ExpiredIterator
+        ));
         for throttle in ["ProvisionedThroughputExceededException", "KMSThrottlingException"] {
             let err = error_for(throttle, 400).await;
-            assert!(matches!(err, KinesisError::Throttled(_)) && err.is_retryable(), "{throttle}: {err:?}");
+            assert!(
+                matches!(err, KinesisError::Throttled(_)) && err.is_retryable(),
+                "{throttle}: {err:?}"
+            );
         }
         let err = error_for("InternalFailureException", 500).await;
         assert!(matches!(err, KinesisError::Transient(_)), "{err:?}");
         let err = error_for("SomethingNew", 503).await;
         assert!(err.is_retryable(), "{err:?}");
         let err = error_for("AccessDeniedException", 400).await;
-        assert!(matches!(err, KinesisError::Permanent(_)) && !err.is_retryable(), "{err:?}");
+        assert!(
+            matches!(err, KinesisError::Permanent(_)) && !err.is_retryable(),
+            "{err:?}"
+        );
         let err = error_for("ResourceNotFoundException", 400).await;
         assert!(matches!(err, KinesisError::StreamNotFound { .. }), "{err:?}");
         let _unused: Option<GetRecordsError> = None;

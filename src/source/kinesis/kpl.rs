@@ -158,9 +158,7 @@ pub enum CorruptReason {
         table_len: usize,
     },
     /// An explicit hash key is not a decimal integer.
-    #[error(
-        "KPL aggregated record: sub-record {record} has explicit hash key {value:?}, not a decimal integer"
-    )]
+    #[error("KPL aggregated record: sub-record {record} has explicit hash key {value:?}, not a decimal integer")]
     InvalidExplicitHashKey {
         /// Index of the sub-record.
         record: u64,
@@ -264,10 +262,7 @@ fn lossy(bytes: &[u8]) -> String {
 }
 
 /// Validates the decoded message and builds the user records kept by `range`.
-fn extract(
-    message: pb::AggregatedRecord,
-    (start, end): (u128, u128),
-) -> Result<(Vec<UserRecord>, u64), CorruptReason> {
+fn extract(message: pb::AggregatedRecord, (start, end): (u128, u128)) -> Result<(Vec<UserRecord>, u64), CorruptReason> {
     // Java protobuf refuses a message lacking a required field before the
     // KCL looks at any record: check them all first.
     for (i, r) in (0u64..).zip(&message.records) {
@@ -285,16 +280,8 @@ fn extract(
         }
     }
 
-    let pks: Vec<String> = message
-        .partition_key_table
-        .iter()
-        .map(|k| lossy(k))
-        .collect();
-    let ehks: Vec<String> = message
-        .explicit_hash_key_table
-        .iter()
-        .map(|k| lossy(k))
-        .collect();
+    let pks: Vec<String> = message.partition_key_table.iter().map(|k| lossy(k)).collect();
+    let ehks: Vec<String> = message.explicit_hash_key_table.iter().map(|k| lossy(k)).collect();
     // Several sub-records usually share a key: hash / parse each entry once.
     let mut pk_hashes: Vec<Option<u128>> = vec![None; pks.len()];
     let mut ehk_values: Vec<Option<HashKey>> = vec![None; ehks.len()];
@@ -303,37 +290,32 @@ fn extract(
     let mut dropped = 0u64;
     for (i, r) in (0u64..).zip(message.records) {
         let pk_index = r.partition_key_index.unwrap_or_default();
-        let pk_slot = usize::try_from(pk_index)
-            .ok()
-            .filter(|&idx| idx < pks.len())
-            .ok_or(CorruptReason::PartitionKeyIndexOutOfRange {
+        let pk_slot = usize::try_from(pk_index).ok().filter(|&idx| idx < pks.len()).ok_or(
+            CorruptReason::PartitionKeyIndexOutOfRange {
                 record: i,
                 index: pk_index,
                 table_len: pks.len(),
-            })?;
+            },
+        )?;
 
         let hash_key = match r.explicit_hash_key_index {
-            None => HashKey::Value(
-                *pk_hashes[pk_slot].get_or_insert_with(|| partition_key_hash(&pks[pk_slot])),
-            ),
+            None => HashKey::Value(*pk_hashes[pk_slot].get_or_insert_with(|| partition_key_hash(&pks[pk_slot]))),
             Some(ehk_index) => {
-                let slot = usize::try_from(ehk_index)
-                    .ok()
-                    .filter(|&idx| idx < ehks.len())
-                    .ok_or(CorruptReason::ExplicitHashKeyIndexOutOfRange {
+                let slot = usize::try_from(ehk_index).ok().filter(|&idx| idx < ehks.len()).ok_or(
+                    CorruptReason::ExplicitHashKeyIndexOutOfRange {
                         record: i,
                         index: ehk_index,
                         table_len: ehks.len(),
-                    })?;
+                    },
+                )?;
                 match ehk_values[slot] {
                     Some(parsed) => parsed,
                     None => {
-                        let parsed = parse_decimal(&ehks[slot]).ok_or_else(|| {
-                            CorruptReason::InvalidExplicitHashKey {
+                        let parsed =
+                            parse_decimal(&ehks[slot]).ok_or_else(|| CorruptReason::InvalidExplicitHashKey {
                                 record: i,
                                 value: ehks[slot].clone(),
-                            }
-                        })?;
+                            })?;
                         *ehk_values[slot].insert(parsed)
                     }
                 }
@@ -470,11 +452,7 @@ mod tests {
             b"\xF3\x89\x9A\xC3 wrong last magic byte..........",
             b"\x00\xF3\x89\x9A\xC2 magic not at the start.......",
         ] {
-            assert_eq!(
-                deaggregate(data, None),
-                Deaggregated::NotAggregated,
-                "{data:?}"
-            );
+            assert_eq!(deaggregate(data, None), Deaggregated::NotAggregated, "{data:?}");
         }
     }
 
@@ -576,18 +554,12 @@ mod tests {
         let mut data = build(&["k"], &[], &[(0, None, b"payload")]);
         let last = data.len() - 1;
         data[last] ^= 1;
-        assert_eq!(
-            reason(deaggregate(&data, None)),
-            CorruptReason::DigestMismatch
-        );
+        assert_eq!(reason(deaggregate(&data, None)), CorruptReason::DigestMismatch);
 
         // flipping a body byte breaks the digest too
         let mut data = build(&["k"], &[], &[(0, None, b"payload")]);
         data[6] ^= 0x40;
-        assert_eq!(
-            reason(deaggregate(&data, None)),
-            CorruptReason::DigestMismatch
-        );
+        assert_eq!(reason(deaggregate(&data, None)), CorruptReason::DigestMismatch);
     }
 
     #[test]
@@ -666,10 +638,7 @@ mod tests {
         let data = build(&["k"], &[], &[(1 << 32, None, b"x")]);
         assert!(matches!(
             reason(deaggregate(&data, None)),
-            CorruptReason::PartitionKeyIndexOutOfRange {
-                index: 4294967296,
-                ..
-            }
+            CorruptReason::PartitionKeyIndexOutOfRange { index: 4294967296, .. }
         ));
         let data = build(&["k"], &[], &[(u64::MAX, None, b"x")]);
         assert!(matches!(
@@ -690,9 +659,7 @@ mod tests {
 
     #[test]
     fn non_numeric_explicit_hash_key_is_corrupt() {
-        for bad in [
-            "", "abc", "12a", " 1", "1 ", "0x10", "+", "-", "1.0", "\u{661}",
-        ] {
+        for bad in ["", "abc", "12a", " 1", "1 ", "0x10", "+", "-", "1.0", "\u{661}"] {
             let data = build(&["k"], &[bad], &[(0, Some(0), b"x")]);
             assert_eq!(
                 reason(deaggregate(&data, None)),
@@ -719,11 +686,7 @@ mod tests {
     fn filter_uses_partition_key_hash_and_keeps_sub_sequence_numbers() {
         // "a" hashes below 2^127, "" above.
         assert!(partition_key_hash("a") < HALF && partition_key_hash("") >= HALF);
-        let data = build(
-            &["a", ""],
-            &[],
-            &[(0, None, b"0"), (1, None, b"1"), (0, None, b"2")],
-        );
+        let data = build(&["a", ""], &[], &[(0, None, b"0"), (1, None, b"1"), (0, None, b"2")]);
 
         let (recs, dropped) = records(deaggregate(&data, Some((0, HALF - 1))));
         assert_eq!(dropped, 1);
@@ -733,10 +696,7 @@ mod tests {
         let (recs, dropped) = records(deaggregate(&data, Some((HALF, u128::MAX))));
         assert_eq!(dropped, 2);
         assert_eq!(recs.len(), 1);
-        assert_eq!(
-            (recs[0].sub_sequence_number, &recs[0].data[..]),
-            (1, &b"1"[..])
-        );
+        assert_eq!((recs[0].sub_sequence_number, &recs[0].data[..]), (1, &b"1"[..]));
     }
 
     #[test]
@@ -760,12 +720,7 @@ mod tests {
 
         let (recs, dropped) = records(deaggregate(&data, Some((0, 999))));
         assert_eq!(dropped, 2);
-        assert_eq!(
-            recs.iter()
-                .map(|r| r.sub_sequence_number)
-                .collect::<Vec<_>>(),
-            [1, 2]
-        );
+        assert_eq!(recs.iter().map(|r| r.sub_sequence_number).collect::<Vec<_>>(), [1, 2]);
     }
 
     #[test]
@@ -810,22 +765,13 @@ mod tests {
     #[test]
     fn parse_hash_key_accepts_only_plain_u128_decimals() {
         assert_eq!(parse_hash_key("0"), Some(0));
-        assert_eq!(
-            parse_hash_key("170141183460469231731687303715884105728"),
-            Some(HALF)
-        );
+        assert_eq!(parse_hash_key("170141183460469231731687303715884105728"), Some(HALF));
         assert_eq!(
             parse_hash_key("340282366920938463463374607431768211455"),
             Some(u128::MAX)
         );
-        assert_eq!(
-            parse_hash_key("340282366920938463463374607431768211456"),
-            None
-        );
-        assert_eq!(
-            parse_hash_key("99999999999999999999999999999999999999999999"),
-            None
-        );
+        assert_eq!(parse_hash_key("340282366920938463463374607431768211456"), None);
+        assert_eq!(parse_hash_key("99999999999999999999999999999999999999999999"), None);
         assert_eq!(parse_hash_key("-1"), None);
         assert_eq!(parse_hash_key("+1"), None);
         assert_eq!(parse_hash_key("-0"), None);
@@ -968,11 +914,7 @@ mod tests {
     fn assert_matches_golden(got: &UserRecord, want: &GoldenRecord, ctx: &str) {
         assert_eq!(got.sub_sequence_number, want.sub_sequence_number, "{ctx}");
         assert_eq!(got.partition_key, want.partition_key, "{ctx}");
-        assert_eq!(
-            got.explicit_hash_key.as_deref(),
-            want.explicit_hash_key,
-            "{ctx}"
-        );
+        assert_eq!(got.explicit_hash_key.as_deref(), want.explicit_hash_key, "{ctx}");
         assert_eq!(&got.data[..], &hex(want.data_hex)[..], "{ctx}");
     }
 
@@ -1007,8 +949,7 @@ mod tests {
         for g in GOLDEN {
             for &(range_name, start, end, kept) in g.kept_by_range {
                 let ctx = format!("{} / {range_name}", g.name);
-                let (recs, dropped) =
-                    records(deaggregate(&hex(g.aggregated_hex), Some((start, end))));
+                let (recs, dropped) = records(deaggregate(&hex(g.aggregated_hex), Some((start, end))));
                 let seqs: Vec<u64> = recs.iter().map(|r| r.sub_sequence_number).collect();
                 assert_eq!(seqs, kept, "{ctx}");
                 assert_eq!(dropped as usize, g.records.len() - kept.len(), "{ctx}");

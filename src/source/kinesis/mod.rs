@@ -39,7 +39,11 @@ pub struct KinesisSource {
 
 impl KinesisSource {
     pub fn new(config: KinesisConfig, once: bool) -> Self {
-        Self { config, once, api: None }
+        Self {
+            config,
+            once,
+            api: None,
+        }
     }
 
     fn where_(&self) -> String {
@@ -115,6 +119,7 @@ enum State {
 
 struct Shard {
     info: ShardInfo,
+    ending: Arc<std::sync::Mutex<Option<String>>>,
     state: State,
     /// Listed at start: it starts at the configured position; shards found
     /// later start at their beginning.
@@ -154,7 +159,11 @@ impl Coordinator {
                 tracing::info!("--once: every shard read up to its tip or its end");
                 return;
             }
-            let wake = if waiting_on_finish { Instant::now() + FINISH_POLL } else { next_discovery };
+            let wake = if waiting_on_finish {
+                Instant::now() + FINISH_POLL
+            } else {
+                next_discovery
+            };
             tokio::select! {
                 Some(joined) = self.readers.join_next() => {
                     let (shard, outcome) = joined.expect("shard readers do not panic");
@@ -193,7 +202,11 @@ impl Coordinator {
         let initial = !self.listed_once;
         self.listed_once = true;
         for info in listed {
-            if self.shards.contains_key(&info.id) {
+            if let Some(known) = self.shards.get_mut(&info.id) {
+                if info.ending_sequence.is_some() {
+                    *known.ending.lock().expect("not poisoned") = info.ending_sequence.clone();
+                    known.info.closed = true;
+                }
                 continue;
             }
             let source = SourceId::new(info.id.clone());
@@ -207,7 +220,16 @@ impl Coordinator {
                 State::Waiting
             };
             tracing::info!(shard = %info.id, parents = ?info.parents, closed = info.closed, ?state, "found shard");
-            self.shards.insert(info.id.clone(), Shard { info, state, initial });
+            let ending = Arc::new(std::sync::Mutex::new(info.ending_sequence.clone()));
+            self.shards.insert(
+                info.id.clone(),
+                Shard {
+                    info,
+                    ending,
+                    state,
+                    initial,
+                },
+            );
         }
         Ok(())
     }
@@ -268,6 +290,7 @@ impl Coordinator {
             let reader = ShardReader {
                 api: self.api.clone(),
                 shard: shard.info.clone(),
+                ending: shard.ending.clone(),
                 start,
                 events: self.context.events.clone(),
                 options: self.reader.clone(),

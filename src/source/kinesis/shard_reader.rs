@@ -51,6 +51,9 @@ pub enum ShardOutcome {
 pub struct ShardReader {
     pub api: Arc<KinesisApi>,
     pub shard: ShardInfo,
+    /// The shard's ending sequence number once a listing shows it closed
+    /// (kept up to date by the coordinator).
+    pub ending: Arc<std::sync::Mutex<Option<String>>>,
     pub start: StartAt,
     pub events: mpsc::Sender<SourceEvent>,
     pub options: ReaderOptions,
@@ -76,7 +79,10 @@ impl ShardReader {
                 None => {
                     // A fresh iterator: right after the last record read, or
                     // at the start position.
-                    let start = last_sequence.clone().map(StartAt::AfterSequence).unwrap_or_else(|| self.start.clone());
+                    let start = last_sequence
+                        .clone()
+                        .map(StartAt::AfterSequence)
+                        .unwrap_or_else(|| self.start.clone());
                     match self.api.shard_iterator(&self.shard.id, &start).await {
                         Ok(it) => {
                             iterator = Some(it.clone());
@@ -115,7 +121,13 @@ impl ShardReader {
             if !records.is_empty() && self.events.send(SourceEvent::Records(records)).await.is_err() {
                 return ShardOutcome::Stopped;
             }
-            match output.next_shard_iterator() {
+            // Kinesis ends a closed shard with a null iterator; some
+            // implementations never do, so an empty, caught-up answer after
+            // the shard's ending sequence number ends it too.
+            let past_end = output.records().is_empty()
+                && millis_behind.is_none_or(|m| m == 0)
+                && self.reached_end(last_sequence.as_deref());
+            match output.next_shard_iterator().filter(|_| !past_end) {
                 None => {
                     tracing::info!(shard = %self.shard.id, children = ?output.child_shards().iter().map(|c| c.shard_id()).collect::<Vec<_>>(), "shard closed and read to its end");
                     return ShardOutcome::Closed;
@@ -143,7 +155,12 @@ impl ShardReader {
             // Stay within the shard's limits: 5 calls/s and 2 MB/s, shared
             // with other consumers; poll slowly when there is nothing new.
             let by_bytes = Duration::from_secs_f64(bytes as f64 / MAX_BYTES_PER_SECOND);
-            let wait = if caught_up { self.options.idle_poll } else { MIN_CALL_INTERVAL }.max(by_bytes);
+            let wait = if caught_up {
+                self.options.idle_poll
+            } else {
+                MIN_CALL_INTERVAL
+            }
+            .max(by_bytes);
             let elapsed = called_at.elapsed();
             if wait > elapsed {
                 tokio::select! {
@@ -151,6 +168,21 @@ impl ShardReader {
                     () = self.events.closed() => return ShardOutcome::Stopped,
                 }
             }
+        }
+    }
+
+    /// Whether the shard is closed and the last record read is its last (or
+    /// it had none from where this reader started).
+    fn reached_end(&self, last_read: Option<&str>) -> bool {
+        let ending = self.ending.lock().expect("not poisoned").clone();
+        match (
+            ending.as_deref().map(SequenceNumber::parse),
+            last_read.map(SequenceNumber::parse),
+        ) {
+            (Some(Ok(end)), Some(Ok(last))) => last >= end,
+            // Closed, and nothing at all from where this reader started.
+            (Some(Ok(_)), None) => true,
+            _ => false,
         }
     }
 
