@@ -18,6 +18,21 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// A new stream of `shards` shards on the peer named by `peer_variable`,
+/// with a runtime and a client to drive it.
+fn new_stream(
+    peer_variable: &str,
+    prefix: &str,
+    shards: i32,
+) -> (String, tokio::runtime::Runtime, aws_sdk_kinesis::Client, String) {
+    let endpoint = peer(peer_variable);
+    let rt = runtime();
+    let client = rt.block_on(client(&endpoint));
+    let stream = unique_stream(prefix);
+    rt.block_on(create_stream(&client, &stream, shards));
+    (endpoint, rt, client, stream)
+}
+
 fn run_once(dir: &Path, config: &Path) -> Output {
     spillway()
         .args(["--log-format", "json", "run", "--once", "--config"])
@@ -48,11 +63,7 @@ fn shards_read(logs: &[serde_json::Value]) -> BTreeSet<String> {
 }
 
 fn four_shards_fifty_thousand_records_with_kpl(peer_variable: &str) {
-    let endpoint = peer(peer_variable);
-    let rt = runtime();
-    let client = rt.block_on(client(&endpoint));
-    let stream = unique_stream("four");
-    rt.block_on(create_stream(&client, &stream, 4));
+    let (endpoint, _rt, _client, stream) = new_stream(peer_variable, "four", 4);
     let produced = produce(
         &endpoint,
         &stream,
@@ -112,11 +123,7 @@ fn a_missing_stream_is_a_one_line_error_naming_it() {
 #[test]
 fn expired_iterators_throttling_and_server_errors_are_survived_without_gap_or_duplicate() {
     use support::fault_proxy::{kinesis_error, FaultProxy};
-    let endpoint = peer("SPILLWAY_TEST_KINESALITE");
-    let rt = runtime();
-    let client = rt.block_on(client(&endpoint));
-    let stream = unique_stream("faults");
-    rt.block_on(create_stream(&client, &stream, 2));
+    let (endpoint, _rt, _client, stream) = new_stream("SPILLWAY_TEST_KINESALITE", "faults", 2);
     let produced = produce(
         &endpoint,
         &stream,
@@ -165,11 +172,7 @@ fn expired_iterators_throttling_and_server_errors_are_survived_without_gap_or_du
 /// Splits one shard and merges two others while the daemon runs, with
 /// records put before, between and after.
 fn reshard_while_running(peer_variable: &str) {
-    let endpoint = peer(peer_variable);
-    let rt = runtime();
-    let client = rt.block_on(client(&endpoint));
-    let stream = unique_stream("reshard");
-    rt.block_on(create_stream(&client, &stream, 4));
+    let (endpoint, rt, client, stream) = new_stream(peer_variable, "reshard", 4);
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &kinesis_config(&endpoint, &stream, ""));
     let mut child = spawn_daemon(dir.path(), &config, 500);
@@ -288,19 +291,15 @@ fn kinesalite_split_and_merge_while_running_lose_and_duplicate_nothing() {
 
 #[test]
 fn repeated_kill_9_loses_and_duplicates_nothing() {
-    let endpoint = peer("SPILLWAY_TEST_KINESALITE");
-    let rt = runtime();
-    let client = rt.block_on(client(&endpoint));
-    let stream = unique_stream("kill");
-    rt.block_on(create_stream(&client, &stream, 4));
-    // About 90 seconds of records, some aggregated, while spillway is killed
+    let (endpoint, _rt, _client, stream) = new_stream("SPILLWAY_TEST_KINESALITE", "kill", 4);
+    // About three minutes of records, some aggregated, while spillway is killed
     // at random moments and restarted.
     let mut producer = producer(
         &endpoint,
         &stream,
         &[
             "--count",
-            "27000",
+            "54000",
             "--rate",
             "300",
             "--batch",
@@ -351,7 +350,7 @@ fn repeated_kill_9_loses_and_duplicates_nothing() {
         all_logs.extend(watch.finish());
     }
     let produced = parse_produced(&collector.join().unwrap());
-    assert_eq!(produced.len(), 27_000);
+    assert_eq!(produced.len(), 54_000);
     // A last run archives what is left.
     let output = run_once(dir.path(), &config);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
