@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate golden KPL aggregated records for the Rust tests in src/lib.rs.
+"""Generate golden KPL aggregated records for the Rust tests in src/source/kinesis/kpl.rs.
 
 The aggregated records are produced by the reference Python library
 aws-kinesis-agg==1.2.3 (RecordAggregator / AggRecord.get_contents()).
@@ -9,13 +9,12 @@ deaggregator mis-reports explicit hash keys (see check_python_deagg below).
 
 Usage (from the crate root):
 
-    python3 -m venv .venv
-    .venv/bin/pip install aws-kinesis-agg==1.2.3
-    .venv/bin/python gen_fixtures.py            # print the Rust block
-    .venv/bin/python gen_fixtures.py --write    # splice it into src/lib.rs
+    # with the test venv (scripts/peers.sh installs aws-kinesis-agg and six):
+    .peers/venv/bin/python tests/peers/gen_kpl_fixtures.py          # print the Rust block
+    .peers/venv/bin/python tests/peers/gen_kpl_fixtures.py --write  # splice it into kpl.rs
 
 The generated block sits between the `BEGIN GENERATED FIXTURES` and
-`END GENERATED FIXTURES` marker lines in src/lib.rs.
+`END GENERATED FIXTURES` marker lines in src/source/kinesis/kpl.rs.
 """
 
 import base64
@@ -195,7 +194,7 @@ def main():
     if "--write" not in sys.argv:
         sys.stdout.write(block)
         return
-    path = Path(__file__).resolve().parent / "src" / "lib.rs"
+    path = Path(__file__).resolve().parents[2] / "src" / "source" / "kinesis" / "kpl.rs"
     text = path.read_text()
     start = text.index(BEGIN)
     end = text.index(END) + len(END) + 1

@@ -977,8 +977,7 @@ mod tests {
 
     // Golden aggregated records built by the Python package
     // aws-kinesis-agg==1.2.3, with the user records fed to it. Regenerate with
-    // `.venv/bin/python gen_fixtures.py --write` (see gen_fixtures.py, next to
-    // Cargo.toml).
+    // `.peers/venv/bin/python tests/peers/gen_kpl_fixtures.py --write`.
     // BEGIN GENERATED FIXTURES (gen_fixtures.py)
     // Do not edit by hand: regenerate with gen_fixtures.py.
     // Produced with aws-kinesis-agg==1.2.3.
