@@ -137,10 +137,12 @@ fn expired_iterators_throttling_and_server_errors_are_survived_without_gap_or_du
                 return None;
             }
             match nth {
+                // A burst of throttles longer than the SDK's own retries (3
+                // attempts), checked first and long enough that, however the
+                // two shard readers interleave, a call exhausts them.
+                12..=40 => Some(kinesis_error(400, "ProvisionedThroughputExceededException")),
                 // Every 5th call finds its iterator expired.
                 n if n % 5 == 3 => Some(kinesis_error(400, "ExpiredIteratorException")),
-                // A burst of throttles longer than the SDK's own retries.
-                12..=19 => Some(kinesis_error(400, "ProvisionedThroughputExceededException")),
                 n if n % 11 == 7 => Some(kinesis_error(500, "InternalFailure")),
                 _ => None,
             }
