@@ -36,6 +36,14 @@ pub trait ObjectStore: Send + Sync + Debug {
     /// it is.
     async fn put(&self, key: &ObjectKey, payload: Bytes, options: &PutOptions) -> Result<PutOutcome, Error>;
 
+    /// Cleans up what a writer of `key` killed half-way may have left behind
+    /// (an S3 multipart upload that was never completed nor aborted).
+    /// Called at start for each object that was pending when the last run
+    /// stopped. The default has nothing to clean.
+    async fn clean_up(&self, _key: &ObjectKey) -> Result<(), Error> {
+        Ok(())
+    }
+
     /// Whether an object exists under `key`.
     async fn exists(&self, key: &ObjectKey) -> Result<bool, Error>;
 

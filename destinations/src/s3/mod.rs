@@ -220,6 +220,38 @@ impl ObjectStore for S3Store {
         }
     }
 
+    /// Aborts the multipart uploads of exactly `key` that are still open: a
+    /// run killed during an upload leaves one (needs
+    /// `s3:ListBucketMultipartUploads`).
+    async fn clean_up(&self, key: &ObjectKey) -> Result<(), Error> {
+        let listed = self
+            .client
+            .list_multipart_uploads()
+            .bucket(&self.options.bucket)
+            .prefix(key.as_str())
+            .send()
+            .await
+            .map_err(|err| to_error("ListMultipartUploads", self.target(key), err))?;
+        for upload in listed.uploads() {
+            let (Some(found), Some(upload_id)) = (upload.key(), upload.upload_id()) else {
+                continue;
+            };
+            if found != key.as_str() {
+                continue;
+            }
+            self.client
+                .abort_multipart_upload()
+                .bucket(&self.options.bucket)
+                .key(found)
+                .upload_id(upload_id)
+                .send()
+                .await
+                .map_err(|err| to_error("AbortMultipartUpload", self.target(key), err))?;
+            tracing::info!(key = %key, upload_id, "aborted a multipart upload left open by an earlier run");
+        }
+        Ok(())
+    }
+
     /// HeadObject: a 404 is `false`. A 404 cannot tell a missing object from
     /// a missing bucket (HEAD responses have no body); [`Self::check`] tests
     /// the bucket at start.
