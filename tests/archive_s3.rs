@@ -464,3 +464,51 @@ fn a_put_failing_past_the_retry_duration_becomes_delivery_failed_error_records()
     }
     assert_same_records(&failed, &records, "delivery-failed error records");
 }
+
+#[test]
+fn a_large_object_is_sent_in_parts_while_it_is_encoded() {
+    let endpoint = peer("SPILLWAY_TEST_MOTO");
+    let rt = runtime();
+    let s3 = client(&rt, &endpoint);
+    let bucket = new_bucket(&rt, &s3, "streamed");
+    let dir = tempfile::tempdir().unwrap();
+    // 120 MB of records in one 128 MiB buffer: one object of 120 MB.
+    let records = write_records(dir.path(), 120_000, 1_000);
+    let input_bytes: u64 = records.iter().map(|r| r.len() as u64 + 1).sum();
+    let config = s3_config(dir.path(), &endpoint, &bucket, 128, "");
+    let mut child = spillway()
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let watch = LogWatch::new(&mut child);
+    let mut peak = 0;
+    while child.try_wait().unwrap().is_none() {
+        peak = peak.max(rss(child.id()).unwrap_or(0));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let seen = watch.finish();
+    let uploads = seen.iter().filter(|l| l.contains("multipart upload started")).count();
+    assert_eq!(uploads, 1, "{seen:#?}");
+    println!(
+        "peak RSS {} MiB for a {} MiB object",
+        peak / (1024 * 1024),
+        input_bytes / (1024 * 1024)
+    );
+    // The buffer's records are in memory, with their bookkeeping (about
+    // twice their bytes in all, measured: 246 MiB here). The object's bytes
+    // must not be as well: encoded whole first, as to a local directory,
+    // the same run peaks at about 320 MiB.
+    assert!(
+        peak < 2 * input_bytes + 48 * 1024 * 1024,
+        "RSS reached {} MiB for a {} MiB object",
+        peak / (1024 * 1024),
+        input_bytes / (1024 * 1024)
+    );
+    let objects = bucket_objects(&rt, &s3, &bucket);
+    assert_eq!(objects.len(), 1);
+    assert_same_records(&archived_lines(&objects, "events/"), &records, "the streamed object");
+}

@@ -22,4 +22,4 @@ pub use http::{HttpEndpoint, HttpOptions};
 pub use key::{KeyContext, KeyTemplate, ObjectKey, TemplateError};
 pub use local::LocalStore;
 pub use s3::{S3Options, S3Store};
-pub use store::{ObjectStore, PutOptions, PutOutcome};
+pub use store::{Chunks, ObjectStore, Payload, PutOptions, PutOutcome};

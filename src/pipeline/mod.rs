@@ -6,6 +6,7 @@
 
 mod http;
 mod object;
+mod payload;
 mod router;
 mod stats;
 mod writer;

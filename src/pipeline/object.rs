@@ -6,12 +6,15 @@
 //! `<stream>-<source id>-<sequence number>-<subsequence number><extensions>`,
 //! so writing the same records again yields the same key.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use chrono::Utc;
 use spillway_destinations::key::sanitize_segment;
 use spillway_destinations::{Compression, KeyContext, KeyTemplate, ObjectKey, PutOptions};
 use spillway_transforms::{error_record, ErrorOutputType, Format, Record, Rejection};
 
+use super::payload::RecordsPayload;
 use crate::checkpoint::Ticket;
 use crate::config::ObjectDestination;
 
@@ -25,12 +28,29 @@ pub(super) struct ObjectPlanner {
     error_prefix: KeyTemplate,
 }
 
+/// An object's bytes: whole, or encoded while they are sent.
+#[derive(Debug)]
+pub(super) enum Body {
+    Whole(Bytes),
+    Streamed(Arc<RecordsPayload>),
+}
+
+impl Body {
+    /// The object's size, once it has been produced.
+    pub fn len(&self) -> usize {
+        match self {
+            Body::Whole(bytes) => bytes.len(),
+            Body::Streamed(payload) => payload.produced.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+}
+
 /// One object, ready to be written, with the records it holds (kept so
 /// that they can become error records if the object cannot be delivered).
 #[derive(Debug)]
 pub(super) struct PlannedObject {
     pub key: ObjectKey,
-    pub body: Bytes,
+    pub body: Body,
     pub options: PutOptions,
     pub tickets: Vec<Ticket>,
     /// `data`, or the error output type.
@@ -53,6 +73,9 @@ impl ObjectPlanner {
     /// error object for the records the format refused. CPU-bound: run off
     /// the async runtime.
     pub fn data(&self, records: Vec<Record>, tickets: Vec<Ticket>) -> std::io::Result<Vec<PlannedObject>> {
+        if self.format.is_streamable() {
+            return Ok(vec![self.streamed(records, tickets)?]);
+        }
         let encoded = self.format.encode(&records);
         if encoded.rejected.is_empty() {
             return Ok(vec![self.object(&self.format, None, records, encoded.body, tickets)?]);
@@ -134,14 +157,34 @@ impl ObjectPlanner {
         self.errors(output_type, records, tickets)
     }
 
-    fn object(
+    /// A data object encoded while it is sent.
+    fn streamed(&self, records: Vec<Record>, tickets: Vec<Ticket>) -> std::io::Result<PlannedObject> {
+        let (key, name) = self.key(&self.format, None, &records)?;
+        let payload = RecordsPayload {
+            records: records.clone().into(),
+            format: self.format.clone(),
+            compression: self.compression,
+            entry_name: name,
+            produced: Default::default(),
+        };
+        Ok(PlannedObject {
+            key,
+            body: Body::Streamed(Arc::new(payload)),
+            options: self.options(&self.format),
+            tickets,
+            output: "data",
+            records,
+        })
+    }
+
+    /// The key of an object holding `records`, and its name without the
+    /// compression extension.
+    fn key(
         &self,
         format: &Format,
         error_type: Option<ErrorOutputType>,
-        records: Vec<Record>,
-        body: Vec<u8>,
-        tickets: Vec<Ticket>,
-    ) -> std::io::Result<PlannedObject> {
+        records: &[Record],
+    ) -> std::io::Result<(ObjectKey, String)> {
         let first = &records[0].position;
         let oldest = records.iter().map(|r| r.arrival).min().expect("an object has records");
         let name = format!(
@@ -152,9 +195,9 @@ impl ObjectPlanner {
             first.offset.subsequence_number,
             format.extension(),
         );
-        let (template, output) = match error_type {
-            None => (&self.prefix, "data"),
-            Some(t) => (&self.error_prefix, t.as_str()),
+        let template = match error_type {
+            None => &self.prefix,
+            Some(_) => &self.error_prefix,
         };
         let prefix = template.render(&KeyContext {
             timestamp: oldest,
@@ -162,16 +205,32 @@ impl ObjectPlanner {
         });
         let key =
             ObjectKey::new(format!("{prefix}{name}{}", self.compression.extension())).map_err(std::io::Error::other)?;
+        Ok((key, name))
+    }
+
+    fn options(&self, format: &Format) -> PutOptions {
+        PutOptions {
+            content_type: Some(self.compression.content_type(format.content_type())),
+            content_encoding: self.compression.content_encoding(),
+        }
+    }
+
+    fn object(
+        &self,
+        format: &Format,
+        error_type: Option<ErrorOutputType>,
+        records: Vec<Record>,
+        body: Vec<u8>,
+        tickets: Vec<Ticket>,
+    ) -> std::io::Result<PlannedObject> {
+        let (key, name) = self.key(format, error_type, &records)?;
         let body = self.compression.compress(&body, &name)?;
         Ok(PlannedObject {
             key,
-            body: Bytes::from(body),
-            options: PutOptions {
-                content_type: Some(self.compression.content_type(format.content_type())),
-                content_encoding: self.compression.content_encoding(),
-            },
+            body: Body::Whole(Bytes::from(body)),
+            options: self.options(format),
+            output: error_type.map_or("data", ErrorOutputType::as_str),
             tickets,
-            output,
             records,
         })
     }

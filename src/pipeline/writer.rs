@@ -18,7 +18,7 @@ use spillway_transforms::{ErrorOutputType, Record, Rejection};
 use tokio::sync::mpsc;
 
 use super::http::HttpDelivery;
-use super::object::{ObjectPlanner, PlannedObject};
+use super::object::{Body, ObjectPlanner, PlannedObject};
 use super::stats::Stats;
 use super::RunError;
 use crate::buffer::{Batch, BufferKey, FlushReason};
@@ -123,7 +123,7 @@ impl ObjectWriter {
         let attempts = AtomicU32::new(1);
         let outcome = policy
             .run(
-                || self.store.put(&object.key, object.body.clone(), &object.options),
+                || self.put_once(&object),
                 |err| err.is_retryable(),
                 |err, attempt, delay| {
                     attempts.store(attempt + 1, Ordering::Relaxed);
@@ -166,7 +166,7 @@ impl ObjectWriter {
     pub async fn put_error_object(&self, object: &PlannedObject) -> Result<PutOutcome, RunError> {
         RetryPolicy::default()
             .run(
-                || self.store.put(&object.key, object.body.clone(), &object.options),
+                || self.put_once(object),
                 |err| err.is_retryable(),
                 |err, attempt, delay| {
                     tracing::warn!(key = %object.key, attempt, retry_in = ?delay, error = %err, "put failed; retrying")
@@ -174,6 +174,14 @@ impl ObjectWriter {
             )
             .await
             .map_err(RunError::Delivery)
+    }
+
+    /// One attempt to put `object`.
+    async fn put_once(&self, object: &PlannedObject) -> Result<PutOutcome, spillway_destinations::Error> {
+        match &object.body {
+            Body::Whole(bytes) => self.store.put(&object.key, bytes.clone(), &object.options).await,
+            Body::Streamed(payload) => self.store.put_stream(&object.key, &**payload, &object.options).await,
+        }
     }
 
     pub fn log_flushed(&self, object: &PlannedObject, outcome: PutOutcome, info: FlushInfo) {
