@@ -169,6 +169,20 @@ fn assert_same_records(found: &[Vec<u8>], expected: &[Vec<u8>], what: &str) {
     assert_eq!(first_difference, None, "{what}: first differing record");
 }
 
+/// Starts `spillway run` with JSON logs in `dir`, watching its log lines.
+fn spawn_run(dir: &Path, config: &Path) -> (std::process::Child, LogWatch) {
+    let mut child = spillway()
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(config)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let watch = LogWatch::new(&mut child);
+    (child, watch)
+}
+
 /// The resident memory of a process, in bytes.
 fn rss(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -328,15 +342,7 @@ fn s3_answering_503_for_a_while_holds_delivery_back_without_loss_or_memory_growt
         }),
     );
     let config = s3_config(dir.path(), &proxy.url, &bucket, 2, "");
-    let mut child = spillway()
-        .args(["--log-format", "json", "run", "--config"])
-        .arg(&config)
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut watch = LogWatch::new(&mut child);
+    let (mut child, mut watch) = spawn_run(dir.path(), &config);
     assert!(
         watch.wait_for("put failed; retrying", Duration::from_secs(60)),
         "{:#?}",
@@ -385,15 +391,7 @@ fn kill_9_during_a_multipart_upload_then_restart_leaves_one_copy_and_no_open_upl
         }),
     );
     let config = s3_config(dir.path(), &proxy.url, &bucket, 20, "multipart_threshold_mb = 5");
-    let mut child = spillway()
-        .args(["--log-format", "json", "run", "--config"])
-        .arg(&config)
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut watch = LogWatch::new(&mut child);
+    let (mut child, mut watch) = spawn_run(dir.path(), &config);
     assert!(
         watch.wait_for("multipart upload started", Duration::from_secs(60)),
         "{:#?}",
@@ -476,15 +474,7 @@ fn a_large_object_is_sent_in_parts_while_it_is_encoded() {
     let records = write_records(dir.path(), 120_000, 1_000);
     let input_bytes: u64 = records.iter().map(|r| r.len() as u64 + 1).sum();
     let config = s3_config(dir.path(), &endpoint, &bucket, 128, "");
-    let mut child = spillway()
-        .args(["--log-format", "json", "run", "--config"])
-        .arg(&config)
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let watch = LogWatch::new(&mut child);
+    let (mut child, watch) = spawn_run(dir.path(), &config);
     let mut peak = 0;
     while child.try_wait().unwrap().is_none() {
         peak = peak.max(rss(child.id()).unwrap_or(0));

@@ -365,6 +365,33 @@ fn check_url(problems: &mut Problems, key: &str, url: &str) {
     }
 }
 
+/// The S3-only keys of a destination, and whether each is given.
+fn s3_keys(raw: &RawDestination) -> [(&'static str, bool); 10] {
+    [
+        ("bucket", raw.bucket.is_some()),
+        ("region", raw.region.is_some()),
+        ("endpoint", raw.endpoint.is_some()),
+        ("force_path_style", raw.force_path_style.is_some()),
+        ("checksum", raw.checksum.is_some()),
+        ("server_side_encryption", raw.server_side_encryption.is_some()),
+        ("kms_key_id", raw.kms_key_id.is_some()),
+        ("storage_class", raw.storage_class.is_some()),
+        ("tags", raw.tags.is_some()),
+        ("multipart_threshold_mb", raw.multipart_threshold_mb.is_some()),
+    ]
+}
+
+/// The keys of `local` and `s3` destinations (not `http`), and whether each
+/// is given.
+fn object_keys(raw: &RawDestination) -> [(&'static str, bool); 4] {
+    [
+        ("prefix", raw.prefix.is_some()),
+        ("error_prefix", raw.error_prefix.is_some()),
+        ("compression", raw.compression.is_some()),
+        ("time_zone", raw.time_zone.is_some()),
+    ]
+}
+
 /// Refuses the keys in `given` that `kind` does not take.
 fn refuse_keys(problems: &mut Problems, key: &str, kind: &str, allowed_with: &str, given: &[(&str, bool)]) {
     for (name, present) in given {
@@ -400,24 +427,17 @@ fn validate_http(name: &str, raw: RawDestination, problems: &mut Problems) -> Op
         key,
         "http",
         "\"local\" or \"s3\" (with http they belong in [destination.backup])",
-        &[
-            ("path", raw.path.is_some()),
-            ("bucket", raw.bucket.is_some()),
-            ("region", raw.region.is_some()),
-            ("endpoint", raw.endpoint.is_some()),
-            ("force_path_style", raw.force_path_style.is_some()),
-            ("checksum", raw.checksum.is_some()),
-            ("server_side_encryption", raw.server_side_encryption.is_some()),
-            ("kms_key_id", raw.kms_key_id.is_some()),
-            ("storage_class", raw.storage_class.is_some()),
-            ("tags", raw.tags.is_some()),
-            ("multipart_threshold_mb", raw.multipart_threshold_mb.is_some()),
-            ("prefix", raw.prefix.is_some()),
-            ("error_prefix", raw.error_prefix.is_some()),
-            ("compression", raw.compression.is_some()),
-            ("time_zone", raw.time_zone.is_some()),
-        ],
+        &[("path", raw.path.is_some())],
     );
+    for given in [&s3_keys(&raw)[..], &object_keys(&raw)[..]] {
+        refuse_keys(
+            problems,
+            key,
+            "http",
+            "\"local\" or \"s3\" (with http they belong in [destination.backup])",
+            given,
+        );
+    }
     let url = match &raw.url {
         Some(url) => {
             check_url(problems, "destination.url", url);
@@ -522,24 +542,7 @@ fn validate_objects(key: &str, raw: &RawDestination, problems: &mut Problems) ->
         _ => validate_s3(key, raw, problems),
     };
     if raw.kind != "s3" {
-        refuse_keys(
-            problems,
-            key,
-            &raw.kind,
-            "\"s3\"",
-            &[
-                ("bucket", raw.bucket.is_some()),
-                ("region", raw.region.is_some()),
-                ("endpoint", raw.endpoint.is_some()),
-                ("force_path_style", raw.force_path_style.is_some()),
-                ("checksum", raw.checksum.is_some()),
-                ("server_side_encryption", raw.server_side_encryption.is_some()),
-                ("kms_key_id", raw.kms_key_id.is_some()),
-                ("storage_class", raw.storage_class.is_some()),
-                ("tags", raw.tags.is_some()),
-                ("multipart_threshold_mb", raw.multipart_threshold_mb.is_some()),
-            ],
-        );
+        refuse_keys(problems, key, &raw.kind, "\"s3\"", &s3_keys(raw));
     }
     if raw.kind != "local" && raw.path.is_some() {
         refuse_keys(problems, key, &raw.kind, "\"local\"", &[("path", true)]);
