@@ -109,7 +109,10 @@ fn line(id: i64) -> (String, Expect) {
             format!(r#"{{"id":{id},"user":{{"id":"u","age":{{"years":3}}}}}}"#),
             Expect::Refused("Parquet.NestingMismatch", "column \"user.age\""),
         ),
-        48 => (format!(r#"{{"id":{id},"name":"#), Expect::Refused("Record.MalformedJson", "JSON")),
+        48 => (
+            format!(r#"{{"id":{id},"name":"#),
+            Expect::Refused("Record.MalformedJson", "JSON"),
+        ),
         _ => {
             let ms = T0 + id * 1000;
             // Each timestamp form in turn.
@@ -192,7 +195,10 @@ fn given_schema_every_valid_record_reads_back_with_its_types_and_position_and_ba
     for file in &files {
         assert_eq!(file["schema"], want_types, "{}", file["path"]);
         assert_eq!(file["compression"], json!(["SNAPPY"]));
-        assert_eq!(file["physical_types"]["ts"], "INT64", "timestamps are int64, never int96");
+        assert_eq!(
+            file["physical_types"]["ts"], "INT64",
+            "timestamps are int64, never int96"
+        );
         assert!(file["created_by"].as_str().unwrap().starts_with("spillway"));
         for row in file["rows"].as_array().unwrap() {
             let offset: u64 = row["_spillway_sequence_number"].as_str().unwrap().parse().unwrap();
@@ -206,7 +212,9 @@ fn given_schema_every_valid_record_reads_back_with_its_types_and_position_and_ba
         match expect {
             Expect::Valid(want) => {
                 valid += 1;
-                let row = rows.get(offset).unwrap_or_else(|| panic!("record at {offset} missing: {text}"));
+                let row = rows
+                    .get(offset)
+                    .unwrap_or_else(|| panic!("record at {offset} missing: {text}"));
                 for (column, value) in want.as_object().unwrap() {
                     assert_eq!(&row[column], value, "column {column} of {text}");
                 }
@@ -214,13 +222,21 @@ fn given_schema_every_valid_record_reads_back_with_its_types_and_position_and_ba
                 assert_eq!(row["_spillway_subsequence_number"], 0);
                 assert_eq!(row["_spillway_partition_key"], Value::Null);
                 let arrival = row["_spillway_arrival"].as_i64().unwrap();
-                assert!((started..=ended).contains(&arrival), "{arrival} not in {started}..={ended}");
+                assert!(
+                    (started..=ended).contains(&arrival),
+                    "{arrival} not in {started}..={ended}"
+                );
                 assert_eq!(row["_spillway_data"].as_str().unwrap(), text, "original bytes");
                 assert!(!errors.contains_key(offset));
             }
             Expect::Refused(code, word) => {
-                assert!(!rows.contains_key(offset), "refused record at {offset} is in the data: {text}");
-                let error = errors.get(offset).unwrap_or_else(|| panic!("no error record for {text}"));
+                assert!(
+                    !rows.contains_key(offset),
+                    "refused record at {offset} is in the data: {text}"
+                );
+                let error = errors
+                    .get(offset)
+                    .unwrap_or_else(|| panic!("no error record for {text}"));
                 assert_eq!(error["errorCode"], *code, "{text}: {error}");
                 let message = error["errorMessage"].as_str().unwrap();
                 assert!(message.contains(word), "{text}: {message}");
@@ -232,8 +248,16 @@ fn given_schema_every_valid_record_reads_back_with_its_types_and_position_and_ba
         }
     }
     assert_eq!(rows.len(), valid, "only the valid records are data");
-    assert_eq!(errors.len(), lines.len() - valid, "every refused record is an error record");
-    assert!(valid > 5000 && errors.len() > 600, "{valid} valid, {} errors", errors.len());
+    assert_eq!(
+        errors.len(),
+        lines.len() - valid,
+        "every refused record is an error record"
+    );
+    assert!(
+        valid > 5000 && errors.len() > 600,
+        "{valid} valid, {} errors",
+        errors.len()
+    );
 }
 
 /// `../shared/data/` beside the repository (or `SPILLWAY_SHARED_DIR`).
@@ -272,8 +296,16 @@ fn inferred_mode_archives_every_twitter_status() {
     let files = read_parquet(&root);
     assert_eq!(files.len(), 1);
     let file = &files[0];
-    assert!(file["schema"]["user"].as_str().unwrap().starts_with("struct<"), "{}", file["schema"]);
-    assert!(file["schema"]["entities"].as_str().unwrap().contains("hashtags: list<"), "{}", file["schema"]);
+    assert!(
+        file["schema"]["user"].as_str().unwrap().starts_with("struct<"),
+        "{}",
+        file["schema"]
+    );
+    assert!(
+        file["schema"]["entities"].as_str().unwrap().contains("hashtags: list<"),
+        "{}",
+        file["schema"]
+    );
     let rows = file["rows"].as_array().unwrap();
     let got: BTreeSet<u64> = rows.iter().map(|r| r["id"].as_u64().unwrap()).collect();
     let want: BTreeSet<u64> = statuses.iter().map(|s| s["id"].as_u64().unwrap()).collect();

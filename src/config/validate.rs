@@ -162,7 +162,9 @@ fn validate_format(raw: RawFormat, problems: &mut Problems) -> Option<Format> {
             delimiter: raw.delimiter.map(String::into_bytes).filter(|d| !d.is_empty()),
         }),
         "parquet" => validate_parquet(raw, problems).map(|p| Format::Parquet(std::sync::Arc::new(p))),
-        other => problems.one_of("format.type", other, &["json_lines", "raw", "parquet"], |_| None::<Format>),
+        other => problems.one_of("format.type", other, &["json_lines", "raw", "parquet"], |_| {
+            None::<Format>
+        }),
     }
 }
 
@@ -171,7 +173,10 @@ fn validate_parquet(raw: RawFormat, problems: &mut Problems) -> Option<ParquetFo
     let schema = match raw.schema.as_deref() {
         None => Some(None),
         Some("") => {
-            problems.add("format.schema", "must not be empty: give a schema file, or leave it out to infer");
+            problems.add(
+                "format.schema",
+                "must not be empty: give a schema file, or leave it out to infer",
+            );
             None
         }
         Some(path) => match Schema::load(std::path::Path::new(path)) {
@@ -188,7 +193,11 @@ fn validate_parquet(raw: RawFormat, problems: &mut Problems) -> Option<ParquetFo
         Codec::NAMES,
         Codec::from_name,
     );
-    let row_group_mb = problems.in_range("format.row_group_size_mb", raw.row_group_size_mb.unwrap_or(128), (1, 1024));
+    let row_group_mb = problems.in_range(
+        "format.row_group_size_mb",
+        raw.row_group_size_mb.unwrap_or(128),
+        (1, 1024),
+    );
     let page_size = problems.in_range(
         "format.page_size_bytes",
         raw.page_size_bytes.unwrap_or(defaults.page_size_bytes as i64),
@@ -676,7 +685,10 @@ mod tests {
         let spillway_transforms::Format::Parquet(parquet) = &config.format else {
             panic!("{:?}", config.format)
         };
-        assert_eq!(**parquet, spillway_transforms::format::parquet::ParquetFormat::default());
+        assert_eq!(
+            **parquet,
+            spillway_transforms::format::parquet::ParquetFormat::default()
+        );
         let text = format!("{MINIMAL}compression = \"gzip\"\n[format]\ntype = \"parquet\"\ncodec = \"lz4\"\n");
         assert_eq!(
             problems(&text),
@@ -717,8 +729,15 @@ mod tests {
     fn a_bad_schema_file_is_reported_with_the_file_and_column() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.json");
-        std::fs::write(&path, r#"{"columns":[{"name":"id","type":"int64"},{"name":"price","type":"money"}]}"#).unwrap();
-        let text = format!("{MINIMAL}[format]\ntype = \"parquet\"\nschema = \"{}\"\n", path.display());
+        std::fs::write(
+            &path,
+            r#"{"columns":[{"name":"id","type":"int64"},{"name":"price","type":"money"}]}"#,
+        )
+        .unwrap();
+        let text = format!(
+            "{MINIMAL}[format]\ntype = \"parquet\"\nschema = \"{}\"\n",
+            path.display()
+        );
         let found = problems(&text);
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(

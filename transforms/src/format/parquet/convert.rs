@@ -179,42 +179,44 @@ impl Validity {
     }
 }
 
+/// A UTF-8 column: bytes and offsets, truncatable.
 #[derive(Debug)]
-struct Strings {
+pub(super) struct Strings {
     offsets: Vec<i32>,
     data: Vec<u8>,
     validity: Validity,
 }
 
 impl Strings {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             offsets: vec![0],
             data: Vec::new(),
             validity: Validity::new(),
         }
     }
-    fn push(&mut self, s: &str) {
+    pub(super) fn push(&mut self, s: &str) {
         self.data.extend_from_slice(s.as_bytes());
         self.offsets.push(self.data.len() as i32);
         self.validity.push(true);
     }
-    fn push_null(&mut self) {
+    pub(super) fn push_null(&mut self) {
         self.offsets.push(self.data.len() as i32);
         self.validity.push(false);
     }
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.offsets.len() - 1
     }
-    fn truncate(&mut self, len: usize) {
+    pub(super) fn truncate(&mut self, len: usize) {
         self.offsets.truncate(len + 1);
-        self.data.truncate(*self.offsets.last().expect("offsets start with 0") as usize);
+        self.data
+            .truncate(*self.offsets.last().expect("offsets start with 0") as usize);
         self.validity.truncate(len);
     }
-    fn bytes(&self) -> usize {
+    pub(super) fn bytes(&self) -> usize {
         self.data.len() + self.offsets.len() * 4
     }
-    fn finish(&mut self) -> StringArray {
+    pub(super) fn finish(&mut self) -> StringArray {
         let offsets = std::mem::replace(&mut self.offsets, vec![0]);
         let data = std::mem::take(&mut self.data);
         let nulls = self.validity.take();
@@ -440,7 +442,9 @@ impl ColumnBuilder {
             Kind::Map {
                 offsets, keys, values, ..
             } => offsets.len() * 5 + keys.bytes() + values.bytes(),
-            Kind::Struct { children, len, .. } => len + children.builders.iter().map(ColumnBuilder::bytes).sum::<usize>(),
+            Kind::Struct { children, len, .. } => {
+                len + children.builders.iter().map(ColumnBuilder::bytes).sum::<usize>()
+            }
         }
     }
 
@@ -764,7 +768,10 @@ fn parse_decimal(text: &str, precision: u8, scale: i8) -> Option<i128> {
     }
     let scale = scale as usize;
     let mut unscaled: i128 = 0;
-    for b in whole.bytes().chain(fraction.bytes().chain(std::iter::repeat(b'0')).take(scale)) {
+    for b in whole
+        .bytes()
+        .chain(fraction.bytes().chain(std::iter::repeat(b'0')).take(scale))
+    {
         unscaled = unscaled.checked_mul(10)?.checked_add((b - b'0') as i128)?;
     }
     if fraction.len() > scale && fraction.as_bytes()[scale] >= b'5' {
@@ -897,19 +904,32 @@ mod tests {
                 .unwrap(),
         )
         .unwrap();
-        rows.append(&Json::parse(br#"{"s":{"a":[1]},"b":false,"i":7.0,"d":3,"m":1.005,"day":1,"t":1793491201}"#).unwrap())
-            .unwrap();
-        assert!(rows.append(&Json::parse(br#"{"i":3000000000}"#).unwrap()).unwrap_err().message.contains("out of range for int32"));
+        rows.append(
+            &Json::parse(br#"{"s":{"a":[1]},"b":false,"i":7.0,"d":3,"m":1.005,"day":1,"t":1793491201}"#).unwrap(),
+        )
+        .unwrap();
+        assert!(rows
+            .append(&Json::parse(br#"{"i":3000000000}"#).unwrap())
+            .unwrap_err()
+            .message
+            .contains("out of range for int32"));
         assert!(rows.append(&Json::parse(br#"{"m":"12345.1"}"#).unwrap()).is_err());
         assert!(rows.append(&Json::parse(br#"{"b":1}"#).unwrap()).is_err());
         assert!(rows.append(&Json::parse(br#"{"t":"yesterday"}"#).unwrap()).is_err());
-        assert_eq!(rows.append(&Json::parse(b"[1]").unwrap()).unwrap_err().code, "Parquet.NotAnObject");
+        assert_eq!(
+            rows.append(&Json::parse(b"[1]").unwrap()).unwrap_err().code,
+            "Parquet.NotAnObject"
+        );
         let batch = to_batch(&columns, &mut rows);
         let s = batch.column(0).as_any().downcast_ref::<StringArray>().unwrap();
         assert_eq!((s.value(0), s.value(1)), ("12.5", r#"{"a":[1]}"#));
         let m = batch.column(4).as_any().downcast_ref::<Decimal128Array>().unwrap();
         assert_eq!((m.value(0), m.value(1)), (1235, 101));
-        let t = batch.column(6).as_any().downcast_ref::<arrow_array::TimestampMillisecondArray>().unwrap();
+        let t = batch
+            .column(6)
+            .as_any()
+            .downcast_ref::<arrow_array::TimestampMillisecondArray>()
+            .unwrap();
         assert_eq!((t.value(0), t.value(1)), (1_793_491_201_500, 1_793_491_201_000));
         let day = batch.column(5).as_any().downcast_ref::<Date32Array>().unwrap();
         assert_eq!(day.values(), &[20758, 1]);
@@ -927,7 +947,15 @@ mod tests {
         rows.append(&Json::parse(br#"{"ts":"a","user.name":"b","TAG":"c","event_time":"ignored"}"#).unwrap())
             .unwrap();
         let batch = to_batch(&columns, &mut rows);
-        let col = |i: usize| batch.column(i).as_any().downcast_ref::<StringArray>().unwrap().value(0).to_owned();
+        let col = |i: usize| {
+            batch
+                .column(i)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap()
+                .value(0)
+                .to_owned()
+        };
         assert_eq!((col(0), col(1), col(2)), ("a".into(), "b".into(), "c".into()));
 
         let strict = KeyRules {
@@ -935,7 +963,8 @@ mod tests {
             dots_to_underscores: false,
         };
         let mut rows = RowBuilder::new(&columns, strict, &HashMap::new());
-        rows.append(&Json::parse(br#"{"TAG":"c","user.name":"b"}"#).unwrap()).unwrap();
+        rows.append(&Json::parse(br#"{"TAG":"c","user.name":"b"}"#).unwrap())
+            .unwrap();
         let batch = to_batch(&columns, &mut rows);
         assert!(batch.column(1).is_null(0) && batch.column(2).is_null(0));
     }
@@ -944,14 +973,20 @@ mod tests {
     fn maps_and_nested_lists() {
         let columns = schema("attrs:map<string,int64>,grid:list<list<int32>>");
         let mut rows = RowBuilder::new(&columns, rules(), &HashMap::new());
-        rows.append(&Json::parse(br#"{"attrs":{"a":1,"B":2},"grid":[[1,2],[],[3]]}"#).unwrap()).unwrap();
-        let err = rows.append(&Json::parse(br#"{"attrs":{"a":1},"grid":[[1],[2,"x"]]}"#).unwrap()).unwrap_err();
+        rows.append(&Json::parse(br#"{"attrs":{"a":1,"B":2},"grid":[[1,2],[],[3]]}"#).unwrap())
+            .unwrap();
+        let err = rows
+            .append(&Json::parse(br#"{"attrs":{"a":1},"grid":[[1],[2,"x"]]}"#).unwrap())
+            .unwrap_err();
         assert_eq!(err.message, "column \"grid[][]\": \"x\" is not an int32");
         rows.append(&Json::parse(br#"{"attrs":{}}"#).unwrap()).unwrap();
         let batch = to_batch(&columns, &mut rows);
         let attrs = batch.column(0).as_any().downcast_ref::<MapArray>().unwrap();
         assert_eq!(attrs.value_offsets(), &[0, 2, 2]);
-        assert_eq!(attrs.keys().as_any().downcast_ref::<StringArray>().unwrap().value(1), "B");
+        assert_eq!(
+            attrs.keys().as_any().downcast_ref::<StringArray>().unwrap().value(1),
+            "B"
+        );
         let grid = batch.column(1).as_any().downcast_ref::<ListArray>().unwrap();
         assert_eq!(grid.value_offsets(), &[0, 3, 3]);
         assert!(grid.is_null(1));

@@ -47,20 +47,36 @@ struct Fields {
 }
 
 impl Fields {
+    fn merge_fields(&mut self, other: Fields) {
+        let mut by_index: Vec<(String, usize)> = other.by_key.into_iter().collect();
+        by_index.sort_by_key(|(_, index)| *index);
+        let mut columns: Vec<Option<(String, Shape)>> = other.columns.into_iter().map(Some).collect();
+        for (key, index) in by_index {
+            let (name, shape) = columns[index].take().expect("each column has one key");
+            match self.by_key.get(&key) {
+                Some(&mine) => merge_shape(&mut self.columns[mine].1, shape),
+                None => {
+                    self.columns.push((name, shape));
+                    self.by_key.insert(key, self.columns.len() - 1);
+                }
+            }
+        }
+    }
+
     fn merge_object(&mut self, entries: &[(std::borrow::Cow<str>, Json)], rules: &KeyRules, top: bool) {
         for (key, value) in entries {
-            if top && key.to_ascii_lowercase().starts_with(RESERVED_PREFIX) {
+            if top && is_reserved(key) {
                 continue;
             }
             let normalized = rules.normalize(key);
-            let name = if rules.dots_to_underscores {
-                key.replace('.', "_")
-            } else {
-                key.to_string()
-            };
             let index = match self.by_key.get(normalized.as_ref()) {
                 Some(&index) => index,
                 None => {
+                    let name = if rules.dots_to_underscores {
+                        key.replace('.', "_")
+                    } else {
+                        key.to_string()
+                    };
                     self.columns.push((name, Shape::Null));
                     self.by_key.insert(normalized.into_owned(), self.columns.len() - 1);
                     self.columns.len() - 1
@@ -69,6 +85,11 @@ impl Fields {
             merge_value(&mut self.columns[index].1, value, rules);
         }
     }
+}
+
+fn is_reserved(key: &str) -> bool {
+    key.len() >= RESERVED_PREFIX.len()
+        && key.as_bytes()[..RESERVED_PREFIX.len()].eq_ignore_ascii_case(RESERVED_PREFIX.as_bytes())
 }
 
 fn shape_of_scalar(value: &Json) -> Shape {
@@ -117,6 +138,26 @@ fn merge_value(shape: &mut Shape, value: &Json, rules: &KeyRules) {
     }
 }
 
+/// Merges what another part of the batch inferred into `shape`, with the
+/// same rules as for values (`shape` came first in the batch).
+fn merge_shape(shape: &mut Shape, other: Shape) {
+    match (&mut *shape, other) {
+        (_, Shape::Null) => {}
+        (Shape::Null, other) => *shape = other,
+        (Shape::List(item), Shape::List(other)) => merge_shape(item, *other),
+        (Shape::Struct(fields), Shape::Struct(other)) => fields.merge_fields(other),
+        (Shape::List(_) | Shape::Struct(_) | Shape::Str, _) | (_, Shape::List(_) | Shape::Struct(_)) => {}
+        (current, other) => {
+            let merged = match (current.clone(), other) {
+                (a, b) if a == b => a,
+                (Shape::Int, Shape::Float) | (Shape::Float, Shape::Int) => Shape::Float,
+                _ => Shape::Str,
+            };
+            *shape = merged;
+        }
+    }
+}
+
 fn to_type(shape: &Shape) -> ColumnType {
     match shape {
         Shape::Null | Shape::Str => ColumnType::String,
@@ -155,6 +196,11 @@ impl Inference {
         }
     }
 
+    /// Merges the inference of a later part of the batch.
+    pub fn merge(&mut self, later: Inference) {
+        self.top.merge_fields(later.top);
+    }
+
     pub fn columns(&self) -> Vec<Column> {
         to_columns(&self.top)
     }
@@ -189,8 +235,40 @@ mod tests {
     }
 
     #[test]
+    fn merging_parts_equals_inferring_the_whole() {
+        let rules = KeyRules {
+            case_insensitive: true,
+            dots_to_underscores: false,
+        };
+        let lines = [
+            r#"{"a":1,"o":{"x":null},"l":[]}"#,
+            r#"{"b":"s","o":{"y":[1]},"A":2.5}"#,
+            r#"{"l":[{"k":1}],"o":{"x":true},"c":{}}"#,
+            r#"{"b":3,"o":"flat","d":null}"#,
+        ];
+        let whole = infer(&lines);
+        for split in 1..lines.len() {
+            let mut first = Inference::default();
+            let mut second = Inference::default();
+            for (i, line) in lines.iter().enumerate() {
+                let part = if i < split { &mut first } else { &mut second };
+                part.add(&Json::parse(line.as_bytes()).unwrap(), &rules);
+            }
+            first.merge(second);
+            assert_eq!(
+                ColumnType::Struct(first.columns()).to_string(),
+                whole,
+                "split at {split}"
+            );
+        }
+    }
+
+    #[test]
     fn the_first_nested_shape_wins() {
-        assert_eq!(infer(&[r#"{"a":{"x":1}}"#, r#"{"a":"s"}"#]), "struct<a:struct<x:int64>>");
+        assert_eq!(
+            infer(&[r#"{"a":{"x":1}}"#, r#"{"a":"s"}"#]),
+            "struct<a:struct<x:int64>>"
+        );
         assert_eq!(infer(&[r#"{"a":"s"}"#, r#"{"a":{"x":1}}"#]), "struct<a:string>");
         assert_eq!(infer(&[r#"{"a":[1]}"#, r#"{"a":{"x":1}}"#]), "struct<a:list<int64>>");
         assert_eq!(infer(&[r#"{"a":[]}"#]), "struct<a:list<string>>");

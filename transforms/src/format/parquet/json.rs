@@ -52,7 +52,9 @@ impl<'a> Json<'a> {
                 use fmt::Write;
                 let _ = write!(out, "{n}");
             }
-            Json::Float(f) => out.push_str(&serde_json::Number::from_f64(*f).map_or("null".to_owned(), |n| n.to_string())),
+            Json::Float(f) => {
+                out.push_str(&serde_json::Number::from_f64(*f).map_or("null".to_owned(), |n| n.to_string()))
+            }
             Json::Str(s) => out.push_str(&serde_json::to_string(s.as_ref()).expect("a string serialises")),
             Json::Array(items) => {
                 out.push('[');
@@ -192,6 +194,9 @@ mod tests {
         assert_eq!(entries[1].0, "bA");
         let mut out = String::new();
         json.write_json(&mut out);
-        assert_eq!(out, r#"{"a":"x","bA":[1,-2,18446744073709551615,1.5,true,null],"c":{}}"#);
+        assert_eq!(
+            out,
+            r#"{"a":"x","bA":[1,-2,18446744073709551615,1.5,true,null],"c":{}}"#
+        );
     }
 }

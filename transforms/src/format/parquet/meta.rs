@@ -14,6 +14,7 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, Int64Array, StringArray, TimestampMillisecondArray};
 use arrow_schema::{DataType, Field, TimeUnit};
 
+use super::convert::Strings;
 use crate::record::Record;
 
 pub const SOURCE: &str = "_spillway_source";
@@ -48,10 +49,10 @@ pub fn fields(position: bool, data: bool) -> Vec<Field> {
 pub struct MetaBuilder {
     position: bool,
     data: bool,
-    sources: Vec<String>,
-    sequence_numbers: Vec<String>,
+    sources: Strings,
+    sequence_numbers: Strings,
     subsequence_numbers: Vec<i64>,
-    partition_keys: Vec<Option<String>>,
+    partition_keys: Strings,
     arrivals: Vec<i64>,
     originals: Vec<u8>,
     original_offsets: Vec<i32>,
@@ -63,10 +64,10 @@ impl MetaBuilder {
         Self {
             position,
             data,
-            sources: Vec::new(),
-            sequence_numbers: Vec::new(),
+            sources: Strings::new(),
+            sequence_numbers: Strings::new(),
             subsequence_numbers: Vec::new(),
-            partition_keys: Vec::new(),
+            partition_keys: Strings::new(),
             arrivals: Vec::new(),
             originals: Vec::new(),
             original_offsets: vec![0],
@@ -77,12 +78,15 @@ impl MetaBuilder {
     pub fn push(&mut self, record: &Record) {
         self.len += 1;
         if self.position {
-            self.sources.push(record.position.source.as_str().to_owned());
+            self.sources.push(record.position.source.as_str());
             self.sequence_numbers
-                .push(record.position.offset.sequence_number.as_str().to_owned());
+                .push(record.position.offset.sequence_number.as_str());
             self.subsequence_numbers
                 .push(record.position.offset.subsequence_number as i64);
-            self.partition_keys.push(record.partition_key.as_deref().map(str::to_owned));
+            match record.partition_key.as_deref() {
+                Some(key) => self.partition_keys.push(key),
+                None => self.partition_keys.push_null(),
+            }
             self.arrivals.push(record.arrival.timestamp_millis());
         }
         if self.data {
@@ -103,10 +107,12 @@ impl MetaBuilder {
         let mut columns: Vec<ArrayRef> = Vec::new();
         self.len = 0;
         if self.position {
-            columns.push(Arc::new(StringArray::from(std::mem::take(&mut self.sources))));
-            columns.push(Arc::new(StringArray::from(std::mem::take(&mut self.sequence_numbers))));
-            columns.push(Arc::new(Int64Array::from(std::mem::take(&mut self.subsequence_numbers))));
-            columns.push(Arc::new(StringArray::from(std::mem::take(&mut self.partition_keys))));
+            columns.push(Arc::new(self.sources.finish()));
+            columns.push(Arc::new(self.sequence_numbers.finish()));
+            columns.push(Arc::new(Int64Array::from(std::mem::take(
+                &mut self.subsequence_numbers,
+            ))));
+            columns.push(Arc::new(self.partition_keys.finish()));
             columns.push(Arc::new(
                 TimestampMillisecondArray::from(std::mem::take(&mut self.arrivals)).with_timezone("UTC"),
             ));

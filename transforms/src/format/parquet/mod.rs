@@ -7,11 +7,11 @@
 //!
 //! Records are converted one by one into column builders that can roll a
 //! record back, so a record that does not fit is refused alone (see
-//! [`convert`]). Builders are cut into Arrow record batches every
-//! [`CHUNK_ROWS`] rows or [`CHUNK_BYTES`] bytes and handed to the Parquet
-//! writer, which starts a new row group when the current one's encoded size
-//! passes the configured limit: memory holds the batch's records, the
-//! encoded output and one chunk.
+//! [`convert`]). Builders are cut into Arrow arrays every [`CHUNK_ROWS`]
+//! rows or [`CHUNK_BYTES`] bytes and handed to the Parquet column writers,
+//! and a row group is closed when its encoded size passes the configured
+//! limit: memory holds the batch's records, the encoded output and one chunk
+//! per thread. A large batch is cut into parts encoded on all cores.
 
 mod convert;
 mod infer;
@@ -23,10 +23,11 @@ mod timestamp;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow_array::RecordBatch;
 use arrow_schema::{Field, SchemaRef};
+use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, GzipLevel, ZstdLevel};
+use parquet::errors::ParquetError;
 use parquet::file::properties::{WriterProperties, WriterVersion};
 use parquet::schema::types::ColumnPath;
 
@@ -154,106 +155,243 @@ impl ParquetFormat {
 
     /// Encodes a batch; records that do not fit are returned in
     /// `rejected`, the others are in the file.
+    ///
+    /// A large batch is cut into parts (one per core, up to
+    /// [`MAX_PARTS`]) that are inferred, converted and encoded on their own
+    /// threads, each part into its own row groups; the row groups are then
+    /// appended to the file in batch order.
     pub fn encode(&self, records: &[Record]) -> Encoded {
-        let mut rejected: Vec<(usize, Rejection)> = Vec::new();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let parts = split(records, cores);
         let columns = match &self.schema {
             Some(schema) => schema.columns.clone(),
-            None => {
-                let mut inference = infer::Inference::default();
-                for record in records {
-                    if let Ok(json) = Json::parse(&record.data) {
-                        inference.add(&json, &self.key_rules);
-                    }
-                }
-                inference.columns()
-            }
+            None => self.infer(&parts),
         };
-        let mut fields: Vec<Field> = schema::struct_fields(&columns).iter().map(|f| f.as_ref().clone()).collect();
+        let mut fields: Vec<Field> = schema::struct_fields(&columns)
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
         fields.extend(meta::fields(self.metadata_columns, self.keep_original));
         if fields.is_empty() {
             // Nothing to write a column for: every record is `{}` and the
             // reserved columns are off.
-            let rejected = (0..records.len())
-                .map(|index| {
-                    (
-                        index,
-                        Rejection {
-                            output_type: ErrorOutputType::FormatConversionFailed,
-                            code: "Parquet.NoColumns",
-                            message: "the batch has no column to write: no keys, and the reserved columns are off"
-                                .to_owned(),
-                        },
-                    )
-                })
-                .collect();
-            return Encoded {
-                body: Vec::new(),
-                records: 0,
-                rejected,
-            };
+            return refuse_all(
+                records.len(),
+                "Parquet.NoColumns",
+                "the batch has no column to write: no keys, and the reserved columns are off",
+            );
         }
         let arrow_schema: SchemaRef = Arc::new(arrow_schema::Schema::new(fields));
-        let mut rows = RowBuilder::new(&columns, self.key_rules.clone(), &self.column_to_json_key);
-        let mut meta = meta::MetaBuilder::new(self.metadata_columns, self.keep_original);
-        let mut writer = match ArrowWriter::try_new(Vec::new(), arrow_schema.clone(), Some(self.properties())) {
-            Ok(writer) => writer,
-            Err(err) => return write_failed(records.len(), &err),
+        match self.write(&parts, &columns, &arrow_schema) {
+            Ok(encoded) => encoded,
+            Err(err) => refuse_all(
+                records.len(),
+                "Parquet.WriteFailed",
+                &format!("the parquet writer failed: {err}"),
+            ),
+        }
+    }
+
+    fn infer(&self, parts: &[Part]) -> Vec<Column> {
+        let infer_part = |part: &Part| {
+            let mut inference = infer::Inference::default();
+            for record in part.records {
+                if let Ok(json) = Json::parse(&record.data) {
+                    inference.add(&json, &self.key_rules);
+                }
+            }
+            inference
         };
+        let mut inferences = std::thread::scope(|scope| {
+            let handles: Vec<_> = parts[1..]
+                .iter()
+                .map(|part| scope.spawn(move || infer_part(part)))
+                .collect();
+            let mut all = vec![infer_part(&parts[0])];
+            all.extend(handles.into_iter().map(|h| h.join().expect("inference does not panic")));
+            all
+        })
+        .into_iter();
+        let mut whole = inferences.next().expect("at least one part");
+        for later in inferences {
+            whole.merge(later);
+        }
+        whole.columns()
+    }
+
+    fn write(&self, parts: &[Part], columns: &[Column], schema: &SchemaRef) -> Result<Encoded, ParquetError> {
+        let (mut file, factory) =
+            ArrowWriter::try_new(Vec::new(), schema.clone(), Some(self.properties()))?.into_serialized_writer()?;
+        let encode_part = |(index, part): (usize, &Part)| self.encode_part(index, part, columns, schema, &factory);
+        let encoded: Vec<Result<EncodedPart, ParquetError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = parts
+                .iter()
+                .enumerate()
+                .skip(1)
+                .map(|part| scope.spawn(move || encode_part(part)))
+                .collect();
+            let mut all = vec![encode_part((0, &parts[0]))];
+            all.extend(handles.into_iter().map(|h| h.join().expect("encoding does not panic")));
+            all
+        });
+        let mut rejected = Vec::new();
         let mut written = 0;
-        for (index, record) in records.iter().enumerate() {
+        for part in encoded {
+            let part = part?;
+            for row_group in part.row_groups {
+                let mut row_group_writer = file.next_row_group()?;
+                for chunk in row_group {
+                    chunk.append_to_row_group(&mut row_group_writer)?;
+                }
+                row_group_writer.close()?;
+            }
+            rejected.extend(part.rejected);
+            written += part.written;
+        }
+        Ok(Encoded {
+            body: file.into_inner()?,
+            records: written,
+            rejected,
+        })
+    }
+
+    /// Converts and encodes one part of the batch into row groups.
+    fn encode_part(
+        &self,
+        part_index: usize,
+        part: &Part,
+        columns: &[Column],
+        schema: &SchemaRef,
+        factory: &ArrowRowGroupWriterFactory,
+    ) -> Result<EncodedPart, ParquetError> {
+        let mut rows = RowBuilder::new(columns, self.key_rules.clone(), &self.column_to_json_key);
+        let mut meta = meta::MetaBuilder::new(self.metadata_columns, self.keep_original);
+        // Row group ordinals only matter to encryption, which is off.
+        let mut row_group = RowGroup::new(factory.create_column_writers(part_index)?);
+        let mut encoded = EncodedPart::default();
+        for (offset, record) in part.records.iter().enumerate() {
             let outcome = Json::parse(&record.data)
                 .map_err(malformed)
                 .and_then(|json| rows.append(&json).map_err(rejection));
-            match outcome {
-                Ok(()) => meta.push(record),
-                Err(why) => {
-                    rejected.push((index, why));
-                    continue;
-                }
+            if let Err(why) = outcome {
+                encoded.rejected.push((part.first + offset, why));
+                continue;
             }
-            written += 1;
+            meta.push(record);
+            encoded.written += 1;
             if rows.len() >= CHUNK_ROWS || rows.bytes() + meta.bytes() >= CHUNK_BYTES {
-                if let Err(err) = write_chunk(&mut writer, &arrow_schema, &mut rows, &mut meta) {
-                    return write_failed(records.len(), &err);
+                row_group.write(schema, &mut rows, &mut meta)?;
+                if row_group.encoded_bytes() >= self.row_group_bytes {
+                    let full = std::mem::replace(
+                        &mut row_group,
+                        RowGroup::new(factory.create_column_writers(part_index)?),
+                    );
+                    encoded.row_groups.push(full.close()?);
                 }
             }
         }
         if !rows.is_empty() {
-            if let Err(err) = write_chunk(&mut writer, &arrow_schema, &mut rows, &mut meta) {
-                return write_failed(records.len(), &err);
-            }
+            row_group.write(schema, &mut rows, &mut meta)?;
         }
-        match writer.into_inner() {
-            Ok(body) => Encoded {
-                body,
-                records: written,
-                rejected,
-            },
-            Err(err) => write_failed(records.len(), &err),
+        if row_group.rows > 0 {
+            encoded.row_groups.push(row_group.close()?);
         }
+        Ok(encoded)
     }
 }
 
-fn write_chunk(
-    writer: &mut ArrowWriter<Vec<u8>>,
-    schema: &SchemaRef,
-    rows: &mut RowBuilder,
-    meta: &mut meta::MetaBuilder,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let rows_in_chunk = rows.len();
-    debug_assert_eq!(meta.len(), rows_in_chunk, "one reserved row per user row");
-    let mut columns = rows.finish();
-    columns.extend(meta.finish());
-    let options = arrow_array::RecordBatchOptions::new().with_row_count(Some(rows_in_chunk));
-    let batch = RecordBatch::try_new_with_options(schema.clone(), columns, &options)?;
-    writer.write(&batch)?;
-    Ok(())
+/// Parts of a batch encoded in parallel, at most this many.
+pub const MAX_PARTS: usize = 8;
+/// A part holds at least this many bytes of records: small batches stay
+/// one part, one row group.
+pub const MIN_PART_BYTES: usize = 4 * 1024 * 1024;
+
+/// A run of the batch's records.
+struct Part<'a> {
+    /// Index of `records[0]` in the batch.
+    first: usize,
+    records: &'a [Record],
 }
 
-/// The writer failed (a bug, not the records' fault): every record goes to
-/// the error output rather than being lost.
-fn write_failed(count: usize, err: &dyn std::fmt::Display) -> Encoded {
-    let message = format!("the parquet writer failed: {err}");
+/// Cuts the batch into parts of about equal bytes, one per core.
+fn split(records: &[Record], cores: usize) -> Vec<Part<'_>> {
+    let total: usize = records.iter().map(|r| r.data.len()).sum();
+    let count = cores.min(MAX_PARTS).min(total / MIN_PART_BYTES).max(1);
+    let per_part = total.div_ceil(count);
+    let mut parts = Vec::with_capacity(count);
+    let (mut first, mut bytes) = (0, 0);
+    for (index, record) in records.iter().enumerate() {
+        bytes += record.data.len();
+        if bytes >= per_part && parts.len() + 1 < count {
+            parts.push(Part {
+                first,
+                records: &records[first..=index],
+            });
+            first = index + 1;
+            bytes = 0;
+        }
+    }
+    parts.push(Part {
+        first,
+        records: &records[first..],
+    });
+    parts
+}
+
+#[derive(Default)]
+struct EncodedPart {
+    row_groups: Vec<Vec<ArrowColumnChunk>>,
+    rejected: Vec<(usize, Rejection)>,
+    written: usize,
+}
+
+/// The column writers of one row group being encoded.
+struct RowGroup {
+    writers: Vec<ArrowColumnWriter>,
+    rows: usize,
+}
+
+impl RowGroup {
+    fn new(writers: Vec<ArrowColumnWriter>) -> Self {
+        Self { writers, rows: 0 }
+    }
+
+    /// Hands the converted rows to the column writers.
+    fn write(
+        &mut self,
+        schema: &SchemaRef,
+        rows: &mut RowBuilder,
+        meta: &mut meta::MetaBuilder,
+    ) -> Result<(), ParquetError> {
+        debug_assert_eq!(meta.len(), rows.len(), "one reserved row per user row");
+        self.rows += rows.len();
+        let mut arrays = rows.finish();
+        arrays.extend(meta.finish());
+        let mut writers = self.writers.iter_mut();
+        for (field, array) in schema.fields().iter().zip(&arrays) {
+            for leaf in compute_leaves(field, array)? {
+                writers.next().expect("one writer per leaf").write(&leaf)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn encoded_bytes(&self) -> usize {
+        self.writers
+            .iter()
+            .map(ArrowColumnWriter::get_estimated_total_bytes)
+            .sum()
+    }
+
+    fn close(self) -> Result<Vec<ArrowColumnChunk>, ParquetError> {
+        self.writers.into_iter().map(ArrowColumnWriter::close).collect()
+    }
+}
+
+/// Every record refused for the same reason (the writer failed, a bug and
+/// not the records' fault: they go to the error output rather than being
+/// lost).
+fn refuse_all(count: usize, code: &'static str, message: &str) -> Encoded {
     Encoded {
         body: Vec::new(),
         records: 0,
@@ -263,8 +401,8 @@ fn write_failed(count: usize, err: &dyn std::fmt::Display) -> Encoded {
                     index,
                     Rejection {
                         output_type: ErrorOutputType::FormatConversionFailed,
-                        code: "Parquet.WriteFailed",
-                        message: message.clone(),
+                        code,
+                        message: message.to_owned(),
                     },
                 )
             })

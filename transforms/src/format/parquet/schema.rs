@@ -37,7 +37,10 @@ pub enum ColumnType {
     Int64,
     Float,
     Double,
-    Decimal { precision: u8, scale: i8 },
+    Decimal {
+        precision: u8,
+        scale: i8,
+    },
     Date,
     Timestamp(TimeUnit),
     List(Box<ColumnType>),
@@ -107,7 +110,11 @@ impl ColumnType {
         let ty = parser.parse_type()?;
         parser.skip_ws();
         if parser.pos != text.len() {
-            return Err(format!("unexpected {:?} at character {}", &text[parser.pos..], parser.pos + 1));
+            return Err(format!(
+                "unexpected {:?} at character {}",
+                &text[parser.pos..],
+                parser.pos + 1
+            ));
         }
         Ok(ty)
     }
@@ -132,7 +139,10 @@ impl ColumnType {
 }
 
 pub(crate) fn struct_fields(columns: &[Column]) -> Fields {
-    columns.iter().map(|c| Field::new(&c.name, c.ty.arrow(), true)).collect()
+    columns
+        .iter()
+        .map(|c| Field::new(&c.name, c.ty.arrow(), true))
+        .collect()
 }
 
 pub(crate) fn map_entries_field(value: &ColumnType) -> Arc<Field> {
@@ -178,7 +188,9 @@ impl TypeParser<'_> {
             self.pos += end + 2;
             return Ok(quoted[..end].to_owned());
         }
-        let end = rest.find(':').ok_or_else(|| format!("expected name:type at {rest:?}"))?;
+        let end = rest
+            .find(':')
+            .ok_or_else(|| format!("expected name:type at {rest:?}"))?;
         let name = rest[..end].trim();
         if name.is_empty() || name.contains([',', '<', '>']) {
             return Err(format!("expected a field name at {rest:?}"));
@@ -193,7 +205,11 @@ impl TypeParser<'_> {
             self.pos += 1;
             Ok(())
         } else {
-            Err(format!("expected {c:?} at character {} of {:?}", self.pos + 1, self.text))
+            Err(format!(
+                "expected {c:?} at character {} of {:?}",
+                self.pos + 1,
+                self.text
+            ))
         }
     }
 
@@ -254,7 +270,11 @@ impl TypeParser<'_> {
                     "ms" => TimeUnit::Millisecond,
                     "us" => TimeUnit::Microsecond,
                     "ns" => TimeUnit::Nanosecond,
-                    other => return Err(format!("timestamp unit {other:?} is not allowed: expected s, ms, us or ns")),
+                    other => {
+                        return Err(format!(
+                            "timestamp unit {other:?} is not allowed: expected s, ms, us or ns"
+                        ))
+                    }
                 };
                 self.expect(')')?;
                 ColumnType::Timestamp(unit)
@@ -269,7 +289,9 @@ impl TypeParser<'_> {
                 self.expect('<')?;
                 let key = self.parse_type()?;
                 if key != ColumnType::String {
-                    return Err(format!("map keys must be string (JSON object keys are strings), not {key}"));
+                    return Err(format!(
+                        "map keys must be string (JSON object keys are strings), not {key}"
+                    ));
                 }
                 self.expect(',')?;
                 let value = self.parse_type()?;
@@ -296,7 +318,13 @@ impl TypeParser<'_> {
                 }
                 ColumnType::Struct(fields)
             }
-            "" => return Err(format!("expected a type at character {} of {:?}", self.pos + 1, self.text)),
+            "" => {
+                return Err(format!(
+                    "expected a type at character {} of {:?}",
+                    self.pos + 1,
+                    self.text
+                ))
+            }
             other => return Err(format!("unknown type {other:?}")),
         })
     }
@@ -345,7 +373,9 @@ impl Schema {
                 )));
             }
             if columns.iter().any(|c| c.name.eq_ignore_ascii_case(&name)) {
-                return Err(SchemaError(format!("column {name:?} appears twice (names are compared ignoring case)")));
+                return Err(SchemaError(format!(
+                    "column {name:?} appears twice (names are compared ignoring case)"
+                )));
             }
             let ty = ColumnType::parse(&column.ty).map_err(|err| {
                 SchemaError(format!(
@@ -376,7 +406,13 @@ mod tests {
             ("string", ColumnType::String),
             ("BIGINT", ColumnType::Int64),
             ("int", ColumnType::Int32),
-            ("decimal(10,2)", ColumnType::Decimal { precision: 10, scale: 2 }),
+            (
+                "decimal(10,2)",
+                ColumnType::Decimal {
+                    precision: 10,
+                    scale: 2,
+                },
+            ),
             ("timestamp", ColumnType::Timestamp(TimeUnit::Millisecond)),
             ("timestamp(us)", ColumnType::Timestamp(TimeUnit::Microsecond)),
             ("array<string>", ColumnType::List(Box::new(ColumnType::String))),
@@ -386,15 +422,24 @@ mod tests {
             assert_eq!(ColumnType::parse(text).unwrap(), want, "{text}");
         }
         let nested = ColumnType::parse("struct<id:string, tags:list<struct<k:string,v:int64>>>").unwrap();
-        assert_eq!(nested.to_string(), "struct<id:string,tags:list<struct<k:string,v:int64>>>");
+        assert_eq!(
+            nested.to_string(),
+            "struct<id:string,tags:list<struct<k:string,v:int64>>>"
+        );
     }
 
     #[test]
     fn bad_types_say_what_is_wrong() {
         assert_eq!(ColumnType::parse("integerr").unwrap_err(), "unknown type \"integerr\"");
-        assert!(ColumnType::parse("decimal(40,2)").unwrap_err().contains("precision 1 to 38"));
-        assert!(ColumnType::parse("map<int,string>").unwrap_err().contains("map keys must be string"));
-        assert!(ColumnType::parse("timestamp(h)").unwrap_err().contains("expected s, ms, us or ns"));
+        assert!(ColumnType::parse("decimal(40,2)")
+            .unwrap_err()
+            .contains("precision 1 to 38"));
+        assert!(ColumnType::parse("map<int,string>")
+            .unwrap_err()
+            .contains("map keys must be string"));
+        assert!(ColumnType::parse("timestamp(h)")
+            .unwrap_err()
+            .contains("expected s, ms, us or ns"));
         assert!(ColumnType::parse("list<string").unwrap_err().contains("expected '>'"));
     }
 
@@ -403,9 +448,14 @@ mod tests {
         let err = Schema::parse(r#"{"columns":[{"name":"a","type":"string"},{"name":"price","type":"money"}]}"#)
             .unwrap_err()
             .0;
-        assert!(err.starts_with("column \"price\": type \"money\": unknown type"), "{err}");
+        assert!(
+            err.starts_with("column \"price\": type \"money\": unknown type"),
+            "{err}"
+        );
         assert!(err.contains("allowed: string, boolean"), "{err}");
-        let err = Schema::parse(r#"{"columns":[{"name":"_spillway_data","type":"string"}]}"#).unwrap_err().0;
+        let err = Schema::parse(r#"{"columns":[{"name":"_spillway_data","type":"string"}]}"#)
+            .unwrap_err()
+            .0;
         assert!(err.contains("reserved"), "{err}");
         let err = Schema::parse(r#"{"columns":[{"name":"A","type":"string"},{"name":"a","type":"int"}]}"#)
             .unwrap_err()

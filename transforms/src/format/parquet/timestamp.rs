@@ -44,7 +44,9 @@ pub fn epoch_integer_nanos(value: i64) -> i128 {
 /// Nanoseconds since the epoch of a timestamp string.
 pub fn parse_timestamp_nanos(text: &str) -> Option<i128> {
     let text = text.trim();
-    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) || text.starts_with('-') && text.len() > 1 && text[1..].bytes().all(|b| b.is_ascii_digit()) {
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
+        || text.starts_with('-') && text.len() > 1 && text[1..].bytes().all(|b| b.is_ascii_digit())
+    {
         return text.parse::<i64>().ok().map(epoch_integer_nanos);
     }
     let bytes = text.as_bytes();
@@ -161,9 +163,15 @@ mod tests {
         assert_eq!(parse_timestamp_nanos("2018-02-07T19:58:48"), Some(T * s));
         assert_eq!(parse_timestamp_nanos("2018-02-07T21:58:48+02:00"), Some(T * s));
         assert_eq!(parse_timestamp_nanos("2018-02-07T14:58:48-0500"), Some(T * s));
-        assert_eq!(parse_timestamp_nanos("2018-02-07T19:58:48.123Z"), Some(T * s + 123_000_000));
+        assert_eq!(
+            parse_timestamp_nanos("2018-02-07T19:58:48.123Z"),
+            Some(T * s + 123_000_000)
+        );
         assert_eq!(parse_timestamp_nanos("2018-02-07 19:58:48"), Some(T * s));
-        assert_eq!(parse_timestamp_nanos("2018-02-07 19:58:48.123456789"), Some(T * s + 123_456_789));
+        assert_eq!(
+            parse_timestamp_nanos("2018-02-07 19:58:48.123456789"),
+            Some(T * s + 123_456_789)
+        );
         assert_eq!(parse_timestamp_nanos("2018-02-07T19:58Z"), Some((T - 48) * s));
         assert_eq!(parse_timestamp_nanos("2018-02-07"), Some((T - 71_928) * s));
         assert_eq!(parse_timestamp_nanos("1518033528"), Some(T * s));
@@ -171,7 +179,14 @@ mod tests {
         assert_eq!(epoch_integer_nanos(1_518_033_528), T * s);
         assert_eq!(epoch_integer_nanos(1_518_033_528_123), T * s + 123_000_000);
         assert_eq!(epoch_number_nanos(1_518_033_528.5), Some(T * s + 500_000_000));
-        for bad in ["abc", "2018-02-30", "2018-02-07T25:00:00", "2018-02-07X19:58:48", "2018-02-07T19:58:48.Z", "2018-02-07T19:58:48 CET"] {
+        for bad in [
+            "abc",
+            "2018-02-30",
+            "2018-02-07T25:00:00",
+            "2018-02-07X19:58:48",
+            "2018-02-07T19:58:48.Z",
+            "2018-02-07T19:58:48 CET",
+        ] {
             assert_eq!(parse_timestamp_nanos(bad), None, "{bad}");
         }
     }
