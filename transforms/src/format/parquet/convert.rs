@@ -213,9 +213,6 @@ impl Strings {
             .truncate(*self.offsets.last().expect("offsets start with 0") as usize);
         self.validity.truncate(len);
     }
-    pub(super) fn bytes(&self) -> usize {
-        self.data.len() + self.offsets.len() * 4
-    }
     pub(super) fn finish(&mut self) -> StringArray {
         let offsets = std::mem::replace(&mut self.offsets, vec![0]);
         let data = std::mem::take(&mut self.data);
@@ -238,7 +235,16 @@ struct Children {
     fields: Fields,
     builders: Vec<ColumnBuilder>,
     by_key: HashMap<Box<str>, usize>,
+    /// The key each column is found by (as in `by_key`).
+    keys: Vec<Box<str>>,
+    /// Entry position → the column the key at that position matched last
+    /// time: records of one stream mostly list their keys in the same
+    /// order, so a string comparison usually replaces a hash lookup.
+    hints: Vec<usize>,
 }
+
+/// Entry positions remembered in [`Children::hints`].
+const MAX_HINTS: usize = 1024;
 
 #[derive(Debug)]
 enum Kind {
@@ -274,6 +280,7 @@ enum Kind {
 impl Children {
     fn new(path: &str, columns: &[Column], rules: &KeyRules, keys: Option<&HashMap<String, String>>) -> Self {
         let mut by_key = HashMap::new();
+        let mut normalized_keys = Vec::with_capacity(columns.len());
         let mut builders = Vec::with_capacity(columns.len());
         for (index, column) in columns.iter().enumerate() {
             let child_path = if path.is_empty() {
@@ -288,24 +295,41 @@ impl Children {
             } else {
                 key.clone()
             };
+            normalized_keys.push(key.clone().into_boxed_str());
             by_key.insert(key.into_boxed_str(), index);
         }
         Self {
             fields: struct_fields(columns),
             builders,
             by_key,
+            keys: normalized_keys,
+            hints: Vec::new(),
         }
     }
 
-    fn find(&self, key: &str, rules: &KeyRules) -> Option<usize> {
-        if let Some(&index) = self.by_key.get(key) {
-            return Some(index);
+    /// The column fed by the key at `position` in its object.
+    fn find(&mut self, position: usize, key: &str, rules: &KeyRules) -> Option<usize> {
+        if let Some(&hint) = self.hints.get(position) {
+            if self.keys.get(hint).is_some_and(|k| **k == *key) {
+                return Some(hint);
+            }
         }
-        let normalized = rules.normalize(key);
-        match normalized {
-            Cow::Borrowed(_) => None,
-            Cow::Owned(k) => self.by_key.get(k.as_str()).copied(),
+        let found = match self.by_key.get(key) {
+            Some(&index) => Some(index),
+            None => match rules.normalize(key) {
+                Cow::Borrowed(_) => None,
+                Cow::Owned(k) => self.by_key.get(k.as_str()).copied(),
+            },
+        };
+        if let Some(index) = found {
+            if position < MAX_HINTS {
+                if position >= self.hints.len() {
+                    self.hints.resize(position + 1, usize::MAX);
+                }
+                self.hints[position] = index;
+            }
         }
+        found
     }
 
     /// Appends one object's entries, a null for each missing column.
@@ -314,7 +338,7 @@ impl Children {
         // Which entry feeds each column (the last one, if a key repeats).
         let mut slots: smallvec_free::Slots = smallvec_free::Slots::new(self.builders.len());
         for (entry, (key, _)) in entries.iter().enumerate() {
-            if let Some(index) = self.find(key, rules) {
+            if let Some(index) = self.find(entry, key, rules) {
                 slots.set(index, entry);
             }
         }
@@ -425,26 +449,6 @@ impl ColumnBuilder {
             Kind::Decimal(p, _, _) => p.valid.len(),
             Kind::List { validity, .. } | Kind::Map { validity, .. } => validity.valid.len(),
             Kind::Struct { len, .. } => *len,
-        }
-    }
-
-    /// Rough bytes held, to cut chunks.
-    pub fn bytes(&self) -> usize {
-        match &self.kind {
-            Kind::String(s) => s.bytes(),
-            Kind::Boolean(p) => p.valid.len() * 2,
-            Kind::Int32(p) | Kind::Date(p) => p.valid.len() * 5,
-            Kind::Int64(p) | Kind::Timestamp(p, _) => p.valid.len() * 9,
-            Kind::Float(p) => p.valid.len() * 5,
-            Kind::Double(p) => p.valid.len() * 9,
-            Kind::Decimal(p, _, _) => p.valid.len() * 17,
-            Kind::List { offsets, item, .. } => offsets.len() * 5 + item.bytes(),
-            Kind::Map {
-                offsets, keys, values, ..
-            } => offsets.len() * 5 + keys.bytes() + values.bytes(),
-            Kind::Struct { children, len, .. } => {
-                len + children.builders.iter().map(ColumnBuilder::bytes).sum::<usize>()
-            }
         }
     }
 
@@ -807,10 +811,6 @@ impl RowBuilder {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
-    }
-
-    pub fn bytes(&self) -> usize {
-        self.children.builders.iter().map(ColumnBuilder::bytes).sum()
     }
 
     /// Appends one record, or leaves the columns as they were and says why

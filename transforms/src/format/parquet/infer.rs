@@ -23,6 +23,7 @@
 //! `_spillway_` are not inferred: those names are reserved (the values are
 //! still in `_spillway_data`).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use super::convert::KeyRules;
@@ -44,7 +45,13 @@ enum Shape {
 struct Fields {
     columns: Vec<(String, Shape)>,
     by_key: HashMap<String, usize>,
+    /// The normalized key of each column (as in `by_key`).
+    keys: Vec<String>,
+    /// Entry position → column matched last time (see `convert`).
+    hints: Vec<usize>,
 }
+
+const MAX_HINTS: usize = 1024;
 
 impl Fields {
     fn merge_fields(&mut self, other: Fields) {
@@ -57,6 +64,7 @@ impl Fields {
                 Some(&mine) => merge_shape(&mut self.columns[mine].1, shape),
                 None => {
                     self.columns.push((name, shape));
+                    self.keys.push(key.clone());
                     self.by_key.insert(key, self.columns.len() - 1);
                 }
             }
@@ -64,13 +72,21 @@ impl Fields {
     }
 
     fn merge_object(&mut self, entries: &[(std::borrow::Cow<str>, Json)], rules: &KeyRules, top: bool) {
-        for (key, value) in entries {
+        for (position, (key, value)) in entries.iter().enumerate() {
             if top && is_reserved(key) {
                 continue;
             }
-            let normalized = rules.normalize(key);
-            let index = match self.by_key.get(normalized.as_ref()) {
-                Some(&index) => index,
+            let hinted = self
+                .hints
+                .get(position)
+                .copied()
+                .filter(|&h| self.keys.get(h).is_some_and(|k| **k == **key));
+            let normalized = match hinted {
+                Some(_) => Cow::Borrowed(key.as_ref()),
+                None => rules.normalize(key),
+            };
+            let index = match hinted.or_else(|| self.by_key.get(normalized.as_ref()).copied()) {
+                Some(index) => index,
                 None => {
                     let name = if rules.dots_to_underscores {
                         key.replace('.', "_")
@@ -78,10 +94,17 @@ impl Fields {
                         key.to_string()
                     };
                     self.columns.push((name, Shape::Null));
+                    self.keys.push(normalized.to_string());
                     self.by_key.insert(normalized.into_owned(), self.columns.len() - 1);
                     self.columns.len() - 1
                 }
             };
+            if position < MAX_HINTS {
+                if position >= self.hints.len() {
+                    self.hints.resize(position + 1, usize::MAX);
+                }
+                self.hints[position] = index;
+            }
             merge_value(&mut self.columns[index].1, value, rules);
         }
     }

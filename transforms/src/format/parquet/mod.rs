@@ -29,6 +29,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::properties::{WriterProperties, WriterVersion};
+use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 
 pub use convert::KeyRules;
@@ -42,9 +43,9 @@ use convert::{ConvertError, RowBuilder};
 use json::Json;
 
 /// Rows per Arrow record batch handed to the writer.
-pub const CHUNK_ROWS: usize = 8192;
+pub const CHUNK_ROWS: usize = 4096;
 /// Column bytes per Arrow record batch handed to the writer.
-pub const CHUNK_BYTES: usize = 8 * 1024 * 1024;
+pub const CHUNK_BYTES: usize = 2 * 1024 * 1024;
 
 /// The compression codec of the pages inside the file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -223,21 +224,9 @@ impl ParquetFormat {
         let (mut file, factory) =
             ArrowWriter::try_new(Vec::new(), schema.clone(), Some(self.properties()))?.into_serialized_writer()?;
         let encode_part = |(index, part): (usize, &Part)| self.encode_part(index, part, columns, schema, &factory);
-        let encoded: Vec<Result<EncodedPart, ParquetError>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = parts
-                .iter()
-                .enumerate()
-                .skip(1)
-                .map(|part| scope.spawn(move || encode_part(part)))
-                .collect();
-            let mut all = vec![encode_part((0, &parts[0]))];
-            all.extend(handles.into_iter().map(|h| h.join().expect("encoding does not panic")));
-            all
-        });
         let mut rejected = Vec::new();
         let mut written = 0;
-        for part in encoded {
-            let part = part?;
+        let mut append = |file: &mut SerializedFileWriter<Vec<u8>>, part: EncodedPart| -> Result<(), ParquetError> {
             for row_group in part.row_groups {
                 let mut row_group_writer = file.next_row_group()?;
                 for chunk in row_group {
@@ -247,7 +236,29 @@ impl ParquetFormat {
             }
             rejected.extend(part.rejected);
             written += part.written;
-        }
+            Ok(())
+        };
+        std::thread::scope(|scope| -> Result<(), ParquetError> {
+            let later: Vec<_> = parts
+                .iter()
+                .enumerate()
+                .skip(1)
+                .map(|part| scope.spawn(move || encode_part(part)))
+                .collect();
+            // The first part is encoded here and appended at once, so its
+            // pages are freed while the other parts finish; the output is
+            // sized once, from the first part, rather than doubled as it
+            // grows.
+            let first = encode_part((0, &parts[0]))?;
+            let first_bytes: u64 = first.row_groups.iter().flatten().map(|c| c.close().bytes_written).sum();
+            file.inner_mut()
+                .reserve((first_bytes as usize).saturating_mul(parts.len()) + first_bytes as usize / 8 + 64 * 1024);
+            append(&mut file, first)?;
+            for handle in later {
+                append(&mut file, handle.join().expect("encoding does not panic")?)?;
+            }
+            Ok(())
+        })?;
         Ok(Encoded {
             body: file.into_inner()?,
             records: written,
@@ -269,6 +280,7 @@ impl ParquetFormat {
         // Row group ordinals only matter to encryption, which is off.
         let mut row_group = RowGroup::new(factory.create_column_writers(part_index)?);
         let mut encoded = EncodedPart::default();
+        let mut chunk_bytes = 0;
         for (offset, record) in part.records.iter().enumerate() {
             let outcome = Json::parse(&record.data)
                 .map_err(malformed)
@@ -279,7 +291,11 @@ impl ParquetFormat {
             }
             meta.push(record);
             encoded.written += 1;
-            if rows.len() >= CHUNK_ROWS || rows.bytes() + meta.bytes() >= CHUNK_BYTES {
+            // Record bytes stand for column bytes: measuring the builders
+            // of a wide schema per record would cost more than converting.
+            chunk_bytes += record.data.len();
+            if rows.len() >= CHUNK_ROWS || chunk_bytes >= CHUNK_BYTES {
+                chunk_bytes = 0;
                 row_group.write(schema, &mut rows, &mut meta)?;
                 if row_group.encoded_bytes() >= self.row_group_bytes {
                     let full = std::mem::replace(
