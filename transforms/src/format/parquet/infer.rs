@@ -27,7 +27,11 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use super::convert::KeyRules;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+#[cfg(test)]
 use super::json::Json;
+use super::json::Key;
 use super::schema::{Column, ColumnType, RESERVED_PREFIX};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -71,42 +75,200 @@ impl Fields {
         }
     }
 
-    fn merge_object(&mut self, entries: &[(std::borrow::Cow<str>, Json)], rules: &KeyRules, top: bool) {
-        for (position, (key, value)) in entries.iter().enumerate() {
-            if top && is_reserved(key) {
-                continue;
-            }
-            let hinted = self
-                .hints
-                .get(position)
-                .copied()
-                .filter(|&h| self.keys.get(h).is_some_and(|k| **k == **key));
-            let normalized = match hinted {
-                Some(_) => Cow::Borrowed(key.as_ref()),
-                None => rules.normalize(key),
-            };
-            let index = match hinted.or_else(|| self.by_key.get(normalized.as_ref()).copied()) {
-                Some(index) => index,
-                None => {
-                    let name = if rules.dots_to_underscores {
-                        key.replace('.', "_")
-                    } else {
-                        key.to_string()
-                    };
-                    self.columns.push((name, Shape::Null));
-                    self.keys.push(normalized.to_string());
-                    self.by_key.insert(normalized.into_owned(), self.columns.len() - 1);
-                    self.columns.len() - 1
-                }
-            };
-            if position < MAX_HINTS {
-                if position >= self.hints.len() {
-                    self.hints.resize(position + 1, usize::MAX);
-                }
-                self.hints[position] = index;
-            }
-            merge_value(&mut self.columns[index].1, value, rules);
+    /// The column of the key at `position` in its object, added if new;
+    /// `None` for a reserved top-level key.
+    fn index_of(&mut self, position: usize, key: &str, rules: &KeyRules, top: bool) -> Option<usize> {
+        if top && is_reserved(key) {
+            return None;
         }
+        let hinted = self
+            .hints
+            .get(position)
+            .copied()
+            .filter(|&h| self.keys.get(h).is_some_and(|k| k == key));
+        let normalized = match hinted {
+            Some(_) => Cow::Borrowed(key),
+            None => rules.normalize(key),
+        };
+        let index = match hinted.or_else(|| self.by_key.get(normalized.as_ref()).copied()) {
+            Some(index) => index,
+            None => {
+                let name = if rules.dots_to_underscores {
+                    key.replace('.', "_")
+                } else {
+                    key.to_owned()
+                };
+                self.columns.push((name, Shape::Null));
+                self.keys.push(normalized.to_string());
+                self.by_key.insert(normalized.into_owned(), self.columns.len() - 1);
+                self.columns.len() - 1
+            }
+        };
+        if position < MAX_HINTS {
+            if position >= self.hints.len() {
+                self.hints.resize(position + 1, usize::MAX);
+            }
+            self.hints[position] = index;
+        }
+        Some(index)
+    }
+
+    #[cfg(test)]
+    fn merge_object(&mut self, entries: &[(Cow<str>, Json)], rules: &KeyRules, top: bool) {
+        for (position, (key, value)) in entries.iter().enumerate() {
+            if let Some(index) = self.index_of(position, key, rules, top) {
+                merge_value(&mut self.columns[index].1, value, rules);
+            }
+        }
+    }
+}
+
+/// Merges a JSON text into a shape while parsing it: no tree is built.
+struct ShapeSeed<'s, 'r> {
+    shape: &'s mut Shape,
+    rules: &'r KeyRules,
+}
+
+impl<'de> DeserializeSeed<'de> for ShapeSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ShapeSeed<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_none<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        merge_scalar(self.shape, Shape::Bool);
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        merge_scalar(self.shape, Shape::Int);
+        Ok(())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+        merge_scalar(self.shape, if v <= i64::MAX as u64 { Shape::Int } else { Shape::Float });
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        merge_scalar(self.shape, Shape::Float);
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        merge_scalar(self.shape, Shape::Str);
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        if *self.shape == Shape::Null {
+            *self.shape = Shape::List(Box::new(Shape::Null));
+        }
+        match self.shape {
+            Shape::List(item) => {
+                while seq
+                    .next_element_seed(ShapeSeed {
+                        shape: item,
+                        rules: self.rules,
+                    })?
+                    .is_some()
+                {}
+            }
+            // Another shape came first: it wins.
+            _ => while seq.next_element::<IgnoredAny>()?.is_some() {},
+        }
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        if *self.shape == Shape::Null {
+            *self.shape = Shape::Struct(Fields::default());
+        }
+        match self.shape {
+            Shape::Struct(fields) => merge_map(fields, &mut map, self.rules, false),
+            _ => {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(())
+            }
+        }
+    }
+}
+
+fn merge_map<'de, A: MapAccess<'de>>(
+    fields: &mut Fields,
+    map: &mut A,
+    rules: &KeyRules,
+    top: bool,
+) -> Result<(), A::Error> {
+    let mut position = 0;
+    while let Some(key) = map.next_key::<Key<'de>>()? {
+        match fields.index_of(position, &key.0, rules, top) {
+            Some(index) => map.next_value_seed(ShapeSeed {
+                shape: &mut fields.columns[index].1,
+                rules,
+            })?,
+            None => {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        position += 1;
+    }
+    Ok(())
+}
+
+/// The top level: an object's keys merge into the columns; anything else
+/// is skipped (and refused at conversion).
+struct TopSeed<'s, 'r> {
+    fields: &'s mut Fields,
+    rules: &'r KeyRules,
+}
+
+impl<'de> Visitor<'de> for TopSeed<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        merge_map(self.fields, &mut map, self.rules, true)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+}
+
+/// A scalar value's shape merged into `shape`.
+fn merge_scalar(shape: &mut Shape, scalar: Shape) {
+    match shape {
+        Shape::Null => *shape = scalar,
+        Shape::List(_) | Shape::Struct(_) | Shape::Str => {}
+        current if *current == scalar => {}
+        Shape::Int | Shape::Float if matches!(scalar, Shape::Int | Shape::Float) => *shape = Shape::Float,
+        _ => *shape = Shape::Str,
     }
 }
 
@@ -115,6 +277,7 @@ fn is_reserved(key: &str) -> bool {
         && key.as_bytes()[..RESERVED_PREFIX.len()].eq_ignore_ascii_case(RESERVED_PREFIX.as_bytes())
 }
 
+#[cfg(test)]
 fn shape_of_scalar(value: &Json) -> Shape {
     match value {
         Json::Null => Shape::Null,
@@ -126,6 +289,7 @@ fn shape_of_scalar(value: &Json) -> Shape {
     }
 }
 
+#[cfg(test)]
 fn merge_value(shape: &mut Shape, value: &Json, rules: &KeyRules) {
     match (&mut *shape, value) {
         (_, Json::Null) => {}
@@ -213,10 +377,23 @@ pub struct Inference {
 impl Inference {
     /// Merges one record (a JSON object; other records are skipped here and
     /// refused at conversion).
+    #[cfg(test)]
     pub fn add(&mut self, record: &Json, rules: &KeyRules) {
         if let Json::Object(entries) = record {
             self.top.merge_object(entries, rules, true);
         }
+    }
+
+    /// Merges one record's JSON text as it is parsed, without building a
+    /// tree. A record that is not valid JSON may have merged its first
+    /// values (at worst a column that stays null); it is refused at
+    /// conversion.
+    pub fn add_text(&mut self, text: &[u8], rules: &KeyRules) {
+        let mut deserializer = serde_json::Deserializer::from_slice(text);
+        let _ = deserializer.deserialize_any(TopSeed {
+            fields: &mut self.top,
+            rules,
+        });
     }
 
     /// Merges the inference of a later part of the batch.
@@ -242,7 +419,17 @@ mod tests {
         for line in lines {
             inference.add(&Json::parse(line.as_bytes()).unwrap(), &rules);
         }
-        ColumnType::Struct(inference.columns()).to_string()
+        let mut streaming = Inference::default();
+        for line in lines {
+            streaming.add_text(line.as_bytes(), &rules);
+        }
+        let tree = ColumnType::Struct(inference.columns()).to_string();
+        assert_eq!(
+            ColumnType::Struct(streaming.columns()).to_string(),
+            tree,
+            "streaming = tree"
+        );
+        tree
     }
 
     #[test]

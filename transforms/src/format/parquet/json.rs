@@ -156,7 +156,7 @@ impl<'de> Visitor<'de> for JsonVisitor {
 }
 
 /// An object key, borrowed where it has no escapes.
-struct Key<'a>(Cow<'a, str>);
+pub struct Key<'a>(pub Cow<'a, str>);
 
 impl<'de> Deserialize<'de> for Key<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

@@ -197,9 +197,7 @@ impl ParquetFormat {
         let infer_part = |part: &Part| {
             let mut inference = infer::Inference::default();
             for record in part.records {
-                if let Ok(json) = Json::parse(&record.data) {
-                    inference.add(&json, &self.key_rules);
-                }
+                inference.add_text(&record.data, &self.key_rules);
             }
             inference
         };
