@@ -28,7 +28,7 @@ use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowColumn
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use parquet::errors::ParquetError;
-use parquet::file::properties::{WriterProperties, WriterVersion};
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 
@@ -149,8 +149,11 @@ impl ParquetFormat {
             } else {
                 WriterVersion::PARQUET_1_0
             });
-        // Original records are all distinct: a dictionary would only cost.
-        builder = builder.set_column_dictionary_enabled(ColumnPath::from(meta::DATA), false);
+        // Original records are all distinct, and nobody filters on them:
+        // a dictionary or min/max statistics would only cost.
+        builder = builder
+            .set_column_dictionary_enabled(ColumnPath::from(meta::DATA), false)
+            .set_column_statistics_enabled(ColumnPath::from(meta::DATA), EnabledStatistics::None);
         builder.build()
     }
 
