@@ -3,6 +3,73 @@
 
 use std::io::{Read, Write};
 
+/// A compressing writer; `finish` completes the stream (trailers,
+/// checksums, a zip's central directory) and flushes it into the inner
+/// writer.
+pub trait Encoder: Write + Send {
+    fn finish(self: Box<Self>) -> std::io::Result<()>;
+}
+
+struct Plain<W>(W);
+
+impl<W: Write> Write for Plain<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl<W: Write + Send> Encoder for Plain<W> {
+    fn finish(mut self: Box<Self>) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl<W: Write + Send> Encoder for flate2::write::GzEncoder<W> {
+    fn finish(self: Box<Self>) -> std::io::Result<()> {
+        (*self).finish()?.flush()
+    }
+}
+
+impl<W: Write + Send> Encoder for snap::write::FrameEncoder<W> {
+    fn finish(self: Box<Self>) -> std::io::Result<()> {
+        (*self).into_inner().map_err(|e| e.into_error())?.flush()
+    }
+}
+
+impl<W: Write + Send> Encoder for zstd::stream::write::Encoder<'static, W> {
+    fn finish(self: Box<Self>) -> std::io::Result<()> {
+        (*self).finish()?.flush()
+    }
+}
+
+/// Zip wants to seek back to write entry sizes: the archive is built in
+/// memory and written out at `finish` (zip objects are not streamed).
+struct ZipEncoder<W> {
+    zip: zip::ZipWriter<std::io::Cursor<Vec<u8>>>,
+    inner: W,
+}
+
+impl<W: Write> Write for ZipEncoder<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.zip.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<W: Write + Send> Encoder for ZipEncoder<W> {
+    fn finish(self: Box<Self>) -> std::io::Result<()> {
+        let ZipEncoder { zip, mut inner } = *self;
+        let archive = zip.finish().map_err(std::io::Error::other)?.into_inner();
+        inner.write_all(&archive)?;
+        inner.flush()
+    }
+}
+
 /// A whole-object codec.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Compression {
@@ -78,31 +145,36 @@ impl Compression {
     /// Compresses a whole object. `entry_name` names the single entry of a
     /// zip archive; the other codecs ignore it.
     pub fn compress(self, body: &[u8], entry_name: &str) -> std::io::Result<Vec<u8>> {
-        match self {
-            Self::None => Ok(body.to_vec()),
-            Self::Gzip => {
-                let mut encoder =
-                    flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::default());
-                encoder.write_all(body)?;
-                encoder.finish()
-            }
-            Self::Snappy => {
-                let mut encoder = snap::write::FrameEncoder::new(Vec::with_capacity(body.len() / 2));
-                encoder.write_all(body)?;
-                encoder.into_inner().map_err(|e| e.into_error())
-            }
-            Self::Zstd => zstd::encode_all(body, 3),
+        let mut out = Vec::with_capacity(body.len() / 3);
+        let mut encoder = self.encoder(&mut out, entry_name)?;
+        encoder.write_all(body)?;
+        encoder.finish()?;
+        Ok(out)
+    }
+
+    /// A writer that compresses what it is given into `inner`, for objects
+    /// produced piece by piece. [`Encoder::finish`] must be called to write
+    /// the codec's trailer. A zip archive is built whole in memory and
+    /// written out at the end.
+    pub fn encoder<'a, W: Write + Send + 'a>(
+        self,
+        inner: W,
+        entry_name: &str,
+    ) -> std::io::Result<Box<dyn Encoder + 'a>> {
+        Ok(match self {
+            Self::None => Box::new(Plain(inner)),
+            Self::Gzip => Box::new(flate2::write::GzEncoder::new(inner, flate2::Compression::default())),
+            Self::Snappy => Box::new(snap::write::FrameEncoder::new(inner)),
+            Self::Zstd => Box::new(zstd::stream::write::Encoder::new(inner, 3)?),
             Self::Zip => {
-                let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+                let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
                 let options = zip::write::SimpleFileOptions::default()
                     .compression_method(zip::CompressionMethod::Deflated)
-                    .large_file(body.len() as u64 >= u32::MAX as u64);
-                writer.start_file(entry_name, options).map_err(std::io::Error::other)?;
-                writer.write_all(body)?;
-                let cursor = writer.finish().map_err(std::io::Error::other)?;
-                Ok(cursor.into_inner())
+                    .large_file(true);
+                zip.start_file(entry_name, options).map_err(std::io::Error::other)?;
+                Box::new(ZipEncoder { zip, inner })
             }
-        }
+        })
     }
 
     /// Reverses [`Compression::compress`]. For zip, the first entry.

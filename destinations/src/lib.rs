@@ -9,6 +9,7 @@
 
 pub mod compression;
 pub mod error;
+pub mod http;
 pub mod key;
 pub mod local;
 pub mod retry;
@@ -17,7 +18,8 @@ pub mod store;
 
 pub use compression::Compression;
 pub use error::Error;
+pub use http::{HttpEndpoint, HttpOptions};
 pub use key::{KeyContext, KeyTemplate, ObjectKey, TemplateError};
 pub use local::LocalStore;
 pub use s3::{S3Options, S3Store};
-pub use store::{ObjectStore, PutOptions, PutOutcome};
+pub use store::{Chunks, ObjectStore, Payload, PutOptions, PutOutcome};

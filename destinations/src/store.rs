@@ -25,6 +25,35 @@ pub enum PutOutcome {
     AlreadyExisted,
 }
 
+/// The chunks of a payload made piece by piece, in order.
+pub type Chunks = tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>;
+
+/// A payload produced piece by piece (an object encoded while it is sent),
+/// so that a large object is never whole in memory.
+pub trait Payload: Send + Sync + Debug {
+    /// Starts producing the payload from its beginning. A put that is tried
+    /// again opens it again.
+    fn open(&self) -> Chunks;
+}
+
+/// Collects a payload's chunks into one buffer.
+pub async fn collect(mut chunks: Chunks, key: &ObjectKey) -> Result<Bytes, Error> {
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = chunks.recv().await {
+        body.extend_from_slice(&chunk.map_err(|err| encoding_failed(key, err))?);
+    }
+    Ok(body.freeze())
+}
+
+/// A payload that could not be produced. Encoding records in memory fails
+/// only when something passing goes wrong (memory), so it is transient.
+pub fn encoding_failed(key: &ObjectKey, err: std::io::Error) -> Error {
+    Error::Transient {
+        location: key.to_string(),
+        source: Box::new(err),
+    }
+}
+
 /// A place objects are written to, once each.
 #[async_trait]
 pub trait ObjectStore: Send + Sync + Debug {
@@ -35,6 +64,28 @@ pub trait ObjectStore: Send + Sync + Debug {
     /// `key` exists, returns [`PutOutcome::AlreadyExisted`] and leaves it as
     /// it is.
     async fn put(&self, key: &ObjectKey, payload: Bytes, options: &PutOptions) -> Result<PutOutcome, Error>;
+
+    /// Creates the object `key` from a payload produced while it is sent,
+    /// with the same guarantees as [`ObjectStore::put`]. The default
+    /// collects the payload and puts it whole; stores that can send it in
+    /// pieces (S3 multipart uploads) override it.
+    async fn put_stream(
+        &self,
+        key: &ObjectKey,
+        payload: &dyn Payload,
+        options: &PutOptions,
+    ) -> Result<PutOutcome, Error> {
+        let body = collect(payload.open(), key).await?;
+        self.put(key, body, options).await
+    }
+
+    /// Cleans up what a writer of `key` killed half-way may have left behind
+    /// (an S3 multipart upload that was never completed nor aborted).
+    /// Called at start for each object that was pending when the last run
+    /// stopped. The default has nothing to clean.
+    async fn clean_up(&self, _key: &ObjectKey) -> Result<(), Error> {
+        Ok(())
+    }
 
     /// Whether an object exists under `key`.
     async fn exists(&self, key: &ObjectKey) -> Result<bool, Error>;

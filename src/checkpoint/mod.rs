@@ -63,14 +63,15 @@ impl Checkpointer {
             Some(state) => {
                 let mut exists = HashMap::new();
                 for pending in &state.pending {
+                    let settle_error = |source| CheckpointError::Settle {
+                        key: pending.key.clone(),
+                        source,
+                    };
                     let found = match ObjectKey::new(pending.key.clone()) {
-                        Ok(key) => destination
-                            .exists(&key)
-                            .await
-                            .map_err(|source| CheckpointError::Settle {
-                                key: pending.key.clone(),
-                                source,
-                            })?,
+                        Ok(key) => {
+                            destination.clean_up(&key).await.map_err(settle_error)?;
+                            destination.exists(&key).await.map_err(settle_error)?
+                        }
                         Err(_) => false,
                     };
                     tracing::info!(key = %pending.key, written = found, "settled an object pending since the last run");
@@ -126,6 +127,12 @@ impl Checkpointer {
     /// must follow before the object is written.
     pub fn begin_object(&self, key: &ObjectKey, tickets: Vec<Ticket>) -> ObjectId {
         self.tracker().begin_object(key.as_str(), tickets)
+    }
+
+    /// Points an intent at another key (its records go there instead);
+    /// [`Self::save`] must follow before that object is written.
+    pub fn retarget_object(&self, id: ObjectId, key: &ObjectKey) {
+        self.tracker().retarget_object(id, key.as_str());
     }
 
     /// Marks an object written; [`Self::save`] persists the advance.

@@ -198,6 +198,13 @@ impl Tracker {
         id
     }
 
+    /// Points the intent `id` at another key: its records will be written
+    /// there instead (as error output, after the first key failed).
+    pub fn retarget_object(&mut self, id: ObjectId, key: &str) {
+        let (pending, _) = self.pending.get_mut(&id).expect("retargeting an object that was begun");
+        pending.key = key.to_owned();
+    }
+
     /// Records that object `id` is written: its records are delivered.
     pub fn complete_object(&mut self, id: ObjectId) {
         let (pending, tickets) = self.pending.remove(&id).expect("completing an object that was begun");

@@ -69,12 +69,57 @@ pub struct BufferLimits {
     pub max_age: Duration,
 }
 
+/// Where delivered records go.
 #[derive(Clone, Debug)]
-pub struct DestinationConfig {
+pub enum DestinationConfig {
+    /// Objects in a local directory or an S3 bucket.
+    Objects(ObjectDestination),
+    /// Requests to a Firehose-style HTTP endpoint, backed up to objects.
+    Http(HttpDestination),
+}
+
+impl DestinationConfig {
+    /// Where objects go: the destination itself, or an HTTP endpoint's
+    /// backup (which also takes the error output).
+    pub fn objects(&self) -> &ObjectDestination {
+        match self {
+            DestinationConfig::Objects(objects) => objects,
+            DestinationConfig::Http(http) => &http.backup,
+        }
+    }
+}
+
+/// A `local` or `s3` destination.
+#[derive(Clone, Debug)]
+pub struct ObjectDestination {
     pub store: StoreConfig,
     pub prefix: KeyTemplate,
     pub error_prefix: KeyTemplate,
     pub compression: Compression,
+    /// How long a failing put is retried before its records are written as
+    /// error output instead; `None`: until it succeeds.
+    pub retry_duration: Option<Duration>,
+}
+
+/// An `http` destination.
+#[derive(Clone, Debug)]
+pub struct HttpDestination {
+    pub endpoint: spillway_destinations::HttpOptions,
+    /// How long a failing request is retried before its records go to the
+    /// backup.
+    pub retry_duration: Duration,
+    pub backup_mode: BackupMode,
+    pub backup: ObjectDestination,
+}
+
+/// Which records an HTTP destination's backup receives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackupMode {
+    /// Records the endpoint did not take, as `http-endpoint-failed` error
+    /// output.
+    FailedOnly,
+    /// Those, and every record as data.
+    All,
 }
 
 #[derive(Clone, Debug)]

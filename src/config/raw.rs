@@ -223,11 +223,13 @@ impl Default for RawFormat {
     }
 }
 
-/// `[destination]`, chosen by `type`.
+/// `[destination]`, chosen by `type`. The same keys describe
+/// `[destination.backup]`, the local or S3 destination behind an `http` one.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDestination {
-    /// `local` (objects are files below `path`) or `s3`.
+    /// `local` (objects are files below `path`), `s3`, or `http` (a
+    /// Firehose-style HTTP endpoint, backed up to `[destination.backup]`).
     #[serde(rename = "type")]
     pub kind: String,
     /// With `local`: the directory objects are written under. Relative to
@@ -260,40 +262,59 @@ pub struct RawDestination {
     /// With `s3`: objects of at least this many MiB are sent as multipart
     /// uploads: 5 to 5,120. Default 16.
     pub multipart_threshold_mb: Option<i64>,
-    /// Key prefix of data objects, with Firehose's expressions
-    /// `!{timestamp:<pattern>}` (arrival time of the oldest record in the
-    /// object, Java `DateTimeFormatter` letters) and
+    /// With `local` and `s3`: key prefix of data objects, with Firehose's
+    /// expressions `!{timestamp:<pattern>}` (arrival time of the oldest
+    /// record in the object, Java `DateTimeFormatter` letters) and
     /// `!{firehose:random-string}`. Without a timestamp expression,
     /// `yyyy/MM/dd/HH/` is appended, as Firehose does. Default `""`.
-    #[serde(default)]
-    pub prefix: String,
-    /// Key prefix of error output (records that could not be delivered as
-    /// data), with the same expressions plus
+    pub prefix: Option<String>,
+    /// With `local` and `s3`: key prefix of error output (records that
+    /// could not be delivered as data), with the same expressions plus
     /// `!{firehose:error-output-type}`. Default
     /// `errors/!{firehose:error-output-type}/`.
-    #[serde(default = "default_error_prefix")]
-    pub error_prefix: String,
-    /// Whole-object compression: `none` (default), `gzip`, `snappy`
-    /// (framed), `zstd` or `zip`.
-    #[serde(default = "default_compression")]
-    pub compression: String,
-    /// Time zone of `!{timestamp:...}` expressions, an IANA name such as
-    /// `Europe/Paris`. Default `UTC`.
-    #[serde(default = "default_time_zone")]
-    pub time_zone: String,
+    pub error_prefix: Option<String>,
+    /// With `local` and `s3`: whole-object compression: `none` (default),
+    /// `gzip`, `snappy` (framed), `zstd` or `zip`.
+    pub compression: Option<String>,
+    /// With `local` and `s3`: time zone of `!{timestamp:...}` expressions,
+    /// an IANA name such as `Europe/Paris`. Default `UTC`.
+    pub time_zone: Option<String>,
+    /// How long a failing delivery is retried, in seconds. With `http`: 0
+    /// to 7,200, default 300; then the records go to the backup under
+    /// `http-endpoint-failed`. With `local` and `s3`: 0 to 86,400, default:
+    /// retried until it succeeds (an archive does not drop data); when set,
+    /// an object that still fails is written as error records under the
+    /// error prefix (`delivery-failed`) instead.
+    pub retry_duration_seconds: Option<i64>,
+    /// With `http`: the endpoint's URL, `https://...` (or `http://...`).
+    pub url: Option<String>,
+    /// With `http`: sent as `X-Amz-Firehose-Access-Key`; use `${VAR}` to
+    /// read it from the environment. Never logged. Empty: not sent.
+    pub access_key: Option<String>,
+    /// With `http`: `none` (default) or `gzip` (request bodies gzipped,
+    /// with `Content-Encoding: gzip`).
+    pub content_encoding: Option<String>,
+    /// With `http`: a table of strings sent as
+    /// `X-Amz-Firehose-Common-Attributes`.
+    pub common_attributes: Option<std::collections::BTreeMap<String, String>>,
+    /// With `http`: sent as `X-Amz-Firehose-Source-Arn`. Default
+    /// `arn:aws:firehose:local:000000000000:deliverystream/<name>`.
+    pub source_arn: Option<String>,
+    /// With `http`: seconds an endpoint has to answer one request: 1 to
+    /// 600. Default 180, as Firehose.
+    pub request_timeout_seconds: Option<i64>,
+    /// With `http`: `failed_only` (default: the backup receives records the
+    /// endpoint did not take) or `all` (every record is also archived in
+    /// the backup).
+    pub backup_mode: Option<String>,
+    /// With `http`: where records go that the endpoint does not take (and
+    /// every record with `backup_mode = "all"`), and where error output
+    /// goes: a `local` or `s3` destination with the keys above.
+    pub backup: Option<Box<RawDestination>>,
 }
 
-fn default_error_prefix() -> String {
-    "errors/!{firehose:error-output-type}/".to_owned()
-}
-
-fn default_compression() -> String {
-    "none".to_owned()
-}
-
-fn default_time_zone() -> String {
-    "UTC".to_owned()
-}
+/// The default of `error_prefix`.
+pub const DEFAULT_ERROR_PREFIX: &str = "errors/!{firehose:error-output-type}/";
 
 /// `[checkpoint]`: where progress is kept.
 #[derive(Debug, Deserialize)]

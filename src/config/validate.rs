@@ -12,15 +12,18 @@ use spillway_destinations::{Compression, KeyTemplate};
 use spillway_transforms::format::parquet::{Codec, KeyRules, ParquetFormat, Schema};
 use spillway_transforms::Format;
 
-use super::raw::{OneOrMany, RawConfig, RawDestination, RawFormat, RawKinesis, RawSource};
+use super::raw::{OneOrMany, RawConfig, RawDestination, RawFormat, RawKinesis, RawSource, DEFAULT_ERROR_PREFIX};
 use super::{
-    BufferLimits, CheckpointConfig, Config, ConfigProblem, DestinationConfig, KinesisConfig, SourceConfig,
-    StartPosition, StoreConfig,
+    BackupMode, BufferLimits, CheckpointConfig, Config, ConfigProblem, DestinationConfig, HttpDestination,
+    KinesisConfig, ObjectDestination, SourceConfig, StartPosition, StoreConfig,
 };
 use crate::source::kinesis::api::StreamRef;
 
 /// Buffer size limits in MiB, as Firehose.
 pub const SIZE_MB_RANGE: (i64, i64) = (1, 128);
+/// The largest buffer an HTTP endpoint destination takes, in MiB, as
+/// Firehose.
+pub const HTTP_SIZE_MB_MAX: i64 = 64;
 /// Buffer interval limits in seconds, as Firehose.
 pub const INTERVAL_SECONDS_RANGE: (i64, i64) = (60, 900);
 
@@ -84,15 +87,32 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigProblem>> {
     let parquet = raw.format.kind == "parquet";
     let format = validate_format(raw.format, &mut problems);
 
-    let destination = validate_destination(raw.destination, &mut problems);
-    if let (true, Some(destination)) = (parquet, &destination) {
-        if destination.compression != Compression::None {
+    let is_http = raw.destination.kind == "http";
+    let destination = validate_destination(&raw.name, raw.destination, &mut problems);
+    if let (true, Some(size_mb)) = (is_http, size_mb) {
+        if size_mb > HTTP_SIZE_MB_MAX {
+            problems.add(
+                "buffer.size_mb",
+                format!("{size_mb} is out of range with destination.type = \"http\": allowed 1 to {HTTP_SIZE_MB_MAX}"),
+            );
+        }
+    }
+    if let (true, Some(format)) = (is_http, &format) {
+        if !matches!(format, Format::JsonLines | Format::Raw { delimiter: None }) {
+            problems.add(
+                "format",
+                "with destination.type = \"http\" records are sent as they are: format.type must be json_lines or raw, without a delimiter",
+            );
+        }
+    }
+    if let (true, Some(DestinationConfig::Objects(objects))) = (parquet, &destination) {
+        if objects.compression != Compression::None {
             problems.add(
                 "destination.compression",
                 format!(
                     "{:?} does not apply to format.type = \"parquet\", which compresses inside the file: \
                      set format.codec instead, and destination.compression = \"none\"",
-                    destination.compression.name()
+                    objects.compression.name()
                 ),
             );
         }
@@ -377,10 +397,13 @@ fn validate_source(raw: RawSource, problems: &mut Problems) -> Option<SourceConf
     }
 }
 
-fn validate_s3(raw: &RawDestination, problems: &mut Problems) -> Option<StoreConfig> {
+fn validate_s3(key: &str, raw: &RawDestination, problems: &mut Problems) -> Option<StoreConfig> {
     use spillway_destinations::s3::Sse;
     let Some(bucket) = raw.bucket.clone() else {
-        problems.add("destination.bucket", "is required with destination.type = \"s3\"");
+        problems.add(
+            &format!("{key}.bucket"),
+            format!("is required with {key}.type = \"s3\""),
+        );
         return None;
     };
     let bucket_ok = (3..=63).contains(&bucket.len())
@@ -389,20 +412,15 @@ fn validate_s3(raw: &RawDestination, problems: &mut Problems) -> Option<StoreCon
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
     if !bucket_ok {
         problems.add(
-            "destination.bucket",
+            &format!("{key}.bucket"),
             format!("{bucket:?} is not a bucket name: 3 to 63 characters of a-z 0-9 . -"),
         );
     }
     if let Some(endpoint) = &raw.endpoint {
-        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-            problems.add(
-                "destination.endpoint",
-                format!("{endpoint:?} is not a URL: expected http://... or https://..."),
-            );
-        }
+        check_url(problems, &format!("{key}.endpoint"), endpoint);
     }
     let checksum_when_required = problems.one_of(
-        "destination.checksum",
+        &format!("{key}.checksum"),
         raw.checksum.as_deref().unwrap_or("when_supported"),
         &["when_supported", "when_required"],
         |c| match c {
@@ -414,17 +432,19 @@ fn validate_s3(raw: &RawDestination, problems: &mut Problems) -> Option<StoreCon
     let sse = match (raw.server_side_encryption.as_deref(), &raw.kms_key_id) {
         (None, None) => Some(None),
         (Some("AES256"), None) => Some(Some(Sse::S3)),
-        (Some("aws:kms"), key) => Some(Some(Sse::Kms { key_id: key.clone() })),
+        (Some("aws:kms"), kms_key) => Some(Some(Sse::Kms {
+            key_id: kms_key.clone(),
+        })),
         (Some("AES256") | None, Some(_)) => {
             problems.add(
-                "destination.kms_key_id",
+                &format!("{key}.kms_key_id"),
                 "only allowed with server_side_encryption = \"aws:kms\"",
             );
             None
         }
         (Some(other), _) => {
             problems.one_of(
-                "destination.server_side_encryption",
+                &format!("{key}.server_side_encryption"),
                 other,
                 &["AES256", "aws:kms"],
                 |_| None::<()>,
@@ -433,7 +453,7 @@ fn validate_s3(raw: &RawDestination, problems: &mut Problems) -> Option<StoreCon
         }
     };
     let threshold_mb = problems.in_range(
-        "destination.multipart_threshold_mb",
+        &format!("{key}.multipart_threshold_mb"),
         raw.multipart_threshold_mb.unwrap_or(16),
         (5, 5120),
     );
@@ -449,29 +469,50 @@ fn validate_s3(raw: &RawDestination, problems: &mut Problems) -> Option<StoreCon
     Some(StoreConfig::S3(options))
 }
 
-fn validate_destination(raw: RawDestination, problems: &mut Problems) -> Option<DestinationConfig> {
-    let store = match raw.kind.as_str() {
-        "local" => match raw.path.clone() {
-            Some(path) if !path.is_empty() => Some(StoreConfig::Local {
-                path: PathBuf::from(path),
-            }),
-            _ => {
-                problems.add("destination.path", "is required with destination.type = \"local\"");
-                None
-            }
-        },
-        "s3" => validate_s3(&raw, problems),
-        "http" => {
+fn check_url(problems: &mut Problems, key: &str, url: &str) {
+    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+    if !rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/')) {
+        problems.add(key, format!("{url:?} is not a URL: expected http://... or https://..."));
+    }
+}
+
+/// Refuses the keys in `given` that `kind` does not take.
+fn refuse_keys(problems: &mut Problems, key: &str, kind: &str, allowed_with: &str, given: &[(&str, bool)]) {
+    for (name, present) in given {
+        if *present {
             problems.add(
-                "destination.type",
-                "\"http\" is not supported yet: expected local or s3",
+                &format!("{key}.{name}"),
+                format!("only allowed with {key}.type = {allowed_with}, not {kind:?}"),
             );
-            None
         }
-        other => problems.one_of("destination.type", other, &["local", "s3"], |_| None::<StoreConfig>),
-    };
-    if raw.kind != "s3" {
-        let s3_only = [
+    }
+}
+
+/// Retry duration limits in seconds: Firehose's for HTTP endpoints, a day
+/// for object stores.
+const HTTP_RETRY_SECONDS_RANGE: (i64, i64) = (0, 7_200);
+const OBJECT_RETRY_SECONDS_RANGE: (i64, i64) = (0, 86_400);
+/// The default retry duration of an HTTP destination, as Firehose.
+const DEFAULT_HTTP_RETRY_SECONDS: i64 = 300;
+
+fn validate_destination(name: &str, raw: RawDestination, problems: &mut Problems) -> Option<DestinationConfig> {
+    match raw.kind.as_str() {
+        "local" | "s3" => validate_objects("destination", &raw, problems).map(DestinationConfig::Objects),
+        "http" => validate_http(name, raw, problems).map(DestinationConfig::Http),
+        other => problems.one_of("destination.type", other, &["local", "s3", "http"], |_| None),
+    }
+}
+
+fn validate_http(name: &str, raw: RawDestination, problems: &mut Problems) -> Option<HttpDestination> {
+    use spillway_destinations::http::{ContentEncoding, Secret, DEFAULT_REQUEST_TIMEOUT};
+    let key = "destination";
+    refuse_keys(
+        problems,
+        key,
+        "http",
+        "\"local\" or \"s3\" (with http they belong in [destination.backup])",
+        &[
+            ("path", raw.path.is_some()),
             ("bucket", raw.bucket.is_some()),
             ("region", raw.region.is_some()),
             ("endpoint", raw.endpoint.is_some()),
@@ -482,64 +523,205 @@ fn validate_destination(raw: RawDestination, problems: &mut Problems) -> Option<
             ("storage_class", raw.storage_class.is_some()),
             ("tags", raw.tags.is_some()),
             ("multipart_threshold_mb", raw.multipart_threshold_mb.is_some()),
-        ];
-        for (key, given) in s3_only {
-            if given {
-                problems.add(
-                    &format!("destination.{key}"),
-                    "only allowed with destination.type = \"s3\"",
-                );
-            }
+            ("prefix", raw.prefix.is_some()),
+            ("error_prefix", raw.error_prefix.is_some()),
+            ("compression", raw.compression.is_some()),
+            ("time_zone", raw.time_zone.is_some()),
+        ],
+    );
+    let url = match &raw.url {
+        Some(url) => {
+            check_url(problems, "destination.url", url);
+            Some(url.clone())
         }
+        None => {
+            problems.add("destination.url", "is required with destination.type = \"http\"");
+            None
+        }
+    };
+    let access_key = match raw.access_key {
+        // `${KEY:-}` with KEY unset: no access key.
+        Some(k) if k.is_empty() => Some(None),
+        Some(k) if !k.bytes().all(|b| (0x20..0x7f).contains(&b)) => {
+            // The value is a secret: never repeat it.
+            problems.add(
+                "destination.access_key",
+                "is not a valid header value (the value is not shown): expected printable ASCII",
+            );
+            None
+        }
+        other => Some(other.map(Secret::new)),
+    };
+    let content_encoding = problems.one_of(
+        "destination.content_encoding",
+        raw.content_encoding.as_deref().unwrap_or("none"),
+        &["none", "gzip"],
+        |e| match e {
+            "none" => Some(ContentEncoding::None),
+            "gzip" => Some(ContentEncoding::Gzip),
+            _ => None,
+        },
+    );
+    let retry = problems.in_range(
+        "destination.retry_duration_seconds",
+        raw.retry_duration_seconds.unwrap_or(DEFAULT_HTTP_RETRY_SECONDS),
+        HTTP_RETRY_SECONDS_RANGE,
+    );
+    let timeout = match raw.request_timeout_seconds {
+        None => Some(DEFAULT_REQUEST_TIMEOUT),
+        Some(seconds) => problems
+            .in_range("destination.request_timeout_seconds", seconds, (1, 600))
+            .map(|s| Duration::from_secs(s as u64)),
+    };
+    let backup_mode = problems.one_of(
+        "destination.backup_mode",
+        raw.backup_mode.as_deref().unwrap_or("failed_only"),
+        &["failed_only", "all"],
+        |m| match m {
+            "failed_only" => Some(BackupMode::FailedOnly),
+            "all" => Some(BackupMode::All),
+            _ => None,
+        },
+    );
+    let backup = match raw.backup.as_deref() {
+        None => {
+            problems.add(
+                "destination.backup",
+                "is required with destination.type = \"http\": a local or s3 destination for the records the endpoint does not take",
+            );
+            None
+        }
+        Some(backup) => match backup.kind.as_str() {
+            "local" | "s3" => validate_objects("destination.backup", backup, problems),
+            other => problems.one_of("destination.backup.type", other, &["local", "s3"], |_| None),
+        },
+    };
+    let source_arn = raw
+        .source_arn
+        .unwrap_or_else(|| format!("arn:aws:firehose:local:000000000000:deliverystream/{name}"));
+    Some(HttpDestination {
+        endpoint: spillway_destinations::HttpOptions {
+            url: url?,
+            access_key: access_key?,
+            content_encoding: content_encoding?,
+            common_attributes: raw.common_attributes.unwrap_or_default(),
+            source_arn,
+            request_timeout: timeout?,
+        },
+        retry_duration: Duration::from_secs(retry? as u64),
+        backup_mode: backup_mode?,
+        backup: backup?,
+    })
+}
+
+/// A `local` or `s3` destination at `key` (`destination`, or
+/// `destination.backup`).
+fn validate_objects(key: &str, raw: &RawDestination, problems: &mut Problems) -> Option<ObjectDestination> {
+    let store = match raw.kind.as_str() {
+        "local" => match raw.path.clone() {
+            Some(path) if !path.is_empty() => Some(StoreConfig::Local {
+                path: PathBuf::from(path),
+            }),
+            _ => {
+                problems.add(
+                    &format!("{key}.path"),
+                    format!("is required with {key}.type = \"local\""),
+                );
+                None
+            }
+        },
+        _ => validate_s3(key, raw, problems),
+    };
+    if raw.kind != "s3" {
+        refuse_keys(
+            problems,
+            key,
+            &raw.kind,
+            "\"s3\"",
+            &[
+                ("bucket", raw.bucket.is_some()),
+                ("region", raw.region.is_some()),
+                ("endpoint", raw.endpoint.is_some()),
+                ("force_path_style", raw.force_path_style.is_some()),
+                ("checksum", raw.checksum.is_some()),
+                ("server_side_encryption", raw.server_side_encryption.is_some()),
+                ("kms_key_id", raw.kms_key_id.is_some()),
+                ("storage_class", raw.storage_class.is_some()),
+                ("tags", raw.tags.is_some()),
+                ("multipart_threshold_mb", raw.multipart_threshold_mb.is_some()),
+            ],
+        );
     }
     if raw.kind != "local" && raw.path.is_some() {
-        problems.add("destination.path", "only allowed with destination.type = \"local\"");
+        refuse_keys(problems, key, &raw.kind, "\"local\"", &[("path", true)]);
     }
+    refuse_keys(
+        problems,
+        key,
+        &raw.kind,
+        "\"http\"",
+        &[
+            ("url", raw.url.is_some()),
+            ("access_key", raw.access_key.is_some()),
+            ("content_encoding", raw.content_encoding.is_some()),
+            ("common_attributes", raw.common_attributes.is_some()),
+            ("source_arn", raw.source_arn.is_some()),
+            ("request_timeout_seconds", raw.request_timeout_seconds.is_some()),
+            ("backup_mode", raw.backup_mode.is_some()),
+            ("backup", raw.backup.is_some()),
+        ],
+    );
 
-    let time_zone = match raw.time_zone.parse::<Tz>() {
+    let time_zone_name = raw.time_zone.as_deref().unwrap_or("UTC");
+    let time_zone = match time_zone_name.parse::<Tz>() {
         Ok(tz) => Some(tz),
         Err(_) => {
             problems.add(
-                "destination.time_zone",
+                &format!("{key}.time_zone"),
                 format!(
-                    "{:?} is not a known time zone: expected an IANA name such as UTC or Europe/Paris",
-                    raw.time_zone
+                    "{time_zone_name:?} is not a known time zone: expected an IANA name such as UTC or Europe/Paris"
                 ),
             );
             None
         }
     };
     let tz = time_zone.unwrap_or(Tz::UTC);
-    let prefix = KeyTemplate::parse(&raw.prefix, TemplateKind::Data, tz)
-        .map_err(|err| problems.add("destination.prefix", format!("{:?}: {err}", raw.prefix)))
+    let prefix_text = raw.prefix.as_deref().unwrap_or("");
+    let error_prefix_text = raw.error_prefix.as_deref().unwrap_or(DEFAULT_ERROR_PREFIX);
+    let prefix = KeyTemplate::parse(prefix_text, TemplateKind::Data, tz)
+        .map_err(|err| problems.add(&format!("{key}.prefix"), format!("{prefix_text:?}: {err}")))
         .ok();
-    let error_prefix = KeyTemplate::parse(&raw.error_prefix, TemplateKind::Error, tz)
-        .map_err(|err| problems.add("destination.error_prefix", format!("{:?}: {err}", raw.error_prefix)))
+    let error_prefix = KeyTemplate::parse(error_prefix_text, TemplateKind::Error, tz)
+        .map_err(|err| problems.add(&format!("{key}.error_prefix"), format!("{error_prefix_text:?}: {err}")))
         .ok();
-    if raw.prefix.starts_with('/') {
-        problems.add(
-            "destination.prefix",
-            format!("{:?} must not start with '/'", raw.prefix),
-        );
-    }
-    if raw.error_prefix.starts_with('/') {
-        problems.add(
-            "destination.error_prefix",
-            format!("{:?} must not start with '/'", raw.error_prefix),
-        );
+    for (name, text) in [("prefix", prefix_text), ("error_prefix", error_prefix_text)] {
+        if text.starts_with('/') {
+            problems.add(&format!("{key}.{name}"), format!("{text:?} must not start with '/'"));
+        }
     }
     let compression = problems.one_of(
-        "destination.compression",
-        &raw.compression,
+        &format!("{key}.compression"),
+        raw.compression.as_deref().unwrap_or("none"),
         Compression::NAMES,
         Compression::from_name,
     );
+    let retry_duration = match raw.retry_duration_seconds {
+        None => Some(None),
+        Some(seconds) => problems
+            .in_range(
+                &format!("{key}.retry_duration_seconds"),
+                seconds,
+                OBJECT_RETRY_SECONDS_RANGE,
+            )
+            .map(|s| Some(Duration::from_secs(s as u64))),
+    };
 
-    Some(DestinationConfig {
+    Some(ObjectDestination {
         store: store?,
         prefix: prefix?,
         error_prefix: error_prefix?,
         compression: compression?,
+        retry_duration: retry_duration?,
     })
     .filter(|_| time_zone.is_some())
 }
@@ -668,13 +850,65 @@ mod tests {
                 "destination.bucket: \"B\" is not a bucket name: 3 to 63 characters of a-z 0-9 . -",
                 "destination.server_side_encryption: \"rot13\" is not allowed: expected one of AES256, aws:kms",
                 "destination.multipart_threshold_mb: 1 is out of range: allowed 5 to 5120",
-                "destination.path: only allowed with destination.type = \"local\"",
+                "destination.path: only allowed with destination.type = \"local\", not \"s3\"",
             ]
         );
         let local_with_bucket = format!("{MINIMAL}bucket = \"b-b-b\"\n");
         assert_eq!(
             problems(&local_with_bucket),
-            ["destination.bucket: only allowed with destination.type = \"s3\""]
+            ["destination.bucket: only allowed with destination.type = \"s3\", not \"local\""]
+        );
+    }
+
+    const HTTP: &str =
+        "[source]\ntype = \"stdin\"\n[destination]\ntype = \"http\"\nurl = \"https://r.example.com/in\"\n";
+
+    #[test]
+    fn http_destinations_are_checked_key_by_key() {
+        let text = format!(
+            "[buffer]\nsize_mb = 100\n{HTTP}retry_duration_seconds = 9000\ncontent_encoding = \"br\"\n\
+             backup_mode = \"some\"\naccess_key = \"bad\\nkey\"\ncompression = \"gzip\"\n"
+        );
+        assert_eq!(
+            problems(&text),
+            [
+                "destination.compression: only allowed with destination.type = \"local\" or \"s3\" (with http they belong in [destination.backup]), not \"http\"",
+                "destination.access_key: is not a valid header value (the value is not shown): expected printable ASCII",
+                "destination.content_encoding: \"br\" is not allowed: expected one of none, gzip",
+                "destination.retry_duration_seconds: 9000 is out of range: allowed 0 to 7200",
+                "destination.backup_mode: \"some\" is not allowed: expected one of failed_only, all",
+                "destination.backup: is required with destination.type = \"http\": a local or s3 destination for the records the endpoint does not take",
+                "buffer.size_mb: 100 is out of range with destination.type = \"http\": allowed 1 to 64",
+            ]
+        );
+        let bad_backup = format!("{HTTP}[destination.backup]\ntype = \"http\"\n");
+        assert_eq!(
+            problems(&bad_backup),
+            ["destination.backup.type: \"http\" is not allowed: expected one of local, s3"]
+        );
+        let s3_backup_without_bucket = format!("{HTTP}[destination.backup]\ntype = \"s3\"\nurl = \"https://x\"\n");
+        assert_eq!(
+            problems(&s3_backup_without_bucket),
+            [
+                "destination.backup.bucket: is required with destination.backup.type = \"s3\"",
+                "destination.backup.url: only allowed with destination.backup.type = \"http\", not \"s3\"",
+            ]
+        );
+        let ok = format!("{HTTP}[destination.backup]\ntype = \"local\"\npath = \"b\"\nretry_duration_seconds = 60\n");
+        match parse(&ok, "t", &|_| None).unwrap().destination {
+            crate::config::DestinationConfig::Http(http) => {
+                assert_eq!(http.retry_duration.as_secs(), 300);
+                assert_eq!(http.backup_mode, crate::config::BackupMode::FailedOnly);
+                assert_eq!(http.endpoint.request_timeout.as_secs(), 180);
+                assert_eq!(http.backup.retry_duration.map(|d| d.as_secs()), Some(60));
+                assert!(http.endpoint.source_arn.ends_with(":deliverystream/spillway"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let parquet = format!("{HTTP}[destination.backup]\ntype = \"local\"\npath = \"b\"\n[format]\ntype = \"raw\"\ndelimiter = \"\\n\"\n");
+        assert_eq!(
+            problems(&parquet),
+            ["format: with destination.type = \"http\" records are sent as they are: format.type must be json_lines or raw, without a delimiter"]
         );
     }
 

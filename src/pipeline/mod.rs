@@ -4,7 +4,9 @@
 //! Channels are bounded at every step: when the destination is slow the
 //! writer falls behind, the router waits, and the source stops reading.
 
+mod http;
 mod object;
+mod payload;
 mod router;
 mod stats;
 mod writer;
@@ -18,7 +20,7 @@ use tokio::sync::mpsc;
 
 use crate::buffer::FlushReason;
 use crate::checkpoint::{CheckpointError, Checkpointer, LocalFileStore, StoreError};
-use crate::config::{Config, StoreConfig};
+use crate::config::{Config, DestinationConfig, StoreConfig};
 use crate::source::{self, SourceContext, SourceError};
 
 pub use stats::RunSummary;
@@ -60,7 +62,8 @@ pub enum RunError {
 
 /// Runs a delivery stream until its input ends or `shutdown` resolves.
 pub async fn run(config: Config, options: RunOptions) -> Result<RunSummary, RunError> {
-    let destination: Arc<dyn ObjectStore> = match &config.destination.store {
+    let objects = config.destination.objects();
+    let destination: Arc<dyn ObjectStore> = match &objects.store {
         StoreConfig::Local { path } => Arc::new(LocalStore::new(path)),
         StoreConfig::S3(options) => Arc::new(
             S3Store::new(options.clone())
@@ -69,6 +72,10 @@ pub async fn run(config: Config, options: RunOptions) -> Result<RunSummary, RunE
         ),
     };
     destination.check().await.map_err(RunError::DestinationCheck)?;
+    let http = match &config.destination {
+        DestinationConfig::Http(http) => Some(http::HttpDelivery::new(&config.name, http)?),
+        DestinationConfig::Objects(_) => None,
+    };
     let store = LocalFileStore::open(&config.checkpoint.dir, &config.name).map_err(CheckpointError::from)?;
     let checkpoint_file = store.path().display().to_string();
     let checkpointer = Arc::new(Checkpointer::open(&config.name, Box::new(store), &*destination).await?);
@@ -86,7 +93,10 @@ pub async fn run(config: Config, options: RunOptions) -> Result<RunSummary, RunE
     tracing::info!(
         stream = %config.name,
         source = %source.describe(),
-        destination = %destination.describe(),
+        destination = %match &http {
+            Some(http) => format!("{} (backup: {})", http.describe(), destination.describe()),
+            None => destination.describe(),
+        },
         checkpoint = %checkpoint_file,
         buffer_bytes = limits.max_bytes,
         buffer_seconds = limits.max_age.as_secs_f64(),
@@ -102,7 +112,16 @@ pub async fn run(config: Config, options: RunOptions) -> Result<RunSummary, RunE
             checkpoints: checkpointer.clone(),
         })
         .await;
-    let writer = writer::Writer::new(&config, destination, checkpointer.clone(), stats.clone());
+    let writer = writer::Writer {
+        objects: writer::ObjectWriter {
+            planner: Arc::new(object::ObjectPlanner::new(&config.name, &config.format, objects)),
+            store: destination,
+            checkpoints: checkpointer.clone(),
+            stats: stats.clone(),
+            retry: writer::object_retry(objects.retry_duration),
+        },
+        http,
+    };
     let writer_task = tokio::spawn(writer.run(batches_rx));
     let router = router::Router::new(&config, limits, checkpointer.clone(), stats.clone(), batches_tx);
     let routed = router.run(events_rx, options.shutdown).await;

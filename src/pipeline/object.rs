@@ -6,15 +6,17 @@
 //! `<stream>-<source id>-<sequence number>-<subsequence number><extensions>`,
 //! so writing the same records again yields the same key.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use chrono::Utc;
 use spillway_destinations::key::sanitize_segment;
 use spillway_destinations::{Compression, KeyContext, KeyTemplate, ObjectKey, PutOptions};
-use spillway_transforms::{error_record, ErrorOutputType, Format, Record};
+use spillway_transforms::{error_record, ErrorOutputType, Format, Record, Rejection};
 
-use crate::buffer::{BufferKey, Buffered};
+use super::payload::RecordsPayload;
 use crate::checkpoint::Ticket;
-use crate::config::Config;
+use crate::config::ObjectDestination;
 
 /// How objects are named and encoded.
 #[derive(Clone, Debug)]
@@ -26,98 +28,163 @@ pub(super) struct ObjectPlanner {
     error_prefix: KeyTemplate,
 }
 
-/// One object, ready to be written.
+/// An object's bytes: whole, or encoded while they are sent.
+#[derive(Debug)]
+pub(super) enum Body {
+    Whole(Bytes),
+    Streamed(Arc<RecordsPayload>),
+}
+
+impl Body {
+    /// The object's size, once it has been produced.
+    pub fn len(&self) -> usize {
+        match self {
+            Body::Whole(bytes) => bytes.len(),
+            Body::Streamed(payload) => payload.produced.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+}
+
+/// One object, ready to be written, with the records it holds (kept so
+/// that they can become error records if the object cannot be delivered).
 #[derive(Debug)]
 pub(super) struct PlannedObject {
     pub key: ObjectKey,
-    pub body: Bytes,
+    pub body: Body,
     pub options: PutOptions,
     pub tickets: Vec<Ticket>,
     /// `data`, or the error output type.
     pub output: &'static str,
-    pub records: usize,
+    pub records: Vec<Record>,
 }
 
 impl ObjectPlanner {
-    pub fn new(config: &Config) -> Self {
+    pub fn new(stream: &str, format: &Format, destination: &ObjectDestination) -> Self {
         Self {
-            stream: config.name.clone(),
-            format: config.format.clone(),
-            compression: config.destination.compression,
-            prefix: config.destination.prefix.clone(),
-            error_prefix: config.destination.error_prefix.clone(),
+            stream: stream.to_owned(),
+            format: format.clone(),
+            compression: destination.compression,
+            prefix: destination.prefix.clone(),
+            error_prefix: destination.error_prefix.clone(),
         }
     }
 
-    /// Encodes a batch into its objects. CPU-bound: run off the async
-    /// runtime.
-    pub fn plan(&self, key: &BufferKey, items: Vec<Buffered>) -> std::io::Result<Vec<PlannedObject>> {
-        let (records, tickets): (Vec<Record>, Vec<Ticket>) = items.into_iter().map(|b| (b.record, b.ticket)).unzip();
-        match key {
-            BufferKey::Error(output_type) => Ok(vec![self.error_object(*output_type, records, tickets)?]),
-            BufferKey::Data => {
-                let encoded = self.format.encode(&records);
-                if encoded.rejected.is_empty() {
-                    return Ok(vec![self.object(
-                        &self.format,
-                        None,
-                        &records,
-                        encoded.body,
-                        tickets,
-                    )?]);
+    /// Encodes data records into their objects: one data object, plus an
+    /// error object for the records the format refused. CPU-bound: run off
+    /// the async runtime.
+    pub fn data(&self, records: Vec<Record>, tickets: Vec<Ticket>) -> std::io::Result<Vec<PlannedObject>> {
+        if self.format.is_streamable() {
+            return Ok(vec![self.streamed(records, tickets)?]);
+        }
+        let encoded = self.format.encode(&records);
+        if encoded.rejected.is_empty() {
+            return Ok(vec![self.object(&self.format, None, records, encoded.body, tickets)?]);
+        }
+        // Split the refused records out of the batch, into an error object.
+        let mut refused = vec![None; records.len()];
+        for (index, rejection) in encoded.rejected {
+            refused[index] = Some(rejection);
+        }
+        let (mut kept, mut kept_tickets) = (Vec::new(), Vec::new());
+        let mut failed = Vec::new();
+        for ((record, ticket), rejection) in records.into_iter().zip(tickets).zip(refused) {
+            match rejection {
+                None => {
+                    kept.push(record);
+                    kept_tickets.push(ticket);
                 }
-                // Split the refused records out of the batch, into an error object.
-                let mut refused = vec![None; records.len()];
-                for (index, rejection) in encoded.rejected {
-                    refused[index] = Some(rejection);
-                }
-                let (mut kept, mut kept_tickets) = (Vec::new(), Vec::new());
-                let (mut failed, mut failed_tickets) = (Vec::new(), Vec::new());
-                let now = Utc::now();
-                for ((record, ticket), rejection) in records.into_iter().zip(tickets).zip(refused) {
-                    match rejection {
-                        None => {
-                            kept.push(record);
-                            kept_tickets.push(ticket);
-                        }
-                        Some(rejection) => {
-                            let line = error_record::render(&record, &rejection, now);
-                            failed.push(Record {
-                                data: Bytes::from(line),
-                                ..record
-                            });
-                            failed_tickets.push(ticket);
-                        }
-                    }
-                }
-                let mut objects = Vec::new();
-                if !kept.is_empty() {
-                    objects.push(self.object(&self.format, None, &kept, encoded.body, kept_tickets)?);
-                }
-                objects.push(self.error_object(ErrorOutputType::FormatConversionFailed, failed, failed_tickets)?);
-                Ok(objects)
+                Some(rejection) => failed.push((record, ticket, rejection)),
             }
         }
+        let mut objects = Vec::new();
+        if !kept.is_empty() {
+            objects.push(self.object(&self.format, None, kept, encoded.body, kept_tickets)?);
+        }
+        objects.push(self.failed(ErrorOutputType::FormatConversionFailed, failed, 1)?);
+        Ok(objects)
     }
 
-    fn error_object(
+    /// The error object of records that are error records already (an
+    /// error batch from the router).
+    pub fn errors(
         &self,
         output_type: ErrorOutputType,
         records: Vec<Record>,
         tickets: Vec<Ticket>,
     ) -> std::io::Result<PlannedObject> {
         let body = Format::JsonLines.encode(&records).body;
-        self.object(&Format::JsonLines, Some(output_type), &records, body, tickets)
+        self.object(&Format::JsonLines, Some(output_type), records, body, tickets)
     }
 
-    fn object(
+    /// The error object of records that failed for `rejection` (the same
+    /// reason for all) after `attempts` attempts.
+    pub fn all_failed(
+        &self,
+        records: Vec<Record>,
+        tickets: Vec<Ticket>,
+        rejection: &Rejection,
+        attempts: u32,
+    ) -> std::io::Result<PlannedObject> {
+        let failed = records
+            .into_iter()
+            .zip(tickets)
+            .map(|(record, ticket)| (record, ticket, rejection.clone()))
+            .collect();
+        self.failed(rejection.output_type, failed, attempts)
+    }
+
+    /// The error object of records that failed, each with its reason.
+    fn failed(
+        &self,
+        output_type: ErrorOutputType,
+        failed: Vec<(Record, Ticket, Rejection)>,
+        attempts: u32,
+    ) -> std::io::Result<PlannedObject> {
+        let now = Utc::now();
+        let (records, tickets): (Vec<Record>, Vec<Ticket>) = failed
+            .into_iter()
+            .map(|(record, ticket, rejection)| {
+                let line = error_record::render(&record, &rejection, attempts, now);
+                (
+                    Record {
+                        data: Bytes::from(line),
+                        ..record
+                    },
+                    ticket,
+                )
+            })
+            .unzip();
+        self.errors(output_type, records, tickets)
+    }
+
+    /// A data object encoded while it is sent.
+    fn streamed(&self, records: Vec<Record>, tickets: Vec<Ticket>) -> std::io::Result<PlannedObject> {
+        let (key, name) = self.key(&self.format, None, &records)?;
+        let payload = RecordsPayload {
+            records: records.clone().into(),
+            format: self.format.clone(),
+            compression: self.compression,
+            entry_name: name,
+            produced: Default::default(),
+        };
+        Ok(PlannedObject {
+            key,
+            body: Body::Streamed(Arc::new(payload)),
+            options: self.options(&self.format),
+            tickets,
+            output: "data",
+            records,
+        })
+    }
+
+    /// The key of an object holding `records`, and its name without the
+    /// compression extension.
+    fn key(
         &self,
         format: &Format,
         error_type: Option<ErrorOutputType>,
         records: &[Record],
-        body: Vec<u8>,
-        tickets: Vec<Ticket>,
-    ) -> std::io::Result<PlannedObject> {
+    ) -> std::io::Result<(ObjectKey, String)> {
         let first = &records[0].position;
         let oldest = records.iter().map(|r| r.arrival).min().expect("an object has records");
         let name = format!(
@@ -128,9 +195,9 @@ impl ObjectPlanner {
             first.offset.subsequence_number,
             format.extension(),
         );
-        let (template, output) = match error_type {
-            None => (&self.prefix, "data"),
-            Some(t) => (&self.error_prefix, t.as_str()),
+        let template = match error_type {
+            None => &self.prefix,
+            Some(_) => &self.error_prefix,
         };
         let prefix = template.render(&KeyContext {
             timestamp: oldest,
@@ -138,17 +205,33 @@ impl ObjectPlanner {
         });
         let key =
             ObjectKey::new(format!("{prefix}{name}{}", self.compression.extension())).map_err(std::io::Error::other)?;
+        Ok((key, name))
+    }
+
+    fn options(&self, format: &Format) -> PutOptions {
+        PutOptions {
+            content_type: Some(self.compression.content_type(format.content_type())),
+            content_encoding: self.compression.content_encoding(),
+        }
+    }
+
+    fn object(
+        &self,
+        format: &Format,
+        error_type: Option<ErrorOutputType>,
+        records: Vec<Record>,
+        body: Vec<u8>,
+        tickets: Vec<Ticket>,
+    ) -> std::io::Result<PlannedObject> {
+        let (key, name) = self.key(format, error_type, &records)?;
         let body = self.compression.compress(&body, &name)?;
         Ok(PlannedObject {
             key,
-            body: Bytes::from(body),
-            options: PutOptions {
-                content_type: Some(self.compression.content_type(format.content_type())),
-                content_encoding: self.compression.content_encoding(),
-            },
+            body: Body::Whole(Bytes::from(body)),
+            options: self.options(format),
+            output: error_type.map_or("data", ErrorOutputType::as_str),
             tickets,
-            output,
-            records: records.len(),
+            records,
         })
     }
 }

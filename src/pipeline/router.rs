@@ -144,7 +144,7 @@ impl Router {
                 Ok(()) => (BufferKey::Data, record),
                 Err(rejection) => {
                     Stats::add(&self.stats.error_records, 1);
-                    let line = error_record::render(&record, &rejection, chrono::Utc::now());
+                    let line = error_record::render(&record, &rejection, 1, chrono::Utc::now());
                     (
                         BufferKey::Error(rejection.output_type),
                         Record {

@@ -1,120 +1,242 @@
-//! The writer: turns each flushed batch into objects and delivers them.
+//! The writer: turns each flushed batch into objects (or HTTP requests)
+//! and delivers them.
 //!
 //! For each object: save the intent (key and record runs), put it
-//! create-only (retrying what a retry can help, for as long as it takes),
-//! then mark its records delivered and save the advanced checkpoints.
+//! create-only (retrying what a retry can help, for as long as the retry
+//! duration allows: by default until it succeeds), then mark its records
+//! delivered and save the advanced checkpoints. A data object that still
+//! fails when the retry duration runs out is written as `delivery-failed`
+//! error records instead, under the same intent.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use spillway_destinations::retry::RetryPolicy;
 use spillway_destinations::{ObjectStore, PutOutcome};
+use spillway_transforms::{ErrorOutputType, Record, Rejection};
 use tokio::sync::mpsc;
 
-use super::object::{ObjectPlanner, PlannedObject};
+use super::http::HttpDelivery;
+use super::object::{Body, ObjectPlanner, PlannedObject};
 use super::stats::Stats;
 use super::RunError;
-use crate::buffer::Batch;
-use crate::checkpoint::{Checkpointer, StoreError};
-use crate::config::Config;
+use crate::buffer::{Batch, BufferKey, FlushReason};
+use crate::checkpoint::{Checkpointer, ObjectId, StoreError, Ticket};
 
+/// Delivers batches to objects, or to an HTTP endpoint backed by objects.
 pub(super) struct Writer {
-    planner: Arc<ObjectPlanner>,
-    destination: Arc<dyn ObjectStore>,
-    checkpoints: Arc<Checkpointer>,
-    stats: Arc<Stats>,
-    retry: RetryPolicy,
+    pub objects: ObjectWriter,
+    pub http: Option<HttpDelivery>,
+}
+
+/// What one batch is, for the "flushed" log line.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct FlushInfo {
+    pub reason: FlushReason,
+    pub buffer_bytes: usize,
+}
+
+/// Writes objects: the destination itself, or an HTTP endpoint's backup.
+pub(super) struct ObjectWriter {
+    pub planner: Arc<ObjectPlanner>,
+    pub store: Arc<dyn ObjectStore>,
+    pub checkpoints: Arc<Checkpointer>,
+    pub stats: Arc<Stats>,
+    /// For data objects: gives up after the configured retry duration.
+    pub retry: RetryPolicy,
 }
 
 impl Writer {
-    pub fn new(
-        config: &Config,
-        destination: Arc<dyn ObjectStore>,
-        checkpoints: Arc<Checkpointer>,
-        stats: Arc<Stats>,
-    ) -> Self {
-        Self {
-            planner: Arc::new(ObjectPlanner::new(config)),
-            destination,
-            checkpoints,
-            stats,
-            retry: RetryPolicy::default(),
-        }
-    }
-
     /// Delivers batches until the router hangs up. Stops at the first
     /// error no retry can fix; records of undelivered batches are not
     /// checkpointed, so the next run reads them again.
     pub async fn run(self, mut batches: mpsc::Receiver<Batch>) -> Result<(), RunError> {
         while let Some(batch) = batches.recv().await {
-            self.deliver(batch).await?;
-        }
-        Ok(())
-    }
-
-    async fn deliver(&self, batch: Batch) -> Result<(), RunError> {
-        let Batch {
-            key,
-            items,
-            bytes,
-            reason,
-        } = batch;
-        let planner = self.planner.clone();
-        let objects = tokio::task::spawn_blocking(move || planner.plan(&key, items))
-            .await
-            .expect("encoding does not panic")
-            .map_err(RunError::Encode)?;
-        for object in objects {
-            let PlannedObject {
+            let Batch {
                 key,
-                body,
-                options,
-                tickets,
-                output,
-                records,
-            } = object;
-            let object_bytes = body.len();
-            let id = self.checkpoints.begin_object(&key, tickets);
-            self.save_with_retry().await?;
-            let outcome = self
-                .retry
-                .run(
-                    || self.destination.put(&key, body.clone(), &options),
-                    |err| err.is_retryable(),
-                    |err, attempt, delay| {
-                        tracing::warn!(key = %key, attempt, retry_in = ?delay, error = %err, "put failed; retrying")
-                    },
-                )
-                .await
-                .map_err(RunError::Delivery)?;
-            if output == "data" {
-                Stats::add(&self.stats.records_delivered, records as u64);
+                items,
+                bytes,
+                reason,
+            } = batch;
+            let info = FlushInfo {
+                reason,
+                buffer_bytes: bytes,
+            };
+            let (records, tickets): (Vec<Record>, Vec<Ticket>) =
+                items.into_iter().map(|b| (b.record, b.ticket)).unzip();
+            match (&self.http, key) {
+                (Some(http), BufferKey::Data) => http.deliver(&self.objects, records, tickets, info).await?,
+                (None, BufferKey::Data) => {
+                    let planner = self.objects.planner.clone();
+                    let objects = blocking(move || planner.data(records, tickets)).await?;
+                    for object in objects {
+                        self.objects.deliver(object, info).await?;
+                    }
+                }
+                (_, BufferKey::Error(output_type)) => {
+                    let planner = self.objects.planner.clone();
+                    let object = blocking(move || planner.errors(output_type, records, tickets)).await?;
+                    self.objects.deliver(object, info).await?;
+                }
             }
-            Stats::add(&self.stats.objects_written, 1);
-            tracing::info!(
-                reason = %reason,
-                output,
-                key = %key,
-                records,
-                buffer_bytes = bytes,
-                object_bytes,
-                already_existed = outcome == PutOutcome::AlreadyExisted,
-                error_records_total = Stats::get(&self.stats.error_records),
-                "flushed"
-            );
-            // Logged before the checkpoint moves: a run killed in between
-            // finds the object pending at its next start and settles it.
-            self.checkpoints.complete_object(id);
-            self.save_with_retry().await?;
         }
         Ok(())
     }
+}
 
-    async fn save_with_retry(&self) -> Result<(), RunError> {
-        self.retry
+/// Runs CPU-bound encoding off the async runtime.
+pub(super) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T, RunError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .expect("encoding does not panic")
+        .map_err(RunError::Encode)
+}
+
+impl ObjectWriter {
+    /// Saves the intent, puts the object, and checkpoints its records.
+    pub async fn deliver(&self, object: PlannedObject, info: FlushInfo) -> Result<(), RunError> {
+        let id = self.checkpoints.begin_object(&object.key, object.tickets.clone());
+        self.save().await?;
+        self.put_and_fall_back(id, object, info).await?;
+        self.complete(id).await
+    }
+
+    /// Puts `object` under the intent `id` (saved already). A data object
+    /// that fails past the retry duration is written as `delivery-failed`
+    /// error records instead; error objects are retried until they are
+    /// written, or fail the run if no retry can help.
+    pub async fn put_and_fall_back(
+        &self,
+        id: ObjectId,
+        object: PlannedObject,
+        info: FlushInfo,
+    ) -> Result<(), RunError> {
+        let is_data = object.output == "data";
+        let policy = if is_data {
+            self.retry.clone()
+        } else {
+            RetryPolicy::default()
+        };
+        let attempts = AtomicU32::new(1);
+        let outcome = policy
+            .run(
+                || self.put_once(&object),
+                |err| err.is_retryable(),
+                |err, attempt, delay| {
+                    attempts.store(attempt + 1, Ordering::Relaxed);
+                    tracing::warn!(key = %object.key, attempt, retry_in = ?delay, error = %err, "put failed; retrying")
+                },
+            )
+            .await;
+        let err = match outcome {
+            Ok(outcome) => {
+                self.log_flushed(&object, outcome, info);
+                return Ok(());
+            }
+            Err(err) if !is_data || self.retry.give_up_after.is_none() => return Err(RunError::Delivery(err)),
+            Err(err) => err,
+        };
+        let attempts = attempts.load(Ordering::Relaxed);
+        tracing::error!(
+            key = %object.key,
+            records = object.records.len(),
+            attempts,
+            error = %err,
+            "put failed past the retry duration; writing its records as error output"
+        );
+        let rejection = Rejection {
+            output_type: ErrorOutputType::DeliveryFailed,
+            code: delivery_error_code(&err),
+            message: err.to_string(),
+        };
+        let planner = self.planner.clone();
+        let PlannedObject { records, tickets, .. } = object;
+        let fallback = blocking(move || planner.all_failed(records, tickets, &rejection, attempts)).await?;
+        self.checkpoints.retarget_object(id, &fallback.key);
+        self.save().await?;
+        let outcome = self.put_error_object(&fallback).await?;
+        self.log_flushed(&fallback, outcome, info);
+        Ok(())
+    }
+
+    /// Puts an error object, retrying until it is written.
+    pub async fn put_error_object(&self, object: &PlannedObject) -> Result<PutOutcome, RunError> {
+        RetryPolicy::default()
+            .run(
+                || self.put_once(object),
+                |err| err.is_retryable(),
+                |err, attempt, delay| {
+                    tracing::warn!(key = %object.key, attempt, retry_in = ?delay, error = %err, "put failed; retrying")
+                },
+            )
+            .await
+            .map_err(RunError::Delivery)
+    }
+
+    /// One attempt to put `object`.
+    async fn put_once(&self, object: &PlannedObject) -> Result<PutOutcome, spillway_destinations::Error> {
+        match &object.body {
+            Body::Whole(bytes) => self.store.put(&object.key, bytes.clone(), &object.options).await,
+            Body::Streamed(payload) => self.store.put_stream(&object.key, &**payload, &object.options).await,
+        }
+    }
+
+    pub fn log_flushed(&self, object: &PlannedObject, outcome: PutOutcome, info: FlushInfo) {
+        if object.output == "data" {
+            Stats::add(&self.stats.records_delivered, object.records.len() as u64);
+        }
+        Stats::add(&self.stats.objects_written, 1);
+        tracing::info!(
+            reason = %info.reason,
+            output = object.output,
+            key = %object.key,
+            records = object.records.len(),
+            buffer_bytes = info.buffer_bytes,
+            object_bytes = object.body.len(),
+            already_existed = outcome == PutOutcome::AlreadyExisted,
+            error_records_total = Stats::get(&self.stats.error_records),
+            "flushed"
+        );
+    }
+
+    /// Marks the intent `id` delivered and saves the advanced checkpoints.
+    /// Called after the "flushed" line: a run killed in between finds the
+    /// object pending at its next start and settles it.
+    pub async fn complete(&self, id: ObjectId) -> Result<(), RunError> {
+        self.checkpoints.complete_object(id);
+        self.save().await
+    }
+
+    pub async fn save(&self) -> Result<(), RunError> {
+        RetryPolicy::default()
             .run(|| self.checkpoints.save(), StoreError::is_retryable, |err, attempt, delay| {
                 tracing::warn!(attempt, retry_in = ?delay, error = %err, "checkpoint save failed; retrying")
             })
             .await
             .map_err(RunError::CheckpointSave)
+    }
+}
+
+/// The `errorCode` of records whose object could not be written.
+fn delivery_error_code(err: &spillway_destinations::Error) -> &'static str {
+    use spillway_destinations::Error;
+    match err {
+        Error::PermissionDenied { .. } => "Delivery.PermissionDenied",
+        Error::Misconfigured { .. } => "Delivery.Misconfigured",
+        Error::TooLarge { .. } => "Delivery.TooLarge",
+        Error::AlreadyExists { .. } => "Delivery.AlreadyExists",
+        _ => "Delivery.Failed",
+    }
+}
+
+/// The retry policy of data objects: the default backoff, giving up after
+/// `retry_duration` when one is set.
+pub(super) fn object_retry(retry_duration: Option<Duration>) -> RetryPolicy {
+    RetryPolicy {
+        give_up_after: retry_duration,
+        ..RetryPolicy::default()
     }
 }

@@ -15,16 +15,32 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-/// A canned answer.
+/// A canned answer, or a delay before the request is forwarded.
 #[derive(Clone, Debug)]
 pub struct Fault {
     pub status: u16,
     pub content_type: &'static str,
     pub body: String,
+    /// When set, the request is forwarded after this delay instead of
+    /// being answered with the canned answer.
+    pub forward_after: Option<std::time::Duration>,
 }
 
-/// Decides, per request (its `X-Amz-Target` or path, and how many requests
-/// with the same target came before), whether to answer with a fault.
+impl Fault {
+    /// Forwards the request after `delay`.
+    pub fn delay(delay: std::time::Duration) -> Self {
+        Fault {
+            status: 0,
+            content_type: "",
+            body: String::new(),
+            forward_after: Some(delay),
+        }
+    }
+}
+
+/// Decides, per request (its `X-Amz-Target`, or its method, path and query,
+/// and how many requests with the same target came before), whether to
+/// answer with a fault.
 pub type Rule = Arc<dyn Fn(&str, usize) -> Option<Fault> + Send + Sync>;
 
 pub struct FaultProxy {
@@ -75,14 +91,20 @@ impl FaultProxy {
                                     .get("x-amz-target")
                                     .and_then(|v| v.to_str().ok())
                                     .map(str::to_owned)
-                                    .unwrap_or_else(|| format!("{} {}", request.method(), request.uri().path()));
+                                    .unwrap_or_else(|| {
+                                        let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+                                        format!("{} {path}", request.method())
+                                    });
                                 let nth = {
                                     let mut counts = counts.lock().unwrap();
                                     let n = counts.entry(target.clone()).or_insert(0);
                                     *n += 1;
                                     *n
                                 };
-                                if let Some(fault) = rule(&target, nth) {
+                                let fault = rule(&target, nth);
+                                if let Some(delay) = fault.as_ref().and_then(|f| f.forward_after) {
+                                    tokio::time::sleep(delay).await;
+                                } else if let Some(fault) = fault {
                                     sent.fetch_add(1, Ordering::SeqCst);
                                     let response = Response::builder()
                                         .status(StatusCode::from_u16(fault.status).unwrap())
@@ -131,5 +153,19 @@ pub fn kinesis_error(status: u16, code: &str) -> Fault {
         status,
         content_type: "application/x-amz-json-1.1",
         body: format!(r#"{{"__type":"{code}","message":"injected by the test proxy"}}"#),
+        forward_after: None,
+    }
+}
+
+/// An S3 error answer (XML), as the service sends it.
+pub fn s3_error(status: u16, code: &str) -> Fault {
+    Fault {
+        status,
+        content_type: "application/xml",
+        body: format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code>\
+             <Message>injected by the test proxy</Message><RequestId>test</RequestId></Error>"
+        ),
+        forward_after: None,
     }
 }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod fault_proxy;
+pub mod http_receiver;
 pub mod kinesis;
 
 use std::collections::BTreeMap;

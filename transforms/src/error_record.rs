@@ -27,6 +27,8 @@ pub enum ErrorOutputType {
     ProcessingFailed,
     /// An HTTP endpoint refused or never acknowledged the record.
     HttpEndpointFailed,
+    /// A destination kept failing past its retry duration.
+    DeliveryFailed,
 }
 
 impl ErrorOutputType {
@@ -36,6 +38,7 @@ impl ErrorOutputType {
             Self::FormatConversionFailed => "format-conversion-failed",
             Self::ProcessingFailed => "processing-failed",
             Self::HttpEndpointFailed => "http-endpoint-failed",
+            Self::DeliveryFailed => "delivery-failed",
         }
     }
 }
@@ -67,11 +70,11 @@ pub struct ErrorRecord<'a> {
     pub partition_key: Option<&'a str>,
 }
 
-/// Renders the error record for `record`, refused for `rejection`, as one
-/// JSON line (with its newline).
-pub fn render(record: &Record, rejection: &Rejection, now: DateTime<Utc>) -> Vec<u8> {
+/// Renders the error record for `record`, refused for `rejection` after
+/// `attempts` attempts, as one JSON line (with its newline).
+pub fn render(record: &Record, rejection: &Rejection, attempts: u32, now: DateTime<Utc>) -> Vec<u8> {
     let line = ErrorRecord {
-        attempts_made: 1,
+        attempts_made: attempts,
         arrival_timestamp: record.arrival.timestamp_millis(),
         error_code: rejection.code,
         error_message: &rejection.message,

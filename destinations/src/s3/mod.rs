@@ -40,7 +40,7 @@ use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumVal
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ServerSideEncryption, StorageClass};
 use aws_sdk_s3::Client;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use rand::distr::{Alphanumeric, SampleString};
 
 use self::error::{classify, to_error, Class, Target};
@@ -48,7 +48,7 @@ use self::multipart::MultipartUpload;
 use self::options::encode_tags;
 use crate::error::Error;
 use crate::key::ObjectKey;
-use crate::store::{ObjectStore, PutOptions, PutOutcome};
+use crate::store::{encoding_failed, ObjectStore, Payload, PutOptions, PutOutcome};
 
 /// Applies [`ObjectSettings`] to a PutObject or CreateMultipartUpload
 /// request (two builder types with the same setters).
@@ -218,6 +218,87 @@ impl ObjectStore for S3Store {
         } else {
             self.put_single(key, payload, settings).await
         }
+    }
+
+    /// Sends the payload as it is produced: below the multipart threshold
+    /// it is collected and sent with PutObject; once it reaches the
+    /// threshold a multipart upload starts and each part is sent as soon as
+    /// it is full, so memory holds about one part, whatever the object's
+    /// size.
+    async fn put_stream(
+        &self,
+        key: &ObjectKey,
+        payload: &dyn Payload,
+        options: &PutOptions,
+    ) -> Result<PutOutcome, Error> {
+        let settings = self.settings(options);
+        let threshold = self.options.multipart_threshold.max(1);
+        let part_size = self.options.part_size.max(MIN_PART_SIZE);
+        let mut chunks = payload.open();
+        let mut pending = BytesMut::new();
+        let mut upload: Option<MultipartUpload> = None;
+        let mut settings = Some(settings);
+        while let Some(chunk) = chunks.recv().await {
+            pending.extend_from_slice(&chunk.map_err(|err| encoding_failed(key, err))?);
+            if upload.is_none() && pending.len() >= threshold {
+                let request = self.client.create_multipart_upload();
+                let create = with_settings!(request, settings.take().expect("settings are used once"))
+                    .bucket(&self.options.bucket)
+                    .key(key.as_str());
+                let crc32 = !self.options.checksum_when_required;
+                upload =
+                    Some(MultipartUpload::start(create, self.client.clone(), &self.options.bucket, key, crc32).await?);
+            }
+            if let Some(upload) = upload.as_mut() {
+                while pending.len() >= part_size {
+                    upload.upload_part(pending.split_to(part_size).freeze()).await?;
+                }
+            }
+        }
+        match upload {
+            None => {
+                self.put_single(key, pending.freeze(), settings.take().expect("settings are used once"))
+                    .await
+            }
+            Some(mut upload) => {
+                if !pending.is_empty() {
+                    upload.upload_part(pending.freeze()).await?;
+                }
+                upload.complete().await
+            }
+        }
+    }
+
+    /// Aborts the multipart uploads of exactly `key` that are still open: a
+    /// run killed during an upload leaves one (needs
+    /// `s3:ListBucketMultipartUploads`).
+    async fn clean_up(&self, key: &ObjectKey) -> Result<(), Error> {
+        let listed = self
+            .client
+            .list_multipart_uploads()
+            .bucket(&self.options.bucket)
+            .prefix(key.as_str())
+            .send()
+            .await
+            .map_err(|err| to_error("ListMultipartUploads", self.target(key), err))?;
+        for upload in listed.uploads() {
+            let (Some(found), Some(upload_id)) = (upload.key(), upload.upload_id()) else {
+                continue;
+            };
+            if found != key.as_str() {
+                continue;
+            }
+            self.client
+                .abort_multipart_upload()
+                .bucket(&self.options.bucket)
+                .key(found)
+                .upload_id(upload_id)
+                .send()
+                .await
+                .map_err(|err| to_error("AbortMultipartUpload", self.target(key), err))?;
+            tracing::info!(key = %key, upload_id, "aborted a multipart upload left open by an earlier run");
+        }
+        Ok(())
     }
 
     /// HeadObject: a 404 is `false`. A 404 cannot tell a missing object from

@@ -63,6 +63,7 @@ impl MultipartUpload {
                 source: "CreateMultipartUpload returned no upload id".into(),
             });
         };
+        tracing::info!(key = %key, upload_id = %upload_id, "multipart upload started");
         Ok(Self {
             client,
             bucket: bucket.to_owned(),

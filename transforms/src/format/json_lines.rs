@@ -1,22 +1,29 @@
 //! `json_lines`: one record per line.
 
+use std::io::Write;
+
 use super::Encoded;
 use crate::record::Record;
 
 pub(super) fn encode(records: &[Record]) -> Encoded {
     let size: usize = records.iter().map(|r| r.data.len() + 1).sum();
     let mut body = Vec::with_capacity(size);
-    for record in records {
-        body.extend_from_slice(&record.data);
-        if record.data.last() != Some(&b'\n') {
-            body.push(b'\n');
-        }
-    }
+    write(records, &mut body).expect("writing to memory does not fail");
     Encoded {
         body,
         records: records.len(),
         rejected: Vec::new(),
     }
+}
+
+pub(super) fn write(records: &[Record], out: &mut dyn Write) -> std::io::Result<()> {
+    for record in records {
+        out.write_all(&record.data)?;
+        if record.data.last() != Some(&b'\n') {
+            out.write_all(b"\n")?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -63,6 +63,26 @@ impl Format {
         }
     }
 
+    /// Whether objects in this format can be written record by record while
+    /// they are sent: formats that refuse no record once it passed the
+    /// router's checks.
+    pub fn is_streamable(&self) -> bool {
+        matches!(self, Format::JsonLines | Format::Raw { .. })
+    }
+
+    /// Writes the records in a streamable format (see
+    /// [`Format::is_streamable`]); gives the same bytes as
+    /// [`Format::encode`].
+    pub fn write_records(&self, records: &[Record], out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        match self {
+            Format::JsonLines => json_lines::write(records, out),
+            Format::Raw { delimiter } => raw::write(records, delimiter.as_deref(), out),
+            Format::Parquet(_) => Err(std::io::Error::other(
+                "parquet is not streamable: a record may be refused, so a batch is encoded whole",
+            )),
+        }
+    }
+
     pub fn encode(&self, records: &[Record]) -> Encoded {
         match self {
             Format::JsonLines => json_lines::encode(records),

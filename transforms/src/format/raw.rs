@@ -1,21 +1,31 @@
 //! `raw`: the records' bytes as they are, optionally delimited.
 
+use std::io::Write;
+
 use super::Encoded;
 use crate::record::Record;
 
 pub(super) fn encode(records: &[Record], delimiter: Option<&[u8]>) -> Encoded {
-    let delimiter = delimiter.unwrap_or_default();
-    let size: usize = records.iter().map(|r| r.data.len() + delimiter.len()).sum();
+    let size: usize = records
+        .iter()
+        .map(|r| r.data.len() + delimiter.map_or(0, <[u8]>::len))
+        .sum();
     let mut body = Vec::with_capacity(size);
-    for record in records {
-        body.extend_from_slice(&record.data);
-        body.extend_from_slice(delimiter);
-    }
+    write(records, delimiter, &mut body).expect("writing to memory does not fail");
     Encoded {
         body,
         records: records.len(),
         rejected: Vec::new(),
     }
+}
+
+pub(super) fn write(records: &[Record], delimiter: Option<&[u8]>, out: &mut dyn Write) -> std::io::Result<()> {
+    let delimiter = delimiter.unwrap_or_default();
+    for record in records {
+        out.write_all(&record.data)?;
+        out.write_all(delimiter)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,0 +1,187 @@
+//! Delivery to a Firehose-style HTTP endpoint, backed up to objects.
+//!
+//! A data batch is sent as requests of at most 10,000 records. Each request
+//! has an intent in the checkpoint like an object (keyed
+//! `http-endpoint/<request id>`, or by its backup object with
+//! `backup_mode = "all"`), is retried with backoff from 1 s, doubling, 15 %
+//! jitter, capped at 120 s, for as long as the retry duration allows, then
+//! its records go to the backup as `http-endpoint-failed` error records. A
+//! 413 is not retried. With `backup_mode = "all"` every record is also
+//! written to the backup as data.
+//!
+//! Delivery to an endpoint is at least once: a run killed after the
+//! endpoint took a request but before its checkpoint was saved sends it
+//! again. The request id is derived from the stream, the first record's
+//! position and the record count, so the repeat carries the same id and a
+//! receiver can drop it.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use spillway_destinations::http::{request_id, HttpError, HttpRequest, MAX_RECORDS_PER_REQUEST};
+use spillway_destinations::retry::RetryPolicy;
+use spillway_destinations::{HttpEndpoint, ObjectKey};
+use spillway_transforms::{ErrorOutputType, Record, Rejection};
+
+use super::stats::Stats;
+use super::writer::{blocking, FlushInfo, ObjectWriter};
+use super::RunError;
+use crate::checkpoint::Ticket;
+use crate::config::{BackupMode, HttpDestination};
+
+pub(super) struct HttpDelivery {
+    endpoint: HttpEndpoint,
+    stream: String,
+    retry: RetryPolicy,
+    backup_mode: BackupMode,
+}
+
+impl HttpDelivery {
+    pub fn new(stream: &str, config: &HttpDestination) -> Result<Self, RunError> {
+        Ok(Self {
+            endpoint: HttpEndpoint::new(config.endpoint.clone()).map_err(RunError::DestinationCheck)?,
+            stream: stream.to_owned(),
+            retry: http_retry(config.retry_duration),
+            backup_mode: config.backup_mode,
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        self.endpoint.describe()
+    }
+
+    /// Delivers one data batch, request by request.
+    pub async fn deliver(
+        &self,
+        backup: &ObjectWriter,
+        mut records: Vec<Record>,
+        mut tickets: Vec<Ticket>,
+        info: FlushInfo,
+    ) -> Result<(), RunError> {
+        while !records.is_empty() {
+            let rest_records = records.split_off(records.len().min(MAX_RECORDS_PER_REQUEST));
+            let rest_tickets = tickets.split_off(records.len());
+            self.deliver_request(backup, records, tickets, info).await?;
+            (records, tickets) = (rest_records, rest_tickets);
+        }
+        Ok(())
+    }
+
+    async fn deliver_request(
+        &self,
+        backup: &ObjectWriter,
+        records: Vec<Record>,
+        tickets: Vec<Ticket>,
+        info: FlushInfo,
+    ) -> Result<(), RunError> {
+        let first = &records[0].position;
+        let id = request_id(&format!(
+            "{}/{}/{}/{}/{}",
+            self.stream,
+            first.source,
+            first.offset.sequence_number,
+            first.offset.subsequence_number,
+            records.len()
+        ));
+        // With backup_mode = "all" the intent is the backup object, written
+        // after the endpoint took the request (or gave up): at restart, a
+        // backup object that exists means the request was done with.
+        let backup_object = match self.backup_mode {
+            BackupMode::All => {
+                let planner = backup.planner.clone();
+                let (records, tickets) = (records.clone(), tickets.clone());
+                let mut objects = blocking(move || planner.data(records, tickets)).await?;
+                debug_assert_eq!(objects.len(), 1, "json_lines and raw refuse no record");
+                objects.pop()
+            }
+            BackupMode::FailedOnly => None,
+        };
+        let intent_key = match &backup_object {
+            Some(object) => object.key.clone(),
+            None => ObjectKey::new(format!("http-endpoint/{id}")).expect("a request id makes a valid key"),
+        };
+        let intent = backup.checkpoints.begin_object(&intent_key, tickets.clone());
+        backup.save().await?;
+
+        let encoding = self.endpoint.options().content_encoding;
+        let request = {
+            let records = records.clone();
+            let id = id.clone();
+            let now = chrono::Utc::now().timestamp_millis();
+            blocking(move || HttpRequest::new(id, now, records.iter().map(|r| &r.data[..]), encoding)).await?
+        };
+        let attempts = AtomicU32::new(1);
+        let sent = self
+            .retry
+            .run(
+                || self.endpoint.send(&request),
+                HttpError::is_retryable,
+                |err, attempt, delay| {
+                    attempts.store(attempt + 1, Ordering::Relaxed);
+                    tracing::warn!(
+                        request_id = %id,
+                        attempt,
+                        retry_in = ?delay,
+                        error_code = err.error_code(),
+                        error = %err,
+                        "http request failed; retrying"
+                    );
+                },
+            )
+            .await;
+        let attempts = attempts.load(Ordering::Relaxed);
+        match sent {
+            Ok(()) => {
+                if self.backup_mode == BackupMode::FailedOnly {
+                    // With "all", the backup object counts them.
+                    Stats::add(&backup.stats.records_delivered, records.len() as u64);
+                }
+                tracing::info!(
+                    reason = %info.reason,
+                    request_id = %id,
+                    records = records.len(),
+                    request_bytes = request.body().len(),
+                    attempts,
+                    error_records_total = Stats::get(&backup.stats.error_records),
+                    "delivered"
+                );
+            }
+            Err(err) => {
+                tracing::error!(
+                    request_id = %id,
+                    records = records.len(),
+                    attempts,
+                    error_code = err.error_code(),
+                    error = %err,
+                    "http endpoint did not take the request; backing its records up as http-endpoint-failed"
+                );
+                let rejection = Rejection {
+                    output_type: ErrorOutputType::HttpEndpointFailed,
+                    code: err.error_code(),
+                    message: err.to_string(),
+                };
+                let planner = backup.planner.clone();
+                let (records, tickets) = (records.clone(), tickets.clone());
+                let failed = blocking(move || planner.all_failed(records, tickets, &rejection, attempts)).await?;
+                let outcome = backup.put_error_object(&failed).await?;
+                backup.log_flushed(&failed, outcome, info);
+            }
+        }
+        if let Some(object) = backup_object {
+            let outcome = backup.put_error_object(&object).await?;
+            backup.log_flushed(&object, outcome, info);
+        }
+        backup.complete(intent).await
+    }
+}
+
+/// Firehose's HTTP retry schedule: from 1 s, doubling, 15 % jitter, at most
+/// 120 s between attempts, for `retry_duration` in all.
+fn http_retry(retry_duration: Duration) -> RetryPolicy {
+    RetryPolicy {
+        initial: Duration::from_secs(1),
+        max: Duration::from_secs(120),
+        jitter: 0.15,
+        give_up_after: Some(retry_duration),
+    }
+}
