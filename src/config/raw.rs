@@ -169,8 +169,8 @@ pub struct RawFormat {
     pub codec: Option<String>,
     /// With `parquet`: a row group is closed when its encoded size reaches
     /// this many MiB: 1 to 1,024. Default 128 (Firehose's block size is
-    /// 256 MiB; a buffer is at most 128 MiB, so by default an object is one
-    /// row group).
+    /// 256 MiB; a buffer is at most 128 MiB). Buffers over 8 MiB are
+    /// encoded in parts on every core, one or more row groups per part.
     pub row_group_size_mb: Option<i64>,
     /// With `parquet`: the target size of a data page in bytes: 65,536 to
     /// 67,108,864. Default 1,048,576 (1 MiB), as Firehose.
