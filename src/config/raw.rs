@@ -151,13 +151,52 @@ impl Default for RawBuffer {
 #[serde(deny_unknown_fields)]
 pub struct RawFormat {
     /// `json_lines` (default: one record per line, a newline added where a
-    /// record lacks one; records must be valid JSON) or `raw` (the record
-    /// bytes as they are).
+    /// record lacks one; records must be valid JSON), `raw` (the record
+    /// bytes as they are) or `parquet` (one Parquet file per buffer;
+    /// records must be JSON objects).
     #[serde(rename = "type", default = "default_format")]
     pub kind: String,
     /// With `raw`: bytes written after each record, for example `"\n"`.
     /// Default: none.
     pub delimiter: Option<String>,
+    /// With `parquet`: a schema file (JSON, see README) naming the columns
+    /// and their types. Relative to the working directory. Default: the
+    /// schema is inferred from the records of each buffer.
+    pub schema: Option<String>,
+    /// With `parquet`: the codec of the pages inside the file: `snappy`
+    /// (default), `gzip`, `zstd` or `none`. (`destination.compression`
+    /// must stay `none`.)
+    pub codec: Option<String>,
+    /// With `parquet`: a row group is closed when its encoded size reaches
+    /// this many MiB: 1 to 1,024. Default 128 (Firehose's block size is
+    /// 256 MiB; a buffer is at most 128 MiB). Buffers over 8 MiB are
+    /// encoded in parts on every core, one or more row groups per part.
+    pub row_group_size_mb: Option<i64>,
+    /// With `parquet`: the target size of a data page in bytes: 65,536 to
+    /// 67,108,864. Default 1,048,576 (1 MiB), as Firehose.
+    pub page_size_bytes: Option<i64>,
+    /// With `parquet`: dictionary encoding of columns (not of
+    /// `_spillway_data`). Default true.
+    pub dictionary: Option<bool>,
+    /// With `parquet`: `"1.0"` (default, read by every engine) or `"2.0"`
+    /// (data page v2 and newer encodings).
+    pub writer_version: Option<String>,
+    /// With `parquet`: match JSON keys to column names ignoring case, as
+    /// the OpenX JSON SerDe does. Default true.
+    pub case_insensitive: Option<bool>,
+    /// With `parquet`: a table of top-level column name = JSON key, for
+    /// keys that differ from their column's name (e.g. `ts = "timestamp"`).
+    pub column_to_json_key_mappings: Option<std::collections::BTreeMap<String, String>>,
+    /// With `parquet`: turn dots in JSON keys into underscores before
+    /// matching (`a.b` feeds column `a_b`). Default false.
+    pub convert_dots_in_json_keys_to_underscores: Option<bool>,
+    /// With `parquet`: write each record's source position in the
+    /// `_spillway_` columns (source, sequence number, subsequence number,
+    /// partition key, arrival). Default true.
+    pub metadata_columns: Option<bool>,
+    /// With `parquet`: keep each record's original bytes in
+    /// `_spillway_data`, so replay is byte for byte. Default true.
+    pub keep_original: Option<bool>,
 }
 
 fn default_format() -> String {
@@ -169,6 +208,17 @@ impl Default for RawFormat {
         Self {
             kind: default_format(),
             delimiter: None,
+            schema: None,
+            codec: None,
+            row_group_size_mb: None,
+            page_size_bytes: None,
+            dictionary: None,
+            writer_version: None,
+            case_insensitive: None,
+            column_to_json_key_mappings: None,
+            convert_dots_in_json_keys_to_underscores: None,
+            metadata_columns: None,
+            keep_original: None,
         }
     }
 }

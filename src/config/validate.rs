@@ -9,9 +9,10 @@ use std::time::Duration;
 use chrono_tz::Tz;
 use spillway_destinations::key::TemplateKind;
 use spillway_destinations::{Compression, KeyTemplate};
+use spillway_transforms::format::parquet::{Codec, KeyRules, ParquetFormat, Schema};
 use spillway_transforms::Format;
 
-use super::raw::{OneOrMany, RawConfig, RawDestination, RawKinesis, RawSource, DEFAULT_ERROR_PREFIX};
+use super::raw::{OneOrMany, RawConfig, RawDestination, RawFormat, RawKinesis, RawSource, DEFAULT_ERROR_PREFIX};
 use super::{
     BackupMode, BufferLimits, CheckpointConfig, Config, ConfigProblem, DestinationConfig, HttpDestination,
     KinesisConfig, ObjectDestination, SourceConfig, StartPosition, StoreConfig,
@@ -83,25 +84,8 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigProblem>> {
         INTERVAL_SECONDS_RANGE,
     );
 
-    let format = match raw.format.kind.as_str() {
-        "json_lines" => {
-            if raw.format.delimiter.is_some() {
-                problems.add("format.delimiter", "only allowed with format.type = \"raw\"");
-            }
-            Some(Format::JsonLines)
-        }
-        "raw" => Some(Format::Raw {
-            delimiter: raw.format.delimiter.map(String::into_bytes).filter(|d| !d.is_empty()),
-        }),
-        "parquet" => {
-            problems.add(
-                "format.type",
-                "\"parquet\" is not supported yet: expected one of json_lines, raw",
-            );
-            None
-        }
-        other => problems.one_of("format.type", other, &["json_lines", "raw"], |_| None::<Format>),
-    };
+    let parquet = raw.format.kind == "parquet";
+    let format = validate_format(raw.format, &mut problems);
 
     let is_http = raw.destination.kind == "http";
     let destination = validate_destination(&raw.name, raw.destination, &mut problems);
@@ -118,6 +102,18 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigProblem>> {
             problems.add(
                 "format",
                 "with destination.type = \"http\" records are sent as they are: format.type must be json_lines or raw, without a delimiter",
+            );
+        }
+    }
+    if let (true, Some(DestinationConfig::Objects(objects))) = (parquet, &destination) {
+        if objects.compression != Compression::None {
+            problems.add(
+                "destination.compression",
+                format!(
+                    "{:?} does not apply to format.type = \"parquet\", which compresses inside the file: \
+                     set format.codec instead, and destination.compression = \"none\"",
+                    objects.compression.name()
+                ),
             );
         }
     }
@@ -149,6 +145,121 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigProblem>> {
         }
         _ => Err(problems.0),
     }
+}
+
+/// `[format]`: each type's own keys, the Parquet schema file loaded and
+/// checked.
+fn validate_format(raw: RawFormat, problems: &mut Problems) -> Option<Format> {
+    let parquet_only = [
+        ("schema", raw.schema.is_some()),
+        ("codec", raw.codec.is_some()),
+        ("row_group_size_mb", raw.row_group_size_mb.is_some()),
+        ("page_size_bytes", raw.page_size_bytes.is_some()),
+        ("dictionary", raw.dictionary.is_some()),
+        ("writer_version", raw.writer_version.is_some()),
+        ("case_insensitive", raw.case_insensitive.is_some()),
+        ("column_to_json_key_mappings", raw.column_to_json_key_mappings.is_some()),
+        (
+            "convert_dots_in_json_keys_to_underscores",
+            raw.convert_dots_in_json_keys_to_underscores.is_some(),
+        ),
+        ("metadata_columns", raw.metadata_columns.is_some()),
+        ("keep_original", raw.keep_original.is_some()),
+    ];
+    if raw.kind != "parquet" {
+        for (key, given) in parquet_only {
+            if given {
+                problems.add(&format!("format.{key}"), "only allowed with format.type = \"parquet\"");
+            }
+        }
+    }
+    if raw.kind != "raw" && raw.delimiter.is_some() {
+        problems.add("format.delimiter", "only allowed with format.type = \"raw\"");
+    }
+    match raw.kind.as_str() {
+        "json_lines" => Some(Format::JsonLines),
+        "raw" => Some(Format::Raw {
+            delimiter: raw.delimiter.map(String::into_bytes).filter(|d| !d.is_empty()),
+        }),
+        "parquet" => validate_parquet(raw, problems).map(|p| Format::Parquet(std::sync::Arc::new(p))),
+        other => problems.one_of("format.type", other, &["json_lines", "raw", "parquet"], |_| {
+            None::<Format>
+        }),
+    }
+}
+
+fn validate_parquet(raw: RawFormat, problems: &mut Problems) -> Option<ParquetFormat> {
+    let defaults = ParquetFormat::default();
+    let schema = match raw.schema.as_deref() {
+        None => Some(None),
+        Some("") => {
+            problems.add(
+                "format.schema",
+                "must not be empty: give a schema file, or leave it out to infer",
+            );
+            None
+        }
+        Some(path) => match Schema::load(std::path::Path::new(path)) {
+            Ok(schema) => Some(Some(schema)),
+            Err(err) => {
+                problems.add("format.schema", err.to_string());
+                None
+            }
+        },
+    };
+    let codec = problems.one_of(
+        "format.codec",
+        raw.codec.as_deref().unwrap_or("snappy"),
+        Codec::NAMES,
+        Codec::from_name,
+    );
+    let row_group_mb = problems.in_range(
+        "format.row_group_size_mb",
+        raw.row_group_size_mb.unwrap_or(128),
+        (1, 1024),
+    );
+    let page_size = problems.in_range(
+        "format.page_size_bytes",
+        raw.page_size_bytes.unwrap_or(defaults.page_size_bytes as i64),
+        (64 * 1024, 64 * 1024 * 1024),
+    );
+    let writer_version_2 = problems.one_of(
+        "format.writer_version",
+        raw.writer_version.as_deref().unwrap_or("1.0"),
+        &["1.0", "2.0"],
+        |v| match v {
+            "1.0" => Some(false),
+            "2.0" => Some(true),
+            _ => None,
+        },
+    );
+    let mut column_to_json_key = std::collections::HashMap::new();
+    for (column, key) in raw.column_to_json_key_mappings.unwrap_or_default() {
+        if let Some(Some(schema)) = &schema {
+            if !schema.columns.iter().any(|c| c.name == column) {
+                problems.add(
+                    &format!("format.column_to_json_key_mappings.{column}"),
+                    "names no column of the schema file: mappings are for its top-level columns",
+                );
+            }
+        }
+        column_to_json_key.insert(column, key);
+    }
+    Some(ParquetFormat {
+        schema: schema?,
+        codec: codec?,
+        row_group_bytes: row_group_mb? as usize * 1024 * 1024,
+        page_size_bytes: page_size? as usize,
+        dictionary: raw.dictionary.unwrap_or(defaults.dictionary),
+        writer_version_2: writer_version_2?,
+        key_rules: KeyRules {
+            case_insensitive: raw.case_insensitive.unwrap_or(true),
+            dots_to_underscores: raw.convert_dots_in_json_keys_to_underscores.unwrap_or(false),
+        },
+        column_to_json_key,
+        metadata_columns: raw.metadata_columns.unwrap_or(true),
+        keep_original: raw.keep_original.unwrap_or(true),
+    })
 }
 
 fn validate_kinesis(raw: RawKinesis, problems: &mut Problems) -> Option<SourceConfig> {
@@ -802,5 +913,79 @@ mod tests {
             problems(&parquet),
             ["format: with destination.type = \"http\" records are sent as they are: format.type must be json_lines or raw, without a delimiter"]
         );
+    }
+
+    #[test]
+    fn parquet_gets_its_defaults_and_refuses_whole_object_compression() {
+        let text = format!("{MINIMAL}[format]\ntype = \"parquet\"\n");
+        let config = parse(&text, "t", &|_| None).unwrap();
+        let spillway_transforms::Format::Parquet(parquet) = &config.format else {
+            panic!("{:?}", config.format)
+        };
+        assert_eq!(
+            **parquet,
+            spillway_transforms::format::parquet::ParquetFormat::default()
+        );
+        let text = format!("{MINIMAL}compression = \"gzip\"\n[format]\ntype = \"parquet\"\ncodec = \"lz4\"\n");
+        assert_eq!(
+            problems(&text),
+            [
+                "format.codec: \"lz4\" is not allowed: expected one of snappy, gzip, zstd, none",
+                "destination.compression: \"gzip\" does not apply to format.type = \"parquet\", which compresses \
+                 inside the file: set format.codec instead, and destination.compression = \"none\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn parquet_keys_are_checked_and_refused_with_other_formats() {
+        let text = format!(
+            "{MINIMAL}[format]\ntype = \"parquet\"\nrow_group_size_mb = 0\nwriter_version = \"3\"\n\
+             page_size_bytes = 10\ndelimiter = \",\"\n"
+        );
+        assert_eq!(
+            problems(&text),
+            [
+                "format.delimiter: only allowed with format.type = \"raw\"",
+                "format.row_group_size_mb: 0 is out of range: allowed 1 to 1024",
+                "format.page_size_bytes: 10 is out of range: allowed 65536 to 67108864",
+                "format.writer_version: \"3\" is not allowed: expected one of 1.0, 2.0",
+            ]
+        );
+        let text = format!("{MINIMAL}[format]\ntype = \"json_lines\"\ncodec = \"zstd\"\nkeep_original = false\n");
+        assert_eq!(
+            problems(&text),
+            [
+                "format.codec: only allowed with format.type = \"parquet\"",
+                "format.keep_original: only allowed with format.type = \"parquet\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_bad_schema_file_is_reported_with_the_file_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        std::fs::write(
+            &path,
+            r#"{"columns":[{"name":"id","type":"int64"},{"name":"price","type":"money"}]}"#,
+        )
+        .unwrap();
+        let text = format!(
+            "{MINIMAL}[format]\ntype = \"parquet\"\nschema = \"{}\"\n",
+            path.display()
+        );
+        let found = problems(&text);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with(&format!(
+                "format.schema: schema file {}: column \"price\": type \"money\": unknown type",
+                path.display()
+            )),
+            "{found:?}"
+        );
+        assert!(found[0].contains("allowed: string, boolean, int32"), "{found:?}");
+        let missing = format!("{MINIMAL}[format]\ntype = \"parquet\"\nschema = \"/nonexistent/s.json\"\n");
+        assert!(problems(&missing)[0].starts_with("format.schema: cannot read schema file /nonexistent/s.json"));
     }
 }

@@ -1,12 +1,15 @@
 //! Output formats: a batch of records in, the bytes of one object out.
 //!
-//! `json_lines` and `raw` live here; Parquet will be a sibling module. A
+//! `json_lines`, `raw` and `parquet` live here. A
 //! format that finds a record it cannot hold returns it in
 //! [`Encoded::rejected`] so the pipeline can send it to the error output,
 //! while the rest of the batch is written.
 
 mod json_lines;
+pub mod parquet;
 mod raw;
+
+use std::sync::Arc;
 
 use crate::check::Rejection;
 use crate::record::Record;
@@ -18,6 +21,8 @@ pub enum Format {
     JsonLines,
     /// The records' bytes, each followed by `delimiter` when one is set.
     Raw { delimiter: Option<Vec<u8>> },
+    /// One Parquet file per batch (see [`parquet`]).
+    Parquet(Arc<parquet::ParquetFormat>),
 }
 
 /// The body of one object, and the records it could not hold.
@@ -34,7 +39,7 @@ impl Format {
     /// Whether records must be JSON texts.
     pub fn expects_json(&self) -> bool {
         match self {
-            Format::JsonLines => true,
+            Format::JsonLines | Format::Parquet(_) => true,
             Format::Raw { .. } => false,
         }
     }
@@ -45,6 +50,7 @@ impl Format {
         match self {
             Format::JsonLines => ".jsonl",
             Format::Raw { .. } => "",
+            Format::Parquet(_) => ".parquet",
         }
     }
 
@@ -53,6 +59,7 @@ impl Format {
         match self {
             Format::JsonLines => "application/x-ndjson",
             Format::Raw { .. } => "application/octet-stream",
+            Format::Parquet(_) => "application/vnd.apache.parquet",
         }
     }
 
@@ -70,6 +77,9 @@ impl Format {
         match self {
             Format::JsonLines => json_lines::write(records, out),
             Format::Raw { delimiter } => raw::write(records, delimiter.as_deref(), out),
+            Format::Parquet(_) => Err(std::io::Error::other(
+                "parquet is not streamable: a record may be refused, so a batch is encoded whole",
+            )),
         }
     }
 
@@ -77,6 +87,7 @@ impl Format {
         match self {
             Format::JsonLines => json_lines::encode(records),
             Format::Raw { delimiter } => raw::encode(records, delimiter.as_deref()),
+            Format::Parquet(format) => format.encode(records),
         }
     }
 }

@@ -1,0 +1,364 @@
+//! End-to-end: the real binary archiving NDJSON files as Parquet, read back
+//! with pyarrow (`SPILLWAY_TEST_PYTHON`, set up by scripts/test.sh).
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+use support::*;
+
+/// Every `.parquet` object below `root`, read with pyarrow.
+fn read_parquet(root: &Path) -> Vec<Value> {
+    let files: Vec<PathBuf> = objects(root)
+        .keys()
+        .filter(|k| k.ends_with(".parquet"))
+        .map(|k| root.join(k))
+        .collect();
+    assert!(!files.is_empty(), "no parquet object under {}", root.display());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/parquet_dump.py");
+    let output = std::process::Command::new(support::kinesis::python())
+        .arg(script)
+        .args(&files)
+        .output()
+        .expect("running the test venv's python");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let dump: Value = serde_json::from_slice(&output.stdout).unwrap();
+    dump["files"].as_array().unwrap().clone()
+}
+
+/// The error records under `errors/format-conversion-failed/`, by sequence
+/// number.
+fn conversion_errors(root: &Path) -> BTreeMap<u64, Value> {
+    lines_under(&objects(root), "errors/format-conversion-failed/")
+        .iter()
+        .map(|line| {
+            let record: Value = serde_json::from_slice(line).unwrap();
+            (record["sequenceNumber"].as_str().unwrap().parse().unwrap(), record)
+        })
+        .collect()
+}
+
+const SCHEMA: &str = r#"{"columns": [
+  {"name": "id", "type": "int64"},
+  {"name": "name", "type": "string"},
+  {"name": "price", "type": "decimal(10,2)"},
+  {"name": "score", "type": "double"},
+  {"name": "active", "type": "boolean"},
+  {"name": "ts", "type": "timestamp(ms)"},
+  {"name": "day", "type": "date"},
+  {"name": "tags", "type": "list<string>"},
+  {"name": "user", "type": "struct<id:string,age:int32>"},
+  {"name": "attrs", "type": "map<string,int64>"}
+]}"#;
+
+fn parquet_config(schema: Option<&str>, extra: &str) -> String {
+    let schema = schema.map(|s| format!("schema = \"{s}\"\n")).unwrap_or_default();
+    format!(
+        r#"name = "clicks"
+[source]
+type = "file"
+path = "events.ndjson"
+[buffer]
+size_mb = 1
+interval_seconds = 60
+[format]
+type = "parquet"
+{schema}{extra}
+[destination]
+type = "local"
+path = "archive"
+prefix = "events/"
+[checkpoint]
+path = "state"
+"#
+    )
+}
+
+/// What a line is: valid (with the values pyarrow must read), or refused
+/// with an error code and a word its message must contain.
+enum Expect {
+    Valid(Value),
+    Refused(&'static str, &'static str),
+}
+
+/// 2026-11-01T00:00:00Z in milliseconds.
+const T0: i64 = 1_793_491_200_000;
+
+fn line(id: i64) -> (String, Expect) {
+    match id % 50 {
+        7 => (
+            format!(r#"{{"id":{id},"price":"abc"}}"#),
+            Expect::Refused("Parquet.TypeMismatch", "column \"price\""),
+        ),
+        17 => (
+            format!(r#"{{"id":"x{id}","name":"n"}}"#),
+            Expect::Refused("Parquet.TypeMismatch", "column \"id\""),
+        ),
+        27 => (
+            format!(r#"{{"id":{id},"user":"flat"}}"#),
+            Expect::Refused("Parquet.NestingMismatch", "column \"user\""),
+        ),
+        37 => (
+            format!(r#"{{"id":{id},"tags":{{"a":1}}}}"#),
+            Expect::Refused("Parquet.NestingMismatch", "column \"tags\""),
+        ),
+        47 => (
+            format!(r#"{{"id":{id},"user":{{"id":"u","age":{{"years":3}}}}}}"#),
+            Expect::Refused("Parquet.NestingMismatch", "column \"user.age\""),
+        ),
+        48 => (
+            format!(r#"{{"id":{id},"name":"#),
+            Expect::Refused("Record.MalformedJson", "JSON"),
+        ),
+        _ => {
+            let ms = T0 + id * 1000;
+            // Each timestamp form in turn.
+            let ts = match id % 4 {
+                0 => json!(format!("2026-11-01T00:00:00Z")),
+                1 => json!(ms / 1000),
+                2 => json!(ms),
+                _ => json!("2026-11-01 02:00:00.250"),
+            };
+            let want_ts = match id % 4 {
+                0 => T0,
+                1 | 2 => ms,
+                _ => T0 + 2 * 3_600_000 + 250,
+            };
+            let cents = id * 7 % 100_000;
+            let text = json!({
+                "ID": id,
+                "name": format!("n-{id}-\u{e9}\"q\""),
+                "price": format!("{}.{:02}", cents / 100, cents % 100),
+                "score": id as f64 / 8.0,
+                "active": id % 3 == 0,
+                "ts": ts,
+                "day": "2026-11-01",
+                "tags": (0..id % 3).map(|i| format!("t{i}")).collect::<Vec<_>>(),
+                "user": {"id": format!("u{}", id % 17), "age": id % 90, "ignored": [1, 2]},
+                "attrs": {"a": id, "b": -id},
+                "not_in_schema": {"deep": [1]},
+            })
+            .to_string();
+            let want = json!({
+                "id": id,
+                "name": format!("n-{id}-\u{e9}\"q\""),
+                "price": format!("{}.{:02}", cents / 100, cents % 100),
+                "score": id as f64 / 8.0,
+                "active": id % 3 == 0,
+                "ts": want_ts,
+                "day": "2026-11-01",
+                "tags": (0..id % 3).map(|i| format!("t{i}")).collect::<Vec<_>>(),
+                "user": {"id": format!("u{}", id % 17), "age": id % 90},
+                "attrs": [["a", id], ["b", -id]],
+            });
+            (text, Expect::Valid(want))
+        }
+    }
+}
+
+#[test]
+fn given_schema_every_valid_record_reads_back_with_its_types_and_position_and_bad_ones_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("schema.json"), SCHEMA).unwrap();
+    let mut input = Vec::new();
+    let mut lines = Vec::new();
+    for id in 0..6000 {
+        let (text, expect) = line(id);
+        lines.push((input.len() as u64, text.clone(), expect));
+        input.extend_from_slice(text.as_bytes());
+        input.push(b'\n');
+    }
+    std::fs::write(dir.path().join("events.ndjson"), &input).unwrap();
+    let config = write_config(dir.path(), &parquet_config(Some("schema.json"), ""));
+
+    let started = chrono::Utc::now().timestamp_millis();
+    let output = run(dir.path(), &config);
+    let ended = chrono::Utc::now().timestamp_millis();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+
+    let root = dir.path().join("archive");
+    let files = read_parquet(&root);
+    assert!(files.len() >= 2, "a 1 MiB buffer cuts this input into several objects");
+    let want_types = json!({
+        "id": "int64", "name": "string", "price": "decimal128(10, 2)", "score": "double",
+        "active": "bool", "ts": "timestamp[ms, tz=UTC]", "day": "date32[day]",
+        "tags": "list<element: string>", "user": "struct<id: string, age: int32>",
+        "attrs": "map<string, int64 ('attrs')>",
+        "_spillway_source": "string", "_spillway_sequence_number": "string",
+        "_spillway_subsequence_number": "int64", "_spillway_partition_key": "string",
+        "_spillway_arrival": "timestamp[ms, tz=UTC]", "_spillway_data": "string",
+    });
+    let mut rows: BTreeMap<u64, Value> = BTreeMap::new();
+    for file in &files {
+        assert_eq!(file["schema"], want_types, "{}", file["path"]);
+        assert_eq!(file["compression"], json!(["SNAPPY"]));
+        assert_eq!(
+            file["physical_types"]["ts"], "INT64",
+            "timestamps are int64, never int96"
+        );
+        assert!(file["created_by"].as_str().unwrap().starts_with("spillway"));
+        for row in file["rows"].as_array().unwrap() {
+            let offset: u64 = row["_spillway_sequence_number"].as_str().unwrap().parse().unwrap();
+            assert!(rows.insert(offset, row.clone()).is_none(), "record at {offset} twice");
+        }
+    }
+
+    let errors = conversion_errors(&root);
+    let mut valid = 0;
+    for (offset, text, expect) in &lines {
+        match expect {
+            Expect::Valid(want) => {
+                valid += 1;
+                let row = rows
+                    .get(offset)
+                    .unwrap_or_else(|| panic!("record at {offset} missing: {text}"));
+                for (column, value) in want.as_object().unwrap() {
+                    assert_eq!(&row[column], value, "column {column} of {text}");
+                }
+                assert_eq!(row["_spillway_source"], "file-events.ndjson");
+                assert_eq!(row["_spillway_subsequence_number"], 0);
+                assert_eq!(row["_spillway_partition_key"], Value::Null);
+                let arrival = row["_spillway_arrival"].as_i64().unwrap();
+                assert!(
+                    (started..=ended).contains(&arrival),
+                    "{arrival} not in {started}..={ended}"
+                );
+                assert_eq!(row["_spillway_data"].as_str().unwrap(), text, "original bytes");
+                assert!(!errors.contains_key(offset));
+            }
+            Expect::Refused(code, word) => {
+                assert!(
+                    !rows.contains_key(offset),
+                    "refused record at {offset} is in the data: {text}"
+                );
+                let error = errors
+                    .get(offset)
+                    .unwrap_or_else(|| panic!("no error record for {text}"));
+                assert_eq!(error["errorCode"], *code, "{text}: {error}");
+                let message = error["errorMessage"].as_str().unwrap();
+                assert!(message.contains(word), "{text}: {message}");
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(error["rawData"].as_str().unwrap())
+                    .unwrap();
+                assert_eq!(raw, text.as_bytes());
+            }
+        }
+    }
+    assert_eq!(rows.len(), valid, "only the valid records are data");
+    assert_eq!(
+        errors.len(),
+        lines.len() - valid,
+        "every refused record is an error record"
+    );
+    assert!(
+        valid > 5000 && errors.len() > 600,
+        "{valid} valid, {} errors",
+        errors.len()
+    );
+}
+
+/// `../shared/data/` beside the repository (or `SPILLWAY_SHARED_DIR`).
+fn shared_data(name: &str) -> PathBuf {
+    let dir = std::env::var_os("SPILLWAY_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
+    let path = dir.join("data").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: the shared test data lives in ../shared/data beside the repository \
+         (or set SPILLWAY_SHARED_DIR)",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn inferred_mode_archives_every_twitter_status() {
+    let twitter: Value = serde_json::from_slice(&std::fs::read(shared_data("twitter.json")).unwrap()).unwrap();
+    let statuses = twitter["statuses"].as_array().unwrap();
+    assert_eq!(statuses.len(), 100);
+    let dir = tempfile::tempdir().unwrap();
+    let mut input = String::new();
+    for status in statuses {
+        input.push_str(&status.to_string());
+        input.push('\n');
+    }
+    std::fs::write(dir.path().join("events.ndjson"), &input).unwrap();
+    let config = write_config(dir.path(), &parquet_config(None, ""));
+    let output = run(dir.path(), &config);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+
+    let root = dir.path().join("archive");
+    assert!(conversion_errors(&root).is_empty(), "no status is refused");
+    let files = read_parquet(&root);
+    assert_eq!(files.len(), 1);
+    let file = &files[0];
+    assert!(
+        file["schema"]["user"].as_str().unwrap().starts_with("struct<"),
+        "{}",
+        file["schema"]
+    );
+    assert!(
+        file["schema"]["entities"].as_str().unwrap().contains("hashtags: list<"),
+        "{}",
+        file["schema"]
+    );
+    let rows = file["rows"].as_array().unwrap();
+    let got: BTreeSet<u64> = rows.iter().map(|r| r["id"].as_u64().unwrap()).collect();
+    let want: BTreeSet<u64> = statuses.iter().map(|s| s["id"].as_u64().unwrap()).collect();
+    assert_eq!(got, want, "every status, by id");
+    for (row, status) in rows.iter().zip(statuses) {
+        assert_eq!(row["id"], status["id"]);
+        assert_eq!(row["text"], status["text"]);
+        assert_eq!(row["user"]["screen_name"], status["user"]["screen_name"]);
+        assert_eq!(row["_spillway_data"].as_str().unwrap(), status.to_string());
+    }
+}
+
+#[test]
+fn the_parquet_example_config_archives_the_shipped_sample() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    for path in ["data/clickstream.ndjson", "config/schemas/clickstream.json"] {
+        std::fs::create_dir_all(dir.path().join(path).parent().unwrap()).unwrap();
+        std::fs::copy(root.join(path), dir.path().join(path)).unwrap();
+    }
+    let output = run(dir.path(), &root.join("config/parquet-local.toml"));
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let archive = dir.path().join("archive");
+    let rows: Vec<Value> = read_parquet(&archive)
+        .iter()
+        .flat_map(|f| f["rows"].as_array().unwrap().clone())
+        .collect();
+    assert_eq!(rows.len(), 1997);
+    assert_eq!(rows[0]["event_id"], "evt-000000");
+    assert_eq!(rows[0]["ts"], T0);
+    assert_eq!(rows[0]["user"], json!({"id": "u166", "country": "US"}));
+    assert_eq!(rows[0]["amount"], "247.28");
+    assert_eq!(rows[1]["amount"], Value::Null);
+    assert_eq!(lines_under(&objects(&archive), "errors/").len(), 3);
+}
+
+#[test]
+fn validate_refuses_parquet_with_whole_object_compression() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &parquet_config(None, "").replace("prefix = \"events/\"", "prefix = \"events/\"\ncompression = \"gzip\""),
+    );
+    let output = spillway()
+        .args(["validate", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("destination.compression: \"gzip\" does not apply to format.type = \"parquet\""),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,487 @@
+//! Inferring a schema from the records of one buffer.
+//!
+//! Merge rules, value by value:
+//! - a key seen in some records only is a nullable column (every column is);
+//! - `null` takes the type of the other values; a column that is only ever
+//!   `null` is a string column;
+//! - integers and floats merge to double;
+//! - booleans, numbers and strings that disagree merge to string (every
+//!   scalar converts to its JSON text);
+//! - objects merge field by field (union of keys, in order of first sight);
+//!   arrays merge their elements' types;
+//! - an object, an array and a scalar cannot merge: the shape seen first in
+//!   the buffer wins, and a record whose value has another shape goes to the
+//!   error output (a string column still takes an object or array as its
+//!   JSON text, as with a given schema);
+//! - Parquet cannot store a struct without fields: an object that is always
+//!   empty (`{}`) is a string column holding `{}`; an array that is always
+//!   empty is a `list<string>`;
+//! - integers beyond int64 make the column a double.
+//!
+//! Keys are matched with the same rules as conversion (case, dots); a
+//! column takes the spelling of its first key. Top-level keys starting with
+//! `_spillway_` are not inferred: those names are reserved (the values are
+//! still in `_spillway_data`).
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use super::convert::KeyRules;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+#[cfg(test)]
+use super::json::Json;
+use super::json::Key;
+use super::schema::{Column, ColumnType, RESERVED_PREFIX};
+
+#[derive(Debug, Clone, PartialEq)]
+enum Shape {
+    Null,
+    Bool,
+    Int,
+    Float,
+    Str,
+    List(Box<Shape>),
+    Struct(Fields),
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+struct Fields {
+    columns: Vec<(String, Shape)>,
+    by_key: HashMap<String, usize>,
+    /// The normalized key of each column (as in `by_key`).
+    keys: Vec<String>,
+    /// Entry position → column matched last time (see `convert`).
+    hints: Vec<usize>,
+}
+
+const MAX_HINTS: usize = 1024;
+
+impl Fields {
+    fn merge_fields(&mut self, other: Fields) {
+        let mut by_index: Vec<(String, usize)> = other.by_key.into_iter().collect();
+        by_index.sort_by_key(|(_, index)| *index);
+        let mut columns: Vec<Option<(String, Shape)>> = other.columns.into_iter().map(Some).collect();
+        for (key, index) in by_index {
+            let (name, shape) = columns[index].take().expect("each column has one key");
+            match self.by_key.get(&key) {
+                Some(&mine) => merge_shape(&mut self.columns[mine].1, shape),
+                None => {
+                    self.columns.push((name, shape));
+                    self.keys.push(key.clone());
+                    self.by_key.insert(key, self.columns.len() - 1);
+                }
+            }
+        }
+    }
+
+    /// The column of the key at `position` in its object, added if new;
+    /// `None` for a reserved top-level key.
+    fn index_of(&mut self, position: usize, key: &str, rules: &KeyRules, top: bool) -> Option<usize> {
+        if top && is_reserved(key) {
+            return None;
+        }
+        let hinted = self
+            .hints
+            .get(position)
+            .copied()
+            .filter(|&h| self.keys.get(h).is_some_and(|k| k == key));
+        let normalized = match hinted {
+            Some(_) => Cow::Borrowed(key),
+            None => rules.normalize(key),
+        };
+        let index = match hinted.or_else(|| self.by_key.get(normalized.as_ref()).copied()) {
+            Some(index) => index,
+            None => {
+                let name = if rules.dots_to_underscores {
+                    key.replace('.', "_")
+                } else {
+                    key.to_owned()
+                };
+                self.columns.push((name, Shape::Null));
+                self.keys.push(normalized.to_string());
+                self.by_key.insert(normalized.into_owned(), self.columns.len() - 1);
+                self.columns.len() - 1
+            }
+        };
+        if position < MAX_HINTS {
+            if position >= self.hints.len() {
+                self.hints.resize(position + 1, usize::MAX);
+            }
+            self.hints[position] = index;
+        }
+        Some(index)
+    }
+
+    #[cfg(test)]
+    fn merge_object(&mut self, entries: &[(Cow<str>, Json)], rules: &KeyRules, top: bool) {
+        for (position, (key, value)) in entries.iter().enumerate() {
+            if let Some(index) = self.index_of(position, key, rules, top) {
+                merge_value(&mut self.columns[index].1, value, rules);
+            }
+        }
+    }
+}
+
+/// Merges a JSON text into a shape while parsing it: no tree is built.
+struct ShapeSeed<'s, 'r> {
+    shape: &'s mut Shape,
+    rules: &'r KeyRules,
+}
+
+impl<'de> DeserializeSeed<'de> for ShapeSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ShapeSeed<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_none<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        merge_scalar(self.shape, Shape::Bool);
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        merge_scalar(self.shape, Shape::Int);
+        Ok(())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+        merge_scalar(self.shape, if v <= i64::MAX as u64 { Shape::Int } else { Shape::Float });
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        merge_scalar(self.shape, Shape::Float);
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        merge_scalar(self.shape, Shape::Str);
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        if *self.shape == Shape::Null {
+            *self.shape = Shape::List(Box::new(Shape::Null));
+        }
+        match self.shape {
+            Shape::List(item) => {
+                while seq
+                    .next_element_seed(ShapeSeed {
+                        shape: item,
+                        rules: self.rules,
+                    })?
+                    .is_some()
+                {}
+            }
+            // Another shape came first: it wins.
+            _ => while seq.next_element::<IgnoredAny>()?.is_some() {},
+        }
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        if *self.shape == Shape::Null {
+            *self.shape = Shape::Struct(Fields::default());
+        }
+        match self.shape {
+            Shape::Struct(fields) => merge_map(fields, &mut map, self.rules, false),
+            _ => {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(())
+            }
+        }
+    }
+}
+
+fn merge_map<'de, A: MapAccess<'de>>(
+    fields: &mut Fields,
+    map: &mut A,
+    rules: &KeyRules,
+    top: bool,
+) -> Result<(), A::Error> {
+    let mut position = 0;
+    while let Some(key) = map.next_key::<Key<'de>>()? {
+        match fields.index_of(position, &key.0, rules, top) {
+            Some(index) => map.next_value_seed(ShapeSeed {
+                shape: &mut fields.columns[index].1,
+                rules,
+            })?,
+            None => {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        position += 1;
+    }
+    Ok(())
+}
+
+/// The top level: an object's keys merge into the columns; anything else
+/// is skipped (and refused at conversion).
+struct TopSeed<'s, 'r> {
+    fields: &'s mut Fields,
+    rules: &'r KeyRules,
+}
+
+impl<'de> Visitor<'de> for TopSeed<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        merge_map(self.fields, &mut map, self.rules, true)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+}
+
+/// A scalar value's shape merged into `shape`.
+fn merge_scalar(shape: &mut Shape, scalar: Shape) {
+    match shape {
+        Shape::Null => *shape = scalar,
+        Shape::List(_) | Shape::Struct(_) | Shape::Str => {}
+        current if *current == scalar => {}
+        Shape::Int | Shape::Float if matches!(scalar, Shape::Int | Shape::Float) => *shape = Shape::Float,
+        _ => *shape = Shape::Str,
+    }
+}
+
+fn is_reserved(key: &str) -> bool {
+    key.len() >= RESERVED_PREFIX.len()
+        && key.as_bytes()[..RESERVED_PREFIX.len()].eq_ignore_ascii_case(RESERVED_PREFIX.as_bytes())
+}
+
+#[cfg(test)]
+fn shape_of_scalar(value: &Json) -> Shape {
+    match value {
+        Json::Null => Shape::Null,
+        Json::Bool(_) => Shape::Bool,
+        Json::Int(_) => Shape::Int,
+        Json::UInt(_) | Json::Float(_) => Shape::Float,
+        Json::Str(_) => Shape::Str,
+        Json::Array(_) | Json::Object(_) => unreachable!("not a scalar"),
+    }
+}
+
+#[cfg(test)]
+fn merge_value(shape: &mut Shape, value: &Json, rules: &KeyRules) {
+    match (&mut *shape, value) {
+        (_, Json::Null) => {}
+        (Shape::Null, Json::Array(items)) => {
+            let mut item = Shape::Null;
+            for v in items {
+                merge_value(&mut item, v, rules);
+            }
+            *shape = Shape::List(Box::new(item));
+        }
+        (Shape::Null, Json::Object(entries)) => {
+            let mut fields = Fields::default();
+            fields.merge_object(entries, rules, false);
+            *shape = Shape::Struct(fields);
+        }
+        (Shape::List(item), Json::Array(items)) => {
+            for v in items {
+                merge_value(item, v, rules);
+            }
+        }
+        (Shape::Struct(fields), Json::Object(entries)) => fields.merge_object(entries, rules, false),
+        // Nested against anything else: the first shape wins.
+        (Shape::List(_) | Shape::Struct(_) | Shape::Str, _) | (_, Json::Array(_) | Json::Object(_)) => {}
+        (Shape::Null, scalar) => *shape = shape_of_scalar(scalar),
+        (current, scalar) => {
+            let merged = match (current.clone(), shape_of_scalar(scalar)) {
+                (a, b) if a == b => a,
+                (Shape::Int, Shape::Float) | (Shape::Float, Shape::Int) => Shape::Float,
+                _ => Shape::Str,
+            };
+            *shape = merged;
+        }
+    }
+}
+
+/// Merges what another part of the batch inferred into `shape`, with the
+/// same rules as for values (`shape` came first in the batch).
+fn merge_shape(shape: &mut Shape, other: Shape) {
+    match (&mut *shape, other) {
+        (_, Shape::Null) => {}
+        (Shape::Null, other) => *shape = other,
+        (Shape::List(item), Shape::List(other)) => merge_shape(item, *other),
+        (Shape::Struct(fields), Shape::Struct(other)) => fields.merge_fields(other),
+        (Shape::List(_) | Shape::Struct(_) | Shape::Str, _) | (_, Shape::List(_) | Shape::Struct(_)) => {}
+        (current, other) => {
+            let merged = match (current.clone(), other) {
+                (a, b) if a == b => a,
+                (Shape::Int, Shape::Float) | (Shape::Float, Shape::Int) => Shape::Float,
+                _ => Shape::Str,
+            };
+            *shape = merged;
+        }
+    }
+}
+
+fn to_type(shape: &Shape) -> ColumnType {
+    match shape {
+        Shape::Null | Shape::Str => ColumnType::String,
+        Shape::Bool => ColumnType::Boolean,
+        Shape::Int => ColumnType::Int64,
+        Shape::Float => ColumnType::Double,
+        Shape::List(item) => ColumnType::List(Box::new(to_type(item))),
+        Shape::Struct(fields) if fields.columns.is_empty() => ColumnType::String,
+        Shape::Struct(fields) => ColumnType::Struct(to_columns(fields)),
+    }
+}
+
+fn to_columns(fields: &Fields) -> Vec<Column> {
+    fields
+        .columns
+        .iter()
+        .map(|(name, shape)| Column {
+            name: name.clone(),
+            ty: to_type(shape),
+        })
+        .collect()
+}
+
+/// Accumulates the schema of a buffer's records.
+#[derive(Debug, Default)]
+pub struct Inference {
+    top: Fields,
+}
+
+impl Inference {
+    /// Merges one record (a JSON object; other records are skipped here and
+    /// refused at conversion).
+    #[cfg(test)]
+    pub fn add(&mut self, record: &Json, rules: &KeyRules) {
+        if let Json::Object(entries) = record {
+            self.top.merge_object(entries, rules, true);
+        }
+    }
+
+    /// Merges one record's JSON text as it is parsed, without building a
+    /// tree. A record that is not valid JSON may have merged its first
+    /// values (at worst a column that stays null); it is refused at
+    /// conversion.
+    pub fn add_text(&mut self, text: &[u8], rules: &KeyRules) {
+        let mut deserializer = serde_json::Deserializer::from_slice(text);
+        let _ = deserializer.deserialize_any(TopSeed {
+            fields: &mut self.top,
+            rules,
+        });
+    }
+
+    /// Merges the inference of a later part of the batch.
+    pub fn merge(&mut self, later: Inference) {
+        self.top.merge_fields(later.top);
+    }
+
+    pub fn columns(&self) -> Vec<Column> {
+        to_columns(&self.top)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn infer(lines: &[&str]) -> String {
+        let rules = KeyRules {
+            case_insensitive: true,
+            dots_to_underscores: false,
+        };
+        let mut inference = Inference::default();
+        for line in lines {
+            inference.add(&Json::parse(line.as_bytes()).unwrap(), &rules);
+        }
+        let mut streaming = Inference::default();
+        for line in lines {
+            streaming.add_text(line.as_bytes(), &rules);
+        }
+        let tree = ColumnType::Struct(inference.columns()).to_string();
+        assert_eq!(
+            ColumnType::Struct(streaming.columns()).to_string(),
+            tree,
+            "streaming = tree"
+        );
+        tree
+    }
+
+    #[test]
+    fn merges_compatible_records() {
+        assert_eq!(
+            infer(&[
+                r#"{"a":1,"b":null,"c":[],"d":{},"e":{"x":1}}"#,
+                r#"{"a":2.5,"f":true,"E":{"y":[1,2.5]},"_spillway_x":1}"#,
+                r#"{"a":3,"f":"yes","c":[{"k":"v"}]}"#,
+            ]),
+            "struct<a:double,b:string,c:list<struct<k:string>>,d:string,e:struct<x:int64,y:list<double>>,f:string>"
+        );
+    }
+
+    #[test]
+    fn merging_parts_equals_inferring_the_whole() {
+        let rules = KeyRules {
+            case_insensitive: true,
+            dots_to_underscores: false,
+        };
+        let lines = [
+            r#"{"a":1,"o":{"x":null},"l":[]}"#,
+            r#"{"b":"s","o":{"y":[1]},"A":2.5}"#,
+            r#"{"l":[{"k":1}],"o":{"x":true},"c":{}}"#,
+            r#"{"b":3,"o":"flat","d":null}"#,
+        ];
+        let whole = infer(&lines);
+        for split in 1..lines.len() {
+            let mut first = Inference::default();
+            let mut second = Inference::default();
+            for (i, line) in lines.iter().enumerate() {
+                let part = if i < split { &mut first } else { &mut second };
+                part.add(&Json::parse(line.as_bytes()).unwrap(), &rules);
+            }
+            first.merge(second);
+            assert_eq!(
+                ColumnType::Struct(first.columns()).to_string(),
+                whole,
+                "split at {split}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_first_nested_shape_wins() {
+        assert_eq!(
+            infer(&[r#"{"a":{"x":1}}"#, r#"{"a":"s"}"#]),
+            "struct<a:struct<x:int64>>"
+        );
+        assert_eq!(infer(&[r#"{"a":"s"}"#, r#"{"a":{"x":1}}"#]), "struct<a:string>");
+        assert_eq!(infer(&[r#"{"a":[1]}"#, r#"{"a":{"x":1}}"#]), "struct<a:list<int64>>");
+        assert_eq!(infer(&[r#"{"a":[]}"#]), "struct<a:list<string>>");
+        assert_eq!(infer(&[r#"{"a":18446744073709551615}"#]), "struct<a:double>");
+    }
+}

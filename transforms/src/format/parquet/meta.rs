@@ -1,0 +1,134 @@
+//! The reserved columns: where each record came from, and its bytes.
+//!
+//! | column | type | value |
+//! |---|---|---|
+//! | `_spillway_source` | string | shard id, or `file-<name>`, `stdin-<ms>` |
+//! | `_spillway_sequence_number` | string | the sequence number (up to 128 digits; a file's byte offset) |
+//! | `_spillway_subsequence_number` | int64 | index in a KPL aggregate, else 0 |
+//! | `_spillway_partition_key` | string, null when the source has none | |
+//! | `_spillway_arrival` | timestamp(ms) UTC | approximate arrival time |
+//! | `_spillway_data` | string | the original record, byte for byte (with `keep_original`) |
+
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, Int64Array, StringArray, TimestampMillisecondArray};
+use arrow_schema::{DataType, Field, TimeUnit};
+
+use super::convert::Strings;
+use crate::record::Record;
+
+pub const SOURCE: &str = "_spillway_source";
+pub const SEQUENCE_NUMBER: &str = "_spillway_sequence_number";
+pub const SUBSEQUENCE_NUMBER: &str = "_spillway_subsequence_number";
+pub const PARTITION_KEY: &str = "_spillway_partition_key";
+pub const ARRIVAL: &str = "_spillway_arrival";
+pub const DATA: &str = "_spillway_data";
+
+/// The reserved fields, in order.
+pub fn fields(position: bool, data: bool) -> Vec<Field> {
+    let mut fields = Vec::new();
+    if position {
+        fields.push(Field::new(SOURCE, DataType::Utf8, false));
+        fields.push(Field::new(SEQUENCE_NUMBER, DataType::Utf8, false));
+        fields.push(Field::new(SUBSEQUENCE_NUMBER, DataType::Int64, false));
+        fields.push(Field::new(PARTITION_KEY, DataType::Utf8, true));
+        fields.push(Field::new(
+            ARRIVAL,
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        ));
+    }
+    if data {
+        fields.push(Field::new(DATA, DataType::Utf8, false));
+    }
+    fields
+}
+
+/// Fills the reserved columns, one record at a time.
+#[derive(Debug)]
+pub struct MetaBuilder {
+    position: bool,
+    data: bool,
+    sources: Strings,
+    sequence_numbers: Strings,
+    subsequence_numbers: Vec<i64>,
+    partition_keys: Strings,
+    arrivals: Vec<i64>,
+    originals: Vec<u8>,
+    original_offsets: Vec<i32>,
+    len: usize,
+}
+
+impl MetaBuilder {
+    pub fn new(position: bool, data: bool) -> Self {
+        Self {
+            position,
+            data,
+            sources: Strings::new(),
+            sequence_numbers: Strings::new(),
+            subsequence_numbers: Vec::new(),
+            partition_keys: Strings::new(),
+            arrivals: Vec::new(),
+            originals: Vec::new(),
+            original_offsets: vec![0],
+            len: 0,
+        }
+    }
+
+    pub fn push(&mut self, record: &Record) {
+        self.len += 1;
+        if self.position {
+            self.sources.push(record.position.source.as_str());
+            self.sequence_numbers
+                .push(record.position.offset.sequence_number.as_str());
+            self.subsequence_numbers
+                .push(record.position.offset.subsequence_number as i64);
+            match record.partition_key.as_deref() {
+                Some(key) => self.partition_keys.push(key),
+                None => self.partition_keys.push_null(),
+            }
+            self.arrivals.push(record.arrival.timestamp_millis());
+        }
+        if self.data {
+            self.originals.extend_from_slice(&record.data);
+            self.original_offsets.push(self.originals.len() as i32);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn finish(&mut self) -> Vec<ArrayRef> {
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        self.len = 0;
+        if self.position {
+            columns.push(Arc::new(self.sources.finish()));
+            columns.push(Arc::new(self.sequence_numbers.finish()));
+            columns.push(Arc::new(Int64Array::from(std::mem::take(
+                &mut self.subsequence_numbers,
+            ))));
+            columns.push(Arc::new(self.partition_keys.finish()));
+            columns.push(Arc::new(
+                TimestampMillisecondArray::from(std::mem::take(&mut self.arrivals)).with_timezone("UTC"),
+            ));
+        }
+        if self.data {
+            let offsets = std::mem::replace(&mut self.original_offsets, vec![0]);
+            let data = std::mem::take(&mut self.originals);
+            // SAFETY: only records that serde_json parsed are pushed, and a
+            // slice that parses as JSON is UTF-8 (strings are validated, and
+            // everything outside them is ASCII); offsets start at 0, never
+            // decrease and end at data.len().
+            let array = unsafe {
+                StringArray::new_unchecked(
+                    arrow_buffer::OffsetBuffer::new_unchecked(offsets.into()),
+                    arrow_buffer::Buffer::from_vec(data),
+                    None,
+                )
+            };
+            columns.push(Arc::new(array));
+        }
+        columns
+    }
+}

@@ -1,0 +1,431 @@
+//! `parquet`: a batch of JSON records as one Parquet file (arrow-rs).
+//!
+//! The columns are the user's (from a schema file, or inferred from the
+//! batch), then spillway's reserved columns (prefix `_spillway_`): the
+//! record's source position and, by default, its original bytes, so the
+//! archive can be replayed exactly.
+//!
+//! Records are converted one by one into column builders that can roll a
+//! record back, so a record that does not fit is refused alone (see
+//! [`convert`]). Builders are cut into Arrow arrays every [`CHUNK_ROWS`]
+//! rows or [`CHUNK_BYTES`] bytes and handed to the Parquet column writers,
+//! and a row group is closed when its encoded size passes the configured
+//! limit: memory holds the batch's records, the encoded output and one chunk
+//! per thread. A large batch is cut into parts encoded on all cores.
+
+mod convert;
+mod infer;
+mod json;
+mod meta;
+pub mod schema;
+mod timestamp;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_schema::{Field, SchemaRef};
+use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, GzipLevel, ZstdLevel};
+use parquet::errors::ParquetError;
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::types::ColumnPath;
+
+pub use convert::KeyRules;
+pub use schema::{Column, ColumnType, Schema, SchemaError, RESERVED_PREFIX};
+
+use super::Encoded;
+use crate::check::Rejection;
+use crate::error_record::ErrorOutputType;
+use crate::record::Record;
+use convert::{ConvertError, RowBuilder};
+use json::Json;
+
+/// Rows per Arrow record batch handed to the writer.
+pub const CHUNK_ROWS: usize = 4096;
+/// Column bytes per Arrow record batch handed to the writer.
+pub const CHUNK_BYTES: usize = 2 * 1024 * 1024;
+
+/// The compression codec of the pages inside the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Codec {
+    None,
+    Snappy,
+    Gzip,
+    Zstd,
+}
+
+impl Codec {
+    pub const NAMES: &'static [&'static str] = &["snappy", "gzip", "zstd", "none"];
+
+    pub fn from_name(name: &str) -> Option<Codec> {
+        match name {
+            "snappy" => Some(Codec::Snappy),
+            "gzip" => Some(Codec::Gzip),
+            "zstd" => Some(Codec::Zstd),
+            "none" => Some(Codec::None),
+            _ => None,
+        }
+    }
+
+    fn parquet(self) -> Compression {
+        match self {
+            Codec::None => Compression::UNCOMPRESSED,
+            Codec::Snappy => Compression::SNAPPY,
+            Codec::Gzip => Compression::GZIP(GzipLevel::default()),
+            Codec::Zstd => Compression::ZSTD(ZstdLevel::default()),
+        }
+    }
+}
+
+/// Everything `[format]` says about Parquet output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParquetFormat {
+    /// The given schema; `None`: inferred from each batch.
+    pub schema: Option<Schema>,
+    pub codec: Codec,
+    /// A row group is closed when its encoded size passes this.
+    pub row_group_bytes: usize,
+    pub page_size_bytes: usize,
+    pub dictionary: bool,
+    /// Parquet writer version 2 (`"2.0"`) instead of 1 (`"1.0"`).
+    pub writer_version_2: bool,
+    pub key_rules: KeyRules,
+    /// Column name → JSON key, for top-level columns.
+    pub column_to_json_key: HashMap<String, String>,
+    /// Write the `_spillway_` source position columns.
+    pub metadata_columns: bool,
+    /// Write `_spillway_data`, the record's original bytes.
+    pub keep_original: bool,
+}
+
+impl Default for ParquetFormat {
+    fn default() -> Self {
+        Self {
+            schema: None,
+            codec: Codec::Snappy,
+            row_group_bytes: 128 * 1024 * 1024,
+            page_size_bytes: 1024 * 1024,
+            dictionary: true,
+            writer_version_2: false,
+            key_rules: KeyRules {
+                case_insensitive: true,
+                dots_to_underscores: false,
+            },
+            column_to_json_key: HashMap::new(),
+            metadata_columns: true,
+            keep_original: true,
+        }
+    }
+}
+
+fn rejection(err: ConvertError) -> Rejection {
+    Rejection {
+        output_type: ErrorOutputType::FormatConversionFailed,
+        code: err.code,
+        message: err.message,
+    }
+}
+
+fn malformed(err: serde_json::Error) -> Rejection {
+    Rejection {
+        output_type: ErrorOutputType::FormatConversionFailed,
+        code: "Record.MalformedJson",
+        message: format!("record is not valid JSON: {err}"),
+    }
+}
+
+impl ParquetFormat {
+    fn properties(&self) -> WriterProperties {
+        let mut builder = WriterProperties::builder()
+            .set_created_by(format!("spillway {}", env!("CARGO_PKG_VERSION")))
+            .set_compression(self.codec.parquet())
+            .set_data_page_size_limit(self.page_size_bytes)
+            .set_dictionary_enabled(self.dictionary)
+            .set_max_row_group_bytes(Some(self.row_group_bytes))
+            .set_writer_version(if self.writer_version_2 {
+                WriterVersion::PARQUET_2_0
+            } else {
+                WriterVersion::PARQUET_1_0
+            });
+        // Original records are all distinct, and nobody filters on them:
+        // a dictionary or min/max statistics would only cost.
+        builder = builder
+            .set_column_dictionary_enabled(ColumnPath::from(meta::DATA), false)
+            .set_column_statistics_enabled(ColumnPath::from(meta::DATA), EnabledStatistics::None);
+        builder.build()
+    }
+
+    /// Encodes a batch; records that do not fit are returned in
+    /// `rejected`, the others are in the file.
+    ///
+    /// A large batch is cut into parts (one per core, up to
+    /// [`MAX_PARTS`]) that are inferred, converted and encoded on their own
+    /// threads, each part into its own row groups; the row groups are then
+    /// appended to the file in batch order.
+    pub fn encode(&self, records: &[Record]) -> Encoded {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let parts = split(records, cores);
+        let columns = match &self.schema {
+            Some(schema) => schema.columns.clone(),
+            None => self.infer(&parts),
+        };
+        let mut fields: Vec<Field> = schema::struct_fields(&columns)
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.extend(meta::fields(self.metadata_columns, self.keep_original));
+        if fields.is_empty() {
+            // Nothing to write a column for: every record is `{}` and the
+            // reserved columns are off.
+            return refuse_all(
+                records.len(),
+                "Parquet.NoColumns",
+                "the batch has no column to write: no keys, and the reserved columns are off",
+            );
+        }
+        let arrow_schema: SchemaRef = Arc::new(arrow_schema::Schema::new(fields));
+        match self.write(&parts, &columns, &arrow_schema) {
+            Ok(encoded) => encoded,
+            Err(err) => refuse_all(
+                records.len(),
+                "Parquet.WriteFailed",
+                &format!("the parquet writer failed: {err}"),
+            ),
+        }
+    }
+
+    fn infer(&self, parts: &[Part]) -> Vec<Column> {
+        let infer_part = |part: &Part| {
+            let mut inference = infer::Inference::default();
+            for record in part.records {
+                inference.add_text(&record.data, &self.key_rules);
+            }
+            inference
+        };
+        let mut inferences = std::thread::scope(|scope| {
+            let handles: Vec<_> = parts[1..]
+                .iter()
+                .map(|part| scope.spawn(move || infer_part(part)))
+                .collect();
+            let mut all = vec![infer_part(&parts[0])];
+            all.extend(handles.into_iter().map(|h| h.join().expect("inference does not panic")));
+            all
+        })
+        .into_iter();
+        let mut whole = inferences.next().expect("at least one part");
+        for later in inferences {
+            whole.merge(later);
+        }
+        whole.columns()
+    }
+
+    fn write(&self, parts: &[Part], columns: &[Column], schema: &SchemaRef) -> Result<Encoded, ParquetError> {
+        let (mut file, factory) =
+            ArrowWriter::try_new(Vec::new(), schema.clone(), Some(self.properties()))?.into_serialized_writer()?;
+        let encode_part = |(index, part): (usize, &Part)| self.encode_part(index, part, columns, schema, &factory);
+        let mut rejected = Vec::new();
+        let mut written = 0;
+        let mut append = |file: &mut SerializedFileWriter<Vec<u8>>, part: EncodedPart| -> Result<(), ParquetError> {
+            for row_group in part.row_groups {
+                let mut row_group_writer = file.next_row_group()?;
+                for chunk in row_group {
+                    chunk.append_to_row_group(&mut row_group_writer)?;
+                }
+                row_group_writer.close()?;
+            }
+            rejected.extend(part.rejected);
+            written += part.written;
+            Ok(())
+        };
+        std::thread::scope(|scope| -> Result<(), ParquetError> {
+            let later: Vec<_> = parts
+                .iter()
+                .enumerate()
+                .skip(1)
+                .map(|part| scope.spawn(move || encode_part(part)))
+                .collect();
+            // The first part is encoded here and appended at once, so its
+            // pages are freed while the other parts finish; the output is
+            // sized once, from the first part, rather than doubled as it
+            // grows.
+            let first = encode_part((0, &parts[0]))?;
+            let first_bytes: u64 = first.row_groups.iter().flatten().map(|c| c.close().bytes_written).sum();
+            file.inner_mut()
+                .reserve((first_bytes as usize).saturating_mul(parts.len()) + first_bytes as usize / 8 + 64 * 1024);
+            append(&mut file, first)?;
+            for handle in later {
+                append(&mut file, handle.join().expect("encoding does not panic")?)?;
+            }
+            Ok(())
+        })?;
+        Ok(Encoded {
+            body: file.into_inner()?,
+            records: written,
+            rejected,
+        })
+    }
+
+    /// Converts and encodes one part of the batch into row groups.
+    fn encode_part(
+        &self,
+        part_index: usize,
+        part: &Part,
+        columns: &[Column],
+        schema: &SchemaRef,
+        factory: &ArrowRowGroupWriterFactory,
+    ) -> Result<EncodedPart, ParquetError> {
+        let mut rows = RowBuilder::new(columns, self.key_rules.clone(), &self.column_to_json_key);
+        let mut meta = meta::MetaBuilder::new(self.metadata_columns, self.keep_original);
+        // Row group ordinals only matter to encryption, which is off.
+        let mut row_group = RowGroup::new(factory.create_column_writers(part_index)?);
+        let mut encoded = EncodedPart::default();
+        let mut chunk_bytes = 0;
+        for (offset, record) in part.records.iter().enumerate() {
+            let outcome = Json::parse(&record.data)
+                .map_err(malformed)
+                .and_then(|json| rows.append(&json).map_err(rejection));
+            if let Err(why) = outcome {
+                encoded.rejected.push((part.first + offset, why));
+                continue;
+            }
+            meta.push(record);
+            encoded.written += 1;
+            // Record bytes stand for column bytes: measuring the builders
+            // of a wide schema per record would cost more than converting.
+            chunk_bytes += record.data.len();
+            if rows.len() >= CHUNK_ROWS || chunk_bytes >= CHUNK_BYTES {
+                chunk_bytes = 0;
+                row_group.write(schema, &mut rows, &mut meta)?;
+                if row_group.encoded_bytes() >= self.row_group_bytes {
+                    let full = std::mem::replace(
+                        &mut row_group,
+                        RowGroup::new(factory.create_column_writers(part_index)?),
+                    );
+                    encoded.row_groups.push(full.close()?);
+                }
+            }
+        }
+        if !rows.is_empty() {
+            row_group.write(schema, &mut rows, &mut meta)?;
+        }
+        if row_group.rows > 0 {
+            encoded.row_groups.push(row_group.close()?);
+        }
+        Ok(encoded)
+    }
+}
+
+/// Parts of a batch encoded in parallel, at most this many.
+pub const MAX_PARTS: usize = 8;
+/// A part holds at least this many bytes of records: small batches stay
+/// one part, one row group.
+pub const MIN_PART_BYTES: usize = 4 * 1024 * 1024;
+
+/// A run of the batch's records.
+struct Part<'a> {
+    /// Index of `records[0]` in the batch.
+    first: usize,
+    records: &'a [Record],
+}
+
+/// Cuts the batch into parts of about equal bytes, one per core.
+fn split(records: &[Record], cores: usize) -> Vec<Part<'_>> {
+    let total: usize = records.iter().map(|r| r.data.len()).sum();
+    let count = cores.min(MAX_PARTS).min(total / MIN_PART_BYTES).max(1);
+    let per_part = total.div_ceil(count);
+    let mut parts = Vec::with_capacity(count);
+    let (mut first, mut bytes) = (0, 0);
+    for (index, record) in records.iter().enumerate() {
+        bytes += record.data.len();
+        if bytes >= per_part && parts.len() + 1 < count {
+            parts.push(Part {
+                first,
+                records: &records[first..=index],
+            });
+            first = index + 1;
+            bytes = 0;
+        }
+    }
+    parts.push(Part {
+        first,
+        records: &records[first..],
+    });
+    parts
+}
+
+#[derive(Default)]
+struct EncodedPart {
+    row_groups: Vec<Vec<ArrowColumnChunk>>,
+    rejected: Vec<(usize, Rejection)>,
+    written: usize,
+}
+
+/// The column writers of one row group being encoded.
+struct RowGroup {
+    writers: Vec<ArrowColumnWriter>,
+    rows: usize,
+}
+
+impl RowGroup {
+    fn new(writers: Vec<ArrowColumnWriter>) -> Self {
+        Self { writers, rows: 0 }
+    }
+
+    /// Hands the converted rows to the column writers.
+    fn write(
+        &mut self,
+        schema: &SchemaRef,
+        rows: &mut RowBuilder,
+        meta: &mut meta::MetaBuilder,
+    ) -> Result<(), ParquetError> {
+        debug_assert_eq!(meta.len(), rows.len(), "one reserved row per user row");
+        self.rows += rows.len();
+        let mut arrays = rows.finish();
+        arrays.extend(meta.finish());
+        let mut writers = self.writers.iter_mut();
+        for (field, array) in schema.fields().iter().zip(&arrays) {
+            for leaf in compute_leaves(field, array)? {
+                writers.next().expect("one writer per leaf").write(&leaf)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn encoded_bytes(&self) -> usize {
+        self.writers
+            .iter()
+            .map(ArrowColumnWriter::get_estimated_total_bytes)
+            .sum()
+    }
+
+    fn close(self) -> Result<Vec<ArrowColumnChunk>, ParquetError> {
+        self.writers.into_iter().map(ArrowColumnWriter::close).collect()
+    }
+}
+
+/// Every record refused for the same reason (the writer failed, a bug and
+/// not the records' fault: they go to the error output rather than being
+/// lost).
+fn refuse_all(count: usize, code: &'static str, message: &str) -> Encoded {
+    Encoded {
+        body: Vec::new(),
+        records: 0,
+        rejected: (0..count)
+            .map(|index| {
+                (
+                    index,
+                    Rejection {
+                        output_type: ErrorOutputType::FormatConversionFailed,
+                        code,
+                        message: message.to_owned(),
+                    },
+                )
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,300 @@
+//! Encoding whole batches and reading the files back with arrow-rs.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_array::{Array, Int64Array, RecordBatch, StringArray, StructArray, TimestampMillisecondArray};
+use bytes::Bytes;
+use chrono::TimeZone;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use super::*;
+use crate::record::{Offset, Position, SequenceNumber, SourceId};
+
+fn record(data: &str, sequence: &str, subsequence: u64) -> Record {
+    Record {
+        data: Bytes::from(data.to_owned()),
+        position: Position {
+            source: SourceId::new("shardId-000000000001"),
+            offset: Offset::new(SequenceNumber::parse(sequence).unwrap(), subsequence),
+        },
+        partition_key: Some(Arc::from("pk-1")),
+        arrival: chrono::Utc.timestamp_millis_opt(1_793_491_200_123).unwrap(),
+    }
+}
+
+fn read(body: &[u8]) -> (RecordBatch, parquet::file::metadata::ParquetMetaData) {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(body.to_vec())).unwrap();
+    let metadata = builder.metadata().as_ref().clone();
+    let schema = builder.schema().clone();
+    let batches: Vec<RecordBatch> = builder.build().unwrap().map(Result::unwrap).collect();
+    (arrow_select_concat(&schema, &batches), metadata)
+}
+
+/// Concatenates batches column by column (no arrow-select dependency).
+fn arrow_select_concat(schema: &arrow_schema::SchemaRef, batches: &[RecordBatch]) -> RecordBatch {
+    assert_eq!(batches.len(), 1, "tests read small files: one batch");
+    assert_eq!(batches[0].schema(), *schema);
+    batches[0].clone()
+}
+
+fn strings(batch: &RecordBatch, name: &str) -> Vec<Option<String>> {
+    let column = batch.column_by_name(name).unwrap();
+    let column = column.as_any().downcast_ref::<StringArray>().unwrap();
+    column.iter().map(|v| v.map(str::to_owned)).collect()
+}
+
+fn given(schema: &str) -> ParquetFormat {
+    ParquetFormat {
+        schema: Some(Schema::parse(schema).unwrap()),
+        ..ParquetFormat::default()
+    }
+}
+
+#[test]
+fn given_schema_writes_valid_records_and_refuses_the_others_alone() {
+    let format = given(
+        r#"{"columns":[{"name":"id","type":"int64"},{"name":"price","type":"int64"},
+            {"name":"user","type":"struct<name:string>"},{"name":"ts","type":"timestamp(ms)"}]}"#,
+    );
+    let records = [
+        record(
+            r#"{"id":1,"price":10,"user":{"name":"a"},"ts":"2026-11-01T00:00:00Z","extra":true}"#,
+            "100",
+            0,
+        ),
+        record(r#"{"id":2,"price":"abc"}"#, "200", 0),
+        record(r#"{"id":3,"price":30,"user":"flat"}"#, "300", 0),
+        record(r#"{"id":4,"#, "400", 0),
+        record(
+            r#"{"id":5,"price":null,"ts":1793491200123}"#,
+            "49590338271490256608559692538361571095921575989136588898",
+            7,
+        ),
+    ];
+    let encoded = format.encode(&records);
+    let codes: Vec<(usize, &str)> = encoded.rejected.iter().map(|(i, r)| (*i, r.code)).collect();
+    assert_eq!(
+        codes,
+        [
+            (1, "Parquet.TypeMismatch"),
+            (2, "Parquet.NestingMismatch"),
+            (3, "Record.MalformedJson")
+        ]
+    );
+    assert_eq!(
+        encoded.rejected[0].1.message,
+        "column \"price\": \"abc\" is not an int64"
+    );
+    assert!(encoded
+        .rejected
+        .iter()
+        .all(|(_, r)| r.output_type == ErrorOutputType::FormatConversionFailed));
+    assert_eq!(encoded.records, 2);
+
+    let (batch, metadata) = read(&encoded.body);
+    assert_eq!(batch.num_rows(), 2);
+    let ids = batch
+        .column_by_name("id")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap();
+    assert_eq!(ids.values(), &[1, 5]);
+    let ts = batch.column_by_name("ts").unwrap();
+    let ts = ts.as_any().downcast_ref::<TimestampMillisecondArray>().unwrap();
+    assert_eq!(ts.value(0), 1_793_491_200_000);
+    assert_eq!(ts.value(1), 1_793_491_200_123);
+    assert_eq!(ts.timezone(), Some("UTC"));
+    let user = batch
+        .column_by_name("user")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<StructArray>()
+        .unwrap()
+        .clone();
+    assert!(user.is_valid(0) && user.is_null(1));
+    assert!(
+        batch.column_by_name("extra").is_none(),
+        "keys the schema does not name are ignored"
+    );
+
+    // Reserved columns: the position, and the original bytes.
+    assert_eq!(
+        strings(&batch, "_spillway_source"),
+        [Some("shardId-000000000001".into()), Some("shardId-000000000001".into())]
+    );
+    assert_eq!(
+        strings(&batch, "_spillway_sequence_number"),
+        [
+            Some("100".into()),
+            Some("49590338271490256608559692538361571095921575989136588898".into())
+        ]
+    );
+    let sub = batch.column_by_name("_spillway_subsequence_number").unwrap();
+    assert_eq!(sub.as_any().downcast_ref::<Int64Array>().unwrap().values(), &[0, 7]);
+    assert_eq!(
+        strings(&batch, "_spillway_partition_key"),
+        [Some("pk-1".into()), Some("pk-1".into())]
+    );
+    let arrival = batch.column_by_name("_spillway_arrival").unwrap();
+    let arrival = arrival.as_any().downcast_ref::<TimestampMillisecondArray>().unwrap();
+    assert_eq!(arrival.values(), &[1_793_491_200_123, 1_793_491_200_123]);
+    assert_eq!(
+        strings(&batch, "_spillway_data"),
+        [
+            Some(String::from_utf8(records[0].data.to_vec()).unwrap()),
+            Some(String::from_utf8(records[4].data.to_vec()).unwrap())
+        ]
+    );
+
+    // Snappy, int64 timestamps (never int96), and created-by.
+    let row_group = metadata.row_group(0);
+    assert!(row_group
+        .columns()
+        .iter()
+        .all(|c| c.compression() == parquet::basic::Compression::SNAPPY));
+    let ts_column = row_group
+        .columns()
+        .iter()
+        .find(|c| c.column_path().string() == "ts")
+        .unwrap();
+    assert_eq!(ts_column.column_type(), parquet::basic::Type::INT64);
+    assert!(metadata.file_metadata().created_by().unwrap().starts_with("spillway"));
+}
+
+#[test]
+fn options_turn_off_the_reserved_columns_and_choose_the_codec() {
+    let format = ParquetFormat {
+        metadata_columns: false,
+        keep_original: false,
+        codec: Codec::Zstd,
+        writer_version_2: true,
+        ..ParquetFormat::default()
+    };
+    let encoded = format.encode(&[record(r#"{"a":1}"#, "1", 0)]);
+    let (batch, metadata) = read(&encoded.body);
+    let names: Vec<String> = batch.schema().fields().iter().map(|f| f.name().clone()).collect();
+    assert_eq!(names, ["a"]);
+    assert!(matches!(
+        metadata.row_group(0).column(0).compression(),
+        parquet::basic::Compression::ZSTD(_)
+    ));
+    assert_eq!(metadata.file_metadata().version(), 2);
+}
+
+#[test]
+fn inferred_mode_merges_and_refuses_what_cannot_fit() {
+    let format = ParquetFormat::default();
+    let records = [
+        record(r#"{"a":1,"o":{"x":1},"l":[]}"#, "1", 0),
+        record(r#"{"a":2.5,"o":{"y":"s"},"e":{}}"#, "2", 0),
+        record(r#"{"a":3,"o":"flat"}"#, "3", 0),
+        record(r#"[1,2]"#, "4", 0),
+    ];
+    let encoded = format.encode(&records);
+    let codes: Vec<(usize, &str)> = encoded.rejected.iter().map(|(i, r)| (*i, r.code)).collect();
+    assert_eq!(codes, [(2, "Parquet.NestingMismatch"), (3, "Parquet.NotAnObject")]);
+    let (batch, _) = read(&encoded.body);
+    assert_eq!(batch.num_rows(), 2);
+    let schema = batch.schema();
+    let types: Vec<String> = schema
+        .fields()
+        .iter()
+        .take(4)
+        .map(|f| format!("{}:{}", f.name(), f.data_type()))
+        .collect();
+    assert_eq!(types[0], "a:Float64");
+    assert!(types[1].starts_with("o:Struct"), "{types:?}");
+    assert!(types[2].starts_with("l:List"), "{types:?}");
+    assert_eq!(types[3], "e:Utf8");
+    assert_eq!(strings(&batch, "e"), [None, Some("{}".into())]);
+}
+
+#[test]
+fn many_chunks_and_row_groups_keep_every_record_in_order() {
+    let format = ParquetFormat {
+        row_group_bytes: 64 * 1024,
+        ..given(r#"{"columns":[{"name":"id","type":"int64"},{"name":"pad","type":"string"}]}"#)
+    };
+    let records: Vec<Record> = (0..30_000)
+        .map(|i| {
+            record(
+                &format!(r#"{{"id":{i},"pad":"{}"}}"#, "x".repeat(i % 50)),
+                &(i * 10).to_string(),
+                0,
+            )
+        })
+        .collect();
+    let encoded = format.encode(&records);
+    assert!(encoded.rejected.is_empty());
+    let reader = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(encoded.body)).unwrap();
+    assert!(
+        reader.metadata().num_row_groups() > 1,
+        "the row group limit cuts row groups"
+    );
+    let mut next = 0i64;
+    for batch in reader.build().unwrap() {
+        let batch = batch.unwrap();
+        let ids = batch.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+        for id in ids.values() {
+            assert_eq!(*id, next);
+            next += 1;
+        }
+    }
+    assert_eq!(next, 30_000);
+}
+
+#[test]
+fn mappings_apply_to_top_level_columns() {
+    let format = ParquetFormat {
+        column_to_json_key: HashMap::from([("event_time".to_owned(), "ts".to_owned())]),
+        ..given(r#"{"columns":[{"name":"event_time","type":"timestamp(s)"}]}"#)
+    };
+    let encoded = format.encode(&[record(r#"{"ts":"2026-11-01 00:00:00"}"#, "1", 0)]);
+    assert!(encoded.rejected.is_empty(), "{:?}", encoded.rejected);
+    let (batch, _) = read(&encoded.body);
+    let column = batch.column(0);
+    let ts = column
+        .as_any()
+        .downcast_ref::<arrow_array::TimestampSecondArray>()
+        .unwrap();
+    assert_eq!(ts.value(0), 1_793_491_200);
+}
+
+#[test]
+fn large_batches_are_split_into_parts_that_keep_order_and_indices() {
+    let records: Vec<Record> = (0..40_000)
+        .map(|i| {
+            let data = if i % 9_999 == 5 {
+                format!(r#"{{"id":"bad-{i}"}}"#)
+            } else {
+                format!(r#"{{"id":{i},"pad":"{}"}}"#, "x".repeat(300))
+            };
+            record(&data, &i.to_string(), 0)
+        })
+        .collect();
+    let parts = split(&records, 2);
+    assert_eq!(parts.len(), 2);
+    assert_eq!(parts[1].first, parts[0].records.len());
+    assert_eq!(split(&records, 8).len(), 3, "parts hold at least MIN_PART_BYTES");
+    assert_eq!(split(&records[..10], 8).len(), 1);
+
+    let format = given(r#"{"columns":[{"name":"id","type":"int64"},{"name":"pad","type":"string"}]}"#);
+    let encoded = format.encode(&records);
+    let refused: Vec<usize> = encoded.rejected.iter().map(|(i, _)| *i).collect();
+    assert_eq!(refused, [5, 10_004, 20_003, 30_002]);
+    let reader = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(encoded.body)).unwrap();
+    let mut ids = Vec::new();
+    for batch in reader.build().unwrap() {
+        let batch = batch.unwrap();
+        let column = batch.column(0).as_any().downcast_ref::<Int64Array>().unwrap().clone();
+        let sequence = strings(&batch, "_spillway_sequence_number");
+        for (id, seq) in column.values().iter().zip(sequence) {
+            assert_eq!(seq.unwrap(), id.to_string());
+            ids.push(*id as usize);
+        }
+    }
+    let want: Vec<usize> = (0..40_000).filter(|i| !refused.contains(i)).collect();
+    assert_eq!(ids, want);
+}
