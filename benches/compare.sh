@@ -2,9 +2,9 @@
 # Compares spillway's NDJSON -> Parquet (snappy) conversion with pyarrow,
 # DuckDB and polars, on the same ~200 MB inputs, in one run.
 #
-#   benches/compare.sh            # from the repository root; ../shared/data must exist
+#   benches/compare.sh            # from the repository root
 #
-# - Builds the inputs once (tiled from ../shared/data with unique ids) under
+# - Builds the inputs once (tiled from tests/data with unique ids) under
 #   $CARGO_TARGET_DIR/bench-data (default target/bench-data).
 # - Installs pinned pyarrow, duckdb and polars into $CARGO_TARGET_DIR/bench-venv.
 # - Runs spillway's benchmark (transforms/benches/parquet.rs, release build)
@@ -13,7 +13,7 @@
 # - Every measurement is repeated ROUNDS times (default 3), the tools taking
 #   turns, and the best throughput of each is kept (the highest peak memory
 #   too): a shared machine's other load only ever slows a run down.
-# Environment: SPILLWAY_SHARED_DIR (default ../shared), BUFFER_MB (default 64),
+# Environment: SPILLWAY_SHARED_DIR (default tests/, which holds data/), BUFFER_MB (default 64),
 # ROUNDS (default 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +22,7 @@ data="$target/bench-data"
 venv="$target/bench-venv"
 buffer_mb="${BUFFER_MB:-64}"
 rounds="${ROUNDS:-3}"
-export SPILLWAY_SHARED_DIR="${SPILLWAY_SHARED_DIR:-$PWD/../shared}"
+export SPILLWAY_SHARED_DIR="${SPILLWAY_SHARED_DIR:-$PWD/tests}"
 
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import pyarrow, duckdb, polars" 2>/dev/null; then
   echo "compare: installing pyarrow, duckdb, polars into $venv" >&2

@@ -260,19 +260,10 @@ fn given_schema_every_valid_record_reads_back_with_its_types_and_position_and_ba
     );
 }
 
-/// `../shared/data/` beside the repository (or `SPILLWAY_SHARED_DIR`).
+/// The project's shared test data, copied into `tests/data/` so that a
+/// clean clone has it.
 fn shared_data(name: &str) -> PathBuf {
-    let dir = std::env::var_os("SPILLWAY_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
-    let path = dir.join("data").join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: the shared test data lives in ../shared/data beside the repository \
-         (or set SPILLWAY_SHARED_DIR)",
-        path.display()
-    );
-    path
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
 }
 
 #[test]

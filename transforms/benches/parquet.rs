@@ -41,7 +41,7 @@ fn main() {
 fn shared_data() -> PathBuf {
     std::env::var_os("SPILLWAY_SHARED_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests"))
         .join("data")
 }
 
