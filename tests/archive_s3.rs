@@ -46,11 +46,28 @@ fn client(rt: &tokio::runtime::Runtime, endpoint: &str) -> aws_sdk_s3::Client {
     })
 }
 
-/// A new, empty bucket named after the test.
-fn new_bucket(rt: &tokio::runtime::Runtime, s3: &aws_sdk_s3::Client, test: &str) -> String {
-    let bucket = format!("spillway-{test}-{}", std::process::id());
-    rt.block_on(s3.create_bucket().bucket(&bucket).send()).unwrap();
-    bucket
+/// moto's S3, a client of it, and a new, empty bucket named after the test.
+struct Moto {
+    endpoint: String,
+    rt: tokio::runtime::Runtime,
+    s3: aws_sdk_s3::Client,
+    bucket: String,
+}
+
+impl Moto {
+    fn new(test: &str) -> Self {
+        let endpoint = peer("SPILLWAY_TEST_MOTO");
+        let rt = runtime();
+        let s3 = client(&rt, &endpoint);
+        let bucket = format!("spillway-{test}-{}", std::process::id());
+        rt.block_on(s3.create_bucket().bucket(&bucket).send()).unwrap();
+        Self {
+            endpoint,
+            rt,
+            s3,
+            bucket,
+        }
+    }
 }
 
 /// Every object in `bucket`: key → body.
@@ -160,13 +177,6 @@ fn archived_lines(objects: &BTreeMap<String, Vec<u8>>, prefix: &str) -> Vec<Vec<
                 .collect::<Vec<_>>()
         })
         .collect()
-}
-
-/// Asserts equal record lists without printing megabytes.
-fn assert_same_records(found: &[Vec<u8>], expected: &[Vec<u8>], what: &str) {
-    assert_eq!(found.len(), expected.len(), "{what}: record count");
-    let first_difference = found.iter().zip(expected).position(|(f, e)| f != e);
-    assert_eq!(first_difference, None, "{what}: first differing record");
 }
 
 /// Starts `spillway run` with JSON logs in `dir`, watching its log lines.
@@ -325,10 +335,12 @@ fn a_missing_bucket_is_reported_at_start_in_one_line() {
 
 #[test]
 fn s3_answering_503_for_a_while_holds_delivery_back_without_loss_or_memory_growth() {
-    let endpoint = peer("SPILLWAY_TEST_MOTO");
-    let rt = runtime();
-    let s3 = client(&rt, &endpoint);
-    let bucket = new_bucket(&rt, &s3, "slowdown");
+    let Moto {
+        endpoint,
+        rt,
+        s3,
+        bucket,
+    } = Moto::new("slowdown");
     let dir = tempfile::tempdir().unwrap();
     // 160 MB of input, far more than the pipeline may hold.
     let records = write_records(dir.path(), 160_000, 1_000);
@@ -374,10 +386,12 @@ fn s3_answering_503_for_a_while_holds_delivery_back_without_loss_or_memory_growt
 
 #[test]
 fn kill_9_during_a_multipart_upload_then_restart_leaves_one_copy_and_no_open_upload() {
-    let endpoint = peer("SPILLWAY_TEST_MOTO");
-    let rt = runtime();
-    let s3 = client(&rt, &endpoint);
-    let bucket = new_bucket(&rt, &s3, "multipart-kill");
+    let Moto {
+        endpoint,
+        rt,
+        s3,
+        bucket,
+    } = Moto::new("multipart-kill");
     let dir = tempfile::tempdir().unwrap();
     // About 50 MB: objects of up to 20 MiB, sent in 8 MiB parts.
     let records = write_records(dir.path(), 50_000, 1_000);
@@ -422,10 +436,12 @@ fn kill_9_during_a_multipart_upload_then_restart_leaves_one_copy_and_no_open_upl
 
 #[test]
 fn a_put_failing_past_the_retry_duration_becomes_delivery_failed_error_records() {
-    let endpoint = peer("SPILLWAY_TEST_MOTO");
-    let rt = runtime();
-    let s3 = client(&rt, &endpoint);
-    let bucket = new_bucket(&rt, &s3, "give-up");
+    let Moto {
+        endpoint,
+        rt,
+        s3,
+        bucket,
+    } = Moto::new("give-up");
     let dir = tempfile::tempdir().unwrap();
     let records = write_records(dir.path(), 2_000, 300);
     let proxy = FaultProxy::start(
@@ -465,10 +481,12 @@ fn a_put_failing_past_the_retry_duration_becomes_delivery_failed_error_records()
 
 #[test]
 fn a_large_object_is_sent_in_parts_while_it_is_encoded() {
-    let endpoint = peer("SPILLWAY_TEST_MOTO");
-    let rt = runtime();
-    let s3 = client(&rt, &endpoint);
-    let bucket = new_bucket(&rt, &s3, "streamed");
+    let Moto {
+        endpoint,
+        rt,
+        s3,
+        bucket,
+    } = Moto::new("streamed");
     let dir = tempfile::tempdir().unwrap();
     // 120 MB of records in one 128 MiB buffer: one object of 120 MB.
     let records = write_records(dir.path(), 120_000, 1_000);

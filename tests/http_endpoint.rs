@@ -33,28 +33,6 @@ fn write_input(dir: &Path, count: usize, broken: &[usize]) -> Vec<Vec<u8>> {
     valid
 }
 
-/// Asserts that two lists of records are equal, showing them as text.
-fn assert_records(found: &[Vec<u8>], expected: &[Vec<u8>], what: &str) {
-    let text = |records: &[Vec<u8>]| -> Vec<String> {
-        records
-            .iter()
-            .map(|r| String::from_utf8_lossy(r).into_owned())
-            .collect()
-    };
-    assert_eq!(
-        found.len(),
-        expected.len(),
-        "{what}: {} records, expected {}",
-        found.len(),
-        expected.len()
-    );
-    assert!(
-        found == expected,
-        "{what}: {:?}",
-        text(found).iter().zip(text(expected)).find(|(f, e)| *f != e)
-    );
-}
-
 fn config(dir: &Path, url: &str, extra: &str) -> std::path::PathBuf {
     write_config(
         dir,
@@ -140,7 +118,7 @@ fn three_failures_then_success_is_one_delivery_per_request_id() {
     assert!(output.status.success(), "{stderr}");
 
     assert_eq!(receiver.violations(), Vec::<String>::new());
-    assert_records(&receiver.delivered(), &valid, "every record exactly once, in order");
+    assert_same_records(&receiver.delivered(), &valid, "every record exactly once, in order");
     let received = receiver.received();
     let answers: Vec<Answer> = received.iter().map(|r| r.answer).collect();
     assert_eq!(
@@ -206,7 +184,7 @@ fn failing_past_the_retry_duration_backs_the_records_up() {
 
     let backed_up = backed_up_errors(dir.path(), "errors/http-endpoint-failed/");
     let raw: Vec<Vec<u8>> = backed_up.iter().map(|(_, _, raw)| raw.clone()).collect();
-    assert_records(&raw, &valid, "every record in the backup, once, in order");
+    assert_same_records(&raw, &valid, "every record in the backup, once, in order");
     assert!(backed_up
         .iter()
         .all(|(code, attempts, _)| code == "HttpEndpoint.DestinationException" && *attempts == received.len() as u64));
@@ -224,7 +202,7 @@ fn a_413_is_not_retried_and_its_records_are_backed_up() {
     assert_eq!(receiver.received().len(), 1, "a 413 is permanent");
     let backed_up = backed_up_errors(dir.path(), "errors/http-endpoint-failed/");
     let raw: Vec<Vec<u8>> = backed_up.iter().map(|(_, _, raw)| raw.clone()).collect();
-    assert_records(&raw, &valid, "the backup");
+    assert_same_records(&raw, &valid, "the backup");
     assert!(backed_up
         .iter()
         .all(|(code, attempts, _)| code == "HttpEndpoint.PayloadTooLarge" && *attempts == 1));
@@ -242,9 +220,9 @@ fn backup_mode_all_archives_every_record_as_well() {
 
     assert_eq!(receiver.violations(), Vec::<String>::new());
     assert_eq!(receiver.received()[0].answer, Answer::WrongRequestId);
-    assert_records(&receiver.delivered(), &valid, "the endpoint");
+    assert_same_records(&receiver.delivered(), &valid, "the endpoint");
     let backup = objects(&dir.path().join("backup"));
     let archived = lines_under(&backup, "20");
-    assert_records(&archived, &valid, "the backup holds every record as data");
+    assert_same_records(&archived, &valid, "the backup holds every record as data");
     assert!(backup.keys().all(|k| !k.starts_with("errors/")), "{:?}", backup.keys());
 }

@@ -88,6 +88,14 @@ pub fn lines_under(objects: &BTreeMap<String, Vec<u8>>, prefix: &str) -> Vec<Vec
         .collect()
 }
 
+/// Asserts equal record lists without printing megabytes: the counts, then
+/// the index of the first record that differs.
+pub fn assert_same_records(found: &[Vec<u8>], expected: &[Vec<u8>], what: &str) {
+    assert_eq!(found.len(), expected.len(), "{what}: record count");
+    let first_difference = found.iter().zip(expected).position(|(f, e)| f != e);
+    assert_eq!(first_difference, None, "{what}: first differing record");
+}
+
 /// The JSON log lines of a run's standard error.
 pub fn logs(stderr: &[u8]) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(stderr)
