@@ -66,14 +66,23 @@ impl Check {
                 message: format!("record is not valid UTF-8: {err}"),
             });
         }
-        if let Err(err) = serde_json::from_slice::<serde::de::IgnoredAny>(data) {
-            return Err(Rejection {
-                output_type: ErrorOutputType::FormatConversionFailed,
-                code: "Record.MalformedJson",
-                message: format!("record is not valid JSON: {err}"),
-            });
+        if let Err(err) = sonic_rs::from_slice::<serde::de::IgnoredAny>(data) {
+            return Err(malformed_json(&err));
         }
         Ok(())
+    }
+}
+
+/// The rejection of a record that is not one JSON text. sonic-rs (a SIMD
+/// parser, used for every JSON record) follows its message with a
+/// rendering of the record: only the first line is kept, the record itself
+/// is in the error record's `rawData`.
+pub fn malformed_json(err: &sonic_rs::Error) -> Rejection {
+    let text = err.to_string();
+    Rejection {
+        output_type: ErrorOutputType::FormatConversionFailed,
+        code: "Record.MalformedJson",
+        message: format!("record is not valid JSON: {}", text.lines().next().unwrap_or_default()),
     }
 }
 
@@ -107,6 +116,12 @@ mod tests {
         );
         let malformed = check.check(&record(br#"{"a":"#)).unwrap_err();
         assert_eq!(malformed.code, "Record.MalformedJson");
+        assert!(
+            malformed.message.starts_with("record is not valid JSON: ") && malformed.message.contains("column 5"),
+            "{}",
+            malformed.message
+        );
+        assert!(!malformed.message.contains('\n'), "{:?}", malformed.message);
         assert_eq!(malformed.output_type, ErrorOutputType::FormatConversionFailed);
         assert_eq!(check.check(&record(b"{} {}")).unwrap_err().code, "Record.MalformedJson");
     }

@@ -57,6 +57,19 @@ impl KeyRules {
         }
         key
     }
+
+    /// Whether `key` normalizes to `normalized` (a key as [`Self::normalize`]
+    /// returns it), without allocating in the common cases: the same text,
+    /// or ASCII that differs in case only.
+    pub fn matches(&self, normalized: &str, key: &str) -> bool {
+        if key == normalized {
+            return true;
+        }
+        if self.case_insensitive && key.is_ascii() && !(self.dots_to_underscores && key.contains('.')) {
+            return key.eq_ignore_ascii_case(normalized);
+        }
+        false
+    }
 }
 
 /// Why a value does not fit its column.
@@ -310,7 +323,7 @@ impl Children {
     /// The column fed by the key at `position` in its object.
     fn find(&mut self, position: usize, key: &str, rules: &KeyRules) -> Option<usize> {
         if let Some(&hint) = self.hints.get(position) {
-            if self.keys.get(hint).is_some_and(|k| **k == *key) {
+            if self.keys.get(hint).is_some_and(|k| rules.matches(k, key)) {
                 return Some(hint);
             }
         }

@@ -85,7 +85,7 @@ impl Fields {
             .hints
             .get(position)
             .copied()
-            .filter(|&h| self.keys.get(h).is_some_and(|k| k == key));
+            .filter(|&h| self.keys.get(h).is_some_and(|k| rules.matches(k, key)));
         let normalized = match hinted {
             Some(_) => Cow::Borrowed(key),
             None => rules.normalize(key),
@@ -389,7 +389,7 @@ impl Inference {
     /// values (at worst a column that stays null); it is refused at
     /// conversion.
     pub fn add_text(&mut self, text: &[u8], rules: &KeyRules) {
-        let mut deserializer = serde_json::Deserializer::from_slice(text);
+        let mut deserializer = sonic_rs::Deserializer::from_slice(text);
         let _ = deserializer.deserialize_any(TopSeed {
             fields: &mut self.top,
             rules,

@@ -23,8 +23,8 @@ pub enum Json<'a> {
 
 impl<'a> Json<'a> {
     /// Parses one JSON text.
-    pub fn parse(bytes: &'a [u8]) -> Result<Json<'a>, serde_json::Error> {
-        serde_json::from_slice(bytes)
+    pub fn parse(bytes: &'a [u8]) -> Result<Json<'a>, sonic_rs::Error> {
+        sonic_rs::from_slice(bytes)
     }
 
     /// What kind of value this is, for error messages.
@@ -198,5 +198,26 @@ mod tests {
             out,
             r#"{"a":"x","bA":[1,-2,18446744073709551615,1.5,true,null],"c":{}}"#
         );
+    }
+
+    #[test]
+    fn refuses_what_is_not_one_json_text_of_utf8() {
+        // `_spillway_data` is written unchecked as UTF-8 because only
+        // records that parse are kept: invalid UTF-8 must not parse.
+        for bad in [
+            &b"{\"a\":\"\xff\"}"[..],
+            b"{\"a\xff\":1}",
+            b"{\"a\":1}\xff",
+            b"{\"a\":1} x",
+            b"{\"a\":1",
+            b"{\"a\":tru}",
+            b"{\"a\":01}",
+            b"",
+        ] {
+            assert!(Json::parse(bad).is_err(), "{:?} parsed", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(Json::parse(b" {\"a\":1}\r\n ").unwrap(), Json::Object(vec![("a".into(), Json::Int(1))]));
+        // Beyond u64: a double, as serde_json does.
+        assert_eq!(Json::parse(b"18446744073709551616").unwrap(), Json::Float(18446744073709551616.0));
     }
 }

@@ -36,7 +36,7 @@ pub use convert::KeyRules;
 pub use schema::{Column, ColumnType, Schema, SchemaError, RESERVED_PREFIX};
 
 use super::Encoded;
-use crate::check::Rejection;
+use crate::check::{malformed_json, Rejection};
 use crate::error_record::ErrorOutputType;
 use crate::record::Record;
 use convert::{ConvertError, RowBuilder};
@@ -128,13 +128,6 @@ fn rejection(err: ConvertError) -> Rejection {
     }
 }
 
-fn malformed(err: serde_json::Error) -> Rejection {
-    Rejection {
-        output_type: ErrorOutputType::FormatConversionFailed,
-        code: "Record.MalformedJson",
-        message: format!("record is not valid JSON: {err}"),
-    }
-}
 
 impl ParquetFormat {
     fn properties(&self) -> WriterProperties {
@@ -284,7 +277,7 @@ impl ParquetFormat {
         let mut chunk_bytes = 0;
         for (offset, record) in part.records.iter().enumerate() {
             let outcome = Json::parse(&record.data)
-                .map_err(malformed)
+                .map_err(|err| malformed_json(&err))
                 .and_then(|json| rows.append(&json).map_err(rejection));
             if let Err(why) = outcome {
                 encoded.rejected.push((part.first + offset, why));
