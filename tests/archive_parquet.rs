@@ -10,25 +10,6 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 use support::*;
 
-/// Every `.parquet` object below `root`, read with pyarrow.
-fn read_parquet(root: &Path) -> Vec<Value> {
-    let files: Vec<PathBuf> = objects(root)
-        .keys()
-        .filter(|k| k.ends_with(".parquet"))
-        .map(|k| root.join(k))
-        .collect();
-    assert!(!files.is_empty(), "no parquet object under {}", root.display());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/parquet_dump.py");
-    let output = std::process::Command::new(support::kinesis::python())
-        .arg(script)
-        .args(&files)
-        .output()
-        .expect("running the test venv's python");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let dump: Value = serde_json::from_slice(&output.stdout).unwrap();
-    dump["files"].as_array().unwrap().clone()
-}
-
 /// The error records under `errors/format-conversion-failed/`, by sequence
 /// number.
 fn conversion_errors(root: &Path) -> BTreeMap<u64, Value> {

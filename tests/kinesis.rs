@@ -102,6 +102,82 @@ fn moto_four_shards_fifty_thousand_records_with_kpl_each_once_in_order() {
     four_shards_fifty_thousand_records_with_kpl("SPILLWAY_TEST_MOTO");
 }
 
+/// The exact bytes `tests/peers/produce.py` put for a user record.
+fn produced_data(p: &Produced) -> String {
+    format!(
+        r#"{{"id":{},"key":"{}","n":{},"pad":"{}"}}"#,
+        p.id,
+        p.key,
+        p.n,
+        "x".repeat(40 + (p.id % 120) as usize)
+    )
+}
+
+#[test]
+fn kinesis_and_kpl_records_archived_as_parquet_keep_their_values_and_kinesis_positions() {
+    let (endpoint, _rt, _client, stream) = new_stream("SPILLWAY_TEST_KINESALITE", "parquet", 2);
+    let started_ms = chrono::Utc::now().timestamp_millis();
+    let produced = produce(
+        &endpoint,
+        &stream,
+        &["--count", "3000", "--keys", "12", "--aggregate-every", "2"],
+    );
+    let finished_ms = chrono::Utc::now().timestamp_millis();
+    assert!(produced.iter().any(|p| p.sub > 0), "no KPL aggregated records were produced");
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = kinesis_config(&endpoint, &stream, "").replace(
+        "compression = \"gzip\"",
+        "compression = \"none\"\n[format]\ntype = \"parquet\"",
+    );
+    let config = write_config(dir.path(), &config);
+    let output = run_once(dir.path(), &config);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        !dir.path().join("archive/errors").exists(),
+        "no record is refused"
+    );
+
+    let files = read_parquet(&dir.path().join("archive"));
+    let mut by_id = std::collections::BTreeMap::new();
+    for file in &files {
+        assert_eq!(file["schema"]["id"], "int64", "{}", file["schema"]);
+        assert_eq!(file["schema"]["_spillway_subsequence_number"], "int64");
+        let rows = file["rows"].as_array().unwrap();
+        // Within a file, each shard's records are in the stream's order.
+        let mut last: std::collections::BTreeMap<&str, (usize, String, u64)> = Default::default();
+        for row in rows {
+            let shard = row["_spillway_source"].as_str().unwrap();
+            let seq = row["_spillway_sequence_number"].as_str().unwrap();
+            let position = (seq.len(), seq.to_owned(), row["_spillway_subsequence_number"].as_u64().unwrap());
+            if let Some(before) = last.get(shard) {
+                assert!(*before < position, "{shard}: {before:?} then {position:?}");
+            }
+            last.insert(shard, position);
+            let id = row["id"].as_u64().unwrap();
+            assert!(by_id.insert(id, row.clone()).is_none(), "record {id} archived twice");
+        }
+    }
+    assert_eq!(by_id.len(), produced.len(), "every record once");
+    for p in &produced {
+        let row = &by_id[&p.id];
+        assert_eq!(row["key"], p.key.as_str());
+        assert_eq!(row["n"], p.n);
+        assert_eq!(row["_spillway_source"], p.shard.as_str(), "record {}", p.id);
+        assert_eq!(row["_spillway_sequence_number"], p.seq.as_str(), "record {}", p.id);
+        assert_eq!(row["_spillway_subsequence_number"], p.sub, "record {}", p.id);
+        // The user record's partition key (inside a KPL aggregate too).
+        assert_eq!(row["_spillway_partition_key"], p.key.as_str(), "record {}", p.id);
+        assert_eq!(row["_spillway_data"], produced_data(p), "record {}", p.id);
+        let arrival = row["_spillway_arrival"].as_i64().unwrap();
+        assert!(
+            (started_ms - 1000..=finished_ms + 1000).contains(&arrival),
+            "record {}: arrival {arrival} outside [{started_ms}, {finished_ms}]",
+            p.id
+        );
+    }
+}
+
 #[test]
 fn a_missing_stream_is_a_one_line_error_naming_it() {
     let endpoint = peer("SPILLWAY_TEST_KINESALITE");

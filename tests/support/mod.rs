@@ -176,3 +176,23 @@ pub fn send_signal(child: &Child, signal: i32) {
     let rc = unsafe { libc::kill(child.id() as i32, signal) };
     assert_eq!(rc, 0, "kill failed");
 }
+
+/// Every `.parquet` object below `root`, read with pyarrow
+/// (`tests/peers/parquet_dump.py`), in key order.
+pub fn read_parquet(root: &Path) -> Vec<serde_json::Value> {
+    let files: Vec<PathBuf> = objects(root)
+        .keys()
+        .filter(|k| k.ends_with(".parquet"))
+        .map(|k| root.join(k))
+        .collect();
+    assert!(!files.is_empty(), "no parquet object under {}", root.display());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/parquet_dump.py");
+    let output = std::process::Command::new(kinesis::python())
+        .arg(script)
+        .args(&files)
+        .output()
+        .expect("running the test venv's python");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let dump: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    dump["files"].as_array().unwrap().clone()
+}
