@@ -59,17 +59,20 @@ impl Check {
         if !self.expect_json {
             return Ok(());
         }
-        if let Err(err) = std::str::from_utf8(data) {
-            return Err(Rejection {
-                output_type: ErrorOutputType::FormatConversionFailed,
-                code: "Record.InvalidUtf8",
-                message: format!("record is not valid UTF-8: {err}"),
-            });
-        }
-        if let Err(err) = sonic_rs::from_slice::<serde::de::IgnoredAny>(data) {
+        let text = simdutf8::compat::from_utf8(data).map_err(|err| not_utf8(&err))?;
+        if let Err(err) = sonic_rs::from_str::<serde::de::IgnoredAny>(text) {
             return Err(malformed_json(&err));
         }
         Ok(())
+    }
+}
+
+/// The rejection of a record that is not UTF-8 (where JSON is expected).
+pub fn not_utf8(err: &simdutf8::compat::Utf8Error) -> Rejection {
+    Rejection {
+        output_type: ErrorOutputType::FormatConversionFailed,
+        code: "Record.InvalidUtf8",
+        message: format!("record is not valid UTF-8: {err}"),
     }
 }
 

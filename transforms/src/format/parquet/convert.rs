@@ -32,6 +32,10 @@ use arrow_array::{
 use arrow_buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{FieldRef, Fields, TimeUnit};
 
+mod stream;
+
+pub use stream::AppendError;
+
 use super::json::Json;
 use super::schema::{map_entries_field, struct_fields, Column, ColumnType};
 use super::timestamp;
@@ -345,7 +349,8 @@ impl Children {
         found
     }
 
-    /// Appends one object's entries, a null for each missing column.
+    /// Appends one parsed object's entries, a null for each missing column
+    /// (the tree rules; records take [`stream`]'s way).
     fn append_object(&mut self, entries: &[(Cow<str>, Json)], rules: &KeyRules) -> Result<(), ConvertError> {
         const NONE: usize = usize::MAX;
         // Which entry feeds each column (the last one, if a key repeats).
@@ -383,6 +388,8 @@ impl Children {
 
 /// Entry index per column without a heap allocation for small structs.
 mod smallvec_free {
+    // On the stack by design: the small variant is the point.
+    #[allow(clippy::large_enum_variant)]
     pub(super) enum Slots {
         Small([usize; 32]),
         Large(Vec<usize>),
@@ -828,6 +835,9 @@ impl RowBuilder {
 
     /// Appends one record, or leaves the columns as they were and says why
     /// not.
+    /// A parsed record, by the tree rules: tests compare it with
+    /// [`Self::append_text`].
+    #[cfg(test)]
     pub fn append(&mut self, record: &Json) -> Result<(), ConvertError> {
         let Json::Object(entries) = record else {
             return Err(ConvertError {
@@ -873,6 +883,14 @@ mod tests {
         columns
     }
 
+    /// The conversion error of a refused record.
+    fn refused(result: Result<(), AppendError>) -> ConvertError {
+        match result {
+            Err(AppendError::Convert(err)) => err,
+            other => panic!("expected a conversion error, got {other:?}"),
+        }
+    }
+
     fn to_batch(columns: &[Column], builder: &mut RowBuilder) -> RecordBatch {
         let fields = struct_fields(columns);
         RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), builder.finish()).unwrap()
@@ -882,17 +900,15 @@ mod tests {
     fn a_bad_record_is_rolled_back_whole() {
         let columns = schema("id:int64,tags:list<string>,user:struct<name:string,age:int32>");
         let mut rows = RowBuilder::new(&columns, rules(), &HashMap::new());
-        rows.append(&Json::parse(br#"{"id":1,"tags":["a","b"],"user":{"name":"x","age":3}}"#).unwrap())
+        rows.append_text(br#"{"id":1,"tags":["a","b"],"user":{"name":"x","age":3}}"#)
             .unwrap();
-        let err = rows
-            .append(&Json::parse(br#"{"id":2,"tags":["c","d","e"],"user":{"name":"y","age":"abc"}}"#).unwrap())
-            .unwrap_err();
+        let err = refused(rows.append_text(br#"{"id":2,"tags":["c","d","e"],"user":{"name":"y","age":"abc"}}"#));
         assert_eq!(err.code, "Parquet.TypeMismatch");
         assert_eq!(err.message, "column \"user.age\": \"abc\" is not an int32");
-        let err = rows.append(&Json::parse(br#"{"id":{"n":3}}"#).unwrap()).unwrap_err();
+        let err = refused(rows.append_text(br#"{"id":{"n":3}}"#));
         assert_eq!(err.code, "Parquet.NestingMismatch");
         assert_eq!(err.message, "column \"id\": an object is not an int64: {\"n\":3}");
-        rows.append(&Json::parse(br#"{"ID":4,"Tags":null}"#).unwrap()).unwrap();
+        rows.append_text(br#"{"ID":4,"Tags":null}"#).unwrap();
         let batch = to_batch(&columns, &mut rows);
         assert_eq!(batch.num_rows(), 2);
         let ids = batch.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
@@ -912,25 +928,18 @@ mod tests {
     fn openx_rules_for_scalars() {
         let columns = schema("s:string,b:boolean,i:int32,d:double,m:decimal(6,2),day:date,t:timestamp(ms)");
         let mut rows = RowBuilder::new(&columns, rules(), &HashMap::new());
-        rows.append(
-            &Json::parse(br#"{"s":12.5,"b":"TRUE","i":"42","d":"1.5","m":"12.345","day":"2026-11-01","t":"2026-11-01 00:00:01.5"}"#)
-                .unwrap(),
-        )
-        .unwrap();
-        rows.append(
-            &Json::parse(br#"{"s":{"a":[1]},"b":false,"i":7.0,"d":3,"m":1.005,"day":1,"t":1793491201}"#).unwrap(),
-        )
-        .unwrap();
-        assert!(rows
-            .append(&Json::parse(br#"{"i":3000000000}"#).unwrap())
-            .unwrap_err()
+        rows.append_text(br#"{"s":12.5,"b":"TRUE","i":"42","d":"1.5","m":"12.345","day":"2026-11-01","t":"2026-11-01 00:00:01.5"}"#)
+            .unwrap();
+        rows.append_text(br#"{"s":{"a":[1]},"b":false,"i":7.0,"d":3,"m":1.005,"day":1,"t":1793491201}"#)
+            .unwrap();
+        assert!(refused(rows.append_text(br#"{"i":3000000000}"#))
             .message
             .contains("out of range for int32"));
-        assert!(rows.append(&Json::parse(br#"{"m":"12345.1"}"#).unwrap()).is_err());
-        assert!(rows.append(&Json::parse(br#"{"b":1}"#).unwrap()).is_err());
-        assert!(rows.append(&Json::parse(br#"{"t":"yesterday"}"#).unwrap()).is_err());
+        assert!(rows.append_text(br#"{"m":"12345.1"}"#).is_err());
+        assert!(rows.append_text(br#"{"b":1}"#).is_err());
+        assert!(rows.append_text(br#"{"t":"yesterday"}"#).is_err());
         assert_eq!(
-            rows.append(&Json::parse(b"[1]").unwrap()).unwrap_err().code,
+            refused(rows.append_text(b"[1]")).code,
             "Parquet.NotAnObject"
         );
         let batch = to_batch(&columns, &mut rows);
@@ -957,7 +966,7 @@ mod tests {
             dots_to_underscores: true,
         };
         let mut rows = RowBuilder::new(&columns, dotted, &mappings);
-        rows.append(&Json::parse(br#"{"ts":"a","user.name":"b","TAG":"c","event_time":"ignored"}"#).unwrap())
+        rows.append_text(br#"{"ts":"a","user.name":"b","TAG":"c","event_time":"ignored"}"#)
             .unwrap();
         let batch = to_batch(&columns, &mut rows);
         let col = |i: usize| {
@@ -976,7 +985,7 @@ mod tests {
             dots_to_underscores: false,
         };
         let mut rows = RowBuilder::new(&columns, strict, &HashMap::new());
-        rows.append(&Json::parse(br#"{"TAG":"c","user.name":"b"}"#).unwrap())
+        rows.append_text(br#"{"TAG":"c","user.name":"b"}"#)
             .unwrap();
         let batch = to_batch(&columns, &mut rows);
         assert!(batch.column(1).is_null(0) && batch.column(2).is_null(0));
@@ -986,13 +995,11 @@ mod tests {
     fn maps_and_nested_lists() {
         let columns = schema("attrs:map<string,int64>,grid:list<list<int32>>");
         let mut rows = RowBuilder::new(&columns, rules(), &HashMap::new());
-        rows.append(&Json::parse(br#"{"attrs":{"a":1,"B":2},"grid":[[1,2],[],[3]]}"#).unwrap())
+        rows.append_text(br#"{"attrs":{"a":1,"B":2},"grid":[[1,2],[],[3]]}"#)
             .unwrap();
-        let err = rows
-            .append(&Json::parse(br#"{"attrs":{"a":1},"grid":[[1],[2,"x"]]}"#).unwrap())
-            .unwrap_err();
+        let err = refused(rows.append_text(br#"{"attrs":{"a":1},"grid":[[1],[2,"x"]]}"#));
         assert_eq!(err.message, "column \"grid[][]\": \"x\" is not an int32");
-        rows.append(&Json::parse(br#"{"attrs":{}}"#).unwrap()).unwrap();
+        rows.append_text(br#"{"attrs":{}}"#).unwrap();
         let batch = to_batch(&columns, &mut rows);
         let attrs = batch.column(0).as_any().downcast_ref::<MapArray>().unwrap();
         assert_eq!(attrs.value_offsets(), &[0, 2, 2]);
@@ -1003,5 +1010,47 @@ mod tests {
         let grid = batch.column(1).as_any().downcast_ref::<ListArray>().unwrap();
         assert_eq!(grid.value_offsets(), &[0, 3, 3]);
         assert!(grid.is_null(1));
+    }
+
+    #[test]
+    fn converting_as_parsed_agrees_with_converting_a_parsed_tree() {
+        let text = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/twitter.json")).unwrap();
+        let twitter: serde_json::Value = serde_json::from_slice(&text).unwrap();
+        let mut lines: Vec<String> = twitter["statuses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        lines.push(r#"{"id":1,"text":"7","user":[1,{"a":null}],"retweet_count":"3","metadata":{"k":1,"j":[true]}}"#.into());
+        lines.push(r#"{"id":2,"entities":{"hashtags":[{"text":"a","indices":[1,"x"]}]}}"#.into());
+        lines.push(r#"{"id":3,"entities":{"hashtags":[{"text":"a","indices":[1,2]}],"urls":5}}"#.into());
+        let mut inference = crate::format::parquet::infer::Inference::default();
+        for line in &lines[..100] {
+            inference.add_text(line.as_bytes(), &rules());
+        }
+        let inferred = inference.columns();
+        // Columns that disagree with the statuses: JSON text in string
+        // columns, numbers from strings, a failing int64 on every status.
+        let disagreeing = schema(
+            "id:string,user:string,entities:struct<hashtags:list<struct<text:string,indices:list<int32>>>>,\
+             retweet_count:int32,text:int64,metadata:map<string,string>",
+        );
+        for columns in [inferred, disagreeing] {
+            let mut streamed = RowBuilder::new(&columns, rules(), &HashMap::new());
+            let mut tree = RowBuilder::new(&columns, rules(), &HashMap::new());
+            let mut refused = 0;
+            for line in &lines {
+                let a = streamed.append_text(line.as_bytes()).map_err(|e| match e {
+                    AppendError::Convert(err) => err,
+                    other => panic!("{other:?}"),
+                });
+                let b = tree.append(&Json::parse(line.as_bytes()).unwrap());
+                assert_eq!(a, b, "{line}");
+                refused += a.is_err() as usize;
+            }
+            assert!(!streamed.is_empty() && refused > 0, "{} rows, {refused} refused", streamed.len());
+            assert_eq!(to_batch(&columns, &mut streamed), to_batch(&columns, &mut tree));
+        }
     }
 }

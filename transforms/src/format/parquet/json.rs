@@ -23,6 +23,7 @@ pub enum Json<'a> {
 
 impl<'a> Json<'a> {
     /// Parses one JSON text.
+    #[cfg(test)]
     pub fn parse(bytes: &'a [u8]) -> Result<Json<'a>, sonic_rs::Error> {
         sonic_rs::from_slice(bytes)
     }
@@ -103,7 +104,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Json<'a> {
     }
 }
 
-struct JsonVisitor;
+pub(super) struct JsonVisitor;
 
 impl<'de> Visitor<'de> for JsonVisitor {
     type Value = Json<'de>;

@@ -36,11 +36,10 @@ pub use convert::KeyRules;
 pub use schema::{Column, ColumnType, Schema, SchemaError, RESERVED_PREFIX};
 
 use super::Encoded;
-use crate::check::{malformed_json, Rejection};
+use crate::check::{malformed_json, not_utf8, Rejection};
 use crate::error_record::ErrorOutputType;
 use crate::record::Record;
-use convert::{ConvertError, RowBuilder};
-use json::Json;
+use convert::{AppendError, ConvertError, RowBuilder};
 
 /// Rows per Arrow record batch handed to the writer.
 pub const CHUNK_ROWS: usize = 4096;
@@ -276,10 +275,12 @@ impl ParquetFormat {
         let mut encoded = EncodedPart::default();
         let mut chunk_bytes = 0;
         for (offset, record) in part.records.iter().enumerate() {
-            let outcome = Json::parse(&record.data)
-                .map_err(|err| malformed_json(&err))
-                .and_then(|json| rows.append(&json).map_err(rejection));
-            if let Err(why) = outcome {
+            if let Err(why) = rows.append_text(&record.data) {
+                let why = match why {
+                    AppendError::Convert(err) => rejection(err),
+                    AppendError::Malformed(err) => malformed_json(&err),
+                    AppendError::NotUtf8(err) => not_utf8(&err),
+                };
                 encoded.rejected.push((part.first + offset, why));
                 continue;
             }
