@@ -17,7 +17,8 @@
 # ROUNDS (default 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-target="${CARGO_TARGET_DIR:-target}"
+# Absolute: cargo runs the benchmark from the package directory.
+target="$(realpath -m "${CARGO_TARGET_DIR:-target}")"
 data="$target/bench-data"
 venv="$target/bench-venv"
 buffer_mb="${BUFFER_MB:-64}"

@@ -41,7 +41,10 @@ impl Router {
         batches: mpsc::Sender<Batch>,
     ) -> Self {
         Self {
-            check: Check::new(config.format.expects_json()),
+            check: Check {
+                parse_json: !config.format.parses_records(),
+                ..Check::new(config.format.expects_json())
+            },
             buffers: Buffers::new(limits),
             checkpoints,
             stats,

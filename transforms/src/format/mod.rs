@@ -44,6 +44,13 @@ impl Format {
         }
     }
 
+    /// Whether encoding parses every record and refuses a malformed one
+    /// itself, with the codes and messages of [`crate::check::Check`]: the
+    /// router need not parse it first.
+    pub fn parses_records(&self) -> bool {
+        matches!(self, Format::Parquet(_))
+    }
+
     /// The file extension of an object in this format, before any
     /// compression extension.
     pub fn extension(&self) -> &'static str {
