@@ -193,7 +193,7 @@ async fn handle(
         Ok(json) => {
             body_id = json["requestId"].as_str().unwrap_or_default().to_owned();
             let now = chrono::Utc::now().timestamp_millis();
-            if !json["timestamp"].as_i64().is_some_and(|t| (now - t).abs() < 600_000) {
+            if json["timestamp"].as_i64().is_none_or(|t| (now - t).abs() >= 600_000) {
                 violations.push(format!("timestamp {}", json["timestamp"]));
             }
             let list = json["records"].as_array().cloned().unwrap_or_default();

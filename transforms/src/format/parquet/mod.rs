@@ -142,10 +142,13 @@ impl ParquetFormat {
                 WriterVersion::PARQUET_1_0
             });
         // Original records are all distinct, and nobody filters on them:
-        // a dictionary or min/max statistics would only cost.
+        // a dictionary or min/max statistics would only cost. Sequence
+        // numbers are distinct too (no dictionary), but their statistics
+        // let a replay skip row groups.
         builder = builder
             .set_column_dictionary_enabled(ColumnPath::from(meta::DATA), false)
-            .set_column_statistics_enabled(ColumnPath::from(meta::DATA), EnabledStatistics::None);
+            .set_column_statistics_enabled(ColumnPath::from(meta::DATA), EnabledStatistics::None)
+            .set_column_dictionary_enabled(ColumnPath::from(meta::SEQUENCE_NUMBER), false);
         builder.build()
     }
 
