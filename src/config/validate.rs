@@ -259,6 +259,7 @@ fn validate_parquet(raw: RawFormat, problems: &mut Problems) -> Option<ParquetFo
         column_to_json_key,
         metadata_columns: raw.metadata_columns.unwrap_or(true),
         keep_original: raw.keep_original.unwrap_or(true),
+        ..ParquetFormat::default()
     })
 }
 

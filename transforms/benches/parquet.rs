@@ -115,12 +115,13 @@ fn run(args: &[String]) {
             other => panic!("unknown argument {other}"),
         }
     }
-    let format = Format::Parquet(Arc::new(ParquetFormat {
+    let parquet = Arc::new(ParquetFormat {
         schema,
         metadata_columns: !bare,
         keep_original: !bare,
         ..ParquetFormat::default()
-    }));
+    });
+    let format = Format::Parquet(parquet.clone());
     let buffer_bytes = buffer_mb * 1024 * 1024;
     let source = SourceId::new(format!("file-{}", path.file_name().unwrap().to_string_lossy()));
     let start = Instant::now();
@@ -167,10 +168,11 @@ fn run(args: &[String]) {
     }
     let seconds = start.elapsed().as_secs_f64();
     println!(
-        "{{\"tool\":\"spillway{}\",\"input\":\"{}\",\"input_bytes\":{input},\"output_bytes\":{output},\"seconds\":{seconds:.3},\"mb_per_s\":{:.1},\"peak_rss_mib\":{:.0},\"buffer_mb\":{buffer_mb},\"objects\":{objects},\"rows\":{rows},\"refused\":{refused}}}",
+        "{{\"tool\":\"spillway{}\",\"input\":\"{}\",\"input_bytes\":{input},\"output_bytes\":{output},\"seconds\":{seconds:.3},\"mb_per_s\":{:.1},\"peak_rss_mib\":{:.0},\"buffer_mb\":{buffer_mb},\"objects\":{objects},\"rows\":{rows},\"refused\":{refused},\"single_pass_objects\":{}}}",
         if bare { "-bare" } else { "" },
         path.display(),
         input as f64 / 1e6 / seconds,
         peak_rss_mib(),
+        parquet.last_inferred.single_passes(),
     );
 }

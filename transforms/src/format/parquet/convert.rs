@@ -34,6 +34,7 @@ use arrow_schema::{FieldRef, Fields, TimeUnit};
 
 mod stream;
 
+pub(super) use stream::Failure;
 pub use stream::AppendError;
 
 use super::json::Json;
@@ -117,11 +118,11 @@ fn mismatch_in(path: &str, value: &Json, what: &str, nested_column: bool) -> Con
 pub struct ColumnBuilder {
     /// Dotted path, for error messages: `user.id`, `tags[]`, `attrs{}`.
     path: Arc<str>,
-    kind: Kind,
+    pub(super) kind: Kind,
 }
 
 #[derive(Debug)]
-struct Prim<T> {
+pub(super) struct Prim<T> {
     values: Vec<T>,
     valid: Vec<bool>,
     nulls: usize,
@@ -167,7 +168,7 @@ fn take_nulls(valid: &mut Vec<bool>, nulls: &mut usize) -> Option<NullBuffer> {
 }
 
 #[derive(Debug)]
-struct Validity {
+pub(super) struct Validity {
     valid: Vec<bool>,
     nulls: usize,
 }
@@ -179,7 +180,7 @@ impl Validity {
             nulls: 0,
         }
     }
-    fn push(&mut self, v: bool) {
+    pub(super) fn push(&mut self, v: bool) {
         self.valid.push(v);
         if !v {
             self.nulls += 1;
@@ -248,9 +249,9 @@ impl Strings {
 
 /// Named children matched by normalized name.
 #[derive(Debug)]
-struct Children {
+pub(super) struct Children {
     fields: Fields,
-    builders: Vec<ColumnBuilder>,
+    pub(super) builders: Vec<ColumnBuilder>,
     by_key: HashMap<Box<str>, usize>,
     /// The key each column is found by (as in `by_key`).
     keys: Vec<Box<str>>,
@@ -264,7 +265,7 @@ struct Children {
 const MAX_HINTS: usize = 1024;
 
 #[derive(Debug)]
-enum Kind {
+pub(super) enum Kind {
     String(Strings),
     Boolean(Prim<bool>),
     Int32(Prim<i32>),
@@ -325,7 +326,7 @@ impl Children {
     }
 
     /// The column fed by the key at `position` in its object.
-    fn find(&mut self, position: usize, key: &str, rules: &KeyRules) -> Option<usize> {
+    pub(super) fn find(&mut self, position: usize, key: &str, rules: &KeyRules) -> Option<usize> {
         if let Some(&hint) = self.hints.get(position) {
             if self.keys.get(hint).is_some_and(|k| rules.matches(k, key)) {
                 return Some(hint);
@@ -375,7 +376,7 @@ impl Children {
         }
     }
 
-    fn truncate(&mut self, len: usize) {
+    pub(super) fn truncate(&mut self, len: usize) {
         for builder in &mut self.builders {
             builder.truncate(len);
         }
@@ -387,29 +388,29 @@ impl Children {
 }
 
 /// Entry index per column without a heap allocation for small structs.
-mod smallvec_free {
+pub(super) mod smallvec_free {
     // On the stack by design: the small variant is the point.
     #[allow(clippy::large_enum_variant)]
-    pub(super) enum Slots {
+    pub(in crate::format::parquet) enum Slots {
         Small([usize; 32]),
         Large(Vec<usize>),
     }
 
     impl Slots {
-        pub(super) fn new(len: usize) -> Self {
+        pub(in crate::format::parquet) fn new(len: usize) -> Self {
             if len <= 32 {
                 Slots::Small([usize::MAX; 32])
             } else {
                 Slots::Large(vec![usize::MAX; len])
             }
         }
-        pub(super) fn set(&mut self, index: usize, entry: usize) {
+        pub(in crate::format::parquet) fn set(&mut self, index: usize, entry: usize) {
             match self {
                 Slots::Small(a) => a[index] = entry,
                 Slots::Large(v) => v[index] = entry,
             }
         }
-        pub(super) fn get(&self, index: usize) -> usize {
+        pub(in crate::format::parquet) fn get(&self, index: usize) -> usize {
             match self {
                 Slots::Small(a) => a[index],
                 Slots::Large(v) => v[index],
@@ -456,6 +457,11 @@ impl ColumnBuilder {
             path: path.into(),
             kind,
         }
+    }
+
+    /// The column's dotted path, for error messages.
+    pub(super) fn path(&self) -> &str {
+        &self.path
     }
 
     pub fn len(&self) -> usize {
@@ -811,9 +817,9 @@ fn parse_decimal(text: &str, precision: u8, scale: i8) -> Option<i128> {
 /// own, whose keys may be mapped (`column_to_json_key_mappings`).
 #[derive(Debug)]
 pub struct RowBuilder {
-    children: Children,
-    rules: KeyRules,
-    len: usize,
+    pub(super) children: Children,
+    pub(super) rules: KeyRules,
+    pub(super) len: usize,
 }
 
 impl RowBuilder {

@@ -29,13 +29,12 @@ use std::collections::HashMap;
 use super::convert::KeyRules;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-#[cfg(test)]
 use super::json::Json;
 use super::json::Key;
 use super::schema::{Column, ColumnType, RESERVED_PREFIX};
 
 #[derive(Debug, Clone, PartialEq)]
-enum Shape {
+pub(super) enum Shape {
     Null,
     Bool,
     Int,
@@ -46,8 +45,8 @@ enum Shape {
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
-struct Fields {
-    columns: Vec<(String, Shape)>,
+pub(super) struct Fields {
+    pub(super) columns: Vec<(String, Shape)>,
     by_key: HashMap<String, usize>,
     /// The normalized key of each column (as in `by_key`).
     keys: Vec<String>,
@@ -77,7 +76,7 @@ impl Fields {
 
     /// The column of the key at `position` in its object, added if new;
     /// `None` for a reserved top-level key.
-    fn index_of(&mut self, position: usize, key: &str, rules: &KeyRules, top: bool) -> Option<usize> {
+    pub(super) fn index_of(&mut self, position: usize, key: &str, rules: &KeyRules, top: bool) -> Option<usize> {
         if top && is_reserved(key) {
             return None;
         }
@@ -113,8 +112,7 @@ impl Fields {
         Some(index)
     }
 
-    #[cfg(test)]
-    fn merge_object(&mut self, entries: &[(Cow<str>, Json)], rules: &KeyRules, top: bool) {
+    pub(super) fn merge_object(&mut self, entries: &[(Cow<str>, Json)], rules: &KeyRules, top: bool) {
         for (position, (key, value)) in entries.iter().enumerate() {
             if let Some(index) = self.index_of(position, key, rules, top) {
                 merge_value(&mut self.columns[index].1, value, rules);
@@ -124,9 +122,9 @@ impl Fields {
 }
 
 /// Merges a JSON text into a shape while parsing it: no tree is built.
-struct ShapeSeed<'s, 'r> {
-    shape: &'s mut Shape,
-    rules: &'r KeyRules,
+pub(super) struct ShapeSeed<'s, 'r> {
+    pub(super) shape: &'s mut Shape,
+    pub(super) rules: &'r KeyRules,
 }
 
 impl<'de> DeserializeSeed<'de> for ShapeSeed<'_, '_> {
@@ -262,7 +260,7 @@ impl<'de> Visitor<'de> for TopSeed<'_, '_> {
 }
 
 /// A scalar value's shape merged into `shape`.
-fn merge_scalar(shape: &mut Shape, scalar: Shape) {
+pub(super) fn merge_scalar(shape: &mut Shape, scalar: Shape) {
     match shape {
         Shape::Null => *shape = scalar,
         Shape::List(_) | Shape::Struct(_) | Shape::Str => {}
@@ -277,7 +275,6 @@ fn is_reserved(key: &str) -> bool {
         && key.as_bytes()[..RESERVED_PREFIX.len()].eq_ignore_ascii_case(RESERVED_PREFIX.as_bytes())
 }
 
-#[cfg(test)]
 fn shape_of_scalar(value: &Json) -> Shape {
     match value {
         Json::Null => Shape::Null,
@@ -289,8 +286,9 @@ fn shape_of_scalar(value: &Json) -> Shape {
     }
 }
 
-#[cfg(test)]
-fn merge_value(shape: &mut Shape, value: &Json, rules: &KeyRules) {
+/// A parsed value's shape merged into `shape`: the rules of [`ShapeSeed`],
+/// on a tree.
+pub(super) fn merge_value(shape: &mut Shape, value: &Json, rules: &KeyRules) {
     match (&mut *shape, value) {
         (_, Json::Null) => {}
         (Shape::Null, Json::Array(items)) => {
@@ -371,7 +369,7 @@ fn to_columns(fields: &Fields) -> Vec<Column> {
 /// Accumulates the schema of a buffer's records.
 #[derive(Debug, Default)]
 pub struct Inference {
-    top: Fields,
+    pub(super) top: Fields,
 }
 
 impl Inference {

@@ -18,6 +18,7 @@ mod infer;
 mod json;
 mod meta;
 pub mod schema;
+mod single_pass;
 mod timestamp;
 
 use std::collections::HashMap;
@@ -97,6 +98,55 @@ pub struct ParquetFormat {
     pub metadata_columns: bool,
     /// Write `_spillway_data`, the record's original bytes.
     pub keep_original: bool,
+    /// Runtime state, not configuration: the schema the last batch
+    /// inferred (see [`single_pass`]).
+    pub last_inferred: LastInferred,
+}
+
+/// The columns the last batch of an inferred-schema format inferred: the
+/// next batch is converted under them while it is inferred, in one parse.
+/// Shared by the clones of a [`super::Format`] (an `Arc`); equal whatever it
+/// holds, as it never changes the output.
+#[derive(Default)]
+pub struct LastInferred {
+    columns: std::sync::Mutex<Option<Vec<Column>>>,
+    /// Batches encoded in a single pass.
+    confirmed: std::sync::atomic::AtomicU64,
+}
+
+impl LastInferred {
+    fn get(&self) -> Option<Vec<Column>> {
+        self.columns.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set(&self, columns: Vec<Column>) {
+        *self.columns.lock().unwrap_or_else(|e| e.into_inner()) = Some(columns);
+    }
+
+    /// How many batches were encoded in a single pass.
+    pub fn single_passes(&self) -> u64 {
+        self.confirmed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Clone for LastInferred {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl PartialEq for LastInferred {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for LastInferred {}
+
+impl std::fmt::Debug for LastInferred {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("LastInferred")
+    }
 }
 
 impl Default for ParquetFormat {
@@ -115,6 +165,7 @@ impl Default for ParquetFormat {
             column_to_json_key: HashMap::new(),
             metadata_columns: true,
             keep_original: true,
+            last_inferred: LastInferred::default(),
         }
     }
 }
@@ -159,30 +210,41 @@ impl ParquetFormat {
     /// [`MAX_PARTS`]) that are inferred, converted and encoded on their own
     /// threads, each part into its own row groups; the row groups are then
     /// appended to the file in batch order.
+    ///
+    /// Without a schema file, a batch after the first is first converted
+    /// under the schema the previous batch inferred, while its own is
+    /// inferred in the same parse; if the two differ, it is converted again
+    /// under its own (see [`single_pass`]).
     pub fn encode(&self, records: &[Record]) -> Encoded {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let parts = split(records, cores);
-        let columns = match &self.schema {
-            Some(schema) => schema.columns.clone(),
-            None => self.infer(&parts),
+        let outcome = match &self.schema {
+            Some(schema) => self.write(&parts, &schema.columns, false),
+            None => {
+                let inferred = match self.last_inferred.get() {
+                    Some(previous) => match self.write(&parts, &previous, true) {
+                        Ok(Written::Encoded(encoded)) => {
+                            self.last_inferred.confirmed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            return encoded;
+                        }
+                        Ok(Written::Changed(inferred)) => Some(inferred),
+                        Err(err) => {
+                            // A bug, not the records' fault: the batch is
+                            // encoded again the usual way.
+                            debug_assert!(false, "the single pass failed: {err}");
+                            None
+                        }
+                    },
+                    None => None,
+                };
+                let columns = inferred.unwrap_or_else(|| self.infer(&parts));
+                self.last_inferred.set(columns.clone());
+                self.write(&parts, &columns, false)
+            }
         };
-        let mut fields: Vec<Field> = schema::struct_fields(&columns)
-            .iter()
-            .map(|f| f.as_ref().clone())
-            .collect();
-        fields.extend(meta::fields(self.metadata_columns, self.keep_original));
-        if fields.is_empty() {
-            // Nothing to write a column for: every record is `{}` and the
-            // reserved columns are off.
-            return refuse_all(
-                records.len(),
-                "Parquet.NoColumns",
-                "the batch has no column to write: no keys, and the reserved columns are off",
-            );
-        }
-        let arrow_schema: SchemaRef = Arc::new(arrow_schema::Schema::new(fields));
-        match self.write(&parts, &columns, &arrow_schema) {
-            Ok(encoded) => encoded,
+        match outcome {
+            Ok(Written::Encoded(encoded)) => encoded,
+            Ok(Written::Changed(_)) => unreachable!("only a single pass can find a changed schema"),
             Err(err) => refuse_all(
                 records.len(),
                 "Parquet.WriteFailed",
@@ -216,12 +278,38 @@ impl ParquetFormat {
         whole.columns()
     }
 
-    fn write(&self, parts: &[Part], columns: &[Column], schema: &SchemaRef) -> Result<Encoded, ParquetError> {
+    /// Converts and encodes the parts under `columns`. With `single_pass`,
+    /// `columns` are the previous batch's, and each record is inferred in
+    /// the same parse: the file stands only if the batch infers the same.
+    fn write(&self, parts: &[Part], columns: &[Column], single_pass: bool) -> Result<Written, ParquetError> {
+        let records = parts.iter().map(|p| p.records.len()).sum();
+        let mut fields: Vec<Field> = schema::struct_fields(columns)
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.extend(meta::fields(self.metadata_columns, self.keep_original));
+        if fields.is_empty() {
+            if single_pass {
+                return Ok(Written::Changed(self.infer(parts)));
+            }
+            // Nothing to write a column for: every record is `{}` and the
+            // reserved columns are off.
+            return Ok(Written::Encoded(refuse_all(
+                records,
+                "Parquet.NoColumns",
+                "the batch has no column to write: no keys, and the reserved columns are off",
+            )));
+        }
+        let schema: SchemaRef = Arc::new(arrow_schema::Schema::new(fields));
         let (mut file, factory) =
             ArrowWriter::try_new(Vec::new(), schema.clone(), Some(self.properties()))?.into_serialized_writer()?;
-        let encode_part = |(index, part): (usize, &Part)| self.encode_part(index, part, columns, schema, &factory);
+        let encode_part = |(index, part): (usize, &Part)| {
+            self.encode_part(index, part, columns, &schema, &factory, single_pass)
+        };
         let mut rejected = Vec::new();
         let mut written = 0;
+        let mut inferences = Vec::new();
+        let mut exact = true;
         let mut append = |file: &mut SerializedFileWriter<Vec<u8>>, part: EncodedPart| -> Result<(), ParquetError> {
             for row_group in part.row_groups {
                 let mut row_group_writer = file.next_row_group()?;
@@ -232,6 +320,8 @@ impl ParquetFormat {
             }
             rejected.extend(part.rejected);
             written += part.written;
+            inferences.extend(part.inference);
+            exact &= part.exact;
             Ok(())
         };
         std::thread::scope(|scope| -> Result<(), ParquetError> {
@@ -255,11 +345,29 @@ impl ParquetFormat {
             }
             Ok(())
         })?;
-        Ok(Encoded {
+        if single_pass {
+            // A malformed record may have been inferred in part only: the
+            // batch is inferred again, record by record, to be sure.
+            let inferred = if exact {
+                let mut inferences = inferences.into_iter();
+                let mut whole = inferences.next().expect("one inference per part");
+                for later in inferences {
+                    whole.merge(later);
+                }
+                whole.columns()
+            } else {
+                self.infer(parts)
+            };
+            let diverged = rejected.iter().any(|(_, r)| r.code == single_pass::DIVERGED);
+            if !single_pass::same_columns(&inferred, columns) || diverged {
+                return Ok(Written::Changed(inferred));
+            }
+        }
+        Ok(Written::Encoded(Encoded {
             body: file.into_inner()?,
             records: written,
             rejected,
-        })
+        }))
     }
 
     /// Converts and encodes one part of the batch into row groups.
@@ -270,15 +378,24 @@ impl ParquetFormat {
         columns: &[Column],
         schema: &SchemaRef,
         factory: &ArrowRowGroupWriterFactory,
+        single_pass: bool,
     ) -> Result<EncodedPart, ParquetError> {
         let mut rows = RowBuilder::new(columns, self.key_rules.clone(), &self.column_to_json_key);
+        let mut inference = single_pass.then(infer::Inference::default);
         let mut meta = meta::MetaBuilder::new(self.metadata_columns, self.keep_original);
         // Row group ordinals only matter to encryption, which is off.
         let mut row_group = RowGroup::new(factory.create_column_writers(part_index)?);
         let mut encoded = EncodedPart::default();
         let mut chunk_bytes = 0;
         for (offset, record) in part.records.iter().enumerate() {
-            if let Err(why) = rows.append_text(&record.data) {
+            let appended = match &mut inference {
+                Some(inference) => rows.append_and_infer(&record.data, inference),
+                None => rows.append_text(&record.data),
+            };
+            if let Err(why) = appended {
+                if matches!(why, AppendError::Malformed(_)) {
+                    encoded.exact = false;
+                }
                 let why = match why {
                     AppendError::Convert(err) => rejection(err),
                     AppendError::Malformed(err) => malformed_json(&err),
@@ -310,6 +427,7 @@ impl ParquetFormat {
         if row_group.rows > 0 {
             encoded.row_groups.push(row_group.close()?);
         }
+        encoded.inference = inference;
         Ok(encoded)
     }
 }
@@ -352,11 +470,34 @@ fn split(records: &[Record], cores: usize) -> Vec<Part<'_>> {
     parts
 }
 
-#[derive(Default)]
 struct EncodedPart {
     row_groups: Vec<Vec<ArrowColumnChunk>>,
     rejected: Vec<(usize, Rejection)>,
     written: usize,
+    /// The part's own inference, from a single pass.
+    inference: Option<infer::Inference>,
+    /// Whether that inference saw every record whole (no malformed one).
+    exact: bool,
+}
+
+impl Default for EncodedPart {
+    fn default() -> Self {
+        Self {
+            row_groups: Vec::new(),
+            rejected: Vec::new(),
+            written: 0,
+            inference: None,
+            exact: true,
+        }
+    }
+}
+
+/// What [`ParquetFormat::write`] made.
+enum Written {
+    Encoded(Encoded),
+    /// A single pass found that the batch infers other columns than it was
+    /// converted under: these.
+    Changed(Vec<Column>),
 }
 
 /// The column writers of one row group being encoded.

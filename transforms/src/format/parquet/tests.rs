@@ -298,3 +298,65 @@ fn large_batches_are_split_into_parts_that_keep_order_and_indices() {
     let want: Vec<usize> = (0..40_000).filter(|i| !refused.contains(i)).collect();
     assert_eq!(ids, want);
 }
+
+/// Batches of one stream through one format (a single pass after the first
+/// batch) give byte for byte the files and refusals that a fresh format
+/// gives each batch alone: the previous schema only saves a parse.
+#[test]
+fn a_batch_encodes_the_same_whatever_the_batches_before_it() {
+    let batch = |lines: &[&str], first: u64| -> Vec<Record> {
+        lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| record(l, &(first + i as u64).to_string(), 0))
+            .collect()
+    };
+    let same = [
+        r#"{"id":1,"tags":["a"],"user":{"name":"x"}}"#,
+        r#"{"id":2,"tags":[],"user":{"name":"y"}}"#,
+        r#"{"id":3,"user":null}"#,
+    ];
+    let batches = [
+        batch(&same, 0),
+        batch(&same, 10),
+        // A new key.
+        batch(&[r#"{"id":3,"tags":["b"],"user":{"name":"z"},"extra":true}"#], 20),
+        batch(&same, 30),
+        // int widened to double; a record refused under both schemas.
+        batch(&[r#"{"id":4.5,"tags":["c"],"user":{"name":"w"}}"#, r#"{"id":5,"tags":{"no":1},"user":{"name":"v"}}"#], 40),
+        batch(&same, 50),
+        // A malformed record: inferred again, without it.
+        batch(&[same[0], r#"{"id":6,"tags":["d"],"user":{"name""#, same[1]], 60),
+        // Keys in another order.
+        batch(&[r#"{"user":{"name":"u"},"id":7,"tags":["e"]}"#], 70),
+        batch(&same, 80),
+        // Everything refused, then nothing but an object for a list.
+        batch(&["[1]", "2"], 90),
+        batch(&[r#"{"tags":{"a":1}}"#], 100),
+        batch(&same, 110),
+    ];
+    let shared = ParquetFormat::default();
+    for (index, records) in batches.iter().enumerate() {
+        let alone = ParquetFormat::default().encode(records);
+        let after = shared.encode(records);
+        assert_eq!(after.rejected, alone.rejected, "batch {index}: the refusals");
+        assert_eq!(after.records, alone.records, "batch {index}: the rows");
+        if index == 7 {
+            // The previous batch's column order, the same columns.
+            let (after, _) = read(&after.body);
+            let (alone, _) = read(&alone.body);
+            let names = |b: &RecordBatch| b.schema().fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>();
+            assert_eq!(names(&after)[..3], ["id", "tags", "user"]);
+            assert_eq!(names(&alone)[..3], ["user", "id", "tags"]);
+            for field in alone.schema().fields() {
+                let name = field.name();
+                assert_eq!(after.column_by_name(name), alone.column_by_name(name), "batch 7: {name}");
+            }
+        } else {
+            assert_eq!(after.body, alone.body, "batch {index}: the file");
+        }
+    }
+    // Batches 1, 6 (the malformed record aside), 7 (another order) and 8
+    // have the columns of the batch before them; the others do not.
+    assert_eq!(shared.last_inferred.single_passes(), 4);
+}

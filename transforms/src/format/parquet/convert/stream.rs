@@ -34,7 +34,7 @@ pub enum AppendError {
 
 /// Where a conversion error waits while the parser unwinds: serde errors
 /// carry text only, this keeps the code and message.
-type Failure = Option<ConvertError>;
+pub type Failure = Option<ConvertError>;
 
 fn fail<E: de::Error>(failure: &mut Failure, err: ConvertError) -> E {
     *failure = Some(err);
