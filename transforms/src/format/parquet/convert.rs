@@ -50,6 +50,16 @@ pub struct KeyRules {
     pub dots_to_underscores: bool,
 }
 
+/// The OpenX JSON SerDe's defaults: case-insensitive, dots kept.
+impl Default for KeyRules {
+    fn default() -> Self {
+        Self {
+            case_insensitive: true,
+            dots_to_underscores: false,
+        }
+    }
+}
+
 impl KeyRules {
     /// The key as it is matched against column names.
     pub fn normalize<'k>(&self, key: &'k str) -> Cow<'k, str> {
@@ -876,10 +886,7 @@ mod tests {
     use arrow_array::{Array, RecordBatch};
 
     fn rules() -> KeyRules {
-        KeyRules {
-            case_insensitive: true,
-            dots_to_underscores: false,
-        }
+        KeyRules::default()
     }
 
     fn schema(text: &str) -> Vec<Column> {
@@ -1020,14 +1027,7 @@ mod tests {
 
     #[test]
     fn converting_as_parsed_agrees_with_converting_a_parsed_tree() {
-        let text = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/twitter.json")).unwrap();
-        let twitter: serde_json::Value = serde_json::from_slice(&text).unwrap();
-        let mut lines: Vec<String> = twitter["statuses"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let mut lines = crate::format::parquet::tests::twitter_statuses();
         lines.push(r#"{"id":1,"text":"7","user":[1,{"a":null}],"retweet_count":"3","metadata":{"k":1,"j":[true]}}"#.into());
         lines.push(r#"{"id":2,"entities":{"hashtags":[{"text":"a","indices":[1,"x"]}]}}"#.into());
         lines.push(r#"{"id":3,"entities":{"hashtags":[{"text":"a","indices":[1,2]}],"urls":5}}"#.into());

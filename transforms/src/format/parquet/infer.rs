@@ -409,10 +409,7 @@ mod tests {
     use super::*;
 
     fn infer(lines: &[&str]) -> String {
-        let rules = KeyRules {
-            case_insensitive: true,
-            dots_to_underscores: false,
-        };
+        let rules = KeyRules::default();
         let mut inference = Inference::default();
         for line in lines {
             inference.add(&Json::parse(line.as_bytes()).unwrap(), &rules);

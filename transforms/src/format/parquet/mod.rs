@@ -158,10 +158,7 @@ impl Default for ParquetFormat {
             page_size_bytes: 1024 * 1024,
             dictionary: true,
             writer_version_2: false,
-            key_rules: KeyRules {
-                case_insensitive: true,
-                dots_to_underscores: false,
-            },
+            key_rules: KeyRules::default(),
             column_to_json_key: HashMap::new(),
             metadata_columns: true,
             keep_original: true,

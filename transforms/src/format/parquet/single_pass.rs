@@ -247,6 +247,40 @@ fn both_object<'de, A: MapAccess<'de>>(
     Ok(())
 }
 
+/// Where an array or object goes.
+enum Route<'a> {
+    /// The record failed, or the previous schema has no column here.
+    InferOnly,
+    /// The column does not stream it: it is converted from its tree.
+    Whole(&'a mut ColumnBuilder),
+    /// Walked into the column's children as it is parsed.
+    Stream(&'a mut ColumnBuilder),
+}
+
+fn route<'a>(
+    builder: Option<&'a mut ColumnBuilder>,
+    failure: &Failure,
+    streams: impl Fn(&Kind) -> bool,
+) -> Route<'a> {
+    match builder {
+        Some(builder) if failure.is_none() => {
+            if streams(&builder.kind) {
+                Route::Stream(builder)
+            } else {
+                Route::Whole(builder)
+            }
+        }
+        _ => Route::InferOnly,
+    }
+}
+
+/// A nested value the column does not stream: converted from its tree, and
+/// inferred from it by the same rules.
+fn whole(shape: &mut Shape, builder: &mut ColumnBuilder, value: &Json, rules: &KeyRules, failure: &mut Failure) {
+    merge_value(shape, value, rules);
+    convert_whole(Some(builder), value, rules, failure);
+}
+
 /// One value: its shape merged into `shape`, its value into `builder`.
 struct BothSeed<'a, 'r> {
     shape: &'a mut Shape,
@@ -262,13 +296,6 @@ impl BothSeed<'_, '_> {
         convert_whole(builder, &value, self.rules, self.failure);
     }
 
-    /// A nested value the column does not stream: converted from its tree,
-    /// and inferred from it by the same rules.
-    fn whole(self, value: Json) {
-        merge_value(self.shape, &value, self.rules);
-        let builder = self.builder.filter(|_| self.failure.is_none());
-        convert_whole(builder, &value, self.rules, self.failure);
-    }
 }
 
 impl<'de> DeserializeSeed<'de> for BothSeed<'_, '_> {
@@ -326,21 +353,15 @@ impl<'de> Visitor<'de> for BothSeed<'_, '_> {
             rules,
             failure,
         } = self;
-        let builder = builder.filter(|_| failure.is_none());
-        let Some(builder) = builder else {
-            return ShapeSeed { shape, rules }.visit_seq(seq);
-        };
-        if !matches!(builder.kind, Kind::List { .. }) {
-            let value = JsonVisitor.visit_seq(seq)?;
-            BothSeed {
-                shape,
-                builder: Some(builder),
-                rules,
-                failure,
+        let builder = match route(builder, failure, |kind| matches!(kind, Kind::List { .. })) {
+            Route::InferOnly => return ShapeSeed { shape, rules }.visit_seq(seq),
+            Route::Whole(builder) => {
+                let value = JsonVisitor.visit_seq(seq)?;
+                whole(shape, builder, &value, rules, failure);
+                return Ok(());
             }
-            .whole(value);
-            return Ok(());
-        }
+            Route::Stream(builder) => builder,
+        };
         if *shape == Shape::Null {
             *shape = Shape::List(Box::new(Shape::Null));
         }
@@ -381,23 +402,18 @@ impl<'de> Visitor<'de> for BothSeed<'_, '_> {
             rules,
             failure,
         } = self;
-        let builder = builder.filter(|_| failure.is_none());
-        let Some(builder) = builder else {
-            return ShapeSeed { shape, rules }.visit_map(map);
-        };
-        if !matches!(builder.kind, Kind::Struct { .. }) {
-            // A string column (JSON text), a scalar (an error) or a map:
-            // inference never makes a map, so the previous schema has none.
-            let value = JsonVisitor.visit_map(map)?;
-            BothSeed {
-                shape,
-                builder: Some(builder),
-                rules,
-                failure,
+        // A string column (JSON text), a scalar (an error) or a map
+        // (inference never makes a map, so the previous schema has none)
+        // takes the object whole.
+        let builder = match route(builder, failure, |kind| matches!(kind, Kind::Struct { .. })) {
+            Route::InferOnly => return ShapeSeed { shape, rules }.visit_map(map),
+            Route::Whole(builder) => {
+                let value = JsonVisitor.visit_map(map)?;
+                whole(shape, builder, &value, rules, failure);
+                return Ok(());
             }
-            .whole(value);
-            return Ok(());
-        }
+            Route::Stream(builder) => builder,
+        };
         if *shape == Shape::Null {
             *shape = Shape::Struct(Fields::default());
         }
@@ -430,10 +446,7 @@ mod tests {
     use crate::format::parquet::schema::struct_fields;
 
     fn rules() -> KeyRules {
-        KeyRules {
-            case_insensitive: true,
-            dots_to_underscores: false,
-        }
+        KeyRules::default()
     }
 
     fn batch(columns: &[Column], rows: &mut RowBuilder) -> arrow_array::RecordBatch {
@@ -467,20 +480,9 @@ mod tests {
         (rows, refused)
     }
 
-    fn statuses() -> Vec<String> {
-        let text = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/twitter.json")).unwrap();
-        let twitter: serde_json::Value = serde_json::from_slice(&text).unwrap();
-        twitter["statuses"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
-    }
-
     #[test]
     fn one_parse_infers_and_converts_as_two_do() {
-        let mut lines = statuses();
+        let mut lines = crate::format::parquet::tests::twitter_statuses();
         // Refused records, inside and outside the shapes seen first.
         lines.extend(
             [

@@ -23,6 +23,18 @@ fn record(data: &str, sequence: &str, subsequence: u64) -> Record {
     }
 }
 
+/// The statuses of the shared `twitter.json`, one JSON text each.
+pub(super) fn twitter_statuses() -> Vec<String> {
+    let text = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/twitter.json")).unwrap();
+    let twitter: serde_json::Value = serde_json::from_slice(&text).unwrap();
+    twitter["statuses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
 fn read(body: &[u8]) -> (RecordBatch, parquet::file::metadata::ParquetMetaData) {
     let builder = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(body.to_vec())).unwrap();
     let metadata = builder.metadata().as_ref().clone();
