@@ -211,16 +211,25 @@ impl ParquetFormat {
     /// Without a schema file, a batch after the first is first converted
     /// under the schema the previous batch inferred, while its own is
     /// inferred in the same parse; if the two differ, it is converted again
-    /// under its own (see [`single_pass`]).
+    /// under its own (see [`single_pass`]). A large first batch is
+    /// converted the same way under the schema of its first records
+    /// ([`sample`]), and stands only if that is exactly its own.
     pub fn encode(&self, records: &[Record]) -> Encoded {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let parts = split(records, cores);
         let outcome = match &self.schema {
-            Some(schema) => self.write(&parts, &schema.columns, false),
+            Some(schema) => self.write(&parts, &schema.columns, Speculation::None),
             None => {
-                let inferred = match self.last_inferred.get() {
-                    Some(previous) => match self.write(&parts, &previous, true) {
+                // The columns to convert under while inferring: the previous
+                // batch's, or for a first batch those of its first records.
+                let guess = match self.last_inferred.get() {
+                    Some(previous) => Some((previous, Speculation::Previous)),
+                    None => sample(records).map(|sample| (self.infer(&split(sample, 1)), Speculation::Sample)),
+                };
+                let inferred = match guess {
+                    Some((guess, speculation)) => match self.write(&parts, &guess, speculation) {
                         Ok(Written::Encoded(encoded)) => {
+                            self.last_inferred.set(guess);
                             self.last_inferred.confirmed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             return encoded;
                         }
@@ -236,7 +245,7 @@ impl ParquetFormat {
                 };
                 let columns = inferred.unwrap_or_else(|| self.infer(&parts));
                 self.last_inferred.set(columns.clone());
-                self.write(&parts, &columns, false)
+                self.write(&parts, &columns, Speculation::None)
             }
         };
         match outcome {
@@ -275,10 +284,11 @@ impl ParquetFormat {
         whole.columns()
     }
 
-    /// Converts and encodes the parts under `columns`. With `single_pass`,
-    /// `columns` are the previous batch's, and each record is inferred in
+    /// Converts and encodes the parts under `columns`. With a
+    /// `speculation`, `columns` are a guess, and each record is inferred in
     /// the same parse: the file stands only if the batch infers the same.
-    fn write(&self, parts: &[Part], columns: &[Column], single_pass: bool) -> Result<Written, ParquetError> {
+    fn write(&self, parts: &[Part], columns: &[Column], speculation: Speculation) -> Result<Written, ParquetError> {
+        let single_pass = speculation != Speculation::None;
         let records = parts.iter().map(|p| p.records.len()).sum();
         let mut fields: Vec<Field> = schema::struct_fields(columns)
             .iter()
@@ -356,7 +366,12 @@ impl ParquetFormat {
                 self.infer(parts)
             };
             let diverged = rejected.iter().any(|(_, r)| r.code == single_pass::DIVERGED);
-            if !single_pass::same_columns(&inferred, columns) || diverged {
+            let same = match speculation {
+                Speculation::Previous => single_pass::same_columns(&inferred, columns),
+                // Exactly what two passes give, column order included.
+                _ => inferred == columns,
+            };
+            if !same || diverged {
                 return Ok(Written::Changed(inferred));
             }
         }
@@ -427,6 +442,45 @@ impl ParquetFormat {
         encoded.inference = inference;
         Ok(encoded)
     }
+}
+
+/// What the columns a batch is converted under are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Speculation {
+    /// The batch's own, or the schema file's: no inference.
+    None,
+    /// The previous batch's: stand if the batch infers the same columns, in
+    /// any order.
+    Previous,
+    /// Its first records' ([`sample`]): stand if the batch infers exactly
+    /// these, in this order.
+    Sample,
+}
+
+/// A first batch of at least this many bytes is converted under the columns
+/// of its first records while it is inferred (one parse per record, as for
+/// later batches); a smaller one is inferred, then converted.
+pub const MIN_SAMPLED_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// The first records of a batch, 1/16 of its bytes, whose columns a first
+/// batch is converted under (see [`Speculation::Sample`]).
+const SAMPLE_DIVISOR: usize = 16;
+
+/// The first records of a large batch, about 1/[`SAMPLE_DIVISOR`] of its
+/// bytes; `None` for a small batch.
+fn sample(records: &[Record]) -> Option<&[Record]> {
+    let total: usize = records.iter().map(|r| r.data.len()).sum();
+    if total < MIN_SAMPLED_BATCH_BYTES {
+        return None;
+    }
+    let mut bytes = 0;
+    let end = records
+        .iter()
+        .position(|r| {
+            bytes += r.data.len();
+            bytes >= total / SAMPLE_DIVISOR
+        })
+        .map_or(records.len(), |at| at + 1);
+    Some(&records[..end])
 }
 
 /// Parts of a batch encoded in parallel, at most this many.

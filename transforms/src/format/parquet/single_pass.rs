@@ -12,7 +12,15 @@
 //! give, and stands. Otherwise the buffer is converted again under its own
 //! schema: the output never depends on earlier buffers.
 //!
-//! "Equals" ignores the order of columns, at every level: a buffer whose
+//! A first buffer has no previous schema: if it is large (at least
+//! [`super::MIN_SAMPLED_BATCH_BYTES`]), the schema of its first records
+//! (1/16 of its bytes) stands in for one, and the conversion stands only if
+//! the buffer infers exactly that schema, column order included: the file
+//! is then byte for byte the one two passes write. The sample costs one
+//! extra parse of 1/16 of the buffer; a buffer whose later records bring
+//! new keys costs that plus one extra conversion.
+//!
+//! "Equals" (between buffers) ignores the order of columns, at every level: a buffer whose
 //! records list their keys in another order than the previous buffer's
 //! first records did keeps the previous column order (the values are the
 //! same, only the order of the columns in the file differs). So a stream's

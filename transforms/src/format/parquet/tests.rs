@@ -372,3 +372,49 @@ fn a_batch_encodes_the_same_whatever_the_batches_before_it() {
     // have the columns of the batch before them; the others do not.
     assert_eq!(shared.last_inferred.single_passes(), 4);
 }
+
+/// A large first batch is converted under the columns of its first records
+/// while it is inferred; the file is the one two passes write, byte for
+/// byte, whether the sample had every column or not.
+#[test]
+fn a_large_first_batch_is_encoded_in_one_pass_as_two_passes_would() {
+    let statuses = twitter_statuses();
+    let mut lines = Vec::new();
+    let mut bytes = 0;
+    while bytes < MIN_SAMPLED_BATCH_BYTES + 1024 * 1024 {
+        let status = &statuses[lines.len() % statuses.len()];
+        bytes += status.len();
+        lines.push(status.clone());
+    }
+    let mut late = serde_json::from_str::<serde_json::Value>(&statuses[0]).unwrap();
+    late["late_key"] = serde_json::json!({"only": "here"});
+    let batches = [
+        ("every column in the sample", lines.clone(), 1),
+        ("a key in the last record only", [lines, vec![late.to_string()]].concat(), 0),
+    ];
+    for (what, lines, single_passes) in batches {
+        let records: Vec<Record> = lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| record(l, &(i + 1).to_string(), 0))
+            .collect();
+        let two_passes = {
+            let format = ParquetFormat::default();
+            let parts = split(&records, std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let columns = format.infer(&parts);
+            match format.write(&parts, &columns, Speculation::None).unwrap() {
+                Written::Encoded(encoded) => encoded,
+                Written::Changed(_) => unreachable!(),
+            }
+        };
+        let format = ParquetFormat::default();
+        let one_pass = format.encode(&records);
+        assert_eq!(format.last_inferred.single_passes(), single_passes, "{what}: single passes");
+        assert_eq!(one_pass.rejected, two_passes.rejected, "{what}");
+        assert_eq!(one_pass.records, records.len(), "{what}: every record");
+        assert!(one_pass.body == two_passes.body, "{what}: the same file");
+        let file = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(one_pass.body)).unwrap();
+        assert_eq!(file.metadata().file_metadata().num_rows(), records.len() as i64, "{what}");
+        assert_eq!(file.schema().field_with_name("late_key").is_ok(), single_passes == 0, "{what}");
+    }
+}
