@@ -130,6 +130,8 @@ fn run(args: &[String]) {
     let mut batch: Vec<Record> = Vec::new();
     let mut batch_bytes = 0;
     let mut line = Vec::new();
+    // As the file source: one arrival time per chunk of records it reads.
+    let mut arrival = chrono::Utc::now();
     let mut flush = |batch: &mut Vec<Record>| {
         let encoded = format.encode(batch);
         output += encoded.body.len() as u64;
@@ -153,6 +155,9 @@ fn run(args: &[String]) {
             batch_bytes = 0;
         }
         batch_bytes += data.len();
+        if batch.len().is_multiple_of(1024) {
+            arrival = chrono::Utc::now();
+        }
         batch.push(Record {
             data: Bytes::copy_from_slice(data),
             position: Position {
@@ -160,7 +165,7 @@ fn run(args: &[String]) {
                 offset: Offset::new(SequenceNumber::from_u64(offset), 0),
             },
             partition_key: None,
-            arrival: chrono::Utc::now(),
+            arrival,
         });
     }
     if !batch.is_empty() {

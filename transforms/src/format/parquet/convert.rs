@@ -72,19 +72,6 @@ impl KeyRules {
         }
         key
     }
-
-    /// Whether `key` normalizes to `normalized` (a key as [`Self::normalize`]
-    /// returns it), without allocating in the common cases: the same text,
-    /// or ASCII that differs in case only.
-    pub fn matches(&self, normalized: &str, key: &str) -> bool {
-        if key == normalized {
-            return true;
-        }
-        if self.case_insensitive && key.is_ascii() && !(self.dots_to_underscores && key.contains('.')) {
-            return key.eq_ignore_ascii_case(normalized);
-        }
-        false
-    }
 }
 
 /// Why a value does not fit its column.
@@ -263,16 +250,39 @@ pub(super) struct Children {
     fields: Fields,
     pub(super) builders: Vec<ColumnBuilder>,
     by_key: HashMap<Box<str>, usize>,
-    /// The key each column is found by (as in `by_key`).
-    keys: Vec<Box<str>>,
-    /// Entry position → the column the key at that position matched last
-    /// time: records of one stream mostly list their keys in the same
-    /// order, so a string comparison usually replaces a hash lookup.
-    hints: Vec<usize>,
+    hints: KeyHints,
 }
 
-/// Entry positions remembered in [`Children::hints`].
+/// Entry position in an object → the key found at that position last time,
+/// as spelt in the record, and its column. Records of one stream mostly
+/// list the same keys in the same order, so comparing a key with last
+/// time's spelling usually replaces normalizing it and a hash lookup.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct KeyHints(Vec<Option<(usize, Box<str>)>>);
+
+/// Entry positions remembered in [`KeyHints`].
 const MAX_HINTS: usize = 1024;
+
+impl KeyHints {
+    /// The column of `key` at `position`, if it is spelt there as last time.
+    pub(super) fn get(&self, position: usize, key: &str) -> Option<usize> {
+        match self.0.get(position) {
+            Some(Some((index, spelling))) if **spelling == *key => Some(*index),
+            _ => None,
+        }
+    }
+
+    /// Remembers that `key` at `position` feeds column `index`.
+    pub(super) fn set(&mut self, position: usize, key: &str, index: usize) {
+        if position >= MAX_HINTS {
+            return;
+        }
+        if position >= self.0.len() {
+            self.0.resize(position + 1, None);
+        }
+        self.0[position] = Some((index, key.into()));
+    }
+}
 
 #[derive(Debug)]
 pub(super) enum Kind {
@@ -308,7 +318,6 @@ pub(super) enum Kind {
 impl Children {
     fn new(path: &str, columns: &[Column], rules: &KeyRules, keys: Option<&HashMap<String, String>>) -> Self {
         let mut by_key = HashMap::new();
-        let mut normalized_keys = Vec::with_capacity(columns.len());
         let mut builders = Vec::with_capacity(columns.len());
         for (index, column) in columns.iter().enumerate() {
             let child_path = if path.is_empty() {
@@ -323,24 +332,20 @@ impl Children {
             } else {
                 key.clone()
             };
-            normalized_keys.push(key.clone().into_boxed_str());
             by_key.insert(key.into_boxed_str(), index);
         }
         Self {
             fields: struct_fields(columns),
             builders,
             by_key,
-            keys: normalized_keys,
-            hints: Vec::new(),
+            hints: KeyHints::default(),
         }
     }
 
     /// The column fed by the key at `position` in its object.
     pub(super) fn find(&mut self, position: usize, key: &str, rules: &KeyRules) -> Option<usize> {
-        if let Some(&hint) = self.hints.get(position) {
-            if self.keys.get(hint).is_some_and(|k| rules.matches(k, key)) {
-                return Some(hint);
-            }
+        if let Some(hint) = self.hints.get(position, key) {
+            return Some(hint);
         }
         let found = match self.by_key.get(key) {
             Some(&index) => Some(index),
@@ -350,12 +355,7 @@ impl Children {
             },
         };
         if let Some(index) = found {
-            if position < MAX_HINTS {
-                if position >= self.hints.len() {
-                    self.hints.resize(position + 1, usize::MAX);
-                }
-                self.hints[position] = index;
-            }
+            self.hints.set(position, key, index);
         }
         found
     }

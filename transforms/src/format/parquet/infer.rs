@@ -26,7 +26,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use super::convert::KeyRules;
+use super::convert::{KeyHints, KeyRules};
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::json::Json;
@@ -48,13 +48,8 @@ pub(super) enum Shape {
 pub(super) struct Fields {
     pub(super) columns: Vec<(String, Shape)>,
     by_key: HashMap<String, usize>,
-    /// The normalized key of each column (as in `by_key`).
-    keys: Vec<String>,
-    /// Entry position → column matched last time (see `convert`).
-    hints: Vec<usize>,
+    hints: KeyHints,
 }
-
-const MAX_HINTS: usize = 1024;
 
 impl Fields {
     fn merge_fields(&mut self, other: Fields) {
@@ -67,7 +62,6 @@ impl Fields {
                 Some(&mine) => merge_shape(&mut self.columns[mine].1, shape),
                 None => {
                     self.columns.push((name, shape));
-                    self.keys.push(key.clone());
                     self.by_key.insert(key, self.columns.len() - 1);
                 }
             }
@@ -77,19 +71,15 @@ impl Fields {
     /// The column of the key at `position` in its object, added if new;
     /// `None` for a reserved top-level key.
     pub(super) fn index_of(&mut self, position: usize, key: &str, rules: &KeyRules, top: bool) -> Option<usize> {
+        // A reserved key is never hinted.
+        if let Some(index) = self.hints.get(position, key) {
+            return Some(index);
+        }
         if top && is_reserved(key) {
             return None;
         }
-        let hinted = self
-            .hints
-            .get(position)
-            .copied()
-            .filter(|&h| self.keys.get(h).is_some_and(|k| rules.matches(k, key)));
-        let normalized = match hinted {
-            Some(_) => Cow::Borrowed(key),
-            None => rules.normalize(key),
-        };
-        let index = match hinted.or_else(|| self.by_key.get(normalized.as_ref()).copied()) {
+        let normalized = rules.normalize(key);
+        let index = match self.by_key.get(normalized.as_ref()).copied() {
             Some(index) => index,
             None => {
                 let name = if rules.dots_to_underscores {
@@ -98,17 +88,11 @@ impl Fields {
                     key.to_owned()
                 };
                 self.columns.push((name, Shape::Null));
-                self.keys.push(normalized.to_string());
                 self.by_key.insert(normalized.into_owned(), self.columns.len() - 1);
                 self.columns.len() - 1
             }
         };
-        if position < MAX_HINTS {
-            if position >= self.hints.len() {
-                self.hints.resize(position + 1, usize::MAX);
-            }
-            self.hints[position] = index;
-        }
+        self.hints.set(position, key, index);
         Some(index)
     }
 
