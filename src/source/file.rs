@@ -2,7 +2,7 @@
 //! checkpoint. A file's source id is its (sanitised) file name.
 
 use std::fs::File;
-use std::io::{BufReader, Seek, SeekFrom};
+use std::io::{Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -113,7 +113,7 @@ fn read_file(
         }
         None => 0,
     };
-    let mut reader = LineReader::new(BufReader::with_capacity(1 << 20, file), start);
+    let mut reader = LineReader::new(file, start);
     if resume.is_some() {
         reader.skip_line().map_err(io_error)?;
     }

@@ -4,10 +4,15 @@
 //! line starts. `\n` and `\r\n` end lines; a last line without a newline is
 //! a record too. Lines over [`MAX_KEPT_LINE_BYTES`] are cut there (they are
 //! refused as too large anyway), so one huge line cannot exhaust memory.
+//!
+//! The input is read in blocks of [`BLOCK_BYTES`], and each record's bytes
+//! are a slice of its block (`Bytes` shares it): no allocation or copy per
+//! record. A block lives as long as one of its records does; a line that
+//! crosses the end of a block is copied into the next.
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, Read};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use chrono::Utc;
 use spillway_transforms::record::{Offset, Position};
 use spillway_transforms::{Record, SequenceNumber, SourceId};
@@ -17,6 +22,8 @@ use super::SourceEvent;
 
 /// How much of one line is kept.
 pub const MAX_KEPT_LINE_BYTES: usize = 16 * 1024 * 1024;
+/// Bytes read at a time, and the size of the blocks records are cut from.
+const BLOCK_BYTES: usize = 1024 * 1024;
 /// Records per message to the pipeline.
 const CHUNK_RECORDS: usize = 1024;
 /// Bytes per message to the pipeline.
@@ -30,58 +37,140 @@ struct Line {
 
 /// Reads lines from `reader`, which is positioned at byte `offset`.
 pub(super) struct LineReader<R> {
-    reader: BufReader<R>,
+    reader: R,
+    /// `block[..filled]` is read and not yet returned; the rest is room
+    /// for the next read.
+    block: BytesMut,
+    filled: usize,
+    /// Where the next `\n` in `block[..filled]` is, once found.
+    newline: Option<usize>,
+    /// `block[..scanned]` has no `\n`.
+    scanned: usize,
+    /// The input offset of `block[0]`.
     offset: u64,
+    eof: bool,
 }
 
 impl<R: Read> LineReader<R> {
-    pub(super) fn new(reader: BufReader<R>, offset: u64) -> Self {
-        Self { reader, offset }
+    pub(super) fn new(reader: R, offset: u64) -> Self {
+        Self {
+            reader,
+            block: BytesMut::new(),
+            filled: 0,
+            newline: None,
+            scanned: 0,
+            offset,
+            eof: false,
+        }
     }
 
-    /// Reads the next line into `buf` (without its line ending).
-    fn next_line(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<Line>> {
-        buf.clear();
-        let start = self.offset;
-        let mut full_length = 0u64;
-        let mut saw_anything = false;
-        loop {
-            let available = match self.reader.fill_buf() {
-                Ok(available) => available,
+    /// Whether the next line is already read: [`Self::next_line`] will not
+    /// wait for the input.
+    fn line_ready(&self) -> bool {
+        self.newline.is_some()
+    }
+
+    /// Finds the next `\n` in what is read, scanning each byte once.
+    fn find_newline(&mut self) -> Option<usize> {
+        if self.newline.is_none() {
+            self.newline = memchr::memchr(b'\n', &self.block[self.scanned..self.filled]).map(|at| self.scanned + at);
+            self.scanned = self.newline.unwrap_or(self.filled);
+        }
+        self.newline
+    }
+
+    /// Takes the first `length` bytes read, and `skip` more after them.
+    fn take(&mut self, length: usize, skip: usize) -> Bytes {
+        let taken = self.block.split_to(length + skip).freeze().slice(..length);
+        self.filled -= length + skip;
+        self.offset += (length + skip) as u64;
+        self.newline = None;
+        self.scanned = 0;
+        self.find_newline();
+        taken
+    }
+
+    /// Reads more input after what is read; `Ok(false)` at its end.
+    fn fill(&mut self) -> io::Result<bool> {
+        if self.eof {
+            return Ok(false);
+        }
+        if self.filled == self.block.len() {
+            // Full (or shared with records): a new block, the unfinished
+            // line copied to its start.
+            let mut next = BytesMut::zeroed(BLOCK_BYTES.max(2 * self.filled));
+            next[..self.filled].copy_from_slice(&self.block[..self.filled]);
+            self.block = next;
+        }
+        let read = loop {
+            match self.reader.read(&mut self.block[self.filled..]) {
+                Ok(read) => break read,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 Err(err) => return Err(err),
-            };
-            if available.is_empty() {
-                if !saw_anything {
+            }
+        };
+        self.filled += read;
+        self.eof = read == 0;
+        Ok(!self.eof)
+    }
+
+    /// Reads the next line (without its line ending).
+    fn next_line(&mut self) -> io::Result<Option<(Line, Bytes)>> {
+        let start = self.offset;
+        loop {
+            if let Some(at) = self.find_newline() {
+                let length = if at > 0 && self.block[at - 1] == b'\r' { at - 1 } else { at };
+                let data = self.take(length, at + 1 - length);
+                let full_length = length as u64;
+                return Ok(Some((Line { start, full_length }, data)));
+            }
+            if self.filled >= MAX_KEPT_LINE_BYTES {
+                return self.cut_line().map(Some);
+            }
+            if !self.fill()? {
+                if self.filled == 0 {
                     return Ok(None);
                 }
-                break;
+                // A last line without a newline, kept as it is.
+                let length = self.filled;
+                return Ok(Some((Line { start, full_length: length as u64 }, self.take(length, 0))));
             }
-            saw_anything = true;
-            let (chunk, consumed, done) = match memchr::memchr(b'\n', available) {
-                Some(at) => (&available[..at], at + 1, true),
-                None => (available, available.len(), false),
-            };
-            let room = MAX_KEPT_LINE_BYTES.saturating_sub(buf.len());
-            buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            full_length += chunk.len() as u64;
-            self.reader.consume(consumed);
-            self.offset += consumed as u64;
-            if done {
-                if buf.last() == Some(&b'\r') {
-                    buf.pop();
+        }
+    }
+
+    /// A line longer than [`MAX_KEPT_LINE_BYTES`]: its first bytes, and
+    /// the rest of it skipped.
+    fn cut_line(&mut self) -> io::Result<(Line, Bytes)> {
+        let start = self.offset;
+        let kept = self.take(MAX_KEPT_LINE_BYTES, 0);
+        let mut full_length = kept.len() as u64;
+        let mut last = kept.last().copied();
+        loop {
+            if let Some(at) = self.find_newline() {
+                full_length += at as u64;
+                if at > 0 {
+                    last = Some(self.block[at - 1]);
+                }
+                if last == Some(b'\r') {
                     full_length -= 1;
                 }
+                self.take(0, at + 1);
+                break;
+            }
+            full_length += self.filled as u64;
+            last = self.block[..self.filled].last().copied().or(last);
+            let filled = self.filled;
+            self.take(0, filled);
+            if !self.fill()? {
                 break;
             }
         }
-        Ok(Some(Line { start, full_length }))
+        Ok((Line { start, full_length }, kept))
     }
 
     /// Skips the line at the current offset (the checkpointed one).
     pub(super) fn skip_line(&mut self) -> io::Result<()> {
-        let mut buf = Vec::new();
-        self.next_line(&mut buf).map(|_| ())
+        self.next_line().map(|_| ())
     }
 
     /// Reads every line and sends it as a record of `source`. Returns
@@ -94,21 +183,20 @@ impl<R: Read> LineReader<R> {
     ) -> io::Result<bool> {
         let mut chunk = Vec::with_capacity(CHUNK_RECORDS);
         let mut chunk_bytes = 0;
-        let mut buf = Vec::new();
         let mut arrival = Utc::now();
-        while let Some(line) = self.next_line(&mut buf)? {
-            if line.full_length > buf.len() as u64 {
+        while let Some((line, data)) = self.next_line()? {
+            if line.full_length > data.len() as u64 {
                 tracing::warn!(
                     path,
                     offset = line.start,
                     length = line.full_length,
-                    kept = buf.len(),
+                    kept = data.len(),
                     "line is too long; its first bytes go to the error output"
                 );
             }
-            chunk_bytes += buf.len();
+            chunk_bytes += data.len();
             chunk.push(Record {
-                data: Bytes::copy_from_slice(&buf),
+                data,
                 position: Position {
                     source: source.clone(),
                     offset: Offset::new(SequenceNumber::from_u64(line.start), 0),
@@ -118,7 +206,7 @@ impl<R: Read> LineReader<R> {
             });
             // Send when the chunk is full, and before a read that may block
             // (a pipe whose writer is slow): records never wait in here.
-            let may_block = self.reader.buffer().is_empty();
+            let may_block = !self.line_ready();
             if chunk.len() >= CHUNK_RECORDS || chunk_bytes >= CHUNK_BYTES || may_block {
                 if events
                     .blocking_send(SourceEvent::Records(std::mem::take(&mut chunk)))
@@ -141,14 +229,40 @@ impl<R: Read> LineReader<R> {
 mod tests {
     use super::*;
 
-    fn lines(input: &[u8]) -> Vec<(u64, Vec<u8>, u64)> {
-        let mut reader = LineReader::new(BufReader::with_capacity(64, input), 0);
-        let mut buf = Vec::new();
+    /// A reader that hands out its input in the given pieces, one per read
+    /// (a pipe whose writer writes them one by one).
+    struct Pieces(std::collections::VecDeque<Vec<u8>>);
+
+    impl Read for Pieces {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let Some(piece) = self.0.front_mut() else { return Ok(0) };
+            let n = piece.len().min(out.len());
+            out[..n].copy_from_slice(&piece[..n]);
+            piece.drain(..n);
+            if piece.is_empty() {
+                self.0.pop_front();
+            }
+            Ok(n)
+        }
+    }
+
+    fn read_all<R: Read>(reader: R) -> Vec<(u64, Vec<u8>, u64)> {
+        let mut reader = LineReader::new(reader, 0);
         let mut out = Vec::new();
-        while let Some(line) = reader.next_line(&mut buf).unwrap() {
-            out.push((line.start, buf.clone(), line.full_length));
+        while let Some((line, data)) = reader.next_line().unwrap() {
+            out.push((line.start, data.to_vec(), line.full_length));
         }
         out
+    }
+
+    /// The lines of `input`, read whole and read a few bytes at a time
+    /// (3, or 4093 for a large input): both must agree.
+    fn lines(input: &[u8]) -> Vec<(u64, Vec<u8>, u64)> {
+        let whole = read_all(input);
+        let piece = if input.len() < BLOCK_BYTES { 3 } else { 4093 };
+        let trickled = read_all(Pieces(input.chunks(piece).map(<[u8]>::to_vec).collect()));
+        assert_eq!(whole, trickled, "read whole and read a few bytes at a time");
+        whole
     }
 
     #[test]
@@ -164,19 +278,56 @@ mod tests {
         );
         assert_eq!(lines(b""), []);
         assert_eq!(lines(b"x\n"), [(0, b"x".to_vec(), 1)]);
+        assert_eq!(lines(b"\r\n"), [(0, b"".to_vec(), 0)]);
+    }
+
+    #[test]
+    fn lines_across_blocks_keep_their_bytes_and_offsets() {
+        // Lines of many lengths, some longer than a block, over several
+        // blocks: every line comes back whole, at its offset.
+        let mut input = Vec::new();
+        let mut expected = Vec::new();
+        let mut length = 0usize;
+        while input.len() < 5 * BLOCK_BYTES {
+            length = (length * 7 + 13) % 5000 + if expected.len() % 97 == 0 { BLOCK_BYTES + 11 } else { 0 };
+            let line: Vec<u8> = (0..length).map(|i| b'a' + ((i + expected.len()) % 26) as u8).collect();
+            expected.push((input.len() as u64, line.clone(), length as u64));
+            input.extend_from_slice(&line);
+            input.extend_from_slice(if expected.len() % 2 == 0 { b"\r\n" } else { b"\n" });
+        }
+        assert_eq!(read_all(input.as_slice()), expected);
+        assert_eq!(read_all(Pieces(input.chunks(65_537).map(<[u8]>::to_vec).collect())), expected);
     }
 
     #[test]
     fn cuts_lines_that_are_too_long() {
         let mut input = vec![b'a'; MAX_KEPT_LINE_BYTES + 10];
-        input.extend_from_slice(b"\nnext\n");
+        input.extend_from_slice(b"\r\nnext\n");
         let found = lines(&input);
         assert_eq!(found.len(), 2);
-        assert_eq!(found[0].1.len(), MAX_KEPT_LINE_BYTES);
+        assert_eq!(found[0].1, vec![b'a'; MAX_KEPT_LINE_BYTES]);
         assert_eq!(found[0].2, MAX_KEPT_LINE_BYTES as u64 + 10);
         assert_eq!(
             (found[1].0, found[1].1.as_slice()),
-            (MAX_KEPT_LINE_BYTES as u64 + 11, &b"next"[..])
+            (MAX_KEPT_LINE_BYTES as u64 + 12, &b"next"[..])
         );
+        // Cut, and no newline before the end.
+        let found = lines(&vec![b'b'; MAX_KEPT_LINE_BYTES + 5]);
+        assert_eq!(found.len(), 1);
+        assert_eq!((found[0].1.len(), found[0].2), (MAX_KEPT_LINE_BYTES, MAX_KEPT_LINE_BYTES as u64 + 5));
+    }
+
+    #[test]
+    fn says_when_the_next_line_would_wait_for_the_input() {
+        let pieces = [b"a\nb\n".to_vec(), b"c".to_vec(), b"\n".to_vec()];
+        let mut reader = LineReader::new(Pieces(pieces.into_iter().collect()), 0);
+        let mut next = || {
+            let (_, data) = reader.next_line().unwrap().unwrap();
+            (data, reader.line_ready())
+        };
+        assert_eq!(next(), (Bytes::from_static(b"a"), true));
+        // "c" is not whole yet: reading it may wait.
+        assert_eq!(next(), (Bytes::from_static(b"b"), false));
+        assert_eq!(next(), (Bytes::from_static(b"c"), false));
     }
 }

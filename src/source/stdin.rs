@@ -4,8 +4,6 @@
 //! source id of its own (`stdin-<start time in ms>`): object names from one
 //! run can never collide with another's.
 
-use std::io::BufReader;
-
 use async_trait::async_trait;
 use spillway_transforms::SourceId;
 
@@ -34,7 +32,7 @@ impl Source for StdinSource {
             .name("stdin-source".into())
             .spawn(move || {
                 let stdin = std::io::stdin();
-                let mut reader = LineReader::new(BufReader::with_capacity(1 << 20, stdin.lock()), 0);
+                let mut reader = LineReader::new(stdin.lock(), 0);
                 let event = match reader.send_all(&self.id, "stdin", &context.events) {
                     Ok(true) => SourceEvent::Ended {
                         source: self.id.clone(),

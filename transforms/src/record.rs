@@ -67,7 +67,19 @@ impl SequenceNumber {
     }
 
     pub fn from_u64(n: u64) -> Self {
-        Self(n.to_string().into())
+        // Formatted on the stack: one allocation (the `Arc`) per record.
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut rest = n;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        Self(std::str::from_utf8(&digits[at..]).expect("ASCII digits").into())
     }
 
     pub fn as_str(&self) -> &str {
@@ -173,6 +185,14 @@ pub struct Record {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sequence_numbers_from_integers_are_their_decimal_digits() {
+        for n in [0, 7, 9, 10, 99, 100, 1_234_567_890, u64::MAX - 1, u64::MAX] {
+            assert_eq!(SequenceNumber::from_u64(n).as_str(), n.to_string());
+            assert_eq!(SequenceNumber::from_u64(n).to_u64(), Some(n));
+        }
+    }
 
     #[test]
     fn sequence_numbers_order_numerically() {
