@@ -119,7 +119,11 @@ impl<R: Read> LineReader<R> {
         let start = self.offset;
         loop {
             if let Some(at) = self.find_newline() {
-                let length = if at > 0 && self.block[at - 1] == b'\r' { at - 1 } else { at };
+                let length = if at > 0 && self.block[at - 1] == b'\r' {
+                    at - 1
+                } else {
+                    at
+                };
                 let data = self.take(length, at + 1 - length);
                 let full_length = length as u64;
                 return Ok(Some((Line { start, full_length }, data)));
@@ -133,7 +137,13 @@ impl<R: Read> LineReader<R> {
                 }
                 // A last line without a newline, kept as it is.
                 let length = self.filled;
-                return Ok(Some((Line { start, full_length: length as u64 }, self.take(length, 0))));
+                return Ok(Some((
+                    Line {
+                        start,
+                        full_length: length as u64,
+                    },
+                    self.take(length, 0),
+                )));
             }
         }
     }
@@ -296,7 +306,10 @@ mod tests {
             input.extend_from_slice(if expected.len() % 2 == 0 { b"\r\n" } else { b"\n" });
         }
         assert_eq!(read_all(input.as_slice()), expected);
-        assert_eq!(read_all(Pieces(input.chunks(65_537).map(<[u8]>::to_vec).collect())), expected);
+        assert_eq!(
+            read_all(Pieces(input.chunks(65_537).map(<[u8]>::to_vec).collect())),
+            expected
+        );
     }
 
     #[test]
@@ -314,7 +327,10 @@ mod tests {
         // Cut, and no newline before the end.
         let found = lines(&vec![b'b'; MAX_KEPT_LINE_BYTES + 5]);
         assert_eq!(found.len(), 1);
-        assert_eq!((found[0].1.len(), found[0].2), (MAX_KEPT_LINE_BYTES, MAX_KEPT_LINE_BYTES as u64 + 5));
+        assert_eq!(
+            (found[0].1.len(), found[0].2),
+            (MAX_KEPT_LINE_BYTES, MAX_KEPT_LINE_BYTES as u64 + 5)
+        );
     }
 
     #[test]

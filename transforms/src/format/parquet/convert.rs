@@ -34,8 +34,8 @@ use arrow_schema::{FieldRef, Fields, TimeUnit};
 
 mod stream;
 
-pub(super) use stream::Failure;
 pub use stream::AppendError;
+pub(super) use stream::Failure;
 
 use super::json::Json;
 use super::schema::{map_entries_field, struct_fields, Column, ColumnType};
@@ -941,8 +941,10 @@ mod tests {
     fn openx_rules_for_scalars() {
         let columns = schema("s:string,b:boolean,i:int32,d:double,m:decimal(6,2),day:date,t:timestamp(ms)");
         let mut rows = RowBuilder::new(&columns, rules(), &HashMap::new());
-        rows.append_text(br#"{"s":12.5,"b":"TRUE","i":"42","d":"1.5","m":"12.345","day":"2026-11-01","t":"2026-11-01 00:00:01.5"}"#)
-            .unwrap();
+        rows.append_text(
+            br#"{"s":12.5,"b":"TRUE","i":"42","d":"1.5","m":"12.345","day":"2026-11-01","t":"2026-11-01 00:00:01.5"}"#,
+        )
+        .unwrap();
         rows.append_text(br#"{"s":{"a":[1]},"b":false,"i":7.0,"d":3,"m":1.005,"day":1,"t":1793491201}"#)
             .unwrap();
         assert!(refused(rows.append_text(br#"{"i":3000000000}"#))
@@ -951,10 +953,7 @@ mod tests {
         assert!(rows.append_text(br#"{"m":"12345.1"}"#).is_err());
         assert!(rows.append_text(br#"{"b":1}"#).is_err());
         assert!(rows.append_text(br#"{"t":"yesterday"}"#).is_err());
-        assert_eq!(
-            refused(rows.append_text(b"[1]")).code,
-            "Parquet.NotAnObject"
-        );
+        assert_eq!(refused(rows.append_text(b"[1]")).code, "Parquet.NotAnObject");
         let batch = to_batch(&columns, &mut rows);
         let s = batch.column(0).as_any().downcast_ref::<StringArray>().unwrap();
         assert_eq!((s.value(0), s.value(1)), ("12.5", r#"{"a":[1]}"#));
@@ -998,8 +997,7 @@ mod tests {
             dots_to_underscores: false,
         };
         let mut rows = RowBuilder::new(&columns, strict, &HashMap::new());
-        rows.append_text(br#"{"TAG":"c","user.name":"b"}"#)
-            .unwrap();
+        rows.append_text(br#"{"TAG":"c","user.name":"b"}"#).unwrap();
         let batch = to_batch(&columns, &mut rows);
         assert!(batch.column(1).is_null(0) && batch.column(2).is_null(0));
     }
@@ -1028,7 +1026,9 @@ mod tests {
     #[test]
     fn converting_as_parsed_agrees_with_converting_a_parsed_tree() {
         let mut lines = crate::format::parquet::tests::twitter_statuses();
-        lines.push(r#"{"id":1,"text":"7","user":[1,{"a":null}],"retweet_count":"3","metadata":{"k":1,"j":[true]}}"#.into());
+        lines.push(
+            r#"{"id":1,"text":"7","user":[1,{"a":null}],"retweet_count":"3","metadata":{"k":1,"j":[true]}}"#.into(),
+        );
         lines.push(r#"{"id":2,"entities":{"hashtags":[{"text":"a","indices":[1,"x"]}]}}"#.into());
         lines.push(r#"{"id":3,"entities":{"hashtags":[{"text":"a","indices":[1,2]}],"urls":5}}"#.into());
         let mut inference = crate::format::parquet::infer::Inference::default();
@@ -1055,7 +1055,11 @@ mod tests {
                 assert_eq!(a, b, "{line}");
                 refused += a.is_err() as usize;
             }
-            assert!(!streamed.is_empty() && refused > 0, "{} rows, {refused} refused", streamed.len());
+            assert!(
+                !streamed.is_empty() && refused > 0,
+                "{} rows, {refused} refused",
+                streamed.len()
+            );
             assert_eq!(to_batch(&columns, &mut streamed), to_batch(&columns, &mut tree));
         }
     }

@@ -217,8 +217,14 @@ mod tests {
         ] {
             assert!(Json::parse(bad).is_err(), "{:?} parsed", String::from_utf8_lossy(bad));
         }
-        assert_eq!(Json::parse(b" {\"a\":1}\r\n ").unwrap(), Json::Object(vec![("a".into(), Json::Int(1))]));
+        assert_eq!(
+            Json::parse(b" {\"a\":1}\r\n ").unwrap(),
+            Json::Object(vec![("a".into(), Json::Int(1))])
+        );
         // Beyond u64: a double, as serde_json does.
-        assert_eq!(Json::parse(b"18446744073709551616").unwrap(), Json::Float(18446744073709551616.0));
+        assert_eq!(
+            Json::parse(b"18446744073709551616").unwrap(),
+            Json::Float(18446744073709551616.0)
+        );
     }
 }

@@ -161,7 +161,14 @@ impl<'de> Visitor<'de> for TopBoth<'_, '_> {
         f.write_str("a JSON object")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        both_object(self.fields, Some(self.children), &mut map, self.rules, true, self.failure)
+        both_object(
+            self.fields,
+            Some(self.children),
+            &mut map,
+            self.rules,
+            true,
+            self.failure,
+        )
     }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
         let record = JsonVisitor.visit_seq(seq)?;
@@ -265,11 +272,7 @@ enum Route<'a> {
     Stream(&'a mut ColumnBuilder),
 }
 
-fn route<'a>(
-    builder: Option<&'a mut ColumnBuilder>,
-    failure: &Failure,
-    streams: impl Fn(&Kind) -> bool,
-) -> Route<'a> {
+fn route<'a>(builder: Option<&'a mut ColumnBuilder>, failure: &Failure, streams: impl Fn(&Kind) -> bool) -> Route<'a> {
     match builder {
         Some(builder) if failure.is_none() => {
             if streams(&builder.kind) {
@@ -303,7 +306,6 @@ impl BothSeed<'_, '_> {
         let builder = self.builder.filter(|_| self.failure.is_none());
         convert_whole(builder, &value, self.rules, self.failure);
     }
-
 }
 
 impl<'de> DeserializeSeed<'de> for BothSeed<'_, '_> {
@@ -341,7 +343,11 @@ impl<'de> Visitor<'de> for BothSeed<'_, '_> {
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
         let value = JsonVisitor.visit_u64(v)?;
-        let shape = if matches!(value, Json::Int(_)) { Shape::Int } else { Shape::Float };
+        let shape = if matches!(value, Json::Int(_)) {
+            Shape::Int
+        } else {
+            Shape::Float
+        };
         self.scalar(shape, value);
         Ok(())
     }
