@@ -5,11 +5,13 @@
 //! → [`buffer`] (size and age limits) → the writer (format, compression,
 //! object key, create-only put) → [`checkpoint`] (advanced only after
 //! delivery). [`config`] turns a TOML file into the typed configuration all
-//! of this runs on; [`telemetry`] sets up logging.
+//! of this runs on; [`telemetry`] sets up logging. [`originals`] reads an
+//! archived Parquet file back into its records.
 
 pub mod buffer;
 pub mod checkpoint;
 pub mod config;
+pub mod originals;
 pub mod pipeline;
 pub mod source;
 pub mod telemetry;

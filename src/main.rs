@@ -47,12 +47,25 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Print the original records of archived Parquet files, byte for byte
+    /// (from `_spillway_data`, or rebuilt from their row), in file order:
+    /// one JSON object per line with the record (`data`, a string) and its
+    /// source position.
+    Originals {
+        /// Parquet files written by spillway.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Print only each record's bytes, each followed by a newline.
+        #[arg(long)]
+        data_only: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { config } => validate(&config),
+        Command::Originals { files, data_only } => originals(&files, data_only),
         Command::Run { config, once } => {
             let format = match cli.log_format {
                 LogFormatArg::Text => LogFormat::Text,
@@ -78,6 +91,23 @@ fn validate(path: &std::path::Path) -> ExitCode {
                 eprintln!("{}: {problem}", path.display());
             }
             ExitCode::from(2)
+        }
+    }
+}
+
+fn originals(files: &[PathBuf], data_only: bool) -> ExitCode {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for file in files {
+        if let Err(err) = spillway::originals::print(file, data_only, &mut out) {
+            eprintln!("{}: {err}", file.display());
+            return ExitCode::from(2);
+        }
+    }
+    match std::io::Write::flush(&mut out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: writing the records: {err}");
+            ExitCode::from(1)
         }
     }
 }

@@ -197,6 +197,10 @@ pub struct RawFormat {
     /// With `parquet`: keep each record's original bytes in
     /// `_spillway_data`, so replay is byte for byte. Default true.
     pub keep_original: Option<bool>,
+    /// With `parquet` and `keep_original`: leave a record out of
+    /// `_spillway_data` (a null) when it is exactly the canonical JSON of
+    /// its row, which rebuilds it byte for byte. Default true.
+    pub elide_rebuildable_original: Option<bool>,
 }
 
 fn default_format() -> String {
@@ -219,6 +223,7 @@ impl Default for RawFormat {
             convert_dots_in_json_keys_to_underscores: None,
             metadata_columns: None,
             keep_original: None,
+            elide_rebuildable_original: None,
         }
     }
 }

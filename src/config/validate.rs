@@ -165,6 +165,7 @@ fn validate_format(raw: RawFormat, problems: &mut Problems) -> Option<Format> {
         ),
         ("metadata_columns", raw.metadata_columns.is_some()),
         ("keep_original", raw.keep_original.is_some()),
+        ("elide_rebuildable_original", raw.elide_rebuildable_original.is_some()),
     ];
     if raw.kind != "parquet" {
         for (key, given) in parquet_only {
@@ -259,6 +260,7 @@ fn validate_parquet(raw: RawFormat, problems: &mut Problems) -> Option<ParquetFo
         column_to_json_key,
         metadata_columns: raw.metadata_columns.unwrap_or(true),
         keep_original: raw.keep_original.unwrap_or(true),
+        elide_rebuildable_original: raw.elide_rebuildable_original.unwrap_or(true),
         ..ParquetFormat::default()
     })
 }
@@ -927,6 +929,12 @@ mod tests {
             **parquet,
             spillway_transforms::format::parquet::ParquetFormat::default()
         );
+        let text = format!("{MINIMAL}[format]\ntype = \"parquet\"\nelide_rebuildable_original = false\n");
+        let config = parse(&text, "t", &|_| None).unwrap();
+        let spillway_transforms::Format::Parquet(parquet) = &config.format else {
+            panic!("{:?}", config.format)
+        };
+        assert!(parquet.keep_original && !parquet.elide_rebuildable_original);
         let text = format!("{MINIMAL}compression = \"gzip\"\n[format]\ntype = \"parquet\"\ncodec = \"lz4\"\n");
         assert_eq!(
             problems(&text),
@@ -953,12 +961,16 @@ mod tests {
                 "format.writer_version: \"3\" is not allowed: expected one of 1.0, 2.0",
             ]
         );
-        let text = format!("{MINIMAL}[format]\ntype = \"json_lines\"\ncodec = \"zstd\"\nkeep_original = false\n");
+        let text = format!(
+            "{MINIMAL}[format]\ntype = \"json_lines\"\ncodec = \"zstd\"\nkeep_original = false\n\
+             elide_rebuildable_original = true\n"
+        );
         assert_eq!(
             problems(&text),
             [
                 "format.codec: only allowed with format.type = \"parquet\"",
                 "format.keep_original: only allowed with format.type = \"parquet\"",
+                "format.elide_rebuildable_original: only allowed with format.type = \"parquet\"",
             ]
         );
     }

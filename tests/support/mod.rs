@@ -178,7 +178,9 @@ pub fn send_signal(child: &Child, signal: i32) {
 }
 
 /// Every `.parquet` object below `root`, read with pyarrow
-/// (`tests/peers/parquet_dump.py`), in key order.
+/// (`tests/peers/parquet_dump.py`), in key order. Each row also has `_original`: its
+/// record as `spillway originals` reads it back (from `_spillway_data`, or
+/// rebuilt from the row where that is null).
 pub fn read_parquet(root: &Path) -> Vec<serde_json::Value> {
     let files: Vec<PathBuf> = objects(root)
         .keys()
@@ -194,5 +196,42 @@ pub fn read_parquet(root: &Path) -> Vec<serde_json::Value> {
         .expect("running the test venv's python");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let dump: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    dump["files"].as_array().unwrap().clone()
+    let mut files = dump["files"].as_array().unwrap().clone();
+    for file in &mut files {
+        let path = file["path"].as_str().unwrap().to_owned();
+        let originals = originals(Path::new(&path));
+        let rows = file["rows"].as_array_mut().unwrap();
+        assert_eq!(originals.len(), rows.len(), "{path}: one record per row");
+        for (row, original) in rows.iter_mut().zip(originals) {
+            assert_eq!(
+                row["_spillway_sequence_number"], original["sequence_number"],
+                "{path}: records in row order"
+            );
+            let data = original["data"].clone();
+            let stored = &row["_spillway_data"];
+            assert!(
+                stored.is_null() || *stored == data,
+                "{path}: _spillway_data is the record or null"
+            );
+            row["_original"] = data;
+        }
+    }
+    files
+}
+
+/// The records of an archived Parquet file as `spillway originals` prints
+/// them: `{source, sequence_number, ..., data}`, in row order.
+pub fn originals(file: &Path) -> Vec<serde_json::Value> {
+    let output = spillway()
+        .arg("originals")
+        .arg(file)
+        .output()
+        .expect("running spillway originals");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    output
+        .stdout
+        .split(|b| *b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| serde_json::from_slice(line).unwrap())
+        .collect()
 }

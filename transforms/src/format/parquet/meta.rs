@@ -7,13 +7,14 @@
 //! | `_spillway_subsequence_number` | int64 | index in a KPL aggregate, else 0 |
 //! | `_spillway_partition_key` | string, null when the source has none | |
 //! | `_spillway_arrival` | timestamp(ms) UTC | approximate arrival time |
-//! | `_spillway_data` | string | the original record, byte for byte (with `keep_original`) |
+//! | `_spillway_data` | string | the original record, byte for byte (with `keep_original`); null when the row rebuilds it exactly (see [`super::canonical`]) |
 
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Int64Array, StringArray, TimestampMillisecondArray};
 use arrow_schema::{DataType, Field, TimeUnit};
 
+use super::canonical::Canonical;
 use super::convert::Strings;
 use crate::record::Record;
 
@@ -24,8 +25,9 @@ pub const PARTITION_KEY: &str = "_spillway_partition_key";
 pub const ARRIVAL: &str = "_spillway_arrival";
 pub const DATA: &str = "_spillway_data";
 
-/// The reserved fields, in order.
-pub fn fields(position: bool, data: bool) -> Vec<Field> {
+/// The reserved fields, in order. `_spillway_data` is nullable when the
+/// records its row rebuilds are left out of it.
+pub fn fields(position: bool, data: bool, elide_rebuildable: bool) -> Vec<Field> {
     let mut fields = Vec::new();
     if position {
         fields.push(Field::new(SOURCE, DataType::Utf8, false));
@@ -39,7 +41,7 @@ pub fn fields(position: bool, data: bool) -> Vec<Field> {
         ));
     }
     if data {
-        fields.push(Field::new(DATA, DataType::Utf8, false));
+        fields.push(Field::new(DATA, DataType::Utf8, elide_rebuildable));
     }
     fields
 }
@@ -99,7 +101,10 @@ impl MetaBuilder {
         self.len
     }
 
-    pub fn finish(&mut self) -> Vec<ArrayRef> {
+    /// The reserved columns of the rows pushed since the last call. With
+    /// `rows`, the canonical JSON of the same rows, a record that is exactly
+    /// its row's canonical JSON is a null in `_spillway_data`.
+    pub fn finish(&mut self, rows: Option<&Canonical>) -> Vec<ArrayRef> {
         let mut columns: Vec<ArrayRef> = Vec::new();
         self.len = 0;
         if self.position {
@@ -114,17 +119,41 @@ impl MetaBuilder {
             ));
         }
         if self.data {
-            let offsets = std::mem::replace(&mut self.original_offsets, vec![0]);
-            let data = std::mem::take(&mut self.originals);
-            // SAFETY: only records that serde_json parsed are pushed, and a
+            let mut offsets = std::mem::replace(&mut self.original_offsets, vec![0]);
+            let mut data = std::mem::take(&mut self.originals);
+            let mut nulls = None;
+            if let Some(rows) = rows {
+                // Keep only the records their rows do not rebuild, in place.
+                let mut kept = Vec::with_capacity(offsets.len() - 1);
+                let mut end = 0;
+                for row in 0..offsets.len() - 1 {
+                    let (start, stop) = (offsets[row] as usize, offsets[row + 1] as usize);
+                    let rebuilt = rows.matches(row, &data[start..stop]);
+                    if !rebuilt {
+                        data.copy_within(start..stop, end);
+                        end += stop - start;
+                    }
+                    offsets[row] = end as i32;
+                    kept.push(!rebuilt);
+                }
+                // offsets[row] now holds the end of the kept bytes up to
+                // and including row `row`, and the last entry is stale:
+                // rotated to the front, it becomes the leading 0.
+                offsets.rotate_right(1);
+                offsets[0] = 0;
+                data.truncate(end);
+                nulls = Some(arrow_buffer::NullBuffer::from(kept));
+            }
+            // SAFETY: only records that parsed as JSON are pushed, and a
             // slice that parses as JSON is UTF-8 (strings are validated, and
-            // everything outside them is ASCII); offsets start at 0, never
-            // decrease and end at data.len().
+            // everything outside them is ASCII); kept records are moved
+            // whole; offsets start at 0, never decrease and end at
+            // data.len().
             let array = unsafe {
                 StringArray::new_unchecked(
                     arrow_buffer::OffsetBuffer::new_unchecked(offsets.into()),
                     arrow_buffer::Buffer::from_vec(data),
-                    None,
+                    nulls,
                 )
             };
             columns.push(Arc::new(array));

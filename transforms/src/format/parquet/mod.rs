@@ -3,7 +3,9 @@
 //! The columns are the user's (from a schema file, or inferred from the
 //! batch), then spillway's reserved columns (prefix `_spillway_`): the
 //! record's source position and, by default, its original bytes, so the
-//! archive can be replayed exactly.
+//! archive can be replayed exactly. A record that is exactly the canonical
+//! JSON of its row is rebuilt from it instead ([`canonical`]), and its
+//! `_spillway_data` is null; [`read_archive`] gives every record back.
 //!
 //! Records are converted one by one into column builders that can roll a
 //! record back, so a record that does not fit is refused alone (see
@@ -13,10 +15,12 @@
 //! limit: memory holds the batch's records, the encoded output and one chunk
 //! per thread. A large batch is cut into parts encoded on all cores.
 
+pub mod canonical;
 mod convert;
 mod infer;
 mod json;
 mod meta;
+mod read;
 pub mod schema;
 mod single_pass;
 mod timestamp;
@@ -34,6 +38,7 @@ use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 
 pub use convert::KeyRules;
+pub use read::{read_archive, ArchivedPosition, ArchivedRecord, ReadError};
 pub use schema::{Column, ColumnType, Schema, SchemaError, RESERVED_PREFIX};
 
 use super::Encoded;
@@ -98,6 +103,9 @@ pub struct ParquetFormat {
     pub metadata_columns: bool,
     /// Write `_spillway_data`, the record's original bytes.
     pub keep_original: bool,
+    /// Leave a record out of `_spillway_data` (a null) when it is exactly
+    /// the canonical JSON of its row, which rebuilds it (see [`canonical`]).
+    pub elide_rebuildable_original: bool,
     /// Runtime state, not configuration: the schema the last batch
     /// inferred (see [`single_pass`]).
     pub last_inferred: LastInferred,
@@ -162,6 +170,7 @@ impl Default for ParquetFormat {
             column_to_json_key: HashMap::new(),
             metadata_columns: true,
             keep_original: true,
+            elide_rebuildable_original: true,
             last_inferred: LastInferred::default(),
         }
     }
@@ -174,7 +183,6 @@ fn rejection(err: ConvertError) -> Rejection {
         message: err.message,
     }
 }
-
 
 impl ParquetFormat {
     fn properties(&self) -> WriterProperties {
@@ -230,7 +238,9 @@ impl ParquetFormat {
                     Some((guess, speculation)) => match self.write(&parts, &guess, speculation) {
                         Ok(Written::Encoded(encoded)) => {
                             self.last_inferred.set(guess);
-                            self.last_inferred.confirmed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            self.last_inferred
+                                .confirmed
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             return encoded;
                         }
                         Ok(Written::Changed(inferred)) => Some(inferred),
@@ -294,7 +304,12 @@ impl ParquetFormat {
             .iter()
             .map(|f| f.as_ref().clone())
             .collect();
-        fields.extend(meta::fields(self.metadata_columns, self.keep_original));
+        let user_columns = fields.len();
+        fields.extend(meta::fields(
+            self.metadata_columns,
+            self.keep_original,
+            self.elide_rebuildable_original,
+        ));
         if fields.is_empty() {
             if single_pass {
                 return Ok(Written::Changed(self.infer(parts)));
@@ -310,9 +325,13 @@ impl ParquetFormat {
         let schema: SchemaRef = Arc::new(arrow_schema::Schema::new(fields));
         let (mut file, factory) =
             ArrowWriter::try_new(Vec::new(), schema.clone(), Some(self.properties()))?.into_serialized_writer()?;
-        let encode_part = |(index, part): (usize, &Part)| {
-            self.encode_part(index, part, columns, &schema, &factory, single_pass)
+        let layout = Layout {
+            schema: &schema,
+            user_columns,
+            elide_rebuildable: self.keep_original && self.elide_rebuildable_original,
         };
+        let encode_part =
+            |(index, part): (usize, &Part)| self.encode_part(index, part, columns, &layout, &factory, single_pass);
         let mut rejected = Vec::new();
         let mut written = 0;
         let mut inferences = Vec::new();
@@ -388,7 +407,7 @@ impl ParquetFormat {
         part_index: usize,
         part: &Part,
         columns: &[Column],
-        schema: &SchemaRef,
+        layout: &Layout,
         factory: &ArrowRowGroupWriterFactory,
         single_pass: bool,
     ) -> Result<EncodedPart, ParquetError> {
@@ -423,7 +442,7 @@ impl ParquetFormat {
             chunk_bytes += record.data.len();
             if rows.len() >= CHUNK_ROWS || chunk_bytes >= CHUNK_BYTES {
                 chunk_bytes = 0;
-                row_group.write(schema, &mut rows, &mut meta)?;
+                row_group.write(layout, &mut rows, &mut meta)?;
                 if row_group.encoded_bytes() >= self.row_group_bytes {
                     let full = std::mem::replace(
                         &mut row_group,
@@ -434,7 +453,7 @@ impl ParquetFormat {
             }
         }
         if !rows.is_empty() {
-            row_group.write(schema, &mut rows, &mut meta)?;
+            row_group.write(layout, &mut rows, &mut meta)?;
         }
         if row_group.rows > 0 {
             encoded.row_groups.push(row_group.close()?);
@@ -551,6 +570,14 @@ enum Written {
     Changed(Vec<Column>),
 }
 
+/// The file's columns: the user's, then the reserved ones.
+struct Layout<'a> {
+    schema: &'a SchemaRef,
+    user_columns: usize,
+    /// Records their rows rebuild are nulls in `_spillway_data`.
+    elide_rebuildable: bool,
+}
+
 /// The column writers of one row group being encoded.
 struct RowGroup {
     writers: Vec<ArrowColumnWriter>,
@@ -565,16 +592,24 @@ impl RowGroup {
     /// Hands the converted rows to the column writers.
     fn write(
         &mut self,
-        schema: &SchemaRef,
+        layout: &Layout,
         rows: &mut RowBuilder,
         meta: &mut meta::MetaBuilder,
     ) -> Result<(), ParquetError> {
         debug_assert_eq!(meta.len(), rows.len(), "one reserved row per user row");
         self.rows += rows.len();
         let mut arrays = rows.finish();
-        arrays.extend(meta.finish());
+        let fields = layout.schema.fields();
+        let reserved = if layout.elide_rebuildable {
+            // The very arrays the writer gets: what a reader rebuilds from.
+            let canonical = canonical::Canonical::new(&fields[..layout.user_columns], &arrays);
+            meta.finish(Some(&canonical))
+        } else {
+            meta.finish(None)
+        };
+        arrays.extend(reserved);
         let mut writers = self.writers.iter_mut();
-        for (field, array) in schema.fields().iter().zip(&arrays) {
+        for (field, array) in fields.iter().zip(&arrays) {
             for leaf in compute_leaves(field, array)? {
                 writers.next().expect("one writer per leaf").write(&leaf)?;
             }

@@ -335,7 +335,13 @@ fn a_batch_encodes_the_same_whatever_the_batches_before_it() {
         batch(&[r#"{"id":3,"tags":["b"],"user":{"name":"z"},"extra":true}"#], 20),
         batch(&same, 30),
         // int widened to double; a record refused under both schemas.
-        batch(&[r#"{"id":4.5,"tags":["c"],"user":{"name":"w"}}"#, r#"{"id":5,"tags":{"no":1},"user":{"name":"v"}}"#], 40),
+        batch(
+            &[
+                r#"{"id":4.5,"tags":["c"],"user":{"name":"w"}}"#,
+                r#"{"id":5,"tags":{"no":1},"user":{"name":"v"}}"#,
+            ],
+            40,
+        ),
         batch(&same, 50),
         // A malformed record: inferred again, without it.
         batch(&[same[0], r#"{"id":6,"tags":["d"],"user":{"name""#, same[1]], 60),
@@ -354,15 +360,22 @@ fn a_batch_encodes_the_same_whatever_the_batches_before_it() {
         assert_eq!(after.rejected, alone.rejected, "batch {index}: the refusals");
         assert_eq!(after.records, alone.records, "batch {index}: the rows");
         if index == 7 {
-            // The previous batch's column order, the same columns.
+            // The previous batch's column order, the same columns. Which
+            // records their row rebuilds depends on the column order, so
+            // `_spillway_data` may differ, but not the records read back.
+            assert_eq!(read_back(&after.body), read_back(&alone.body), "batch 7: the records");
             let (after, _) = read(&after.body);
             let (alone, _) = read(&alone.body);
             let names = |b: &RecordBatch| b.schema().fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>();
             assert_eq!(names(&after)[..3], ["id", "tags", "user"]);
             assert_eq!(names(&alone)[..3], ["user", "id", "tags"]);
-            for field in alone.schema().fields() {
+            for field in alone.schema().fields().iter().filter(|f| f.name() != "_spillway_data") {
                 let name = field.name();
-                assert_eq!(after.column_by_name(name), alone.column_by_name(name), "batch 7: {name}");
+                assert_eq!(
+                    after.column_by_name(name),
+                    alone.column_by_name(name),
+                    "batch 7: {name}"
+                );
             }
         } else {
             assert_eq!(after.body, alone.body, "batch {index}: the file");
@@ -390,7 +403,11 @@ fn a_large_first_batch_is_encoded_in_one_pass_as_two_passes_would() {
     late["late_key"] = serde_json::json!({"only": "here"});
     let batches = [
         ("every column in the sample", lines.clone(), 1),
-        ("a key in the last record only", [lines, vec![late.to_string()]].concat(), 0),
+        (
+            "a key in the last record only",
+            [lines, vec![late.to_string()]].concat(),
+            0,
+        ),
     ];
     for (what, lines, single_passes) in batches {
         let records: Vec<Record> = lines
@@ -409,12 +426,194 @@ fn a_large_first_batch_is_encoded_in_one_pass_as_two_passes_would() {
         };
         let format = ParquetFormat::default();
         let one_pass = format.encode(&records);
-        assert_eq!(format.last_inferred.single_passes(), single_passes, "{what}: single passes");
+        assert_eq!(
+            format.last_inferred.single_passes(),
+            single_passes,
+            "{what}: single passes"
+        );
         assert_eq!(one_pass.rejected, two_passes.rejected, "{what}");
         assert_eq!(one_pass.records, records.len(), "{what}: every record");
         assert!(one_pass.body == two_passes.body, "{what}: the same file");
         let file = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(one_pass.body)).unwrap();
-        assert_eq!(file.metadata().file_metadata().num_rows(), records.len() as i64, "{what}");
-        assert_eq!(file.schema().field_with_name("late_key").is_ok(), single_passes == 0, "{what}");
+        assert_eq!(
+            file.metadata().file_metadata().num_rows(),
+            records.len() as i64,
+            "{what}"
+        );
+        assert_eq!(
+            file.schema().field_with_name("late_key").is_ok(),
+            single_passes == 0,
+            "{what}"
+        );
     }
+}
+
+/// Every record of `encoded`, as [`read_archive`] gives it back.
+fn read_back(body: &[u8]) -> Vec<String> {
+    let mut records = Vec::new();
+    read_archive(Bytes::from(body.to_vec()), |r| {
+        records.push(String::from_utf8(r.data.to_vec()).unwrap())
+    })
+    .unwrap();
+    records
+}
+
+/// A record that is exactly the canonical JSON of its row is not stored a
+/// second time, and is rebuilt byte for byte; any other keeps its bytes.
+#[test]
+fn every_record_reads_back_byte_for_byte_and_canonical_ones_are_not_stored_twice() {
+    // (record, rebuilt from its row)
+    let cases = [
+        (
+            r#"{"id":1,"name":"a","price":4.5,"tags":["x","y"],"user":{"id":7,"ok":true}}"#,
+            true,
+        ),
+        (
+            r#"{"id":2,"name":"q\" \\ / \n\u001f é 😀","price":3,"tags":[],"user":{"id":8}}"#,
+            true,
+        ),
+        (r#"{"id":3,"tags":["z",null],"user":{}}"#, true),
+        (r#"{"id":4,"price":1e300}"#, true),
+        (r#"{"id":5,"price":0.1}"#, true),
+        (r#"{"id":-6}"#, true),
+        (r#"{"id":7, "name":"spaced"}"#, false),
+        (r#"{"name":"order","id":8}"#, false),
+        (r#"{"id":9,"name":null}"#, false),
+        (r#"{"id":10,"name":"\u00e9 escaped"}"#, false),
+        (r#"{"id":11,"price":4.50}"#, false),
+        (r#"{"id":12,"price":3.0}"#, false),
+        (r#"{"id":13,"Name":"case"}"#, false),
+        (r#"{"id":14,"name":"dup","name":"dup"}"#, false),
+        (r#"{"id":15,"user":{"ok":false,"id":1}}"#, false),
+        (r#"{"id":16,"price":1E+2}"#, false),
+        ("{\"id\":17}\n", false),
+    ];
+    let records: Vec<Record> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, (data, _))| record(data, &(i + 1).to_string(), 0))
+        .collect();
+    let encoded = ParquetFormat::default().encode(&records);
+    assert!(encoded.rejected.is_empty(), "{:?}", encoded.rejected);
+    let inputs: Vec<&str> = cases.iter().map(|(data, _)| *data).collect();
+    assert_eq!(read_back(&encoded.body), inputs, "every record, byte for byte");
+    let (batch, _) = read(&encoded.body);
+    let stored: Vec<bool> = strings(&batch, "_spillway_data").iter().map(Option::is_some).collect();
+    let want: Vec<bool> = cases.iter().map(|(_, rebuilt)| !rebuilt).collect();
+    assert_eq!(stored, want, "bytes stored only where the row does not rebuild them");
+    assert!(batch.schema().field_with_name("_spillway_data").unwrap().is_nullable());
+
+    // Turned off: every record's bytes are stored, and the column is not
+    // nullable, as before the option.
+    let all = ParquetFormat {
+        elide_rebuildable_original: false,
+        ..ParquetFormat::default()
+    }
+    .encode(&records);
+    let (batch, _) = read(&all.body);
+    assert!(strings(&batch, "_spillway_data").iter().all(Option::is_some));
+    assert!(!batch.schema().field_with_name("_spillway_data").unwrap().is_nullable());
+    assert_eq!(read_back(&all.body), inputs);
+}
+
+/// Types with no canonical JSON (timestamps, decimals, dates, maps,
+/// floats) keep the record's bytes; a null in them does not.
+#[test]
+fn types_without_canonical_json_keep_the_records_bytes() {
+    let format = given(
+        r#"{"columns":[{"name":"id","type":"int32"},{"name":"ts","type":"timestamp(ms)"},
+            {"name":"amount","type":"decimal(10,2)"},{"name":"day","type":"date"},
+            {"name":"attrs","type":"map<string,int64>"},{"name":"ratio","type":"float"}]}"#,
+    );
+    let cases = [
+        (r#"{"id":1}"#, true),
+        (r#"{"id":2,"ts":1793491200123}"#, false),
+        (r#"{"id":3,"amount":1.25}"#, false),
+        (r#"{"id":4,"day":"2026-11-01"}"#, false),
+        (r#"{"id":5,"attrs":{"a":1}}"#, false),
+        (r#"{"id":6,"ratio":0.5}"#, false),
+        (r#"{"id":7,"unnamed":true}"#, false),
+    ];
+    let records: Vec<Record> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, (data, _))| record(data, &(i + 1).to_string(), 0))
+        .collect();
+    let encoded = format.encode(&records);
+    assert!(encoded.rejected.is_empty(), "{:?}", encoded.rejected);
+    let inputs: Vec<&str> = cases.iter().map(|(data, _)| *data).collect();
+    assert_eq!(read_back(&encoded.body), inputs);
+    let (batch, _) = read(&encoded.body);
+    let stored: Vec<bool> = strings(&batch, "_spillway_data").iter().map(Option::is_some).collect();
+    assert_eq!(stored, cases.iter().map(|(_, rebuilt)| !rebuilt).collect::<Vec<_>>());
+}
+
+/// Real records in several parts, chunks and row groups read back whole and
+/// in order, with their positions; a file without `_spillway_data` says so.
+#[test]
+fn archived_statuses_and_products_read_back_whole_with_their_positions() {
+    let products = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/data/amazon_cellphones.ndjson"
+    ))
+    .unwrap();
+    let mut lines: Vec<String> = twitter_statuses();
+    // Product rows as objects, keys in the header's order.
+    let mut rows = products.lines();
+    let header: Vec<String> = serde_json::from_str(rows.next().unwrap()).unwrap();
+    for row in rows.filter(|l| !l.trim().is_empty()) {
+        let values: Vec<serde_json::Value> = serde_json::from_str(row).unwrap();
+        let fields: Vec<String> = header
+            .iter()
+            .zip(&values)
+            .map(|(k, v)| format!("{}:{v}", serde_json::Value::from(k.as_str())))
+            .collect();
+        lines.push(format!("{{{}}}", fields.join(",")));
+    }
+    // About 9 MB: two parts (on two cores) of several chunks each.
+    let lines: Vec<String> = lines.iter().cycle().take(10_000).cloned().collect();
+    let records: Vec<Record> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| record(l, &(i * 3).to_string(), i as u64 % 5))
+        .collect();
+    let encoded = ParquetFormat::default().encode(&records);
+    assert!(encoded.rejected.is_empty(), "{:?}", encoded.rejected.first());
+    let mut seen = 0;
+    read_archive(Bytes::from(encoded.body.clone()), |r| {
+        assert_eq!(r.data, lines[seen].as_bytes(), "record {seen}");
+        let position = r.position.unwrap();
+        assert_eq!(position.sequence_number, (seen * 3).to_string());
+        assert_eq!(position.subsequence_number, seen as i64 % 5);
+        assert_eq!(position.source, "shardId-000000000001");
+        assert_eq!(position.partition_key, Some("pk-1"));
+        assert_eq!(position.arrival_ms, 1_793_491_200_123);
+        seen += 1;
+    })
+    .unwrap();
+    assert_eq!(seen, lines.len());
+    let (stored, total) = {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(encoded.body)).unwrap();
+        let mut stored = 0;
+        let mut total = 0;
+        for batch in reader.build().unwrap() {
+            let batch = batch.unwrap();
+            stored += batch.num_rows() - batch.column_by_name("_spillway_data").unwrap().null_count();
+            total += batch.num_rows();
+        }
+        (stored, total)
+    };
+    assert!(
+        stored > 0 && stored < total,
+        "some records rebuilt, some stored: {stored} of {total}"
+    );
+
+    let bare = ParquetFormat {
+        keep_original: false,
+        ..ParquetFormat::default()
+    }
+    .encode(&records[..10]);
+    let err = read_archive(Bytes::from(bare.body), |_| {}).unwrap_err();
+    assert!(matches!(err, ReadError::NoOriginals), "{err}");
+    assert!(err.to_string().contains("keep_original = false"), "{err}");
 }

@@ -1,0 +1,308 @@
+//! The canonical JSON of a row: what a record is rebuilt from when its
+//! `_spillway_data` is null.
+//!
+//! A record is written without its original bytes only when they are
+//! exactly the canonical JSON of its row, as written to the file: the check
+//! runs on the very Arrow arrays handed to the Parquet writer, and the same
+//! code rebuilds the record from the arrays a reader gets back. So a record
+//! is rebuilt byte for byte, or its bytes are in `_spillway_data`; which
+//! records qualify only changes the file's size.
+//!
+//! The canonical JSON of a row (the user columns, reserved ones excluded):
+//! - an object of the columns in the file's order, keys spelled as the
+//!   column names, compact (no whitespace); a null column is left out, at
+//!   every level (so `{"a":null}` is not canonical, `{}` is);
+//! - strings escaped as serde_json escapes them: `\"`, `\\`, `\b`, `\f`,
+//!   `\n`, `\r`, `\t`, other control characters as `\u00xx`, everything
+//!   else as it is (UTF-8, `/` unescaped);
+//! - `int32`/`int64` as integers; `boolean` as `true`/`false`;
+//! - `double`: an integral value below 2^53 as an integer (as JavaScript
+//!   and Go write them), any other as the shortest text that reads back to
+//!   the same value (ryu, as serde_json writes it, e.g. `0.1`, `1e300`);
+//! - lists as arrays, a null element as `null`; structs as objects.
+//!
+//! A row with a non-null value of another type (`float`, `decimal`, `date`,
+//! `timestamp`, `map`) has no canonical JSON: its record keeps its bytes.
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int32Type, Int64Type};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, ListArray, StringArray, StructArray,
+};
+use arrow_schema::{DataType, FieldRef};
+
+/// Writes the canonical JSON of rows of a set of columns.
+pub struct Canonical<'a> {
+    columns: Vec<Member<'a>>,
+}
+
+/// A column or struct field: `"name":` and its values.
+struct Member<'a> {
+    key: Vec<u8>,
+    values: Values<'a>,
+}
+
+enum Values<'a> {
+    String(&'a StringArray),
+    Boolean(&'a BooleanArray),
+    Int32(&'a Int32Array),
+    Int64(&'a Int64Array),
+    Double(&'a Float64Array),
+    List(&'a ListArray, Box<Values<'a>>),
+    Struct(&'a StructArray, Vec<Member<'a>>),
+    /// A type with no canonical JSON: only its nulls can be written.
+    Other(&'a dyn Array),
+}
+
+impl<'a> Canonical<'a> {
+    /// The columns `fields` with their `arrays`, in the file's order.
+    pub fn new(fields: &[FieldRef], arrays: &'a [ArrayRef]) -> Self {
+        Self {
+            columns: fields
+                .iter()
+                .zip(arrays)
+                .map(|(field, array)| Member::new(field.name(), array.as_ref()))
+                .collect(),
+        }
+    }
+
+    /// Appends the canonical JSON of `row` to `out`; `false` (and `out`
+    /// holding a part of it) if the row has none.
+    pub fn write(&self, row: usize, out: &mut Vec<u8>) -> bool {
+        write_object(&self.columns, row, out)
+    }
+
+    /// Whether `original` is exactly the canonical JSON of `row`. Compared
+    /// as it is written: a record stops at its first difference.
+    pub fn matches(&self, row: usize, original: &[u8]) -> bool {
+        let mut expect = Expect { rest: original };
+        write_object(&self.columns, row, &mut expect) && expect.rest.is_empty()
+    }
+}
+
+/// Where canonical JSON goes, piece by piece; `false` stops the writing.
+trait Sink {
+    fn put(&mut self, bytes: &[u8]) -> bool;
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) -> bool {
+        self.extend_from_slice(bytes);
+        true
+    }
+}
+
+/// Compares the pieces with a record's bytes.
+struct Expect<'a> {
+    rest: &'a [u8],
+}
+
+impl Sink for Expect<'_> {
+    fn put(&mut self, bytes: &[u8]) -> bool {
+        match self.rest.strip_prefix(bytes) {
+            Some(rest) => {
+                self.rest = rest;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl<'a> Member<'a> {
+    fn new(name: &str, array: &'a dyn Array) -> Self {
+        let mut key = Vec::with_capacity(name.len() + 3);
+        write_string(name, &mut key);
+        key.push(b':');
+        Self {
+            key,
+            values: Values::new(array),
+        }
+    }
+}
+
+impl<'a> Values<'a> {
+    fn new(array: &'a dyn Array) -> Self {
+        match array.data_type() {
+            DataType::Utf8 => Values::String(array.as_string::<i32>()),
+            DataType::Boolean => Values::Boolean(array.as_boolean()),
+            DataType::Int32 => Values::Int32(array.as_primitive::<Int32Type>()),
+            DataType::Int64 => Values::Int64(array.as_primitive::<Int64Type>()),
+            DataType::Float64 => Values::Double(array.as_primitive::<Float64Type>()),
+            DataType::List(_) => {
+                let list = array.as_list::<i32>();
+                Values::List(list, Box::new(Values::new(list.values().as_ref())))
+            }
+            DataType::Struct(fields) => {
+                let structs = array.as_struct();
+                let members = fields
+                    .iter()
+                    .zip(structs.columns())
+                    .map(|(field, child)| Member::new(field.name(), child.as_ref()))
+                    .collect();
+                Values::Struct(structs, members)
+            }
+            _ => Values::Other(array),
+        }
+    }
+
+    fn is_null(&self, row: usize) -> bool {
+        match self {
+            Values::String(a) => a.is_null(row),
+            Values::Boolean(a) => a.is_null(row),
+            Values::Int32(a) => a.is_null(row),
+            Values::Int64(a) => a.is_null(row),
+            Values::Double(a) => a.is_null(row),
+            Values::List(a, _) => a.is_null(row),
+            Values::Struct(a, _) => a.is_null(row),
+            Values::Other(a) => a.is_null(row),
+        }
+    }
+
+    /// Writes the non-null value at `row`; `false` if it has no canonical
+    /// JSON (or `out` stopped).
+    fn write(&self, row: usize, out: &mut impl Sink) -> bool {
+        match self {
+            Values::String(a) => write_string(a.value(row), out),
+            Values::Boolean(a) => out.put(if a.value(row) { b"true" } else { b"false" }),
+            Values::Int32(a) => out.put(itoa::Buffer::new().format(a.value(row)).as_bytes()),
+            Values::Int64(a) => out.put(itoa::Buffer::new().format(a.value(row)).as_bytes()),
+            Values::Double(a) => write_double(a.value(row), out),
+            Values::List(list, items) => {
+                let offsets = list.value_offsets();
+                let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
+                if !out.put(b"[") {
+                    return false;
+                }
+                for item in start..end {
+                    if item > start && !out.put(b",") {
+                        return false;
+                    }
+                    let written = if items.is_null(item) {
+                        out.put(b"null")
+                    } else {
+                        items.write(item, out)
+                    };
+                    if !written {
+                        return false;
+                    }
+                }
+                out.put(b"]")
+            }
+            Values::Struct(_, members) => write_object(members, row, out),
+            Values::Other(_) => false,
+        }
+    }
+}
+
+fn write_object(members: &[Member], row: usize, out: &mut impl Sink) -> bool {
+    if !out.put(b"{") {
+        return false;
+    }
+    let mut first = true;
+    for member in members {
+        if member.values.is_null(row) {
+            continue;
+        }
+        if !first && !out.put(b",") {
+            return false;
+        }
+        first = false;
+        if !(out.put(&member.key) && member.values.write(row, out)) {
+            return false;
+        }
+    }
+    out.put(b"}")
+}
+
+/// 2^53: integral doubles below it are written as integers.
+const EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0;
+
+fn write_double(value: f64, out: &mut impl Sink) -> bool {
+    if !value.is_finite() {
+        return false;
+    }
+    if value.fract() == 0.0 && value.abs() < EXACT_INTEGERS {
+        // `-0.0` as well: the integer 0.
+        out.put(itoa::Buffer::new().format(value as i64).as_bytes())
+    } else {
+        out.put(ryu::Buffer::new().format_finite(value).as_bytes())
+    }
+}
+
+/// A JSON string, escaped as serde_json escapes it.
+fn write_string(value: &str, out: &mut impl Sink) -> bool {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = value.as_bytes();
+    if !out.put(b"\"") {
+        return false;
+    }
+    let mut clean = 0;
+    for (at, &byte) in bytes.iter().enumerate() {
+        let escape: &[u8] = match byte {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0x00..=0x1f => &[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(byte >> 4) as usize],
+                HEX[(byte & 0xf) as usize],
+            ],
+            _ => continue,
+        };
+        if !(out.put(&bytes[clean..at]) && out.put(escape)) {
+            return false;
+        }
+        clean = at + 1;
+    }
+    out.put(&bytes[clean..]) && out.put(b"\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn string(value: &str) -> String {
+        let mut out = Vec::new();
+        write_string(value, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        for value in [
+            "plain",
+            "quote \" and \\ slash /",
+            "\n\r\t\u{8}\u{c}\u{1}\u{1f}\u{7f}",
+            "é ☃ 😀 \u{2028}",
+            "",
+        ] {
+            assert_eq!(string(value), serde_json::to_string(value).unwrap(), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn doubles_are_integers_below_2_pow_53_else_shortest() {
+        let text = |v: f64| {
+            let mut out = Vec::new();
+            assert!(write_double(v, &mut out));
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(text(3.0), "3");
+        assert_eq!(text(-0.0), "0");
+        assert_eq!(text(-17.0), "-17");
+        assert_eq!(text(4.5), "4.5");
+        assert_eq!(text(0.1), "0.1");
+        assert_eq!(text(9_007_199_254_740_991.0), "9007199254740991");
+        assert_eq!(text(9_007_199_254_740_992.0), "9007199254740992.0");
+        assert_eq!(text(1e300), "1e300");
+        assert!(!write_double(f64::NAN, &mut Vec::new()));
+    }
+}

@@ -1,0 +1,149 @@
+//! Reading an archived Parquet file back into its original records: the
+//! bytes from `_spillway_data`, or rebuilt from the row where that is null
+//! (see [`super::canonical`]), with the source position.
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int64Type, TimestampMillisecondType};
+use arrow_array::{Array, RecordBatch, StringArray};
+use bytes::Bytes;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::errors::ParquetError;
+
+use super::canonical::Canonical;
+use super::meta;
+use super::schema::RESERVED_PREFIX;
+
+/// One record of an archive file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArchivedRecord<'a> {
+    /// The record's original bytes.
+    pub data: &'a [u8],
+    /// The source position, when the file has the position columns.
+    pub position: Option<ArchivedPosition<'a>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArchivedPosition<'a> {
+    pub source: &'a str,
+    pub sequence_number: &'a str,
+    pub subsequence_number: i64,
+    pub partition_key: Option<&'a str>,
+    /// Milliseconds since the epoch, UTC.
+    pub arrival_ms: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("not a readable Parquet file: {0}")]
+    Parquet(#[from] ParquetError),
+    #[error(
+        "the file has no {} column (written with keep_original = false): its original records cannot be read back",
+        meta::DATA
+    )]
+    NoOriginals,
+    #[error(
+        "row {row}: {} is null and the row has no canonical JSON to rebuild it from",
+        meta::DATA
+    )]
+    NotRebuildable { row: u64 },
+    #[error("column {column} is not of the type spillway writes")]
+    UnexpectedType { column: &'static str },
+}
+
+/// Calls `each` with every record of the Parquet file `body`, in the file's
+/// order.
+pub fn read_archive(body: Bytes, mut each: impl FnMut(ArchivedRecord)) -> Result<(), ReadError> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(body)?.build()?;
+    let mut row_base = 0u64;
+    let mut scratch = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(ParquetError::from)?;
+        let schema = batch.schema();
+        let data = strings(&batch, meta::DATA)?.ok_or(ReadError::NoOriginals)?;
+        let user = schema
+            .fields()
+            .iter()
+            .position(|f| f.name().starts_with(RESERVED_PREFIX))
+            .unwrap_or(schema.fields().len());
+        let canonical = Canonical::new(&schema.fields()[..user], &batch.columns()[..user]);
+        let position = Positions::of(&batch)?;
+        for row in 0..batch.num_rows() {
+            let data: &[u8] = if data.is_valid(row) {
+                data.value(row).as_bytes()
+            } else {
+                scratch.clear();
+                if !canonical.write(row, &mut scratch) {
+                    return Err(ReadError::NotRebuildable {
+                        row: row_base + row as u64,
+                    });
+                }
+                &scratch
+            };
+            each(ArchivedRecord {
+                data,
+                position: position.as_ref().map(|p| p.at(row)),
+            });
+        }
+        row_base += batch.num_rows() as u64;
+    }
+    Ok(())
+}
+
+fn strings<'a>(batch: &'a RecordBatch, column: &'static str) -> Result<Option<&'a StringArray>, ReadError> {
+    batch
+        .column_by_name(column)
+        .map(|c| c.as_string_opt::<i32>().ok_or(ReadError::UnexpectedType { column }))
+        .transpose()
+}
+
+/// The position columns of a batch.
+struct Positions<'a> {
+    sources: &'a StringArray,
+    sequence_numbers: &'a StringArray,
+    subsequence_numbers: &'a arrow_array::Int64Array,
+    partition_keys: &'a StringArray,
+    arrivals: &'a arrow_array::TimestampMillisecondArray,
+}
+
+impl<'a> Positions<'a> {
+    fn of(batch: &'a RecordBatch) -> Result<Option<Self>, ReadError> {
+        let Some(sources) = strings(batch, meta::SOURCE)? else {
+            return Ok(None);
+        };
+        let column = |name: &'static str| {
+            batch
+                .column_by_name(name)
+                .ok_or(ReadError::UnexpectedType { column: name })
+        };
+        Ok(Some(Self {
+            sources,
+            sequence_numbers: strings(batch, meta::SEQUENCE_NUMBER)?.ok_or(ReadError::UnexpectedType {
+                column: meta::SEQUENCE_NUMBER,
+            })?,
+            subsequence_numbers: column(meta::SUBSEQUENCE_NUMBER)?
+                .as_primitive_opt::<Int64Type>()
+                .ok_or(ReadError::UnexpectedType {
+                    column: meta::SUBSEQUENCE_NUMBER,
+                })?,
+            partition_keys: strings(batch, meta::PARTITION_KEY)?.ok_or(ReadError::UnexpectedType {
+                column: meta::PARTITION_KEY,
+            })?,
+            arrivals: column(meta::ARRIVAL)?
+                .as_primitive_opt::<TimestampMillisecondType>()
+                .ok_or(ReadError::UnexpectedType { column: meta::ARRIVAL })?,
+        }))
+    }
+
+    fn at(&self, row: usize) -> ArchivedPosition<'a> {
+        ArchivedPosition {
+            source: self.sources.value(row),
+            sequence_number: self.sequence_numbers.value(row),
+            subsequence_number: self.subsequence_numbers.value(row),
+            partition_key: self
+                .partition_keys
+                .is_valid(row)
+                .then(|| self.partition_keys.value(row)),
+            arrival_ms: self.arrivals.value(row),
+        }
+    }
+}
