@@ -72,40 +72,56 @@ impl<'a> Canonical<'a> {
         write_object(&self.columns, row, out)
     }
 
-    /// Whether `original` is exactly the canonical JSON of `row`. Compared
-    /// as it is written: a record stops at its first difference.
-    pub fn matches(&self, row: usize, original: &[u8]) -> bool {
-        let mut expect = Expect { rest: original };
-        write_object(&self.columns, row, &mut expect) && expect.rest.is_empty()
+    /// Whether `original` is exactly the canonical JSON of `row`;
+    /// `scratch` is working space. Written into `scratch` and compared
+    /// with `original` every [`CHECK_BYTES`] or so, at the end of a
+    /// column, so a record that differs early (most of those that differ)
+    /// is not written whole. (Comparing piece by piece as it is written
+    /// cost more in calls than it saved.)
+    pub fn matches(&self, row: usize, original: &[u8], scratch: &mut Vec<u8>) -> bool {
+        scratch.clear();
+        scratch.push(b'{');
+        let mut checked = 0;
+        let mut first = true;
+        for column in &self.columns {
+            if column.values.is_null(row) {
+                continue;
+            }
+            if !first {
+                scratch.push(b',');
+            }
+            first = false;
+            scratch.extend_from_slice(&column.key);
+            if !column.values.write(row, scratch) {
+                return false;
+            }
+            if scratch.len() - checked >= CHECK_BYTES {
+                if original.get(checked..scratch.len()) != Some(&scratch[checked..]) {
+                    return false;
+                }
+                checked = scratch.len();
+            }
+        }
+        scratch.push(b'}');
+        scratch.len() == original.len() && scratch[checked..] == original[checked..]
     }
 }
 
-/// Where canonical JSON goes, piece by piece; `false` stops the writing.
+/// How many bytes of canonical JSON [`Canonical::matches`] writes before it
+/// compares them with the record.
+const CHECK_BYTES: usize = 128;
+
+/// Where canonical JSON goes, piece by piece.
 trait Sink {
+    /// Appends `bytes`; `false` stops the writing.
     fn put(&mut self, bytes: &[u8]) -> bool;
 }
 
 impl Sink for Vec<u8> {
+    #[inline]
     fn put(&mut self, bytes: &[u8]) -> bool {
         self.extend_from_slice(bytes);
         true
-    }
-}
-
-/// Compares the pieces with a record's bytes.
-struct Expect<'a> {
-    rest: &'a [u8],
-}
-
-impl Sink for Expect<'_> {
-    fn put(&mut self, bytes: &[u8]) -> bool {
-        match self.rest.strip_prefix(bytes) {
-            Some(rest) => {
-                self.rest = rest;
-                true
-            }
-            None => false,
-        }
     }
 }
 
@@ -230,15 +246,42 @@ fn write_double(value: f64, out: &mut impl Sink) -> bool {
     }
 }
 
+/// The index of the first byte of `bytes` that a JSON string escapes (a
+/// control character, `"` or `\\`). Eight bytes at a time with the usual
+/// "has a byte less than n" word trick: exact for n <= 128, and its lowest
+/// hit is the first such byte (a borrow only runs upwards).
+fn find_escape(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let less_than = |word: u64, n: u8| word.wrapping_sub(ONES * n as u64) & !word & HIGH;
+    let mut words = bytes.chunks_exact(8);
+    for (index, chunk) in (&mut words).enumerate() {
+        let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        let hits = less_than(word, 0x20)
+            | less_than(word ^ (ONES * b'"' as u64), 1)
+            | less_than(word ^ (ONES * b'\\' as u64), 1);
+        if hits != 0 {
+            return Some(index * 8 + hits.trailing_zeros() as usize / 8);
+        }
+    }
+    let tail = bytes.len() - words.remainder().len();
+    words
+        .remainder()
+        .iter()
+        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
+        .map(|at| tail + at)
+}
+
 /// A JSON string, escaped as serde_json escapes it.
 fn write_string(value: &str, out: &mut impl Sink) -> bool {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bytes = value.as_bytes();
+    let mut rest = value.as_bytes();
     if !out.put(b"\"") {
         return false;
     }
-    let mut clean = 0;
-    for (at, &byte) in bytes.iter().enumerate() {
+    while let Some(at) = find_escape(rest) {
+        let byte = rest[at];
+        let unicode;
         let escape: &[u8] = match byte {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -247,22 +290,24 @@ fn write_string(value: &str, out: &mut impl Sink) -> bool {
             b'\t' => b"\\t",
             0x08 => b"\\b",
             0x0c => b"\\f",
-            0x00..=0x1f => &[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[(byte >> 4) as usize],
-                HEX[(byte & 0xf) as usize],
-            ],
-            _ => continue,
+            _ => {
+                unicode = [
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[(byte >> 4) as usize],
+                    HEX[(byte & 0xf) as usize],
+                ];
+                &unicode
+            }
         };
-        if !(out.put(&bytes[clean..at]) && out.put(escape)) {
+        if !(out.put(&rest[..at]) && out.put(escape)) {
             return false;
         }
-        clean = at + 1;
+        rest = &rest[at + 1..];
     }
-    out.put(&bytes[clean..]) && out.put(b"\"")
+    out.put(rest) && out.put(b"\"")
 }
 
 #[cfg(test)]
@@ -283,9 +328,27 @@ mod tests {
             "\n\r\t\u{8}\u{c}\u{1}\u{1f}\u{7f}",
             "é ☃ 😀 \u{2028}",
             "",
+            "a longer string with \"quotes\" in two words, and a tab\there: \\o/",
         ] {
             assert_eq!(string(value), serde_json::to_string(value).unwrap(), "{value:?}");
         }
+    }
+
+    #[test]
+    fn the_escape_scan_finds_the_first_byte_json_escapes_wherever_it_is() {
+        for byte in 0u8..=255 {
+            let escaped = byte < 0x20 || byte == b'"' || byte == b'\\';
+            for at in 0..20 {
+                let mut bytes = vec![b'a'; 20];
+                bytes[at] = byte;
+                assert_eq!(find_escape(&bytes), escaped.then_some(at), "byte {byte:#x} at {at}");
+                // A second one after it (in the same word or not).
+                bytes[19] = b'"';
+                let first = if escaped { at } else { 19 };
+                assert_eq!(find_escape(&bytes), Some(first), "byte {byte:#x} at {at}, then a quote");
+            }
+        }
+        assert_eq!(find_escape("é ☃ 😀 \u{7f}\u{2028}".as_bytes()), None);
     }
 
     #[test]

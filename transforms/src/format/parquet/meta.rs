@@ -58,6 +58,8 @@ pub struct MetaBuilder {
     arrivals: Vec<i64>,
     originals: Vec<u8>,
     original_offsets: Vec<i32>,
+    /// Working space for the canonical JSON of a row.
+    scratch: Vec<u8>,
     len: usize,
 }
 
@@ -73,6 +75,7 @@ impl MetaBuilder {
             arrivals: Vec::new(),
             originals: Vec::new(),
             original_offsets: vec![0],
+            scratch: Vec::new(),
             len: 0,
         }
     }
@@ -128,7 +131,7 @@ impl MetaBuilder {
                 let mut end = 0;
                 for row in 0..offsets.len() - 1 {
                     let (start, stop) = (offsets[row] as usize, offsets[row + 1] as usize);
-                    let rebuilt = rows.matches(row, &data[start..stop]);
+                    let rebuilt = rows.matches(row, &data[start..stop], &mut self.scratch);
                     if !rebuilt {
                         data.copy_within(start..stop, end);
                         end += stop - start;
