@@ -167,6 +167,9 @@ pub struct RawFormat {
     /// (default), `gzip`, `zstd` or `none`. (`destination.compression`
     /// must stay `none`.)
     pub codec: Option<String>,
+    /// With `parquet` and codec `gzip` (0 to 9, default 6) or `zstd` (1 to
+    /// 22, default 1): the codec's compression level.
+    pub codec_level: Option<i64>,
     /// With `parquet`: a row group is closed when its encoded size reaches
     /// this many MiB: 1 to 1,024. Default 128 (Firehose's block size is
     /// 256 MiB; a buffer is at most 128 MiB). Buffers over 8 MiB are
@@ -214,6 +217,7 @@ impl Default for RawFormat {
             delimiter: None,
             schema: None,
             codec: None,
+            codec_level: None,
             row_group_size_mb: None,
             page_size_bytes: None,
             dictionary: None,

@@ -153,6 +153,7 @@ fn validate_format(raw: RawFormat, problems: &mut Problems) -> Option<Format> {
     let parquet_only = [
         ("schema", raw.schema.is_some()),
         ("codec", raw.codec.is_some()),
+        ("codec_level", raw.codec_level.is_some()),
         ("row_group_size_mb", raw.row_group_size_mb.is_some()),
         ("page_size_bytes", raw.page_size_bytes.is_some()),
         ("dictionary", raw.dictionary.is_some()),
@@ -214,6 +215,26 @@ fn validate_parquet(raw: RawFormat, problems: &mut Problems) -> Option<ParquetFo
         Codec::NAMES,
         Codec::from_name,
     );
+    let codec_level = match (codec, raw.codec_level) {
+        (_, None) => Some(None),
+        (Some(codec), Some(level)) => match codec.levels() {
+            Some(range) => problems
+                .in_range("format.codec_level", level, (range.0 as i64, range.1 as i64))
+                .map(|l| Some(l as i32)),
+            None => {
+                problems.add(
+                    "format.codec_level",
+                    format!(
+                        "{level}: format.codec = \"{}\" has no levels; only gzip (0 to 9) and zstd (1 to 22) do",
+                        raw.codec.as_deref().unwrap_or("snappy")
+                    ),
+                );
+                None
+            }
+        },
+        // The codec is wrong: that is the problem reported.
+        (None, Some(_)) => None,
+    };
     let row_group_mb = problems.in_range(
         "format.row_group_size_mb",
         raw.row_group_size_mb.unwrap_or(128),
@@ -249,6 +270,7 @@ fn validate_parquet(raw: RawFormat, problems: &mut Problems) -> Option<ParquetFo
     Some(ParquetFormat {
         schema: schema?,
         codec: codec?,
+        codec_level: codec_level?,
         row_group_bytes: row_group_mb? as usize * 1024 * 1024,
         page_size_bytes: page_size? as usize,
         dictionary: raw.dictionary.unwrap_or(defaults.dictionary),
@@ -929,6 +951,27 @@ mod tests {
             **parquet,
             spillway_transforms::format::parquet::ParquetFormat::default()
         );
+        let text = format!("{MINIMAL}[format]\ntype = \"parquet\"\ncodec = \"zstd\"\ncodec_level = 9\n");
+        let config = parse(&text, "t", &|_| None).unwrap();
+        let spillway_transforms::Format::Parquet(parquet) = &config.format else {
+            panic!("{:?}", config.format)
+        };
+        assert_eq!(
+            (parquet.codec, parquet.codec_level),
+            (spillway_transforms::format::parquet::Codec::Zstd, Some(9))
+        );
+        for (codec, level, problem) in [
+            ("gzip", 10, "format.codec_level: 10 is out of range: allowed 0 to 9"),
+            ("zstd", 0, "format.codec_level: 0 is out of range: allowed 1 to 22"),
+            (
+                "snappy",
+                3,
+                "format.codec_level: 3: format.codec = \"snappy\" has no levels; only gzip (0 to 9) and zstd (1 to 22) do",
+            ),
+        ] {
+            let text = format!("{MINIMAL}[format]\ntype = \"parquet\"\ncodec = \"{codec}\"\ncodec_level = {level}\n");
+            assert_eq!(problems(&text), [problem]);
+        }
         let text = format!("{MINIMAL}[format]\ntype = \"parquet\"\nelide_rebuildable_original = false\n");
         let config = parse(&text, "t", &|_| None).unwrap();
         let spillway_transforms::Format::Parquet(parquet) = &config.format else {

@@ -7,14 +7,18 @@
 //!
 //! ```sh
 //! cargo bench -p spillway-transforms --bench parquet -- generate DIR   # DIR/products.ndjson, DIR/tweets.ndjson
-//! cargo bench -p spillway-transforms --bench parquet -- run FILE [--buffer-mb 64] [--bare] [--schema FILE]
+//! cargo bench -p spillway-transforms --bench parquet -- run FILE [--buffer-mb 64] [--bare | --store-all-originals] [--schema FILE] [--out DIR]
 //! ```
 //!
 //! `run` prints one JSON line: input bytes, seconds, MB/s (10^6 bytes),
 //! peak RSS (VmHWM) in MiB, objects, rows and refused records. `--bare`
 //! turns off the reserved columns (`_spillway_` position and original
 //! bytes), to compare like with like against tools that write only the
-//! records' columns. `benches/compare.sh` runs everything.
+//! records' columns. `--store-all-originals` stores every record in
+//! `_spillway_data`, even those their row rebuilds
+//! (`elide_rebuildable_original = false`). `--out DIR` also writes each
+//! object as `DIR/<n>.parquet`, to look at. `benches/compare.sh` runs
+//! everything.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -34,7 +38,7 @@ fn main() {
         Some("generate") => generate(Path::new(args.get(1).expect("generate DIR")), &shared_data()),
         Some("run") => run(&args[1..]),
         _ => {
-            eprintln!("usage: parquet generate DIR | parquet run FILE [--buffer-mb N] [--bare] [--schema FILE]");
+            eprintln!("usage: parquet generate DIR | parquet run FILE [--buffer-mb N] [--bare | --store-all-originals] [--schema FILE] [--out DIR]");
             std::process::exit(2);
         }
     }
@@ -107,12 +111,16 @@ fn run(args: &[String]) {
     let path = PathBuf::from(args.first().expect("run FILE"));
     let mut buffer_mb = 64usize;
     let mut bare = false;
+    let mut store_all = false;
     let mut schema = None;
+    let mut out: Option<PathBuf> = None;
     let mut rest = args[1..].iter();
     while let Some(arg) = rest.next() {
         match arg.as_str() {
             "--buffer-mb" => buffer_mb = rest.next().unwrap().parse().unwrap(),
             "--bare" => bare = true,
+            "--store-all-originals" => store_all = true,
+            "--out" => out = Some(PathBuf::from(rest.next().unwrap())),
             "--schema" => schema = Some(Schema::load(Path::new(rest.next().unwrap())).unwrap()),
             other => panic!("unknown argument {other}"),
         }
@@ -121,6 +129,7 @@ fn run(args: &[String]) {
         schema,
         metadata_columns: !bare,
         keep_original: !bare,
+        elide_rebuildable_original: !store_all,
         ..ParquetFormat::default()
     });
     let format = Format::Parquet(parquet.clone());
@@ -136,6 +145,10 @@ fn run(args: &[String]) {
     let mut flush = |batch: &mut Vec<Record>| {
         let encoded = format.encode(batch);
         output += encoded.body.len() as u64;
+        if let Some(dir) = &out {
+            std::fs::create_dir_all(dir).unwrap();
+            std::fs::write(dir.join(format!("{objects}.parquet")), &encoded.body).unwrap();
+        }
         objects += 1;
         rows += encoded.records as u64;
         refused += encoded.rejected.len() as u64;
@@ -169,7 +182,13 @@ fn run(args: &[String]) {
     let seconds = start.elapsed().as_secs_f64();
     println!(
         "{{\"tool\":\"spillway{}\",\"input\":\"{}\",\"input_bytes\":{input},\"output_bytes\":{output},\"seconds\":{seconds:.3},\"mb_per_s\":{:.1},\"peak_rss_mib\":{:.0},\"buffer_mb\":{buffer_mb},\"objects\":{objects},\"rows\":{rows},\"refused\":{refused},\"single_pass_objects\":{}}}",
-        if bare { "-bare" } else { "" },
+        if bare {
+            "-bare"
+        } else if store_all {
+            "-store-all"
+        } else {
+            ""
+        },
         path.display(),
         input as f64 / 1e6 / seconds,
         peak_rss_mib(),

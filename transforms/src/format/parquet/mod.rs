@@ -74,12 +74,31 @@ impl Codec {
         }
     }
 
-    fn parquet(self) -> Compression {
+    /// The levels `level` may take with this codec, if it has levels.
+    pub fn levels(self) -> Option<(i32, i32)> {
+        match self {
+            Codec::Gzip => Some((0, 9)),
+            Codec::Zstd => Some((1, 22)),
+            Codec::None | Codec::Snappy => None,
+        }
+    }
+
+    /// With `level` (the codec's default when `None`; a level out of
+    /// [`Self::levels`] is a bug of the caller, and gives the default too).
+    fn parquet(self, level: Option<i32>) -> Compression {
+        debug_assert!(
+            level.is_none_or(|l| self.levels().is_some_and(|(lo, hi)| (lo..=hi).contains(&l))),
+            "{self:?} at level {level:?}"
+        );
         match self {
             Codec::None => Compression::UNCOMPRESSED,
             Codec::Snappy => Compression::SNAPPY,
-            Codec::Gzip => Compression::GZIP(GzipLevel::default()),
-            Codec::Zstd => Compression::ZSTD(ZstdLevel::default()),
+            Codec::Gzip => Compression::GZIP(
+                level
+                    .and_then(|l| GzipLevel::try_new(l as u32).ok())
+                    .unwrap_or_default(),
+            ),
+            Codec::Zstd => Compression::ZSTD(level.and_then(|l| ZstdLevel::try_new(l).ok()).unwrap_or_default()),
         }
     }
 }
@@ -90,6 +109,9 @@ pub struct ParquetFormat {
     /// The given schema; `None`: inferred from each batch.
     pub schema: Option<Schema>,
     pub codec: Codec,
+    /// The codec's level (gzip 0 to 9, zstd 1 to 22); `None`: its default
+    /// (gzip 6, zstd 1).
+    pub codec_level: Option<i32>,
     /// A row group is closed when its encoded size passes this.
     pub row_group_bytes: usize,
     pub page_size_bytes: usize,
@@ -162,6 +184,7 @@ impl Default for ParquetFormat {
         Self {
             schema: None,
             codec: Codec::Snappy,
+            codec_level: None,
             row_group_bytes: 128 * 1024 * 1024,
             page_size_bytes: 1024 * 1024,
             dictionary: true,
@@ -188,7 +211,7 @@ impl ParquetFormat {
     fn properties(&self) -> WriterProperties {
         let mut builder = WriterProperties::builder()
             .set_created_by(format!("spillway {}", env!("CARGO_PKG_VERSION")))
-            .set_compression(self.codec.parquet())
+            .set_compression(self.codec.parquet(self.codec_level))
             .set_data_page_size_limit(self.page_size_bytes)
             .set_dictionary_enabled(self.dictionary)
             .set_max_row_group_bytes(Some(self.row_group_bytes))

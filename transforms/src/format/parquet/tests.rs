@@ -196,6 +196,38 @@ fn options_turn_off_the_reserved_columns_and_choose_the_codec() {
 }
 
 #[test]
+fn the_codec_level_is_applied() {
+    let records: Vec<Record> = (0..2000)
+        .map(|i| {
+            record(
+                &format!(r#"{{"id":{i},"text":"the same words again and again {}"}}"#, i % 7),
+                "1",
+                0,
+            )
+        })
+        .collect();
+    let size = |codec, codec_level| {
+        let encoded = ParquetFormat {
+            codec,
+            codec_level,
+            dictionary: false,
+            ..ParquetFormat::default()
+        }
+        .encode(&records);
+        assert_eq!(encoded.records, records.len());
+        read_back(&encoded.body);
+        encoded.body.len()
+    };
+    // gzip 0 stores, 9 compresses; zstd 1 is its default.
+    assert!(size(Codec::Gzip, Some(0)) > 2 * size(Codec::Gzip, Some(9)));
+    assert_eq!(size(Codec::Gzip, None), size(Codec::Gzip, Some(6)));
+    assert_eq!(size(Codec::Zstd, None), size(Codec::Zstd, Some(1)));
+    // (On pages this small a higher zstd level is not always smaller, but
+    // it is another encoding.)
+    assert_ne!(size(Codec::Zstd, Some(19)), size(Codec::Zstd, Some(1)));
+}
+
+#[test]
 fn inferred_mode_merges_and_refuses_what_cannot_fit() {
     let format = ParquetFormat::default();
     let records = [
