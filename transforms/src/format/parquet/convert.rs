@@ -154,14 +154,26 @@ impl<T: Default + Copy> Prim<T> {
         T: arrow_buffer::ArrowNativeType,
     {
         let nulls = take_nulls(&mut self.valid, &mut self.nulls);
-        (ScalarBuffer::from(std::mem::take(&mut self.values)), nulls)
+        (ScalarBuffer::from(take_sized(&mut self.values)), nulls)
     }
 }
 
+/// The vector's contents, leaving in its place an empty one with room for
+/// as many: the next chunk of a column is about the size of the last, and
+/// growing it from empty again would copy it several times.
+pub(super) fn take_sized<T>(vector: &mut Vec<T>) -> Vec<T> {
+    let room = vector.len();
+    std::mem::replace(vector, Vec::with_capacity(room))
+}
+
 fn take_nulls(valid: &mut Vec<bool>, nulls: &mut usize) -> Option<NullBuffer> {
-    let valid = std::mem::take(valid);
     let had_nulls = std::mem::replace(nulls, 0) > 0;
-    had_nulls.then(|| NullBuffer::from(valid))
+    if had_nulls {
+        Some(NullBuffer::from(take_sized(valid)))
+    } else {
+        valid.clear();
+        None
+    }
 }
 
 #[derive(Debug)]
@@ -229,8 +241,9 @@ impl Strings {
         self.validity.truncate(len);
     }
     pub(super) fn finish(&mut self) -> StringArray {
-        let offsets = std::mem::replace(&mut self.offsets, vec![0]);
-        let data = std::mem::take(&mut self.data);
+        let offsets = take_sized(&mut self.offsets);
+        self.offsets.push(0);
+        let data = take_sized(&mut self.data);
         let nulls = self.validity.take();
         // SAFETY: offsets start at 0, never decrease and end at data.len();
         // data is the concatenation of `&str`s, so valid UTF-8 at every offset.
@@ -676,7 +689,7 @@ impl ColumnBuilder {
             Kind::String(s) => Arc::new(s.finish()),
             Kind::Boolean(p) => {
                 let nulls = take_nulls(&mut p.valid, &mut p.nulls);
-                let values = std::mem::take(&mut p.values);
+                let values = take_sized(&mut p.values);
                 Arc::new(BooleanArray::new(values.into(), nulls))
             }
             Kind::Int32(p) => {
@@ -722,7 +735,9 @@ impl ColumnBuilder {
                 validity,
                 item,
             } => {
-                let offsets = std::mem::replace(offsets, vec![0]);
+                let taken = take_sized(offsets);
+                offsets.push(0);
+                let offsets = taken;
                 Arc::new(ListArray::new(
                     field.clone(),
                     OffsetBuffer::new(ScalarBuffer::from(offsets)),
@@ -746,7 +761,9 @@ impl ColumnBuilder {
                 keys,
                 values,
             } => {
-                let offsets = std::mem::replace(offsets, vec![0]);
+                let taken = take_sized(offsets);
+                offsets.push(0);
+                let offsets = taken;
                 let arrow_schema::DataType::Struct(entry_fields) = entries.data_type() else {
                     unreachable!("map entries are a struct")
                 };

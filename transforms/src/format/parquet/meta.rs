@@ -15,7 +15,7 @@ use arrow_array::{ArrayRef, Int64Array, StringArray, TimestampMillisecondArray};
 use arrow_schema::{DataType, Field, TimeUnit};
 
 use super::canonical::Canonical;
-use super::convert::Strings;
+use super::convert::{take_sized, Strings};
 use crate::record::Record;
 
 pub const SOURCE: &str = "_spillway_source";
@@ -48,7 +48,7 @@ pub fn fields(position: bool, data: bool, elide_rebuildable: bool) -> Vec<Field>
 
 /// Fills the reserved columns, one record at a time.
 #[derive(Debug)]
-pub struct MetaBuilder {
+pub struct MetaBuilder<'a> {
     position: bool,
     data: bool,
     sources: Strings,
@@ -56,14 +56,15 @@ pub struct MetaBuilder {
     subsequence_numbers: Vec<i64>,
     partition_keys: Strings,
     arrivals: Vec<i64>,
-    originals: Vec<u8>,
-    original_offsets: Vec<i32>,
+    /// The records' bytes, borrowed: copied at [`Self::finish`], and only
+    /// those their rows do not rebuild.
+    originals: Vec<&'a [u8]>,
     /// Working space for the canonical JSON of a row.
     scratch: Vec<u8>,
     len: usize,
 }
 
-impl MetaBuilder {
+impl<'a> MetaBuilder<'a> {
     pub fn new(position: bool, data: bool) -> Self {
         Self {
             position,
@@ -74,13 +75,12 @@ impl MetaBuilder {
             partition_keys: Strings::new(),
             arrivals: Vec::new(),
             originals: Vec::new(),
-            original_offsets: vec![0],
             scratch: Vec::new(),
             len: 0,
         }
     }
 
-    pub fn push(&mut self, record: &Record) {
+    pub fn push(&mut self, record: &'a Record) {
         self.len += 1;
         if self.position {
             self.sources.push(record.position.source.as_str());
@@ -95,8 +95,7 @@ impl MetaBuilder {
             self.arrivals.push(record.arrival.timestamp_millis());
         }
         if self.data {
-            self.originals.extend_from_slice(&record.data);
-            self.original_offsets.push(self.originals.len() as i32);
+            self.originals.push(&record.data);
         }
     }
 
@@ -113,43 +112,40 @@ impl MetaBuilder {
         if self.position {
             columns.push(Arc::new(self.sources.finish()));
             columns.push(Arc::new(self.sequence_numbers.finish()));
-            columns.push(Arc::new(Int64Array::from(std::mem::take(
-                &mut self.subsequence_numbers,
-            ))));
+            columns.push(Arc::new(Int64Array::from(take_sized(&mut self.subsequence_numbers))));
             columns.push(Arc::new(self.partition_keys.finish()));
             columns.push(Arc::new(
-                TimestampMillisecondArray::from(std::mem::take(&mut self.arrivals)).with_timezone("UTC"),
+                TimestampMillisecondArray::from(take_sized(&mut self.arrivals)).with_timezone("UTC"),
             ));
         }
         if self.data {
-            let mut offsets = std::mem::replace(&mut self.original_offsets, vec![0]);
-            let mut data = std::mem::take(&mut self.originals);
-            let mut nulls = None;
-            if let Some(rows) = rows {
-                // Keep only the records their rows do not rebuild, in place.
-                let mut kept = Vec::with_capacity(offsets.len() - 1);
-                let mut end = 0;
-                for row in 0..offsets.len() - 1 {
-                    let (start, stop) = (offsets[row] as usize, offsets[row + 1] as usize);
-                    let rebuilt = rows.matches(row, &data[start..stop], &mut self.scratch);
-                    if !rebuilt {
-                        data.copy_within(start..stop, end);
-                        end += stop - start;
-                    }
-                    offsets[row] = end as i32;
-                    kept.push(!rebuilt);
+            let kept: Vec<bool> = match rows {
+                Some(rows) => (0..self.originals.len())
+                    .map(|row| !rows.matches(row, self.originals[row], &mut self.scratch))
+                    .collect(),
+                None => vec![true; self.originals.len()],
+            };
+            let bytes = self
+                .originals
+                .iter()
+                .zip(&kept)
+                .filter(|(_, kept)| **kept)
+                .map(|(original, _)| original.len())
+                .sum();
+            let mut data = Vec::with_capacity(bytes);
+            let mut offsets = Vec::with_capacity(self.originals.len() + 1);
+            offsets.push(0);
+            for (original, kept) in self.originals.iter().zip(&kept) {
+                if *kept {
+                    data.extend_from_slice(original);
                 }
-                // offsets[row] now holds the end of the kept bytes up to
-                // and including row `row`, and the last entry is stale:
-                // rotated to the front, it becomes the leading 0.
-                offsets.rotate_right(1);
-                offsets[0] = 0;
-                data.truncate(end);
-                nulls = Some(arrow_buffer::NullBuffer::from(kept));
+                offsets.push(data.len() as i32);
             }
+            self.originals.clear();
+            let nulls = rows.map(|_| arrow_buffer::NullBuffer::from(kept));
             // SAFETY: only records that parsed as JSON are pushed, and a
             // slice that parses as JSON is UTF-8 (strings are validated, and
-            // everything outside them is ASCII); kept records are moved
+            // everything outside them is ASCII); kept records are copied
             // whole; offsets start at 0, never decrease and end at
             // data.len().
             let array = unsafe {
