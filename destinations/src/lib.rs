@@ -5,13 +5,15 @@
 //! [`compression`] (whole-object codecs), [`key`] (prefix templates and safe
 //! object keys), [`store`] (the create-only [`ObjectStore`] trait and its
 //! typed errors), one folder per backend ([`local`], [`s3`]), and [`retry`]
-//! (backoff for errors that a retry can help).
+//! (backoff for errors that a retry can help). [`redact`] shows URLs in
+//! logs without their secrets.
 
 pub mod compression;
 pub mod error;
 pub mod http;
 pub mod key;
 pub mod local;
+pub mod redact;
 pub mod retry;
 pub mod s3;
 pub mod store;

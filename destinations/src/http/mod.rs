@@ -104,7 +104,7 @@ impl HttpEndpoint {
             .user_agent(concat!("spillway/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|err| crate::Error::Misconfigured {
-                location: redact_url(&options.url),
+                location: crate::redact::url_for_logs(&options.url),
                 reason: format!("cannot build an HTTP client: {err}"),
             })?;
         let common_attributes = (!options.common_attributes.is_empty())
@@ -156,21 +156,7 @@ impl HttpEndpoint {
     /// The URL for logs, without user info or query (which may hold
     /// secrets).
     pub fn describe(&self) -> String {
-        redact_url(&self.options.url)
-    }
-}
-
-/// `scheme://host[:port]/path`, dropping user info and the query string.
-fn redact_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut parsed) => {
-            let _ = parsed.set_username("");
-            let _ = parsed.set_password(None);
-            parsed.set_query(None);
-            parsed.set_fragment(None);
-            parsed.to_string()
-        }
-        Err(_) => "<invalid url>".to_owned(),
+        crate::redact::url_for_logs(&self.options.url)
     }
 }
 
@@ -180,9 +166,20 @@ mod tests {
 
     #[test]
     fn urls_in_logs_lose_credentials_and_queries() {
-        assert_eq!(
-            redact_url("https://user:pw@example.com:8443/path?token=abc"),
-            "https://example.com:8443/path"
+        let endpoint = HttpEndpoint::new(HttpOptions {
+            url: "https://user:pw@example.com:8443/path?token=abc".into(),
+            access_key: Some(Secret::new("hunter2")),
+            content_encoding: ContentEncoding::None,
+            common_attributes: BTreeMap::new(),
+            source_arn: "arn".into(),
+            request_timeout: Duration::from_secs(1),
+        })
+        .unwrap();
+        assert_eq!(endpoint.describe(), "https://example.com:8443/path");
+        let debug = format!("{endpoint:?}");
+        assert!(
+            !debug.contains("pw") && !debug.contains("token") && !debug.contains("hunter2"),
+            "{debug}"
         );
         assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(<redacted>)");
     }

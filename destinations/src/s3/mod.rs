@@ -346,7 +346,11 @@ impl ObjectStore for S3Store {
     /// information it might carry).
     fn describe(&self) -> String {
         match &self.options.endpoint {
-            Some(endpoint) => format!("s3://{} at {}", self.options.bucket, without_userinfo(endpoint)),
+            Some(endpoint) => format!(
+                "s3://{} at {}",
+                self.options.bucket,
+                crate::redact::url_for_logs(endpoint)
+            ),
             None => format!("s3://{}", self.options.bucket),
         }
     }
@@ -361,32 +365,12 @@ impl fmt::Debug for S3Store {
     }
 }
 
-/// An endpoint URL without `user:password@`.
-fn without_userinfo(endpoint: &str) -> String {
-    let (scheme, rest) = endpoint.split_once("://").unwrap_or(("", endpoint));
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let rest = match rest[..authority_end].rfind('@') {
-        Some(at) => &rest[at + 1..],
-        None => rest,
-    };
-    if scheme.is_empty() {
-        rest.to_owned()
-    } else {
-        format!("{scheme}://{rest}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn descriptions_hide_user_information() {
-        assert_eq!(
-            without_userinfo("https://user:secret@minio.local:9000/base"),
-            "https://minio.local:9000/base"
-        );
-        assert_eq!(without_userinfo("http://127.0.0.1:5000"), "http://127.0.0.1:5000");
         let options = S3Options {
             endpoint: Some("http://key:secret@host:9000".into()),
             ..S3Options::new("archive")
@@ -398,7 +382,7 @@ mod tests {
                 .build(),
         );
         let store = S3Store::with_client(client, options);
-        assert_eq!(store.describe(), "s3://archive at http://host:9000");
+        assert_eq!(store.describe(), "s3://archive at http://host:9000/");
         assert!(!format!("{store:?}").contains("secret"));
         assert_eq!(
             S3Store::with_client(store.client.clone(), S3Options::new("b")).describe(),

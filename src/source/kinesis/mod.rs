@@ -52,7 +52,11 @@ impl KinesisSource {
             parts.push(format!("region {region}"));
         }
         if let Some(endpoint) = &self.config.endpoint {
-            parts.push(format!("endpoint {endpoint}"));
+            // Without user information or query, which may hold secrets.
+            parts.push(format!(
+                "endpoint {}",
+                spillway_destinations::redact::url_for_logs(endpoint)
+            ));
         }
         if parts.is_empty() {
             String::new()
@@ -303,5 +307,27 @@ impl Coordinator {
 impl From<KinesisError> for SourceError {
     fn from(err: KinesisError) -> Self {
         SourceError::Kinesis(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_description_hides_what_the_endpoint_url_may_hold_of_secrets() {
+        let config = KinesisConfig {
+            stream: api::StreamRef::Name("clicks".into()),
+            region: Some("eu-west-1".into()),
+            endpoint: Some("https://key:secret@kinesis.local:4567/?token=abc".into()),
+            start: StartPosition::TrimHorizon,
+            idle_poll: Duration::from_secs(1),
+            max_records: 10_000,
+            discovery_interval: Duration::from_secs(30),
+        };
+        assert_eq!(
+            KinesisSource::new(config, false).describe(),
+            "kinesis stream clicks (region eu-west-1, endpoint https://kinesis.local:4567/)"
+        );
     }
 }
