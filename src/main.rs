@@ -98,13 +98,18 @@ fn validate(path: &std::path::Path) -> ExitCode {
 fn originals(files: &[PathBuf], data_only: bool) -> ExitCode {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for file in files {
-        if let Err(err) = spillway::originals::print(file, data_only, &mut out) {
-            eprintln!("{}: {err}", file.display());
-            return ExitCode::from(2);
+        match spillway::originals::print(file, data_only, &mut out) {
+            Ok(()) => {}
+            Err(err) if err.is_broken_pipe() => return ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("{}: {err}", file.display());
+                return ExitCode::from(2);
+            }
         }
     }
     match std::io::Write::flush(&mut out) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: writing the records: {err}");
             ExitCode::from(1)

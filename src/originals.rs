@@ -17,6 +17,14 @@ pub enum OriginalsError {
     Write(std::io::Error),
 }
 
+impl OriginalsError {
+    /// The reader of the output went away (`spillway originals ... | head`):
+    /// not a failure, the command just stops.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, OriginalsError::Write(err) if err.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+}
+
 /// Writes every record of the Parquet file `path` to `out`: with
 /// `data_only` its bytes and a newline, else one JSON object per line,
 /// `{"source", "sequence_number", "subsequence_number", "partition_key",

@@ -378,6 +378,19 @@ fn originals_prints_every_archived_record_byte_for_byte() {
         "every record, in order"
     );
 
+    // A reader that stops early (`| head -1`) is not an error.
+    let mut child = spillway()
+        .arg("originals")
+        .args(&paths)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.stderr.is_empty(), "{}", String::from_utf8_lossy(&output.stderr));
+
     // Not Parquet; Parquet without `_spillway_data`.
     std::fs::write(dir.path().join("not.parquet"), "{}").unwrap();
     let output = spillway()
