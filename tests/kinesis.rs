@@ -197,7 +197,7 @@ fn a_missing_stream_is_a_one_line_error_naming_it() {
     assert_eq!(
         last,
         format!(
-            "error: source failed: kinesis stream no-such-stream not found (region us-east-1, endpoint {endpoint}/)"
+            "error: source failed: kinesis stream no-such-stream not found (region us-east-1, endpoint {endpoint})"
         )
     );
     assert!(!dir.path().join("archive").exists() || objects(&dir.path().join("archive")).is_empty());

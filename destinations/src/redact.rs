@@ -2,7 +2,7 @@
 
 /// `scheme://host[:port]/path`: the URL without user information, query
 /// or fragment, any of which may hold a secret; `<invalid url>` if it does
-/// not parse.
+/// not parse. A URL given without a path stays without one (no `/` added).
 pub fn url_for_logs(url: &str) -> String {
     match reqwest::Url::parse(url) {
         Ok(mut parsed) => {
@@ -10,7 +10,12 @@ pub fn url_for_logs(url: &str) -> String {
             let _ = parsed.set_password(None);
             parsed.set_query(None);
             parsed.set_fragment(None);
-            parsed.to_string()
+            let mut shown = parsed.to_string();
+            let given = url.split(['?', '#']).next().unwrap_or(url);
+            if parsed.path() == "/" && !given.ends_with('/') {
+                shown.pop();
+            }
+            shown
         }
         Err(_) => "<invalid url>".to_owned(),
     }
@@ -26,8 +31,13 @@ mod tests {
             url_for_logs("https://user:secret@minio.local:9000/base?X-Amz-Signature=abc#f"),
             "https://minio.local:9000/base"
         );
-        assert_eq!(url_for_logs("http://token@127.0.0.1:5000"), "http://127.0.0.1:5000/");
-        assert_eq!(url_for_logs("http://127.0.0.1:5000"), "http://127.0.0.1:5000/");
+        assert_eq!(url_for_logs("http://token@127.0.0.1:5000"), "http://127.0.0.1:5000");
+        assert_eq!(url_for_logs("http://127.0.0.1:5000"), "http://127.0.0.1:5000");
+        assert_eq!(url_for_logs("http://127.0.0.1:5000/"), "http://127.0.0.1:5000/");
+        assert_eq!(
+            url_for_logs("http://127.0.0.1:5000?key=secret"),
+            "http://127.0.0.1:5000"
+        );
         assert_eq!(url_for_logs("not a url with a secret"), "<invalid url>");
     }
 }

@@ -382,7 +382,7 @@ mod tests {
                 .build(),
         );
         let store = S3Store::with_client(client, options);
-        assert_eq!(store.describe(), "s3://archive at http://host:9000/");
+        assert_eq!(store.describe(), "s3://archive at http://host:9000");
         assert!(!format!("{store:?}").contains("secret"));
         assert_eq!(
             S3Store::with_client(store.client.clone(), S3Options::new("b")).describe(),
