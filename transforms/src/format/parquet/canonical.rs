@@ -6,7 +6,10 @@
 //! runs on the very Arrow arrays handed to the Parquet writer, and the same
 //! code rebuilds the record from the arrays a reader gets back. So a record
 //! is rebuilt byte for byte, or its bytes are in `_spillway_data`; which
-//! records qualify only changes the file's size.
+//! records qualify only changes the file's size. (A flat record read by
+//! [`super::convert`]'s flat path is judged as it is read, by the rules
+//! below; debug builds, so every test, also run this check on it and fail
+//! if the two disagree.)
 //!
 //! The canonical JSON of a row (the user columns, reserved ones excluded):
 //! - an object of the columns in the file's order, keys spelled as the
@@ -232,7 +235,7 @@ fn write_object(members: &[Member], row: usize, out: &mut impl Sink) -> bool {
 }
 
 /// 2^53: integral doubles below it are written as integers.
-const EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0;
+pub(super) const EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0;
 
 fn write_double(value: f64, out: &mut impl Sink) -> bool {
     if !value.is_finite() {
@@ -250,7 +253,7 @@ fn write_double(value: f64, out: &mut impl Sink) -> bool {
 /// control character, `"` or `\\`). Eight bytes at a time with the usual
 /// "has a byte less than n" word trick: exact for n <= 128, and its lowest
 /// hit is the first such byte (a borrow only runs upwards).
-fn find_escape(bytes: &[u8]) -> Option<usize> {
+pub(super) fn find_escape(bytes: &[u8]) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let less_than = |word: u64, n: u8| word.wrapping_sub(ONES * n as u64) & !word & HIGH;

@@ -32,8 +32,10 @@ use arrow_array::{
 use arrow_buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{FieldRef, Fields, TimeUnit};
 
+mod flat;
 mod stream;
 
+pub(super) use flat::FlatPath;
 pub use stream::AppendError;
 pub(super) use stream::Failure;
 
@@ -360,17 +362,22 @@ impl Children {
         if let Some(hint) = self.hints.get(position, key) {
             return Some(hint);
         }
-        let found = match self.by_key.get(key) {
+        let found = self.lookup(key, rules);
+        if let Some(index) = found {
+            self.hints.set(position, key, index);
+        }
+        found
+    }
+
+    /// The column fed by `key`, by the key rules.
+    pub(super) fn lookup(&self, key: &str, rules: &KeyRules) -> Option<usize> {
+        match self.by_key.get(key) {
             Some(&index) => Some(index),
             None => match rules.normalize(key) {
                 Cow::Borrowed(_) => None,
                 Cow::Owned(k) => self.by_key.get(k.as_str()).copied(),
             },
-        };
-        if let Some(index) = found {
-            self.hints.set(position, key, index);
         }
-        found
     }
 
     /// Appends one parsed object's entries, a null for each missing column

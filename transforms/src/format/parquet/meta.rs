@@ -59,6 +59,9 @@ pub struct MetaBuilder<'a> {
     /// The records' bytes, borrowed: copied at [`Self::finish`], and only
     /// those their rows do not rebuild.
     originals: Vec<&'a [u8]>,
+    /// Per original, whether it is its row's canonical JSON, where that is
+    /// known already (read by the flat path).
+    rebuilt: Vec<Option<bool>>,
     /// Working space for the canonical JSON of a row.
     scratch: Vec<u8>,
     len: usize,
@@ -75,12 +78,14 @@ impl<'a> MetaBuilder<'a> {
             partition_keys: Strings::new(),
             arrivals: Vec::new(),
             originals: Vec::new(),
+            rebuilt: Vec::new(),
             scratch: Vec::new(),
             len: 0,
         }
     }
 
-    pub fn push(&mut self, record: &'a Record) {
+    /// `rebuilt`: whether the record is its row's canonical JSON, if known.
+    pub fn push(&mut self, record: &'a Record, rebuilt: Option<bool>) {
         self.len += 1;
         if self.position {
             self.sources.push(record.position.source.as_str());
@@ -96,6 +101,7 @@ impl<'a> MetaBuilder<'a> {
         }
         if self.data {
             self.originals.push(&record.data);
+            self.rebuilt.push(rebuilt);
         }
     }
 
@@ -105,7 +111,9 @@ impl<'a> MetaBuilder<'a> {
 
     /// The reserved columns of the rows pushed since the last call. With
     /// `rows`, the canonical JSON of the same rows, a record that is exactly
-    /// its row's canonical JSON is a null in `_spillway_data`.
+    /// its row's canonical JSON is a null in `_spillway_data`: known from
+    /// [`Self::push`], or checked against the rows (debug builds check
+    /// both ways agree).
     pub fn finish(&mut self, rows: Option<&Canonical>) -> Vec<ArrayRef> {
         let mut columns: Vec<ArrayRef> = Vec::new();
         self.len = 0;
@@ -121,7 +129,22 @@ impl<'a> MetaBuilder<'a> {
         if self.data {
             let kept: Vec<bool> = match rows {
                 Some(rows) => (0..self.originals.len())
-                    .map(|row| !rows.matches(row, self.originals[row], &mut self.scratch))
+                    .map(|row| {
+                        let original = self.originals[row];
+                        let rebuilt = match self.rebuilt[row] {
+                            Some(known) => {
+                                debug_assert_eq!(
+                                    known,
+                                    rows.matches(row, original, &mut self.scratch),
+                                    "the flat path and the rows disagree on {:?}",
+                                    String::from_utf8_lossy(original)
+                                );
+                                known
+                            }
+                            None => rows.matches(row, original, &mut self.scratch),
+                        };
+                        !rebuilt
+                    })
                     .collect(),
                 None => vec![true; self.originals.len()],
             };
@@ -142,6 +165,7 @@ impl<'a> MetaBuilder<'a> {
                 offsets.push(data.len() as i32);
             }
             self.originals.clear();
+            self.rebuilt.clear();
             let nulls = rows.map(|_| arrow_buffer::NullBuffer::from(kept));
             // SAFETY: only records that parsed as JSON are pushed, and a
             // slice that parses as JSON is UTF-8 (strings are validated, and

@@ -9,7 +9,8 @@
 //!
 //! Records are converted one by one into column builders that can roll a
 //! record back, so a record that does not fit is refused alone (see
-//! [`convert`]). Builders are cut into Arrow arrays every [`CHUNK_ROWS`]
+//! [`convert`]). A compact record of scalars is read straight from its
+//! bytes (the flat path), anything else by a JSON parser. Builders are cut into Arrow arrays every [`CHUNK_ROWS`]
 //! rows or [`CHUNK_BYTES`] bytes and handed to the Parquet column writers,
 //! and a row group is closed when its encoded size passes the configured
 //! limit: memory holds the batch's records, the encoded output and one chunk
@@ -441,24 +442,32 @@ impl ParquetFormat {
         let mut row_group = RowGroup::new(factory.create_column_writers(part_index)?);
         let mut encoded = EncodedPart::default();
         let mut chunk_bytes = 0;
+        let mut flat = convert::FlatPath::new(columns, &rows, &self.column_to_json_key);
         for (offset, record) in part.records.iter().enumerate() {
-            let appended = match &mut inference {
-                Some(inference) => rows.append_and_infer(&record.data, inference),
-                None => rows.append_text(&record.data),
+            let read_flat = flat
+                .as_mut()
+                .and_then(|flat| flat.append(&mut rows, &record.data, inference.as_mut()));
+            let appended = match (read_flat, &mut inference) {
+                (Some(rebuilt), _) => Ok(Some(rebuilt)),
+                (None, Some(inference)) => rows.append_and_infer(&record.data, inference).map(|()| None),
+                (None, None) => rows.append_text(&record.data).map(|()| None),
             };
-            if let Err(why) = appended {
-                if matches!(why, AppendError::Malformed(_)) {
-                    encoded.exact = false;
+            let rebuilt = match appended {
+                Ok(rebuilt) => rebuilt,
+                Err(why) => {
+                    if matches!(why, AppendError::Malformed(_)) {
+                        encoded.exact = false;
+                    }
+                    let why = match why {
+                        AppendError::Convert(err) => rejection(err),
+                        AppendError::Malformed(err) => malformed_json(&err),
+                        AppendError::NotUtf8(err) => not_utf8(&err),
+                    };
+                    encoded.rejected.push((part.first + offset, why));
+                    continue;
                 }
-                let why = match why {
-                    AppendError::Convert(err) => rejection(err),
-                    AppendError::Malformed(err) => malformed_json(&err),
-                    AppendError::NotUtf8(err) => not_utf8(&err),
-                };
-                encoded.rejected.push((part.first + offset, why));
-                continue;
-            }
-            meta.push(record);
+            };
+            meta.push(record, rebuilt);
             encoded.written += 1;
             // Record bytes stand for column bytes: measuring the builders
             // of a wide schema per record would cost more than converting.
