@@ -35,8 +35,28 @@ struct FlatColumn {
     inferred: Option<usize>,
 }
 
-/// A value read, as the inference sees it (`None`: a `null`).
-type Seen = Option<Shape>;
+/// A value read, as the inference sees it. (Small and `Copy`: a [`Shape`]
+/// per value cost more to move than reading the value.)
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Seen {
+    Null,
+    Bool,
+    Int,
+    Float,
+    Str,
+}
+
+impl Seen {
+    fn shape(self) -> Option<Shape> {
+        match self {
+            Seen::Null => None,
+            Seen::Bool => Some(Shape::Bool),
+            Seen::Int => Some(Shape::Int),
+            Seen::Float => Some(Shape::Float),
+            Seen::Str => Some(Shape::Str),
+        }
+    }
+}
 
 /// Records read by the flat path before it judges whether to go on.
 const TRIAL: usize = 256;
@@ -135,7 +155,7 @@ impl FlatPath {
                     index
                 }
             };
-            if let Some(shape) = seen {
+            if let Some(shape) = seen.shape() {
                 merge_scalar(&mut fields.columns[index].1, shape);
             }
         }
@@ -182,11 +202,11 @@ impl FlatPath {
                     builder.append_null();
                     // A null is left out of the canonical JSON.
                     canonical = false;
-                    None
+                    Seen::Null
                 } else {
-                    let (shape, rebuilt) = self.value(builder, bytes, &mut at)?;
+                    let (seen, rebuilt) = self.value(builder, bytes, &mut at)?;
                     canonical &= rebuilt;
-                    Some(shape)
+                    seen
                 };
                 self.seen.push((column, seen));
                 match bytes.get(at) {
@@ -211,7 +231,7 @@ impl FlatPath {
     /// Reads the value at `*at` into its column: its shape for the
     /// inference, and whether it is written as the canonical JSON writes
     /// it; `None` where the parser must.
-    fn value(&mut self, builder: &mut ColumnBuilder, bytes: &[u8], at: &mut usize) -> Option<(Shape, bool)> {
+    fn value(&mut self, builder: &mut ColumnBuilder, bytes: &[u8], at: &mut usize) -> Option<(Seen, bool)> {
         match &mut builder.kind {
             Kind::String(strings) => {
                 if bytes.get(*at) != Some(&b'"') {
@@ -219,7 +239,7 @@ impl FlatPath {
                 }
                 let (text, canonical) = self.string(bytes, at)?;
                 strings.push(text.unwrap_or(&self.unescaped));
-                Some((Shape::Str, canonical))
+                Some((Seen::Str, canonical))
             }
             Kind::Boolean(values) => {
                 let value = if bytes[*at..].starts_with(b"true") {
@@ -231,34 +251,34 @@ impl FlatPath {
                 };
                 *at += if value { 4 } else { 5 };
                 values.push(value);
-                Some((Shape::Bool, true))
+                Some((Seen::Bool, true))
             }
             Kind::Int32(values) => {
                 let Number::Integer(n) = number(bytes, at)? else {
                     return None;
                 };
                 values.push(i32::try_from(n).ok()?);
-                Some((Shape::Int, true))
+                Some((Seen::Int, true))
             }
             Kind::Int64(values) => {
                 let Number::Integer(n) = number(bytes, at)? else {
                     return None;
                 };
                 values.push(n);
-                Some((Shape::Int, true))
+                Some((Seen::Int, true))
             }
             Kind::Double(values) => match number(bytes, at)? {
                 Number::Integer(n) => {
                     let value = n as f64;
                     values.push(value);
                     // Integral values below 2^53 are written as integers.
-                    Some((Shape::Int, value.abs() < EXACT_INTEGERS))
+                    Some((Seen::Int, value.abs() < EXACT_INTEGERS))
                 }
                 Number::Float { value, text } => {
                     values.push(value);
                     let integral = value.fract() == 0.0 && value.abs() < EXACT_INTEGERS;
                     let rebuilt = !integral && ryu::Buffer::new().format_finite(value).as_bytes() == text;
-                    Some((Shape::Float, rebuilt))
+                    Some((Seen::Float, rebuilt))
                 }
             },
             _ => None,
