@@ -62,6 +62,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before any thread starts: each buffer's memory is reused by the next
+    // rather than faulted in again.
+    spillway_transforms::memory::keep_freed_memory();
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { config } => validate(&config),

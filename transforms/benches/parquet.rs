@@ -33,6 +33,8 @@ use spillway_transforms::{Format, Offset, Position, Record, SequenceNumber, Sour
 const TARGET_BYTES: u64 = 200 * 1000 * 1000;
 
 fn main() {
+    // As the `spillway` binary does.
+    spillway_transforms::memory::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     match args.first().map(String::as_str) {
         Some("generate") => generate(Path::new(args.get(1).expect("generate DIR")), &shared_data()),

@@ -9,6 +9,7 @@
 pub mod check;
 pub mod error_record;
 pub mod format;
+pub mod memory;
 pub mod record;
 
 pub use check::{Check, Rejection};

@@ -1,0 +1,50 @@
+//! How the process's allocator treats the memory of a converted buffer.
+//!
+//! A buffer of records is up to 128 MiB, read into 1 MiB blocks, and its
+//! conversion allocates column chunks of a few MiB; all of it is freed when
+//! the buffer is delivered, and the next buffer needs as much again. glibc's
+//! malloc, by default, maps allocations from 128 KiB up to a threshold that
+//! it raises as it goes on its own pages and returns freed memory to the
+//! kernel once a few MiB are free at the top of a heap, so every buffer's
+//! memory comes back as fresh pages the kernel must fault in and zero: a
+//! fifth of the CPU time of converting flat records to Parquet.
+//! [`keep_freed_memory`] makes it keep up to [`KEPT_BYTES`] of freed memory
+//! for the next buffer instead. Peak memory is unchanged (freed memory is
+//! reused before the heap grows); what is kept is released when the
+//! process exits, or when more than that is free at once.
+
+/// Allocations below this are taken from the heap, not mapped on their own.
+pub const HEAP_ALLOCATIONS_BELOW: usize = 32 * 1024 * 1024;
+/// Free memory at the top of a heap kept for reuse rather than returned.
+pub const KEPT_BYTES: usize = 256 * 1024 * 1024;
+
+/// Sets glibc's malloc to keep freed buffer memory for reuse (see the
+/// module). Call it first thing in `main`, before threads start. Whether
+/// it applied: `false` on another C library, where it does nothing.
+pub fn keep_freed_memory() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt only sets malloc's parameters; both values are
+        // within what glibc accepts (it returns 0 otherwise).
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, HEAP_ALLOCATIONS_BELOW as libc::c_int) == 1
+                && libc::mallopt(libc::M_TRIM_THRESHOLD, KEPT_BYTES as libc::c_int) == 1
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fn glibc_takes_the_settings() {
+        assert!(super::keep_freed_memory());
+        // Memory is still freed and reused as usual.
+        let blocks: Vec<Vec<u8>> = (0..64).map(|_| vec![1u8; 1 << 20]).collect();
+        assert_eq!(blocks.iter().map(Vec::len).sum::<usize>(), 64 << 20);
+    }
+}
