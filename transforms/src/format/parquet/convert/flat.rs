@@ -29,6 +29,11 @@ use crate::format::parquet::schema::{Column, ColumnType, RESERVED_PREFIX};
 struct FlatColumn {
     /// The JSON key that feeds it (the column's name, or its mapping).
     key: Box<str>,
+    /// `"key":`, as a record that lists this column next mostly goes on.
+    member: Box<[u8]>,
+    /// The kinds of value already merged into the inference (merging one
+    /// again changes nothing).
+    merged: u8,
     /// The key is the column's name: the canonical JSON spells it so.
     key_is_name: bool,
     /// Its index in the part's inference, once known.
@@ -97,6 +102,8 @@ impl FlatPath {
             }
             flat.push(FlatColumn {
                 key: key.as_str().into(),
+                member: format!("\"{key}\":").into_bytes().into(),
+                merged: 0,
                 key_is_name: *key == column.name,
                 inferred: None,
             });
@@ -155,6 +162,11 @@ impl FlatPath {
                     index
                 }
             };
+            let kind = 1 << seen as u8;
+            if column.merged & kind != 0 {
+                continue;
+            }
+            column.merged |= kind;
             if let Some(shape) = seen.shape() {
                 merge_scalar(&mut fields.columns[index].1, shape);
             }
@@ -174,28 +186,36 @@ impl FlatPath {
             at = 2;
         } else {
             loop {
-                // A key: `"` and no escape.
-                if bytes.get(at) != Some(&b'"') {
-                    return None;
-                }
-                let start = at + 1;
-                let length = find_escape(&bytes[start..])?;
-                if bytes[start + length] != b'"' {
-                    return None;
-                }
-                let key = &bytes[start..start + length];
-                at = start + length + 1;
-                // Its column: the next one, or one after columns left out.
-                let column = next + self.columns[next..].iter().position(|c| c.key.as_bytes() == key)?;
+                // A key, `"` and no escape, and its column: the next one,
+                // or one after columns left out.
+                let column = match self.columns.get(next) {
+                    Some(column) if starts_with(&bytes[at..], &column.member) => {
+                        at += column.member.len();
+                        next
+                    }
+                    _ => {
+                        if bytes.get(at) != Some(&b'"') {
+                            return None;
+                        }
+                        let start = at + 1;
+                        let length = find_escape(&bytes[start..])?;
+                        if bytes[start + length] != b'"' {
+                            return None;
+                        }
+                        let key = &bytes[start..start + length];
+                        at = start + length + 1;
+                        if bytes.get(at) != Some(&b':') {
+                            return None;
+                        }
+                        at += 1;
+                        next + self.columns[next..].iter().position(|c| c.key.as_bytes() == key)?
+                    }
+                };
                 canonical &= self.columns[column].key_is_name;
                 for skipped in &mut builders[next..column] {
                     skipped.append_null();
                 }
                 next = column + 1;
-                if bytes.get(at) != Some(&b':') {
-                    return None;
-                }
-                at += 1;
                 let builder = &mut builders[column];
                 let seen = if bytes[at..].starts_with(b"null") {
                     at += 4;
@@ -324,6 +344,25 @@ impl FlatPath {
             cursor += find_escape(&bytes[cursor..])?;
         }
     }
+}
+
+/// Whether `bytes` start with `prefix` (a short key: compared eight bytes
+/// at a time, inline, rather than through a call to `memcmp`).
+#[inline]
+fn starts_with(bytes: &[u8], prefix: &[u8]) -> bool {
+    if bytes.len() < prefix.len() {
+        return false;
+    }
+    let word = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+    let mut chunks = prefix.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        if word(chunk) != word(&bytes[at..at + 8]) {
+            return false;
+        }
+        at += 8;
+    }
+    chunks.remainder().iter().zip(&bytes[at..]).all(|(a, b)| a == b)
 }
 
 /// The escape at the start of `bytes` (a `\`): the character, the escape's
