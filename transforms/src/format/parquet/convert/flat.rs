@@ -78,8 +78,9 @@ pub(in crate::format::parquet) struct FlatPath {
 
 impl FlatPath {
     /// The flat path for `rows`' columns; `None` if a column is not a flat
-    /// scalar, or a key would not find its own column by the key rules
-    /// (two columns that differ only in case, say).
+    /// scalar, its key has a character JSON escapes, or a key would not
+    /// find its own column by the key rules (two columns that differ only
+    /// in case, say).
     pub(in crate::format::parquet) fn new(
         columns: &[Column],
         rows: &RowBuilder,
@@ -97,7 +98,11 @@ impl FlatPath {
             let key = mappings.get(&column.name).unwrap_or(&column.name);
             let reserved = key.len() >= RESERVED_PREFIX.len()
                 && key.as_bytes()[..RESERVED_PREFIX.len()].eq_ignore_ascii_case(RESERVED_PREFIX.as_bytes());
-            if !scalar || reserved || rows.children.lookup(key, &rows.rules) != Some(index) {
+            // A key JSON escapes (a quote, say) is never spelt as it is in
+            // a record: matching it raw could take `{"a":"b":1}` for the
+            // key `a":"b`.
+            let escaped = find_escape(key.as_bytes()).is_some();
+            if !scalar || reserved || escaped || rows.children.lookup(key, &rows.rules) != Some(index) {
                 return None;
             }
             flat.push(FlatColumn {
@@ -842,6 +847,9 @@ mod tests {
         // Case-insensitive keys: "a" finds the column "b" (mapped from "A"),
         // declared after "a".
         assert!(!flat("a:string,b:string", &[("b", "A")]));
+        // Keys JSON escapes.
+        assert!(!flat("x:string", &[("x", "a\":\"b")]));
+        assert!(!flat("x:string", &[("x", "a\\b")]));
         // A mapped key is read, and its records are not rebuilt (the
         // canonical JSON spells the column's name).
         assert!(flat("user_id:int64", &[("user_id", "user-id")]));
