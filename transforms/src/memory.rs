@@ -42,9 +42,9 @@ mod tests {
     #[test]
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     fn glibc_takes_the_settings() {
+        // mallopt returns 0 for a parameter or value it refuses (older
+        // glibc caps M_MMAP_THRESHOLD at 32 MiB on 64-bit); the setting
+        // must hold on the glibc this is built and tested on.
         assert!(super::keep_freed_memory());
-        // Memory is still freed and reused as usual.
-        let blocks: Vec<Vec<u8>> = (0..64).map(|_| vec![1u8; 1 << 20]).collect();
-        assert_eq!(blocks.iter().map(Vec::len).sum::<usize>(), 64 << 20);
     }
 }
