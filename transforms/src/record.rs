@@ -44,10 +44,23 @@ impl fmt::Debug for SourceId {
 /// A sequence number: an unsigned decimal integer of any length, as Kinesis
 /// uses (up to 128 digits). For files it is the byte offset of the line.
 ///
-/// Ordered numerically (by length, then digits), never lexically.
-#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Ordered numerically (by length, then digits), never lexically. Up to
+/// [`INLINE_DIGITS`](Self::INLINE_DIGITS) digits (every `u64`: file
+/// offsets) are held inline, without an allocation; longer ones (Kinesis's
+/// 56 digits) are shared.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct SequenceNumber(Arc<str>);
+pub struct SequenceNumber(Digits);
+
+#[derive(Clone)]
+enum Digits {
+    /// `digits[..len]`, ASCII digits.
+    Inline {
+        len: u8,
+        digits: [u8; SequenceNumber::INLINE_DIGITS],
+    },
+    Shared(Arc<str>),
+}
 
 /// A sequence number that is not an unsigned decimal integer.
 #[derive(Debug, thiserror::Error)]
@@ -55,19 +68,22 @@ pub struct SequenceNumber(Arc<str>);
 pub struct InvalidSequenceNumber(String);
 
 impl SequenceNumber {
+    /// The longest sequence number held without an allocation.
+    pub const INLINE_DIGITS: usize = 22;
+
     pub fn parse(digits: &str) -> Result<Self, InvalidSequenceNumber> {
         let canonical = !digits.is_empty()
             && digits.bytes().all(|b| b.is_ascii_digit())
             && (digits == "0" || !digits.starts_with('0'));
         if canonical {
-            Ok(Self(digits.into()))
+            Ok(Self::from_ascii_digits(digits.as_bytes()))
         } else {
             Err(InvalidSequenceNumber(digits.to_owned()))
         }
     }
 
     pub fn from_u64(n: u64) -> Self {
-        // Formatted on the stack: one allocation (the `Arc`) per record.
+        // Formatted on the stack; u64::MAX has 20 digits, held inline.
         let mut digits = [0u8; 20];
         let mut at = digits.len();
         let mut rest = n;
@@ -79,16 +95,50 @@ impl SequenceNumber {
                 break;
             }
         }
-        Self(std::str::from_utf8(&digits[at..]).expect("ASCII digits").into())
+        Self::from_ascii_digits(&digits[at..])
+    }
+
+    /// `digits` are canonical: checked by the callers.
+    fn from_ascii_digits(digits: &[u8]) -> Self {
+        if digits.len() <= Self::INLINE_DIGITS {
+            let mut inline = [0u8; Self::INLINE_DIGITS];
+            inline[..digits.len()].copy_from_slice(digits);
+            Self(Digits::Inline {
+                len: digits.len() as u8,
+                digits: inline,
+            })
+        } else {
+            Self(Digits::Shared(
+                std::str::from_utf8(digits).expect("ASCII digits").into(),
+            ))
+        }
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            Digits::Inline { len, digits } => std::str::from_utf8(&digits[..usize::from(*len)]).expect("ASCII digits"),
+            Digits::Shared(digits) => digits,
+        }
     }
 
     /// The value as a u64, when it fits (file offsets always do).
     pub fn to_u64(&self) -> Option<u64> {
-        self.0.parse().ok()
+        self.as_str().parse().ok()
+    }
+}
+
+// By value, whatever the representation (which is one per value anyway).
+impl PartialEq for SequenceNumber {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for SequenceNumber {}
+
+impl std::hash::Hash for SequenceNumber {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
     }
 }
 
@@ -101,14 +151,15 @@ impl TryFrom<String> for SequenceNumber {
 
 impl From<SequenceNumber> for String {
     fn from(s: SequenceNumber) -> String {
-        s.0.to_string()
+        s.as_str().to_owned()
     }
 }
 
 impl Ord for SequenceNumber {
     fn cmp(&self, other: &Self) -> Ordering {
         // Canonical decimal strings: a longer one is larger.
-        self.0.len().cmp(&other.0.len()).then_with(|| self.0.cmp(&other.0))
+        let (a, b) = (self.as_str(), other.as_str());
+        a.len().cmp(&b.len()).then_with(|| a.cmp(b))
     }
 }
 
@@ -120,13 +171,13 @@ impl PartialOrd for SequenceNumber {
 
 impl fmt::Display for SequenceNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Debug for SequenceNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
@@ -206,6 +257,39 @@ mod tests {
         assert!(SequenceNumber::parse("").is_err());
         assert!(SequenceNumber::parse("12a").is_err());
         assert!(SequenceNumber::parse("0").is_ok());
+    }
+
+    #[test]
+    fn sequence_numbers_either_side_of_the_inline_length_keep_their_value_order_and_identity() {
+        use std::collections::HashSet;
+        let inline = "9".repeat(SequenceNumber::INLINE_DIGITS);
+        let shared = format!("1{}", "0".repeat(SequenceNumber::INLINE_DIGITS));
+        let kinesis = "49590338271490256608559692538361571095921575989136588898";
+        let mut seen = HashSet::new();
+        let mut previous: Option<SequenceNumber> = None;
+        for digits in ["0", "18446744073709551615", inline.as_str(), shared.as_str(), kinesis] {
+            let n = SequenceNumber::parse(digits).unwrap();
+            assert_eq!(n.as_str(), digits);
+            assert_eq!(n.to_string(), digits);
+            let json = serde_json::to_string(&n).unwrap();
+            assert_eq!(json, format!("\"{digits}\""));
+            let back: SequenceNumber = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, n);
+            assert!(
+                seen.insert(back.clone()) && !seen.insert(n.clone()),
+                "{digits} hashed as one value"
+            );
+            if let Some(previous) = previous {
+                assert!(previous < n, "{previous} < {n}");
+            }
+            previous = Some(n);
+        }
+        assert_eq!(
+            SequenceNumber::from_u64(u64::MAX),
+            SequenceNumber::parse("18446744073709551615").unwrap()
+        );
+        // The reason for the inline form: a record's position stays small.
+        assert!(std::mem::size_of::<SequenceNumber>() <= 24);
     }
 
     #[test]
