@@ -105,6 +105,13 @@ impl Checkpointer {
         self.tracker().is_finished(source)
     }
 
+    /// When reading first started; set to `now` if it never was. Returns
+    /// the value in force and whether it was set now ([`Self::save`] must
+    /// follow before anything is read).
+    pub fn start_reading_at(&self, now: chrono::DateTime<chrono::Utc>) -> (chrono::DateTime<chrono::Utc>, bool) {
+        self.tracker().start_reading_at(now)
+    }
+
     /// Forgets the sources `matches` picks, so they start afresh.
     pub fn forget_where(&self, matches: impl Fn(&SourceId) -> bool) {
         self.tracker().forget_where(matches);

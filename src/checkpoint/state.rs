@@ -6,10 +6,13 @@
 //! set once a source is read to its end and all of it is delivered.
 //! `pending` lists objects about to be written (an intent written before
 //! each put), settled at the next start by asking the destination whether
-//! they exist.
+//! they exist. `started_at`, once set, is when the delivery stream first
+//! started reading: `start_position = "latest"` reads every shard from
+//! then on, however often the run restarts.
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use spillway_transforms::record::Offset;
 use spillway_transforms::SourceId;
@@ -25,6 +28,11 @@ pub struct CheckpointState {
     pub sources: BTreeMap<SourceId, SourceState>,
     #[serde(default)]
     pub pending: Vec<PendingObject>,
+    /// When reading first started (set by the Kinesis source with
+    /// `start_position = "latest"`): records that arrived from then on are
+    /// archived, whenever the run restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

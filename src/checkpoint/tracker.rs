@@ -10,6 +10,8 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
+use chrono::{DateTime, Utc};
+
 use spillway_transforms::record::Offset;
 use spillway_transforms::SourceId;
 
@@ -63,6 +65,7 @@ pub struct Tracker {
     sources: BTreeMap<SourceId, Source>,
     pending: BTreeMap<ObjectId, (PendingObject, Vec<Ticket>)>,
     next_object: u64,
+    started_at: Option<DateTime<Utc>>,
 }
 
 impl Tracker {
@@ -70,6 +73,7 @@ impl Tracker {
     /// (see [`Tracker::settle`]).
     pub fn new(stream: &str, state: Option<CheckpointState>) -> Self {
         let mut sources = BTreeMap::new();
+        let started_at = state.as_ref().and_then(|s| s.started_at);
         if let Some(state) = state {
             debug_assert!(state.pending.is_empty(), "settle pending objects first");
             for (id, saved) in state.sources {
@@ -89,6 +93,19 @@ impl Tracker {
             sources,
             pending: BTreeMap::new(),
             next_object: 0,
+            started_at,
+        }
+    }
+
+    /// Sets when reading first started, unless it already is; returns the
+    /// value in force and whether this call set it.
+    pub fn start_reading_at(&mut self, now: DateTime<Utc>) -> (DateTime<Utc>, bool) {
+        match self.started_at {
+            Some(at) => (at, false),
+            None => {
+                self.started_at = Some(now);
+                (now, true)
+            }
         }
     }
 
@@ -246,6 +263,7 @@ impl Tracker {
                 })
                 .collect(),
             pending: self.pending.values().map(|(p, _)| p.clone()).collect(),
+            started_at: self.started_at,
         }
     }
 }
@@ -264,6 +282,21 @@ mod tests {
             .iter()
             .map(|&n| tracker.admit(source, &off(n)).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn the_first_start_is_set_once_and_kept_across_restarts() {
+        let first = chrono::DateTime::from_timestamp_millis(1_790_000_000_000).unwrap();
+        let mut tracker = Tracker::new("s", None);
+        assert_eq!(tracker.start_reading_at(first), (first, true));
+        let later = first + chrono::Duration::seconds(60);
+        assert_eq!(tracker.start_reading_at(later), (first, false));
+        let saved = tracker.snapshot();
+        assert_eq!(saved.started_at, Some(first));
+        let json = serde_json::to_string(&saved).unwrap();
+        let restarted = Tracker::new("s", Some(serde_json::from_str(&json).unwrap()));
+        let mut restarted = restarted;
+        assert_eq!(restarted.start_reading_at(later), (first, false));
     }
 
     #[test]

@@ -69,10 +69,10 @@ pub struct RawKinesis {
     pub region: Option<String>,
     /// Endpoint URL, for Kinesis-compatible services and tests.
     pub endpoint: Option<String>,
-    /// Where shards that exist at start-up and have no checkpoint begin:
-    /// `trim_horizon` (default: the oldest retained record), `latest`, or
-    /// `at_timestamp`. Shards created later are read from their start; a
-    /// checkpointed shard resumes after its checkpoint.
+    /// Where shards without a checkpoint begin: `trim_horizon` (default:
+    /// the oldest retained record), `latest` (what arrived since the
+    /// delivery stream first started, kept in the checkpoint), or
+    /// `at_timestamp`. A checkpointed shard resumes after its checkpoint.
     #[serde(default = "default_start_position")]
     pub start_position: String,
     /// With `at_timestamp`: an RFC 3339 time such as `2026-11-01T00:00:00Z`.

@@ -8,13 +8,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use spillway_transforms::{error_record, Check, Record};
+use spillway_transforms::{error_record, Check, Record, Rejection};
 use tokio::sync::mpsc;
 
 use super::stats::Stats;
 use super::RunError;
 use crate::buffer::{Batch, BufferKey, Buffered, Buffers, FlushReason};
 use crate::checkpoint::Checkpointer;
+use crate::checkpoint::Ticket;
 use crate::config::{BufferLimits, Config};
 use crate::source::SourceEvent;
 
@@ -82,6 +83,7 @@ impl Router {
                 () = expiry => self.flush_expired().await,
                 event = events.recv() => match event {
                     Some(SourceEvent::Records(records)) => self.route(records).await,
+                    Some(SourceEvent::Refused(refused)) => self.route_refused(refused).await,
                     Some(SourceEvent::Ended { source, flush }) => {
                         tracing::info!(source = %source, "source reached its end");
                         self.checkpoints.end_of_input(&source);
@@ -139,27 +141,55 @@ impl Router {
             .admit(records.iter().map(|r| (&r.position.source, &r.position.offset)));
         let now = Instant::now();
         for (record, ticket) in records.into_iter().zip(tickets) {
-            let Some(ticket) = ticket else {
-                Stats::add(&self.stats.records_skipped, 1);
-                continue;
-            };
-            let (key, record) = match self.check.check(&record) {
-                Ok(()) => (BufferKey::Data, record),
-                Err(rejection) => {
-                    Stats::add(&self.stats.error_records, 1);
-                    let line = error_record::render(&record, &rejection, 1, chrono::Utc::now());
-                    (
-                        BufferKey::Error(rejection.output_type),
-                        Record {
-                            data: Bytes::from(line),
-                            ..record
-                        },
-                    )
-                }
-            };
-            if let Some(batch) = self.buffers.push(key, Buffered { record, ticket }, now) {
-                self.batches.send(batch).await.map_err(|_| WriterGone)?;
+            let verdict = self.check.check(&record);
+            self.place(record, ticket, verdict, now).await?;
+        }
+        Ok(())
+    }
+
+    /// Records the source refused: admitted in order like any other, and
+    /// buffered as error records.
+    async fn route_refused(&mut self, refused: Vec<(Record, Rejection)>) -> Result<(), WriterGone> {
+        Stats::add(&self.stats.records_read, refused.len() as u64);
+        let tickets = self
+            .checkpoints
+            .admit(refused.iter().map(|(r, _)| (&r.position.source, &r.position.offset)));
+        let now = Instant::now();
+        for ((record, rejection), ticket) in refused.into_iter().zip(tickets) {
+            self.place(record, ticket, Err(rejection), now).await?;
+        }
+        Ok(())
+    }
+
+    /// Buffers an admitted record as data, or its error record; a record
+    /// without a ticket is already delivered and skipped.
+    async fn place(
+        &mut self,
+        record: Record,
+        ticket: Option<Ticket>,
+        verdict: Result<(), Rejection>,
+        now: Instant,
+    ) -> Result<(), WriterGone> {
+        let Some(ticket) = ticket else {
+            Stats::add(&self.stats.records_skipped, 1);
+            return Ok(());
+        };
+        let (key, record) = match verdict {
+            Ok(()) => (BufferKey::Data, record),
+            Err(rejection) => {
+                Stats::add(&self.stats.error_records, 1);
+                let line = error_record::render(&record, &rejection, 1, chrono::Utc::now());
+                (
+                    BufferKey::Error(rejection.output_type),
+                    Record {
+                        data: Bytes::from(line),
+                        ..record
+                    },
+                )
             }
+        };
+        if let Some(batch) = self.buffers.push(key, Buffered { record, ticket }, now) {
+            self.batches.send(batch).await.map_err(|_| WriterGone)?;
         }
         Ok(())
     }

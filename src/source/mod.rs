@@ -13,7 +13,7 @@ mod stdin;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use spillway_transforms::{Record, SourceId};
+use spillway_transforms::{Record, Rejection, SourceId};
 use tokio::sync::mpsc;
 
 use crate::checkpoint::Checkpointer;
@@ -27,6 +27,12 @@ pub use stdin::StdinSource;
 pub enum SourceEvent {
     /// Records, in order within each source id.
     Records(Vec<Record>),
+    /// Records the source itself cannot pass on as data (a Kinesis record
+    /// whose sequence number is not one, a KPL user record outside its
+    /// shard's hash key range): each goes to the error output with its
+    /// reason, in order with the records around it, and is checkpointed
+    /// like any other.
+    Refused(Vec<(Record, Rejection)>),
     /// This partition has no more records (a file read to its end, a
     /// closed shard). With `flush`, buffers are flushed at once so that it
     /// is finished soon (its children wait for that).
@@ -46,6 +52,17 @@ pub enum SourceError {
     },
     #[error(transparent)]
     Kinesis(kinesis::api::KinesisError),
+    #[error("cannot read shard {shard}: {error}")]
+    Shard {
+        shard: String,
+        #[source]
+        error: kinesis::api::KinesisError,
+    },
+    #[error("saving the checkpoint failed: {0}")]
+    Checkpoint(crate::checkpoint::StoreError),
+    /// `--once` could not read these shards (each with why).
+    #[error("--once left {} shard(s) unread: {}", .0.len(), .0.join("; "))]
+    Unread(Vec<String>),
     #[error("{path} is shorter ({length} bytes) than its checkpoint (offset {offset}): was it truncated or replaced? Delete the checkpoint to read it again from the start")]
     ShorterThanCheckpoint { path: String, length: u64, offset: u64 },
 }

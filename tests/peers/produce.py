@@ -12,8 +12,12 @@ and sequence number Kinesis assigned, plus the subsequence number (its
 index inside its aggregate, 0 otherwise). Sequence numbers are the stream's
 own order, which per key is the order the records were put.
 
+With --one-aggregate-ehk HASH_KEY every batch becomes one aggregated record,
+whatever its keys, put with that explicit hash key: as a KPL with a stale
+shard map does, it can hold user records whose keys belong to another shard.
+
 usage: produce.py ENDPOINT STREAM --count N [--first-id I] [--keys K]
-       [--aggregate-every M] [--batch B] [--rate R]
+       [--aggregate-every M] [--batch B] [--rate R] [--one-aggregate-ehk H]
 """
 import argparse
 import json
@@ -36,6 +40,8 @@ def main():
                    help="every M-th batch is put as KPL aggregated records (0: never)")
     p.add_argument("--batch", type=int, default=250)
     p.add_argument("--rate", type=float, default=0, help="records per second (0: as fast as possible)")
+    p.add_argument("--one-aggregate-ehk", default=None,
+                   help="put each batch as one aggregated record with this explicit hash key")
     args = p.parse_args()
 
     client = boto3.client("kinesis", endpoint_url=args.endpoint, region_name="us-east-1",
@@ -55,7 +61,10 @@ def main():
             users.append((i, key, n, data))
         aggregate = args.aggregate_every and batch_no % args.aggregate_every == 0
         batch_no += 1
-        put_batch(client, args.stream, users, aggregate)
+        if args.one_aggregate_ehk is not None:
+            put_one_aggregate(client, args.stream, users, args.one_aggregate_ehk)
+        else:
+            put_batch(client, args.stream, users, aggregate)
         produced += len(users)
         if args.rate:
             ahead = produced / args.rate - (time.monotonic() - started)
@@ -98,6 +107,28 @@ def put_batch(client, stream, users, aggregate):
         if retry:
             time.sleep(0.2)
         pending = retry
+    sys.stdout.flush()
+
+
+def put_one_aggregate(client, stream, users, explicit_hash_key):
+    agg = RecordAggregator()
+    for u in users:
+        # Each user record keeps its own partition key (and so its own hash
+        # key inside the aggregate); the aggregate goes where the explicit
+        # hash key says.
+        if agg.add_user_record(u[1], u[3].encode()) is not None:
+            raise SystemExit("batch too large for one aggregated record")
+    data = agg.clear_and_get().get_contents()[2]
+    while True:
+        response = client.put_records(StreamName=stream, Records=[
+            {"Data": data, "PartitionKey": users[0][1], "ExplicitHashKey": explicit_hash_key}])
+        result = response["Records"][0]
+        if "ErrorCode" not in result:
+            break
+        time.sleep(0.2)
+    for sub, (i, k, n, _) in enumerate(users):
+        print(json.dumps({"id": i, "key": k, "n": n, "shard": result["ShardId"],
+                          "seq": result["SequenceNumber"], "sub": sub}))
     sys.stdout.flush()
 
 

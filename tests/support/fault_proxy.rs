@@ -43,6 +43,13 @@ impl Fault {
 /// answer with a fault.
 pub type Rule = Arc<dyn Fn(&str, usize) -> Option<Fault> + Send + Sync>;
 
+/// Like [`Rule`], with the request's body too.
+pub type BodyRule = Arc<dyn Fn(&str, usize, &[u8]) -> Option<Fault> + Send + Sync>;
+
+/// Rewrites the body of a forwarded answer, per target (a response the peer
+/// would never send, such as a record whose sequence number is not one).
+pub type Rewrite = Arc<dyn Fn(&str, Bytes) -> Bytes + Send + Sync>;
+
 pub struct FaultProxy {
     pub url: String,
     pub faults_sent: Arc<AtomicUsize>,
@@ -52,6 +59,16 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Starts a proxy to `upstream` (`http://host:port`) on its own thread.
     pub fn start(upstream: &str, rule: Rule) -> Self {
+        Self::start_with(
+            upstream,
+            Arc::new(move |target: &str, nth, _: &[u8]| rule(target, nth)),
+            None,
+        )
+    }
+
+    /// Starts a proxy whose rule sees each request's body, and which may
+    /// rewrite the answers it forwards.
+    pub fn start_with(upstream: &str, rule: BodyRule, rewrite: Option<Rewrite>) -> Self {
         let upstream = upstream.trim_end_matches('/').to_owned();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -69,19 +86,21 @@ impl FaultProxy {
                 let counts: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>> = Default::default();
                 loop {
                     let (stream, _) = listener.accept().await.unwrap();
-                    let (client, upstream, rule, counts, sent) = (
+                    let (client, upstream, rule, rewrite, counts, sent) = (
                         client.clone(),
                         upstream.clone(),
                         rule.clone(),
+                        rewrite.clone(),
                         counts.clone(),
                         sent.clone(),
                     );
                     tokio::spawn(async move {
                         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                            let (client, upstream, rule, counts, sent) = (
+                            let (client, upstream, rule, rewrite, counts, sent) = (
                                 client.clone(),
                                 upstream.clone(),
                                 rule.clone(),
+                                rewrite.clone(),
                                 counts.clone(),
                                 sent.clone(),
                             );
@@ -101,7 +120,9 @@ impl FaultProxy {
                                     *n += 1;
                                     *n
                                 };
-                                let fault = rule(&target, nth);
+                                let (mut parts, body) = request.into_parts();
+                                let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                                let fault = rule(&target, nth, &body);
                                 if let Some(delay) = fault.as_ref().and_then(|f| f.forward_after) {
                                     tokio::time::sleep(delay).await;
                                 } else if let Some(fault) = fault {
@@ -113,15 +134,18 @@ impl FaultProxy {
                                         .unwrap();
                                     return Ok::<_, Infallible>(response);
                                 }
-                                let (mut parts, body) = request.into_parts();
-                                let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
                                 let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_owned();
                                 parts.uri = format!("{upstream}{path}").parse().unwrap();
                                 let forwarded = Request::from_parts(parts, Full::new(body));
                                 let response = match client.request(forwarded).await {
                                     Ok(response) => {
-                                        let (parts, body) = response.into_parts();
-                                        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                                        let (mut parts, body) = response.into_parts();
+                                        let mut body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                                        if let Some(rewrite) = &rewrite {
+                                            body = rewrite(&target, body);
+                                            parts.headers.remove("content-length");
+                                            parts.headers.remove("x-amz-crc32");
+                                        }
                                         Response::from_parts(parts, Full::new(body))
                                     }
                                     Err(err) => Response::builder()

@@ -43,20 +43,26 @@
 //! belongs to another shard. Each user record's effective hash key is its
 //! explicit hash key (a decimal 128-bit integer) if it has one, else
 //! [`partition_key_hash`] of its partition key. User records outside the
-//! shard's inclusive range are dropped and counted in `dropped`. Passing no
+//! shard's inclusive range are set apart in `outside`. Passing no
 //! range means the full range `0..=2^128-1`, as the KCL's default does: then
 //! only records whose explicit hash key is negative or above `2^128-1` (a
-//! valid integer, but no valid hash key) are dropped.
+//! valid integer, but no valid hash key) are set apart.
+//!
+//! The KCL drops such records: a KPL whose shard map was stale retries the
+//! user records that landed in the wrong shard, so the copies found there
+//! are duplicates. They are not always (other aggregators do not retry), so
+//! spillway drops none: the caller sends them to the error output, where
+//! they can be checked and re-driven, and they never count as data twice.
 //!
 //! *Deviation:* the KCL drops **every** user record of an aggregated record as
 //! soon as one of them is out of range (it removes the ones already emitted
 //! and stops). Here each user record is filtered on its own. To reproduce
-//! the KCL exactly, discard all `records` whenever `dropped > 0`.
+//! the KCL exactly, discard all `records` whenever `outside` is not empty.
 //!
 //! # Subsequence numbers
 //!
 //! Each user record carries its index among **all** the sub-records of the
-//! aggregated record (dropped ones included), which is the KCL's
+//! aggregated record (those outside the range included), which is the KCL's
 //! subsequence number for it; it is stable whatever range is applied.
 //!
 //! # Text fields
@@ -88,7 +94,8 @@ pub struct UserRecord {
     /// The user record's explicit hash key, if it was given one.
     pub explicit_hash_key: Option<String>,
     /// Index of this user record among all sub-records of the aggregated
-    /// record, dropped ones included (the KCL's subsequence number).
+    /// record, those outside the range included (the KCL's subsequence
+    /// number).
     pub sub_sequence_number: u64,
 }
 
@@ -99,11 +106,12 @@ pub enum Deaggregated {
     NotAggregated,
     /// A valid aggregated record.
     Aggregated {
-        /// The user records kept, in order. May be empty (an aggregated
-        /// record with no sub-records, or with every one filtered out).
+        /// The user records in the shard's hash key range, in order. May be
+        /// empty (an aggregated record with no sub-records, or with every
+        /// one outside the range).
         records: Vec<UserRecord>,
-        /// How many sub-records were dropped by the hash-range filter.
-        dropped: u64,
+        /// The user records outside the shard's hash key range, in order.
+        outside: Vec<UserRecord>,
     },
     /// The record starts with the KPL magic but is not a valid aggregated
     /// record. The KCL treats it as an ordinary record: the caller should
@@ -191,7 +199,7 @@ pub fn deaggregate(data: &[u8], shard_hash_range: Option<(u128, u128)>) -> Deagg
         Err(err) => return corrupt(CorruptReason::Decode(err)),
     };
     match extract(message, shard_hash_range.unwrap_or((0, u128::MAX))) {
-        Ok((records, dropped)) => Deaggregated::Aggregated { records, dropped },
+        Ok((records, outside)) => Deaggregated::Aggregated { records, outside },
         Err(reason) => corrupt(reason),
     }
 }
@@ -262,7 +270,10 @@ fn lossy(bytes: &[u8]) -> String {
 }
 
 /// Validates the decoded message and builds the user records kept by `range`.
-fn extract(message: pb::AggregatedRecord, (start, end): (u128, u128)) -> Result<(Vec<UserRecord>, u64), CorruptReason> {
+fn extract(
+    message: pb::AggregatedRecord,
+    (start, end): (u128, u128),
+) -> Result<(Vec<UserRecord>, Vec<UserRecord>), CorruptReason> {
     // Java protobuf refuses a message lacking a required field before the
     // KCL looks at any record: check them all first.
     for (i, r) in (0u64..).zip(&message.records) {
@@ -287,7 +298,7 @@ fn extract(message: pb::AggregatedRecord, (start, end): (u128, u128)) -> Result<
     let mut ehk_values: Vec<Option<HashKey>> = vec![None; ehks.len()];
 
     let mut records = Vec::with_capacity(message.records.len());
-    let mut dropped = 0u64;
+    let mut outside = Vec::new();
     for (i, r) in (0u64..).zip(message.records) {
         let pk_index = r.partition_key_index.unwrap_or_default();
         let pk_slot = usize::try_from(pk_index).ok().filter(|&idx| idx < pks.len()).ok_or(
@@ -323,20 +334,21 @@ fn extract(message: pb::AggregatedRecord, (start, end): (u128, u128)) -> Result<
         };
 
         let in_range = matches!(hash_key, HashKey::Value(v) if (start..=end).contains(&v));
-        if !in_range {
-            dropped += 1;
-            continue;
-        }
-        records.push(UserRecord {
+        let user = UserRecord {
             data: r.data.unwrap_or_default(),
             partition_key: pks[pk_slot].clone(),
             explicit_hash_key: r
                 .explicit_hash_key_index
                 .and_then(|idx| ehks.get(usize::try_from(idx).ok()?).cloned()),
             sub_sequence_number: i,
-        });
+        };
+        if in_range {
+            records.push(user);
+        } else {
+            outside.push(user);
+        }
     }
-    Ok((records, dropped))
+    Ok((records, outside))
 }
 
 /// Hand-written prost messages for the KPL schema.
@@ -426,7 +438,7 @@ mod tests {
 
     fn records(d: Deaggregated) -> (Vec<UserRecord>, u64) {
         match d {
-            Deaggregated::Aggregated { records, dropped } => (records, dropped),
+            Deaggregated::Aggregated { records, outside } => (records, outside.len() as u64),
             other => panic!("expected Aggregated, got {other:?}"),
         }
     }
@@ -507,7 +519,7 @@ mod tests {
             deaggregate(&data, None),
             Deaggregated::Aggregated {
                 records: vec![],
-                dropped: 0
+                outside: vec![]
             }
         );
     }
@@ -747,7 +759,7 @@ mod tests {
     fn kcl_all_or_nothing_can_be_emulated() {
         let data = build(&["a", ""], &[], &[(0, None, b"low"), (1, None, b"high")]);
         let kcl = |d: Deaggregated| match d {
-            Deaggregated::Aggregated { dropped, .. } if dropped > 0 => vec![],
+            Deaggregated::Aggregated { outside, .. } if !outside.is_empty() => vec![],
             Deaggregated::Aggregated { records, .. } => records,
             _ => unreachable!(),
         };

@@ -7,13 +7,21 @@
 //! checkpointed as finished (a child of a merge waits for both), so the
 //! order of each partition key holds across splits and merges. Each shard
 //! resumes at its checkpoint; records at or before it are skipped by the
-//! checkpoint tracker, which is subsequence-aware.
+//! checkpoint tracker, which is subsequence-aware. A shard without a
+//! checkpoint starts at the configured position; `latest` is the moment the
+//! delivery stream first started, kept in the checkpoint, so that a restart
+//! never skips what arrived while it was stopped.
+//!
+//! `--once` reads every open shard up to its tip as of start and every
+//! closed shard to its end, and then the children of the closed ones, as
+//! many generations as there are; a shard it could not read ends the run
+//! with an error naming it.
 
 pub mod api;
 pub mod kpl;
 mod shard_reader;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +33,7 @@ use tokio::time::Instant;
 use self::api::{KinesisApi, KinesisError, ShardInfo, StartAt};
 use self::shard_reader::{ReaderOptions, ShardOutcome, ShardReader};
 use super::{Source, SourceContext, SourceError, SourceEvent};
+use crate::checkpoint::StoreError;
 use crate::config::{KinesisConfig, StartPosition};
 
 /// How often a coordinator waiting on a closed parent checks whether it is
@@ -87,6 +96,7 @@ impl Source for KinesisSource {
         let coordinator = Coordinator {
             api,
             start: self.config.start.clone(),
+            from: None,
             discovery_interval: self.config.discovery_interval,
             reader: ReaderOptions {
                 idle_poll: self.config.idle_poll,
@@ -98,7 +108,6 @@ impl Source for KinesisSource {
             context,
             shards: BTreeMap::new(),
             readers: JoinSet::new(),
-            listed_once: false,
         };
         tokio::spawn(coordinator.run());
     }
@@ -125,21 +134,20 @@ struct Shard {
     info: ShardInfo,
     ending: Arc<std::sync::Mutex<Option<String>>>,
     state: State,
-    /// Listed at start: it starts at the configured position; shards found
-    /// later start at their beginning.
-    initial: bool,
 }
 
 struct Coordinator {
     api: Arc<KinesisApi>,
     start: StartPosition,
+    /// Where a shard without a checkpoint starts: the configured position,
+    /// resolved once the shards are first listed.
+    from: Option<StartAt>,
     discovery_interval: Duration,
     reader: ReaderOptions,
     once: bool,
     context: SourceContext,
     shards: BTreeMap<String, Shard>,
     readers: JoinSet<(String, ShardOutcome)>,
-    listed_once: bool,
 }
 
 impl Coordinator {
@@ -153,14 +161,28 @@ impl Coordinator {
                         return;
                     }
                     tracing::warn!(error = %err, "listing shards failed; trying again later");
+                } else if self.from.is_none() {
+                    if let Err(err) = self.resolve_start().await {
+                        let _ = self.context.events.send(SourceEvent::Failed(err.into())).await;
+                        return;
+                    }
                 }
                 next_discovery = Instant::now() + self.discovery_interval;
             }
             self.promote_finished().await;
             self.start_ready();
             let waiting_on_finish = self.shards.values().any(|s| s.state == State::Closed);
-            if self.once && self.readers.is_empty() && !waiting_on_finish {
-                tracing::info!("--once: every shard read up to its tip or its end");
+            if self.once && self.from.is_some() && self.readers.is_empty() && !waiting_on_finish {
+                let unread = unread(&self.shards);
+                if unread.is_empty() {
+                    tracing::info!("--once: every open shard read up to its tip, every closed one to its end");
+                } else {
+                    let _ = self
+                        .context
+                        .events
+                        .send(SourceEvent::Failed(SourceError::Unread(unread)))
+                        .await;
+                }
                 return;
             }
             let wake = if waiting_on_finish {
@@ -183,8 +205,9 @@ impl Coordinator {
                         }
                         ShardOutcome::CaughtUp => self.set_state(&shard, State::CaughtUp),
                         ShardOutcome::Stopped => return,
-                        ShardOutcome::Failed(err) => {
-                            let _ = self.context.events.send(SourceEvent::Failed(err.into())).await;
+                        ShardOutcome::Failed(error) => {
+                            let failed = SourceError::Shard { shard, error };
+                            let _ = self.context.events.send(SourceEvent::Failed(failed)).await;
                             return;
                         }
                     }
@@ -201,10 +224,37 @@ impl Coordinator {
         }
     }
 
+    /// Resolves where shards without a checkpoint start. For `latest`: the
+    /// moment reading first started, set now if this is the first start
+    /// (then the shards already closed hold nothing to read and are marked
+    /// finished) and saved before anything is read.
+    async fn resolve_start(&mut self) -> Result<(), StoreError> {
+        let from = match &self.start {
+            StartPosition::TrimHorizon => StartAt::TrimHorizon,
+            StartPosition::AtTimestamp(at) => StartAt::AtTimestamp(*at),
+            StartPosition::Latest => {
+                let (at, first) = self.context.checkpoints.start_reading_at(chrono::Utc::now());
+                if first {
+                    for (id, shard) in self.shards.iter_mut() {
+                        let source = SourceId::new(id.as_str());
+                        if shard.info.closed && self.context.checkpoints.checkpoint(&source).is_none() {
+                            tracing::info!(shard = %id, "closed before the first start: nothing to read");
+                            self.context.checkpoints.end_of_input(&source);
+                            shard.state = State::Done;
+                        }
+                    }
+                }
+                self.context.checkpoints.save().await?;
+                tracing::info!(from = %at.to_rfc3339(), first_start = first, "start_position latest: shards without a checkpoint are read from when this delivery stream first started");
+                StartAt::AtTimestamp(at)
+            }
+        };
+        self.from = Some(from);
+        Ok(())
+    }
+
     async fn discover(&mut self) -> Result<(), KinesisError> {
         let listed = self.api.list_shards().await?;
-        let initial = !self.listed_once;
-        self.listed_once = true;
         for info in listed {
             if let Some(known) = self.shards.get_mut(&info.id) {
                 if info.ending_sequence.is_some() {
@@ -214,26 +264,14 @@ impl Coordinator {
                 continue;
             }
             let source = SourceId::new(info.id.clone());
-            let checkpoint = self.context.checkpoints.checkpoint(&source);
             let state = if self.context.checkpoints.is_finished(&source) {
-                State::Done
-            } else if initial && info.closed && checkpoint.is_none() && self.start == StartPosition::Latest {
-                tracing::info!(shard = %info.id, "closed shard skipped: reading starts at the latest records");
                 State::Done
             } else {
                 State::Waiting
             };
             tracing::info!(shard = %info.id, parents = ?info.parents, closed = info.closed, ?state, "found shard");
             let ending = Arc::new(std::sync::Mutex::new(info.ending_sequence.clone()));
-            self.shards.insert(
-                info.id.clone(),
-                Shard {
-                    info,
-                    ending,
-                    state,
-                    initial,
-                },
-            );
+            self.shards.insert(info.id.clone(), Shard { info, ending, state });
         }
         Ok(())
     }
@@ -263,6 +301,9 @@ impl Coordinator {
     }
 
     fn start_ready(&mut self) {
+        let Some(from) = self.from.clone() else {
+            return;
+        };
         let ready: Vec<String> = self
             .shards
             .iter()
@@ -284,12 +325,7 @@ impl Coordinator {
                 // Subsequence-aware: re-read the checkpointed record; the
                 // tracker skips its user records up to the checkpoint.
                 Some(offset) => StartAt::AtSequence(offset.sequence_number.to_string()),
-                None if shard.initial => match &self.start {
-                    StartPosition::TrimHorizon => StartAt::TrimHorizon,
-                    StartPosition::Latest => StartAt::Latest,
-                    StartPosition::AtTimestamp(at) => StartAt::AtTimestamp(*at),
-                },
-                None => StartAt::TrimHorizon,
+                None => from.clone(),
             };
             let reader = ShardReader {
                 api: self.api.clone(),
@@ -304,15 +340,124 @@ impl Coordinator {
     }
 }
 
+/// The shards `--once` left unread, each with why. A shard waiting only
+/// for parents that were open at start (read up to their tips; they closed
+/// during the run) is not one: its turn is the next run's, after the rest
+/// of its parents.
+fn unread(shards: &BTreeMap<String, Shard>) -> Vec<String> {
+    let mut next_run: BTreeSet<&str> = BTreeSet::new();
+    loop {
+        let before = next_run.len();
+        for (id, shard) in shards {
+            let only_open_parents = shard.info.parents.iter().all(|p| match shards.get(p) {
+                None => true,
+                Some(parent) => matches!(parent.state, State::Done | State::CaughtUp) || next_run.contains(p.as_str()),
+            });
+            if shard.state == State::Waiting && only_open_parents {
+                next_run.insert(id);
+            }
+        }
+        if next_run.len() == before {
+            break;
+        }
+    }
+    if !next_run.is_empty() {
+        tracing::info!(shards = ?next_run, "--once: shards whose parents closed during this run are read by the next run");
+    }
+    shards
+        .iter()
+        .filter(|(id, s)| !matches!(s.state, State::Done | State::CaughtUp) && !next_run.contains(id.as_str()))
+        .map(|(id, shard)| {
+            let waits_for: Vec<String> = shard
+                .info
+                .parents
+                .iter()
+                .filter_map(|p| shards.get(p).map(|parent| (p, parent.state)))
+                .filter(|(_, state)| *state != State::Done)
+                .map(|(p, state)| format!("{p} ({})", describe(state)))
+                .collect();
+            if shard.state == State::Waiting && !waits_for.is_empty() {
+                format!("{id} waits for its parent {}", waits_for.join(" and "))
+            } else {
+                format!("{id} ({})", describe(shard.state))
+            }
+        })
+        .collect()
+}
+
+fn describe(state: State) -> &'static str {
+    match state {
+        State::Waiting => "not read",
+        State::Running => "still being read",
+        State::CaughtUp => "read only up to its tip, not to its end",
+        State::Closed => "read to its end, not all delivered",
+        State::Done => "finished",
+    }
+}
+
 impl From<KinesisError> for SourceError {
     fn from(err: KinesisError) -> Self {
         SourceError::Kinesis(err)
     }
 }
 
+impl From<StoreError> for SourceError {
+    fn from(err: StoreError) -> Self {
+        SourceError::Checkpoint(err)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn shard(id: &str, parents: &[&str], state: State) -> (String, Shard) {
+        let info = ShardInfo {
+            id: id.into(),
+            parents: parents.iter().map(|p| p.to_string()).collect(),
+            hash_range: (0, u128::MAX),
+            closed: false,
+            ending_sequence: None,
+        };
+        let ending = Arc::new(std::sync::Mutex::new(None));
+        (id.into(), Shard { info, ending, state })
+    }
+
+    #[test]
+    fn once_names_each_shard_it_left_unread_and_why() {
+        let shards: BTreeMap<String, Shard> = [
+            shard("s0", &[], State::Done),
+            shard("s1", &[], State::Closed),
+            shard("s2", &["s1"], State::Waiting),
+            shard("s3", &["s2"], State::Waiting),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(
+            unread(&shards),
+            [
+                "s1 (read to its end, not all delivered)",
+                "s2 waits for its parent s1 (read to its end, not all delivered)",
+                "s3 waits for its parent s2 (not read)",
+            ]
+        );
+    }
+
+    #[test]
+    fn children_of_shards_that_closed_during_a_once_run_are_the_next_runs() {
+        // s1 was open at start (read up to its tip); its children appeared
+        // during the run, and their own child too.
+        let shards: BTreeMap<String, Shard> = [
+            shard("s1", &[], State::CaughtUp),
+            shard("s2", &["s1"], State::Waiting),
+            shard("s3", &["s1"], State::Waiting),
+            shard("s4", &["s2", "s3"], State::Waiting),
+            shard("s5", &[], State::Done),
+        ]
+        .into_iter()
+        .collect();
+        assert!(unread(&shards).is_empty());
+    }
 
     #[test]
     fn the_description_hides_what_the_endpoint_url_may_hold_of_secrets() {

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use spillway_destinations::retry::RetryPolicy;
 use spillway_transforms::record::{Offset, Position};
-use spillway_transforms::{Record, SequenceNumber, SourceId};
+use spillway_transforms::{ErrorOutputType, Record, Rejection, SequenceNumber, SourceId};
 use tokio::sync::mpsc;
 
 use super::api::{KinesisApi, KinesisError, ShardInfo, StartAt};
@@ -70,6 +70,7 @@ impl ShardReader {
         };
         let mut failures = 0u32;
         let mut last_sequence: Option<String> = None;
+        let mut last_sent: Option<Offset> = None;
         let mut iterator: Option<String> = None;
         let mut last_lag_log = Instant::now() - LAG_LOG_INTERVAL;
         tracing::info!(shard = %self.shard.id, start = ?self.start, "reading shard");
@@ -110,16 +111,21 @@ impl ShardReader {
             };
             failures = 0;
             let millis_behind = output.millis_behind_latest();
-            let (records, bytes) = self.convert(&source, output.records());
-            if let Some(last) = output.records().last() {
-                last_sequence = Some(last.sequence_number().to_owned());
+            let (events, bytes) = self.convert(&source, output.records(), &mut last_sent);
+            // Where a fresh iterator resumes: after the last record whose
+            // sequence number is one (a record after it with an invalid one
+            // is read again then, and skipped as already sent).
+            if let Some(last) = &last_sent {
+                last_sequence = Some(last.sequence_number.to_string());
             }
             if last_lag_log.elapsed() >= LAG_LOG_INTERVAL {
                 tracing::info!(shard = %self.shard.id, millis_behind_latest = ?millis_behind, "shard lag");
                 last_lag_log = Instant::now();
             }
-            if !records.is_empty() && self.events.send(SourceEvent::Records(records)).await.is_err() {
-                return ShardOutcome::Stopped;
+            for event in events {
+                if self.events.send(event).await.is_err() {
+                    return ShardOutcome::Stopped;
+                }
             }
             // Kinesis ends a closed shard with a null iterator; some
             // implementations never do, so an empty, caught-up answer after
@@ -148,7 +154,9 @@ impl ShardReader {
                 .and_then(|t| t.to_millis().ok())
                 .is_some_and(|ms| ms >= self.options.started_at.timestamp_millis());
             let at_tip = caught_up && (output.records().is_empty() || past_start);
-            if self.options.once && at_tip {
+            // A closed shard is read to its end, even by `--once`: only then
+            // is it finished, and only then may its children be read.
+            if self.options.once && at_tip && !self.is_closed() {
                 tracing::info!(shard = %self.shard.id, "shard read up to its tip");
                 return ShardOutcome::CaughtUp;
             }
@@ -169,6 +177,11 @@ impl ShardReader {
                 }
             }
         }
+    }
+
+    /// Whether a listing showed the shard closed.
+    fn is_closed(&self) -> bool {
+        self.shard.closed || self.ending.lock().expect("not poisoned").is_some()
     }
 
     /// Whether the shard is closed and the last record read is its last (or
@@ -201,47 +214,171 @@ impl ShardReader {
         }
     }
 
-    /// Kinesis records to spillway records, KPL records de-aggregated.
-    fn convert(&self, source: &SourceId, records: &[aws_sdk_kinesis::types::Record]) -> (Vec<Record>, usize) {
-        let mut out = Vec::with_capacity(records.len());
+    /// Kinesis records to spillway records, KPL records de-aggregated, as
+    /// the events to send in order: runs of records, and the records the
+    /// source refuses (with their reasons) between them. Records at or
+    /// before `last_sent` (read again after a fresh iterator) are skipped;
+    /// `last_sent` moves to the last record converted.
+    fn convert(
+        &self,
+        source: &SourceId,
+        records: &[aws_sdk_kinesis::types::Record],
+        last_sent: &mut Option<Offset>,
+    ) -> (Vec<SourceEvent>, usize) {
+        let mut out = Events::with_capacity(records.len());
         let mut bytes = 0;
         for record in records {
             let data = record.data().as_ref();
             bytes += data.len();
-            let Ok(sequence) = SequenceNumber::parse(record.sequence_number()) else {
-                tracing::error!(shard = %self.shard.id, sequence = record.sequence_number(), "record with an invalid sequence number; passing it through with sequence 0");
-                continue;
-            };
             let arrival = record
                 .approximate_arrival_timestamp()
                 .and_then(|t| DateTime::<Utc>::from_timestamp_millis(t.to_millis().ok()?))
                 .unwrap_or_else(Utc::now);
             let outer_key = record.partition_key();
-            let make = |data: Bytes, subsequence: u64, key: Option<&str>| Record {
+            let make = |offset: Offset, data: Bytes, key: Option<&str>| Record {
                 data,
                 position: Position {
                     source: source.clone(),
-                    offset: Offset::new(sequence.clone(), subsequence),
+                    offset,
                 },
                 partition_key: key.map(Into::into),
                 arrival,
             };
+            let Ok(sequence) = SequenceNumber::parse(record.sequence_number()) else {
+                // Never from Kinesis itself, but nothing is dropped: the
+                // record goes to the error output, placed right after the
+                // last record of the shard (so a restart finds it at the
+                // same place and does not archive it twice).
+                let offset = after(last_sent.as_ref());
+                if last_sent.as_ref().is_some_and(|last| &offset <= last) {
+                    continue;
+                }
+                tracing::warn!(shard = %self.shard.id, sequence = %Shown(record.sequence_number()), "record with an invalid sequence number: to the error output");
+                let rejection = Rejection {
+                    output_type: ErrorOutputType::InvalidRecord,
+                    code: "Kinesis.InvalidSequenceNumber",
+                    message: format!(
+                        "kinesis returned the record with the sequence number \"{}\", which is not one (decimal digits)",
+                        Shown(record.sequence_number())
+                    ),
+                };
+                *last_sent = Some(offset.clone());
+                out.refused(make(offset, Bytes::copy_from_slice(data), outer_key), rejection);
+                continue;
+            };
+            if last_sent.as_ref().is_some_and(|last| last.sequence_number >= sequence) {
+                continue;
+            }
             match kpl::deaggregate(data, Some(self.shard.hash_range)) {
-                Deaggregated::NotAggregated => out.push(make(Bytes::copy_from_slice(data), 0, outer_key)),
-                Deaggregated::Aggregated { records, dropped } => {
-                    if dropped > 0 {
-                        tracing::info!(shard = %self.shard.id, sequence = %sequence, dropped, "dropped KPL user records outside the shard's hash key range, as the KCL does");
+                Deaggregated::NotAggregated => {
+                    let offset = Offset::new(sequence, 0);
+                    *last_sent = Some(offset.clone());
+                    out.record(make(offset, Bytes::copy_from_slice(data), outer_key));
+                }
+                Deaggregated::Aggregated { records, outside } => {
+                    if !outside.is_empty() {
+                        tracing::warn!(shard = %self.shard.id, sequence = %sequence, count = outside.len(), "KPL user records outside the shard's hash key range (the KCL drops them as duplicates): to the error output");
                     }
-                    for user in records {
-                        out.push(make(user.data, user.sub_sequence_number, Some(&user.partition_key)));
+                    // Merged back into their order in the aggregate.
+                    let mut users: Vec<(kpl::UserRecord, bool)> = records
+                        .into_iter()
+                        .map(|u| (u, true))
+                        .chain(outside.into_iter().map(|u| (u, false)))
+                        .collect();
+                    users.sort_by_key(|(u, _)| u.sub_sequence_number);
+                    for (user, in_range) in users {
+                        let offset = Offset::new(sequence.clone(), user.sub_sequence_number);
+                        *last_sent = Some(offset.clone());
+                        let record = make(offset, user.data, Some(&user.partition_key));
+                        if in_range {
+                            out.record(record);
+                        } else {
+                            out.refused(record, outside_range(&self.shard));
+                        }
                     }
                 }
                 Deaggregated::Corrupt { reason } => {
                     tracing::warn!(shard = %self.shard.id, sequence = %sequence, %reason, "corrupt KPL aggregated record; archiving its bytes as one record");
-                    out.push(make(Bytes::copy_from_slice(data), 0, outer_key));
+                    let offset = Offset::new(sequence, 0);
+                    *last_sent = Some(offset.clone());
+                    out.record(make(offset, Bytes::copy_from_slice(data), outer_key));
                 }
             }
         }
-        (out, bytes)
+        (out.events, bytes)
+    }
+}
+
+/// The position of a record that has no sequence number of its own: just
+/// after `last` (or at the very start of the shard).
+fn after(last: Option<&Offset>) -> Offset {
+    match last {
+        Some(last) => Offset::new(last.sequence_number.clone(), last.subsequence_number + 1),
+        None => Offset::new(SequenceNumber::from_u64(0), 0),
+    }
+}
+
+/// Why a KPL user record outside its shard's range is not archived as data.
+fn outside_range(shard: &ShardInfo) -> Rejection {
+    Rejection {
+        output_type: ErrorOutputType::InvalidRecord,
+        code: "Kinesis.OutsideShardHashKeyRange",
+        message: format!(
+            "KPL user record whose hash key is outside shard {}'s range {}..={}: a KPL with a stale shard map puts such records again into their own shard, so this copy is likely a duplicate (the KCL drops it)",
+            shard.id, shard.hash_range.0, shard.hash_range.1
+        ),
+    }
+}
+
+/// A value from the service shown in a line: at most 128 characters, and
+/// control characters escaped.
+struct Shown<'a>(&'a str);
+
+impl std::fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for c in self.0.chars().take(128) {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                write!(f, "{c}")?;
+            }
+        }
+        if self.0.chars().nth(128).is_some() {
+            f.write_str("…")?;
+        }
+        Ok(())
+    }
+}
+
+/// The events a batch of records becomes, in order.
+struct Events {
+    events: Vec<SourceEvent>,
+    capacity: usize,
+}
+
+impl Events {
+    fn with_capacity(capacity: usize) -> Self {
+        Self {
+            events: Vec::new(),
+            capacity,
+        }
+    }
+
+    fn record(&mut self, record: Record) {
+        match self.events.last_mut() {
+            Some(SourceEvent::Records(records)) => records.push(record),
+            _ => {
+                let mut records = Vec::with_capacity(self.capacity);
+                records.push(record);
+                self.events.push(SourceEvent::Records(records));
+            }
+        }
+    }
+
+    fn refused(&mut self, record: Record, rejection: Rejection) {
+        match self.events.last_mut() {
+            Some(SourceEvent::Refused(refused)) => refused.push((record, rejection)),
+            _ => self.events.push(SourceEvent::Refused(vec![(record, rejection)])),
+        }
     }
 }
