@@ -3,14 +3,19 @@
 //! One buffer per distinct output (the data prefix, and one per error output
 //! type; dynamic partitions will add more). A buffer is flushed when its
 //! record data reaches the size limit or its oldest record reaches the age
-//! limit, whichever comes first. A synchronous state machine: no I/O, and
+//! limit, whichever comes first, or when it holds `max_records` records:
+//! each record also costs its bookkeeping ([`RECORD_BOOKKEEPING`] bytes: the
+//! record, its ticket, its place in the checkpoint tracker), and the
+//! configuration sets `max_records` so that their bookkeeping stays within
+//! the size limit too. A buffer of tiny records holds fewer of them, and
+//! `size_mb` bounds memory whatever the records' size. A synchronous state machine: no I/O, and
 //! time is passed in, so it is tested without sleeping.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Instant;
 
-use spillway_transforms::{ErrorOutputType, Record};
+use spillway_transforms::{ErrorOutputType, Offset, Record};
 
 use crate::checkpoint::Ticket;
 use crate::config::BufferLimits;
@@ -73,6 +78,10 @@ pub struct Batch {
     pub reason: FlushReason,
 }
 
+/// What a buffered record costs beside its data: the record and its
+/// ticket in the buffer, and its entry in the checkpoint tracker.
+pub const RECORD_BOOKKEEPING: usize = std::mem::size_of::<Buffered>() + std::mem::size_of::<(Offset, bool)>();
+
 #[derive(Debug, Default)]
 struct Batcher {
     items: Vec<Buffered>,
@@ -101,7 +110,7 @@ impl Buffers {
         batcher.opened_at.get_or_insert(now);
         batcher.bytes += item.record.data.len();
         batcher.items.push(item);
-        if batcher.bytes >= self.limits.max_bytes {
+        if batcher.bytes >= self.limits.max_bytes || batcher.items.len() >= self.limits.max_records {
             return self.take(&key, FlushReason::Size);
         }
         None
@@ -196,6 +205,7 @@ mod tests {
         BufferLimits {
             max_bytes: 100,
             max_age: Duration::from_secs(60),
+            max_records: usize::MAX,
         }
     }
 
@@ -241,6 +251,24 @@ mod tests {
         assert_eq!(rest.len(), 2);
         assert!(rest.iter().all(|b| b.reason == FlushReason::Shutdown));
         assert!(buffers.take_all(FlushReason::EndOfInput).is_empty());
+    }
+
+    #[test]
+    fn tiny_records_flush_when_the_buffer_holds_its_most_records() {
+        let mut buffers = Buffers::new(BufferLimits {
+            max_bytes: 1024 * 1024,
+            max_age: Duration::from_secs(60),
+            max_records: 100,
+        });
+        let t0 = Instant::now();
+        for n in 0..99 {
+            assert!(buffers.push(BufferKey::Data, item(n, 2), t0).is_none());
+        }
+        let batch = buffers.push(BufferKey::Data, item(99, 2), t0).expect("100 records");
+        assert_eq!(
+            (batch.reason, batch.items.len(), batch.bytes),
+            (FlushReason::Size, 100, 200)
+        );
     }
 
     #[test]

@@ -67,6 +67,10 @@ pub enum StartPosition {
 pub struct BufferLimits {
     pub max_bytes: usize,
     pub max_age: Duration,
+    /// At most this many records per buffer: `max_bytes` of their
+    /// bookkeeping ([`crate::buffer::RECORD_BOOKKEEPING`] each), so that
+    /// `size_mb` bounds memory for tiny records too.
+    pub max_records: usize,
 }
 
 /// Where delivered records go.

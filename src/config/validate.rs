@@ -137,6 +137,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigProblem>> {
                 buffer: BufferLimits {
                     max_bytes: size_mb as usize * 1024 * 1024,
                     max_age: Duration::from_secs(interval as u64),
+                    max_records: size_mb as usize * 1024 * 1024 / crate::buffer::RECORD_BOOKKEEPING,
                 },
                 format,
                 destination,
