@@ -520,3 +520,72 @@ fn a_large_object_is_sent_in_parts_while_it_is_encoded() {
     assert_eq!(objects.len(), 1);
     assert_same_records(&archived_lines(&objects, "events/"), &records, "the streamed object");
 }
+
+/// SIGTERM while a put is being retried: said at once, the retries stop,
+/// the run exits saying so, and the next run archives every record once.
+#[test]
+fn sigterm_while_a_put_is_retried_stops_at_once_and_loses_nothing() {
+    let Moto {
+        endpoint,
+        rt,
+        s3,
+        bucket,
+    } = Moto::new("sigterm-retry");
+    let dir = tempfile::tempdir().unwrap();
+    let records = write_records(dir.path(), 3_000, 200);
+    let failing = Arc::new(AtomicBool::new(true));
+    let rule_failing = failing.clone();
+    let proxy = FaultProxy::start(
+        &endpoint,
+        Arc::new(move |target: &str, _| {
+            let data_write = target.contains("/events/") && (target.starts_with("PUT") || target.starts_with("POST"));
+            (data_write && rule_failing.load(Ordering::SeqCst)).then(|| s3_error(503, "SlowDown"))
+        }),
+    );
+    let config = s3_config(dir.path(), &proxy.url, &bucket, 1, "");
+    let (mut child, mut watch) = spawn_run(dir.path(), &config);
+    // Let the backoff grow past a few seconds.
+    for attempt in ["\"attempt\":1,", "\"attempt\":5,"] {
+        assert!(watch.wait_for(attempt, Duration::from_secs(60)), "{:#?}", watch.seen);
+    }
+    let signalled = Instant::now();
+    send_signal(&child, libc::SIGTERM);
+    assert!(
+        watch.wait_for("shutdown requested", Duration::from_secs(2)),
+        "{:#?}",
+        watch.seen
+    );
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(10),
+            "still retrying 10 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let seen = watch.finish();
+    assert_eq!(status.code(), Some(1), "{seen:#?}");
+    let last = seen.last().unwrap();
+    assert!(
+        last.starts_with("error: stopped while retrying the put of events/"),
+        "{last}"
+    );
+
+    failing.store(false, Ordering::SeqCst);
+    let output = run(dir.path(), &config);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let logs = logs(&output.stderr);
+    assert!(
+        logs.iter()
+            .any(|l| l["message"] == "settled an object pending since the last run" && l["written"] == false),
+        "the pending intent is settled at the next start"
+    );
+    let objects = bucket_objects(&rt, &s3, &bucket);
+    assert_same_records(
+        &archived_lines(&objects, "events/"),
+        &records,
+        "archive after the restart",
+    );
+}

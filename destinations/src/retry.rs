@@ -4,6 +4,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use rand::Rng;
+use tokio_util::sync::CancellationToken;
 
 /// How to retry.
 #[derive(Clone, Debug)]
@@ -14,6 +15,9 @@ pub struct RetryPolicy {
     pub jitter: f64,
     /// Give up after this long; `None` retries until success.
     pub give_up_after: Option<Duration>,
+    /// Once this is cancelled (shutdown), no failure is retried: the last
+    /// error is returned at once, even from the middle of a wait.
+    pub stop: Option<CancellationToken>,
 }
 
 impl Default for RetryPolicy {
@@ -23,6 +27,7 @@ impl Default for RetryPolicy {
             max: Duration::from_secs(30),
             jitter: 0.15,
             give_up_after: None,
+            stop: None,
         }
     }
 }
@@ -36,9 +41,22 @@ impl RetryPolicy {
         Duration::from_secs_f64((capped * factor).max(0.0))
     }
 
+    /// This policy, stopping its retries once `stop` is cancelled.
+    pub fn stopped_by(self, stop: &CancellationToken) -> Self {
+        Self {
+            stop: Some(stop.clone()),
+            ..self
+        }
+    }
+
+    /// Whether the policy's stop signal was given.
+    pub fn is_stopped(&self) -> bool {
+        self.stop.as_ref().is_some_and(CancellationToken::is_cancelled)
+    }
+
     /// Runs `operation` until it succeeds, fails with an error `retryable`
-    /// calls permanent, or the policy gives up. `on_retry` is told of each
-    /// failure that will be retried.
+    /// calls permanent, the policy gives up, or it is stopped. `on_retry`
+    /// is told of each failure that will be retried.
     pub async fn run<T, E, Fut>(
         &self,
         mut operation: impl FnMut() -> Fut,
@@ -59,11 +77,17 @@ impl RetryPolicy {
                     let out_of_time = self
                         .give_up_after
                         .is_some_and(|limit| started.elapsed() + delay > limit);
-                    if !retryable(&err) || out_of_time {
+                    if !retryable(&err) || out_of_time || self.is_stopped() {
                         return Err(err);
                     }
                     on_retry(&err, attempt, delay);
-                    tokio::time::sleep(delay).await;
+                    match &self.stop {
+                        Some(stop) => tokio::select! {
+                            () = tokio::time::sleep(delay) => {}
+                            () = stop.cancelled() => return Err(err),
+                        },
+                        None => tokio::time::sleep(delay).await,
+                    }
                 }
             }
         }
@@ -81,6 +105,7 @@ mod tests {
             max: Duration::from_secs(120),
             jitter: 0.15,
             give_up_after: None,
+            stop: None,
         };
         for (attempt, base) in [(1, 1.0), (2, 2.0), (3, 4.0), (8, 120.0), (40, 120.0)] {
             let d = policy.delay(attempt).as_secs_f64();
@@ -140,5 +165,50 @@ mod tests {
             .await;
         assert_eq!(result, Err("busy"));
         assert!(calls > 3 && calls < 20, "{calls} calls");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_ends_the_wait_for_the_next_attempt() {
+        let stop = CancellationToken::new();
+        let policy = RetryPolicy {
+            initial: Duration::from_secs(3600),
+            ..RetryPolicy::default()
+        }
+        .stopped_by(&stop);
+        let mut calls = 0;
+        let stopper = stop.clone();
+        let started = tokio::time::Instant::now();
+        let (result, ()) = tokio::join!(
+            policy.run(
+                || {
+                    calls += 1;
+                    async { Err::<(), _>("busy") }
+                },
+                |_| true,
+                |_, _, _| {},
+            ),
+            async move {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                stopper.cancel();
+            }
+        );
+        assert_eq!((result, calls), (Err("busy"), 1));
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "stopped during the hour-long wait"
+        );
+        // Once stopped, a failure is not retried at all.
+        let mut calls = 0;
+        let again: Result<(), &str> = policy
+            .run(
+                || {
+                    calls += 1;
+                    async { Err("busy") }
+                },
+                |_| true,
+                |_, _, _| {},
+            )
+            .await;
+        assert_eq!((again, calls), (Err("busy"), 1));
     }
 }

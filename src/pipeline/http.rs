@@ -37,11 +37,15 @@ pub(super) struct HttpDelivery {
 }
 
 impl HttpDelivery {
-    pub fn new(stream: &str, config: &HttpDestination) -> Result<Self, RunError> {
+    pub fn new(
+        stream: &str,
+        config: &HttpDestination,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> Result<Self, RunError> {
         Ok(Self {
             endpoint: HttpEndpoint::new(config.endpoint.clone()).map_err(RunError::DestinationCheck)?,
             stream: stream.to_owned(),
-            retry: http_retry(config.retry_duration),
+            retry: http_retry(config.retry_duration).stopped_by(stop),
             backup_mode: config.backup_mode,
         })
     }
@@ -146,6 +150,12 @@ impl HttpDelivery {
                     "delivered"
                 );
             }
+            Err(err) if self.retry.is_stopped() => {
+                return Err(RunError::Stopped {
+                    what: format!("http request {id}"),
+                    error: err.to_string(),
+                })
+            }
             Err(err) => {
                 tracing::error!(
                     request_id = %id,
@@ -183,5 +193,6 @@ fn http_retry(retry_duration: Duration) -> RetryPolicy {
         max: Duration::from_secs(120),
         jitter: 0.15,
         give_up_after: Some(retry_duration),
+        stop: None,
     }
 }

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use spillway_destinations::{LocalStore, ObjectStore, S3Store};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::buffer::FlushReason;
 use crate::checkpoint::{CheckpointError, Checkpointer, LocalFileStore, StoreError};
@@ -58,6 +59,11 @@ pub enum RunError {
     Source(#[from] SourceError),
     #[error("encoding failed: {0}")]
     Encode(#[source] std::io::Error),
+    /// Shutdown was requested while a delivery was being retried: it was
+    /// not retried further. Its intent stays pending and is settled at the
+    /// next start, whose run reads its records again if they are not in.
+    #[error("stopped while retrying {what}: {error}; its records are read again at the next start")]
+    Stopped { what: String, error: String },
 }
 
 /// Runs a delivery stream until its input ends or `shutdown` resolves.
@@ -72,8 +78,18 @@ pub async fn run(config: Config, options: RunOptions) -> Result<RunSummary, RunE
         ),
     };
     destination.check().await.map_err(RunError::DestinationCheck)?;
+    // SIGTERM/SIGINT: said at once, and every retry loop stops waiting.
+    let stop = CancellationToken::new();
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            options.shutdown.await;
+            tracing::info!("shutdown requested: flushing every buffer");
+            stop.cancel();
+        }
+    });
     let http = match &config.destination {
-        DestinationConfig::Http(http) => Some(http::HttpDelivery::new(&config.name, http)?),
+        DestinationConfig::Http(http) => Some(http::HttpDelivery::new(&config.name, http, &stop)?),
         DestinationConfig::Objects(_) => None,
     };
     let store = LocalFileStore::open(&config.checkpoint.dir, &config.name).map_err(CheckpointError::from)?;
@@ -118,13 +134,13 @@ pub async fn run(config: Config, options: RunOptions) -> Result<RunSummary, RunE
             store: destination,
             checkpoints: checkpointer.clone(),
             stats: stats.clone(),
-            retry: writer::object_retry(objects.retry_duration),
+            retry: writer::object_retry(objects.retry_duration).stopped_by(&stop),
         },
         http,
     };
     let writer_task = tokio::spawn(writer.run(batches_rx));
     let router = router::Router::new(&config, limits, checkpointer.clone(), stats.clone(), batches_tx);
-    let routed = router.run(events_rx, options.shutdown).await;
+    let routed = router.run(events_rx, stop).await;
     // The router has dropped its sender: the writer finishes what it has.
     let written = writer_task.await.expect("the writer does not panic");
     written?;

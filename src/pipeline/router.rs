@@ -2,14 +2,13 @@
 //! puts it (or its error record) into the buffer of its output. Full and
 //! expired buffers go to the writer.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use spillway_transforms::{error_record, Check, Record, Rejection};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::stats::Stats;
 use super::RunError;
@@ -54,11 +53,11 @@ impl Router {
     }
 
     /// Routes records until the input ends, the source fails or `shutdown`
-    /// resolves; then flushes every buffer. Returns why it ended.
+    /// is cancelled; then flushes every buffer. Returns why it ended.
     pub async fn run(
         mut self,
         mut events: mpsc::Receiver<SourceEvent>,
-        mut shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
+        shutdown: CancellationToken,
     ) -> Result<FlushReason, RunError> {
         let mut lag_log = tokio::time::interval(LAG_LOG_INTERVAL);
         lag_log.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -76,10 +75,7 @@ impl Router {
                     self.log_lag();
                     Ok(())
                 }
-                () = &mut shutdown => {
-                    tracing::info!("shutdown requested: flushing every buffer");
-                    break Ok(FlushReason::Shutdown);
-                }
+                () = shutdown.cancelled() => break Ok(FlushReason::Shutdown),
                 () = expiry => self.flush_expired().await,
                 event = events.recv() => match event {
                     Some(SourceEvent::Records(records)) => self.route(records).await,

@@ -115,11 +115,7 @@ impl ObjectWriter {
         info: FlushInfo,
     ) -> Result<(), RunError> {
         let is_data = object.output == "data";
-        let policy = if is_data {
-            self.retry.clone()
-        } else {
-            RetryPolicy::default()
-        };
+        let policy = if is_data { self.retry.clone() } else { self.forever() };
         let attempts = AtomicU32::new(1);
         let outcome = policy
             .run(
@@ -136,6 +132,7 @@ impl ObjectWriter {
                 self.log_flushed(&object, outcome, info);
                 return Ok(());
             }
+            Err(err) if self.retry.is_stopped() => return Err(stopped(&object, err)),
             Err(err) if !is_data || self.retry.give_up_after.is_none() => return Err(RunError::Delivery(err)),
             Err(err) => err,
         };
@@ -162,9 +159,19 @@ impl ObjectWriter {
         Ok(())
     }
 
+    /// The default backoff without end (until stopped), for what must be
+    /// written: error objects, checkpoints.
+    fn forever(&self) -> RetryPolicy {
+        RetryPolicy {
+            give_up_after: None,
+            stop: self.retry.stop.clone(),
+            ..RetryPolicy::default()
+        }
+    }
+
     /// Puts an error object, retrying until it is written.
     pub async fn put_error_object(&self, object: &PlannedObject) -> Result<PutOutcome, RunError> {
-        RetryPolicy::default()
+        self.forever()
             .run(
                 || self.put_once(object),
                 |err| err.is_retryable(),
@@ -173,7 +180,10 @@ impl ObjectWriter {
                 },
             )
             .await
-            .map_err(RunError::Delivery)
+            .map_err(|err| match self.retry.is_stopped() {
+                true => stopped(object, err),
+                false => RunError::Delivery(err),
+            })
     }
 
     /// One attempt to put `object`.
@@ -211,12 +221,20 @@ impl ObjectWriter {
     }
 
     pub async fn save(&self) -> Result<(), RunError> {
-        RetryPolicy::default()
+        self.forever()
             .run(|| self.checkpoints.save(), StoreError::is_retryable, |err, attempt, delay| {
                 tracing::warn!(attempt, retry_in = ?delay, error = %err, "checkpoint save failed; retrying")
             })
             .await
             .map_err(RunError::CheckpointSave)
+    }
+}
+
+/// A put given up because shutdown was requested.
+fn stopped(object: &PlannedObject, err: spillway_destinations::Error) -> RunError {
+    RunError::Stopped {
+        what: format!("the put of {}", object.key),
+        error: err.to_string(),
     }
 }
 

@@ -67,6 +67,7 @@ impl ShardReader {
             max: Duration::from_secs(10),
             jitter: 0.25,
             give_up_after: None,
+            stop: None,
         };
         let mut failures = 0u32;
         let mut last_sequence: Option<String> = None;
