@@ -168,3 +168,85 @@ fn a_line_over_16_mib_is_cut_wherever_it_starts_with_a_warning() {
     assert_eq!(raw.len(), 16 * MIB, "the record is cut to 16 MiB");
     assert_eq!(raw[..], long.as_bytes()[..16 * MIB]);
 }
+
+/// The files under `root`, relative, skipping `skip` (a top directory).
+fn files_under(root: &Path, skip: &str) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, skip: &str, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let relative = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            if relative == skip {
+                continue;
+            }
+            if path.is_dir() {
+                walk(root, &path, skip, out);
+            } else {
+                out.push(relative);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, skip, &mut out);
+    out
+}
+
+#[test]
+fn kill_9_during_local_puts_leaves_no_temporary_file_under_the_prefix() {
+    // `kill -9` during a put left partial `.…spillway-tmp-…` files beside
+    // the objects, which a reader globbing the prefix took for objects.
+    // Each round kills the run the moment a temporary file exists.
+    let dir = tempfile::tempdir().unwrap();
+    let records: Vec<String> = (0..40_000)
+        .map(|i| format!(r#"{{"i":{i},"pad":"{}"}}"#, "p".repeat(1_000)))
+        .collect();
+    std::fs::write(dir.path().join("events.ndjson"), records.join("\n") + "\n").unwrap();
+    let config_path = write_config(dir.path(), &config(&["events.ndjson"]));
+    let archive = dir.path().join("archive");
+    let is_object = |file: &String| {
+        let name = file.rsplit('/').next().unwrap();
+        !name.starts_with('.') && name.ends_with(".jsonl") && !file.contains("spillway-tmp")
+    };
+
+    let mut kills = 0;
+    for _round in 0..4 {
+        let mut child = spillway()
+            .args(["--log-format", "json", "run", "--config"])
+            .arg(&config_path)
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        let killed = loop {
+            if child.try_wait().unwrap().is_some() || std::time::Instant::now() > deadline {
+                break false;
+            }
+            let temporary = files_under(&archive, "")
+                .iter()
+                .any(|f| f.contains("spillway-tmp") && !f.ends_with("probe"));
+            if temporary {
+                send_signal(&child, libc::SIGKILL);
+                break true;
+            }
+        };
+        child.wait().unwrap();
+        kills += usize::from(killed);
+        let strays: Vec<String> = files_under(&archive, ".spillway-tmp")
+            .into_iter()
+            .filter(|f| !is_object(f))
+            .collect();
+        assert!(strays.is_empty(), "not objects, under the prefixes: {strays:?}");
+    }
+    assert!(kills > 0, "no round caught a put in progress");
+
+    let output = run(dir.path(), &config_path);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_each_once(dir.path(), &records);
+    let left: Vec<String> = files_under(&archive, "")
+        .into_iter()
+        .filter(|f| !is_object(f))
+        .collect();
+    assert!(left.is_empty(), "left after a clean run: {left:?}");
+}
