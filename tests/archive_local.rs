@@ -130,6 +130,7 @@ fn ten_thousand_records_each_valid_one_once_each_invalid_one_in_the_error_output
         .map(|e| (e["sequenceNumber"].as_str().unwrap().parse().unwrap(), e))
         .collect();
     let invalid: Vec<_> = lines.iter().filter(|l| l.1 != Kind::Valid).collect();
+    let source_id = spillway::source::file_source_id(&dir.path().join("events.ndjson"));
     assert_eq!(errors.len(), invalid.len(), "one error record per invalid record");
     for (id, kind, bytes, offset) in invalid {
         let error = by_offset
@@ -146,7 +147,7 @@ fn ten_thousand_records_each_valid_one_once_each_invalid_one_in_the_error_output
         assert!(!error["errorMessage"].as_str().unwrap().is_empty());
         assert_eq!(error["attemptsMade"], 1);
         assert!(error["arrivalTimestamp"].as_i64().unwrap() > 1_700_000_000_000);
-        assert_eq!(error["shardId"], "file-events.ndjson");
+        assert_eq!(error["shardId"], source_id.as_str());
         assert_eq!(error["subSequenceNumber"], 0);
         let raw = base64::engine::general_purpose::STANDARD
             .decode(error["rawData"].as_str().unwrap())
@@ -273,7 +274,8 @@ fn sigterm_flushes_and_checkpoints_and_the_next_run_continues_without_duplicates
     let state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("state/clicks.checkpoint.json")).unwrap()).unwrap();
     assert!(
-        state["sources"]["file-events.ndjson"]["checkpoint"]["sequence_number"].is_string(),
+        state["sources"][spillway::source::file_source_id(&input).as_str()]["checkpoint"]["sequence_number"]
+            .is_string(),
         "{state}"
     );
 
@@ -381,8 +383,9 @@ fn every_compression_writes_its_extension_and_round_trips() {
         assert_eq!(objects.len(), 1, "{codec}");
         let (key, body) = objects.iter().next().unwrap();
         assert!(key.ends_with(extension), "{codec}: {key}");
+        let source_id = spillway::source::file_source_id(&dir.path().join("in.ndjson"));
         assert!(
-            key.starts_with("events/") && key.contains("/clicks-file-in.ndjson-0-0"),
+            key.starts_with("events/") && key.contains(&format!("/clicks-{source_id}-0-0")),
             "{key}"
         );
         let expected: Vec<u8> = lines.iter().flat_map(|l| [l.as_slice(), b"\n"].concat()).collect();
@@ -556,7 +559,7 @@ fn a_crash_between_writing_an_object_and_checkpointing_it_leaves_no_duplicate() 
     data.sort_by_key(|(_, ids)| ids[0]);
     let run_of = |ids: &[u64]| {
         serde_json::json!({
-            "source": "file-events.ndjson",
+            "source": spillway::source::file_source_id(&dir.path().join("events.ndjson")).as_str(),
             "first": {"sequence_number": offsets[ids[0] as usize].to_string(), "subsequence_number": 0},
             "last": {"sequence_number": offsets[*ids.last().unwrap() as usize].to_string(), "subsequence_number": 0},
         })

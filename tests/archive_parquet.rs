@@ -188,6 +188,7 @@ fn given_schema_every_valid_record_reads_back_with_its_types_and_position_and_ba
     }
 
     let errors = conversion_errors(&root);
+    let source_id = spillway::source::file_source_id(&dir.path().join("events.ndjson"));
     let mut valid = 0;
     for (offset, text, expect) in &lines {
         match expect {
@@ -199,7 +200,7 @@ fn given_schema_every_valid_record_reads_back_with_its_types_and_position_and_ba
                 for (column, value) in want.as_object().unwrap() {
                     assert_eq!(&row[column], value, "column {column} of {text}");
                 }
-                assert_eq!(row["_spillway_source"], "file-events.ndjson");
+                assert_eq!(row["_spillway_source"], source_id.as_str());
                 assert_eq!(row["_spillway_subsequence_number"], 0);
                 assert_eq!(row["_spillway_partition_key"], Value::Null);
                 let arrival = row["_spillway_arrival"].as_i64().unwrap();

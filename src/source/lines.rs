@@ -49,10 +49,20 @@ pub(super) struct LineReader<R> {
     /// The input offset of `block[0]`.
     offset: u64,
     eof: bool,
+    /// [`BLOCK_BYTES`] and [`MAX_KEPT_LINE_BYTES`], smaller in tests.
+    block_bytes: usize,
+    max_kept: usize,
 }
 
 impl<R: Read> LineReader<R> {
     pub(super) fn new(reader: R, offset: u64) -> Self {
+        Self::with_sizes(reader, offset, BLOCK_BYTES, MAX_KEPT_LINE_BYTES)
+    }
+
+    /// A reader with other block and line sizes, so that tests can cross
+    /// block boundaries and cut lines with small inputs.
+    fn with_sizes(reader: R, offset: u64, block_bytes: usize, max_kept: usize) -> Self {
+        debug_assert!(block_bytes > 0 && max_kept > 0);
         Self {
             reader,
             block: BytesMut::new(),
@@ -61,6 +71,8 @@ impl<R: Read> LineReader<R> {
             scanned: 0,
             offset,
             eof: false,
+            block_bytes,
+            max_kept,
         }
     }
 
@@ -98,7 +110,7 @@ impl<R: Read> LineReader<R> {
         if self.filled == self.block.len() {
             // Full (or shared with records): a new block, the unfinished
             // line copied to its start.
-            let mut next = BytesMut::zeroed(BLOCK_BYTES.max(2 * self.filled));
+            let mut next = BytesMut::zeroed(self.block_bytes.max(2 * self.filled));
             next[..self.filled].copy_from_slice(&self.block[..self.filled]);
             self.block = next;
         }
@@ -116,7 +128,6 @@ impl<R: Read> LineReader<R> {
 
     /// Reads the next line (without its line ending).
     fn next_line(&mut self) -> io::Result<Option<(Line, Bytes)>> {
-        let start = self.offset;
         loop {
             if let Some(at) = self.find_newline() {
                 let length = if at > 0 && self.block[at - 1] == b'\r' {
@@ -124,35 +135,44 @@ impl<R: Read> LineReader<R> {
                 } else {
                     at
                 };
-                let data = self.take(length, at + 1 - length);
-                let full_length = length as u64;
-                return Ok(Some((Line { start, full_length }, data)));
+                return Ok(Some(self.take_line(length, at + 1 - length)));
             }
-            if self.filled >= MAX_KEPT_LINE_BYTES {
+            if self.filled > self.max_kept {
+                // No newline yet, and already too long: keep the first
+                // bytes and skip the rest, without holding it in memory.
                 return self.cut_line().map(Some);
             }
             if !self.fill()? {
                 if self.filled == 0 {
                     return Ok(None);
                 }
-                // A last line without a newline, kept as it is.
+                // A last line without a newline.
                 let length = self.filled;
-                return Ok(Some((
-                    Line {
-                        start,
-                        full_length: length as u64,
-                    },
-                    self.take(length, 0),
-                )));
+                return Ok(Some(self.take_line(length, 0)));
             }
         }
     }
 
-    /// A line longer than [`MAX_KEPT_LINE_BYTES`]: its first bytes, and
-    /// the rest of it skipped.
+    /// Takes the line of `length` bytes at the start of what is read, and
+    /// its `ending`. A line over the limit is cut wherever it starts in the
+    /// block: one read can bring in the whole of a long line, newline
+    /// included, so the limit is applied here as well as in [`Self::cut_line`].
+    fn take_line(&mut self, length: usize, ending: usize) -> (Line, Bytes) {
+        let start = self.offset;
+        let full_length = length as u64;
+        if length <= self.max_kept {
+            return (Line { start, full_length }, self.take(length, ending));
+        }
+        let kept = self.take(self.max_kept, 0);
+        self.take(0, length - self.max_kept + ending);
+        (Line { start, full_length }, kept)
+    }
+
+    /// A line longer than the limit whose end is not read yet: its first
+    /// bytes, and the rest of it read and skipped.
     fn cut_line(&mut self) -> io::Result<(Line, Bytes)> {
         let start = self.offset;
-        let kept = self.take(MAX_KEPT_LINE_BYTES, 0);
+        let kept = self.take(self.max_kept, 0);
         let mut full_length = kept.len() as u64;
         let mut last = kept.last().copied();
         loop {
@@ -331,6 +351,94 @@ mod tests {
             (found[0].1.len(), found[0].2),
             (MAX_KEPT_LINE_BYTES, MAX_KEPT_LINE_BYTES as u64 + 5)
         );
+    }
+
+    #[test]
+    fn cuts_long_lines_wherever_they_start_in_the_block() {
+        // Regression: the cut happened only when the long line started a
+        // block. Here it starts 2 bytes in, and the first read brings in the
+        // whole line with its newline: it was kept whole (17 MiB).
+        let mut input = b"x\n".to_vec();
+        input.extend(std::iter::repeat_n(
+            b'a',
+            MAX_KEPT_LINE_BYTES + MAX_KEPT_LINE_BYTES / 16,
+        ));
+        input.extend_from_slice(b"\nnext\n");
+        let mut reader = LineReader::new(input.as_slice(), 0);
+        let mut found = Vec::new();
+        while let Some((line, data)) = reader.next_line().unwrap() {
+            found.push((line.start, data.len(), line.full_length));
+        }
+        let long = (MAX_KEPT_LINE_BYTES + MAX_KEPT_LINE_BYTES / 16) as u64;
+        assert_eq!(found, [(0, 1, 1), (2, MAX_KEPT_LINE_BYTES, long), (2 + long + 1, 4, 4)]);
+    }
+
+    /// The lines of `input` as a simple split computes them: `(start,
+    /// kept bytes, full length)`, `\n` or `\r\n` ending a line, a last line
+    /// without a newline kept as it is, each line's bytes cut to `max_kept`.
+    fn reference_split(input: &[u8], max_kept: usize) -> Vec<(u64, Vec<u8>, u64)> {
+        let mut lines = Vec::new();
+        let mut start = 0;
+        while start < input.len() {
+            let (content, next) = match input[start..].iter().position(|&b| b == b'\n') {
+                Some(at) => {
+                    let line = &input[start..start + at];
+                    (line.strip_suffix(b"\r").unwrap_or(line), start + at + 1)
+                }
+                None => (&input[start..], input.len()),
+            };
+            let kept = content[..content.len().min(max_kept)].to_vec();
+            lines.push((start as u64, kept, content.len() as u64));
+            start = next;
+        }
+        lines
+    }
+
+    /// Bytes rich in line endings, so that lines are short and long, empty
+    /// and cut, and `\r` lands everywhere.
+    fn input_bytes() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        proptest::collection::vec(
+            prop_oneof![3 => Just(b'\n'), 2 => Just(b'\r'), 10 => Just(b'a'), 2 => any::<u8>()],
+            0..400,
+        )
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Whatever the bytes, the block size, the line limit and the sizes
+        /// the input arrives in, the reader finds the reference's lines, at
+        /// the reference's offsets, and never panics.
+        #[test]
+        fn lines_match_a_simple_split(
+            input in input_bytes(),
+            block_bytes in 1usize..64,
+            max_kept in 1usize..80,
+            pieces in proptest::collection::vec(1usize..50, 1..20),
+            start in 0u64..1_000_000,
+        ) {
+            let mut cut = Vec::new();
+            let mut rest = input.as_slice();
+            for size in pieces.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (piece, tail) = rest.split_at((*size).min(rest.len()));
+                cut.push(piece.to_vec());
+                rest = tail;
+            }
+            let mut reader = LineReader::with_sizes(Pieces(cut.into_iter().collect()), start, block_bytes, max_kept);
+            let mut found = Vec::new();
+            while let Some((line, data)) = reader.next_line().unwrap() {
+                found.push((line.start, data.to_vec(), line.full_length));
+            }
+            let expected: Vec<_> = reference_split(&input, max_kept)
+                .into_iter()
+                .map(|(offset, kept, length)| (start + offset, kept, length))
+                .collect();
+            proptest::prop_assert_eq!(found, expected);
+        }
     }
 
     #[test]

@@ -5,6 +5,10 @@ use std::fmt;
 /// The longest key S3 accepts, in bytes.
 pub const MAX_KEY_BYTES: usize = 1024;
 
+/// The top-level directory where the local store stages its temporary
+/// files: reserved, so that no object is ever written or read there.
+pub const STAGING_DIR: &str = ".spillway-tmp";
+
 /// An object key: a relative, `/`-separated path with no `.` or `..`
 /// segment, no leading `/`, no control character, at most 1,024 bytes.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -35,6 +39,8 @@ impl ObjectKey {
             Some("contains '\\'")
         } else if key.split('/').any(|s| s == "." || s == "..") {
             Some("contains a '.' or '..' segment")
+        } else if key.split('/').next() == Some(STAGING_DIR) {
+            Some("starts with '.spillway-tmp/', which is reserved for temporary files")
         } else {
             None
         };
@@ -96,6 +102,8 @@ mod tests {
             assert!(ObjectKey::new(bad).is_err(), "{bad:?} was accepted");
         }
         assert!(ObjectKey::new("x".repeat(1025)).is_err());
+        assert!(ObjectKey::new(".spillway-tmp/x").is_err());
+        assert!(ObjectKey::new("a/.spillway-tmp/x").is_ok());
         let key = ObjectKey::new("events/2026/11/22/a..b.jsonl.gz").unwrap();
         assert_eq!(key.file_name(), "a..b.jsonl.gz");
     }

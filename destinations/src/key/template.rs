@@ -73,6 +73,12 @@ impl KeyTemplate {
                 check_literal(text, template)?;
             }
         }
+        if template.split('/').next() == Some(super::STAGING_DIR) {
+            return Err(TemplateError(format!(
+                "{template:?} starts with '{}/', which is reserved for temporary files",
+                super::STAGING_DIR
+            )));
+        }
         if !segments.iter().any(|s| matches!(s, Segment::Timestamp(_))) {
             let default = TimestampPattern::parse("yyyy/MM/dd/HH/").expect("the default pattern parses");
             segments.push(Segment::Timestamp(default));
@@ -219,6 +225,7 @@ mod tests {
             "../x/",
             "a\nb/",
             "!{partitionKeyFromQuery:customer}/",
+            ".spillway-tmp/x/",
         ] {
             assert!(
                 KeyTemplate::parse(bad, TemplateKind::Error, Tz::UTC).is_err(),

@@ -1,13 +1,22 @@
 //! The local destination: objects are files under a directory.
 //!
-//! A put writes a temporary file in the target directory, fsyncs it, links
-//! it into place (a hard link fails if the target exists, which makes the
-//! write create-only and atomic), removes the temporary name and fsyncs the
-//! directory. Blocking file I/O runs on tokio's blocking pool.
+//! A put writes a temporary file, fsyncs it, links it into place (a hard
+//! link fails if the target exists, which makes the write create-only and
+//! atomic), removes the temporary name and fsyncs the directory. Blocking
+//! file I/O runs on tokio's blocking pool.
+//!
+//! Temporary files live in [`STAGING_DIR`] at the root, never beside the
+//! objects: a run killed mid-put must not leave a partial file where a
+//! reader globbing a prefix would take it for an object, and no object key
+//! can name that directory ([`ObjectKey`] refuses it). Each store stages in
+//! a directory of its own there, locked for the life of the process, so
+//! that [`ObjectStore::check`] at start can delete what dead runs left
+//! without touching the files of a live one (two streams may share a root).
 
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -17,19 +26,30 @@ use crate::error::Error;
 use crate::key::ObjectKey;
 use crate::store::{ObjectStore, PutOptions, PutOutcome};
 
+pub use crate::key::STAGING_DIR;
+
 /// Objects as files below `root`.
 #[derive(Debug, Clone)]
 pub struct LocalStore {
     root: PathBuf,
+    /// This store's staging directory, made on first use.
+    staging: Arc<Mutex<Option<Staging>>>,
 }
 
-/// The marker in the names of temporary files, which are hidden (they
-/// start with `.`) and never end in an object's extension.
-const TEMP_MARKER: &str = ".spillway-tmp-";
+/// A directory for temporary files, and the open, locked handle that tells
+/// other processes it is in use.
+#[derive(Debug)]
+struct Staging {
+    dir: PathBuf,
+    _lock: File,
+}
 
 impl LocalStore {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            staging: Arc::default(),
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -40,14 +60,88 @@ impl LocalStore {
         // ObjectKey guarantees a relative path without `.`/`..` segments.
         self.root.join(key.as_str())
     }
+
+    /// This store's staging directory, made (and locked) on first use.
+    fn staging_dir(&self) -> io::Result<PathBuf> {
+        let mut staging = self.staging.lock().expect("the staging lock is never poisoned");
+        if staging.is_none() {
+            *staging = Some(Staging::create(&self.root.join(STAGING_DIR))?);
+        }
+        Ok(staging.as_ref().expect("made above").dir.clone())
+    }
+}
+
+impl Staging {
+    /// Makes and locks a new directory under `parent`. Another process's
+    /// clean-up may delete it between the two steps: then another name is
+    /// tried.
+    fn create(parent: &Path) -> io::Result<Self> {
+        fs::create_dir_all(parent)?;
+        loop {
+            let dir = parent.join(Alphanumeric.sample_string(&mut rand::rng(), 12));
+            match fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(err) => return Err(err),
+            }
+            let lock = match File::open(&dir) {
+                Ok(lock) => lock,
+                Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+                Err(err) => return Err(err),
+            };
+            if lock.try_lock().is_err() || !dir.exists() {
+                // Locked by a clean-up deleting it, or deleted already.
+                continue;
+            }
+            return Ok(Self { dir, _lock: lock });
+        }
+    }
+}
+
+impl Drop for Staging {
+    /// The last clone of a store is gone, and with it every put: nothing
+    /// is left to stage.
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Deletes what dead runs left in `staging`: every directory no live
+/// process holds locked, and any loose file. Returns how many were removed.
+fn clean_staging(staging: &Path) -> io::Result<usize> {
+    let entries = match fs::read_dir(staging) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(err) => return Err(err),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let path = entry?.path();
+        let gone = if path.is_dir() {
+            let Ok(dir) = File::open(&path) else { continue };
+            if dir.try_lock().is_err() {
+                continue; // a live run's
+            }
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+        match gone {
+            Ok(()) => removed += 1,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(removed)
 }
 
 #[async_trait]
 impl ObjectStore for LocalStore {
     async fn put(&self, key: &ObjectKey, payload: Bytes, _options: &PutOptions) -> Result<PutOutcome, Error> {
         let path = self.path_of(key);
+        let store = self.clone();
         let key = key.clone();
-        run_blocking(move || put_file(&path, &payload))
+        run_blocking(move || put_file(&store.staging_dir()?, &path, &payload))
             .await
             .map_err(|err| io_error(err, key.as_str()))
     }
@@ -64,15 +158,18 @@ impl ObjectStore for LocalStore {
         .map_err(|err| io_error(err, &location))
     }
 
+    /// Deletes the temporary files of dead runs, then writes and deletes a
+    /// probe in this store's staging directory.
     async fn check(&self) -> Result<(), Error> {
-        let root = self.root.clone();
-        let location = root.display().to_string();
+        let store = self.clone();
+        let location = self.root.display().to_string();
         run_blocking(move || {
-            fs::create_dir_all(&root)?;
-            let probe = root.join(format!(
-                ".spillway-probe-{}",
-                Alphanumeric.sample_string(&mut rand::rng(), 8)
-            ));
+            fs::create_dir_all(&store.root)?;
+            let removed = clean_staging(&store.root.join(STAGING_DIR))?;
+            if removed > 0 {
+                tracing::info!(root = %store.root.display(), removed, "removed temporary files left by an earlier run");
+            }
+            let probe = store.staging_dir()?.join("probe");
             File::create(&probe)?.write_all(b"probe")?;
             fs::remove_file(&probe)
         })
@@ -85,17 +182,14 @@ impl ObjectStore for LocalStore {
     }
 }
 
-fn put_file(path: &Path, payload: &[u8]) -> io::Result<PutOutcome> {
+fn put_file(staging: &Path, path: &Path, payload: &[u8]) -> io::Result<PutOutcome> {
     let dir = path.parent().expect("an object path has a parent");
-    let name = path.file_name().expect("an object path has a name").to_string_lossy();
     fs::create_dir_all(dir)?;
     if fs::symlink_metadata(path).is_ok() {
         return Ok(PutOutcome::AlreadyExisted);
     }
-    let temp = dir.join(format!(
-        ".{name}{TEMP_MARKER}{}",
-        Alphanumeric.sample_string(&mut rand::rng(), 8)
-    ));
+    // No object's extension: a glob for objects never matches it.
+    let temp = staging.join(format!("put-{}", Alphanumeric.sample_string(&mut rand::rng(), 12)));
     let written = (|| {
         let mut file = File::create_new(&temp)?;
         file.write_all(payload)?;
@@ -176,11 +270,55 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert_eq!(names, ["object.jsonl"]);
-        let root_names: Vec<_> = fs::read_dir(dir.path().join("archive"))
+        let mut root_names: Vec<_> = fs::read_dir(dir.path().join("archive"))
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert_eq!(root_names, ["events"], "the probe was not removed");
+        root_names.sort();
+        assert_eq!(root_names, [STAGING_DIR, "events"]);
+        // The staging directory holds this store's own directory, empty:
+        // no temporary file, no probe.
+        let staged: Vec<_> = fs::read_dir(dir.path().join("archive").join(STAGING_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(staged.len(), 1);
+        assert_eq!(fs::read_dir(&staged[0]).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_start_up_check_removes_what_dead_runs_left_and_spares_live_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("archive");
+        let staging = root.join(STAGING_DIR);
+        // A run killed mid-put: its directory, unlocked, with a partial file.
+        fs::create_dir_all(staging.join("deadrun")).unwrap();
+        fs::write(staging.join("deadrun/put-partial"), b"half an obj").unwrap();
+        fs::write(staging.join("loose"), b"").unwrap();
+        // A live run (another stream sharing the root): locked, mid-put.
+        let live = LocalStore::new(&root);
+        let live_dir = live.staging_dir().unwrap();
+        fs::write(live_dir.join("put-in-flight"), b"being written").unwrap();
+
+        let store = LocalStore::new(&root);
+        store.check().await.unwrap();
+        assert!(!staging.join("deadrun").exists(), "a dead run's files were kept");
+        assert!(!staging.join("loose").exists());
+        assert!(live_dir.join("put-in-flight").exists(), "a live run's file was removed");
+        let mut left: Vec<_> = fs::read_dir(&staging).unwrap().map(|e| e.unwrap().path()).collect();
+        left.sort();
+        let mut expected = vec![live_dir.clone(), store.staging_dir().unwrap()];
+        expected.sort();
+        assert_eq!(left, expected);
+
+        // Once the live run is gone, the next start removes its directory.
+        drop(live);
+        LocalStore::new(&root).check().await.unwrap();
+        assert!(!live_dir.exists());
+        assert!(
+            store.staging_dir().unwrap().exists(),
+            "a live store's own directory was removed"
+        );
     }
 
     #[tokio::test]
