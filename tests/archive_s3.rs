@@ -589,3 +589,44 @@ fn sigterm_while_a_put_is_retried_stops_at_once_and_loses_nothing() {
         "archive after the restart",
     );
 }
+
+/// The start-up check leaves nothing behind, not even an old version in a
+/// versioned bucket.
+#[test]
+fn the_start_up_check_leaves_no_probe_object_or_version_behind() {
+    let Moto {
+        endpoint,
+        rt,
+        s3,
+        bucket,
+    } = Moto::new("probe");
+    rt.block_on(
+        s3.put_bucket_versioning()
+            .bucket(&bucket)
+            .versioning_configuration(
+                aws_sdk_s3::types::VersioningConfiguration::builder()
+                    .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let records = write_records(dir.path(), 100, 100);
+    let config = s3_config(dir.path(), &endpoint, &bucket, 1, "");
+    let output = run(dir.path(), &config);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let objects = bucket_objects(&rt, &s3, &bucket);
+    assert_same_records(&archived_lines(&objects, "events/"), &records, "archive");
+    let versions = rt.block_on(s3.list_object_versions().bucket(&bucket).send()).unwrap();
+    let left: Vec<String> = versions
+        .versions()
+        .iter()
+        .filter_map(|v| v.key())
+        .chain(versions.delete_markers().iter().filter_map(|m| m.key()))
+        .filter(|k| !k.starts_with("events/"))
+        .map(str::to_owned)
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert!(open_uploads(&rt, &s3, &bucket).is_empty());
+}

@@ -20,8 +20,8 @@
 //! Permissions needed: `s3:PutObject` (and `s3:PutObjectTagging` with
 //! tags), `s3:AbortMultipartUpload`, `s3:GetObject` and `s3:ListBucket`
 //! (without it S3 answers 403, not 404, for a missing key, so `exists`
-//! fails), and `s3:DeleteObject` on the `.spillway-probe/` prefix for the
-//! start-up check.
+//! fails). The start-up check starts and aborts a multipart upload under
+//! `.spillway-probe/`: no object is written there.
 
 mod error;
 mod multipart;
@@ -319,10 +319,12 @@ impl ObjectStore for S3Store {
         }
     }
 
-    /// Writes a small probe object under `.spillway-probe/` with the same
+    /// Starts a multipart upload under `.spillway-probe/` with the same
     /// settings as real objects (encryption, storage class, tags), then
-    /// deletes it, so a missing bucket, a refused credential or a bad KMS
-    /// key is reported in one line at start.
+    /// aborts it, so a missing bucket, a refused credential or a bad KMS
+    /// key is reported in one line at start. No object is ever created:
+    /// nothing is left behind, not even an old version in a versioned
+    /// bucket, and no DeleteObject permission is needed.
     async fn check(&self) -> Result<(), Error> {
         let name = Alphanumeric.sample_string(&mut rand::rng(), 16).to_lowercase();
         let key = ObjectKey::new(format!(".spillway-probe/{name}")).expect("the probe key is a valid key");
@@ -330,15 +332,26 @@ impl ObjectStore for S3Store {
             content_type: Some("text/plain"),
             content_encoding: None,
         });
-        self.put_single(&key, Bytes::from_static(b"spillway probe\n"), settings)
-            .await?;
-        self.client
-            .delete_object()
+        let request = self.client.create_multipart_upload();
+        let created = with_settings!(request, settings)
             .bucket(&self.options.bucket)
             .key(key.as_str())
             .send()
             .await
-            .map_err(|err| to_error("DeleteObject", self.target(&key), err))?;
+            .map_err(|err| to_error("CreateMultipartUpload", self.target(&key), err))?;
+        let aborted = self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.options.bucket)
+            .key(key.as_str())
+            .set_upload_id(created.upload_id)
+            .send()
+            .await;
+        if let Err(err) = aborted {
+            // Not a reason to refuse to start: the upload holds no data.
+            let err = to_error("AbortMultipartUpload", self.target(&key), err);
+            tracing::warn!("could not abort the start-up probe's multipart upload: {err}");
+        }
         Ok(())
     }
 

@@ -1103,4 +1103,103 @@ mod tests {
         },
     ];
     // END GENERATED FIXTURES
+
+    // ------------------------------------------------------------ properties
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// An aggregated record: partition keys, explicit hash keys (valid
+        /// or not), and sub-records pointing into them (in range or not).
+        fn aggregate() -> impl Strategy<Value = (Vec<String>, Vec<String>, Vec<(u64, Option<u64>, Vec<u8>)>)> {
+            let pks = prop::collection::vec(".{0,12}", 1..5);
+            let ehks = prop::collection::vec(
+                prop_oneof![
+                    any::<u128>().prop_map(|n| n.to_string()),
+                    "[0-9]{1,45}",
+                    "-?[0-9a-z]{0,8}",
+                ],
+                0..4,
+            );
+            let subs = prop::collection::vec(
+                (
+                    0u64..6,
+                    prop::option::of(0u64..5),
+                    prop::collection::vec(any::<u8>(), 0..40),
+                ),
+                0..12,
+            );
+            (pks, ehks, subs)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Whatever the bytes, de-aggregation answers (never panics).
+            #[test]
+            fn arbitrary_bytes_never_panic(
+                body in prop::collection::vec(any::<u8>(), 0..300),
+                framed in any::<bool>(),
+                low in any::<u128>(),
+                high in any::<u128>(),
+            ) {
+                let data = if framed { frame(&body) } else {
+                    let mut d = MAGIC.to_vec();
+                    d.extend_from_slice(&body);
+                    d
+                };
+                let _ = deaggregate(&data, Some((low, high)));
+                let _ = deaggregate(&body, None);
+            }
+
+            /// A well-formed aggregate gives back every sub-record exactly
+            /// once, in order, split between the range and outside it by
+            /// its hash key; or is corrupt as a whole (a bad index or hash
+            /// key), never partly lost.
+            #[test]
+            fn every_sub_record_comes_back_once_in_or_outside_the_range(
+                (pks, ehks, subs) in aggregate(),
+                low in any::<u128>(),
+                width in any::<u128>(),
+            ) {
+                let high = low.saturating_add(width);
+                let pk_refs: Vec<&str> = pks.iter().map(String::as_str).collect();
+                let ehk_refs: Vec<&str> = ehks.iter().map(String::as_str).collect();
+                let sub_refs: Vec<Sub> = subs.iter().map(|(pk, ehk, d)| (*pk, *ehk, d.as_slice())).collect();
+                let data = build(&pk_refs, &ehk_refs, &sub_refs);
+                match deaggregate(&data, Some((low, high))) {
+                    Deaggregated::Aggregated { records, outside } => {
+                        let mut all: Vec<&UserRecord> = records.iter().chain(&outside).collect();
+                        all.sort_by_key(|u| u.sub_sequence_number);
+                        prop_assert_eq!(all.len(), subs.len());
+                        for (i, (user, (pk, ehk, bytes))) in all.iter().zip(&subs).enumerate() {
+                            prop_assert_eq!(user.sub_sequence_number, i as u64);
+                            prop_assert_eq!(&user.data[..], &bytes[..]);
+                            prop_assert_eq!(&user.partition_key, &pks[*pk as usize]);
+                            let hash = match ehk {
+                                Some(e) => match parse_decimal(&ehks[*e as usize]) {
+                                    Some(HashKey::Value(v)) => Some(v),
+                                    _ => None,
+                                },
+                                None => Some(partition_key_hash(&pks[*pk as usize])),
+                            };
+                            let inside = hash.is_some_and(|h| (low..=high).contains(&h));
+                            prop_assert_eq!(records.iter().any(|r| r.sub_sequence_number == i as u64), inside);
+                        }
+                    }
+                    Deaggregated::Corrupt { .. } => {
+                        let bad_index = subs.iter().any(|(pk, ehk, _)| {
+                            *pk as usize >= pks.len() || ehk.is_some_and(|e| e as usize >= ehks.len())
+                        });
+                        let bad_key = subs.iter().any(|(_, ehk, _)| {
+                            ehk.is_some_and(|e| ehks.get(e as usize).is_some_and(|k| parse_decimal(k).is_none()))
+                        });
+                        prop_assert!(bad_index || bad_key, "corrupt without a bad index or hash key");
+                    }
+                    Deaggregated::NotAggregated => prop_assert!(false, "a framed aggregate is one"),
+                }
+            }
+        }
+    }
 }
