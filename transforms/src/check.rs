@@ -206,4 +206,34 @@ mod tests {
         };
         assert!(check.check(&at_limit).is_ok());
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// A JSON record passes if and only if it is at most
+        /// `MAX_DEPTH` deep and serde_json (a parser independent of
+        /// sonic-rs, with the same rules on numbers and surrogates) reads
+        /// it; a deeper one is `Record.TooDeep`, whatever else is wrong.
+        #[test]
+        fn json_records_pass_by_depth_and_by_serde_json(value in crate::test_json::record_value()) {
+            let text = value.text();
+            let verdict = Check::new(true).check(&Record { data: Bytes::from(text.clone()), ..record(b"") });
+            let deep = value.depth() > crate::strict::MAX_DEPTH;
+            let valid = serde_json::from_str::<serde_json::Value>(&text).is_ok();
+            match verdict {
+                Ok(()) => proptest::prop_assert!(!deep && valid, "{}", text),
+                Err(rejection) if deep => proptest::prop_assert_eq!(rejection.code, "Record.TooDeep"),
+                Err(rejection) => {
+                    proptest::prop_assert!(!valid, "{}: {:?}", text, rejection);
+                    proptest::prop_assert_eq!(rejection.code, "Record.MalformedJson");
+                }
+            }
+        }
+
+        /// Broken records never panic the check.
+        #[test]
+        fn any_record_is_checked_without_a_panic(bytes in crate::test_json::record_bytes()) {
+            let _ = Check::new(true).check(&Record { data: Bytes::from(bytes), ..record(b"") });
+        }
+    }
 }

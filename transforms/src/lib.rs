@@ -13,6 +13,8 @@ pub mod format;
 pub mod memory;
 pub mod record;
 pub mod strict;
+#[cfg(test)]
+pub(crate) mod test_json;
 
 pub use check::{Check, Rejection};
 pub use error_record::ErrorOutputType;

@@ -144,7 +144,10 @@ impl<'de> Visitor<'de> for StrictVisitor {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+    use crate::test_json;
 
     fn nested(open: &str, close: &str, depth: usize) -> String {
         format!("{}1{}", open.repeat(depth), close.repeat(depth))
@@ -197,6 +200,36 @@ mod tests {
                 !bad.ends_with(" 2"),
                 "{bad}"
             );
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// The scan finds the depth of any JSON text, strings full of
+        /// brackets and escaped quotes included.
+        #[test]
+        fn the_depth_scan_is_exact_on_json(value in test_json::record_value()) {
+            let text = value.text();
+            let depth = value.depth();
+            for max in [depth.saturating_sub(1), depth, MAX_DEPTH] {
+                prop_assert_eq!(nests_deeper_than(text.as_bytes(), max), depth > max, "max {}: {}", max, text);
+            }
+        }
+
+        /// Any bytes, bracket-heavy ones and broken records, are scanned
+        /// without a panic.
+        #[test]
+        fn the_depth_scan_takes_any_bytes(
+            bytes in proptest::collection::vec(
+                prop_oneof![any::<u8>(), proptest::sample::select(b"[]{}\"\\".to_vec())],
+                0..300,
+            ),
+            record in test_json::record_bytes(),
+            max in 0usize..4,
+        ) {
+            nests_deeper_than(&bytes, max);
+            nests_deeper_than(&record, max);
         }
     }
 }

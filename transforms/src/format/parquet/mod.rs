@@ -688,4 +688,6 @@ fn refuse_all(count: usize, code: &'static str, message: &str) -> Encoded {
 #[cfg(test)]
 mod hostile_tests;
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;
