@@ -183,3 +183,37 @@ fn numbers_out_of_range_and_lone_surrogates_are_malformed_everywhere() {
         }
     }
 }
+
+/// A file written before the nesting limit, with a column 100 arrays deep
+/// (its embedded Arrow schema is deeper than arrow-rs reads): its records
+/// still read back, from the Parquet schema alone.
+#[test]
+fn files_nested_deeper_than_arrow_rs_reads_still_give_their_records() {
+    use arrow_array::{ArrayRef, ListArray, RecordBatch, StringArray};
+    use arrow_buffer::OffsetBuffer;
+    use arrow_schema::{DataType, Field};
+
+    let mut deep: ArrayRef = Arc::new(StringArray::from(vec!["bottom"]));
+    for _ in 0..100 {
+        let item = Arc::new(Field::new("element", deep.data_type().clone(), true));
+        deep = Arc::new(ListArray::new(item, OffsetBuffer::from_lengths([1]), deep, None));
+    }
+    let original = nested(101, Nesting::Arrays);
+    let schema = Arc::new(arrow_schema::Schema::new(vec![
+        Field::new("a", deep.data_type().clone(), true),
+        Field::new("_spillway_data", DataType::Utf8, true),
+    ]));
+    let data: ArrayRef = Arc::new(StringArray::from(vec![original.as_str()]));
+    let batch = RecordBatch::try_new(schema.clone(), vec![deep, data]).unwrap();
+    let mut writer = ArrowWriter::try_new(Vec::new(), schema, None).unwrap();
+    writer.write(&batch).unwrap();
+    let body = writer.into_inner().unwrap();
+    assert!(
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(Bytes::from(body.clone())).is_err(),
+        "arrow-rs refuses the embedded schema"
+    );
+    assert_eq!(read_back(&body), [original]);
+    // Not Parquet at all: the error of the first attempt.
+    let err = read_archive(Bytes::from_static(b"PAR1 not parquet"), |_| {}).unwrap_err();
+    assert!(err.to_string().starts_with("not a readable Parquet file"), "{err}");
+}
