@@ -5,6 +5,7 @@
 
 use crate::error_record::ErrorOutputType;
 use crate::record::Record;
+use crate::strict::{nests_deeper_than, too_deep, StrictAny, MAX_DEPTH};
 
 /// The largest record accepted: Kinesis' limit of 1,000 KiB.
 pub const MAX_RECORD_BYTES: usize = 1_000 * 1024;
@@ -65,7 +66,11 @@ impl Check {
             return Ok(());
         }
         let text = simdutf8::compat::from_utf8(data).map_err(|err| not_utf8(&err))?;
-        if let Err(err) = sonic_rs::from_str::<serde::de::IgnoredAny>(text) {
+        // Before the parser, which recurses once per level.
+        if nests_deeper_than(data, MAX_DEPTH) {
+            return Err(too_deep());
+        }
+        if let Err(err) = sonic_rs::from_str::<StrictAny>(text) {
             return Err(malformed_json(&err));
         }
         Ok(())
@@ -134,6 +139,44 @@ mod tests {
         assert_eq!(check.check(&record(b"{} {}")).unwrap_err().code, "Record.MalformedJson");
     }
 
+    /// json_lines' rule is Parquet's (see `strict.rs`): 100,000 deep
+    /// overflowed the stack here; `1e400` and lone surrogates were data.
+    #[test]
+    fn deep_records_and_values_readers_disagree_on_are_refused() {
+        let check = Check::new(true);
+        let data = |text: String| Record {
+            data: Bytes::from(text),
+            ..record(b"")
+        };
+        for depth in [crate::strict::MAX_DEPTH + 1, 100_000] {
+            for (open, close) in [("[", "]"), ("{\"k\":", "}")] {
+                let deep = format!("{{\"a\":{}1{}}}", open.repeat(depth - 1), close.repeat(depth - 1));
+                let rejection = check.check(&data(deep)).unwrap_err();
+                assert_eq!(rejection.code, "Record.TooDeep", "{depth} deep");
+                assert_eq!(rejection.output_type, ErrorOutputType::FormatConversionFailed);
+            }
+        }
+        let limit = crate::strict::MAX_DEPTH;
+        assert!(check
+            .check(&data(format!("{}{}", "[".repeat(limit), "]".repeat(limit))))
+            .is_ok());
+        for bad in [
+            r#"{"a":1e400}"#,
+            r#"{"a":[-1e400]}"#,
+            r#"{"a":"\ud800"}"#,
+            r#"{"\udc00":1}"#,
+        ] {
+            assert_eq!(
+                check.check(&data(bad.to_owned())).unwrap_err().code,
+                "Record.MalformedJson",
+                "{bad}"
+            );
+        }
+        assert!(check
+            .check(&data(r#"{"a":"\ud83d\ude00","b":1e-400}"#.to_owned()))
+            .is_ok());
+    }
+
     #[test]
     fn without_parsing_json_records_need_only_be_non_blank_and_small() {
         let check = Check {
@@ -162,5 +205,35 @@ mod tests {
             ..record(b"")
         };
         assert!(check.check(&at_limit).is_ok());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// A JSON record passes if and only if it is at most
+        /// `MAX_DEPTH` deep and serde_json (a parser independent of
+        /// sonic-rs, with the same rules on numbers and surrogates) reads
+        /// it; a deeper one is `Record.TooDeep`, whatever else is wrong.
+        #[test]
+        fn json_records_pass_by_depth_and_by_serde_json(value in crate::test_json::record_value()) {
+            let text = value.text();
+            let verdict = Check::new(true).check(&Record { data: Bytes::from(text.clone()), ..record(b"") });
+            let deep = value.depth() > crate::strict::MAX_DEPTH;
+            let valid = serde_json::from_str::<serde_json::Value>(&text).is_ok();
+            match verdict {
+                Ok(()) => proptest::prop_assert!(!deep && valid, "{}", text),
+                Err(rejection) if deep => proptest::prop_assert_eq!(rejection.code, "Record.TooDeep"),
+                Err(rejection) => {
+                    proptest::prop_assert!(!valid, "{}: {:?}", text, rejection);
+                    proptest::prop_assert_eq!(rejection.code, "Record.MalformedJson");
+                }
+            }
+        }
+
+        /// Broken records never panic the check.
+        #[test]
+        fn any_record_is_checked_without_a_panic(bytes in crate::test_json::record_bytes()) {
+            let _ = Check::new(true).check(&Record { data: Bytes::from(bytes), ..record(b"") });
+        }
     }
 }

@@ -27,11 +27,12 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use super::convert::{KeyHints, KeyRules};
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::json::Json;
 use super::json::Key;
 use super::schema::{Column, ColumnType, RESERVED_PREFIX};
+use crate::strict::{nests_deeper_than, StrictAny, MAX_DEPTH};
 
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Shape {
@@ -164,7 +165,7 @@ impl<'de> Visitor<'de> for ShapeSeed<'_, '_> {
                 {}
             }
             // Another shape came first: it wins.
-            _ => while seq.next_element::<IgnoredAny>()?.is_some() {},
+            _ => while seq.next_element::<StrictAny>()?.is_some() {},
         }
         Ok(())
     }
@@ -175,7 +176,7 @@ impl<'de> Visitor<'de> for ShapeSeed<'_, '_> {
         match self.shape {
             Shape::Struct(fields) => merge_map(fields, &mut map, self.rules, false),
             _ => {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                while map.next_entry::<StrictAny, StrictAny>()?.is_some() {}
                 Ok(())
             }
         }
@@ -196,7 +197,7 @@ fn merge_map<'de, A: MapAccess<'de>>(
                 rules,
             })?,
             None => {
-                map.next_value::<IgnoredAny>()?;
+                map.next_value::<StrictAny>()?;
             }
         }
         position += 1;
@@ -220,7 +221,7 @@ impl<'de> Visitor<'de> for TopSeed<'_, '_> {
         merge_map(self.fields, &mut map, self.rules, true)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        while seq.next_element::<StrictAny>()?.is_some() {}
         Ok(())
     }
     fn visit_unit<E>(self) -> Result<(), E> {
@@ -369,8 +370,12 @@ impl Inference {
     /// Merges one record's JSON text as it is parsed, without building a
     /// tree. A record that is not valid JSON may have merged its first
     /// values (at worst a column that stays null); it is refused at
-    /// conversion.
+    /// conversion. A record nested deeper than [`MAX_DEPTH`] is not
+    /// parsed at all (nor converted).
     pub fn add_text(&mut self, text: &[u8], rules: &KeyRules) {
+        if nests_deeper_than(text, MAX_DEPTH) {
+            return;
+        }
         let mut deserializer = sonic_rs::Deserializer::from_slice(text);
         let _ = deserializer.deserialize_any(TopSeed {
             fields: &mut self.top,

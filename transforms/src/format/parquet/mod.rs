@@ -46,6 +46,7 @@ use super::Encoded;
 use crate::check::{malformed_json, not_utf8, Rejection};
 use crate::error_record::ErrorOutputType;
 use crate::record::Record;
+use crate::strict::too_deep;
 use convert::{AppendError, ConvertError, RowBuilder};
 
 /// Rows per Arrow record batch handed to the writer.
@@ -462,6 +463,7 @@ impl ParquetFormat {
                         AppendError::Convert(err) => rejection(err),
                         AppendError::Malformed(err) => malformed_json(&err),
                         AppendError::NotUtf8(err) => not_utf8(&err),
+                        AppendError::TooDeep => too_deep(),
                     };
                     encoded.rejected.push((part.first + offset, why));
                     continue;
@@ -683,5 +685,9 @@ fn refuse_all(count: usize, code: &'static str, message: &str) -> Encoded {
     }
 }
 
+#[cfg(test)]
+mod hostile_tests;
+#[cfg(test)]
+mod props;
 #[cfg(test)]
 mod tests;

@@ -6,7 +6,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, TimestampMillisecondType};
 use arrow_array::{Array, RecordBatch, StringArray};
 use bytes::Bytes;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::errors::ParquetError;
 
 use super::canonical::Canonical;
@@ -53,7 +53,19 @@ pub enum ReadError {
 /// Calls `each` with every record of the Parquet file `body`, in the file's
 /// order.
 pub fn read_archive(body: Bytes, mut each: impl FnMut(ArchivedRecord)) -> Result<(), ReadError> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(body)?.build()?;
+    let builder = match ParquetRecordBatchReaderBuilder::try_new(body.clone()) {
+        Ok(builder) => builder,
+        // Files written before records were limited to 32 levels may embed
+        // an Arrow schema nested deeper than arrow-rs reads (it stops at
+        // about 61 levels): their Parquet schema alone gives the same
+        // columns, as far as the records are concerned.
+        Err(first) => ParquetRecordBatchReaderBuilder::try_new_with_options(
+            body,
+            ArrowReaderOptions::new().with_skip_arrow_metadata(true),
+        )
+        .map_err(|_| first)?,
+    };
+    let reader = builder.build()?;
     let mut row_base = 0u64;
     let mut scratch = Vec::new();
     for batch in reader {

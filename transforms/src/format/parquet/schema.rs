@@ -25,6 +25,8 @@ use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Fields, TimeUnit};
 
+use crate::strict::{MAX_DEPTH, MAX_TYPE_DEPTH};
+
 /// Prefix of the columns spillway adds (source position, original bytes).
 pub const RESERVED_PREFIX: &str = "_spillway_";
 
@@ -106,7 +108,7 @@ pub const ALLOWED_TYPES: &str = "string, boolean, int32, int64, float, double, d
 impl ColumnType {
     /// Parses a Hive/Athena-style type name.
     pub fn parse(text: &str) -> Result<ColumnType, String> {
-        let mut parser = TypeParser { text, pos: 0 };
+        let mut parser = TypeParser { text, pos: 0, depth: 0 };
         let ty = parser.parse_type()?;
         parser.skip_ws();
         if parser.pos != text.len() {
@@ -159,6 +161,8 @@ pub(crate) fn map_entries_field(value: &ColumnType) -> Arc<Field> {
 struct TypeParser<'a> {
     text: &'a str,
     pos: usize,
+    /// How many `list`, `struct` and `map` enclose the type being parsed.
+    depth: usize,
 }
 
 impl TypeParser<'_> {
@@ -223,9 +227,35 @@ impl TypeParser<'_> {
         word.parse().map_err(|_| format!("expected a number, found {word:?}"))
     }
 
+    /// Enters a `list`, `struct` or `map`: refused past
+    /// [`MAX_TYPE_DEPTH`], since records filling a deeper column would be
+    /// refused anyway (and the parser recurses once per level).
+    fn enter(&mut self) -> Result<(), String> {
+        self.depth += 1;
+        if self.depth > MAX_TYPE_DEPTH {
+            return Err(format!(
+                "list, struct and map types are nested more than {MAX_TYPE_DEPTH} deep: at most \
+                 {MAX_TYPE_DEPTH} levels are allowed (a record may nest {MAX_DEPTH} deep, itself included)"
+            ));
+        }
+        Ok(())
+    }
+
     fn parse_type(&mut self) -> Result<ColumnType, String> {
         let name = self.word().to_ascii_lowercase();
-        Ok(match name.as_str() {
+        let nested = matches!(name.as_str(), "list" | "array" | "map" | "struct");
+        if nested {
+            self.enter()?;
+        }
+        let ty = self.parse_named(&name);
+        if nested {
+            self.depth -= 1;
+        }
+        ty
+    }
+
+    fn parse_named(&mut self, name: &str) -> Result<ColumnType, String> {
+        Ok(match name {
             "string" | "varchar" | "char" => {
                 if self.peek('(') {
                     self.expect('(')?;
@@ -441,6 +471,18 @@ mod tests {
             .unwrap_err()
             .contains("expected s, ms, us or ns"));
         assert!(ColumnType::parse("list<string").unwrap_err().contains("expected '>'"));
+    }
+
+    #[test]
+    fn types_nest_no_deeper_than_records_may() {
+        let nested = |depth: usize| format!("{}int64{}", "list<struct<a:".repeat(depth / 2), ">>".repeat(depth / 2));
+        assert!(ColumnType::parse(&nested(30)).is_ok());
+        let mixed = format!("map<string,{}>", nested(30));
+        assert!(ColumnType::parse(&mixed).is_ok(), "31 levels");
+        let err = ColumnType::parse(&format!("list<{mixed}>")).unwrap_err();
+        assert!(err.contains("nested more than 31 deep"), "{err}");
+        // Refused as it is read, before it could exhaust the stack.
+        assert!(ColumnType::parse(&"list<".repeat(1_000_000)).is_err());
     }
 
     #[test]

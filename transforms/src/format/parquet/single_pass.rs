@@ -45,6 +45,7 @@ use super::convert::{AppendError, Children, ColumnBuilder, ConvertError, Failure
 use super::infer::{merge_scalar, merge_value, Fields, Inference, Shape, ShapeSeed};
 use super::json::{Json, JsonVisitor, Key};
 use super::schema::{Column, ColumnType};
+use crate::strict::{nests_deeper_than, StrictAny, MAX_DEPTH};
 
 /// Whether `a` and `b` have the same columns with the same types, in any
 /// order (at every level).
@@ -82,6 +83,10 @@ impl RowBuilder {
                 return Err(AppendError::NotUtf8(err));
             }
         };
+        // Neither inferred nor converted, as `add_text` skips it.
+        if nests_deeper_than(bytes, MAX_DEPTH) {
+            return Err(AppendError::TooDeep);
+        }
         let mut failure = None;
         let mut deserializer = sonic_rs::Deserializer::from_str(text);
         let parsed = deserializer
@@ -245,7 +250,7 @@ fn both_object<'de, A: MapAccess<'de>>(
             None => {
                 // A reserved top-level key: neither inferred nor converted
                 // (the previous schema, inferred too, has no such column).
-                map.next_value::<de::IgnoredAny>()?;
+                map.next_value::<StrictAny>()?;
             }
         }
         position += 1;

@@ -667,6 +667,7 @@ mod tests {
             AppendError::Convert(err) => format!("{}: {}", err.code, err.message),
             AppendError::Malformed(_) => "malformed".to_owned(),
             AppendError::NotUtf8(_) => "not UTF-8".to_owned(),
+            AppendError::TooDeep => "too deep".to_owned(),
         }
     }
 

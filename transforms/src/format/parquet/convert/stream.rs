@@ -16,10 +16,11 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::{smallvec_free::Slots, Children, ColumnBuilder, ConvertError, KeyRules, Kind, RowBuilder};
 use crate::format::parquet::json::{Json, JsonVisitor, Key};
+use crate::strict::{nests_deeper_than, StrictAny, MAX_DEPTH};
 
 /// Why a record was not appended.
 #[derive(Debug)]
@@ -30,6 +31,8 @@ pub enum AppendError {
     Malformed(sonic_rs::Error),
     /// The text is not UTF-8.
     NotUtf8(simdutf8::compat::Utf8Error),
+    /// The text nests deeper than [`MAX_DEPTH`]: not parsed at all.
+    TooDeep,
 }
 
 /// Where a conversion error waits while the parser unwinds: serde errors
@@ -46,6 +49,10 @@ impl RowBuilder {
     /// and says why not.
     pub fn append_text(&mut self, text: &[u8]) -> Result<(), AppendError> {
         let text = simdutf8::compat::from_utf8(text).map_err(AppendError::NotUtf8)?;
+        // Before the parser, which recurses once per level.
+        if nests_deeper_than(text.as_bytes(), MAX_DEPTH) {
+            return Err(AppendError::TooDeep);
+        }
         let mut failure = None;
         let mut deserializer = sonic_rs::Deserializer::from_str(text);
         let parsed = deserializer
@@ -66,7 +73,7 @@ impl RowBuilder {
             }
             (Err(_), Some(refused)) => {
                 self.children.truncate(self.len);
-                match sonic_rs::from_str::<IgnoredAny>(text) {
+                match sonic_rs::from_str::<StrictAny>(text) {
                     Ok(_) => Err(AppendError::Convert(refused)),
                     Err(err) => Err(AppendError::Malformed(err)),
                 }
@@ -155,7 +162,7 @@ impl Children {
                     })?;
                 }
                 None => {
-                    map.next_value::<IgnoredAny>()?;
+                    map.next_value::<StrictAny>()?;
                 }
             }
             position += 1;
