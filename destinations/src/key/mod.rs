@@ -4,5 +4,8 @@ mod object_key;
 mod template;
 mod timestamp;
 
+#[cfg(test)]
+mod properties;
+
 pub use object_key::{sanitize_segment, InvalidKey, ObjectKey, STAGING_DIR};
 pub use template::{KeyContext, KeyTemplate, TemplateError, TemplateKind};

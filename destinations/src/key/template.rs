@@ -83,11 +83,33 @@ impl KeyTemplate {
             let default = TimestampPattern::parse("yyyy/MM/dd/HH/").expect("the default pattern parses");
             segments.push(Segment::Timestamp(default));
         }
-        Ok(Self {
+        let parsed = Self {
             source: template.to_owned(),
             segments,
             time_zone,
-        })
+        };
+        parsed.check_renders_inside(kind)?;
+        Ok(parsed)
+    }
+
+    /// Refuses a template whose rendered prefix would not be a key inside
+    /// the destination: its literals, quoted timestamp text and
+    /// expressions together (`a/` + `'.'` + `/`, a leading `/`). Only the
+    /// digits of a timestamp and the letters of a random string change from
+    /// one rendering to the next, and neither can make a `/`, `.` or `..`
+    /// segment, so one rendering tells.
+    fn check_renders_inside(&self, kind: TemplateKind) -> Result<(), TemplateError> {
+        let sample = self.render(&KeyContext {
+            timestamp: DateTime::<Utc>::UNIX_EPOCH,
+            error_output_type: (kind == TemplateKind::Error).then_some("format-conversion-failed"),
+        });
+        match super::ObjectKey::new(format!("{sample}name")) {
+            Ok(_) => Ok(()),
+            Err(invalid) => Err(TemplateError(format!(
+                "{:?} renders the prefix {sample:?}, which is not a key prefix inside the destination ({})",
+                self.source, invalid.reason
+            ))),
+        }
     }
 
     /// The template as configured.
