@@ -1,4 +1,7 @@
-//! Delivery to a Firehose-style HTTP endpoint, backed up to objects.
+//! Delivery to a record endpoint: a Firehose-style HTTP endpoint, backed
+//! up to objects. Each request goes through the steps every delivery
+//! shares ([`super::delivery`]): its intent, its attempts, its checkpoint,
+//! and error records in the backup for what the endpoint did not take.
 //!
 //! A data batch is sent as requests of at most 10,000 records. Each request
 //! has an intent in the checkpoint like an object (keyed
@@ -23,20 +26,20 @@ use spillway_destinations::retry::RetryPolicy;
 use spillway_destinations::{HttpEndpoint, ObjectKey};
 use spillway_transforms::{ErrorOutputType, Record, Rejection};
 
+use super::delivery::{blocking, Delivery, FlushInfo};
 use super::stats::Stats;
-use super::writer::{blocking, FlushInfo, ObjectWriter};
 use super::RunError;
 use crate::checkpoint::Ticket;
 use crate::config::{BackupMode, HttpDestination};
 
-pub(super) struct HttpDelivery {
+pub(super) struct EndpointDelivery {
     endpoint: HttpEndpoint,
     stream: String,
     retry: RetryPolicy,
     backup_mode: BackupMode,
 }
 
-impl HttpDelivery {
+impl EndpointDelivery {
     pub fn new(
         stream: &str,
         config: &HttpDestination,
@@ -57,7 +60,7 @@ impl HttpDelivery {
     /// Delivers one data batch, request by request.
     pub async fn deliver(
         &self,
-        backup: &ObjectWriter,
+        backup: &Delivery,
         mut records: Vec<Record>,
         mut tickets: Vec<Ticket>,
         info: FlushInfo,
@@ -73,7 +76,7 @@ impl HttpDelivery {
 
     async fn deliver_request(
         &self,
-        backup: &ObjectWriter,
+        backup: &Delivery,
         records: Vec<Record>,
         tickets: Vec<Ticket>,
         info: FlushInfo,
@@ -92,9 +95,12 @@ impl HttpDelivery {
         // backup object that exists means the request was done with.
         let backup_object = match self.backup_mode {
             BackupMode::All => {
+                // The backup object encodes a copy of its own (the records'
+                // bytes are shared, not copied); its tickets are the
+                // intent's, below.
                 let planner = backup.planner.clone();
-                let (records, tickets) = (records.clone(), tickets.clone());
-                let mut objects = blocking(move || planner.data(records, tickets)).await?;
+                let records = records.clone();
+                let mut objects = blocking(move || planner.data(records, Vec::new())).await?;
                 debug_assert_eq!(objects.len(), 1, "json_lines and raw refuse no record");
                 objects.pop()
             }
@@ -104,15 +110,17 @@ impl HttpDelivery {
             Some(object) => object.key.clone(),
             None => ObjectKey::new(format!("http-endpoint/{id}")).expect("a request id makes a valid key"),
         };
-        let intent = backup.checkpoints.begin_object(&intent_key, tickets.clone());
-        backup.save().await?;
+        let intent = backup.begin(&intent_key, tickets).await?;
 
         let encoding = self.endpoint.options().content_encoding;
-        let request = {
-            let records = records.clone();
+        let (request, records) = {
             let id = id.clone();
             let now = chrono::Utc::now().timestamp_millis();
-            blocking(move || HttpRequest::new(id, now, records.iter().map(|r| &r.data[..]), encoding)).await?
+            blocking(move || {
+                let request = HttpRequest::new(id, now, records.iter().map(|r| &r.data[..]), encoding)?;
+                Ok((request, records))
+            })
+            .await?
         };
         let attempts = AtomicU32::new(1);
         let sent = self
@@ -171,8 +179,7 @@ impl HttpDelivery {
                     message: err.to_string(),
                 };
                 let planner = backup.planner.clone();
-                let (records, tickets) = (records.clone(), tickets.clone());
-                let failed = blocking(move || planner.all_failed(records, tickets, &rejection, attempts)).await?;
+                let failed = blocking(move || planner.all_failed(records, &rejection, attempts)).await?;
                 let outcome = backup.put_error_object(&failed).await?;
                 backup.log_flushed(&failed, outcome, info);
             }

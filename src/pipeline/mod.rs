@@ -4,7 +4,8 @@
 //! Channels are bounded at every step: when the destination is slow the
 //! writer falls behind, the router waits, and the source stops reading.
 
-mod http;
+mod delivery;
+mod endpoint;
 mod object;
 mod payload;
 mod router;
@@ -89,7 +90,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<RunSummary, RunE
         }
     });
     let http = match &config.destination {
-        DestinationConfig::Http(http) => Some(http::HttpDelivery::new(&config.name, http, &stop)?),
+        DestinationConfig::Http(http) => Some(endpoint::EndpointDelivery::new(&config.name, http, &stop)?),
         DestinationConfig::Objects(_) => None,
     };
     let store = LocalFileStore::open(&config.checkpoint.dir, &config.name).map_err(CheckpointError::from)?;
@@ -129,14 +130,14 @@ pub async fn run(config: Config, options: RunOptions) -> Result<RunSummary, RunE
         })
         .await;
     let writer = writer::Writer {
-        objects: writer::ObjectWriter {
+        objects: delivery::Delivery {
             planner: Arc::new(object::ObjectPlanner::new(&config.name, &config.format, objects)),
             store: destination,
             checkpoints: checkpointer.clone(),
             stats: stats.clone(),
-            retry: writer::object_retry(objects.retry_duration).stopped_by(&stop),
+            retry: delivery::object_retry(objects.retry_duration).stopped_by(&stop),
         },
-        http,
+        endpoint: http,
     };
     let writer_task = tokio::spawn(writer.run(batches_rx));
     let router = router::Router::new(&config, limits, checkpointer.clone(), stats.clone(), batches_tx);

@@ -86,21 +86,24 @@ impl ObjectPlanner {
             refused[index] = Some(rejection);
         }
         let (mut kept, mut kept_tickets) = (Vec::new(), Vec::new());
-        let mut failed = Vec::new();
+        let (mut failed, mut failed_tickets) = (Vec::new(), Vec::new());
         for ((record, ticket), rejection) in records.into_iter().zip(tickets).zip(refused) {
             match rejection {
                 None => {
                     kept.push(record);
                     kept_tickets.push(ticket);
                 }
-                Some(rejection) => failed.push((record, ticket, rejection)),
+                Some(rejection) => {
+                    failed.push((record, rejection));
+                    failed_tickets.push(ticket);
+                }
             }
         }
         let mut objects = Vec::new();
         if !kept.is_empty() {
             objects.push(self.object(&self.format, None, kept, encoded.body, kept_tickets)?);
         }
-        objects.push(self.failed(ErrorOutputType::FormatConversionFailed, failed, 1)?);
+        objects.push(self.failed(ErrorOutputType::FormatConversionFailed, failed, failed_tickets, 1)?);
         Ok(objects)
     }
 
@@ -117,43 +120,38 @@ impl ObjectPlanner {
     }
 
     /// The error object of records that failed for `rejection` (the same
-    /// reason for all) after `attempts` attempts.
+    /// reason for all) after `attempts` attempts, written under the intent
+    /// of the delivery that failed (it holds their tickets).
     pub fn all_failed(
         &self,
         records: Vec<Record>,
-        tickets: Vec<Ticket>,
         rejection: &Rejection,
         attempts: u32,
     ) -> std::io::Result<PlannedObject> {
-        let failed = records
-            .into_iter()
-            .zip(tickets)
-            .map(|(record, ticket)| (record, ticket, rejection.clone()))
-            .collect();
-        self.failed(rejection.output_type, failed, attempts)
+        let failed = records.into_iter().map(|record| (record, rejection.clone())).collect();
+        self.failed(rejection.output_type, failed, Vec::new(), attempts)
     }
 
-    /// The error object of records that failed, each with its reason.
+    /// The error object of records that failed, each with its reason, with
+    /// the tickets of a new intent (none: under an existing one).
     fn failed(
         &self,
         output_type: ErrorOutputType,
-        failed: Vec<(Record, Ticket, Rejection)>,
+        failed: Vec<(Record, Rejection)>,
+        tickets: Vec<Ticket>,
         attempts: u32,
     ) -> std::io::Result<PlannedObject> {
         let now = Utc::now();
-        let (records, tickets): (Vec<Record>, Vec<Ticket>) = failed
+        let records = failed
             .into_iter()
-            .map(|(record, ticket, rejection)| {
+            .map(|(record, rejection)| {
                 let line = error_record::render(&record, &rejection, attempts, now);
-                (
-                    Record {
-                        data: Bytes::from(line),
-                        ..record
-                    },
-                    ticket,
-                )
+                Record {
+                    data: Bytes::from(line),
+                    ..record
+                }
             })
-            .unzip();
+            .collect();
         self.errors(output_type, records, tickets)
     }
 

@@ -1,50 +1,22 @@
-//! The writer: turns each flushed batch into objects (or HTTP requests)
-//! and delivers them.
-//!
-//! For each object: save the intent (key and record runs), put it
-//! create-only (retrying what a retry can help, for as long as the retry
-//! duration allows: by default until it succeeds), then mark its records
-//! delivered and save the advanced checkpoints. A data object that still
-//! fails when the retry duration runs out is written as `delivery-failed`
-//! error records instead, under the same intent.
+//! The writer: takes each flushed batch and hands it to its receiver. Data
+//! goes to the destination's receiver (objects, or a record endpoint);
+//! error records always become objects. Every delivery then follows the
+//! same steps ([`super::delivery`]): intent, attempts, checkpoint, and
+//! error records for what could not be delivered.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
-
-use spillway_destinations::retry::RetryPolicy;
-use spillway_destinations::{ObjectStore, PutOutcome};
-use spillway_transforms::{ErrorOutputType, Record, Rejection};
+use spillway_transforms::Record;
 use tokio::sync::mpsc;
 
-use super::http::HttpDelivery;
-use super::object::{Body, ObjectPlanner, PlannedObject};
-use super::stats::Stats;
+use super::delivery::{blocking, Delivery, FlushInfo};
+use super::endpoint::EndpointDelivery;
 use super::RunError;
-use crate::buffer::{Batch, BufferKey, FlushReason};
-use crate::checkpoint::{Checkpointer, ObjectId, StoreError, Ticket};
+use crate::buffer::{Batch, BufferKey};
+use crate::checkpoint::Ticket;
 
-/// Delivers batches to objects, or to an HTTP endpoint backed by objects.
+/// Delivers batches to objects, or to a record endpoint backed by objects.
 pub(super) struct Writer {
-    pub objects: ObjectWriter,
-    pub http: Option<HttpDelivery>,
-}
-
-/// What one batch is, for the "flushed" log line.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct FlushInfo {
-    pub reason: FlushReason,
-    pub buffer_bytes: usize,
-}
-
-/// Writes objects: the destination itself, or an HTTP endpoint's backup.
-pub(super) struct ObjectWriter {
-    pub planner: Arc<ObjectPlanner>,
-    pub store: Arc<dyn ObjectStore>,
-    pub checkpoints: Arc<Checkpointer>,
-    pub stats: Arc<Stats>,
-    /// For data objects: gives up after the configured retry duration.
-    pub retry: RetryPolicy,
+    pub objects: Delivery,
+    pub endpoint: Option<EndpointDelivery>,
 }
 
 impl Writer {
@@ -65,8 +37,8 @@ impl Writer {
             };
             let (records, tickets): (Vec<Record>, Vec<Ticket>) =
                 items.into_iter().map(|b| (b.record, b.ticket)).unzip();
-            match (&self.http, key) {
-                (Some(http), BufferKey::Data) => http.deliver(&self.objects, records, tickets, info).await?,
+            match (&self.endpoint, key) {
+                (Some(endpoint), BufferKey::Data) => endpoint.deliver(&self.objects, records, tickets, info).await?,
                 (None, BufferKey::Data) => {
                     let planner = self.objects.planner.clone();
                     let objects = blocking(move || planner.data(records, tickets)).await?;
@@ -82,179 +54,5 @@ impl Writer {
             }
         }
         Ok(())
-    }
-}
-
-/// Runs CPU-bound encoding off the async runtime.
-pub(super) async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
-) -> Result<T, RunError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .expect("encoding does not panic")
-        .map_err(RunError::Encode)
-}
-
-impl ObjectWriter {
-    /// Saves the intent, puts the object, and checkpoints its records.
-    pub async fn deliver(&self, object: PlannedObject, info: FlushInfo) -> Result<(), RunError> {
-        let id = self.checkpoints.begin_object(&object.key, object.tickets.clone());
-        self.save().await?;
-        self.put_and_fall_back(id, object, info).await?;
-        self.complete(id).await
-    }
-
-    /// Puts `object` under the intent `id` (saved already). A data object
-    /// that fails past the retry duration is written as `delivery-failed`
-    /// error records instead; error objects are retried until they are
-    /// written, or fail the run if no retry can help.
-    pub async fn put_and_fall_back(
-        &self,
-        id: ObjectId,
-        object: PlannedObject,
-        info: FlushInfo,
-    ) -> Result<(), RunError> {
-        let is_data = object.output == "data";
-        let policy = if is_data { self.retry.clone() } else { self.forever() };
-        let attempts = AtomicU32::new(1);
-        let outcome = policy
-            .run(
-                || self.put_once(&object),
-                |err| err.is_retryable(),
-                |err, attempt, delay| {
-                    attempts.store(attempt + 1, Ordering::Relaxed);
-                    tracing::warn!(key = %object.key, attempt, retry_in = ?delay, error = %err, "put failed; retrying")
-                },
-            )
-            .await;
-        let err = match outcome {
-            Ok(outcome) => {
-                self.log_flushed(&object, outcome, info);
-                return Ok(());
-            }
-            Err(err) if self.retry.is_stopped() => return Err(stopped(&object, err)),
-            Err(err) if !is_data || self.retry.give_up_after.is_none() => return Err(RunError::Delivery(err)),
-            Err(err) => err,
-        };
-        let attempts = attempts.load(Ordering::Relaxed);
-        tracing::error!(
-            key = %object.key,
-            records = object.records.len(),
-            attempts,
-            error = %err,
-            "put failed past the retry duration; writing its records as error output"
-        );
-        let rejection = Rejection {
-            output_type: ErrorOutputType::DeliveryFailed,
-            code: delivery_error_code(&err),
-            message: err.to_string(),
-        };
-        let planner = self.planner.clone();
-        let PlannedObject { records, tickets, .. } = object;
-        let fallback = blocking(move || planner.all_failed(records, tickets, &rejection, attempts)).await?;
-        self.checkpoints.retarget_object(id, &fallback.key);
-        self.save().await?;
-        let outcome = self.put_error_object(&fallback).await?;
-        self.log_flushed(&fallback, outcome, info);
-        Ok(())
-    }
-
-    /// The default backoff without end (until stopped), for what must be
-    /// written: error objects, checkpoints.
-    fn forever(&self) -> RetryPolicy {
-        RetryPolicy {
-            give_up_after: None,
-            stop: self.retry.stop.clone(),
-            ..RetryPolicy::default()
-        }
-    }
-
-    /// Puts an error object, retrying until it is written.
-    pub async fn put_error_object(&self, object: &PlannedObject) -> Result<PutOutcome, RunError> {
-        self.forever()
-            .run(
-                || self.put_once(object),
-                |err| err.is_retryable(),
-                |err, attempt, delay| {
-                    tracing::warn!(key = %object.key, attempt, retry_in = ?delay, error = %err, "put failed; retrying")
-                },
-            )
-            .await
-            .map_err(|err| match self.retry.is_stopped() {
-                true => stopped(object, err),
-                false => RunError::Delivery(err),
-            })
-    }
-
-    /// One attempt to put `object`.
-    async fn put_once(&self, object: &PlannedObject) -> Result<PutOutcome, spillway_destinations::Error> {
-        match &object.body {
-            Body::Whole(bytes) => self.store.put(&object.key, bytes.clone(), &object.options).await,
-            Body::Streamed(payload) => self.store.put_stream(&object.key, &**payload, &object.options).await,
-        }
-    }
-
-    pub fn log_flushed(&self, object: &PlannedObject, outcome: PutOutcome, info: FlushInfo) {
-        if object.output == "data" {
-            Stats::add(&self.stats.records_delivered, object.records.len() as u64);
-        }
-        Stats::add(&self.stats.objects_written, 1);
-        tracing::info!(
-            reason = %info.reason,
-            output = object.output,
-            key = %object.key,
-            records = object.records.len(),
-            buffer_bytes = info.buffer_bytes,
-            object_bytes = object.body.len(),
-            already_existed = outcome == PutOutcome::AlreadyExisted,
-            error_records_total = Stats::get(&self.stats.error_records),
-            "flushed"
-        );
-    }
-
-    /// Marks the intent `id` delivered and saves the advanced checkpoints.
-    /// Called after the "flushed" line: a run killed in between finds the
-    /// object pending at its next start and settles it.
-    pub async fn complete(&self, id: ObjectId) -> Result<(), RunError> {
-        self.checkpoints.complete_object(id);
-        self.save().await
-    }
-
-    pub async fn save(&self) -> Result<(), RunError> {
-        self.forever()
-            .run(|| self.checkpoints.save(), StoreError::is_retryable, |err, attempt, delay| {
-                tracing::warn!(attempt, retry_in = ?delay, error = %err, "checkpoint save failed; retrying")
-            })
-            .await
-            .map_err(RunError::CheckpointSave)
-    }
-}
-
-/// A put given up because shutdown was requested.
-fn stopped(object: &PlannedObject, err: spillway_destinations::Error) -> RunError {
-    RunError::Stopped {
-        what: format!("the put of {}", object.key),
-        error: err.to_string(),
-    }
-}
-
-/// The `errorCode` of records whose object could not be written.
-fn delivery_error_code(err: &spillway_destinations::Error) -> &'static str {
-    use spillway_destinations::Error;
-    match err {
-        Error::PermissionDenied { .. } => "Delivery.PermissionDenied",
-        Error::Misconfigured { .. } => "Delivery.Misconfigured",
-        Error::TooLarge { .. } => "Delivery.TooLarge",
-        Error::AlreadyExists { .. } => "Delivery.AlreadyExists",
-        _ => "Delivery.Failed",
-    }
-}
-
-/// The retry policy of data objects: the default backoff, giving up after
-/// `retry_duration` when one is set.
-pub(super) fn object_retry(retry_duration: Option<Duration>) -> RetryPolicy {
-    RetryPolicy {
-        give_up_after: retry_duration,
-        ..RetryPolicy::default()
     }
 }
