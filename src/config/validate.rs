@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono_tz::Tz;
+use spillway_destinations::endpoint::EndpointUse;
 use spillway_destinations::key::TemplateKind;
 use spillway_destinations::{Compression, KeyTemplate};
 use spillway_transforms::format::parquet::{Codec, KeyRules, ParquetFormat, Schema};
@@ -122,6 +123,9 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigProblem>> {
         problems.add("checkpoint.path", "must not be empty");
         None
     } else {
+        if let Some(problem) = super::paths::directory_problem(std::path::Path::new(&raw.checkpoint.path)) {
+            problems.add("checkpoint.path", format!("{:?} {problem}", raw.checkpoint.path));
+        }
         Some(CheckpointConfig {
             dir: PathBuf::from(raw.checkpoint.path),
         })
@@ -328,13 +332,8 @@ fn validate_kinesis(raw: RawKinesis, problems: &mut Problems) -> Option<SourceCo
             None
         }
     };
-    if let Some(endpoint) = &raw.endpoint {
-        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-            problems.add(
-                "source.endpoint",
-                format!("{endpoint:?} is not a URL: expected http://... or https://..."),
-            );
-        }
+    if let Some(endpoint) = raw.endpoint.as_deref().filter(|e| !e.is_empty()) {
+        check_url(problems, "source.endpoint", endpoint, EndpointUse::Kinesis);
     }
     let start = match (raw.start_position.as_str(), raw.start_timestamp) {
         ("trim_horizon", None) => Some(StartPosition::TrimHorizon),
@@ -406,6 +405,9 @@ fn validate_source(raw: RawSource, problems: &mut Problems) -> Option<SourceConf
                 let name = std::path::Path::new(path)
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned());
+                if let Some(problem) = super::paths::input_file_problem(std::path::Path::new(path)) {
+                    problems.add("source.path", format!("{path:?} {problem}"));
+                }
                 match name {
                     None => problems.add("source.path", format!("{path:?} does not name a file")),
                     Some(name) if !names.insert(name.clone()) => problems.add(
@@ -441,8 +443,8 @@ fn validate_s3(key: &str, raw: &RawDestination, problems: &mut Problems) -> Opti
             format!("{bucket:?} is not a bucket name: 3 to 63 characters of a-z 0-9 . -"),
         );
     }
-    if let Some(endpoint) = &raw.endpoint {
-        check_url(problems, &format!("{key}.endpoint"), endpoint);
+    if let Some(endpoint) = raw.endpoint.as_deref().filter(|e| !e.is_empty()) {
+        check_url(problems, &format!("{key}.endpoint"), endpoint, EndpointUse::S3);
     }
     let checksum_when_required = problems.one_of(
         &format!("{key}.checksum"),
@@ -494,10 +496,11 @@ fn validate_s3(key: &str, raw: &RawDestination, problems: &mut Problems) -> Opti
     Some(StoreConfig::S3(options))
 }
 
-fn check_url(problems: &mut Problems, key: &str, url: &str) {
-    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
-    if !rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/')) {
-        problems.add(key, format!("{url:?} is not a URL: expected http://... or https://..."));
+/// A URL checked for the client that will use it; the problem shows it
+/// without user information or query.
+fn check_url(problems: &mut Problems, key: &str, url: &str, used_by: EndpointUse) {
+    if let Err(problem) = spillway_destinations::endpoint::check(url, used_by) {
+        problems.add(key, problem);
     }
 }
 
@@ -576,7 +579,7 @@ fn validate_http(name: &str, raw: RawDestination, problems: &mut Problems) -> Op
     }
     let url = match &raw.url {
         Some(url) => {
-            check_url(problems, "destination.url", url);
+            check_url(problems, "destination.url", url, EndpointUse::Http);
             Some(url.clone())
         }
         None => {
@@ -664,9 +667,14 @@ fn validate_http(name: &str, raw: RawDestination, problems: &mut Problems) -> Op
 fn validate_objects(key: &str, raw: &RawDestination, problems: &mut Problems) -> Option<ObjectDestination> {
     let store = match raw.kind.as_str() {
         "local" => match raw.path.clone() {
-            Some(path) if !path.is_empty() => Some(StoreConfig::Local {
-                path: PathBuf::from(path),
-            }),
+            Some(path) if !path.is_empty() => {
+                if let Some(problem) = super::paths::directory_problem(std::path::Path::new(&path)) {
+                    problems.add(&format!("{key}.path"), format!("{path:?} {problem}"));
+                }
+                Some(StoreConfig::Local {
+                    path: PathBuf::from(path),
+                })
+            }
             _ => {
                 problems.add(
                     &format!("{key}.path"),
@@ -722,11 +730,6 @@ fn validate_objects(key: &str, raw: &RawDestination, problems: &mut Problems) ->
     let error_prefix = KeyTemplate::parse(error_prefix_text, TemplateKind::Error, tz)
         .map_err(|err| problems.add(&format!("{key}.error_prefix"), format!("{error_prefix_text:?}: {err}")))
         .ok();
-    for (name, text) in [("prefix", prefix_text), ("error_prefix", error_prefix_text)] {
-        if text.starts_with('/') {
-            problems.add(&format!("{key}.{name}"), format!("{text:?} must not start with '/'"));
-        }
-    }
     let compression = problems.one_of(
         &format!("{key}.compression"),
         raw.compression.as_deref().unwrap_or("none"),
