@@ -321,6 +321,57 @@ mod tests {
         assert_eq!(text_for_logs("user ab x=1"), "user ab x=1");
     }
 
+    proptest::proptest! {
+        /// Whatever surrounds a URL (Debug quotes, JSON escapes, prose,
+        /// other URLs), its password and query value never come through,
+        /// and text without a URL comes through unchanged.
+        #[test]
+        fn no_secret_survives_any_surrounding_text(
+            before in "[ -~]{0,40}",
+            after in "[ -~]{0,40}",
+            user in "[a-z]{1,12}",
+            password in "[A-Za-z0-9]{4,16}",
+            token in "[A-Za-z0-9]{4,16}",
+            host in "[a-z]{1,10}(\\.[a-z]{2,5})?(:[0-9]{1,5})?",
+            path in "(/[a-z0-9]{0,8}){0,3}",
+            wrap in 0..4usize,
+        ) {
+            let password = format!("P{password}");
+            let token = format!("T{token}");
+            let url = format!("https://{user}:{password}@{host}{path}?token={token}#frag");
+            let wrapped = match wrap {
+                0 => url.clone(),
+                1 => format!("{url:?}"),
+                2 => serde_json::to_string(&format!("Endpoint {{ url: {url:?} }}")).unwrap(),
+                _ => format!("(`{url}`)"),
+            };
+            let text = format!("{before} {wrapped} {after}");
+            let shown = text_for_logs(&text);
+            proptest::prop_assert!(!shown.contains(&password), "{shown}");
+            proptest::prop_assert!(!shown.contains(&token), "{shown}");
+            let host_only = host.split(':').next().unwrap();
+            proptest::prop_assert!(shown.contains(host_only), "{shown}");
+            if !before.contains("://") && !after.contains("://") {
+                proptest::prop_assert!(shown.starts_with(&before), "{shown}");
+                proptest::prop_assert!(shown.ends_with(&after), "{shown}");
+            }
+        }
+
+        #[test]
+        fn urls_for_logs_never_keep_user_information_or_query(
+            user in "[a-z]{1,12}",
+            password in "[A-Za-z0-9%]{1,16}",
+            token in "[ -~]{1,16}",
+            host in "[a-z0-9.:\\[\\]]{0,12}",
+        ) {
+            let password = format!("P{password}");
+            let url = format!("http://{user}:{password}@{host}/p?token=Q{token}");
+            let shown = url_for_logs(&url);
+            proptest::prop_assert!(!shown.contains('@') && !shown.contains("?token"), "{url} -> {shown}");
+            proptest::prop_assert!(!shown.contains(&password), "{url} -> {shown}");
+        }
+    }
+
     #[test]
     fn percent_decoding() {
         assert_eq!(percent_decode("a%2Fb%zz%4"), "a/b%zz%4");

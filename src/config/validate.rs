@@ -1022,6 +1022,40 @@ mod tests {
     }
 
     #[test]
+    fn paths_urls_and_prefixes_that_run_would_refuse_are_refused_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, "").unwrap();
+        let (dir_shown, file_shown) = (dir.path().display(), file.display());
+        let text = format!(
+            "[source]\ntype = \"file\"\npath = \"{dir_shown}\"\n[destination]\ntype = \"local\"\npath = \"{file_shown}\"\n\
+             prefix = \"a/!{{timestamp:'..'}}/\"\n[checkpoint]\npath = \"{file_shown}/state\"\n"
+        );
+        assert_eq!(
+            problems(&text),
+            [
+                format!("source.path: \"{dir_shown}\" is a directory: expected an NDJSON file (or a FIFO)"),
+                format!("destination.path: \"{file_shown}\" exists and is not a directory: expected a directory (created if missing)"),
+                "destination.prefix: \"a/!{timestamp:'..'}/\": makes keys such as \"a/../object\", which contains a '.' or '..' segment: \
+                 a prefix must make a relative key without '.' or '..' segments, '\\' or control characters"
+                    .to_owned(),
+                format!("checkpoint.path: \"{file_shown}/state\" cannot be created: \"{file_shown}\" is not a directory"),
+            ]
+        );
+        let text = "[source]\ntype = \"kinesis\"\nstream = \"s\"\nendpoint = \"http://u:pa55word@:1/?t=t0ken\"\n\
+                    [destination]\ntype = \"s3\"\nbucket = \"bkt\"\nendpoint = \"https://h:1/?token=t0ken\"\n";
+        let found = problems(text);
+        assert_eq!(
+            found,
+            [
+                "source.endpoint: \"http://:1/\" has no host: expected http://host[:port][/path] or https://...",
+                "destination.endpoint: \"https://h:1/\" (query or fragment not shown) must not have a query string or \
+                 fragment: the AWS SDK refuses them in an S3 endpoint",
+            ]
+        );
+    }
+
+    #[test]
     fn a_bad_schema_file_is_reported_with_the_file_and_column() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.json");
