@@ -85,13 +85,18 @@ fn main() -> ExitCode {
 
 fn validate(path: &std::path::Path) -> ExitCode {
     match spillway::config::load(path) {
-        Ok(_) => {
-            println!("{}: ok", path.display());
+        Ok(config) => {
+            // Not an error: in CI the input may not exist yet. `run`
+            // refuses it in one line if it still does not.
+            for note in spillway::config::notes(&config) {
+                telemetry::eprint_line(&format!("{}: note: {note}", path.display()));
+            }
+            telemetry::print_line(&format!("{}: ok", path.display()));
             ExitCode::SUCCESS
         }
         Err(err) => {
             for problem in &err.problems {
-                eprintln!("{}: {problem}", path.display());
+                telemetry::eprint_line(&format!("{}: {problem}", path.display()));
             }
             ExitCode::from(2)
         }
@@ -105,7 +110,7 @@ fn originals(files: &[PathBuf], data_only: bool) -> ExitCode {
             Ok(()) => {}
             Err(err) if err.is_broken_pipe() => return ExitCode::SUCCESS,
             Err(err) => {
-                eprintln!("{}: {err}", file.display());
+                telemetry::eprint_line(&format!("{}: {err}", file.display()));
                 return ExitCode::from(2);
             }
         }
@@ -114,7 +119,7 @@ fn originals(files: &[PathBuf], data_only: bool) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: writing the records: {err}");
+            telemetry::eprint_line(&format!("error: writing the records: {err}"));
             ExitCode::from(1)
         }
     }
@@ -124,7 +129,7 @@ fn run(path: &std::path::Path, once: bool) -> i32 {
     let config = match spillway::config::load(path) {
         Ok(config) => config,
         Err(err) => {
-            eprintln!("error: {err}");
+            telemetry::eprint_line(&format!("error: {err}"));
             return 2;
         }
     };
@@ -143,7 +148,7 @@ fn run(path: &std::path::Path, once: bool) -> i32 {
     match result {
         Ok(_) => 0,
         Err(err) => {
-            eprintln!("error: {}", error_chain(&err));
+            telemetry::eprint_line(&format!("error: {}", error_chain(&err)));
             1
         }
     }

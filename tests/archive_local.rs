@@ -509,14 +509,13 @@ fn an_unusable_destination_fails_at_start_in_one_line() {
     std::fs::write(dir.path().join("in.ndjson"), "{}\n").unwrap();
     std::fs::write(dir.path().join("archive"), "a file, not a directory").unwrap();
     let output = run(dir.path(), &write_config(dir.path(), &config("in.ndjson", 1, "none")));
-    assert_eq!(output.status.code(), Some(1));
+    // Found by validation, before anything runs (the store's own start-up
+    // check says the same at run time: `a_root_that_is_a_file_is_a_permanent_error_that_says_so`).
+    assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
-        stderr
-            .lines()
-            .last()
-            .unwrap()
-            .starts_with("error: destination check failed"),
+        stderr.contains("destination.path: \"archive\" exists and is not a directory"),
         "{stderr}"
     );
     assert!(!dir.path().join("state/clicks.checkpoint.json").exists());

@@ -5,10 +5,12 @@
 //! [`compression`] (whole-object codecs), [`key`] (prefix templates and safe
 //! object keys), [`store`] (the create-only [`ObjectStore`] trait and its
 //! typed errors), one folder per backend ([`local`], [`s3`]), and [`retry`]
-//! (backoff for errors that a retry can help). [`redact`] shows URLs in
-//! logs without their secrets.
+//! (backoff for errors that a retry can help). [`redact`] keeps secrets out
+//! of every line spillway prints; [`endpoint`] checks configured URLs.
 
+pub mod aws_credentials;
 pub mod compression;
+pub mod endpoint;
 pub mod error;
 pub mod http;
 pub mod key;

@@ -3,6 +3,7 @@
 //! and validated form the runtime trusts.
 
 mod env;
+mod paths;
 pub mod raw;
 mod validate;
 
@@ -181,6 +182,51 @@ impl ConfigError {
             }],
         }
     }
+}
+
+impl Config {
+    /// Registers every configured value that may hold a secret (URLs'
+    /// user information and queries, the HTTP access key) with
+    /// [`spillway_destinations::redact`], so that no line shows it, even
+    /// in another library's text.
+    pub fn register_secrets(&self) {
+        use spillway_destinations::redact::{register_secret, register_url_secrets};
+        if let SourceConfig::Kinesis(kinesis) = &self.source {
+            if let Some(endpoint) = &kinesis.endpoint {
+                register_url_secrets(endpoint);
+            }
+        }
+        if let DestinationConfig::Http(http) = &self.destination {
+            register_url_secrets(&http.endpoint.url);
+            if let Some(key) = &http.endpoint.access_key {
+                register_secret(key.expose());
+            }
+        }
+        if let StoreConfig::S3(s3) = &self.destination.objects().store {
+            if let Some(endpoint) = &s3.endpoint {
+                register_url_secrets(endpoint);
+            }
+        }
+    }
+}
+
+/// What `validate` mentions without refusing it: source files that do not
+/// exist (yet). In CI the input often does not exist; `run` refuses a
+/// missing file in one line.
+pub fn notes(config: &Config) -> Vec<String> {
+    let SourceConfig::Files { paths } = &config.source else {
+        return Vec::new();
+    };
+    paths
+        .iter()
+        .filter(|path| std::fs::symlink_metadata(path).is_err())
+        .map(|path| {
+            format!(
+                "source.path: {:?} does not exist (yet): run fails on it unless it exists by then (or was archived whole by an earlier run)",
+                path.display().to_string()
+            )
+        })
+        .collect()
 }
 
 /// Reads, parses and validates a configuration file.

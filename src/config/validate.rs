@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono_tz::Tz;
+use spillway_destinations::endpoint::EndpointUse;
 use spillway_destinations::key::TemplateKind;
 use spillway_destinations::{Compression, KeyTemplate};
 use spillway_transforms::format::parquet::{Codec, KeyRules, ParquetFormat, Schema};
@@ -122,6 +123,9 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigProblem>> {
         problems.add("checkpoint.path", "must not be empty");
         None
     } else {
+        if let Some(problem) = super::paths::directory_problem(std::path::Path::new(&raw.checkpoint.path)) {
+            problems.add("checkpoint.path", format!("{:?} {problem}", raw.checkpoint.path));
+        }
         Some(CheckpointConfig {
             dir: PathBuf::from(raw.checkpoint.path),
         })
@@ -329,13 +333,8 @@ fn validate_kinesis(raw: RawKinesis, problems: &mut Problems) -> Option<SourceCo
             None
         }
     };
-    if let Some(endpoint) = &raw.endpoint {
-        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-            problems.add(
-                "source.endpoint",
-                format!("{endpoint:?} is not a URL: expected http://... or https://..."),
-            );
-        }
+    if let Some(endpoint) = raw.endpoint.as_deref().filter(|e| !e.is_empty()) {
+        check_url(problems, "source.endpoint", endpoint, EndpointUse::Kinesis);
     }
     let start = match (raw.start_position.as_str(), raw.start_timestamp) {
         ("trim_horizon", None) => Some(StartPosition::TrimHorizon),
@@ -407,6 +406,9 @@ fn validate_source(raw: RawSource, problems: &mut Problems) -> Option<SourceConf
                 let name = std::path::Path::new(path)
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned());
+                if let Some(problem) = super::paths::input_file_problem(std::path::Path::new(path)) {
+                    problems.add("source.path", format!("{path:?} {problem}"));
+                }
                 match name {
                     None => problems.add("source.path", format!("{path:?} does not name a file")),
                     Some(name) if !names.insert(name.clone()) => problems.add(
@@ -442,8 +444,8 @@ fn validate_s3(key: &str, raw: &RawDestination, problems: &mut Problems) -> Opti
             format!("{bucket:?} is not a bucket name: 3 to 63 characters of a-z 0-9 . -"),
         );
     }
-    if let Some(endpoint) = &raw.endpoint {
-        check_url(problems, &format!("{key}.endpoint"), endpoint);
+    if let Some(endpoint) = raw.endpoint.as_deref().filter(|e| !e.is_empty()) {
+        check_url(problems, &format!("{key}.endpoint"), endpoint, EndpointUse::S3);
     }
     let checksum_when_required = problems.one_of(
         &format!("{key}.checksum"),
@@ -495,10 +497,11 @@ fn validate_s3(key: &str, raw: &RawDestination, problems: &mut Problems) -> Opti
     Some(StoreConfig::S3(options))
 }
 
-fn check_url(problems: &mut Problems, key: &str, url: &str) {
-    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
-    if !rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/')) {
-        problems.add(key, format!("{url:?} is not a URL: expected http://... or https://..."));
+/// A URL checked for the client that will use it; the problem shows it
+/// without user information or query.
+fn check_url(problems: &mut Problems, key: &str, url: &str, used_by: EndpointUse) {
+    if let Err(problem) = spillway_destinations::endpoint::check(url, used_by) {
+        problems.add(key, problem);
     }
 }
 
@@ -577,7 +580,7 @@ fn validate_http(name: &str, raw: RawDestination, problems: &mut Problems) -> Op
     }
     let url = match &raw.url {
         Some(url) => {
-            check_url(problems, "destination.url", url);
+            check_url(problems, "destination.url", url, EndpointUse::Http);
             Some(url.clone())
         }
         None => {
@@ -665,9 +668,14 @@ fn validate_http(name: &str, raw: RawDestination, problems: &mut Problems) -> Op
 fn validate_objects(key: &str, raw: &RawDestination, problems: &mut Problems) -> Option<ObjectDestination> {
     let store = match raw.kind.as_str() {
         "local" => match raw.path.clone() {
-            Some(path) if !path.is_empty() => Some(StoreConfig::Local {
-                path: PathBuf::from(path),
-            }),
+            Some(path) if !path.is_empty() => {
+                if let Some(problem) = super::paths::directory_problem(std::path::Path::new(&path)) {
+                    problems.add(&format!("{key}.path"), format!("{path:?} {problem}"));
+                }
+                Some(StoreConfig::Local {
+                    path: PathBuf::from(path),
+                })
+            }
             _ => {
                 problems.add(
                     &format!("{key}.path"),
@@ -723,11 +731,6 @@ fn validate_objects(key: &str, raw: &RawDestination, problems: &mut Problems) ->
     let error_prefix = KeyTemplate::parse(error_prefix_text, TemplateKind::Error, tz)
         .map_err(|err| problems.add(&format!("{key}.error_prefix"), format!("{error_prefix_text:?}: {err}")))
         .ok();
-    for (name, text) in [("prefix", prefix_text), ("error_prefix", error_prefix_text)] {
-        if text.starts_with('/') {
-            problems.add(&format!("{key}.{name}"), format!("{text:?} must not start with '/'"));
-        }
-    }
     let compression = problems.one_of(
         &format!("{key}.compression"),
         raw.compression.as_deref().unwrap_or("none"),
@@ -1015,6 +1018,40 @@ mod tests {
                 "format.codec: only allowed with format.type = \"parquet\"",
                 "format.keep_original: only allowed with format.type = \"parquet\"",
                 "format.elide_rebuildable_original: only allowed with format.type = \"parquet\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn paths_urls_and_prefixes_that_run_would_refuse_are_refused_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, "").unwrap();
+        let (dir_shown, file_shown) = (dir.path().display(), file.display());
+        let text = format!(
+            "[source]\ntype = \"file\"\npath = \"{dir_shown}\"\n[destination]\ntype = \"local\"\npath = \"{file_shown}\"\n\
+             prefix = \"a/!{{timestamp:'..'}}/\"\n[checkpoint]\npath = \"{file_shown}/state\"\n"
+        );
+        assert_eq!(
+            problems(&text),
+            [
+                format!("source.path: \"{dir_shown}\" is a directory: expected an NDJSON file (or a FIFO)"),
+                format!("destination.path: \"{file_shown}\" exists and is not a directory: expected a directory (created if missing)"),
+                "destination.prefix: \"a/!{timestamp:'..'}/\": makes keys such as \"a/../object\", which contains a '.' or '..' segment: \
+                 a prefix must make a relative key without '.' or '..' segments, '\\' or control characters"
+                    .to_owned(),
+                format!("checkpoint.path: \"{file_shown}/state\" cannot be created: \"{file_shown}\" is not a directory"),
+            ]
+        );
+        let text = "[source]\ntype = \"kinesis\"\nstream = \"s\"\nendpoint = \"http://u:pa55word@:1/?t=t0ken\"\n\
+                    [destination]\ntype = \"s3\"\nbucket = \"bkt\"\nendpoint = \"https://h:1/?token=t0ken\"\n";
+        let found = problems(text);
+        assert_eq!(
+            found,
+            [
+                "source.endpoint: \"http://:1/\" has no host: expected http://host[:port][/path] or https://...",
+                "destination.endpoint: \"https://h:1/\" (query or fragment not shown) must not have a query string or \
+                 fragment: the AWS SDK refuses them in an S3 endpoint",
             ]
         );
     }

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::buffer::FlushReason;
 use crate::checkpoint::{CheckpointError, Checkpointer, LocalFileStore, StoreError};
-use crate::config::{Config, DestinationConfig, StoreConfig};
+use crate::config::{Config, DestinationConfig, SourceConfig, StoreConfig};
 use crate::source::{self, SourceContext, SourceError};
 
 pub use stats::RunSummary;
@@ -65,10 +65,13 @@ pub enum RunError {
     /// next start, whose run reads its records again if they are not in.
     #[error("stopped while retrying {what}: {error}; its records are read again at the next start")]
     Stopped { what: String, error: String },
+    #[error("kinesis source: {0}")]
+    KinesisCredentials(#[source] spillway_destinations::aws_credentials::CredentialsProblem),
 }
 
 /// Runs a delivery stream until its input ends or `shutdown` resolves.
 pub async fn run(config: Config, options: RunOptions) -> Result<RunSummary, RunError> {
+    config.register_secrets();
     let objects = config.destination.objects();
     let destination: Arc<dyn ObjectStore> = match &objects.store {
         StoreConfig::Local { path } => Arc::new(LocalStore::new(path)),
@@ -104,6 +107,13 @@ pub async fn run(config: Config, options: RunOptions) -> Result<RunSummary, RunE
             "buffer interval overridden by SPILLWAY_TEST_INTERVAL_MS: for tests only"
         );
         limits.max_age = interval;
+    }
+    if let SourceConfig::Kinesis(kinesis) = &config.source {
+        // Without credentials every Kinesis call fails as if the network
+        // did: say so in one line, before the source retries.
+        spillway_destinations::aws_credentials::check(kinesis.region.as_deref())
+            .await
+            .map_err(RunError::KinesisCredentials)?;
     }
     let mut source = source::build(&config.source, &checkpointer, options.once);
     source.check().await?;

@@ -53,6 +53,8 @@ impl HttpError {
             message.push_str(&cause.to_string());
             source = cause.source();
         }
+        // A cause may name the URL again (a proxy's, a redirect's).
+        let message = crate::redact::text_for_logs(&message).into_owned();
         Self { kind, message }
     }
 

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use rand::distr::{Alphanumeric, SampleString};
 
+use super::object_key::ObjectKey;
 use super::timestamp::TimestampPattern;
 
 /// Which prefix a template is: the expressions allowed differ.
@@ -88,26 +89,25 @@ impl KeyTemplate {
             segments,
             time_zone,
         };
-        parsed.check_renders_inside(kind)?;
+        parsed.check_rendered()?;
         Ok(parsed)
     }
 
-    /// Refuses a template whose rendered prefix would not be a key inside
-    /// the destination: its literals, quoted timestamp text and
-    /// expressions together (`a/` + `'.'` + `/`, a leading `/`). Only the
-    /// digits of a timestamp and the letters of a random string change from
-    /// one rendering to the next, and neither can make a `/`, `.` or `..`
-    /// segment, so one rendering tells.
-    fn check_renders_inside(&self, kind: TemplateKind) -> Result<(), TemplateError> {
+    /// Refuses a template whose keys the stores would refuse. The literals
+    /// are checked above, but quoted text in a timestamp pattern (`'/'`,
+    /// `'..'`) and a literal next to an expression can make what no literal
+    /// holds alone. Digits and alphanumerics never make a `/`, a `.` or a
+    /// control character, so one rendering shows the shape of them all.
+    fn check_rendered(&self) -> Result<(), TemplateError> {
         let sample = self.render(&KeyContext {
-            timestamp: DateTime::<Utc>::UNIX_EPOCH,
-            error_output_type: (kind == TemplateKind::Error).then_some("format-conversion-failed"),
+            timestamp: DateTime::<Utc>::from_timestamp(1_795_315_074, 0).expect("a valid time"),
+            error_output_type: Some("processing-failed"),
         });
-        match super::ObjectKey::new(format!("{sample}name")) {
+        match ObjectKey::new(format!("{sample}object")) {
             Ok(_) => Ok(()),
             Err(invalid) => Err(TemplateError(format!(
-                "{:?} renders the prefix {sample:?}, which is not a key prefix inside the destination ({})",
-                self.source, invalid.reason
+                "makes keys such as {:?}, which {}: a prefix must make a relative key without '.' or '..' segments, '\\' or control characters",
+                invalid.key, invalid.reason
             ))),
         }
     }
@@ -238,6 +238,23 @@ mod tests {
     }
 
     #[test]
+    fn refuses_what_a_timestamp_pattern_makes_of_a_key() {
+        let err = KeyTemplate::parse("a/!{timestamp:'..'}/", TemplateKind::Data, Tz::UTC).unwrap_err();
+        assert!(
+            err.0
+                .starts_with("makes keys such as \"a/../object\", which contains a '.' or '..' segment"),
+            "{err}"
+        );
+        let err = KeyTemplate::parse("!{timestamp:'/'yyyy}/", TemplateKind::Data, Tz::UTC).unwrap_err();
+        assert!(
+            err.0
+                .starts_with("makes keys such as \"/2026/object\", which starts with '/'"),
+            "{err}"
+        );
+        assert!(KeyTemplate::parse("a/!{timestamp:'..x'}/", TemplateKind::Data, Tz::UTC).is_ok());
+    }
+
+    #[test]
     fn refuses_bad_templates() {
         for bad in [
             "!{timestamp:yyyy",
@@ -248,6 +265,11 @@ mod tests {
             "a\nb/",
             "!{partitionKeyFromQuery:customer}/",
             ".spillway-tmp/x/",
+            "/abs/",
+            "a/!{timestamp:'..'}/",
+            "a/.!{timestamp:'.'}/",
+            "!{timestamp:'/'yyyy}/",
+            "!{timestamp:yyyy'\\'MM}/",
         ] {
             assert!(
                 KeyTemplate::parse(bad, TemplateKind::Error, Tz::UTC).is_err(),

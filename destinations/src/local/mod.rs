@@ -164,6 +164,14 @@ impl ObjectStore for LocalStore {
         let store = self.clone();
         let location = self.root.display().to_string();
         run_blocking(move || {
+            // `create_dir_all` on a file fails with "File exists", which
+            // reads as a passing failure: say what is wrong instead.
+            if fs::metadata(&store.root).is_ok_and(|meta| !meta.is_dir()) {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotADirectory,
+                    "exists and is not a directory",
+                ));
+            }
             fs::create_dir_all(&store.root)?;
             let removed = clean_staging(&store.root.join(STAGING_DIR))?;
             if removed > 0 {
@@ -329,5 +337,21 @@ mod tests {
         let store = LocalStore::new(file.join("archive"));
         let err = store.check().await.unwrap_err();
         assert!(!err.is_retryable(), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_root_that_is_a_file_is_a_permanent_error_that_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("archive");
+        fs::write(&file, b"").unwrap();
+        let err = LocalStore::new(&file).check().await.unwrap_err();
+        assert!(!err.is_retryable(), "{err}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "destination {} is not usable: exists and is not a directory",
+                file.display()
+            )
+        );
     }
 }

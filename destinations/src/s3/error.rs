@@ -3,7 +3,9 @@
 //! Every S3 call of the backend goes through [`classify`] and
 //! [`to_error`], so the retry decision (transient or permanent) is made
 //! here and nowhere else. Error text carries the operation, the HTTP status
-//! and S3's error code and message, never a request or a credential.
+//! and S3's error code and message, never a request or a credential, and
+//! passes through [`crate::redact::text_for_logs`]: the SDK's own text
+//! names the endpoint, user information and query included.
 
 use std::fmt;
 
@@ -34,7 +36,10 @@ pub(crate) enum Class {
 }
 
 /// Classifies an SDK error from any S3 operation.
-pub(crate) fn classify<E: ProvideErrorMetadata>(err: &SdkError<E>) -> Class {
+pub(crate) fn classify<E>(err: &SdkError<E>) -> Class
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
     match err {
         // Nothing was sent: the request could not be built from our input.
         SdkError::ConstructionFailure(_) => Class::Misconfigured,
@@ -43,6 +48,9 @@ pub(crate) fn classify<E: ProvideErrorMetadata>(err: &SdkError<E>) -> Class {
         // resolve credentials (they surface as dispatch failures too): all
         // may pass. The start-up check reports them in one line.
         SdkError::DispatchFailure(failure) if failure.is_user() => Class::Misconfigured,
+        // No credentials, or an endpoint the SDK cannot use: the same
+        // request fails the same way every time.
+        SdkError::DispatchFailure(_) if permanent_dispatch_cause(err).is_some() => Class::Misconfigured,
         SdkError::DispatchFailure(_) => Class::Transient,
         // A response we could not parse (a truncated body, a proxy's HTML
         // page): only its status says anything.
@@ -53,6 +61,29 @@ pub(crate) fn classify<E: ProvideErrorMetadata>(err: &SdkError<E>) -> Class {
         SdkError::ServiceError(ctx) => classify_response(ctx.raw().status().as_u16(), err.code()),
         _ => Class::Transient,
     }
+}
+
+/// Why a request that was never sent cannot be sent at all: credentials
+/// that cannot be found, or an endpoint the SDK refuses.
+fn permanent_dispatch_cause<E>(err: &SdkError<E>) -> Option<String>
+where
+    E: std::error::Error + 'static,
+{
+    let SdkError::DispatchFailure(failure) = err else {
+        return None;
+    };
+    let connector = failure.as_connector_error()?;
+    if let Some(problem) = crate::aws_credentials::find_in_chain(connector) {
+        return Some(problem.to_string());
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(connector);
+    while let Some(current) = cause {
+        if let Some(endpoint) = current.downcast_ref::<aws_smithy_http::endpoint::ResolveEndpointError>() {
+            return Some(format!("the endpoint cannot be used: {endpoint}"));
+        }
+        cause = current.source();
+    }
+    None
 }
 
 /// Classifies an S3 error response by its status and error code.
@@ -197,10 +228,16 @@ impl S3Failure {
                 ctx.raw().status().as_u16(),
                 DisplayErrorContext(err)
             ),
-            // The chain of causes: "dispatch failure: io error: ... Connection
-            // refused". Neither requests nor credentials are part of it.
-            _ => DisplayErrorContext(err).to_string(),
+            _ => match permanent_dispatch_cause(err) {
+                // One line, not the provider chain's thousand characters.
+                Some(cause) => cause,
+                // The chain of causes: "dispatch failure: io error: ...
+                // Connection refused". Neither requests nor credentials are
+                // part of it, but the endpoint may be.
+                None => DisplayErrorContext(err).to_string(),
+            },
         };
+        let detail = crate::redact::text_for_logs(&detail).into_owned();
         Self { operation, detail }
     }
 }
