@@ -40,11 +40,21 @@ impl KinesisError {
 /// Classifies any SDK error of any Kinesis operation.
 pub(super) fn classify<E>(err: &SdkError<E, HttpResponse>, stream: &str) -> KinesisError
 where
-    E: ProvideErrorMetadata + std::error::Error,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
 {
+    // Credentials that cannot be had (none found, a broken profile) are
+    // not worth a retry, whenever they are found missing.
+    if let Some(problem) = spillway_destinations::aws_credentials::find_in_chain(err) {
+        return KinesisError::Permanent(problem.to_string());
+    }
+    // The SDK's own text, one line, without what a URL may hold of secrets.
+    let shown = || {
+        let text = aws_smithy_types::error::display::DisplayErrorContext(err).to_string();
+        spillway_destinations::redact::text_for_logs(&text).into_owned()
+    };
     match err {
         SdkError::TimeoutError(_) => KinesisError::Transient("request timed out".into()),
-        SdkError::DispatchFailure(failure) => KinesisError::Transient(format!("cannot reach kinesis: {failure:?}")),
+        SdkError::DispatchFailure(_) => KinesisError::Transient(format!("cannot reach kinesis: {}", shown())),
         SdkError::ResponseError(_) => KinesisError::Transient("unreadable response".into()),
         SdkError::ServiceError(service) => {
             let inner = service.err();
@@ -71,7 +81,7 @@ where
                 _ => KinesisError::Permanent(format!("{code}: {message}")),
             }
         }
-        _ => KinesisError::Transient(format!("{err:?}")),
+        _ => KinesisError::Transient(shown()),
     }
 }
 
@@ -132,7 +142,7 @@ impl KinesisApi {
 
     fn error<E>(&self, err: SdkError<E, HttpResponse>) -> KinesisError
     where
-        E: ProvideErrorMetadata + std::error::Error,
+        E: ProvideErrorMetadata + std::error::Error + 'static,
     {
         classify(&err, &self.stream.to_string())
     }
