@@ -326,7 +326,7 @@ fn no_aws_credentials_is_one_line_that_says_where_they_are_looked_for() {
     for (text, prefix) in [
         (
             s3_config(&format!("http://127.0.0.1:{port}")),
-            "error: destination check failed: destination s3://archive/",
+            "error: destination check failed: destination s3://archive is not usable: ",
         ),
         (
             kinesis_config(&format!("http://127.0.0.1:{port}")),

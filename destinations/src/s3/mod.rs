@@ -327,6 +327,11 @@ impl ObjectStore for S3Store {
     /// bucket, and no DeleteObject permission is needed.
     async fn check(&self) -> Result<(), Error> {
         let name = Alphanumeric.sample_string(&mut rand::rng(), 16).to_lowercase();
+        // Problems are the bucket's, whatever the probe's key.
+        let bucket = Target {
+            bucket: &self.options.bucket,
+            key: None,
+        };
         let key = ObjectKey::new(format!(".spillway-probe/{name}")).expect("the probe key is a valid key");
         let settings = self.settings(&PutOptions {
             content_type: Some("text/plain"),
@@ -338,7 +343,7 @@ impl ObjectStore for S3Store {
             .key(key.as_str())
             .send()
             .await
-            .map_err(|err| to_error("CreateMultipartUpload", self.target(&key), err))?;
+            .map_err(|err| to_error("CreateMultipartUpload", bucket, err))?;
         let aborted = self
             .client
             .abort_multipart_upload()
@@ -349,7 +354,7 @@ impl ObjectStore for S3Store {
             .await;
         if let Err(err) = aborted {
             // Not a reason to refuse to start: the upload holds no data.
-            let err = to_error("AbortMultipartUpload", self.target(&key), err);
+            let err = to_error("AbortMultipartUpload", bucket, err);
             tracing::warn!("could not abort the start-up probe's multipart upload: {err}");
         }
         Ok(())
