@@ -4,5 +4,5 @@ mod object_key;
 mod template;
 mod timestamp;
 
-pub use object_key::{sanitize_segment, InvalidKey, ObjectKey, STAGING_DIR};
+pub use object_key::{sanitize_segment, InvalidKey, ObjectKey, MAX_KEY_BYTES, STAGING_DIR};
 pub use template::{KeyContext, KeyTemplate, TemplateError, TemplateKind};
