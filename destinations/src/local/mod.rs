@@ -150,8 +150,12 @@ impl ObjectStore for LocalStore {
         let path = self.path_of(key);
         let location = key.as_str().to_owned();
         run_blocking(move || match fs::symlink_metadata(&path) {
-            Ok(_) => Ok(true),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
+            // A directory holds objects whose keys start with this one: it
+            // is not an object (a put there is refused, see `put_file`).
+            Ok(metadata) => Ok(!metadata.is_dir()),
+            // A missing file, or a path through a file (the key continues
+            // an object's key): no object either way.
+            Err(err) if matches!(err.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => Ok(false),
             Err(err) => Err(err),
         })
         .await
@@ -184,9 +188,17 @@ impl ObjectStore for LocalStore {
 
 fn put_file(staging: &Path, path: &Path, payload: &[u8]) -> io::Result<PutOutcome> {
     let dir = path.parent().expect("an object path has a parent");
-    fs::create_dir_all(dir)?;
+    fs::create_dir_all(dir).map_err(|err| match err.kind() {
+        // A file stands where the key needs a directory: the key continues
+        // an object's key. That never passes: not an error to retry.
+        io::ErrorKind::AlreadyExists => io::Error::new(
+            io::ErrorKind::NotADirectory,
+            "an object's file stands where this key needs a directory",
+        ),
+        _ => err,
+    })?;
     if fs::symlink_metadata(path).is_ok() {
-        return Ok(PutOutcome::AlreadyExisted);
+        return existing(path);
     }
     // No object's extension: a glob for objects never matches it.
     let temp = staging.join(format!("put-{}", Alphanumeric.sample_string(&mut rand::rng(), 12)));
@@ -203,11 +215,25 @@ fn put_file(staging: &Path, path: &Path, payload: &[u8]) -> io::Result<PutOutcom
     fs::remove_file(&temp)?;
     let outcome = match linked {
         Ok(()) => PutOutcome::Created,
-        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => PutOutcome::AlreadyExisted,
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => return existing(path),
         Err(err) => return Err(err),
     };
     File::open(dir)?.sync_all()?;
     Ok(outcome)
+}
+
+/// What is already at an object's path: an object written earlier, or a
+/// directory of objects whose keys continue this one. A file cannot take
+/// that directory's name, and saying the object existed would count its
+/// records as delivered: a permanent error instead.
+fn existing(path: &Path) -> io::Result<PutOutcome> {
+    if fs::symlink_metadata(path)?.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::IsADirectory,
+            "a directory of other objects has this key's name, so no file can",
+        ));
+    }
+    Ok(PutOutcome::AlreadyExisted)
 }
 
 async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
@@ -240,9 +266,36 @@ fn io_error(err: io::Error, location: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conformance::{self, ReadBack};
 
     fn key(k: &str) -> ObjectKey {
         ObjectKey::new(k).unwrap()
+    }
+
+    /// Reads objects as a user would: the files under the root.
+    struct Files(PathBuf);
+
+    #[async_trait]
+    impl ReadBack for Files {
+        async fn read(&self, key: &ObjectKey) -> Option<Bytes> {
+            let path = self.0.join(key.as_str());
+            fs::metadata(&path).ok().filter(|m| m.is_file())?;
+            Some(fs::read(path).expect("read an object's file").into())
+        }
+    }
+
+    #[tokio::test]
+    async fn passes_the_conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("archive");
+        let store = LocalStore::new(&root);
+        conformance::run_all(&store, &Files(root.clone()), "conformance").await;
+        // Nothing staged is left: every put cleaned up after itself.
+        let staged: Vec<_> = fs::read_dir(root.join(STAGING_DIR))
+            .unwrap()
+            .flat_map(|dir| fs::read_dir(dir.unwrap().path()).unwrap())
+            .collect();
+        assert!(staged.is_empty(), "{staged:?}");
     }
 
     #[tokio::test]
@@ -319,6 +372,43 @@ mod tests {
             store.staging_dir().unwrap().exists(),
             "a live store's own directory was removed"
         );
+    }
+
+    #[tokio::test]
+    async fn a_read_only_directory_is_a_permanent_error() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let read_only = dir.path().join("archive");
+        fs::create_dir(&read_only).unwrap();
+        fs::set_permissions(&read_only, fs::Permissions::from_mode(0o555)).unwrap();
+        // The superuser writes whatever the mode; sysfs refuses a new
+        // directory to everyone (EPERM, or EROFS where it is mounted
+        // read-only).
+        let enforced = File::create(read_only.join("probe")).is_err();
+        let root = if enforced {
+            read_only.clone()
+        } else {
+            PathBuf::from("/sys/spillway-test-archive")
+        };
+        let store = LocalStore::new(&root);
+        let checked = store.check().await.unwrap_err();
+        let put = store
+            .put(
+                &key("events/object.jsonl"),
+                Bytes::from_static(b"x"),
+                &PutOptions::default(),
+            )
+            .await
+            .unwrap_err();
+        for err in [checked, put] {
+            assert!(
+                matches!(err, Error::PermissionDenied { .. }),
+                "{}: {err:?}",
+                root.display()
+            );
+            assert!(!err.is_retryable());
+        }
+        fs::set_permissions(&read_only, fs::Permissions::from_mode(0o755)).unwrap();
     }
 
     #[tokio::test]
