@@ -15,6 +15,7 @@ use aws_sdk_s3::Client;
 use bytes::Bytes;
 use rand::distr::{Alphanumeric, SampleString};
 use rand::RngCore;
+use spillway_destinations::conformance::{self, Headers, ReadBack};
 use spillway_destinations::s3::{Sse, MIN_PART_SIZE};
 use spillway_destinations::{Error, ObjectKey, ObjectStore, PutOptions, PutOutcome, S3Options, S3Store};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -207,6 +208,61 @@ async fn a_second_put_of_a_key_keeps_the_first_object() {
         .unwrap();
     assert_eq!((first, second), (PutOutcome::Created, PutOutcome::AlreadyExisted));
     assert_eq!(read_back(&bucket, &k).await.1, "first\n");
+}
+
+/// Reads objects back with the test's own client.
+struct Bucket(String);
+
+#[async_trait::async_trait]
+impl ReadBack for Bucket {
+    async fn read(&self, key: &ObjectKey) -> Option<Bytes> {
+        self.get(key).await.map(|(_, bytes)| bytes)
+    }
+
+    async fn headers(&self, key: &ObjectKey) -> Option<Headers> {
+        self.get(key).await.map(|(object, _)| Headers {
+            content_type: object.content_type().map(str::to_owned),
+            content_encoding: object.content_encoding().map(str::to_owned),
+        })
+    }
+}
+
+impl Bucket {
+    async fn get(&self, key: &ObjectKey) -> Option<(aws_sdk_s3::operation::get_object::GetObjectOutput, Bytes)> {
+        let sent = moto_client()
+            .get_object()
+            .bucket(&self.0)
+            .key(key.as_str())
+            .send()
+            .await;
+        match sent {
+            Ok(mut object) => {
+                let body = std::mem::replace(&mut object.body, ByteStream::from_static(b""));
+                Some((object, body.collect().await.unwrap().into_bytes()))
+            }
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => None,
+            Err(err) => panic!("get {key} back: {err:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn passes_the_conformance_suite() {
+    let bucket = new_bucket().await;
+    let store = moto_store(moto_options(&bucket)).await;
+    let prefix = Alphanumeric.sample_string(&mut rand::rng(), 8);
+    conformance::run_all(&store, &Bucket(bucket.clone()), &prefix).await;
+    assert_eq!(open_uploads(&bucket).await, 0, "an upload was left open");
+}
+
+/// The same, with every payload from 5 MiB on sent as a multipart upload.
+#[tokio::test]
+async fn passes_the_conformance_suite_in_parts() {
+    let bucket = new_bucket().await;
+    let store = moto_store(multipart_options(&bucket)).await;
+    let prefix = Alphanumeric.sample_string(&mut rand::rng(), 8);
+    conformance::run_all(&store, &Bucket(bucket.clone()), &prefix).await;
+    assert_eq!(open_uploads(&bucket).await, 0, "an upload was left open");
 }
 
 fn multipart_options(bucket: &str) -> S3Options {
