@@ -171,21 +171,31 @@ pub async fn put_stream_stores_what_put_stores(store: &dyn ObjectStore, read: &d
 }
 
 /// A payload that fails half-way is a retryable error, leaves no object,
-/// and does not stand in the way of the retry.
+/// and does not stand in the way of the retry; also when it fails past
+/// S3's smallest part (a store set to upload in parts has started one).
 pub async fn a_failed_payload_leaves_nothing(store: &dyn ObjectStore, read: &dyn ReadBack, prefix: &str) {
-    let k = key(prefix, "failed-payload/object.jsonl");
-    let ctx = Context::new(store, "a_failed_payload_leaves_nothing", &k);
-    let failing = Chunked::new([&b"half of "[..], b"an object"]).then_fail("encoder ran out of memory");
-    match store.put_stream(&k, &failing, &opts()).await {
-        Err(err) if err.is_retryable() => {}
-        other => ctx.fail(format!("a failing payload gave {other:?}, not a retryable error")),
+    let large = Bytes::from(vec![b'x'; 6 * 1024 * 1024]);
+    let failing = [
+        ("small", Chunked::new([&b"half of "[..], b"an object"])),
+        ("large", Chunked::new([large.clone(), large])),
+    ];
+    for (name, payload) in failing {
+        let k = key(prefix, &format!("failed-payload/{name}.jsonl"));
+        let ctx = Context::new(store, "a_failed_payload_leaves_nothing", &k);
+        match store
+            .put_stream(&k, &payload.then_fail("the encoder ran out of memory"), &opts())
+            .await
+        {
+            Err(err) if err.is_retryable() => {}
+            other => ctx.fail(format!("a failing payload gave {other:?}, not a retryable error")),
+        }
+        ctx.assert_exists(false).await;
+        ctx.assert_read(read, None).await;
+        ctx.assert_ok(store.clean_up(&k).await);
+        let retry = Chunked::new([&b"whole "[..], b"object"]);
+        ctx.assert_outcome(store.put_stream(&k, &retry, &opts()).await, PutOutcome::Created);
+        ctx.assert_read(read, Some(b"whole object")).await;
     }
-    ctx.assert_exists(false).await;
-    ctx.assert_read(read, None).await;
-    ctx.assert_ok(store.clean_up(&k).await);
-    let retry = Chunked::new([&b"whole "[..], b"object"]);
-    ctx.assert_outcome(store.put_stream(&k, &retry, &opts()).await, PutOutcome::Created);
-    ctx.assert_read(read, Some(b"whole object")).await;
 }
 
 /// `clean_up` with nothing pending is fine, and leaves an object as it is.
