@@ -420,4 +420,58 @@ mod tests {
         let err = store.check().await.unwrap_err();
         assert!(!err.is_retryable(), "{err}");
     }
+
+    /// Keys of 1 to 4 segments of every class of character, some of them
+    /// longer than a file name may be.
+    fn key_chars() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let class = prop_oneof![
+            2 => Just('.'),
+            4 => proptest::char::range('a', 'z'),
+            2 => proptest::char::range(' ', '~').prop_filter("no separator", |c| *c != '/'),
+            2 => proptest::char::range('\u{a0}', '\u{2fff}'),
+            1 => proptest::char::range('\u{1f300}', '\u{1f64f}'),
+        ];
+        let segment = proptest::collection::vec(class, 1..200).prop_map(String::from_iter);
+        proptest::collection::vec(segment, 1..4).prop_map(|segments| segments.join("/"))
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config { cases: 64, ..Default::default() })]
+
+        /// Whatever the key and the chunks: a put creates the object and
+        /// reads back exactly, streamed or whole, or fails for good (a
+        /// segment longer than the file system takes); never a transient
+        /// error retried without end, never "already existed" on a fresh
+        /// key.
+        #[test]
+        fn any_valid_key_and_chunking_stores_exactly_or_fails_for_good(
+            name in key_chars(),
+            chunks in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..40), 0..6),
+        ) {
+            let k = ObjectKey::new(name);
+            proptest::prop_assume!(k.is_ok());
+            let k = k.unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let store = LocalStore::new(dir.path().join("streamed"));
+            let whole_store = LocalStore::new(dir.path().join("whole"));
+            let payload = conformance::Chunked::new(chunks.into_iter().map(Bytes::from));
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let (streamed, whole) = runtime.block_on(async {
+                let streamed = store.put_stream(&k, &payload, &PutOptions::default()).await;
+                let whole = whole_store.put(&k, payload.whole(), &PutOptions::default()).await;
+                (streamed, whole)
+            });
+            for (outcome, root) in [(streamed, "streamed"), (whole, "whole")] {
+                match outcome {
+                    Ok(PutOutcome::Created) => {
+                        let files = Files(dir.path().join(root));
+                        proptest::prop_assert_eq!(runtime.block_on(files.read(&k)), Some(payload.whole()));
+                    }
+                    Err(err) => proptest::prop_assert!(!err.is_retryable(), "{k:?}: {err:?}"),
+                    Ok(outcome) => proptest::prop_assert!(false, "{k:?}: {outcome:?} on a fresh key"),
+                }
+            }
+        }
+    }
 }
