@@ -15,6 +15,7 @@ use aws_sdk_s3::Client;
 use bytes::Bytes;
 use rand::distr::{Alphanumeric, SampleString};
 use rand::RngCore;
+use spillway_destinations::conformance::{self, Headers, ReadBack};
 use spillway_destinations::s3::{Sse, MIN_PART_SIZE};
 use spillway_destinations::{Error, ObjectKey, ObjectStore, PutOptions, PutOutcome, S3Options, S3Store};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -207,6 +208,63 @@ async fn a_second_put_of_a_key_keeps_the_first_object() {
         .unwrap();
     assert_eq!((first, second), (PutOutcome::Created, PutOutcome::AlreadyExisted));
     assert_eq!(read_back(&bucket, &k).await.1, "first\n");
+}
+
+/// Reads objects back with the test's own client.
+struct Bucket(String);
+
+#[async_trait::async_trait]
+impl ReadBack for Bucket {
+    async fn read(&self, key: &ObjectKey) -> Option<Bytes> {
+        self.get(key).await.map(|(_, bytes)| bytes)
+    }
+
+    async fn headers(&self, key: &ObjectKey) -> Option<Headers> {
+        self.get(key).await.map(|(object, _)| Headers {
+            content_type: object.content_type().map(str::to_owned),
+            content_encoding: object.content_encoding().map(str::to_owned),
+        })
+    }
+}
+
+impl Bucket {
+    async fn get(&self, key: &ObjectKey) -> Option<(aws_sdk_s3::operation::get_object::GetObjectOutput, Bytes)> {
+        let sent = moto_client()
+            .get_object()
+            .bucket(&self.0)
+            .key(key.as_str())
+            .send()
+            .await;
+        match sent {
+            Ok(mut object) => {
+                let body = std::mem::replace(&mut object.body, ByteStream::from_static(b""));
+                Some((object, body.collect().await.unwrap().into_bytes()))
+            }
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => None,
+            Err(err) => panic!("get {key} back: {err:?}"),
+        }
+    }
+}
+
+/// The conformance suite on a fresh bucket, with the options `options`
+/// gives for it; afterwards no multipart upload is open.
+async fn run_conformance(options: fn(&str) -> S3Options) {
+    let bucket = new_bucket().await;
+    let store = moto_store(options(&bucket)).await;
+    let prefix = Alphanumeric.sample_string(&mut rand::rng(), 8);
+    conformance::run_all(&store, &Bucket(bucket.clone()), &prefix).await;
+    assert_eq!(open_uploads(&bucket).await, 0, "an upload was left open");
+}
+
+#[tokio::test]
+async fn passes_the_conformance_suite() {
+    run_conformance(moto_options).await;
+}
+
+/// The same, with every payload from 5 MiB on sent as a multipart upload.
+#[tokio::test]
+async fn passes_the_conformance_suite_in_parts() {
+    run_conformance(multipart_options).await;
 }
 
 fn multipart_options(bucket: &str) -> S3Options {
@@ -757,4 +815,49 @@ async fn a_refused_upload_start_is_reported() {
     let err = put_multipart(&responder).await.unwrap_err();
     assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
     assert_eq!(responder.seen().len(), 1, "{:?}", responder.seen());
+}
+
+/// ListMultipartUploads naming one open upload of `k/object`, and
+/// AbortMultipartUpload answered with `abort`.
+async fn open_upload_responder(abort: fn() -> Reply) -> Responder {
+    Responder::start(move |method, target| match method {
+        "GET" if target.contains("uploads") => xml(
+            200,
+            "<ListMultipartUploadsResult><Bucket>bucket</Bucket><Upload><Key>k/object</Key>\
+             <UploadId>upload-1</UploadId></Upload></ListMultipartUploadsResult>",
+        ),
+        "DELETE" if target.contains("uploadId=upload-1") => abort(),
+        _ => empty(500),
+    })
+    .await
+}
+
+#[tokio::test]
+async fn clean_up_aborts_an_open_upload_of_its_key() {
+    let responder = open_upload_responder(|| empty(204)).await;
+    let store = responder.store(S3Options::new("bucket"));
+    store.clean_up(&key("k/object")).await.unwrap();
+    assert!(aborted(&responder.seen()), "{:?}", responder.seen());
+    // Another key's upload, even one that starts with this key, is left.
+    let responder = open_upload_responder(|| empty(204)).await;
+    let store = responder.store(S3Options::new("bucket"));
+    store.clean_up(&key("k/obj")).await.unwrap();
+    assert!(!aborted(&responder.seen()), "{:?}", responder.seen());
+}
+
+/// An upload aborted between the listing and the abort (the writer's own
+/// background abort of a failed put, a lifecycle rule) is gone, as
+/// clean-up wants: not an error that would stop the start.
+#[tokio::test]
+async fn clean_up_of_an_upload_aborted_meanwhile_succeeds() {
+    let responder =
+        open_upload_responder(|| s3_error(404, "NoSuchUpload", "The specified upload does not exist.")).await;
+    let store = responder.store(S3Options::new("bucket"));
+    store.clean_up(&key("k/object")).await.unwrap();
+    assert!(aborted(&responder.seen()), "{:?}", responder.seen());
+    // Other failures of the abort are still reported.
+    let responder = open_upload_responder(|| s3_error(403, "AccessDenied", "Access Denied")).await;
+    let store = responder.store(S3Options::new("bucket"));
+    let err = store.clean_up(&key("k/object")).await.unwrap_err();
+    assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
 }

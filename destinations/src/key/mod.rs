@@ -7,5 +7,5 @@ mod timestamp;
 #[cfg(test)]
 mod properties;
 
-pub use object_key::{sanitize_segment, InvalidKey, ObjectKey, STAGING_DIR};
+pub use object_key::{sanitize_segment, InvalidKey, ObjectKey, MAX_KEY_BYTES, STAGING_DIR};
 pub use template::{KeyContext, KeyTemplate, TemplateError, TemplateKind};

@@ -150,8 +150,12 @@ impl ObjectStore for LocalStore {
         let path = self.path_of(key);
         let location = key.as_str().to_owned();
         run_blocking(move || match fs::symlink_metadata(&path) {
-            Ok(_) => Ok(true),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
+            // A directory holds objects whose keys start with this one: it
+            // is not an object (a put there is refused, see `put_file`).
+            Ok(metadata) => Ok(!metadata.is_dir()),
+            // A missing file, or a path through a file (the key continues
+            // an object's key): no object either way.
+            Err(err) if matches!(err.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => Ok(false),
             Err(err) => Err(err),
         })
         .await
@@ -192,9 +196,17 @@ impl ObjectStore for LocalStore {
 
 fn put_file(staging: &Path, path: &Path, payload: &[u8]) -> io::Result<PutOutcome> {
     let dir = path.parent().expect("an object path has a parent");
-    fs::create_dir_all(dir)?;
+    fs::create_dir_all(dir).map_err(|err| match err.kind() {
+        // A file stands where the key needs a directory: the key continues
+        // an object's key. That never passes: not an error to retry.
+        io::ErrorKind::AlreadyExists => io::Error::new(
+            io::ErrorKind::NotADirectory,
+            "an object's file stands where this key needs a directory",
+        ),
+        _ => err,
+    })?;
     if fs::symlink_metadata(path).is_ok() {
-        return Ok(PutOutcome::AlreadyExisted);
+        return existing(path);
     }
     // No object's extension: a glob for objects never matches it.
     let temp = staging.join(format!("put-{}", Alphanumeric.sample_string(&mut rand::rng(), 12)));
@@ -211,11 +223,25 @@ fn put_file(staging: &Path, path: &Path, payload: &[u8]) -> io::Result<PutOutcom
     fs::remove_file(&temp)?;
     let outcome = match linked {
         Ok(()) => PutOutcome::Created,
-        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => PutOutcome::AlreadyExisted,
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => return existing(path),
         Err(err) => return Err(err),
     };
     File::open(dir)?.sync_all()?;
     Ok(outcome)
+}
+
+/// What is already at an object's path: an object written earlier, or a
+/// directory of objects whose keys continue this one. A file cannot take
+/// that directory's name, and saying the object existed would count its
+/// records as delivered: a permanent error instead.
+fn existing(path: &Path) -> io::Result<PutOutcome> {
+    if fs::symlink_metadata(path)?.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::IsADirectory,
+            "a directory of other objects has this key's name, so no file can",
+        ));
+    }
+    Ok(PutOutcome::AlreadyExisted)
 }
 
 async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
@@ -248,9 +274,36 @@ fn io_error(err: io::Error, location: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conformance::{self, ReadBack};
 
     fn key(k: &str) -> ObjectKey {
         ObjectKey::new(k).unwrap()
+    }
+
+    /// Reads objects as a user would: the files under the root.
+    struct Files(PathBuf);
+
+    #[async_trait]
+    impl ReadBack for Files {
+        async fn read(&self, key: &ObjectKey) -> Option<Bytes> {
+            let path = self.0.join(key.as_str());
+            fs::metadata(&path).ok().filter(|m| m.is_file())?;
+            Some(fs::read(path).expect("read an object's file").into())
+        }
+    }
+
+    #[tokio::test]
+    async fn passes_the_conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("archive");
+        let store = LocalStore::new(&root);
+        conformance::run_all(&store, &Files(root.clone()), "conformance").await;
+        // Nothing staged is left: every put cleaned up after itself.
+        let staged: Vec<_> = fs::read_dir(root.join(STAGING_DIR))
+            .unwrap()
+            .flat_map(|dir| fs::read_dir(dir.unwrap().path()).unwrap())
+            .collect();
+        assert!(staged.is_empty(), "{staged:?}");
     }
 
     #[tokio::test]
@@ -330,6 +383,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_read_only_directory_is_a_permanent_error() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let read_only = dir.path().join("archive");
+        fs::create_dir(&read_only).unwrap();
+        fs::set_permissions(&read_only, fs::Permissions::from_mode(0o555)).unwrap();
+        // The superuser writes whatever the mode; sysfs refuses a new
+        // directory to everyone (EPERM, or EROFS where it is mounted
+        // read-only).
+        let enforced = File::create(read_only.join("probe")).is_err();
+        let root = if enforced {
+            read_only.clone()
+        } else {
+            PathBuf::from("/sys/spillway-test-archive")
+        };
+        let store = LocalStore::new(&root);
+        let checked = store.check().await.unwrap_err();
+        let put = store
+            .put(
+                &key("events/object.jsonl"),
+                Bytes::from_static(b"x"),
+                &PutOptions::default(),
+            )
+            .await
+            .unwrap_err();
+        for err in [checked, put] {
+            assert!(
+                matches!(err, Error::PermissionDenied { .. }),
+                "{}: {err:?}",
+                root.display()
+            );
+            assert!(!err.is_retryable());
+        }
+        fs::set_permissions(&read_only, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[tokio::test]
     async fn a_read_only_root_is_a_permanent_error() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("not-a-dir");
@@ -353,5 +443,59 @@ mod tests {
                 file.display()
             )
         );
+    }
+
+    /// Keys of 1 to 4 segments of every class of character, some of them
+    /// longer than a file name may be.
+    fn key_chars() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let class = prop_oneof![
+            2 => Just('.'),
+            4 => proptest::char::range('a', 'z'),
+            2 => proptest::char::range(' ', '~').prop_filter("no separator", |c| *c != '/'),
+            2 => proptest::char::range('\u{a0}', '\u{2fff}'),
+            1 => proptest::char::range('\u{1f300}', '\u{1f64f}'),
+        ];
+        let segment = proptest::collection::vec(class, 1..200).prop_map(String::from_iter);
+        proptest::collection::vec(segment, 1..4).prop_map(|segments| segments.join("/"))
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config { cases: 64, ..Default::default() })]
+
+        /// Whatever the key and the chunks: a put creates the object and
+        /// reads back exactly, streamed or whole, or fails for good (a
+        /// segment longer than the file system takes); never a transient
+        /// error retried without end, never "already existed" on a fresh
+        /// key.
+        #[test]
+        fn any_valid_key_and_chunking_stores_exactly_or_fails_for_good(
+            name in key_chars(),
+            chunks in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..40), 0..6),
+        ) {
+            let k = ObjectKey::new(name);
+            proptest::prop_assume!(k.is_ok());
+            let k = k.unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let store = LocalStore::new(dir.path().join("streamed"));
+            let whole_store = LocalStore::new(dir.path().join("whole"));
+            let payload = conformance::Chunked::new(chunks.into_iter().map(Bytes::from));
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let (streamed, whole) = runtime.block_on(async {
+                let streamed = store.put_stream(&k, &payload, &PutOptions::default()).await;
+                let whole = whole_store.put(&k, payload.whole(), &PutOptions::default()).await;
+                (streamed, whole)
+            });
+            for (outcome, root) in [(streamed, "streamed"), (whole, "whole")] {
+                match outcome {
+                    Ok(PutOutcome::Created) => {
+                        let files = Files(dir.path().join(root));
+                        proptest::prop_assert_eq!(runtime.block_on(files.read(&k)), Some(payload.whole()));
+                    }
+                    Err(err) => proptest::prop_assert!(!err.is_retryable(), "{k:?}: {err:?}"),
+                    Ok(outcome) => proptest::prop_assert!(false, "{k:?}: {outcome:?} on a fresh key"),
+                }
+            }
+        }
     }
 }

@@ -288,15 +288,23 @@ impl ObjectStore for S3Store {
             if found != key.as_str() {
                 continue;
             }
-            self.client
+            let aborted = self
+                .client
                 .abort_multipart_upload()
                 .bucket(&self.options.bucket)
                 .key(found)
                 .upload_id(upload_id)
                 .send()
-                .await
-                .map_err(|err| to_error("AbortMultipartUpload", self.target(key), err))?;
-            tracing::info!(key = %key, upload_id, "aborted a multipart upload left open by an earlier run");
+                .await;
+            match aborted {
+                Ok(_) => {
+                    tracing::info!(key = %key, upload_id, "aborted a multipart upload left open by an earlier run")
+                }
+                // Aborted since it was listed (a failed put's own abort, a
+                // lifecycle rule): gone, which is what clean-up is for.
+                Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_upload()) => {}
+                Err(err) => return Err(to_error("AbortMultipartUpload", self.target(key), err)),
+            }
         }
         Ok(())
     }

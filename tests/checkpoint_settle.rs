@@ -1,0 +1,137 @@
+//! Settling at start, through the library: intents a stopped run left are
+//! settled against the destination, here the in-memory store, which shows
+//! each call `Checkpointer::open` makes and fails on demand. The checkpoint
+//! file is the real one, in a temporary directory.
+//!
+//! These are unit tests of `src/checkpoint/` kept outside it while that
+//! module is being changed on another branch; they use its public API only.
+
+use std::path::Path;
+
+use bytes::Bytes;
+use spillway::checkpoint::{CheckpointError, Checkpointer, LocalFileStore};
+use spillway_destinations::memory::{Call, Failure, Operation};
+use spillway_destinations::{MemoryStore, ObjectKey, ObjectStore, PutOptions};
+use spillway_transforms::{Offset, SequenceNumber, SourceId};
+
+const STREAM: &str = "clicks";
+
+fn off(n: u64) -> Offset {
+    Offset::new(SequenceNumber::from_u64(n), 0)
+}
+
+fn key(k: &str) -> ObjectKey {
+    ObjectKey::new(k).unwrap()
+}
+
+async fn open(dir: &Path, destination: &MemoryStore) -> Result<Checkpointer, CheckpointError> {
+    let store = LocalFileStore::open(dir, STREAM).expect("open the checkpoint file");
+    Checkpointer::open(STREAM, Box::new(store), destination).await
+}
+
+/// The offsets of 1..=6 that a run admits, that is, reads again.
+fn admitted(checkpoints: &Checkpointer, source: &SourceId) -> Vec<u64> {
+    let offsets: Vec<Offset> = (1..=6).map(off).collect();
+    let tickets = checkpoints.admit(offsets.iter().map(|o| (source, o)));
+    tickets
+        .into_iter()
+        .flatten()
+        .map(|t| t.offset.sequence_number.to_u64().unwrap())
+        .collect()
+}
+
+/// A run that admits records 1 to 6 of `source`, saves the intents of
+/// `written` (records 3 and 4) and `lost` (1 and 2), writes `written`
+/// only, and stops before either is marked delivered.
+async fn run_stopped_after_one_put(dir: &Path, destination: &MemoryStore, source: &SourceId) {
+    let checkpoints = open(dir, destination).await.unwrap();
+    let offsets: Vec<Offset> = (1..=6).map(off).collect();
+    let tickets: Vec<_> = checkpoints
+        .admit(offsets.iter().map(|o| (source, o)))
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+    checkpoints.begin_object(&key("events/written.jsonl"), tickets[2..4].to_vec());
+    checkpoints.begin_object(&key("events/lost.jsonl"), tickets[0..2].to_vec());
+    checkpoints.save().await.unwrap();
+    destination
+        .put(
+            &key("events/written.jsonl"),
+            Bytes::from_static(b"3\n4\n"),
+            &PutOptions::default(),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_written_object_is_delivered_and_a_missing_one_is_read_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let destination = MemoryStore::new();
+    let source = SourceId::new("shard-1");
+    run_stopped_after_one_put(dir.path(), &destination, &source).await;
+
+    let before = destination.calls().len();
+    let checkpoints = open(dir.path(), &destination).await.unwrap();
+    assert_eq!(
+        admitted(&checkpoints, &source),
+        [1, 2, 5, 6],
+        "3 and 4 are in the written object"
+    );
+    // Each pending key: what a killed writer left is cleaned up, then
+    // whether the object exists is asked. Nothing is written.
+    let settling: Vec<(Operation, String)> = destination.calls()[before..]
+        .iter()
+        .map(|Call { operation, key }| (*operation, key.as_ref().unwrap().to_string()))
+        .collect();
+    let mut asked: Vec<&str> = settling.iter().step_by(2).map(|(_, key)| key.as_str()).collect();
+    for pair in settling.chunks(2) {
+        assert_eq!(
+            (pair[0].0, pair[1].0),
+            (Operation::CleanUp, Operation::Exists),
+            "{settling:?}"
+        );
+        assert_eq!(pair[0].1, pair[1].1, "{settling:?}");
+    }
+    asked.sort();
+    assert_eq!(asked, ["events/lost.jsonl", "events/written.jsonl"]);
+    assert_eq!(destination.keys(), [key("events/written.jsonl")]);
+    drop(checkpoints);
+
+    // The settlement was saved: the next start has nothing to ask, even of
+    // a destination that cannot answer.
+    let unreachable = MemoryStore::new();
+    unreachable.fail_next(Operation::Exists, 10, Failure::Transient);
+    unreachable.fail_next(Operation::CleanUp, 10, Failure::Transient);
+    let checkpoints = open(dir.path(), &unreachable).await.unwrap();
+    assert!(unreachable.calls().is_empty(), "{:?}", unreachable.calls());
+    assert_eq!(admitted(&checkpoints, &source), [1, 2, 5, 6]);
+}
+
+#[tokio::test]
+async fn a_destination_that_cannot_answer_stops_the_start_and_keeps_the_intents() {
+    let dir = tempfile::tempdir().unwrap();
+    let destination = MemoryStore::new();
+    let source = SourceId::new("shard-1");
+    run_stopped_after_one_put(dir.path(), &destination, &source).await;
+
+    // A refusal, then a passing failure, each naming the pending key.
+    for (operation, failure) in [
+        (Operation::Exists, Failure::PermissionDenied),
+        (Operation::CleanUp, Failure::Transient),
+    ] {
+        destination.fail_next(operation, 1, failure);
+        match open(dir.path(), &destination).await {
+            Err(CheckpointError::Settle { key, source }) => {
+                assert!(key.starts_with("events/"), "{key}");
+                assert_eq!(source.is_retryable(), failure == Failure::Transient, "{source:?}");
+            }
+            other => panic!("{operation:?} failing with {failure:?} gave {other:?}"),
+        }
+    }
+
+    // Nothing was settled by halves: once the destination answers, the
+    // written object still counts and the lost one is read again.
+    let checkpoints = open(dir.path(), &destination).await.unwrap();
+    assert_eq!(admitted(&checkpoints, &source), [1, 2, 5, 6]);
+}
