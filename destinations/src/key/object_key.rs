@@ -9,8 +9,9 @@ pub const MAX_KEY_BYTES: usize = 1024;
 /// files: reserved, so that no object is ever written or read there.
 pub const STAGING_DIR: &str = ".spillway-tmp";
 
-/// An object key: a relative, `/`-separated path with no `.` or `..`
-/// segment, no leading `/`, no control character, at most 1,024 bytes.
+/// An object key: a relative, `/`-separated path with no empty, `.` or
+/// `..` segment, no leading `/`, no control character, at most 1,024
+/// bytes.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectKey(String);
 
@@ -39,6 +40,10 @@ impl ObjectKey {
             Some("contains '\\'")
         } else if key.split('/').any(|s| s == "." || s == "..") {
             Some("contains a '.' or '..' segment")
+        } else if key.contains("//") {
+            // A local store reads `a//b` as `a/b`, where S3 keeps two keys:
+            // two keys must never name one file.
+            Some("contains an empty segment ('//')")
         } else if key.split('/').next() == Some(STAGING_DIR) {
             Some("starts with '.spillway-tmp/', which is reserved for temporary files")
         } else {
@@ -118,5 +123,12 @@ mod tests {
         }
         assert_eq!(sanitize_segment("../../x"), ".._.._x");
         assert_eq!(sanitize_segment("ok-value"), "ok-value");
+    }
+
+    #[test]
+    fn keys_that_one_file_system_path_could_name_twice_are_refused() {
+        let err = ObjectKey::new("events//a.jsonl").unwrap_err();
+        assert_eq!(err.reason, "contains an empty segment ('//')");
+        assert!(ObjectKey::new("events/a.jsonl").is_ok());
     }
 }
