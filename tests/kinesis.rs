@@ -5,43 +5,11 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Child, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use support::kinesis::*;
 use support::*;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// A new stream of `shards` shards on the peer named by `peer_variable`,
-/// with a runtime and a client to drive it.
-fn new_stream(
-    peer_variable: &str,
-    prefix: &str,
-    shards: i32,
-) -> (String, tokio::runtime::Runtime, aws_sdk_kinesis::Client, String) {
-    let endpoint = peer(peer_variable);
-    let rt = runtime();
-    let client = rt.block_on(client(&endpoint));
-    let stream = unique_stream(prefix);
-    rt.block_on(create_stream(&client, &stream, shards));
-    (endpoint, rt, client, stream)
-}
-
-fn run_once(dir: &Path, config: &Path) -> Output {
-    spillway()
-        .args(["--log-format", "json", "run", "--once", "--config"])
-        .arg(config)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
 
 fn spawn_daemon(dir: &Path, config: &Path, interval_ms: u64) -> Child {
     spillway()

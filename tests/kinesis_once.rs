@@ -10,7 +10,6 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,32 +17,6 @@ use aws_sdk_kinesis::Client;
 use base64::Engine as _;
 use support::kinesis::*;
 use support::*;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn new_stream(peer_variable: &str, prefix: &str, shards: i32) -> (String, tokio::runtime::Runtime, Client, String) {
-    let endpoint = peer(peer_variable);
-    let rt = runtime();
-    let client = rt.block_on(client(&endpoint));
-    let stream = unique_stream(prefix);
-    rt.block_on(create_stream(&client, &stream, shards));
-    (endpoint, rt, client, stream)
-}
-
-fn run_once(dir: &Path, config: &Path) -> Output {
-    spillway()
-        .args(["--log-format", "json", "run", "--once", "--config"])
-        .arg(config)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
 
 fn succeeded(output: &Output) -> Vec<serde_json::Value> {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use aws_sdk_kinesis::types::StreamStatus;
@@ -192,6 +193,38 @@ compression = "gzip"
 path = "state"
 "#
     )
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A new stream of `shards` shards on the peer named by `peer_variable`,
+/// with a runtime and a client to drive it.
+pub fn new_stream(
+    peer_variable: &str,
+    prefix: &str,
+    shards: i32,
+) -> (String, tokio::runtime::Runtime, aws_sdk_kinesis::Client, String) {
+    let endpoint = peer(peer_variable);
+    let rt = runtime();
+    let client = rt.block_on(client(&endpoint));
+    let stream = unique_stream(prefix);
+    rt.block_on(create_stream(&client, &stream, shards));
+    (endpoint, rt, client, stream)
+}
+
+pub fn run_once(dir: &Path, config: &Path) -> Output {
+    super::spillway()
+        .args(["--log-format", "json", "run", "--once", "--config"])
+        .arg(config)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
 }
 
 /// Numeric order of Kinesis sequence numbers.
