@@ -70,8 +70,7 @@ impl ShardReader {
             stop: None,
         };
         let mut failures = 0u32;
-        let mut last_sequence: Option<String> = None;
-        let mut last_sent: Option<Offset> = None;
+        let mut cursor = Cursor::default();
         let mut iterator: Option<String> = None;
         let mut last_lag_log = Instant::now() - LAG_LOG_INTERVAL;
         tracing::info!(shard = %self.shard.id, start = ?self.start, "reading shard");
@@ -81,10 +80,11 @@ impl ShardReader {
                 None => {
                     // A fresh iterator: right after the last record read, or
                     // at the start position.
-                    let start = last_sequence
-                        .clone()
+                    let start = cursor
+                        .resume_after()
                         .map(StartAt::AfterSequence)
                         .unwrap_or_else(|| self.start.clone());
+                    cursor.restart();
                     match self.api.shard_iterator(&self.shard.id, &start).await {
                         Ok(it) => {
                             iterator = Some(it.clone());
@@ -101,7 +101,7 @@ impl ShardReader {
             let output = match self.api.get_records(&current, self.options.max_records).await {
                 Ok(output) => output,
                 Err(KinesisError::ExpiredIterator) => {
-                    tracing::info!(shard = %self.shard.id, after = ?last_sequence, "shard iterator expired; getting a fresh one");
+                    tracing::info!(shard = %self.shard.id, after = ?cursor.resume_after(), "shard iterator expired; getting a fresh one");
                     iterator = None;
                     continue;
                 }
@@ -112,13 +112,7 @@ impl ShardReader {
             };
             failures = 0;
             let millis_behind = output.millis_behind_latest();
-            let (events, bytes) = self.convert(&source, output.records(), &mut last_sent);
-            // Where a fresh iterator resumes: after the last record whose
-            // sequence number is one (a record after it with an invalid one
-            // is read again then, and skipped as already sent).
-            if let Some(last) = &last_sent {
-                last_sequence = Some(last.sequence_number.to_string());
-            }
+            let (events, bytes) = self.convert(&source, output.records(), &mut cursor);
             if last_lag_log.elapsed() >= LAG_LOG_INTERVAL {
                 tracing::info!(shard = %self.shard.id, millis_behind_latest = ?millis_behind, "shard lag");
                 last_lag_log = Instant::now();
@@ -133,7 +127,7 @@ impl ShardReader {
             // the shard's ending sequence number ends it too.
             let past_end = output.records().is_empty()
                 && millis_behind.is_none_or(|m| m == 0)
-                && self.reached_end(last_sequence.as_deref());
+                && self.reached_end(cursor.resume_after().as_deref());
             match output.next_shard_iterator().filter(|_| !past_end) {
                 None => {
                     tracing::info!(shard = %self.shard.id, children = ?output.child_shards().iter().map(|c| c.shard_id()).collect::<Vec<_>>(), "shard closed and read to its end");
@@ -217,14 +211,14 @@ impl ShardReader {
 
     /// Kinesis records to spillway records, KPL records de-aggregated, as
     /// the events to send in order: runs of records, and the records the
-    /// source refuses (with their reasons) between them. Records at or
-    /// before `last_sent` (read again after a fresh iterator) are skipped;
-    /// `last_sent` moves to the last record converted.
+    /// source refuses (with their reasons) between them. Records the
+    /// `cursor` has sent already (read again after a fresh iterator) are
+    /// skipped.
     fn convert(
         &self,
         source: &SourceId,
         records: &[aws_sdk_kinesis::types::Record],
-        last_sent: &mut Option<Offset>,
+        cursor: &mut Cursor,
     ) -> (Vec<SourceEvent>, usize) {
         let mut out = Events::with_capacity(records.len());
         let mut bytes = 0;
@@ -248,10 +242,11 @@ impl ShardReader {
             let Ok(sequence) = SequenceNumber::parse(record.sequence_number()) else {
                 // Never from Kinesis itself, but nothing is dropped: the
                 // record goes to the error output, placed right after the
-                // last record of the shard (so a restart finds it at the
-                // same place and does not archive it twice).
-                let offset = after(last_sent.as_ref());
-                if last_sent.as_ref().is_some_and(|last| &offset <= last) {
+                // shard's last record with a sequence number (so a restart
+                // or a fresh iterator finds it at the same place and does
+                // not send it twice).
+                let offset = cursor.next_without_sequence();
+                if cursor.has_sent(&offset) {
                     continue;
                 }
                 tracing::warn!(shard = %self.shard.id, sequence = %Shown(record.sequence_number()), "record with an invalid sequence number: to the error output");
@@ -263,17 +258,17 @@ impl ShardReader {
                         Shown(record.sequence_number())
                     ),
                 };
-                *last_sent = Some(offset.clone());
+                cursor.sent_without_sequence(&offset);
                 out.refused(make(offset, Bytes::copy_from_slice(data), outer_key), rejection);
                 continue;
             };
-            if last_sent.as_ref().is_some_and(|last| last.sequence_number >= sequence) {
+            if cursor.has_sent_sequence(&sequence) {
                 continue;
             }
             match kpl::deaggregate(data, Some(self.shard.hash_range)) {
                 Deaggregated::NotAggregated => {
                     let offset = Offset::new(sequence, 0);
-                    *last_sent = Some(offset.clone());
+                    cursor.sent(&offset);
                     out.record(make(offset, Bytes::copy_from_slice(data), outer_key));
                 }
                 Deaggregated::Aggregated { records, outside } => {
@@ -289,7 +284,7 @@ impl ShardReader {
                     users.sort_by_key(|(u, _)| u.sub_sequence_number);
                     for (user, in_range) in users {
                         let offset = Offset::new(sequence.clone(), user.sub_sequence_number);
-                        *last_sent = Some(offset.clone());
+                        cursor.sent(&offset);
                         let record = make(offset, user.data, Some(&user.partition_key));
                         if in_range {
                             out.record(record);
@@ -301,7 +296,7 @@ impl ShardReader {
                 Deaggregated::Corrupt { reason } => {
                     tracing::warn!(shard = %self.shard.id, sequence = %sequence, %reason, "corrupt KPL aggregated record; archiving its bytes as one record");
                     let offset = Offset::new(sequence, 0);
-                    *last_sent = Some(offset.clone());
+                    cursor.sent(&offset);
                     out.record(make(offset, Bytes::copy_from_slice(data), outer_key));
                 }
             }
@@ -310,12 +305,60 @@ impl ShardReader {
     }
 }
 
-/// The position of a record that has no sequence number of its own: just
-/// after `last` (or at the very start of the shard).
-fn after(last: Option<&Offset>) -> Offset {
-    match last {
-        Some(last) => Offset::new(last.sequence_number.clone(), last.subsequence_number + 1),
-        None => Offset::new(SequenceNumber::from_u64(0), 0),
+/// Where a reader is in its shard.
+#[derive(Debug, Default)]
+struct Cursor {
+    /// The last record sent: one read again (a fresh iterator) at or
+    /// before it is skipped.
+    sent: Option<Offset>,
+    /// The last record sent whose sequence number is one: a fresh iterator
+    /// resumes right after it.
+    with_sequence: Option<Offset>,
+    /// Records without a sequence number of their own met since then.
+    without_sequence: u64,
+}
+
+impl Cursor {
+    /// Where a fresh iterator starts: after this sequence number.
+    fn resume_after(&self) -> Option<String> {
+        self.with_sequence.as_ref().map(|o| o.sequence_number.to_string())
+    }
+
+    /// A fresh iterator reads again what follows `with_sequence`.
+    fn restart(&mut self) {
+        self.without_sequence = 0;
+    }
+
+    fn sent(&mut self, offset: &Offset) {
+        self.sent = Some(offset.clone());
+        self.with_sequence = Some(offset.clone());
+        self.without_sequence = 0;
+    }
+
+    /// The position of the next record that has no sequence number of its
+    /// own: after the last one that has, and the others without since (the
+    /// same position whenever it is read again).
+    fn next_without_sequence(&mut self) -> Offset {
+        self.without_sequence += 1;
+        match &self.with_sequence {
+            Some(last) => Offset::new(
+                last.sequence_number.clone(),
+                last.subsequence_number + self.without_sequence,
+            ),
+            None => Offset::new(SequenceNumber::from_u64(0), self.without_sequence - 1),
+        }
+    }
+
+    fn sent_without_sequence(&mut self, offset: &Offset) {
+        self.sent = Some(offset.clone());
+    }
+
+    fn has_sent(&self, offset: &Offset) -> bool {
+        self.sent.as_ref().is_some_and(|sent| offset <= sent)
+    }
+
+    fn has_sent_sequence(&self, sequence: &SequenceNumber) -> bool {
+        self.sent.as_ref().is_some_and(|sent| &sent.sequence_number >= sequence)
     }
 }
 
@@ -381,5 +424,41 @@ impl Events {
             Some(SourceEvent::Refused(refused)) => refused.push((record, rejection)),
             _ => self.events.push(SourceEvent::Refused(vec![(record, rejection)])),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(sequence: u64, subsequence: u64) -> Offset {
+        Offset::new(SequenceNumber::from_u64(sequence), subsequence)
+    }
+
+    #[test]
+    fn records_without_a_sequence_number_keep_their_place_when_read_again() {
+        let mut cursor = Cursor::default();
+        cursor.sent(&at(100, 0));
+        // Two records without a sequence number follow record 100.
+        let first = cursor.next_without_sequence();
+        assert!(!cursor.has_sent(&first));
+        cursor.sent_without_sequence(&first);
+        let second = cursor.next_without_sequence();
+        cursor.sent_without_sequence(&second);
+        assert_eq!((first.clone(), second.clone()), (at(100, 1), at(100, 2)));
+        // The iterator expires: a fresh one resumes after 100 and reads
+        // both again; they get the same places and are skipped.
+        assert_eq!(cursor.resume_after().as_deref(), Some("100"));
+        cursor.restart();
+        assert_eq!(cursor.next_without_sequence(), first);
+        assert!(cursor.has_sent(&first));
+        assert_eq!(cursor.next_without_sequence(), second);
+        assert!(cursor.has_sent(&second));
+        // The next record with a sequence number is new.
+        let sequence = SequenceNumber::from_u64(101);
+        assert!(!cursor.has_sent_sequence(&sequence));
+        cursor.sent(&at(101, 0));
+        assert!(cursor.has_sent_sequence(&SequenceNumber::from_u64(100)));
+        assert_eq!(cursor.next_without_sequence(), at(101, 1));
     }
 }
