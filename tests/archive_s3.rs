@@ -193,6 +193,21 @@ fn spawn_run(dir: &Path, config: &Path) -> (std::process::Child, LogWatch) {
     (child, watch)
 }
 
+/// A proxy to `endpoint` that answers 503 SlowDown to every write under
+/// `events/` while the flag it returns is set.
+fn slow_down_data_writes(endpoint: &str) -> (FaultProxy, Arc<AtomicBool>) {
+    let failing = Arc::new(AtomicBool::new(true));
+    let rule_failing = failing.clone();
+    let proxy = FaultProxy::start(
+        endpoint,
+        Arc::new(move |target: &str, _| {
+            let data_write = target.contains("/events/") && (target.starts_with("PUT") || target.starts_with("POST"));
+            (data_write && rule_failing.load(Ordering::SeqCst)).then(|| s3_error(503, "SlowDown"))
+        }),
+    );
+    (proxy, failing)
+}
+
 /// The resident memory of a process, in bytes.
 fn rss(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -344,15 +359,7 @@ fn s3_answering_503_for_a_while_holds_delivery_back_without_loss_or_memory_growt
     let dir = tempfile::tempdir().unwrap();
     // 160 MB of input, far more than the pipeline may hold.
     let records = write_records(dir.path(), 160_000, 1_000);
-    let failing = Arc::new(AtomicBool::new(true));
-    let rule_failing = failing.clone();
-    let proxy = FaultProxy::start(
-        &endpoint,
-        Arc::new(move |target: &str, _| {
-            let data_write = target.contains("/events/") && (target.starts_with("PUT") || target.starts_with("POST"));
-            (data_write && rule_failing.load(Ordering::SeqCst)).then(|| s3_error(503, "SlowDown"))
-        }),
-    );
+    let (proxy, failing) = slow_down_data_writes(&endpoint);
     let config = s3_config(dir.path(), &proxy.url, &bucket, 2, "");
     let (mut child, mut watch) = spawn_run(dir.path(), &config);
     assert!(
@@ -533,15 +540,7 @@ fn sigterm_while_a_put_is_retried_stops_at_once_and_loses_nothing() {
     } = Moto::new("sigterm-retry");
     let dir = tempfile::tempdir().unwrap();
     let records = write_records(dir.path(), 3_000, 200);
-    let failing = Arc::new(AtomicBool::new(true));
-    let rule_failing = failing.clone();
-    let proxy = FaultProxy::start(
-        &endpoint,
-        Arc::new(move |target: &str, _| {
-            let data_write = target.contains("/events/") && (target.starts_with("PUT") || target.starts_with("POST"));
-            (data_write && rule_failing.load(Ordering::SeqCst)).then(|| s3_error(503, "SlowDown"))
-        }),
-    );
+    let (proxy, failing) = slow_down_data_writes(&endpoint);
     let config = s3_config(dir.path(), &proxy.url, &bucket, 1, "");
     let (mut child, mut watch) = spawn_run(dir.path(), &config);
     // Let the backoff grow past a few seconds.

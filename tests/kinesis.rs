@@ -232,42 +232,13 @@ fn reshard_while_running(peer_variable: &str) {
     let mut watch = LogWatch::new(&mut child);
     let mut produced = produce(&endpoint, &stream, &["--count", "4000", "--keys", "20"]);
 
-    let shards = rt.block_on(client.list_shards().stream_name(&stream).send()).unwrap();
-    let first = &shards.shards()[0];
-    let range = first.hash_key_range().unwrap();
-    let (low, high): (u128, u128) = (
-        range.starting_hash_key().parse().unwrap(),
-        range.ending_hash_key().parse().unwrap(),
-    );
-    rt.block_on(
-        client
-            .split_shard()
-            .stream_name(&stream)
-            .shard_to_split(first.shard_id())
-            .new_starting_hash_key((low + (high - low) / 2 + 1).to_string())
-            .send(),
-    )
-    .unwrap();
-    rt.block_on(wait_active(&client, &stream));
+    rt.block_on(split(&client, &stream, "shardId-000000000000"));
     produced.extend(produce(
         &endpoint,
         &stream,
         &["--count", "4000", "--keys", "20", "--first-id", "4000"],
     ));
-    let (a, b) = (
-        shards.shards()[2].shard_id().to_owned(),
-        shards.shards()[3].shard_id().to_owned(),
-    );
-    rt.block_on(
-        client
-            .merge_shards()
-            .stream_name(&stream)
-            .shard_to_merge(&a)
-            .adjacent_shard_to_merge(&b)
-            .send(),
-    )
-    .unwrap();
-    rt.block_on(wait_active(&client, &stream));
+    rt.block_on(merge(&client, &stream, "shardId-000000000002", "shardId-000000000003"));
     produced.extend(produce(
         &endpoint,
         &stream,
@@ -300,33 +271,8 @@ fn reshard_while_running(peer_variable: &str) {
 
     // Parents before children: each child is read only after each of its
     // parents is finished.
-    let all = rt.block_on(client.list_shards().stream_name(&stream).send()).unwrap();
-    let index_of =
-        |message: &str, shard: &str| logs.iter().position(|l| l["message"] == message && l["shard"] == shard);
-    let mut children = 0;
-    for shard in all.shards() {
-        let parents: Vec<&str> = shard
-            .parent_shard_id()
-            .into_iter()
-            .chain(shard.adjacent_parent_shard_id())
-            .collect();
-        if parents.is_empty() {
-            continue;
-        }
-        children += 1;
-        let started = index_of("reading shard", shard.shard_id())
-            .unwrap_or_else(|| panic!("child {} was never read", shard.shard_id()));
-        for parent in parents {
-            let finished = index_of("shard finished: every record delivered", parent)
-                .unwrap_or_else(|| panic!("parent {parent} never finished"));
-            assert!(
-                finished < started,
-                "{} was read before its parent {parent} finished",
-                shard.shard_id()
-            );
-        }
-    }
-    assert_eq!(children, 3, "a split makes two children, a merge one");
+    let children = assert_children_after_parents(&rt, &client, &stream, &logs, &BTreeSet::new());
+    assert_eq!(children.len(), 3, "a split makes two children, a merge one");
 }
 
 #[test]

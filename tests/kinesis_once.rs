@@ -13,7 +13,6 @@ use std::collections::BTreeSet;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use aws_sdk_kinesis::Client;
 use base64::Engine as _;
 use support::kinesis::*;
 use support::*;
@@ -21,87 +20,6 @@ use support::*;
 fn succeeded(output: &Output) -> Vec<serde_json::Value> {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     logs(&output.stderr)
-}
-
-async fn split(client: &Client, stream: &str, shard: &str) {
-    let listed = client.list_shards().stream_name(stream).send().await.unwrap();
-    let info = listed.shards().iter().find(|s| s.shard_id() == shard).unwrap();
-    let range = info.hash_key_range().unwrap();
-    let (low, high): (u128, u128) = (
-        range.starting_hash_key().parse().unwrap(),
-        range.ending_hash_key().parse().unwrap(),
-    );
-    client
-        .split_shard()
-        .stream_name(stream)
-        .shard_to_split(shard)
-        .new_starting_hash_key((low + (high - low) / 2 + 1).to_string())
-        .send()
-        .await
-        .unwrap();
-    wait_active(client, stream).await;
-}
-
-async fn merge(client: &Client, stream: &str, a: &str, b: &str) {
-    client
-        .merge_shards()
-        .stream_name(stream)
-        .shard_to_merge(a)
-        .adjacent_shard_to_merge(b)
-        .send()
-        .await
-        .unwrap();
-    wait_active(client, stream).await;
-}
-
-/// Every child shard of the stream was read, in the run whose `logs` these
-/// are, only after each of its parents was finished (in that run or an
-/// earlier one, `finished_before`). Returns the children read.
-fn assert_children_after_parents(
-    rt: &tokio::runtime::Runtime,
-    client: &Client,
-    stream: &str,
-    logs: &[serde_json::Value],
-    finished_before: &BTreeSet<String>,
-) -> BTreeSet<String> {
-    let all = rt.block_on(client.list_shards().stream_name(stream).send()).unwrap();
-    let index_of =
-        |message: &str, shard: &str| logs.iter().position(|l| l["message"] == message && l["shard"] == shard);
-    let mut children = BTreeSet::new();
-    for shard in all.shards() {
-        let parents: Vec<&str> = shard
-            .parent_shard_id()
-            .into_iter()
-            .chain(shard.adjacent_parent_shard_id())
-            .collect();
-        if parents.is_empty() {
-            continue;
-        }
-        let Some(started) = index_of("reading shard", shard.shard_id()) else {
-            continue;
-        };
-        children.insert(shard.shard_id().to_owned());
-        for parent in parents {
-            if finished_before.contains(parent) {
-                continue;
-            }
-            let finished = index_of("shard finished: every record delivered", parent)
-                .unwrap_or_else(|| panic!("parent {parent} of {} never finished", shard.shard_id()));
-            assert!(
-                finished < started,
-                "{} was read before its parent {parent} finished",
-                shard.shard_id()
-            );
-        }
-    }
-    children
-}
-
-fn finished_shards(logs: &[serde_json::Value]) -> BTreeSet<String> {
-    logs.iter()
-        .filter(|l| l["message"] == "shard finished: every record delivered")
-        .map(|l| l["shard"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 /// The sequence of the issue: four shards, plain and KPL records, `--once`;
