@@ -443,6 +443,56 @@ fn validate_refuses_out_of_range_buffer_values_naming_key_value_and_range() {
     assert!(!dir.path().join("state").exists());
 }
 
+/// Each component reads its own table: a value of the wrong type, an
+/// unknown key and a key of another type are each one line naming the full
+/// key, from `validate` as from `run`.
+#[test]
+fn validate_names_the_key_of_a_wrong_type_an_unknown_key_and_another_types_key() {
+    let dir = tempfile::tempdir().unwrap();
+    for (table, line) in [
+        (
+            "[source]\ntype = \"kinesis\"\nstream = \"s\"\npoll_interval_ms = \"fast\"\n",
+            "source.poll_interval_ms: invalid type: string \"fast\", expected i64",
+        ),
+        (
+            "[source]\ntype = \"kinesis\"\nstream = \"s\"\npoll_interval = 500\n",
+            "source.poll_interval: unknown field `poll_interval`, expected one of `stream`, `stream_arn`",
+        ),
+        (
+            "[source]\ntype = \"stdin\"\n[destination]\ntype = \"s3\"\nbucket = \"archive\"\npath = \"out\"\n",
+            "destination.path: only allowed with destination.type = \"local\", not \"s3\"",
+        ),
+        (
+            "[source]\ntype = \"stdin\"\n[destination]\ntype = \"local\"\npath = \"out\"\nmultipart_threshold_mb = 8\n",
+            "destination.multipart_threshold_mb: only allowed with destination.type = \"s3\", not \"local\"",
+        ),
+        (
+            "[source]\ntype = \"stdin\"\n[destination]\ntype = \"local\"\npath = \"out\"\ncompression = 9\n",
+            "destination.compression: invalid type: integer `9`, expected a string",
+        ),
+    ] {
+        let text = if table.contains("[destination]") {
+            table.to_owned()
+        } else {
+            format!("{table}[destination]\ntype = \"local\"\npath = \"out\"\n")
+        };
+        let path = write_config(dir.path(), &text);
+        for command in ["validate", "run"] {
+            let output = spillway()
+                .current_dir(dir.path())
+                .args([command, "--config"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert_eq!(output.status.code(), Some(2), "{command} {text}");
+            let stderr = String::from_utf8(output.stderr).unwrap();
+            assert_eq!(stderr.lines().count(), 1, "{command}: {stderr}");
+            assert!(stderr.contains(line), "{command}: {stderr}");
+        }
+    }
+    assert!(!dir.path().join("state").exists());
+}
+
 #[test]
 fn every_example_config_validates() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -19,6 +19,7 @@ pub mod http;
 pub mod key;
 pub mod local;
 pub mod memory;
+pub mod objects;
 pub mod redact;
 pub mod retry;
 pub mod s3;

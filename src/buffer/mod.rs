@@ -18,7 +18,6 @@ use std::time::Instant;
 use spillway_transforms::{ErrorOutputType, Offset, Record};
 
 use crate::checkpoint::Ticket;
-use crate::config::BufferLimits;
 
 /// Why a buffer was flushed; logged with every flush.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +80,18 @@ pub struct Batch {
 /// What a buffered record costs beside its data: the record and its
 /// ticket in the buffer, and its entry in the checkpoint tracker.
 pub const RECORD_BOOKKEEPING: usize = std::mem::size_of::<Buffered>() + std::mem::size_of::<(Offset, bool)>();
+
+/// When a buffer is flushed: at `max_bytes` of record data or when its
+/// oldest record has waited `max_age`, whichever comes first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BufferLimits {
+    pub max_bytes: usize,
+    pub max_age: std::time::Duration,
+    /// At most this many records per buffer: `max_bytes` of their
+    /// bookkeeping ([`RECORD_BOOKKEEPING`] each), so that `size_mb` bounds
+    /// memory for tiny records too.
+    pub max_records: usize,
+}
 
 #[derive(Debug, Default)]
 struct Batcher {

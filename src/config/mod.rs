@@ -1,9 +1,16 @@
 //! Configuration: TOML text → [`raw::RawConfig`] (serde, unknown keys
 //! refused, `${ENV_VAR}` expanded in string values) → [`Config`], the typed
 //! and validated form the runtime trusts.
+//!
+//! Each component reads its own table: its settings struct and their checks
+//! live beside it (the Kinesis source, the S3 store, the Parquet format,
+//! ...), and [`components`] is the one place that registers them under
+//! their `type`. This module keeps what spans components: the top-level
+//! keys, the rules that tie one component to another, and the collecting of
+//! every problem.
 
+mod components;
 mod env;
-mod paths;
 pub mod raw;
 mod validate;
 
@@ -14,6 +21,11 @@ use std::time::Duration;
 use spillway_destinations::{Compression, KeyTemplate};
 use spillway_transforms::Format;
 
+pub use crate::buffer::BufferLimits;
+pub use crate::source::kinesis::config::{KinesisConfig, StartPosition};
+pub use crate::source::SourceConfig;
+pub use spillway_destinations::http::BackupMode;
+pub use spillway_settings::ConfigProblem;
 pub use validate::validate;
 
 /// A validated configuration.
@@ -26,52 +38,6 @@ pub struct Config {
     pub format: Format,
     pub destination: DestinationConfig,
     pub checkpoint: CheckpointConfig,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SourceConfig {
-    /// NDJSON files, read in order, each once.
-    Files { paths: Vec<PathBuf> },
-    /// NDJSON on standard input.
-    Stdin,
-    /// A Kinesis data stream.
-    Kinesis(KinesisConfig),
-}
-
-/// A validated `[source]` of type `kinesis`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KinesisConfig {
-    pub stream: crate::source::kinesis::api::StreamRef,
-    pub region: Option<String>,
-    pub endpoint: Option<String>,
-    pub start: StartPosition,
-    /// The wait between GetRecords calls on a caught-up shard.
-    pub idle_poll: Duration,
-    /// GetRecords' limit, 1 to 10,000.
-    pub max_records: i32,
-    /// How often shards are listed to find new ones.
-    pub discovery_interval: Duration,
-}
-
-/// Where a shard without a checkpoint starts, if it exists at start-up
-/// (shards created later are read from their beginning).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StartPosition {
-    TrimHorizon,
-    Latest,
-    AtTimestamp(chrono::DateTime<chrono::Utc>),
-}
-
-/// When a buffer is flushed: at `max_bytes` of record data or when its
-/// oldest record has waited `max_age`, whichever comes first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BufferLimits {
-    pub max_bytes: usize,
-    pub max_age: Duration,
-    /// At most this many records per buffer: `max_bytes` of their
-    /// bookkeeping ([`crate::buffer::RECORD_BOOKKEEPING`] each), so that
-    /// `size_mb` bounds memory for tiny records too.
-    pub max_records: usize,
 }
 
 /// Where delivered records go.
@@ -106,26 +72,8 @@ pub struct ObjectDestination {
     pub retry_duration: Option<Duration>,
 }
 
-/// An `http` destination.
-#[derive(Clone, Debug)]
-pub struct HttpDestination {
-    pub endpoint: spillway_destinations::HttpOptions,
-    /// How long a failing request is retried before its records go to the
-    /// backup.
-    pub retry_duration: Duration,
-    pub backup_mode: BackupMode,
-    pub backup: ObjectDestination,
-}
-
-/// Which records an HTTP destination's backup receives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BackupMode {
-    /// Records the endpoint did not take, as `http-endpoint-failed` error
-    /// output.
-    FailedOnly,
-    /// Those, and every record as data.
-    All,
-}
+/// An `http` destination, backed up to objects.
+pub type HttpDestination = spillway_destinations::http::HttpDestination<ObjectDestination>;
 
 #[derive(Clone, Debug)]
 pub enum StoreConfig {
@@ -137,24 +85,6 @@ pub enum StoreConfig {
 pub struct CheckpointConfig {
     /// The directory holding `<name>.checkpoint.json`.
     pub dir: PathBuf,
-}
-
-/// One problem with a configuration, tied to the key that causes it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigProblem {
-    /// The dotted key, such as `buffer.size_mb`; empty for the whole file.
-    pub key: String,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.key.is_empty() {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "{}: {}", self.key, self.message)
-        }
-    }
 }
 
 /// Everything wrong with a configuration.
@@ -183,7 +113,6 @@ impl ConfigError {
         }
     }
 }
-
 impl Config {
     /// Registers every configured value that may hold a secret (URLs'
     /// user information and queries, the HTTP access key) with

@@ -17,10 +17,21 @@ use spillway_transforms::{Record, Rejection, SourceId};
 use tokio::sync::mpsc;
 
 use crate::checkpoint::Checkpointer;
-use crate::config::SourceConfig;
 
-pub use file::{file_source_id, FileSource};
-pub use stdin::StdinSource;
+pub use file::{file_source_id, FileSettings, FileSource};
+pub use stdin::{StdinSettings, StdinSource};
+
+/// A validated `[source]`: one variant per source, registered in
+/// `config/components.rs`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SourceConfig {
+    /// NDJSON files, read in order, each once.
+    Files { paths: Vec<std::path::PathBuf> },
+    /// NDJSON on standard input.
+    Stdin,
+    /// A Kinesis data stream.
+    Kinesis(kinesis::config::KinesisConfig),
+}
 
 /// What a source tells the pipeline.
 #[derive(Debug)]

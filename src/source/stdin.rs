@@ -11,6 +11,13 @@ use super::lines::LineReader;
 use super::{Source, SourceContext, SourceError, SourceEvent};
 use crate::checkpoint::Checkpointer;
 
+/// `[source]` with `type = "stdin"`: NDJSON on standard input, one record
+/// per line, read until end of input. A pipe cannot be resumed: every run
+/// reads its input whole. No other keys.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdinSettings {}
+
 pub struct StdinSource {
     id: SourceId,
 }

@@ -20,10 +20,12 @@
 //! TLS is rustls with the system's root certificates (`SSL_CERT_FILE` and
 //! `SSL_CERT_DIR` are honoured); redirects are never followed.
 
+mod config;
 mod error;
 mod request;
 mod response;
 
+pub use self::config::{BackupMode, HttpDestination, HttpSettings};
 pub use self::error::{HttpError, HttpErrorKind};
 pub use self::request::{request_id, HttpRequest};
 

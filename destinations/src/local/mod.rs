@@ -13,6 +13,10 @@
 //! that [`ObjectStore::check`] at start can delete what dead runs left
 //! without touching the files of a live one (two streams may share a root).
 
+mod config;
+
+pub use config::LocalSettings;
+
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};

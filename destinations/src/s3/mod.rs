@@ -23,10 +23,12 @@
 //! fails). The start-up check starts and aborts a multipart upload under
 //! `.spillway-probe/`: no object is written there.
 
+mod config;
 mod error;
 mod multipart;
 mod options;
 
+pub use self::config::S3Settings;
 pub use self::options::{
     S3Options, Sse, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_MULTIPART_THRESHOLD, DEFAULT_PART_SIZE, MIN_PART_SIZE,
 };

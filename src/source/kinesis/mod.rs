@@ -18,6 +18,7 @@
 //! with an error naming it.
 
 pub mod api;
+pub mod config;
 pub mod kpl;
 mod shard_reader;
 
@@ -31,10 +32,10 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use self::api::{KinesisApi, KinesisError, ShardInfo, StartAt};
+use self::config::{KinesisConfig, StartPosition};
 use self::shard_reader::{ReaderOptions, ShardOutcome, ShardReader};
 use super::{Source, SourceContext, SourceError, SourceEvent};
 use crate::checkpoint::StoreError;
-use crate::config::{KinesisConfig, StartPosition};
 
 /// How often a coordinator waiting on a closed parent checks whether it is
 /// finished.

@@ -2,8 +2,17 @@
 
 use std::io::Write;
 
+use serde::Deserialize;
+
 use super::Encoded;
 use crate::record::Record;
+
+/// `[format]` with `type = "json_lines"` (the default): one record per
+/// line, a newline added where a record lacks one; records must be valid
+/// JSON. No other keys.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonLinesSettings {}
 
 pub(super) fn encode(records: &[Record]) -> Encoded {
     let size: usize = records.iter().map(|r| r.data.len() + 1).sum();

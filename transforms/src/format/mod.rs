@@ -11,6 +11,9 @@ mod raw;
 
 use std::sync::Arc;
 
+pub use json_lines::JsonLinesSettings;
+pub use raw::RawFormatSettings;
+
 use crate::check::Rejection;
 use crate::record::Record;
 

@@ -2,8 +2,26 @@
 
 use std::io::Write;
 
-use super::Encoded;
+use serde::Deserialize;
+
+use super::{Encoded, Format};
 use crate::record::Record;
+
+/// `[format]` with `type = "raw"`: the record bytes as they are.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFormatSettings {
+    /// Bytes written after each record, for example `"\n"`. Default: none.
+    pub delimiter: Option<String>,
+}
+
+impl RawFormatSettings {
+    pub fn check(self) -> Format {
+        Format::Raw {
+            delimiter: self.delimiter.map(String::into_bytes).filter(|d| !d.is_empty()),
+        }
+    }
+}
 
 pub(super) fn encode(records: &[Record], delimiter: Option<&[u8]>) -> Encoded {
     let size: usize = records

@@ -17,6 +17,7 @@
 //! per thread. A large batch is cut into parts encoded on all cores.
 
 pub mod canonical;
+pub mod config;
 mod convert;
 mod infer;
 mod json;

@@ -7,6 +7,10 @@
 //! first's. The id is therefore the readable file name beside a hash of
 //! the file's full path (see [`file_source_id`]).
 
+mod config;
+
+pub use config::FileSettings;
+
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};

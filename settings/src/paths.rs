@@ -9,7 +9,7 @@ use std::path::Path;
 /// Why `path` cannot be the directory `run` writes under (it is created
 /// when missing): it, or the closest part of it that exists, is not a
 /// directory.
-pub(super) fn directory_problem(path: &Path) -> Option<String> {
+pub fn directory_problem(path: &Path) -> Option<String> {
     let existing = path
         .ancestors()
         .filter(|p| !p.as_os_str().is_empty())
@@ -28,7 +28,7 @@ pub(super) fn directory_problem(path: &Path) -> Option<String> {
 }
 
 /// Why `path` cannot be an input file: it is a directory.
-pub(super) fn input_file_problem(path: &Path) -> Option<String> {
+pub fn input_file_problem(path: &Path) -> Option<String> {
     path.is_dir()
         .then(|| "is a directory: expected an NDJSON file (or a FIFO)".to_owned())
 }

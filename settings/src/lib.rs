@@ -1,0 +1,23 @@
+//! How spillway's components read their configuration.
+//!
+//! Each component (a source, a format, a destination) owns its settings: a
+//! serde struct of its keys, beside the component, and a function that
+//! checks it into the component's options. This crate is what they share:
+//!
+//! - [`Problems`] collects every problem of a file, not just the first, each
+//!   naming its key, the value and what is allowed;
+//! - [`Choice`] turns a table chosen by its `type` key (`[source]`,
+//!   `[destination]`, `[format]`) into one component, refusing keys of other
+//!   types by name, and naming the key of any value of the wrong type;
+//! - [`paths`] checks paths only where the answer cannot change before
+//!   `run` starts.
+
+mod choice;
+pub mod paths;
+mod problems;
+
+pub use choice::{keys_of, Choice, Given, Variant};
+pub use problems::{ConfigProblem, Problems};
+
+/// A configuration table as written, `${VAR}` already expanded.
+pub type Table = toml::Table;

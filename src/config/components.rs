@@ -1,0 +1,125 @@
+//! The one place components are registered under their `type`.
+//!
+//! A new source, format or destination is a folder of its own (with its
+//! settings struct and their `check`, beside the component), a variant of
+//! the typed enum the runtime matches on ([`SourceConfig`], [`Format`],
+//! [`DestinationConfig`]), and one line here. Everything else about its
+//! table (refusing other types' keys by name, naming the key of a value of
+//! the wrong type, collecting every problem) is [`Choice`]'s.
+
+use serde::de::DeserializeOwned;
+use spillway_destinations::http::HttpSettings;
+use spillway_destinations::local::LocalSettings;
+use spillway_destinations::objects::ObjectSettings;
+use spillway_destinations::s3::S3Settings;
+use spillway_settings::{keys_of, Choice, Given, Problems, Variant};
+use spillway_transforms::format::parquet::config::ParquetSettings;
+use spillway_transforms::format::{JsonLinesSettings, RawFormatSettings};
+use spillway_transforms::Format;
+
+use super::{DestinationConfig, ObjectDestination, StoreConfig};
+use crate::source::kinesis::config::KinesisSettings;
+use crate::source::{FileSettings, SourceConfig, StdinSettings};
+
+/// `[source]`.
+pub(super) fn sources() -> Choice<'static, SourceConfig> {
+    Choice {
+        variants: vec![
+            Variant::new("file", |raw: FileSettings, key, problems| {
+                raw.check(key, problems).map(|paths| SourceConfig::Files { paths })
+            }),
+            Variant::new("stdin", |_: StdinSettings, _, _| Some(SourceConfig::Stdin)),
+            Variant::new("kinesis", |raw: KinesisSettings, key, problems| {
+                raw.check(key, problems).map(SourceConfig::Kinesis)
+            }),
+        ],
+        default: None,
+        refusal: |key, _, owners, chosen| format!("only allowed with {key}.type = {owners}, not {chosen:?}"),
+    }
+}
+
+/// `[format]`.
+pub(super) fn formats() -> Choice<'static, Format> {
+    Choice {
+        variants: vec![
+            Variant::new("json_lines", |_: JsonLinesSettings, _, _| Some(Format::JsonLines)),
+            Variant::new("raw", |raw: RawFormatSettings, _, _| Some(raw.check())),
+            Variant::new("parquet", |raw: ParquetSettings, key, problems| {
+                raw.check(key, problems)
+                    .map(|p| Format::Parquet(std::sync::Arc::new(p)))
+            }),
+        ],
+        default: Some("json_lines"),
+        refusal: |key, _, owners, _| format!("only allowed with {key}.type = {owners}"),
+    }
+}
+
+/// `[destination]` (and `[destination.backup]`, which takes the object
+/// stores only) of the delivery stream `name`.
+pub(super) fn destinations(name: &str) -> Choice<'_, DestinationConfig> {
+    Choice {
+        variants: vec![
+            objects("local", |raw: LocalSettings, key, problems| {
+                raw.check(key, problems).map(|path| StoreConfig::Local { path })
+            }),
+            objects("s3", |raw: S3Settings, key, problems| {
+                raw.check(key, problems).map(StoreConfig::S3)
+            }),
+            Variant::new("http", move |raw: HttpSettings, key, problems| {
+                let backup = |table, problems: &mut Problems| backup(name, &format!("{key}.backup"), table, problems);
+                raw.check(key, name, problems, backup).map(DestinationConfig::Http)
+            }),
+        ],
+        default: None,
+        refusal: |key, _, owners, chosen| match chosen {
+            "http" => format!(
+                "only allowed with {key}.type = {owners} (with http they belong in [{key}.backup]), not \"http\""
+            ),
+            _ => format!("only allowed with {key}.type = {owners}, not {chosen:?}"),
+        },
+    }
+}
+
+/// The types a backup may be.
+const BACKUP_TYPES: &[&str] = &["local", "s3"];
+
+fn backup(
+    name: &str,
+    key: &str,
+    table: spillway_settings::Table,
+    problems: &mut Problems,
+) -> Option<ObjectDestination> {
+    match destinations(name).resolve_among(key, table, BACKUP_TYPES, problems)? {
+        DestinationConfig::Objects(objects) => Some(objects),
+        DestinationConfig::Http(_) => None,
+    }
+}
+
+/// An object store `name` whose own keys are those of `S`, beside the keys
+/// every object destination takes ([`ObjectSettings`]). Problems read in
+/// that order: the store's, keys of other types, the object keys'.
+fn objects<'a, S: DeserializeOwned + 'a>(
+    name: &'static str,
+    store: fn(S, &str, &mut Problems) -> Option<StoreConfig>,
+) -> Variant<'a, DestinationConfig> {
+    let store_keys = keys_of::<S>();
+    let object_keys = keys_of::<ObjectSettings>();
+    let keys = [store_keys, object_keys].concat();
+    Variant::custom(name, keys, move |mut given: Given<'_>| {
+        let store = given
+            .parse::<S>(Some(store_keys))
+            .and_then(|raw| store(raw, given.key, given.problems));
+        given.report_refused();
+        let options = given
+            .parse::<ObjectSettings>(Some(object_keys))
+            .and_then(|raw| raw.check(given.key, given.problems));
+        let options = options?;
+        Some(DestinationConfig::Objects(ObjectDestination {
+            store: store?,
+            prefix: options.prefix,
+            error_prefix: options.error_prefix,
+            compression: options.compression,
+            retry_duration: options.retry_duration,
+        }))
+    })
+}
