@@ -15,6 +15,10 @@
 //! and a row group is closed when its encoded size passes the configured
 //! limit: memory holds the batch's records, the encoded output and one chunk
 //! per thread. A large batch is cut into parts encoded on all cores.
+//!
+//! This module encodes a batch: parts, schema, single pass, the file. The
+//! options are in `options`, the cut into parts in `parts`, and a part's
+//! conversion into row groups in `row_group`.
 
 pub mod canonical;
 pub mod config;
@@ -22,218 +26,40 @@ mod convert;
 mod infer;
 mod json;
 mod meta;
+mod options;
+mod parts;
 mod read;
+mod row_group;
 pub mod schema;
 mod single_pass;
 mod timestamp;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_schema::{Field, SchemaRef};
-use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use parquet::errors::ParquetError;
-use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::file::writer::SerializedFileWriter;
-use parquet::schema::types::ColumnPath;
 
 pub use convert::KeyRules;
+pub use options::{Codec, LastInferred, ParquetFormat};
+pub use parts::{MAX_PARTS, MIN_PART_BYTES, MIN_SAMPLED_BATCH_BYTES};
 pub use read::{read_archive, ArchivedPosition, ArchivedRecord, ReadError};
 pub use schema::{Column, ColumnType, Schema, SchemaError, RESERVED_PREFIX};
 
 use super::Encoded;
-use crate::check::{malformed_json, not_utf8, Rejection};
+use crate::check::Rejection;
 use crate::error_record::ErrorOutputType;
 use crate::record::Record;
-use crate::strict::too_deep;
-use convert::{AppendError, ConvertError, RowBuilder};
+use parts::{sample, split, Part};
+use row_group::{EncodedPart, Layout};
 
 /// Rows per Arrow record batch handed to the writer.
 pub const CHUNK_ROWS: usize = 4096;
 /// Column bytes per Arrow record batch handed to the writer.
 pub const CHUNK_BYTES: usize = 2 * 1024 * 1024;
 
-/// The compression codec of the pages inside the file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Codec {
-    None,
-    Snappy,
-    Gzip,
-    Zstd,
-}
-
-impl Codec {
-    pub const NAMES: &'static [&'static str] = &["snappy", "gzip", "zstd", "none"];
-
-    pub fn from_name(name: &str) -> Option<Codec> {
-        match name {
-            "snappy" => Some(Codec::Snappy),
-            "gzip" => Some(Codec::Gzip),
-            "zstd" => Some(Codec::Zstd),
-            "none" => Some(Codec::None),
-            _ => None,
-        }
-    }
-
-    /// The levels `level` may take with this codec, if it has levels.
-    pub fn levels(self) -> Option<(i32, i32)> {
-        match self {
-            Codec::Gzip => Some((0, 9)),
-            Codec::Zstd => Some((1, 22)),
-            Codec::None | Codec::Snappy => None,
-        }
-    }
-
-    /// With `level` (the codec's default when `None`; a level out of
-    /// [`Self::levels`] is a bug of the caller, and gives the default too).
-    fn parquet(self, level: Option<i32>) -> Compression {
-        debug_assert!(
-            level.is_none_or(|l| self.levels().is_some_and(|(lo, hi)| (lo..=hi).contains(&l))),
-            "{self:?} at level {level:?}"
-        );
-        match self {
-            Codec::None => Compression::UNCOMPRESSED,
-            Codec::Snappy => Compression::SNAPPY,
-            Codec::Gzip => Compression::GZIP(
-                level
-                    .and_then(|l| GzipLevel::try_new(l as u32).ok())
-                    .unwrap_or_default(),
-            ),
-            Codec::Zstd => Compression::ZSTD(level.and_then(|l| ZstdLevel::try_new(l).ok()).unwrap_or_default()),
-        }
-    }
-}
-
-/// Everything `[format]` says about Parquet output.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ParquetFormat {
-    /// The given schema; `None`: inferred from each batch.
-    pub schema: Option<Schema>,
-    pub codec: Codec,
-    /// The codec's level (gzip 0 to 9, zstd 1 to 22); `None`: its default
-    /// (gzip 6, zstd 1).
-    pub codec_level: Option<i32>,
-    /// A row group is closed when its encoded size passes this.
-    pub row_group_bytes: usize,
-    pub page_size_bytes: usize,
-    pub dictionary: bool,
-    /// Parquet writer version 2 (`"2.0"`) instead of 1 (`"1.0"`).
-    pub writer_version_2: bool,
-    pub key_rules: KeyRules,
-    /// Column name → JSON key, for top-level columns.
-    pub column_to_json_key: HashMap<String, String>,
-    /// Write the `_spillway_` source position columns.
-    pub metadata_columns: bool,
-    /// Write `_spillway_data`, the record's original bytes.
-    pub keep_original: bool,
-    /// Leave a record out of `_spillway_data` (a null) when it is exactly
-    /// the canonical JSON of its row, which rebuilds it (see [`canonical`]).
-    pub elide_rebuildable_original: bool,
-    /// Runtime state, not configuration: the schema the last batch
-    /// inferred (see [`single_pass`]).
-    pub last_inferred: LastInferred,
-}
-
-/// The columns the last batch of an inferred-schema format inferred: the
-/// next batch is converted under them while it is inferred, in one parse.
-/// Shared by the clones of a [`super::Format`] (an `Arc`); equal whatever it
-/// holds, as it never changes the output.
-#[derive(Default)]
-pub struct LastInferred {
-    columns: std::sync::Mutex<Option<Vec<Column>>>,
-    /// Batches encoded in a single pass.
-    confirmed: std::sync::atomic::AtomicU64,
-}
-
-impl LastInferred {
-    fn get(&self) -> Option<Vec<Column>> {
-        self.columns.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    fn set(&self, columns: Vec<Column>) {
-        *self.columns.lock().unwrap_or_else(|e| e.into_inner()) = Some(columns);
-    }
-
-    /// How many batches were encoded in a single pass.
-    pub fn single_passes(&self) -> u64 {
-        self.confirmed.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
-impl Clone for LastInferred {
-    fn clone(&self) -> Self {
-        Self::default()
-    }
-}
-
-impl PartialEq for LastInferred {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl Eq for LastInferred {}
-
-impl std::fmt::Debug for LastInferred {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("LastInferred")
-    }
-}
-
-impl Default for ParquetFormat {
-    fn default() -> Self {
-        Self {
-            schema: None,
-            codec: Codec::Snappy,
-            codec_level: None,
-            row_group_bytes: 128 * 1024 * 1024,
-            page_size_bytes: 1024 * 1024,
-            dictionary: true,
-            writer_version_2: false,
-            key_rules: KeyRules::default(),
-            column_to_json_key: HashMap::new(),
-            metadata_columns: true,
-            keep_original: true,
-            elide_rebuildable_original: true,
-            last_inferred: LastInferred::default(),
-        }
-    }
-}
-
-fn rejection(err: ConvertError) -> Rejection {
-    Rejection {
-        output_type: ErrorOutputType::FormatConversionFailed,
-        code: err.code,
-        message: err.message,
-    }
-}
-
 impl ParquetFormat {
-    fn properties(&self) -> WriterProperties {
-        let mut builder = WriterProperties::builder()
-            .set_created_by(format!("spillway {}", env!("CARGO_PKG_VERSION")))
-            .set_compression(self.codec.parquet(self.codec_level))
-            .set_data_page_size_limit(self.page_size_bytes)
-            .set_dictionary_enabled(self.dictionary)
-            .set_max_row_group_bytes(Some(self.row_group_bytes))
-            .set_writer_version(if self.writer_version_2 {
-                WriterVersion::PARQUET_2_0
-            } else {
-                WriterVersion::PARQUET_1_0
-            });
-        // Original records are all distinct, and nobody filters on them:
-        // a dictionary or min/max statistics would only cost. Sequence
-        // numbers are distinct too (no dictionary), but their statistics
-        // let a replay skip row groups.
-        builder = builder
-            .set_column_dictionary_enabled(ColumnPath::from(meta::DATA), false)
-            .set_column_statistics_enabled(ColumnPath::from(meta::DATA), EnabledStatistics::None)
-            .set_column_dictionary_enabled(ColumnPath::from(meta::SEQUENCE_NUMBER), false);
-        builder.build()
-    }
-
     /// Encodes a batch; records that do not fit are returned in
     /// `rejected`, the others are in the file.
     ///
@@ -426,76 +252,6 @@ impl ParquetFormat {
             rejected,
         }))
     }
-
-    /// Converts and encodes one part of the batch into row groups.
-    fn encode_part(
-        &self,
-        part_index: usize,
-        part: &Part,
-        columns: &[Column],
-        layout: &Layout,
-        factory: &ArrowRowGroupWriterFactory,
-        single_pass: bool,
-    ) -> Result<EncodedPart, ParquetError> {
-        let mut rows = RowBuilder::new(columns, self.key_rules.clone(), &self.column_to_json_key);
-        let mut inference = single_pass.then(infer::Inference::default);
-        let mut meta = meta::MetaBuilder::new(self.metadata_columns, self.keep_original);
-        // Row group ordinals only matter to encryption, which is off.
-        let mut row_group = RowGroup::new(factory.create_column_writers(part_index)?);
-        let mut encoded = EncodedPart::default();
-        let mut chunk_bytes = 0;
-        let mut flat = convert::FlatPath::new(columns, &rows, &self.column_to_json_key);
-        for (offset, record) in part.records.iter().enumerate() {
-            let read_flat = flat
-                .as_mut()
-                .and_then(|flat| flat.append(&mut rows, &record.data, inference.as_mut()));
-            let appended = match (read_flat, &mut inference) {
-                (Some(rebuilt), _) => Ok(Some(rebuilt)),
-                (None, Some(inference)) => rows.append_and_infer(&record.data, inference).map(|()| None),
-                (None, None) => rows.append_text(&record.data).map(|()| None),
-            };
-            let rebuilt = match appended {
-                Ok(rebuilt) => rebuilt,
-                Err(why) => {
-                    if matches!(why, AppendError::Malformed(_)) {
-                        encoded.exact = false;
-                    }
-                    let why = match why {
-                        AppendError::Convert(err) => rejection(err),
-                        AppendError::Malformed(err) => malformed_json(&err),
-                        AppendError::NotUtf8(err) => not_utf8(&err),
-                        AppendError::TooDeep => too_deep(),
-                    };
-                    encoded.rejected.push((part.first + offset, why));
-                    continue;
-                }
-            };
-            meta.push(record, rebuilt);
-            encoded.written += 1;
-            // Record bytes stand for column bytes: measuring the builders
-            // of a wide schema per record would cost more than converting.
-            chunk_bytes += record.data.len();
-            if rows.len() >= CHUNK_ROWS || chunk_bytes >= CHUNK_BYTES {
-                chunk_bytes = 0;
-                row_group.write(layout, &mut rows, &mut meta)?;
-                if row_group.encoded_bytes() >= self.row_group_bytes {
-                    let full = std::mem::replace(
-                        &mut row_group,
-                        RowGroup::new(factory.create_column_writers(part_index)?),
-                    );
-                    encoded.row_groups.push(full.close()?);
-                }
-            }
-        }
-        if !rows.is_empty() {
-            row_group.write(layout, &mut rows, &mut meta)?;
-        }
-        if row_group.rows > 0 {
-            encoded.row_groups.push(row_group.close()?);
-        }
-        encoded.inference = inference;
-        Ok(encoded)
-    }
 }
 
 /// What the columns a batch is converted under are.
@@ -511,157 +267,12 @@ enum Speculation {
     Sample,
 }
 
-/// A first batch of at least this many bytes is converted under the columns
-/// of its first records while it is inferred (one parse per record, as for
-/// later batches); a smaller one is inferred, then converted.
-pub const MIN_SAMPLED_BATCH_BYTES: usize = 4 * 1024 * 1024;
-/// The first records of a batch, 1/16 of its bytes, whose columns a first
-/// batch is converted under (see [`Speculation::Sample`]).
-const SAMPLE_DIVISOR: usize = 16;
-
-/// The first records of a large batch, about 1/[`SAMPLE_DIVISOR`] of its
-/// bytes; `None` for a small batch.
-fn sample(records: &[Record]) -> Option<&[Record]> {
-    let total: usize = records.iter().map(|r| r.data.len()).sum();
-    if total < MIN_SAMPLED_BATCH_BYTES {
-        return None;
-    }
-    let mut bytes = 0;
-    let end = records
-        .iter()
-        .position(|r| {
-            bytes += r.data.len();
-            bytes >= total / SAMPLE_DIVISOR
-        })
-        .map_or(records.len(), |at| at + 1);
-    Some(&records[..end])
-}
-
-/// Parts of a batch encoded in parallel, at most this many.
-pub const MAX_PARTS: usize = 8;
-/// A part holds at least this many bytes of records: small batches stay
-/// one part, one row group.
-pub const MIN_PART_BYTES: usize = 4 * 1024 * 1024;
-
-/// A run of the batch's records.
-struct Part<'a> {
-    /// Index of `records[0]` in the batch.
-    first: usize,
-    records: &'a [Record],
-}
-
-/// Cuts the batch into parts of about equal bytes, one per core.
-fn split(records: &[Record], cores: usize) -> Vec<Part<'_>> {
-    let total: usize = records.iter().map(|r| r.data.len()).sum();
-    let count = cores.min(MAX_PARTS).min(total / MIN_PART_BYTES).max(1);
-    let per_part = total.div_ceil(count);
-    let mut parts = Vec::with_capacity(count);
-    let (mut first, mut bytes) = (0, 0);
-    for (index, record) in records.iter().enumerate() {
-        bytes += record.data.len();
-        if bytes >= per_part && parts.len() + 1 < count {
-            parts.push(Part {
-                first,
-                records: &records[first..=index],
-            });
-            first = index + 1;
-            bytes = 0;
-        }
-    }
-    parts.push(Part {
-        first,
-        records: &records[first..],
-    });
-    parts
-}
-
-struct EncodedPart {
-    row_groups: Vec<Vec<ArrowColumnChunk>>,
-    rejected: Vec<(usize, Rejection)>,
-    written: usize,
-    /// The part's own inference, from a single pass.
-    inference: Option<infer::Inference>,
-    /// Whether that inference saw every record whole (no malformed one).
-    exact: bool,
-}
-
-impl Default for EncodedPart {
-    fn default() -> Self {
-        Self {
-            row_groups: Vec::new(),
-            rejected: Vec::new(),
-            written: 0,
-            inference: None,
-            exact: true,
-        }
-    }
-}
-
 /// What [`ParquetFormat::write`] made.
 enum Written {
     Encoded(Encoded),
     /// A single pass found that the batch infers other columns than it was
     /// converted under: these.
     Changed(Vec<Column>),
-}
-
-/// The file's columns: the user's, then the reserved ones.
-struct Layout<'a> {
-    schema: &'a SchemaRef,
-    user_columns: usize,
-    /// Records their rows rebuild are nulls in `_spillway_data`.
-    elide_rebuildable: bool,
-}
-
-/// The column writers of one row group being encoded.
-struct RowGroup {
-    writers: Vec<ArrowColumnWriter>,
-    rows: usize,
-}
-
-impl RowGroup {
-    fn new(writers: Vec<ArrowColumnWriter>) -> Self {
-        Self { writers, rows: 0 }
-    }
-
-    /// Hands the converted rows to the column writers.
-    fn write(
-        &mut self,
-        layout: &Layout,
-        rows: &mut RowBuilder,
-        meta: &mut meta::MetaBuilder,
-    ) -> Result<(), ParquetError> {
-        debug_assert_eq!(meta.len(), rows.len(), "one reserved row per user row");
-        self.rows += rows.len();
-        let mut arrays = rows.finish();
-        let fields = layout.schema.fields();
-        let reserved = if layout.elide_rebuildable {
-            // The very arrays the writer gets: what a reader rebuilds from.
-            let canonical = canonical::Canonical::new(&fields[..layout.user_columns], &arrays);
-            meta.finish(Some(&canonical))
-        } else {
-            meta.finish(None)
-        };
-        arrays.extend(reserved);
-        let mut writers = self.writers.iter_mut();
-        for (field, array) in fields.iter().zip(&arrays) {
-            for leaf in compute_leaves(field, array)? {
-                writers.next().expect("one writer per leaf").write(&leaf)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn encoded_bytes(&self) -> usize {
-        self.writers
-            .iter()
-            .map(ArrowColumnWriter::get_estimated_total_bytes)
-            .sum()
-    }
-
-    fn close(self) -> Result<Vec<ArrowColumnChunk>, ParquetError> {
-        self.writers.into_iter().map(ArrowColumnWriter::close).collect()
-    }
 }
 
 /// Every record refused for the same reason (the writer failed, a bug and
