@@ -21,3 +21,12 @@ pub use problems::{ConfigProblem, Problems};
 
 /// A configuration table as written, `${VAR}` already expanded.
 pub type Table = toml::Table;
+
+/// Whether `name` is an AWS-style resource name: `1..=max` characters of
+/// `A-Z a-z 0-9 _ . -` (delivery streams, Kinesis streams).
+pub fn is_resource_name(name: &str, max: usize) -> bool {
+    (1..=max).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}

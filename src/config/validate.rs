@@ -65,11 +65,7 @@ fn type_of(table: &Table) -> Option<String> {
 }
 
 fn check_name(name: &str, problems: &mut Problems) {
-    let ok = (1..=64).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if !ok {
+    if !spillway_settings::is_resource_name(name, 64) {
         problems.add(
             "name",
             format!("{name:?} is not allowed: 1 to 64 characters of A-Z a-z 0-9 _ . -"),

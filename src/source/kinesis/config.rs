@@ -119,11 +119,7 @@ impl KinesisSettings {
 fn check_stream(key: &str, name: Option<String>, arn: Option<String>, problems: &mut Problems) -> Option<StreamRef> {
     match (name, arn) {
         (Some(name), None) => {
-            let ok = (1..=128).contains(&name.len())
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-            if !ok {
+            if !spillway_settings::is_resource_name(&name, 128) {
                 problems.add(
                     &format!("{key}.stream"),
                     format!("{name:?} is not a stream name: 1 to 128 characters of A-Z a-z 0-9 _ . -"),
