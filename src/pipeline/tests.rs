@@ -151,8 +151,8 @@ struct Harness {
 }
 
 impl Harness {
-    /// A local-destination stream with gzip'd objects; `destination` and
-    /// `format` are added to their sections.
+    /// A stream to a local destination; `destination` and `format` are
+    /// added to their sections.
     async fn new(destination: &str, format: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let text = format!(
@@ -168,7 +168,6 @@ type = "local"
 path = "archive"
 prefix = "events/!{{timestamp:yyyy/MM/dd/HH}}/"
 error_prefix = "errors/!{{firehose:error-output-type}}/!{{timestamp:yyyy/MM/dd}}/"
-compression = "gzip"
 {destination}
 [checkpoint]
 path = "state"
@@ -201,8 +200,15 @@ path = "state"
         }
     }
 
+    /// Gzip'd JSON lines.
     async fn json_lines(destination: &str) -> Self {
-        Self::new(destination, r#"type = "json_lines""#).await
+        let destination = format!("compression = \"gzip\"\n{destination}");
+        Self::new(&destination, r#"type = "json_lines""#).await
+    }
+
+    /// Parquet with an inferred schema, which compresses inside the file.
+    async fn parquet() -> Self {
+        Self::new(r#"compression = "none""#, r#"type = "parquet""#).await
     }
 
     fn store(&self) -> &MemoryStore {
@@ -517,4 +523,37 @@ async fn an_error_batch_becomes_one_error_object_of_its_lines() {
     assert_eq!(h.object(error_key), expected);
     assert_eq!(h.checkpoint(), Some(offset(2)));
     assert_eq!(h.summary().records_delivered, 0, "error records are not delivered data");
+}
+
+#[tokio::test]
+async fn records_the_writer_turns_into_error_records_count_in_the_run_summary() {
+    // Past the retry duration: delivery-failed.
+    let h = Harness::json_lines("retry_duration_seconds = 0").await;
+    h.store().fail_next(Operation::Put, 1, Failure::Transient);
+    h.write(vec![h.batch(BufferKey::Data, three_records())]).await.unwrap();
+    let summary = h.summary();
+    assert_eq!(
+        (
+            summary.records_delivered,
+            summary.error_records,
+            summary.objects_written
+        ),
+        (0, 3, 1),
+        "{summary:?}"
+    );
+
+    // Refused by the format: format-conversion-failed, beside the data.
+    let h = Harness::parquet().await;
+    let records = vec![record(1, r#"{"n":1}"#), record(2, r#"{"n":"#), record(3, r#"{"n":3}"#)];
+    h.write(vec![h.batch(BufferKey::Data, records)]).await.unwrap();
+    let summary = h.summary();
+    assert_eq!(
+        (
+            summary.records_delivered,
+            summary.error_records,
+            summary.objects_written
+        ),
+        (2, 1, 2),
+        "{summary:?}"
+    );
 }
