@@ -557,3 +557,37 @@ async fn records_the_writer_turns_into_error_records_count_in_the_run_summary() 
         "{summary:?}"
     );
 }
+
+#[tokio::test]
+async fn a_record_the_format_refuses_is_an_error_record_and_the_others_stay_data() {
+    let h = Harness::parquet().await;
+    let records = vec![record(1, r#"{"n":1}"#), record(2, r#"{"n":"#), record(3, r#"{"n":3}"#)];
+    h.write(vec![h.batch(BufferKey::Data, records.clone())]).await.unwrap();
+
+    // Each object is named after its own first record.
+    let data_key = "events/2024/05/06/07/clicks-shard-1-1-0.parquet";
+    let error_key = "errors/format-conversion-failed/2024/05/06/clicks-shard-1-2-0.jsonl";
+    assert_eq!(h.keys(), [error_key, data_key]);
+    let mut archived = Vec::new();
+    let body = h.store().get(&key(data_key)).unwrap();
+    spillway_transforms::format::parquet::read_archive(body, |r| {
+        let position = r.position.expect("the position columns are written");
+        archived.push((position.sequence_number.to_owned(), r.data.to_vec()));
+    })
+    .unwrap();
+    let expected: Vec<_> = [&records[0], &records[2]]
+        .iter()
+        .map(|r| (r.position.offset.sequence_number.as_str().to_owned(), r.data.to_vec()))
+        .collect();
+    assert_eq!(archived, expected);
+
+    let error_object = h.store().get(&key(error_key)).unwrap();
+    let lines = error_lines(&error_object);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(raw_data(&lines[0]), records[1].data);
+    assert_eq!(lines[0]["sequenceNumber"], "2");
+    assert_eq!(lines[0]["errorCode"], "Record.MalformedJson", "{}", lines[0]);
+    // Both objects written, the checkpoint is past all three.
+    assert_eq!(h.checkpoint(), Some(offset(3)));
+    assert!(h.saved().pending.is_empty());
+}
