@@ -591,3 +591,38 @@ async fn a_record_the_format_refuses_is_an_error_record_and_the_others_stay_data
     assert_eq!(h.checkpoint(), Some(offset(3)));
     assert!(h.saved().pending.is_empty());
 }
+
+#[tokio::test]
+async fn a_stop_while_a_put_is_retried_ends_the_run_and_keeps_its_intent() {
+    let mut h = Harness::json_lines("").await;
+    h.store().fail_next(Operation::Put, 1_000, Failure::Transient);
+    let stop = tokio_util::sync::CancellationToken::new();
+    h.retry = h.retry.clone().stopped_by(&stop);
+    let stopper = {
+        let store = h.store().clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            while store.calls().len() < 3 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            stop.cancel();
+        })
+    };
+    let err = h
+        .write(vec![h.batch(BufferKey::Data, three_records())])
+        .await
+        .unwrap_err();
+    stopper.await.unwrap();
+    assert!(
+        matches!(&err, RunError::Stopped { what, .. } if what.contains(DATA_KEY)),
+        "{err:?}"
+    );
+    // Neither delivered nor given up on: no object, no error records, and
+    // the intent is left for the next start to settle.
+    assert!(h.store().is_empty());
+    assert_eq!(h.checkpoint(), None);
+    let pending: Vec<String> = h.saved().pending.into_iter().map(|p| p.key).collect();
+    assert_eq!(pending, [DATA_KEY]);
+    let summary = h.summary();
+    assert_eq!((summary.records_delivered, summary.error_records), (0, 0));
+}
