@@ -626,3 +626,88 @@ async fn a_stop_while_a_put_is_retried_ends_the_run_and_keeps_its_intent() {
     let summary = h.summary();
     assert_eq!((summary.records_delivered, summary.error_records), (0, 0));
 }
+
+mod properties {
+    //! Any records, in any batches, through any run of passing failures
+    //! and lost answers: each batch is one object of exactly its records.
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const CODECS: [(&str, Compression); 4] = [
+        ("none", Compression::None),
+        ("gzip", Compression::Gzip),
+        ("zstd", Compression::Zstd),
+        ("zip", Compression::Zip),
+    ];
+
+    async fn deliver_batches(codec: usize, batches: Vec<Vec<Vec<u8>>>, failures: usize, lost: usize) {
+        let (name, compression) = CODECS[codec];
+        let h = Harness::new(
+            &format!("compression = \"{name}\""),
+            "type = \"raw\"\ndelimiter = \"\\n\"",
+        )
+        .await;
+        h.store().fail_next(Operation::Put, failures, Failure::Transient);
+        h.watched.lose_responses.store(lost, Ordering::SeqCst);
+        let mut sequence = 0;
+        let mut expected = std::collections::BTreeMap::new();
+        let mut flushed = Vec::new();
+        for datas in &batches {
+            let records: Vec<Record> = datas
+                .iter()
+                .map(|data| {
+                    sequence += 1;
+                    let mut r = record(sequence, "");
+                    r.data = Bytes::from(data.clone());
+                    r
+                })
+                .collect();
+            let first = records[0].position.offset.sequence_number.as_str().to_owned();
+            let k = format!(
+                "events/2024/05/06/07/clicks-shard-1-{first}-0{}",
+                compression.extension()
+            );
+            let body: Vec<u8> = datas.iter().flat_map(|d| [&d[..], b"\n"].concat()).collect();
+            expected.insert(k, body);
+            flushed.push(h.batch(BufferKey::Data, records));
+        }
+        h.write(flushed).await.unwrap();
+
+        let found: std::collections::BTreeMap<String, Vec<u8>> = h
+            .store()
+            .keys()
+            .into_iter()
+            .map(|k| {
+                let bytes = h.store().get(&k).unwrap();
+                (k.to_string(), compression.decompress(&bytes).unwrap())
+            })
+            .collect();
+        assert_eq!(found, expected);
+        assert_eq!(h.checkpoint(), Some(offset(sequence)));
+        assert!(h.saved().pending.is_empty());
+        let summary = h.summary();
+        assert_eq!(summary.records_delivered, sequence);
+        assert_eq!(summary.objects_written, batches.len() as u64);
+        assert_eq!(summary.error_records, 0);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        #[test]
+        fn every_record_is_in_exactly_one_object_with_its_bytes(
+            codec in 0..CODECS.len(),
+            batches in prop::collection::vec(
+                prop::collection::vec(prop::collection::vec(any::<u8>(), 1..48), 1..12),
+                1..5,
+            ),
+            failures in 0usize..4,
+            lost in 0usize..3,
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(deliver_batches(codec, batches, failures, lost));
+        }
+    }
+}
