@@ -10,6 +10,9 @@ pub mod state;
 pub mod store;
 pub mod tracker;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 

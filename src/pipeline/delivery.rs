@@ -161,6 +161,9 @@ impl Delivery {
         if object.output == "data" {
             Stats::add(&self.stats.records_delivered, object.records.len() as u64);
         }
+        if object.new_errors {
+            Stats::add(&self.stats.error_records, object.records.len() as u64);
+        }
         Stats::add(&self.stats.objects_written, 1);
         tracing::info!(
             reason = %info.reason,

@@ -12,6 +12,9 @@ mod router;
 mod stats;
 mod writer;
 
+#[cfg(test)]
+mod tests;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;

@@ -56,6 +56,11 @@ pub(super) struct PlannedObject {
     /// `data`, or the error output type.
     pub output: &'static str,
     pub records: Vec<Record>,
+    /// Whether its records became error records here (refused by the
+    /// format, or their delivery failed), so that they count in the run's
+    /// error records once written. Those of an error batch were counted
+    /// by the router.
+    pub new_errors: bool,
 }
 
 impl ObjectPlanner {
@@ -152,7 +157,11 @@ impl ObjectPlanner {
                 }
             })
             .collect();
-        self.errors(output_type, records, tickets)
+        let object = self.errors(output_type, records, tickets)?;
+        Ok(PlannedObject {
+            new_errors: true,
+            ..object
+        })
     }
 
     /// A data object encoded while it is sent.
@@ -172,6 +181,7 @@ impl ObjectPlanner {
             tickets,
             output: "data",
             records,
+            new_errors: false,
         })
     }
 
@@ -230,6 +240,7 @@ impl ObjectPlanner {
             output: error_type.map_or("data", ErrorOutputType::as_str),
             tickets,
             records,
+            new_errors: false,
         })
     }
 }

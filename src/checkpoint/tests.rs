@@ -1,18 +1,16 @@
-//! Settling at start, through the library: intents a stopped run left are
-//! settled against the destination, here the in-memory store, which shows
-//! each call `Checkpointer::open` makes and fails on demand. The checkpoint
-//! file is the real one, in a temporary directory.
-//!
-//! These are unit tests of `src/checkpoint/` kept outside it while that
-//! module is being changed on another branch; they use its public API only.
+//! Settling at start: intents a stopped run left are settled against the
+//! destination, here the in-memory store, which shows each call
+//! [`Checkpointer::open`] makes and fails on demand. The checkpoint file is
+//! the real one, in a temporary directory.
 
 use std::path::Path;
 
 use bytes::Bytes;
-use spillway::checkpoint::{CheckpointError, Checkpointer, LocalFileStore};
 use spillway_destinations::memory::{Call, Failure, Operation};
 use spillway_destinations::{MemoryStore, ObjectKey, ObjectStore, PutOptions};
 use spillway_transforms::{Offset, SequenceNumber, SourceId};
+
+use super::{CheckpointError, Checkpointer, LocalFileStore};
 
 const STREAM: &str = "clicks";
 

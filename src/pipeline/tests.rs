@@ -1,0 +1,713 @@
+//! The writer and the delivery it drives, with the in-memory store as the
+//! destination and the real checkpoint file in a temporary directory.
+//!
+//! What a user of an archive cares about, checked on the objects the store
+//! holds: every record of a batch in exactly one object, with its exact
+//! bytes, under the key the templates give; the intent saved before the
+//! put and the checkpoint advanced only after it; failures retried, or
+//! turned into error records with their reason once the retry duration is
+//! over, and nothing written twice. The store is watched (see [`Watched`])
+//! so that a test can see what the checkpoint file said at each put.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use bytes::Bytes;
+use chrono::{DateTime, TimeZone, Utc};
+use spillway_destinations::memory::{Failure, Operation};
+use spillway_destinations::retry::RetryPolicy;
+use spillway_destinations::{Compression, MemoryStore, ObjectKey, ObjectStore, PutOptions, PutOutcome};
+use spillway_transforms::{ErrorOutputType, Offset, Position, Record, SequenceNumber, SourceId};
+use tempfile::TempDir;
+use tokio::sync::mpsc;
+
+use super::delivery::{object_retry, Delivery};
+use super::object::ObjectPlanner;
+use super::stats::{RunSummary, Stats};
+use super::writer::Writer;
+use super::RunError;
+use crate::buffer::{Batch, BufferKey, Buffered, FlushReason};
+use crate::checkpoint::state::CheckpointState;
+use crate::checkpoint::{Checkpointer, LocalFileStore};
+
+const STREAM: &str = "clicks";
+const SHARD: &str = "shard-1";
+/// The key of the data object of records 1..: the hour of their arrival
+/// under `events/`, then the stream, the source and the first position.
+const DATA_KEY: &str = "events/2024/05/06/07/clicks-shard-1-1-0.jsonl.gz";
+
+/// When every test record arrived.
+fn arrival() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 5, 6, 7, 8, 9).unwrap()
+}
+
+fn offset(sequence: u64) -> Offset {
+    Offset::new(SequenceNumber::from_u64(sequence), 0)
+}
+
+fn record(sequence: u64, data: &str) -> Record {
+    Record {
+        data: Bytes::from(data.to_owned()),
+        position: Position {
+            source: SourceId::new(SHARD),
+            offset: offset(sequence),
+        },
+        partition_key: Some("user-7".into()),
+        arrival: arrival(),
+    }
+}
+
+/// Records 1 to 3, valid JSON each.
+fn three_records() -> Vec<Record> {
+    vec![
+        record(1, r#"{"n":1,"page":"/"}"#),
+        record(2, r#"{"n":2,"page":"/cart"}"#),
+        record(3, r#"{"n":3,"page":"/pay"}"#),
+    ]
+}
+
+/// What an object holding `records` as gzip'd JSON lines decompresses to.
+fn json_lines(records: &[Record]) -> Vec<u8> {
+    records.iter().flat_map(|r| [&r.data[..], b"\n"].concat()).collect()
+}
+
+fn key(k: &str) -> ObjectKey {
+    ObjectKey::new(k).unwrap()
+}
+
+fn read_state(path: &Path) -> Option<CheckpointState> {
+    let bytes = std::fs::read(path).ok()?;
+    Some(serde_json::from_slice(&bytes).expect("the checkpoint file is valid JSON"))
+}
+
+/// The in-memory store, watched: each put notes what the checkpoint file
+/// says at that moment, and a put can be made to lose its response after
+/// it wrote its object (a timeout after S3 committed it), which no store
+/// does on demand.
+#[derive(Debug)]
+struct Watched {
+    store: MemoryStore,
+    checkpoint_file: PathBuf,
+    /// Each put's key, with the checkpoint file as it was when it began.
+    puts: Mutex<Vec<(ObjectKey, Option<CheckpointState>)>>,
+    /// How many more puts write their object, then fail as if the answer
+    /// never came.
+    lose_responses: AtomicUsize,
+}
+
+#[async_trait]
+impl ObjectStore for Watched {
+    async fn put(
+        &self,
+        key: &ObjectKey,
+        payload: Bytes,
+        options: &PutOptions,
+    ) -> Result<PutOutcome, spillway_destinations::Error> {
+        let saved = read_state(&self.checkpoint_file);
+        self.puts.lock().unwrap().push((key.clone(), saved));
+        let outcome = self.store.put(key, payload, options).await?;
+        let lose = self
+            .lose_responses
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        match lose {
+            Ok(_) => Err(spillway_destinations::Error::Transient {
+                location: key.to_string(),
+                source: "the response was lost after the object was written".into(),
+            }),
+            Err(_) => Ok(outcome),
+        }
+    }
+
+    async fn clean_up(&self, key: &ObjectKey) -> Result<(), spillway_destinations::Error> {
+        self.store.clean_up(key).await
+    }
+
+    async fn exists(&self, key: &ObjectKey) -> Result<bool, spillway_destinations::Error> {
+        self.store.exists(key).await
+    }
+
+    async fn check(&self) -> Result<(), spillway_destinations::Error> {
+        self.store.check().await
+    }
+
+    fn describe(&self) -> String {
+        self.store.describe()
+    }
+}
+
+/// One delivery stream's writer over a watched memory store, configured
+/// from TOML as a user would.
+struct Harness {
+    _dir: TempDir,
+    watched: Arc<Watched>,
+    checkpoints: Arc<Checkpointer>,
+    planner: Arc<ObjectPlanner>,
+    stats: Arc<Stats>,
+    retry: RetryPolicy,
+}
+
+impl Harness {
+    /// A stream to a local destination; `destination` and `format` are
+    /// added to their sections.
+    async fn new(destination: &str, format: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            r#"
+name = "{STREAM}"
+[source]
+type = "file"
+path = "in.ndjson"
+[format]
+{format}
+[destination]
+type = "local"
+path = "archive"
+prefix = "events/!{{timestamp:yyyy/MM/dd/HH}}/"
+error_prefix = "errors/!{{firehose:error-output-type}}/!{{timestamp:yyyy/MM/dd}}/"
+{destination}
+[checkpoint]
+path = "state"
+"#
+        );
+        let config = crate::config::parse(&text, "test", &|_| None).expect("a valid configuration");
+        let objects = config.destination.objects();
+        let checkpoint_store = LocalFileStore::open(&dir.path().join("state"), STREAM).unwrap();
+        let watched = Arc::new(Watched {
+            store: MemoryStore::new(),
+            checkpoint_file: checkpoint_store.path().to_owned(),
+            puts: Mutex::default(),
+            lose_responses: AtomicUsize::new(0),
+        });
+        let checkpoints = Checkpointer::open(STREAM, Box::new(checkpoint_store), &*watched)
+            .await
+            .unwrap();
+        Self {
+            planner: Arc::new(ObjectPlanner::new(&config.name, &config.format, objects)),
+            // The configured policy, with waits of milliseconds.
+            retry: RetryPolicy {
+                initial: Duration::from_millis(1),
+                max: Duration::from_millis(4),
+                ..object_retry(objects.retry_duration)
+            },
+            _dir: dir,
+            watched,
+            checkpoints: Arc::new(checkpoints),
+            stats: Arc::default(),
+        }
+    }
+
+    /// Gzip'd JSON lines.
+    async fn json_lines(destination: &str) -> Self {
+        let destination = format!("compression = \"gzip\"\n{destination}");
+        Self::new(&destination, r#"type = "json_lines""#).await
+    }
+
+    /// Parquet with an inferred schema, which compresses inside the file.
+    async fn parquet() -> Self {
+        Self::new(r#"compression = "none""#, r#"type = "parquet""#).await
+    }
+
+    fn store(&self) -> &MemoryStore {
+        &self.watched.store
+    }
+
+    /// `records` admitted by the checkpoints and flushed as one batch.
+    fn batch(&self, key: BufferKey, records: Vec<Record>) -> Batch {
+        let tickets = self
+            .checkpoints
+            .admit(records.iter().map(|r| (&r.position.source, &r.position.offset)));
+        let bytes = records.iter().map(|r| r.data.len()).sum();
+        let items = records
+            .into_iter()
+            .zip(tickets)
+            .map(|(record, ticket)| Buffered {
+                record,
+                ticket: ticket.expect("a record read for the first time is admitted"),
+            })
+            .collect();
+        Batch {
+            key,
+            items,
+            bytes,
+            reason: FlushReason::Size,
+        }
+    }
+
+    /// Runs the writer over `batches` until it has delivered them all, or
+    /// stops at an error.
+    async fn write(&self, batches: Vec<Batch>) -> Result<(), RunError> {
+        let (tx, rx) = mpsc::channel(batches.len().max(1));
+        for batch in batches {
+            tx.send(batch).await.unwrap();
+        }
+        drop(tx);
+        let writer = Writer {
+            objects: Delivery {
+                planner: self.planner.clone(),
+                store: self.watched.clone(),
+                checkpoints: self.checkpoints.clone(),
+                stats: self.stats.clone(),
+                retry: self.retry.clone(),
+            },
+            endpoint: None,
+        };
+        writer.run(rx).await
+    }
+
+    /// The object `k`, decompressed.
+    fn object(&self, k: &str) -> Vec<u8> {
+        let bytes = self.store().get(&key(k)).unwrap_or_else(|| panic!("no object {k}"));
+        Compression::Gzip.decompress(&bytes).unwrap()
+    }
+
+    fn keys(&self) -> Vec<String> {
+        self.store().keys().iter().map(ToString::to_string).collect()
+    }
+
+    /// How many puts of `k` the store received, failed ones included.
+    fn puts_of(&self, k: &str) -> usize {
+        let k = key(k);
+        let calls = self.store().calls();
+        calls
+            .iter()
+            .filter(|c| c.operation == Operation::Put && c.key.as_ref() == Some(&k))
+            .count()
+    }
+
+    /// The checkpoint file as saved last.
+    fn saved(&self) -> CheckpointState {
+        read_state(&self.watched.checkpoint_file).expect("the checkpoint was saved")
+    }
+
+    /// The saved checkpoint of the test's source.
+    fn checkpoint(&self) -> Option<Offset> {
+        self.saved()
+            .sources
+            .get(&SourceId::new(SHARD))
+            .and_then(|source| source.checkpoint.clone())
+    }
+
+    fn summary(&self) -> RunSummary {
+        self.stats.summary(FlushReason::EndOfInput)
+    }
+}
+
+/// The error records of an error object, as JSON.
+fn error_lines(object: &[u8]) -> Vec<serde_json::Value> {
+    object
+        .split_inclusive(|&b| b == b'\n')
+        .map(|line| serde_json::from_slice(line).unwrap())
+        .collect()
+}
+
+fn raw_data(error_record: &serde_json::Value) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD
+        .decode(error_record["rawData"].as_str().unwrap())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_batch_is_one_object_under_the_templates_key_with_every_record_once() {
+    let h = Harness::json_lines("").await;
+    let records = three_records();
+    h.write(vec![h.batch(BufferKey::Data, records.clone())]).await.unwrap();
+
+    assert_eq!(h.keys(), [DATA_KEY]);
+    assert_eq!(h.object(DATA_KEY), json_lines(&records));
+    let stored = h.store().object(&key(DATA_KEY)).unwrap();
+    assert_eq!(stored.content_type.as_deref(), Some("application/x-ndjson"));
+    assert_eq!(stored.content_encoding.as_deref(), Some("gzip"));
+    assert_eq!(h.puts_of(DATA_KEY), 1);
+    let summary = h.summary();
+    assert_eq!((summary.records_delivered, summary.objects_written), (3, 1));
+}
+
+#[tokio::test]
+async fn the_intent_is_saved_before_the_put_and_the_checkpoint_moves_only_after_it() {
+    let h = Harness::json_lines("").await;
+    h.write(vec![h.batch(BufferKey::Data, three_records())]).await.unwrap();
+
+    let puts = h.watched.puts.lock().unwrap().clone();
+    assert_eq!(puts.len(), 1, "{puts:?}");
+    let (put_key, at_put) = &puts[0];
+    assert_eq!(put_key.as_str(), DATA_KEY);
+    let at_put = at_put.as_ref().expect("the intent was saved before the put");
+    assert_eq!(at_put.pending.len(), 1, "{at_put:?}");
+    let intent = &at_put.pending[0];
+    assert_eq!(intent.key, DATA_KEY);
+    let runs: Vec<_> = intent
+        .runs
+        .iter()
+        .map(|r| (r.source.as_str(), r.run.first.clone(), r.run.last.clone()))
+        .collect();
+    assert_eq!(runs, [(SHARD, offset(1), offset(3))]);
+    let before = at_put
+        .sources
+        .get(&SourceId::new(SHARD))
+        .and_then(|s| s.checkpoint.clone());
+    assert_eq!(before, None, "the checkpoint moved before the put");
+
+    let after = h.saved();
+    assert!(after.pending.is_empty(), "{after:?}");
+    assert_eq!(h.checkpoint(), Some(offset(3)));
+}
+
+#[tokio::test]
+async fn a_put_failing_with_a_retryable_error_is_retried_and_delivered_once() {
+    let h = Harness::json_lines("").await;
+    h.store().fail_next(Operation::Put, 2, Failure::Transient);
+    let records = three_records();
+    h.write(vec![h.batch(BufferKey::Data, records.clone())]).await.unwrap();
+
+    assert_eq!(h.puts_of(DATA_KEY), 3);
+    assert_eq!(h.keys(), [DATA_KEY]);
+    assert_eq!(h.object(DATA_KEY), json_lines(&records));
+    assert_eq!(h.checkpoint(), Some(offset(3)));
+    let summary = h.summary();
+    assert_eq!((summary.records_delivered, summary.objects_written), (3, 1));
+}
+
+#[tokio::test]
+async fn a_put_whose_answer_was_lost_finds_its_object_and_counts_it_once() {
+    let h = Harness::json_lines("").await;
+    h.watched.lose_responses.store(1, Ordering::SeqCst);
+    let records = three_records();
+    h.write(vec![h.batch(BufferKey::Data, records.clone())]).await.unwrap();
+
+    // The retry met the object the lost attempt wrote: one object, once.
+    assert_eq!(h.puts_of(DATA_KEY), 2);
+    assert_eq!(h.keys(), [DATA_KEY]);
+    assert_eq!(h.object(DATA_KEY), json_lines(&records));
+    assert_eq!(h.checkpoint(), Some(offset(3)));
+    let summary = h.summary();
+    assert_eq!((summary.records_delivered, summary.objects_written), (3, 1));
+    assert_eq!(summary.error_records, 0);
+}
+
+#[tokio::test]
+async fn an_object_already_there_counts_as_delivered_and_is_not_overwritten() {
+    let h = Harness::json_lines("").await;
+    // Written by an earlier run whose checkpoint was lost.
+    let earlier = Bytes::from_static(b"written earlier");
+    h.store()
+        .put(&key(DATA_KEY), earlier.clone(), &PutOptions::default())
+        .await
+        .unwrap();
+    h.write(vec![h.batch(BufferKey::Data, three_records())]).await.unwrap();
+
+    assert_eq!(h.keys(), [DATA_KEY]);
+    assert_eq!(h.store().get(&key(DATA_KEY)), Some(earlier));
+    assert_eq!(h.checkpoint(), Some(offset(3)));
+    assert!(h.saved().pending.is_empty());
+    assert_eq!(h.summary().records_delivered, 3);
+}
+
+#[tokio::test]
+async fn a_put_failing_past_the_retry_duration_becomes_delivery_failed_error_records() {
+    let h = Harness::json_lines("retry_duration_seconds = 0").await;
+    h.store().fail_next(Operation::Put, 1, Failure::Transient);
+    let records = three_records();
+    h.write(vec![h.batch(BufferKey::Data, records.clone())]).await.unwrap();
+
+    let error_key = "errors/delivery-failed/2024/05/06/clicks-shard-1-1-0.jsonl.gz";
+    assert_eq!(h.keys(), [error_key], "no data object, one error object");
+    assert_eq!(h.puts_of(DATA_KEY), 1);
+    let lines = error_lines(&h.object(error_key));
+    assert_eq!(lines.len(), records.len());
+    for (line, record) in lines.iter().zip(&records) {
+        assert_eq!(line["errorCode"], "Delivery.Failed", "{line}");
+        assert!(
+            line["errorMessage"].as_str().unwrap().contains("failure injected"),
+            "{line}"
+        );
+        assert_eq!(line["attemptsMade"], 1, "{line}");
+        assert_eq!(raw_data(line), record.data, "{line}");
+        assert_eq!(line["shardId"], SHARD);
+        assert_eq!(line["sequenceNumber"], record.position.offset.sequence_number.as_str());
+        assert_eq!(line["partitionKey"], "user-7");
+    }
+    // The intent was pointed at the error object before it was written;
+    // the records are done with once it is.
+    let puts = h.watched.puts.lock().unwrap().clone();
+    let (last_key, at_put) = puts.last().unwrap();
+    assert_eq!(last_key.as_str(), error_key);
+    let pending: Vec<&str> = at_put
+        .as_ref()
+        .unwrap()
+        .pending
+        .iter()
+        .map(|p| p.key.as_str())
+        .collect();
+    assert_eq!(pending, [error_key]);
+    assert!(h.saved().pending.is_empty());
+    assert_eq!(h.checkpoint(), Some(offset(3)));
+}
+
+#[tokio::test]
+async fn a_permanent_error_with_a_retry_duration_is_not_retried_and_its_code_says_why() {
+    for (failure, code) in [
+        (Failure::PermissionDenied, "Delivery.PermissionDenied"),
+        (Failure::TooLarge, "Delivery.TooLarge"),
+    ] {
+        let h = Harness::json_lines("retry_duration_seconds = 3600").await;
+        h.store().fail_next(Operation::Put, 1, failure);
+        h.write(vec![h.batch(BufferKey::Data, three_records())]).await.unwrap();
+
+        assert_eq!(h.puts_of(DATA_KEY), 1, "{failure:?} was retried");
+        let error_key = "errors/delivery-failed/2024/05/06/clicks-shard-1-1-0.jsonl.gz";
+        assert_eq!(h.keys(), [error_key]);
+        let lines = error_lines(&h.object(error_key));
+        let codes: Vec<&str> = lines.iter().map(|l| l["errorCode"].as_str().unwrap()).collect();
+        assert_eq!(codes, [code; 3], "{failure:?}");
+        assert_eq!(h.checkpoint(), Some(offset(3)));
+    }
+}
+
+#[tokio::test]
+async fn without_a_retry_duration_a_permanent_error_stops_the_run_and_its_records_are_read_again() {
+    let h = Harness::json_lines("").await;
+    h.store().fail_next(Operation::Put, 1, Failure::PermissionDenied);
+    let err = h
+        .write(vec![h.batch(BufferKey::Data, three_records())])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RunError::Delivery(spillway_destinations::Error::PermissionDenied { .. })
+        ),
+        "{err:?}"
+    );
+    assert!(h.store().is_empty());
+    // Nothing checkpointed; the intent is left for the next start.
+    assert_eq!(h.checkpoint(), None);
+    let pending: Vec<String> = h.saved().pending.into_iter().map(|p| p.key).collect();
+    assert_eq!(pending, [DATA_KEY]);
+
+    // The next start settles it (no such object) and reads all three again.
+    let Harness {
+        _dir: dir,
+        watched,
+        checkpoints,
+        ..
+    } = h;
+    drop(checkpoints);
+    let checkpoint_store = LocalFileStore::open(&dir.path().join("state"), STREAM).unwrap();
+    let again = Checkpointer::open(STREAM, Box::new(checkpoint_store), &*watched)
+        .await
+        .unwrap();
+    let source = SourceId::new(SHARD);
+    let offsets: Vec<Offset> = (1..=3).map(offset).collect();
+    let admitted = again.admit(offsets.iter().map(|o| (&source, o)));
+    assert!(admitted.iter().all(Option::is_some), "{admitted:?}");
+}
+
+#[tokio::test]
+async fn an_error_batch_becomes_one_error_object_of_its_lines() {
+    let h = Harness::json_lines("").await;
+    // Error records as the router renders them: one JSON line each.
+    let lines = vec![
+        record(1, "{\"errorCode\":\"Record.Empty\"}\n"),
+        record(2, "{\"errorCode\":\"Record.TooLarge\"}\n"),
+    ];
+    let batch = h.batch(BufferKey::Error(ErrorOutputType::InvalidRecord), lines.clone());
+    h.write(vec![batch]).await.unwrap();
+
+    let error_key = "errors/invalid-record/2024/05/06/clicks-shard-1-1-0.jsonl.gz";
+    assert_eq!(h.keys(), [error_key]);
+    let expected: Vec<u8> = lines.iter().flat_map(|r| r.data.to_vec()).collect();
+    assert_eq!(h.object(error_key), expected);
+    assert_eq!(h.checkpoint(), Some(offset(2)));
+    assert_eq!(h.summary().records_delivered, 0, "error records are not delivered data");
+}
+
+#[tokio::test]
+async fn records_the_writer_turns_into_error_records_count_in_the_run_summary() {
+    // Past the retry duration: delivery-failed.
+    let h = Harness::json_lines("retry_duration_seconds = 0").await;
+    h.store().fail_next(Operation::Put, 1, Failure::Transient);
+    h.write(vec![h.batch(BufferKey::Data, three_records())]).await.unwrap();
+    let summary = h.summary();
+    assert_eq!(
+        (
+            summary.records_delivered,
+            summary.error_records,
+            summary.objects_written
+        ),
+        (0, 3, 1),
+        "{summary:?}"
+    );
+
+    // Refused by the format: format-conversion-failed, beside the data.
+    let h = Harness::parquet().await;
+    let records = vec![record(1, r#"{"n":1}"#), record(2, r#"{"n":"#), record(3, r#"{"n":3}"#)];
+    h.write(vec![h.batch(BufferKey::Data, records)]).await.unwrap();
+    let summary = h.summary();
+    assert_eq!(
+        (
+            summary.records_delivered,
+            summary.error_records,
+            summary.objects_written
+        ),
+        (2, 1, 2),
+        "{summary:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_record_the_format_refuses_is_an_error_record_and_the_others_stay_data() {
+    let h = Harness::parquet().await;
+    let records = vec![record(1, r#"{"n":1}"#), record(2, r#"{"n":"#), record(3, r#"{"n":3}"#)];
+    h.write(vec![h.batch(BufferKey::Data, records.clone())]).await.unwrap();
+
+    // Each object is named after its own first record.
+    let data_key = "events/2024/05/06/07/clicks-shard-1-1-0.parquet";
+    let error_key = "errors/format-conversion-failed/2024/05/06/clicks-shard-1-2-0.jsonl";
+    assert_eq!(h.keys(), [error_key, data_key]);
+    let mut archived = Vec::new();
+    let body = h.store().get(&key(data_key)).unwrap();
+    spillway_transforms::format::parquet::read_archive(body, |r| {
+        let position = r.position.expect("the position columns are written");
+        archived.push((position.sequence_number.to_owned(), r.data.to_vec()));
+    })
+    .unwrap();
+    let expected: Vec<_> = [&records[0], &records[2]]
+        .iter()
+        .map(|r| (r.position.offset.sequence_number.as_str().to_owned(), r.data.to_vec()))
+        .collect();
+    assert_eq!(archived, expected);
+
+    let error_object = h.store().get(&key(error_key)).unwrap();
+    let lines = error_lines(&error_object);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(raw_data(&lines[0]), records[1].data);
+    assert_eq!(lines[0]["sequenceNumber"], "2");
+    assert_eq!(lines[0]["errorCode"], "Record.MalformedJson", "{}", lines[0]);
+    // Both objects written, the checkpoint is past all three.
+    assert_eq!(h.checkpoint(), Some(offset(3)));
+    assert!(h.saved().pending.is_empty());
+}
+
+#[tokio::test]
+async fn a_stop_while_a_put_is_retried_ends_the_run_and_keeps_its_intent() {
+    let mut h = Harness::json_lines("").await;
+    h.store().fail_next(Operation::Put, 1_000, Failure::Transient);
+    let stop = tokio_util::sync::CancellationToken::new();
+    h.retry = h.retry.clone().stopped_by(&stop);
+    let stopper = {
+        let store = h.store().clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            while store.calls().len() < 3 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            stop.cancel();
+        })
+    };
+    let err = h
+        .write(vec![h.batch(BufferKey::Data, three_records())])
+        .await
+        .unwrap_err();
+    stopper.await.unwrap();
+    assert!(
+        matches!(&err, RunError::Stopped { what, .. } if what.contains(DATA_KEY)),
+        "{err:?}"
+    );
+    // Neither delivered nor given up on: no object, no error records, and
+    // the intent is left for the next start to settle.
+    assert!(h.store().is_empty());
+    assert_eq!(h.checkpoint(), None);
+    let pending: Vec<String> = h.saved().pending.into_iter().map(|p| p.key).collect();
+    assert_eq!(pending, [DATA_KEY]);
+    let summary = h.summary();
+    assert_eq!((summary.records_delivered, summary.error_records), (0, 0));
+}
+
+mod properties {
+    //! Any records, in any batches, through any run of passing failures
+    //! and lost answers: each batch is one object of exactly its records.
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const CODECS: [(&str, Compression); 4] = [
+        ("none", Compression::None),
+        ("gzip", Compression::Gzip),
+        ("zstd", Compression::Zstd),
+        ("zip", Compression::Zip),
+    ];
+
+    async fn deliver_batches(codec: usize, batches: Vec<Vec<Vec<u8>>>, failures: usize, lost: usize) {
+        let (name, compression) = CODECS[codec];
+        let h = Harness::new(
+            &format!("compression = \"{name}\""),
+            "type = \"raw\"\ndelimiter = \"\\n\"",
+        )
+        .await;
+        h.store().fail_next(Operation::Put, failures, Failure::Transient);
+        h.watched.lose_responses.store(lost, Ordering::SeqCst);
+        let mut sequence = 0;
+        let mut expected = std::collections::BTreeMap::new();
+        let mut flushed = Vec::new();
+        for datas in &batches {
+            let records: Vec<Record> = datas
+                .iter()
+                .map(|data| {
+                    sequence += 1;
+                    let mut r = record(sequence, "");
+                    r.data = Bytes::from(data.clone());
+                    r
+                })
+                .collect();
+            let first = records[0].position.offset.sequence_number.as_str().to_owned();
+            let k = format!(
+                "events/2024/05/06/07/clicks-shard-1-{first}-0{}",
+                compression.extension()
+            );
+            let body: Vec<u8> = datas.iter().flat_map(|d| [&d[..], b"\n"].concat()).collect();
+            expected.insert(k, body);
+            flushed.push(h.batch(BufferKey::Data, records));
+        }
+        h.write(flushed).await.unwrap();
+
+        let found: std::collections::BTreeMap<String, Vec<u8>> = h
+            .store()
+            .keys()
+            .into_iter()
+            .map(|k| {
+                let bytes = h.store().get(&k).unwrap();
+                (k.to_string(), compression.decompress(&bytes).unwrap())
+            })
+            .collect();
+        assert_eq!(found, expected);
+        assert_eq!(h.checkpoint(), Some(offset(sequence)));
+        assert!(h.saved().pending.is_empty());
+        let summary = h.summary();
+        assert_eq!(summary.records_delivered, sequence);
+        assert_eq!(summary.objects_written, batches.len() as u64);
+        assert_eq!(summary.error_records, 0);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        #[test]
+        fn every_record_is_in_exactly_one_object_with_its_bytes(
+            codec in 0..CODECS.len(),
+            batches in prop::collection::vec(
+                prop::collection::vec(prop::collection::vec(any::<u8>(), 1..48), 1..12),
+                1..5,
+            ),
+            failures in 0usize..4,
+            lost in 0usize..3,
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(deliver_batches(codec, batches, failures, lost));
+        }
+    }
+}
