@@ -33,7 +33,8 @@ pub use stats::RunSummary;
 /// Messages of records in flight from the source to the router.
 const SOURCE_CHANNEL_CAPACITY: usize = 4;
 /// Flushed batches waiting for the writer: one is encoded and written while
-/// the next fills.
+/// the next fills; a full one waits here, and the router waits with it until
+/// the writer takes it (`Router::hand_over`): two buffers at most.
 const BATCH_CHANNEL_CAPACITY: usize = 1;
 
 /// Options of one run that are not configuration.

@@ -98,16 +98,28 @@ impl Router {
         drop(events);
         let reason = *outcome.as_ref().unwrap_or(&FlushReason::Shutdown);
         for batch in self.buffers.take_all(reason) {
-            if self.batches.send(batch).await.is_err() {
+            if self.hand_over(batch).await.is_err() {
                 break;
             }
         }
         outcome
     }
 
+    /// Gives a flushed buffer to the writer and waits until the writer has
+    /// taken it, so that at most two buffers are alive (one being encoded
+    /// or delivered, one filling): while the writer is busy a full buffer
+    /// waits in the channel and nothing more is read (issue #17).
+    async fn hand_over(&self, batch: Batch) -> Result<(), WriterGone> {
+        self.batches.send(batch).await.map_err(|_| WriterGone)?;
+        // The channel holds one batch: a slot is free again once the
+        // writer has received it. The permit is given back unused.
+        drop(self.batches.reserve().await.map_err(|_| WriterGone)?);
+        Ok(())
+    }
+
     async fn flush_all(&mut self, reason: FlushReason) -> Result<(), WriterGone> {
         for batch in self.buffers.take_all(reason) {
-            self.batches.send(batch).await.map_err(|_| WriterGone)?;
+            self.hand_over(batch).await?;
         }
         Ok(())
     }
@@ -125,7 +137,7 @@ impl Router {
 
     async fn flush_expired(&mut self) -> Result<(), WriterGone> {
         for batch in self.buffers.take_expired(Instant::now()) {
-            self.batches.send(batch).await.map_err(|_| WriterGone)?;
+            self.hand_over(batch).await?;
         }
         Ok(())
     }
@@ -185,7 +197,7 @@ impl Router {
             }
         };
         if let Some(batch) = self.buffers.push(key, Buffered { record, ticket }, now) {
-            self.batches.send(batch).await.map_err(|_| WriterGone)?;
+            self.hand_over(batch).await?;
         }
         Ok(())
     }

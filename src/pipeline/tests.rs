@@ -711,3 +711,62 @@ mod properties {
         }
     }
 }
+
+/// At most two buffers are alive: while the writer works on one, a second
+/// may fill; once it is full, the router hands it over and reads nothing
+/// more until the writer has taken it (issue #17: a third buffer filling
+/// behind a queued one held the whole input in memory at 64 MB).
+#[tokio::test]
+async fn the_router_fills_no_third_buffer_while_one_is_written_and_one_waits() {
+    use std::sync::atomic::Ordering::SeqCst;
+
+    use crate::buffer::BufferLimits;
+    use crate::source::SourceEvent;
+
+    let harness = Harness::json_lines("").await;
+    let text = "[source]\ntype = \"stdin\"\n[destination]\ntype = \"local\"\npath = \"archive\"\n";
+    let config = crate::config::parse(text, "test", &|_| None).unwrap();
+    // Two records fill a buffer.
+    let limits = BufferLimits {
+        max_bytes: 1024,
+        max_age: Duration::from_secs(3600),
+        max_records: 2,
+    };
+    let (batches_tx, mut batches) = mpsc::channel(super::BATCH_CHANNEL_CAPACITY);
+    let (events, events_rx) = mpsc::channel(4);
+    let router = super::router::Router::new(
+        &config,
+        limits,
+        harness.checkpoints.clone(),
+        harness.stats.clone(),
+        batches_tx,
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let routed = tokio::spawn(router.run(events_rx, stop));
+    let buffer = |n: u64| SourceEvent::Records(vec![record(2 * n + 1, "{\"a\":1}"), record(2 * n + 2, "{\"a\":2}")]);
+    let read = || harness.stats.records_read.load(SeqCst);
+    let settle = || tokio::time::sleep(Duration::from_millis(200));
+
+    // The first buffer is full and handed over; the writer takes it and
+    // keeps working on it.
+    events.send(buffer(0)).await.unwrap();
+    let first = batches.recv().await.unwrap();
+    assert_eq!(first.items.len(), 2);
+    // The second fills and waits for the writer; the third is not read.
+    events.send(buffer(1)).await.unwrap();
+    events.send(buffer(2)).await.unwrap();
+    settle().await;
+    assert_eq!(read(), 4, "a third buffer was filled while two were alive");
+    // The writer is done with the first and takes the second: the third
+    // fills, and waits in turn.
+    drop(first);
+    let second = batches.recv().await.unwrap();
+    settle().await;
+    assert_eq!(read(), 6);
+    drop(second);
+    let third = batches.recv().await.unwrap();
+    assert_eq!(third.items[0].record.position.offset, offset(5));
+    drop(events);
+    assert!(batches.recv().await.is_none());
+    assert!(matches!(routed.await.unwrap(), Ok(FlushReason::EndOfInput)));
+}
