@@ -4,21 +4,12 @@
 //! pipeline writes to the error output as a Firehose-style error record.
 
 use crate::error_record::ErrorOutputType;
+pub use crate::error_record::Rejection;
 use crate::record::Record;
 use crate::strict::{nests_deeper_than, too_deep, StrictAny, MAX_DEPTH};
 
 /// The largest record accepted: Kinesis' limit of 1,000 KiB.
 pub const MAX_RECORD_BYTES: usize = 1_000 * 1024;
-
-/// Why a record was refused, in the words of an error record.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Rejection {
-    pub output_type: ErrorOutputType,
-    /// A stable, machine-readable code such as `Record.MalformedJson`.
-    pub code: &'static str,
-    /// A human-readable reason.
-    pub message: String,
-}
 
 /// What the configured output format needs of each record.
 #[derive(Clone, Copy, Debug)]

@@ -11,8 +11,17 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::check::Rejection;
 use crate::record::Record;
+
+/// Why a record was refused, in the words of an error record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    pub output_type: ErrorOutputType,
+    /// A stable, machine-readable code such as `Record.MalformedJson`.
+    pub code: &'static str,
+    /// A human-readable reason.
+    pub message: String,
+}
 
 /// The kind of failure, the value of `!{firehose:error-output-type}` in the
 /// error prefix.

@@ -25,8 +25,7 @@ use std::fmt;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use crate::check::Rejection;
-use crate::error_record::ErrorOutputType;
+use crate::error_record::{ErrorOutputType, Rejection};
 
 /// The deepest nesting of arrays and objects a JSON record may have; the
 /// record itself counts one (`{"a":1}` is 1 deep, `{"a":[1]}` 2).
