@@ -204,11 +204,7 @@ mod tests {
                 partition_key: None,
                 arrival: chrono::Utc::now(),
             },
-            ticket: Ticket {
-                source: SourceId::new("s"),
-                ordinal: n,
-                offset,
-            },
+            ticket: Ticket { ordinal: n },
         }
     }
 

@@ -21,7 +21,7 @@ use spillway_transforms::record::Offset;
 use spillway_transforms::SourceId;
 
 pub use store::{CheckpointStore, LocalFileStore, StoreError};
-pub use tracker::{ObjectId, Ticket, Tracker};
+pub use tracker::{Claims, ObjectId, Ticket, Tracker};
 
 /// Failure to settle or save checkpoints.
 #[derive(Debug, thiserror::Error)]
@@ -125,8 +125,7 @@ impl Checkpointer {
     where
         I: IntoIterator<Item = (&'a SourceId, &'a Offset)>,
     {
-        let mut tracker = self.tracker();
-        records.into_iter().map(|(s, o)| tracker.admit(s, o)).collect()
+        self.tracker().admit_all(records)
     }
 
     pub fn end_of_input(&self, source: &SourceId) {
@@ -135,8 +134,8 @@ impl Checkpointer {
 
     /// Notes the intent to write `key` with these records; [`Self::save`]
     /// must follow before the object is written.
-    pub fn begin_object(&self, key: &ObjectKey, tickets: Vec<Ticket>) -> ObjectId {
-        self.tracker().begin_object(key.as_str(), tickets)
+    pub fn begin_object(&self, key: &ObjectKey, claims: Claims) -> ObjectId {
+        self.tracker().begin_object(key.as_str(), claims)
     }
 
     /// Points an intent at another key (its records go there instead);

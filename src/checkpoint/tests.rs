@@ -10,7 +10,7 @@ use spillway_destinations::memory::{Call, Failure, Operation};
 use spillway_destinations::{MemoryStore, ObjectKey, ObjectStore, PutOptions};
 use spillway_transforms::{Offset, SequenceNumber, SourceId};
 
-use super::{CheckpointError, Checkpointer, LocalFileStore};
+use super::{CheckpointError, Checkpointer, Claims, LocalFileStore};
 
 const STREAM: &str = "clicks";
 
@@ -31,10 +31,11 @@ async fn open(dir: &Path, destination: &MemoryStore) -> Result<Checkpointer, Che
 fn admitted(checkpoints: &Checkpointer, source: &SourceId) -> Vec<u64> {
     let offsets: Vec<Offset> = (1..=6).map(off).collect();
     let tickets = checkpoints.admit(offsets.iter().map(|o| (source, o)));
-    tickets
-        .into_iter()
-        .flatten()
-        .map(|t| t.offset.sequence_number.to_u64().unwrap())
+    offsets
+        .iter()
+        .zip(tickets)
+        .filter(|(_, ticket)| ticket.is_some())
+        .map(|(o, _)| o.sequence_number.to_u64().unwrap())
         .collect()
 }
 
@@ -49,8 +50,16 @@ async fn run_stopped_after_one_put(dir: &Path, destination: &MemoryStore, source
         .into_iter()
         .map(Option::unwrap)
         .collect();
-    checkpoints.begin_object(&key("events/written.jsonl"), tickets[2..4].to_vec());
-    checkpoints.begin_object(&key("events/lost.jsonl"), tickets[0..2].to_vec());
+    let claims = |range: std::ops::Range<usize>| {
+        Claims::of(
+            offsets[range.clone()]
+                .iter()
+                .zip(&tickets[range])
+                .map(|(o, t)| (source, o, *t)),
+        )
+    };
+    checkpoints.begin_object(&key("events/written.jsonl"), claims(2..4));
+    checkpoints.begin_object(&key("events/lost.jsonl"), claims(0..2));
     checkpoints.save().await.unwrap();
     destination
         .put(

@@ -17,12 +17,84 @@ use spillway_transforms::SourceId;
 
 use super::state::{CheckpointState, PendingObject, Run, SourceRun, SourceState, STATE_VERSION};
 
-/// A buffered record's claim on its source's checkpoint.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A buffered record's claim on its source's checkpoint: its ordinal among
+/// the records admitted from its source. The source and the offset are the
+/// record's own (its position), so a ticket is a number: nothing is cloned
+/// per record between the router, the buffer and the writer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ticket {
-    pub source: SourceId,
     pub ordinal: u64,
-    pub offset: Offset,
+}
+
+/// The records of one object, as runs of consecutive records of each
+/// source: what its intent names, and what its delivery marks delivered.
+/// Built once per object, not per record.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Claims {
+    runs: Vec<Claim>,
+}
+
+/// Records `first_ordinal ..` (`count` of them) of `source`, whose offsets
+/// are `run.first` to `run.last`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Claim {
+    source: SourceId,
+    first_ordinal: u64,
+    count: u64,
+    run: Run,
+}
+
+impl Claims {
+    /// The claims of records given as (source, offset, ticket), in source
+    /// order within each source (sources may interleave).
+    pub fn of<'a>(records: impl IntoIterator<Item = (&'a SourceId, &'a Offset, Ticket)>) -> Self {
+        let mut runs: Vec<Claim> = Vec::new();
+        let mut last_offsets: Vec<&'a Offset> = Vec::new();
+        // The run each source extends, and the run extended last (records
+        // of one source mostly come together).
+        let mut open: HashMap<&'a SourceId, usize> = HashMap::new();
+        let mut last: Option<usize> = None;
+        for (source, offset, ticket) in records {
+            let index = match last {
+                Some(i) if runs[i].source == *source => Some(i),
+                _ => open.get(source).copied(),
+            };
+            match index {
+                Some(i) if runs[i].first_ordinal + runs[i].count == ticket.ordinal => {
+                    runs[i].count += 1;
+                    last_offsets[i] = offset;
+                    last = Some(i);
+                }
+                _ => {
+                    runs.push(Claim {
+                        source: source.clone(),
+                        first_ordinal: ticket.ordinal,
+                        count: 1,
+                        run: Run {
+                            first: offset.clone(),
+                            last: offset.clone(),
+                        },
+                    });
+                    last_offsets.push(offset);
+                    open.insert(source, runs.len() - 1);
+                    last = Some(runs.len() - 1);
+                }
+            }
+        }
+        for (claim, last) in runs.iter_mut().zip(last_offsets) {
+            claim.run.last = last.clone();
+        }
+        Self { runs }
+    }
+
+    /// How many records are claimed.
+    pub fn len(&self) -> u64 {
+        self.runs.iter().map(|c| c.count).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.runs.is_empty()
+    }
 }
 
 /// Identifies an object between [`Tracker::begin_object`] and
@@ -43,6 +115,29 @@ struct Source {
 }
 
 impl Source {
+    /// Admits the next record of this source; see [`Tracker::admit`].
+    fn admit(&mut self, source: &SourceId, offset: &Offset) -> Option<Ticket> {
+        let state = self;
+        if state.checkpoint.as_ref().is_some_and(|c| offset <= c) {
+            return None;
+        }
+        if let Some((last, _)) = state.in_flight.back() {
+            debug_assert!(
+                last < offset,
+                "records of {source} admitted out of order: {offset:?} after {last:?}"
+            );
+        }
+        let already_delivered = state.delivered.iter().any(|run| run.contains(offset));
+        let ordinal = state.next_ordinal;
+        state.next_ordinal += 1;
+        state.in_flight.push_back((offset.clone(), already_delivered));
+        if already_delivered {
+            state.advance();
+            return None;
+        }
+        Some(Ticket { ordinal })
+    }
+
     fn advance(&mut self) {
         while let Some((_, true)) = self.in_flight.front() {
             let (offset, _) = self.in_flight.pop_front().expect("front exists");
@@ -63,7 +158,7 @@ impl Source {
 pub struct Tracker {
     stream: String,
     sources: BTreeMap<SourceId, Source>,
-    pending: BTreeMap<ObjectId, (PendingObject, Vec<Ticket>)>,
+    pending: BTreeMap<ObjectId, (PendingObject, Claims)>,
     next_object: u64,
     started_at: Option<DateTime<Utc>>,
 }
@@ -149,29 +244,28 @@ impl Tracker {
     /// when the record is already delivered (at or before the checkpoint, or
     /// in a delivered run): it must be skipped.
     pub fn admit(&mut self, source: &SourceId, offset: &Offset) -> Option<Ticket> {
-        let state = self.sources.entry(source.clone()).or_default();
-        if state.checkpoint.as_ref().is_some_and(|c| offset <= c) {
-            return None;
+        self.admit_all([(source, offset)]).pop().flatten()
+    }
+
+    /// Admits records in order, looking each source up once per run of
+    /// records from it.
+    pub fn admit_all<'a>(
+        &mut self,
+        records: impl IntoIterator<Item = (&'a SourceId, &'a Offset)>,
+    ) -> Vec<Option<Ticket>> {
+        let mut tickets = Vec::new();
+        let mut records = records.into_iter().peekable();
+        while let Some((source, offset)) = records.next() {
+            if !self.sources.contains_key(source) {
+                self.sources.insert(source.clone(), Source::default());
+            }
+            let state = self.sources.get_mut(source).expect("inserted");
+            tickets.push(state.admit(source, offset));
+            while let Some((_, offset)) = records.next_if(|(next, _)| *next == source) {
+                tickets.push(state.admit(source, offset));
+            }
         }
-        if let Some((last, _)) = state.in_flight.back() {
-            debug_assert!(
-                last < offset,
-                "records of {source} admitted out of order: {offset:?} after {last:?}"
-            );
-        }
-        let already_delivered = state.delivered.iter().any(|run| run.contains(offset));
-        let ordinal = state.next_ordinal;
-        state.next_ordinal += 1;
-        state.in_flight.push_back((offset.clone(), already_delivered));
-        if already_delivered {
-            state.advance();
-            return None;
-        }
-        Some(Ticket {
-            source: source.clone(),
-            ordinal,
-            offset: offset.clone(),
-        })
+        tickets
     }
 
     /// Notes that `source` has no more records; it becomes finished once
@@ -182,36 +276,24 @@ impl Tracker {
         state.advance();
     }
 
-    /// Records the intent to write object `key` holding the records of
-    /// `tickets` (in source order within each source).
-    pub fn begin_object(&mut self, key: &str, tickets: Vec<Ticket>) -> ObjectId {
-        let mut runs: Vec<SourceRun> = Vec::new();
-        let mut last_ordinal: HashMap<&SourceId, (usize, u64)> = HashMap::new();
-        for ticket in &tickets {
-            match last_ordinal.get_mut(&ticket.source) {
-                Some((index, ordinal)) if *ordinal + 1 == ticket.ordinal => {
-                    runs[*index].run.last = ticket.offset.clone();
-                    *ordinal = ticket.ordinal;
-                }
-                _ => {
-                    runs.push(SourceRun {
-                        source: ticket.source.clone(),
-                        run: Run {
-                            first: ticket.offset.clone(),
-                            last: ticket.offset.clone(),
-                        },
-                    });
-                    last_ordinal.insert(&ticket.source, (runs.len() - 1, ticket.ordinal));
-                }
-            }
-        }
+    /// Records the intent to write object `key` holding the records
+    /// `claims` names.
+    pub fn begin_object(&mut self, key: &str, claims: Claims) -> ObjectId {
+        let runs = claims
+            .runs
+            .iter()
+            .map(|claim| SourceRun {
+                source: claim.source.clone(),
+                run: claim.run.clone(),
+            })
+            .collect();
         let id = ObjectId(self.next_object);
         self.next_object += 1;
         let pending = PendingObject {
             key: key.to_owned(),
             runs,
         };
-        self.pending.insert(id, (pending, tickets));
+        self.pending.insert(id, (pending, claims));
         id
     }
 
@@ -224,14 +306,16 @@ impl Tracker {
 
     /// Records that object `id` is written: its records are delivered.
     pub fn complete_object(&mut self, id: ObjectId) {
-        let (pending, tickets) = self.pending.remove(&id).expect("completing an object that was begun");
-        for ticket in tickets {
-            let state = self.sources.get_mut(&ticket.source).expect("admitted source");
-            let index = ticket
-                .ordinal
+        let (pending, claims) = self.pending.remove(&id).expect("completing an object that was begun");
+        for claim in claims.runs {
+            let state = self.sources.get_mut(&claim.source).expect("admitted source");
+            let start = claim
+                .first_ordinal
                 .checked_sub(state.front_ordinal)
                 .expect("a delivered record is not behind the checkpoint") as usize;
-            state.in_flight[index].1 = true;
+            for entry in state.in_flight.range_mut(start..start + claim.count as usize) {
+                entry.1 = true;
+            }
         }
         for SourceRun { source, run } in pending.runs {
             let state = self.sources.get_mut(&source).expect("admitted source");
@@ -277,11 +361,19 @@ mod tests {
         Offset::new(SequenceNumber::from_u64(n), 0)
     }
 
-    fn admit_all(tracker: &mut Tracker, source: &SourceId, offsets: &[u64]) -> Vec<Ticket> {
+    /// A record admitted: its source, its offset and its ticket.
+    type Admitted = (SourceId, Offset, Ticket);
+
+    fn admit_all(tracker: &mut Tracker, source: &SourceId, offsets: &[u64]) -> Vec<Admitted> {
         offsets
             .iter()
-            .map(|&n| tracker.admit(source, &off(n)).unwrap())
+            .map(|&n| (source.clone(), off(n), tracker.admit(source, &off(n)).unwrap()))
             .collect()
+    }
+
+    /// The claims of these admitted records, in this order.
+    fn claims(records: &[Admitted]) -> Claims {
+        Claims::of(records.iter().map(|(s, o, t)| (s, o, *t)))
     }
 
     #[test]
@@ -305,8 +397,8 @@ mod tests {
         let mut tracker = Tracker::new("s", None);
         let tickets = admit_all(&mut tracker, &a, &[10, 20, 30, 40]);
         // Records 10 and 30 went to one buffer, 20 and 40 to another.
-        let odd = tracker.begin_object("k1", vec![tickets[0].clone(), tickets[2].clone()]);
-        let even = tracker.begin_object("k2", vec![tickets[1].clone(), tickets[3].clone()]);
+        let odd = tracker.begin_object("k1", claims(&[tickets[0].clone(), tickets[2].clone()]));
+        let even = tracker.begin_object("k2", claims(&[tickets[1].clone(), tickets[3].clone()]));
         assert_eq!(tracker.snapshot().pending.len(), 2);
         tracker.complete_object(even);
         assert_eq!(tracker.checkpoint(&a), None, "record 10 is not delivered yet");
@@ -333,7 +425,7 @@ mod tests {
             tb[1].clone(),
             ta[3].clone(),
         ];
-        tracker.begin_object("k", tickets);
+        tracker.begin_object("k", claims(&tickets));
         let runs = &tracker.snapshot().pending[0].runs;
         let described: Vec<(String, String, String)> = runs
             .iter()
@@ -357,8 +449,8 @@ mod tests {
         let a = SourceId::new("a");
         let mut first_run = Tracker::new("s", None);
         let tickets = admit_all(&mut first_run, &a, &[1, 2, 3, 4, 5, 6]);
-        let written = first_run.begin_object("written", tickets[2..4].to_vec());
-        let _lost = first_run.begin_object("never-written", tickets[0..2].to_vec());
+        let written = first_run.begin_object("written", claims(&tickets[2..4]));
+        let _lost = first_run.begin_object("never-written", claims(&tickets[0..2]));
         let _ = written;
         // Crash: both intents are saved, one object exists.
         let saved = first_run.snapshot();
@@ -368,10 +460,7 @@ mod tests {
         let mut second_run = Tracker::new("s", Some(settled));
         assert_eq!(second_run.checkpoint(&a), None);
         // Everything is read again; 3 and 4 are skipped.
-        let admitted: Vec<u64> = (1..=6)
-            .filter_map(|n| second_run.admit(&a, &off(n)))
-            .map(|t| t.offset.sequence_number.to_u64().unwrap())
-            .collect();
+        let admitted: Vec<u64> = (1..=6).filter(|&n| second_run.admit(&a, &off(n)).is_some()).collect();
         assert_eq!(admitted, [1, 2, 5, 6]);
     }
 
@@ -400,14 +489,69 @@ mod tests {
         assert!(tracker.admit(&a, &off(3)).is_none());
         assert!(tracker.admit(&a, &off(4)).is_none());
         let five = tracker.admit(&a, &off(5)).unwrap();
-        let id = tracker.begin_object("k", vec![two]);
+        let id = tracker.begin_object("k", claims(&[(a.clone(), off(2), two)]));
         tracker.complete_object(id);
         assert_eq!(tracker.checkpoint(&a), Some(&off(4)));
         tracker.end_of_input(&a);
         assert!(!tracker.is_finished(&a));
-        let id = tracker.begin_object("k2", vec![five]);
+        let id = tracker.begin_object("k2", claims(&[(a.clone(), off(5), five)]));
         tracker.complete_object(id);
         assert!(tracker.is_finished(&a));
         assert!(tracker.snapshot().sources[&a].delivered.is_empty());
+    }
+
+    proptest::proptest! {
+        /// Records of up to three interleaved sources, dealt into objects
+        /// (each object's records in source order), objects completed in
+        /// any order: an intent's runs hold exactly its records of each
+        /// source, and once every object is complete each source's
+        /// checkpoint is its last record, with nothing pending.
+        #[test]
+        fn claims_name_exactly_their_records_and_completion_in_any_order_checkpoints_all(
+            sources in proptest::collection::vec(0usize..3, 1..60),
+            objects in proptest::collection::vec(0usize..4, 60),
+            order in proptest::collection::vec(0usize..4, 4),
+        ) {
+            let ids = [SourceId::new("a"), SourceId::new("b"), SourceId::new("c")];
+            let mut tracker = Tracker::new("s", None);
+            let mut next = [1u64; 3];
+            let mut dealt: Vec<Vec<Admitted>> = vec![Vec::new(); 4];
+            for (i, &source) in sources.iter().enumerate() {
+                let offset = off(next[source]);
+                next[source] += 1;
+                let ticket = tracker.admit(&ids[source], &offset).unwrap();
+                dealt[objects[i]].push((ids[source].clone(), offset, ticket));
+            }
+            let mut begun = Vec::new();
+            for (n, records) in dealt.iter().enumerate().filter(|(_, r)| !r.is_empty()) {
+                let id = tracker.begin_object(&format!("k{n}"), claims(records));
+                let pending = tracker.snapshot().pending.into_iter().find(|p| p.key == format!("k{n}")).unwrap();
+                for (source, offset, _) in records {
+                    let holding = pending.runs.iter().filter(|r| &r.source == source && r.run.contains(offset)).count();
+                    proptest::prop_assert_eq!(holding, 1);
+                }
+                let named: u64 = pending.runs.iter().map(|r| {
+                    records.iter().filter(|(s, o, _)| s == &r.source && r.run.contains(o)).count() as u64
+                }).sum();
+                proptest::prop_assert_eq!(named, records.len() as u64);
+                begun.push(id);
+            }
+            let mut rest = begun;
+            for pick in order {
+                if !rest.is_empty() {
+                    let id = rest.remove(pick % rest.len());
+                    tracker.complete_object(id);
+                }
+            }
+            for id in rest {
+                tracker.complete_object(id);
+            }
+            for (source, next) in ids.iter().zip(next) {
+                if next > 1 {
+                    proptest::prop_assert_eq!(tracker.checkpoint(source), Some(&off(next - 1)));
+                }
+            }
+            proptest::prop_assert!(tracker.snapshot().pending.is_empty());
+        }
     }
 }

@@ -20,7 +20,7 @@ use super::object::{Body, ObjectPlanner, PlannedObject};
 use super::stats::Stats;
 use super::RunError;
 use crate::buffer::FlushReason;
-use crate::checkpoint::{Checkpointer, ObjectId, StoreError, Ticket};
+use crate::checkpoint::{Checkpointer, Claims, ObjectId, StoreError};
 
 /// What one batch is, for the "flushed" log line.
 #[derive(Clone, Copy, Debug)]
@@ -53,16 +53,16 @@ pub(super) async fn blocking<T: Send + 'static>(
 impl Delivery {
     /// Saves the intent, puts the object, and checkpoints its records.
     pub async fn deliver(&self, mut object: PlannedObject, info: FlushInfo) -> Result<(), RunError> {
-        let id = self.begin(&object.key, std::mem::take(&mut object.tickets)).await?;
+        let id = self.begin(&object.key, std::mem::take(&mut object.claims)).await?;
         self.put_and_fall_back(id, object, info).await?;
         self.complete(id).await
     }
 
-    /// Notes and saves the intent to deliver the records of `tickets` under
+    /// Notes and saves the intent to deliver the records of `claims` under
     /// `key` (an object's, or a request's): at the next start, the intent
     /// is settled by asking the destination whether `key` exists.
-    pub async fn begin(&self, key: &ObjectKey, tickets: Vec<Ticket>) -> Result<ObjectId, RunError> {
-        let id = self.checkpoints.begin_object(key, tickets);
+    pub async fn begin(&self, key: &ObjectKey, claims: Claims) -> Result<ObjectId, RunError> {
+        let id = self.checkpoints.begin_object(key, claims);
         self.save().await?;
         Ok(id)
     }
@@ -114,7 +114,7 @@ impl Delivery {
         };
         let planner = self.planner.clone();
         let PlannedObject { records, .. } = object;
-        let fallback = blocking(move || planner.all_failed(records, &rejection, attempts)).await?;
+        let fallback = blocking(move || planner.all_failed(&records, &rejection, attempts)).await?;
         self.checkpoints.retarget_object(id, &fallback.key);
         self.save().await?;
         let outcome = self.put_error_object(&fallback).await?;

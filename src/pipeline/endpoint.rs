@@ -29,7 +29,7 @@ use spillway_transforms::{ErrorOutputType, Record, Rejection};
 use super::delivery::{blocking, Delivery, FlushInfo};
 use super::stats::Stats;
 use super::RunError;
-use crate::checkpoint::Ticket;
+use crate::checkpoint::{Claims, Ticket};
 use crate::config::{BackupMode, HttpDestination};
 
 pub(super) struct EndpointDelivery {
@@ -110,7 +110,13 @@ impl EndpointDelivery {
             Some(object) => object.key.clone(),
             None => ObjectKey::new(format!("http-endpoint/{id}")).expect("a request id makes a valid key"),
         };
-        let intent = backup.begin(&intent_key, tickets).await?;
+        let claims = Claims::of(
+            records
+                .iter()
+                .zip(tickets)
+                .map(|(r, t)| (&r.position.source, &r.position.offset, t)),
+        );
+        let intent = backup.begin(&intent_key, claims).await?;
 
         let encoding = self.endpoint.options().content_encoding;
         let (request, records) = {
@@ -179,7 +185,7 @@ impl EndpointDelivery {
                     message: err.to_string(),
                 };
                 let planner = backup.planner.clone();
-                let failed = blocking(move || planner.all_failed(records, &rejection, attempts)).await?;
+                let failed = blocking(move || planner.all_failed(&records, &rejection, attempts)).await?;
                 let outcome = backup.put_error_object(&failed).await?;
                 backup.log_flushed(&failed, outcome, info);
             }

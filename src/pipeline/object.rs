@@ -15,7 +15,7 @@ use spillway_destinations::{Compression, KeyContext, KeyTemplate, ObjectKey, Put
 use spillway_transforms::{error_record, ErrorOutputType, Format, Record, Rejection};
 
 use super::payload::RecordsPayload;
-use crate::checkpoint::Ticket;
+use crate::checkpoint::{Claims, Ticket};
 use crate::config::ObjectDestination;
 
 /// How objects are named and encoded.
@@ -52,10 +52,13 @@ pub(super) struct PlannedObject {
     pub key: ObjectKey,
     pub body: Body,
     pub options: PutOptions,
-    pub tickets: Vec<Ticket>,
+    /// The records' claims on their sources' checkpoints (empty: written
+    /// under an intent that has them already).
+    pub claims: Claims,
     /// `data`, or the error output type.
     pub output: &'static str,
-    pub records: Vec<Record>,
+    /// Shared with a streamed payload: records are not copied to be kept.
+    pub records: Arc<[Record]>,
     /// Whether its records became error records here (refused by the
     /// format, or their delivery failed), so that they count in the run's
     /// error records once written. Those of an error batch were counted
@@ -129,11 +132,14 @@ impl ObjectPlanner {
     /// of the delivery that failed (it holds their tickets).
     pub fn all_failed(
         &self,
-        records: Vec<Record>,
+        records: &[Record],
         rejection: &Rejection,
         attempts: u32,
     ) -> std::io::Result<PlannedObject> {
-        let failed = records.into_iter().map(|record| (record, rejection.clone())).collect();
+        let failed = records
+            .iter()
+            .map(|record| (record.clone(), rejection.clone()))
+            .collect();
         self.failed(rejection.output_type, failed, Vec::new(), attempts)
     }
 
@@ -167,8 +173,10 @@ impl ObjectPlanner {
     /// A data object encoded while it is sent.
     fn streamed(&self, records: Vec<Record>, tickets: Vec<Ticket>) -> std::io::Result<PlannedObject> {
         let (key, name) = self.key(&self.format, None, &records)?;
+        let claims = claims_of(&records, tickets);
+        let records: Arc<[Record]> = records.into();
         let payload = RecordsPayload {
-            records: records.clone().into(),
+            records: records.clone(),
             format: self.format.clone(),
             compression: self.compression,
             entry_name: name,
@@ -178,7 +186,7 @@ impl ObjectPlanner {
             key,
             body: Body::Streamed(Arc::new(payload)),
             options: self.options(&self.format),
-            tickets,
+            claims,
             output: "data",
             records,
             new_errors: false,
@@ -238,9 +246,24 @@ impl ObjectPlanner {
             body: Body::Whole(Bytes::from(body)),
             options: self.options(format),
             output: error_type.map_or("data", ErrorOutputType::as_str),
-            tickets,
-            records,
+            claims: claims_of(&records, tickets),
+            records: records.into(),
             new_errors: false,
         })
     }
+}
+
+/// The claims of `records`, whose tickets are `tickets` (none: the records
+/// are under an intent already).
+fn claims_of(records: &[Record], tickets: Vec<Ticket>) -> Claims {
+    if tickets.is_empty() {
+        return Claims::default();
+    }
+    debug_assert_eq!(records.len(), tickets.len());
+    Claims::of(
+        records
+            .iter()
+            .zip(tickets)
+            .map(|(r, t)| (&r.position.source, &r.position.offset, t)),
+    )
 }
