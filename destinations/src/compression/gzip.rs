@@ -141,6 +141,8 @@ struct Job {
 /// through one channel per job, kept in input order.
 struct Pool {
     jobs: Option<SyncSender<Job>>,
+    /// The workers' end of `jobs`, kept to drop queued jobs on drop.
+    queue: Arc<Mutex<Receiver<Job>>>,
     in_flight: VecDeque<Receiver<io::Result<Vec<u8>>>>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -169,6 +171,7 @@ impl Pool {
             .collect();
         Self {
             jobs: Some(jobs),
+            queue,
             in_flight: VecDeque::new(),
             threads,
         }
@@ -193,12 +196,15 @@ impl Pool {
 }
 
 impl Drop for Pool {
-    /// Closes the queue and waits for the workers: each ends after the
-    /// block it is compressing, so no thread outlives its encoder by more
-    /// than one block.
+    /// Closes the queue, drops the blocks still queued and waits for the
+    /// workers: each ends after the block it is compressing, so no thread
+    /// outlives its encoder by more than one block.
     fn drop(&mut self) {
         self.jobs = None;
         self.in_flight.clear();
+        if let Ok(queue) = self.queue.lock() {
+            while queue.try_recv().is_ok() {}
+        }
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
