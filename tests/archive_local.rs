@@ -393,6 +393,58 @@ fn every_compression_writes_its_extension_and_round_trips() {
     }
 }
 
+/// An object of several MiB: gzip writes it as several members compressed
+/// in parallel, zstd in its multithreaded mode; `gzip -d` and `zstd -d`
+/// (where installed) read each file back to exactly the input.
+#[test]
+fn large_gzip_and_zstd_objects_read_back_whole_with_the_command_line_tools() {
+    let lines: Vec<u8> = (0..20_000)
+        .flat_map(|id| [line(id, Kind::Valid), b"\n".to_vec()].concat())
+        .collect();
+    assert!(lines.len() > 5 * 1024 * 1024);
+    for (codec, tool) in [("gzip", "gzip"), ("zstd", "zstd")] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("in.ndjson"), &lines).unwrap();
+        let output = run(dir.path(), &write_config(dir.path(), &config("in.ndjson", 16, codec)));
+        assert!(
+            output.status.success(),
+            "{codec}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let objects = objects(&dir.path().join("archive"));
+        assert_eq!(objects.len(), 1, "{codec}: {:?}", objects.keys());
+        let (key, body) = objects.into_iter().next().unwrap();
+        assert!(body == lines, "{codec}: the object is not the input");
+        let file = std::fs::read(dir.path().join("archive").join(&key)).unwrap();
+        if codec == "gzip" {
+            // One member per MiB of input, each a complete gzip stream.
+            let (mut rest, mut members) = (&file[..], 0);
+            while !rest.is_empty() {
+                let mut member = flate2::bufread::GzDecoder::new(rest);
+                std::io::copy(&mut member, &mut std::io::sink()).unwrap();
+                rest = member.into_inner();
+                members += 1;
+            }
+            assert_eq!(members, lines.len().div_ceil(1024 * 1024), "{key}");
+        }
+        match std::process::Command::new(tool)
+            .arg("-dc")
+            .arg(dir.path().join("archive").join(&key))
+            .output()
+        {
+            Ok(decoded) => {
+                assert!(
+                    decoded.status.success(),
+                    "{tool}: {}",
+                    String::from_utf8_lossy(&decoded.stderr)
+                );
+                assert!(decoded.stdout == lines, "{tool} -dc read other bytes from {key}");
+            }
+            Err(err) => eprintln!("{tool} is not installed ({err}): {key} was not read with it"),
+        }
+    }
+}
+
 #[test]
 fn raw_format_keeps_bytes_and_adds_the_delimiter() {
     let dir = tempfile::tempdir().unwrap();

@@ -3,7 +3,9 @@
 //! A put writes a temporary file, fsyncs it, links it into place (a hard
 //! link fails if the target exists, which makes the write create-only and
 //! atomic), removes the temporary name and fsyncs the directory. Blocking
-//! file I/O runs on tokio's blocking pool.
+//! file I/O runs on tokio's blocking pool. A streamed put writes each chunk
+//! to its temporary file as it comes, so an object is never whole in
+//! memory, whatever its size.
 //!
 //! Temporary files live in [`STAGING_DIR`] at the root, never beside the
 //! objects: a run killed mid-put must not leave a partial file where a
@@ -28,7 +30,7 @@ use rand::distr::{Alphanumeric, SampleString};
 
 use crate::error::Error;
 use crate::key::ObjectKey;
-use crate::store::{ObjectStore, PutOptions, PutOutcome};
+use crate::store::{encoding_failed, Chunks, ObjectStore, Payload, PutOptions, PutOutcome};
 
 pub use crate::key::STAGING_DIR;
 
@@ -145,9 +147,41 @@ impl ObjectStore for LocalStore {
         let path = self.path_of(key);
         let store = self.clone();
         let key = key.clone();
-        run_blocking(move || put_file(&store.staging_dir()?, &path, &payload))
+        run_blocking(move || put_file(&store.staging_dir()?, &path, |file| file.write_all(&payload)))
             .await
             .map_err(|err| io_error(err, key.as_str()))
+    }
+
+    /// Writes the chunks to the temporary file as they are produced. An
+    /// object that exists already is not produced at all.
+    async fn put_stream(
+        &self,
+        key: &ObjectKey,
+        payload: &dyn Payload,
+        _options: &PutOptions,
+    ) -> Result<PutOutcome, Error> {
+        let path = self.path_of(key);
+        let checked = path.clone();
+        if let Some(outcome) = run_blocking(move || already_there(&checked))
+            .await
+            .map_err(|err| io_error(err, key.as_str()))?
+        {
+            return Ok(outcome);
+        }
+        let chunks = payload.open();
+        let store = self.clone();
+        let stored = run_blocking(move || {
+            let mut chunks = chunks;
+            put_file(&store.staging_dir()?, &path, |file| write_chunks(&mut chunks, file))
+        })
+        .await;
+        match stored {
+            Ok(outcome) => Ok(outcome),
+            Err(err) => Err(match PayloadFailed::take(err) {
+                Ok(PayloadFailed(err)) => encoding_failed(key, err),
+                Err(err) => io_error(err, key.as_str()),
+            }),
+        }
     }
 
     async fn exists(&self, key: &ObjectKey) -> Result<bool, Error> {
@@ -198,7 +232,9 @@ impl ObjectStore for LocalStore {
     }
 }
 
-fn put_file(staging: &Path, path: &Path, payload: &[u8]) -> io::Result<PutOutcome> {
+/// Makes the directory of `path`; if an object is there already, what it
+/// is (see [`existing`]).
+fn already_there(path: &Path) -> io::Result<Option<PutOutcome>> {
     let dir = path.parent().expect("an object path has a parent");
     fs::create_dir_all(dir).map_err(|err| match err.kind() {
         // A file stands where the key needs a directory: the key continues
@@ -210,13 +246,23 @@ fn put_file(staging: &Path, path: &Path, payload: &[u8]) -> io::Result<PutOutcom
         _ => err,
     })?;
     if fs::symlink_metadata(path).is_ok() {
-        return existing(path);
+        return existing(path).map(Some);
     }
+    Ok(None)
+}
+
+/// Creates the object at `path` from what `fill` writes into a temporary
+/// file in `staging`: fsynced, then linked into place.
+fn put_file(staging: &Path, path: &Path, fill: impl FnOnce(&mut File) -> io::Result<()>) -> io::Result<PutOutcome> {
+    if let Some(outcome) = already_there(path)? {
+        return Ok(outcome);
+    }
+    let dir = path.parent().expect("an object path has a parent");
     // No object's extension: a glob for objects never matches it.
     let temp = staging.join(format!("put-{}", Alphanumeric.sample_string(&mut rand::rng(), 12)));
     let written = (|| {
         let mut file = File::create_new(&temp)?;
-        file.write_all(payload)?;
+        fill(&mut file)?;
         file.sync_all()
     })();
     if let Err(err) = written {
@@ -232,6 +278,33 @@ fn put_file(staging: &Path, path: &Path, payload: &[u8]) -> io::Result<PutOutcom
     };
     File::open(dir)?.sync_all()?;
     Ok(outcome)
+}
+
+/// Writes a payload's chunks into `file` as they come (waiting for each on
+/// this blocking thread). A chunk the payload failed to produce comes back
+/// as a [`PayloadFailed`] error, told apart from the file's own errors.
+fn write_chunks(chunks: &mut Chunks, file: &mut File) -> io::Result<()> {
+    while let Some(chunk) = chunks.blocking_recv() {
+        let chunk = chunk.map_err(|err| io::Error::new(err.kind(), PayloadFailed(err)))?;
+        file.write_all(&chunk)?;
+    }
+    Ok(())
+}
+
+/// The payload could not be produced: the encoder's error, not the file's.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct PayloadFailed(io::Error);
+
+impl PayloadFailed {
+    /// The payload's own error, if `err` is one; else `err`.
+    fn take(err: io::Error) -> Result<Self, io::Error> {
+        if !err.get_ref().is_some_and(|inner| inner.is::<Self>()) {
+            return Err(err);
+        }
+        let inner = err.into_inner().expect("checked above");
+        Ok(*inner.downcast::<Self>().expect("checked above"))
+    }
 }
 
 /// What is already at an object's path: an object written earlier, or a
@@ -349,6 +422,88 @@ mod tests {
             .collect();
         assert_eq!(staged.len(), 1);
         assert_eq!(fs::read_dir(&staged[0]).unwrap().count(), 0);
+    }
+
+    /// A payload the test produces by hand, chunk by chunk; it can be
+    /// opened once.
+    #[derive(Debug)]
+    struct ByHand(Mutex<Option<Chunks>>);
+
+    impl Payload for ByHand {
+        fn open(&self) -> Chunks {
+            self.0.lock().unwrap().take().expect("the payload is opened once")
+        }
+    }
+
+    /// Bytes in this store's staging directory.
+    fn staged_bytes(store: &LocalStore) -> u64 {
+        fs::read_dir(store.staging_dir().unwrap())
+            .unwrap()
+            .filter_map(|entry| entry.ok()?.metadata().ok())
+            .map(|metadata| metadata.len())
+            .sum()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_streamed_put_writes_chunks_to_its_staged_file_as_they_come() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path().join("archive"));
+        store.check().await.unwrap();
+        let k = key("events/large.jsonl.gz");
+        let chunk = Bytes::from(vec![b'x'; 1024 * 1024]);
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let put = {
+            let (store, k) = (store.clone(), k.clone());
+            tokio::spawn(async move {
+                let payload = ByHand(Mutex::new(Some(rx)));
+                store.put_stream(&k, &payload, &PutOptions::default()).await
+            })
+        };
+        for _ in 0..2 {
+            tx.send(Ok(chunk.clone())).await.unwrap();
+        }
+        // The payload is not finished, yet its first chunk is on disk.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while staged_bytes(&store) < chunk.len() as u64 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nothing was written while the payload was produced: the object is collected first"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(!store.exists(&k).await.unwrap(), "a partial object is visible");
+        tx.send(Ok(chunk.clone())).await.unwrap();
+        drop(tx);
+        assert_eq!(put.await.unwrap().unwrap(), PutOutcome::Created);
+        let file = fs::read(dir.path().join("archive").join(k.as_str())).unwrap();
+        assert!(file.len() == 3 * chunk.len() && file.iter().all(|b| *b == b'x'));
+        assert_eq!(staged_bytes(&store), 0);
+
+        // Onto an existing object, the payload is not even produced.
+        let untouched = ByHand(Mutex::new(None));
+        let again = store.put_stream(&k, &untouched, &PutOptions::default()).await;
+        assert_eq!(again.unwrap(), PutOutcome::AlreadyExisted);
+    }
+
+    #[tokio::test]
+    async fn a_streamed_payload_that_fails_is_a_retryable_error_naming_its_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path().join("archive"));
+        let k = key("events/failed.jsonl");
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        tx.send(Ok(Bytes::from_static(b"half"))).await.unwrap();
+        tx.send(Err(io::Error::other("the encoder ran out of memory")))
+            .await
+            .unwrap();
+        let err = store
+            .put_stream(&k, &ByHand(Mutex::new(Some(rx))), &PutOptions::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Transient { .. }), "{err:?}");
+        let source = std::error::Error::source(&err).map(ToString::to_string);
+        assert_eq!(source.as_deref(), Some("the encoder ran out of memory"));
+        assert!(!store.exists(&k).await.unwrap());
+        assert_eq!(staged_bytes(&store), 0);
     }
 
     #[tokio::test]
