@@ -5,7 +5,8 @@
 //! → [`buffer`] (size and age limits) → the writer (format, compression,
 //! object key, create-only put) → [`checkpoint`] (advanced only after
 //! delivery). [`config`] turns a TOML file into the typed configuration all
-//! of this runs on; [`telemetry`] sets up logging. [`originals`] reads an
+//! of this runs on; [`telemetry`] logs, counts and serves metrics and
+//! health. [`originals`] reads an
 //! archived Parquet file back into its records.
 
 pub mod buffer;

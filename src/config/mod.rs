@@ -24,6 +24,7 @@ use spillway_transforms::Format;
 pub use crate::buffer::BufferLimits;
 pub use crate::source::kinesis::config::{KinesisConfig, StartPosition};
 pub use crate::source::SourceConfig;
+pub use crate::telemetry::config::TelemetryConfig;
 pub use spillway_destinations::http::BackupMode;
 pub use spillway_settings::ConfigProblem;
 pub use validate::validate;
@@ -38,6 +39,7 @@ pub struct Config {
     pub format: Format,
     pub destination: DestinationConfig,
     pub checkpoint: CheckpointConfig,
+    pub telemetry: TelemetryConfig,
 }
 
 /// Where delivered records go.

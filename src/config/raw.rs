@@ -10,6 +10,7 @@ use serde::Deserialize;
 use spillway_settings::Table;
 
 use super::env::expand_tree;
+use crate::telemetry::config::TelemetrySettings;
 use spillway_settings::ConfigProblem;
 
 /// The whole file.
@@ -35,6 +36,10 @@ pub struct RawConfig {
     /// Where progress is kept.
     #[serde(default)]
     pub checkpoint: RawCheckpoint,
+    /// Metrics and health over HTTP (`crate::telemetry::config`); none
+    /// without the table.
+    #[serde(default)]
+    pub telemetry: Option<TelemetrySettings>,
 }
 
 fn default_name() -> String {

@@ -45,8 +45,11 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigProblem>> {
         &mut problems,
     );
     let checkpoint = check_checkpoint(raw.checkpoint.path, &mut problems);
-    match (source, buffer, format, destination, checkpoint) {
-        (Some(source), Some(buffer), Some(format), Some(destination), Some(checkpoint)) if problems.is_empty() => {
+    let telemetry = raw.telemetry.unwrap_or_default().check("telemetry", &mut problems);
+    match (source, buffer, format, destination, checkpoint, telemetry) {
+        (Some(source), Some(buffer), Some(format), Some(destination), Some(checkpoint), Some(telemetry))
+            if problems.is_empty() =>
+        {
             Ok(Config {
                 name: raw.name,
                 source,
@@ -54,6 +57,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigProblem>> {
                 format,
                 destination,
                 checkpoint,
+                telemetry,
             })
         }
         _ => Err(problems.into_vec()),

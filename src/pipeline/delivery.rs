@@ -17,10 +17,11 @@ use spillway_destinations::{ObjectKey, ObjectStore, PutOutcome};
 use spillway_transforms::{ErrorOutputType, Rejection};
 
 use super::object::{Body, ObjectPlanner, PlannedObject};
-use super::stats::Stats;
 use super::RunError;
 use crate::buffer::FlushReason;
 use crate::checkpoint::{Checkpointer, Claims, ObjectId, StoreError};
+use crate::telemetry::events::{CheckpointSaveRetrying, ObjectDelivered, PutGaveUp, PutRetrying};
+use crate::telemetry::Telemetry;
 
 /// What one batch is, for the "flushed" log line.
 #[derive(Clone, Copy, Debug)]
@@ -35,7 +36,9 @@ pub(super) struct Delivery {
     pub planner: Arc<ObjectPlanner>,
     pub store: Arc<dyn ObjectStore>,
     pub checkpoints: Arc<Checkpointer>,
-    pub stats: Arc<Stats>,
+    pub telemetry: Telemetry,
+    /// The store's type, as metrics label it: `local` or `s3`.
+    pub destination: &'static str,
     /// For data objects: gives up after the configured retry duration.
     pub retry: RetryPolicy,
 }
@@ -80,16 +83,25 @@ impl Delivery {
         let is_data = object.output == "data";
         let policy = if is_data { self.retry.clone() } else { self.forever() };
         let attempts = AtomicU32::new(1);
+        let operation = self.telemetry.operation();
         let outcome = policy
             .run(
                 || self.put_once(&object),
                 |err| err.is_retryable(),
                 |err, attempt, delay| {
                     attempts.store(attempt + 1, Ordering::Relaxed);
-                    tracing::warn!(key = %object.key, attempt, retry_in = ?delay, error = %err, "put failed; retrying")
+                    self.telemetry.emit(PutRetrying {
+                        operation: &operation,
+                        destination: self.destination,
+                        key: &object.key,
+                        attempt,
+                        delay,
+                        error: err,
+                    });
                 },
             )
             .await;
+        drop(operation);
         let err = match outcome {
             Ok(outcome) => {
                 self.log_flushed(&object, outcome, info);
@@ -100,13 +112,13 @@ impl Delivery {
             Err(err) => err,
         };
         let attempts = attempts.load(Ordering::Relaxed);
-        tracing::error!(
-            key = %object.key,
-            records = object.records.len(),
+        self.telemetry.emit(PutGaveUp {
+            destination: self.destination,
+            key: &object.key,
+            records: object.records.len(),
             attempts,
-            error = %err,
-            "put failed past the retry duration; writing its records as error output"
-        );
+            error: &err,
+        });
         let rejection = Rejection {
             output_type: ErrorOutputType::DeliveryFailed,
             code: delivery_error_code(&err),
@@ -134,12 +146,20 @@ impl Delivery {
 
     /// Puts an error object, retrying until it is written.
     pub async fn put_error_object(&self, object: &PlannedObject) -> Result<PutOutcome, RunError> {
+        let operation = self.telemetry.operation();
         self.forever()
             .run(
                 || self.put_once(object),
                 |err| err.is_retryable(),
                 |err, attempt, delay| {
-                    tracing::warn!(key = %object.key, attempt, retry_in = ?delay, error = %err, "put failed; retrying")
+                    self.telemetry.emit(PutRetrying {
+                        operation: &operation,
+                        destination: self.destination,
+                        key: &object.key,
+                        attempt,
+                        delay,
+                        error: err,
+                    })
                 },
             )
             .await
@@ -158,24 +178,17 @@ impl Delivery {
     }
 
     pub fn log_flushed(&self, object: &PlannedObject, outcome: PutOutcome, info: FlushInfo) {
-        if object.output == "data" {
-            Stats::add(&self.stats.records_delivered, object.records.len() as u64);
-        }
-        if object.new_errors {
-            Stats::add(&self.stats.error_records, object.records.len() as u64);
-        }
-        Stats::add(&self.stats.objects_written, 1);
-        tracing::info!(
-            reason = %info.reason,
-            output = object.output,
-            key = %object.key,
-            records = object.records.len(),
-            buffer_bytes = info.buffer_bytes,
-            object_bytes = object.body.len(),
-            already_existed = outcome == PutOutcome::AlreadyExisted,
-            error_records_total = Stats::get(&self.stats.error_records),
-            "flushed"
-        );
+        self.telemetry.emit(ObjectDelivered {
+            reason: info.reason,
+            destination: self.destination,
+            output: object.output,
+            key: &object.key,
+            records: object.records.len(),
+            buffer_bytes: info.buffer_bytes,
+            object_bytes: object.body.len(),
+            already_existed: outcome == PutOutcome::AlreadyExisted,
+            new_errors: object.new_errors,
+        });
     }
 
     /// Marks the intent `id` delivered and saves the advanced checkpoints.
@@ -187,10 +200,20 @@ impl Delivery {
     }
 
     pub async fn save(&self) -> Result<(), RunError> {
+        let operation = self.telemetry.operation();
         self.forever()
-            .run(|| self.checkpoints.save(), StoreError::is_retryable, |err, attempt, delay| {
-                tracing::warn!(attempt, retry_in = ?delay, error = %err, "checkpoint save failed; retrying")
-            })
+            .run(
+                || self.checkpoints.save(),
+                StoreError::is_retryable,
+                |err, attempt, delay| {
+                    self.telemetry.emit(CheckpointSaveRetrying {
+                        operation: &operation,
+                        attempt,
+                        delay,
+                        error: err,
+                    })
+                },
+            )
             .await
             .map_err(RunError::CheckpointSave)
     }

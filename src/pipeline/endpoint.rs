@@ -27,10 +27,10 @@ use spillway_destinations::{HttpEndpoint, ObjectKey};
 use spillway_transforms::{ErrorOutputType, Record, Rejection};
 
 use super::delivery::{blocking, Delivery, FlushInfo};
-use super::stats::Stats;
 use super::RunError;
 use crate::checkpoint::{Claims, Ticket};
 use crate::config::{BackupMode, HttpDestination};
+use crate::telemetry::events::{RequestDelivered, RequestGaveUp, RequestRetrying};
 
 pub(super) struct EndpointDelivery {
     endpoint: HttpEndpoint,
@@ -129,6 +129,7 @@ impl EndpointDelivery {
             .await?
         };
         let attempts = AtomicU32::new(1);
+        let operation = backup.telemetry.operation();
         let sent = self
             .retry
             .run(
@@ -136,34 +137,28 @@ impl EndpointDelivery {
                 HttpError::is_retryable,
                 |err, attempt, delay| {
                     attempts.store(attempt + 1, Ordering::Relaxed);
-                    tracing::warn!(
-                        request_id = %id,
+                    backup.telemetry.emit(RequestRetrying {
+                        operation: &operation,
+                        request_id: &id,
                         attempt,
-                        retry_in = ?delay,
-                        error_code = err.error_code(),
-                        error = %err,
-                        "http request failed; retrying"
-                    );
+                        delay,
+                        error: err,
+                    });
                 },
             )
             .await;
+        drop(operation);
         let attempts = attempts.load(Ordering::Relaxed);
         match sent {
-            Ok(()) => {
-                if self.backup_mode == BackupMode::FailedOnly {
-                    // With "all", the backup object counts them.
-                    Stats::add(&backup.stats.records_delivered, records.len() as u64);
-                }
-                tracing::info!(
-                    reason = %info.reason,
-                    request_id = %id,
-                    records = records.len(),
-                    request_bytes = request.body().len(),
-                    attempts,
-                    error_records_total = Stats::get(&backup.stats.error_records),
-                    "delivered"
-                );
-            }
+            Ok(()) => backup.telemetry.emit(RequestDelivered {
+                reason: info.reason,
+                request_id: &id,
+                records: records.len(),
+                request_bytes: request.body().len(),
+                attempts,
+                // With "all", the backup object counts them.
+                counts_records: self.backup_mode == BackupMode::FailedOnly,
+            }),
             Err(err) if self.retry.is_stopped() => {
                 return Err(RunError::Stopped {
                     what: format!("http request {id}"),
@@ -171,14 +166,12 @@ impl EndpointDelivery {
                 })
             }
             Err(err) => {
-                tracing::error!(
-                    request_id = %id,
-                    records = records.len(),
+                backup.telemetry.emit(RequestGaveUp {
+                    request_id: &id,
+                    records: records.len(),
                     attempts,
-                    error_code = err.error_code(),
-                    error = %err,
-                    "http endpoint did not take the request; backing its records up as http-endpoint-failed"
-                );
+                    error: &err,
+                });
                 let rejection = Rejection {
                     output_type: ErrorOutputType::HttpEndpointFailed,
                     code: err.error_code(),

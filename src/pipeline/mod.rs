@@ -9,7 +9,6 @@ mod endpoint;
 mod object;
 mod payload;
 mod router;
-mod stats;
 mod writer;
 
 #[cfg(test)]
@@ -27,8 +26,11 @@ use crate::buffer::FlushReason;
 use crate::checkpoint::{CheckpointError, Checkpointer, LocalFileStore, StoreError};
 use crate::config::{Config, DestinationConfig, SourceConfig, StoreConfig};
 use crate::source::{self, SourceContext, SourceError};
+use crate::telemetry::events::{RunFinished, Started};
+use crate::telemetry::listener::{self, ListenError};
+use crate::telemetry::{Registry, Telemetry, DEFAULT_RETRY_BUDGET};
 
-pub use stats::RunSummary;
+pub use crate::telemetry::RunSummary;
 
 /// Messages of records in flight from the source to the router.
 const SOURCE_CHANNEL_CAPACITY: usize = 4;
@@ -69,6 +71,9 @@ pub enum RunError {
     /// next start, whose run reads its records again if they are not in.
     #[error("stopped while retrying {what}: {error}; its records are read again at the next start")]
     Stopped { what: String, error: String },
+    /// `[telemetry] listen` cannot be listened on (in use, not this host's).
+    #[error(transparent)]
+    Telemetry(#[from] ListenError),
     #[error("kinesis source: {0}")]
     KinesisCredentials(#[source] spillway_destinations::aws_credentials::CredentialsProblem),
 }
@@ -76,6 +81,14 @@ pub enum RunError {
 /// Runs a delivery stream until its input ends or `shutdown` resolves.
 pub async fn run(config: Config, options: RunOptions) -> Result<RunSummary, RunError> {
     config.register_secrets();
+    // First, so that a port in use is said before anything else, and
+    // liveness answers while the destination and source are checked.
+    let registry = Arc::new(Registry::new());
+    let _listener = match config.telemetry.listen {
+        Some(address) => Some(listener::serve(address, registry.clone()).await?),
+        None => None,
+    };
+    let telemetry = Telemetry::new(registry, &config.name, retry_budget(&config.destination));
     let objects = config.destination.objects();
     let destination: Arc<dyn ObjectStore> = match &objects.store {
         StoreConfig::Local { path } => Arc::new(LocalStore::new(path)),
@@ -121,26 +134,24 @@ pub async fn run(config: Config, options: RunOptions) -> Result<RunSummary, RunE
     }
     let mut source = source::build(&config.source, &checkpointer, options.once);
     source.check().await?;
-    tracing::info!(
-        stream = %config.name,
-        source = %source.describe(),
-        destination = %match &http {
+    telemetry.emit(Started {
+        source: &source.describe(),
+        destination: &match &http {
             Some(http) => format!("{} (backup: {})", http.describe(), destination.describe()),
             None => destination.describe(),
         },
-        checkpoint = %checkpoint_file,
-        buffer_bytes = limits.max_bytes,
-        buffer_seconds = limits.max_age.as_secs_f64(),
-        "starting"
-    );
+        checkpoint: &checkpoint_file,
+        buffer_bytes: limits.max_bytes,
+        buffer_seconds: limits.max_age.as_secs_f64(),
+    });
 
-    let stats = Arc::new(stats::Stats::default());
     let (events_tx, events_rx) = mpsc::channel(SOURCE_CHANNEL_CAPACITY);
     let (batches_tx, batches_rx) = mpsc::channel(BATCH_CHANNEL_CAPACITY);
     source
         .run(SourceContext {
             events: events_tx,
             checkpoints: checkpointer.clone(),
+            telemetry: telemetry.clone(),
         })
         .await;
     let writer = writer::Writer {
@@ -148,28 +159,36 @@ pub async fn run(config: Config, options: RunOptions) -> Result<RunSummary, RunE
             planner: Arc::new(object::ObjectPlanner::new(&config.name, &config.format, objects)),
             store: destination,
             checkpoints: checkpointer.clone(),
-            stats: stats.clone(),
+            telemetry: telemetry.clone(),
+            destination: match &objects.store {
+                StoreConfig::Local { .. } => "local",
+                StoreConfig::S3(_) => "s3",
+            },
             retry: delivery::object_retry(objects.retry_duration).stopped_by(&stop),
         },
         endpoint: http,
     };
     let writer_task = tokio::spawn(writer.run(batches_rx));
-    let router = router::Router::new(&config, limits, checkpointer.clone(), stats.clone(), batches_tx);
+    let router = router::Router::new(&config, limits, checkpointer.clone(), telemetry.clone(), batches_tx);
     let routed = router.run(events_rx, stop).await;
     // The router has dropped its sender: the writer finishes what it has.
     let written = writer_task.await.expect("the writer does not panic");
     written?;
     let ended_by: FlushReason = routed?;
     checkpointer.save().await?;
-    let summary = stats.summary(ended_by);
-    tracing::info!(
-        ended_by = %summary.ended_by,
-        records_read = summary.records_read,
-        records_delivered = summary.records_delivered,
-        records_skipped = summary.records_skipped,
-        error_records = summary.error_records,
-        objects_written = summary.objects_written,
-        "run finished"
-    );
+    let summary = telemetry.stats().summary(ended_by);
+    telemetry.emit(RunFinished { summary: &summary });
     Ok(summary)
+}
+
+/// How long an operation may keep failing before the pipeline is unready:
+/// the destination's retry duration, when it has one above 0.
+fn retry_budget(destination: &DestinationConfig) -> Duration {
+    let configured = match destination {
+        DestinationConfig::Objects(objects) => objects.retry_duration,
+        DestinationConfig::Http(http) => Some(http.retry_duration),
+    };
+    configured
+        .filter(|budget| !budget.is_zero())
+        .unwrap_or(DEFAULT_RETRY_BUDGET)
 }

@@ -10,24 +10,29 @@ use spillway_transforms::{error_record, Check, Record, Rejection};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::stats::Stats;
 use super::RunError;
 use crate::buffer::{Batch, BufferKey, Buffered, Buffers, FlushReason};
 use crate::checkpoint::Checkpointer;
 use crate::checkpoint::Ticket;
 use crate::config::{BufferLimits, Config};
 use crate::source::SourceEvent;
+use crate::telemetry::events::{BufferLag, BuffersObserved, ErrorRecordsMade, RecordsReceived, RecordsSkipped};
+use crate::telemetry::Telemetry;
 
 pub(super) struct Router {
     check: Check,
     buffers: Buffers,
     checkpoints: Arc<Checkpointer>,
-    stats: Arc<Stats>,
+    telemetry: Telemetry,
     batches: mpsc::Sender<Batch>,
 }
 
 /// How often the age of the oldest unflushed record is logged.
 const LAG_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+/// How often the buffers' bytes and oldest record are published (the
+/// metrics `buffered_bytes` and `data_freshness_seconds`): finding the
+/// oldest record looks at every buffered one, so not at every record.
+const OBSERVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The writer stopped taking batches; its own error says why.
 struct WriterGone;
@@ -37,7 +42,7 @@ impl Router {
         config: &Config,
         limits: BufferLimits,
         checkpoints: Arc<Checkpointer>,
-        stats: Arc<Stats>,
+        telemetry: Telemetry,
         batches: mpsc::Sender<Batch>,
     ) -> Self {
         Self {
@@ -47,7 +52,7 @@ impl Router {
             },
             buffers: Buffers::new(limits),
             checkpoints,
-            stats,
+            telemetry,
             batches,
         }
     }
@@ -61,6 +66,8 @@ impl Router {
     ) -> Result<FlushReason, RunError> {
         let mut lag_log = tokio::time::interval(LAG_LOG_INTERVAL);
         lag_log.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut observe = tokio::time::interval(OBSERVE_INTERVAL);
+        observe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let outcome = loop {
             let deadline = self.buffers.next_deadline();
             let expiry = async move {
@@ -73,6 +80,10 @@ impl Router {
                 biased;
                 _ = lag_log.tick() => {
                     self.log_lag();
+                    Ok(())
+                }
+                _ = observe.tick() => {
+                    self.observe();
                     Ok(())
                 }
                 () = shutdown.cancelled() => break Ok(FlushReason::Shutdown),
@@ -114,7 +125,18 @@ impl Router {
         // The channel holds one batch: a slot is free again once the
         // writer has received it. The permit is given back unused.
         drop(self.batches.reserve().await.map_err(|_| WriterGone)?);
+        // Only now: until the writer holds the batch (and counts its
+        // records as in flight), they count as buffered.
+        self.observe();
         Ok(())
+    }
+
+    /// Publishes what the buffers hold.
+    fn observe(&self) {
+        self.telemetry.emit(BuffersObserved {
+            buffered_bytes: self.buffers.buffered_bytes(),
+            oldest_arrival: self.buffers.oldest_arrival(),
+        });
     }
 
     async fn flush_all(&mut self, reason: FlushReason) -> Result<(), WriterGone> {
@@ -127,11 +149,10 @@ impl Router {
     fn log_lag(&self) {
         if let Some(oldest) = self.buffers.oldest_arrival() {
             let age = chrono::Utc::now() - oldest;
-            tracing::info!(
-                oldest_unflushed_age_ms = age.num_milliseconds(),
-                buffered_bytes = self.buffers.buffered_bytes(),
-                "buffer lag"
-            );
+            self.telemetry.emit(BufferLag {
+                oldest_unflushed_age_ms: age.num_milliseconds(),
+                buffered_bytes: self.buffers.buffered_bytes(),
+            });
         }
     }
 
@@ -143,7 +164,10 @@ impl Router {
     }
 
     async fn route(&mut self, records: Vec<Record>) -> Result<(), WriterGone> {
-        Stats::add(&self.stats.records_read, records.len() as u64);
+        self.telemetry.emit(RecordsReceived {
+            records: records.len(),
+            bytes: records.iter().map(|r| r.data.len()).sum(),
+        });
         let tickets = self
             .checkpoints
             .admit(records.iter().map(|r| (&r.position.source, &r.position.offset)));
@@ -158,7 +182,10 @@ impl Router {
     /// Records the source refused: admitted in order like any other, and
     /// buffered as error records.
     async fn route_refused(&mut self, refused: Vec<(Record, Rejection)>) -> Result<(), WriterGone> {
-        Stats::add(&self.stats.records_read, refused.len() as u64);
+        self.telemetry.emit(RecordsReceived {
+            records: refused.len(),
+            bytes: refused.iter().map(|(r, _)| r.data.len()).sum(),
+        });
         let tickets = self
             .checkpoints
             .admit(refused.iter().map(|(r, _)| (&r.position.source, &r.position.offset)));
@@ -179,13 +206,16 @@ impl Router {
         now: Instant,
     ) -> Result<(), WriterGone> {
         let Some(ticket) = ticket else {
-            Stats::add(&self.stats.records_skipped, 1);
+            self.telemetry.emit(RecordsSkipped { records: 1 });
             return Ok(());
         };
         let (key, record) = match verdict {
             Ok(()) => (BufferKey::Data, record),
             Err(rejection) => {
-                Stats::add(&self.stats.error_records, 1);
+                self.telemetry.emit(ErrorRecordsMade {
+                    output_type: rejection.output_type.as_str(),
+                    records: 1,
+                });
                 let line = error_record::render(&record, &rejection, 1, chrono::Utc::now());
                 (
                     BufferKey::Error(rejection.output_type),

@@ -27,12 +27,13 @@ use tokio::sync::mpsc;
 
 use super::delivery::{object_retry, Delivery};
 use super::object::ObjectPlanner;
-use super::stats::{RunSummary, Stats};
 use super::writer::Writer;
 use super::RunError;
+use super::RunSummary;
 use crate::buffer::{Batch, BufferKey, Buffered, FlushReason};
 use crate::checkpoint::state::CheckpointState;
 use crate::checkpoint::{Checkpointer, LocalFileStore};
+use crate::telemetry::Telemetry;
 
 const STREAM: &str = "clicks";
 const SHARD: &str = "shard-1";
@@ -146,7 +147,7 @@ struct Harness {
     watched: Arc<Watched>,
     checkpoints: Arc<Checkpointer>,
     planner: Arc<ObjectPlanner>,
-    stats: Arc<Stats>,
+    telemetry: Telemetry,
     retry: RetryPolicy,
 }
 
@@ -196,7 +197,7 @@ path = "state"
             _dir: dir,
             watched,
             checkpoints: Arc::new(checkpoints),
-            stats: Arc::default(),
+            telemetry: Telemetry::standalone(STREAM),
         }
     }
 
@@ -250,7 +251,8 @@ path = "state"
                 planner: self.planner.clone(),
                 store: self.watched.clone(),
                 checkpoints: self.checkpoints.clone(),
-                stats: self.stats.clone(),
+                telemetry: self.telemetry.clone(),
+                destination: "local",
                 retry: self.retry.clone(),
             },
             endpoint: None,
@@ -292,7 +294,7 @@ path = "state"
     }
 
     fn summary(&self) -> RunSummary {
-        self.stats.summary(FlushReason::EndOfInput)
+        self.telemetry.stats().summary(FlushReason::EndOfInput)
     }
 }
 
@@ -738,13 +740,13 @@ async fn the_router_fills_no_third_buffer_while_one_is_written_and_one_waits() {
         &config,
         limits,
         harness.checkpoints.clone(),
-        harness.stats.clone(),
+        harness.telemetry.clone(),
         batches_tx,
     );
     let stop = tokio_util::sync::CancellationToken::new();
     let routed = tokio::spawn(router.run(events_rx, stop));
     let buffer = |n: u64| SourceEvent::Records(vec![record(2 * n + 1, "{\"a\":1}"), record(2 * n + 2, "{\"a\":2}")]);
-    let read = || harness.stats.records_read.load(SeqCst);
+    let read = || harness.telemetry.stats().records_read.load(SeqCst);
     let settle = || tokio::time::sleep(Duration::from_millis(200));
 
     // The first buffer is full and handed over; the writer takes it and

@@ -12,6 +12,7 @@ use super::endpoint::EndpointDelivery;
 use super::RunError;
 use crate::buffer::{Batch, BufferKey};
 use crate::checkpoint::Ticket;
+use crate::telemetry::events::{BatchDone, BatchTaken};
 
 /// Delivers batches to objects, or to a record endpoint backed by objects.
 pub(super) struct Writer {
@@ -31,6 +32,10 @@ impl Writer {
                 bytes,
                 reason,
             } = batch;
+            self.objects.telemetry.emit(BatchTaken {
+                reason,
+                oldest_arrival: items.iter().map(|b| b.record.arrival).min(),
+            });
             let info = FlushInfo {
                 reason,
                 buffer_bytes: bytes,
@@ -52,6 +57,7 @@ impl Writer {
                     self.objects.deliver(object, info).await?;
                 }
             }
+            self.objects.telemetry.emit(BatchDone);
         }
         Ok(())
     }

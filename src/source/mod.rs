@@ -82,6 +82,8 @@ pub enum SourceError {
 pub struct SourceContext {
     pub events: mpsc::Sender<SourceEvent>,
     pub checkpoints: Arc<Checkpointer>,
+    /// Where readers report what they see (Kinesis: lag, throttles).
+    pub telemetry: crate::telemetry::Telemetry,
 }
 
 /// A reader of records.

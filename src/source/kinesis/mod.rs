@@ -335,6 +335,7 @@ impl Coordinator {
                 start,
                 events: self.context.events.clone(),
                 options: self.reader.clone(),
+                telemetry: self.context.telemetry.clone(),
             };
             self.readers.spawn(async move { (id, reader.run().await) });
         }

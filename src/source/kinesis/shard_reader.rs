@@ -15,6 +15,8 @@ use tokio::sync::mpsc;
 use super::api::{KinesisApi, KinesisError, ShardInfo, StartAt};
 use super::kpl::{self, Deaggregated};
 use crate::source::SourceEvent;
+use crate::telemetry::events::{KinesisCall, KinesisCallRetrying, ShardClosed, ShardLag, ShardRead};
+use crate::telemetry::{Operation, Telemetry};
 
 /// Kinesis allows 5 GetRecords calls per second per shard.
 const MIN_CALL_INTERVAL: Duration = Duration::from_millis(200);
@@ -57,6 +59,7 @@ pub struct ShardReader {
     pub start: StartAt,
     pub events: mpsc::Sender<SourceEvent>,
     pub options: ReaderOptions,
+    pub telemetry: Telemetry,
 }
 
 impl ShardReader {
@@ -70,6 +73,8 @@ impl ShardReader {
             stop: None,
         };
         let mut failures = 0u32;
+        // Failing calls count against readiness until one succeeds.
+        let operation = self.telemetry.operation();
         let mut cursor = Cursor::default();
         let mut iterator: Option<String> = None;
         let mut last_lag_log = Instant::now() - LAG_LOG_INTERVAL;
@@ -90,7 +95,10 @@ impl ShardReader {
                             iterator = Some(it.clone());
                             it
                         }
-                        Err(err) => match self.back_off(err, &mut failures, &backoff).await {
+                        Err(err) => match self
+                            .back_off(err, KinesisCall::GetShardIterator, &mut failures, &backoff, &operation)
+                            .await
+                        {
                             Some(outcome) => return outcome,
                             None => continue,
                         },
@@ -105,16 +113,27 @@ impl ShardReader {
                     iterator = None;
                     continue;
                 }
-                Err(err) => match self.back_off(err, &mut failures, &backoff).await {
+                Err(err) => match self
+                    .back_off(err, KinesisCall::GetRecords, &mut failures, &backoff, &operation)
+                    .await
+                {
                     Some(outcome) => return outcome,
                     None => continue,
                 },
             };
             failures = 0;
+            operation.succeeded();
             let millis_behind = output.millis_behind_latest();
             let (events, bytes) = self.convert(&source, output.records(), &mut cursor);
+            self.telemetry.emit(ShardRead {
+                shard: &self.shard.id,
+                millis_behind,
+            });
             if last_lag_log.elapsed() >= LAG_LOG_INTERVAL {
-                tracing::info!(shard = %self.shard.id, millis_behind_latest = ?millis_behind, "shard lag");
+                self.telemetry.emit(ShardLag {
+                    shard: &self.shard.id,
+                    millis_behind,
+                });
                 last_lag_log = Instant::now();
             }
             for event in events {
@@ -130,7 +149,10 @@ impl ShardReader {
                 && self.reached_end(cursor.resume_after().as_deref());
             match output.next_shard_iterator().filter(|_| !past_end) {
                 None => {
-                    tracing::info!(shard = %self.shard.id, children = ?output.child_shards().iter().map(|c| c.shard_id()).collect::<Vec<_>>(), "shard closed and read to its end");
+                    self.telemetry.emit(ShardClosed {
+                        shard: &self.shard.id,
+                        children: output.child_shards().iter().map(|c| c.shard_id()).collect(),
+                    });
                     return ShardOutcome::Closed;
                 }
                 Some(next) => iterator = Some(next.to_owned()),
@@ -196,13 +218,27 @@ impl ShardReader {
 
     /// Waits after a failure a retry can help; returns the outcome to end
     /// with otherwise.
-    async fn back_off(&self, err: KinesisError, failures: &mut u32, policy: &RetryPolicy) -> Option<ShardOutcome> {
+    async fn back_off(
+        &self,
+        err: KinesisError,
+        call: KinesisCall,
+        failures: &mut u32,
+        policy: &RetryPolicy,
+        operation: &Operation,
+    ) -> Option<ShardOutcome> {
         if !err.is_retryable() {
             return Some(ShardOutcome::Failed(err));
         }
         *failures += 1;
         let delay = policy.delay(*failures);
-        tracing::warn!(shard = %self.shard.id, attempt = *failures, retry_in = ?delay, error = %err, "kinesis call failed; backing off");
+        self.telemetry.emit(KinesisCallRetrying {
+            operation,
+            shard: &self.shard.id,
+            call,
+            attempt: *failures,
+            delay,
+            error: &err,
+        });
         tokio::select! {
             () = tokio::time::sleep(delay) => None,
             () = self.events.closed() => Some(ShardOutcome::Stopped),

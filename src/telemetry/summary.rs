@@ -1,11 +1,13 @@
-//! Counters of a run, logged at each flush and at the end.
+//! The counters of a run, logged at each flush and in its summary at the
+//! end. Fed by the same events as the metrics ([`super::events`]), but one
+//! pipeline's and one run's, where the metrics are the process's.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::buffer::FlushReason;
 
 #[derive(Debug, Default)]
-pub(super) struct Stats {
+pub(crate) struct Stats {
     pub records_read: AtomicU64,
     pub records_skipped: AtomicU64,
     pub records_delivered: AtomicU64,

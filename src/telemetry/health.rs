@@ -1,0 +1,184 @@
+//! What one pipeline's readiness and freshness are made of: whether it
+//! started (destination, checkpoint and source checked), which operations
+//! are failing and since when, and the arrival time of the oldest record
+//! not yet delivered.
+//!
+//! Ready means: the pipeline started, and no operation (a put, an HTTP
+//! request, a checkpoint save, a Kinesis call) has been failing without a
+//! success for longer than the retry budget: the destination's
+//! `retry_duration_seconds` when it is set and above 0, else
+//! [`DEFAULT_RETRY_BUDGET`]. Those that are retried until they succeed
+//! (local and S3 puts by default, checkpoint saves, Kinesis reads) would
+//! otherwise never say that the pipeline is stuck.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use super::registry::StreamLabels;
+use super::summary::Stats;
+
+/// How long an operation may keep failing before the pipeline is unready,
+/// when the destination sets no retry duration: Firehose's default for
+/// HTTP endpoints.
+pub const DEFAULT_RETRY_BUDGET: Duration = Duration::from_secs(300);
+
+/// No record: the atomics below hold milliseconds since the epoch.
+const NONE: i64 = i64::MAX;
+
+/// One pipeline's state, shared by its telemetry handles and the registry.
+pub struct PipelineState {
+    pub labels: StreamLabels,
+    pub(super) stats: Stats,
+    budget: Duration,
+    started: AtomicBool,
+    /// Operations failing now, by id: when their first failure was.
+    failing: Mutex<HashMap<u64, Instant>>,
+    next_operation: AtomicU64,
+    /// The oldest arrival among buffered records (the router's view).
+    buffered_oldest_ms: AtomicI64,
+    /// The oldest arrival in the batch being delivered (the writer's view).
+    in_flight_oldest_ms: AtomicI64,
+}
+
+impl PipelineState {
+    pub fn new(stream: &str, budget: Duration) -> Self {
+        Self {
+            labels: StreamLabels {
+                stream: stream.to_owned(),
+            },
+            stats: Stats::default(),
+            budget,
+            started: AtomicBool::new(false),
+            failing: Mutex::new(HashMap::new()),
+            next_operation: AtomicU64::new(0),
+            buffered_oldest_ms: AtomicI64::new(NONE),
+            in_flight_oldest_ms: AtomicI64::new(NONE),
+        }
+    }
+
+    pub(super) fn set_started(&self) {
+        self.started.store(true, Relaxed);
+    }
+
+    pub(super) fn set_buffered_oldest(&self, oldest: Option<DateTime<Utc>>) {
+        self.buffered_oldest_ms
+            .store(oldest.map_or(NONE, |t| t.timestamp_millis()), Relaxed);
+    }
+
+    pub(super) fn set_in_flight_oldest(&self, oldest: Option<DateTime<Utc>>) {
+        self.in_flight_oldest_ms
+            .store(oldest.map_or(NONE, |t| t.timestamp_millis()), Relaxed);
+    }
+
+    /// The arrival of the oldest record buffered or being delivered.
+    pub fn oldest_undelivered(&self) -> Option<DateTime<Utc>> {
+        let oldest = self
+            .buffered_oldest_ms
+            .load(Relaxed)
+            .min(self.in_flight_oldest_ms.load(Relaxed));
+        (oldest != NONE).then(|| DateTime::from_timestamp_millis(oldest))?
+    }
+
+    /// Why the pipeline is not ready, if it is not.
+    pub fn unready_reason(&self) -> Option<String> {
+        let stream = &self.labels.stream;
+        if !self.started.load(Relaxed) {
+            return Some(format!(
+                "{stream}: starting (destination, checkpoint and source not all checked yet)"
+            ));
+        }
+        let failing = self.failing.lock().expect("not poisoned");
+        let longest = failing.values().map(Instant::elapsed).max()?;
+        (longest > self.budget).then(|| {
+            format!(
+                "{stream}: an operation has been failing for {} s, past the retry budget of {} s",
+                longest.as_secs(),
+                self.budget.as_secs()
+            )
+        })
+    }
+
+    /// A new operation whose failures count against readiness.
+    pub fn operation(self: &Arc<Self>) -> Operation {
+        Operation {
+            state: self.clone(),
+            id: self.next_operation.fetch_add(1, Relaxed),
+        }
+    }
+}
+
+/// An operation that may fail and be retried (a put, a request, a save, a
+/// shard's reads). Its first failure starts its clock; dropping it (done,
+/// given up) or [`Operation::succeeded`] stops it.
+pub struct Operation {
+    state: Arc<PipelineState>,
+    id: u64,
+}
+
+impl Operation {
+    /// A failure: the clock starts at the first one since the last success.
+    pub(super) fn failed(&self) {
+        self.state
+            .failing
+            .lock()
+            .expect("not poisoned")
+            .entry(self.id)
+            .or_insert_with(Instant::now);
+    }
+
+    /// A success: the operation is not failing (any more).
+    pub fn succeeded(&self) {
+        self.state.failing.lock().expect("not poisoned").remove(&self.id);
+    }
+}
+
+impl Drop for Operation {
+    fn drop(&mut self) {
+        self.succeeded();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_once_started_until_an_operation_fails_past_the_budget() {
+        let state = Arc::new(PipelineState::new("s", Duration::from_millis(20)));
+        assert!(state.unready_reason().unwrap().contains("starting"));
+        state.set_started();
+        assert_eq!(state.unready_reason(), None);
+        let put = state.operation();
+        put.failed();
+        assert_eq!(state.unready_reason(), None, "within the budget");
+        std::thread::sleep(Duration::from_millis(30));
+        put.failed();
+        assert!(state.unready_reason().unwrap().contains("past the retry budget"));
+        put.succeeded();
+        assert_eq!(state.unready_reason(), None);
+        put.failed();
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(state.unready_reason().is_some());
+        drop(put);
+        assert_eq!(state.unready_reason(), None, "a dropped operation is over");
+    }
+
+    #[test]
+    fn the_oldest_undelivered_record_is_buffered_or_in_flight() {
+        let state = PipelineState::new("s", DEFAULT_RETRY_BUDGET);
+        assert_eq!(state.oldest_undelivered(), None);
+        let t1 = DateTime::from_timestamp_millis(1_000).unwrap();
+        let t2 = DateTime::from_timestamp_millis(2_000).unwrap();
+        state.set_buffered_oldest(Some(t2));
+        state.set_in_flight_oldest(Some(t1));
+        assert_eq!(state.oldest_undelivered(), Some(t1));
+        state.set_in_flight_oldest(None);
+        assert_eq!(state.oldest_undelivered(), Some(t2));
+        state.set_buffered_oldest(None);
+        assert_eq!(state.oldest_undelivered(), None);
+    }
+}
