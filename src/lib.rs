@@ -6,8 +6,8 @@
 //! object key, create-only put) → [`checkpoint`] (advanced only after
 //! delivery). [`config`] turns a TOML file into the typed configuration all
 //! of this runs on; [`telemetry`] logs, counts and serves metrics and
-//! health. [`originals`] reads an
-//! archived Parquet file back into its records.
+//! health. [`originals`] reads an archived Parquet file back into its
+//! records.
 
 pub mod buffer;
 pub mod checkpoint;
