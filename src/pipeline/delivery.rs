@@ -83,25 +83,7 @@ impl Delivery {
         let is_data = object.output == "data";
         let policy = if is_data { self.retry.clone() } else { self.forever() };
         let attempts = AtomicU32::new(1);
-        let operation = self.telemetry.operation();
-        let outcome = policy
-            .run(
-                || self.put_once(&object),
-                |err| err.is_retryable(),
-                |err, attempt, delay| {
-                    attempts.store(attempt + 1, Ordering::Relaxed);
-                    self.telemetry.emit(PutRetrying {
-                        operation: &operation,
-                        destination: self.destination,
-                        key: &object.key,
-                        attempt,
-                        delay,
-                        error: err,
-                    });
-                },
-            )
-            .await;
-        drop(operation);
+        let outcome = self.put_retrying(policy, &object, &attempts).await;
         let err = match outcome {
             Ok(outcome) => {
                 self.log_flushed(&object, outcome, info);
@@ -146,12 +128,29 @@ impl Delivery {
 
     /// Puts an error object, retrying until it is written.
     pub async fn put_error_object(&self, object: &PlannedObject) -> Result<PutOutcome, RunError> {
+        self.put_retrying(self.forever(), object, &AtomicU32::new(1))
+            .await
+            .map_err(|err| match self.retry.is_stopped() {
+                true => stopped(object, err),
+                false => RunError::Delivery(err),
+            })
+    }
+
+    /// Puts `object`, retrying under `policy` what a retry can help;
+    /// `attempts` ends as the number of attempts made.
+    async fn put_retrying(
+        &self,
+        policy: RetryPolicy,
+        object: &PlannedObject,
+        attempts: &AtomicU32,
+    ) -> Result<PutOutcome, spillway_destinations::Error> {
         let operation = self.telemetry.operation();
-        self.forever()
+        policy
             .run(
                 || self.put_once(object),
                 |err| err.is_retryable(),
                 |err, attempt, delay| {
+                    attempts.store(attempt + 1, Ordering::Relaxed);
                     self.telemetry.emit(PutRetrying {
                         operation: &operation,
                         destination: self.destination,
@@ -159,14 +158,10 @@ impl Delivery {
                         attempt,
                         delay,
                         error: err,
-                    })
+                    });
                 },
             )
             .await
-            .map_err(|err| match self.retry.is_stopped() {
-                true => stopped(object, err),
-                false => RunError::Delivery(err),
-            })
     }
 
     /// One attempt to put `object`.
