@@ -187,7 +187,8 @@ def generate(shape, data, path, size_bytes):
 def main():
     if len(sys.argv) < 4:
         sys.exit(__doc__)
-    data, out_dir, size_mb = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    # Absolute paths: spillway runs in a directory of its own.
+    data, out_dir, size_mb = sys.argv[1], os.path.abspath(sys.argv[2]), int(sys.argv[3])
     shapes = sys.argv[4:] or list(SHAPES)
     with open(__file__, "rb") as f:
         generator = hashlib.sha256(f.read()).hexdigest()[:16]
