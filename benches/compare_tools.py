@@ -1,47 +1,30 @@
-"""One comparison run: NDJSON to Parquet (snappy) with pyarrow, DuckDB or
-polars, timed like spillway's bench (reading included), peak RSS from
-getrusage. Prints one JSON line.
+"""One peer conversion, as its own process: NDJSON to Parquet (snappy) with
+pyarrow, DuckDB or polars, each in the way its documentation shows first.
 
-Usage: compare_tools.py TOOL INPUT OUTPUT_DIR
+benches/compare.py times this whole process (interpreter start and imports
+included, as spillway's process start is included) and reads the output
+back to count its rows, so this script only converts.
+
+Usage: compare_tools.py TOOL INPUT OUTPUT
 """
-import json
-import os
-import resource
 import sys
-import time
 
-tool, path, out_dir = sys.argv[1:4]
-out = os.path.join(out_dir, f"{tool}-{os.path.basename(path)}.parquet")
-start = time.perf_counter()
+tool, path, out = sys.argv[1:4]
 if tool == "pyarrow":
     import pyarrow.json as pj
     import pyarrow.parquet as pq
 
-    table = pj.read_json(path)
-    pq.write_table(table, out, compression="snappy")
-    rows = table.num_rows
+    pq.write_table(pj.read_json(path), out, compression="snappy")
 elif tool == "duckdb":
     import duckdb
 
-    con = duckdb.connect()
-    con.execute(
-        f"COPY (SELECT * FROM read_ndjson('{path}')) TO '{out}' (FORMAT parquet, COMPRESSION snappy)"
+    duckdb.connect().execute(
+        "COPY (SELECT * FROM read_ndjson(?)) TO '" + out.replace("'", "''") + "' (FORMAT parquet, COMPRESSION snappy)",
+        [path],
     )
-    rows = con.execute(f"SELECT count(*) FROM '{out}'").fetchone()[0]
 elif tool == "polars":
     import polars as pl
 
-    frame = pl.read_ndjson(path)
-    frame.write_parquet(out, compression="snappy")
-    rows = frame.height
+    pl.read_ndjson(path).write_parquet(out, compression="snappy")
 else:
-    sys.exit(f"unknown tool {tool}")
-seconds = time.perf_counter() - start
-size = os.path.getsize(path)
-peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({
-    "tool": tool, "input": path, "input_bytes": size, "output_bytes": os.path.getsize(out),
-    "seconds": round(seconds, 3), "mb_per_s": round(size / 1e6 / seconds, 1),
-    "peak_rss_mib": round(peak_mib), "rows": rows,
-}))
-os.remove(out)
+    sys.exit(f"compare_tools: unknown tool {tool}")
