@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::registry::{
+use super::labels::{
     AttemptLabels, DeliveryLabels, DestinationLabels, ErrorLabels, FlushLabels, RetryLabels, ShardLabels,
 };
 use super::{Operation, RunSummary, Stats, Telemetry};

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use super::registry::StreamLabels;
+use super::labels::StreamLabels;
 use super::summary::Stats;
 
 /// How long an operation may keep failing before the pipeline is unready,

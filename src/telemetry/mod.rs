@@ -12,6 +12,7 @@
 pub mod config;
 pub mod events;
 mod health;
+mod labels;
 pub mod listener;
 mod log;
 mod registry;

@@ -10,72 +10,12 @@
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
 use super::health::PipelineState;
-
-/// Every series is one pipeline's.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct StreamLabels {
-    pub stream: String,
-}
-
-/// A Kinesis shard of a pipeline.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ShardLabels {
-    pub stream: String,
-    pub shard: String,
-}
-
-/// What a destination received: `destination` is `local`, `s3` or `http`;
-/// `output` is `data` or an error output type.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DeliveryLabels {
-    pub stream: String,
-    pub destination: String,
-    pub output: String,
-}
-
-/// One attempt at a put or a request: `result` is `success` or `failure`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct AttemptLabels {
-    pub stream: String,
-    pub destination: String,
-    pub result: String,
-}
-
-/// A destination of a pipeline.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DestinationLabels {
-    pub stream: String,
-    pub destination: String,
-}
-
-/// A buffer flush, by reason (`size`, `interval`, `shutdown`, ...).
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct FlushLabels {
-    pub stream: String,
-    pub reason: String,
-}
-
-/// Error records, by error output type (`processing-failed`, ...).
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ErrorLabels {
-    pub stream: String,
-    pub output_type: String,
-}
-
-/// A retry: which operation (`put`, `http_request`, `checkpoint_save`,
-/// `get_records`, `get_shard_iterator`) and what kind of error.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RetryLabels {
-    pub stream: String,
-    pub operation: String,
-    pub kind: String,
-}
+use super::labels::*;
 
 /// Seconds, as Firehose's `DataFreshness`.
 pub type SecondsGauge = Gauge<f64, AtomicU64>;
