@@ -40,9 +40,9 @@ pub const MAX_TYPE_DEPTH: usize = MAX_DEPTH - 1;
 /// upper bound of what a parser would walk before it stops.
 pub fn nests_deeper_than(bytes: &[u8], max: usize) -> bool {
     // Most records have few brackets: if they are not more than `max` in
-    // all, strings included, they cannot nest deeper (one vectorised pass).
-    let opening = bytes.iter().filter(|&&b| b == b'[' || b == b'{').count();
-    if opening <= max {
+    // all, strings included, they cannot nest deeper (one vectorised pass,
+    // which stops at the first bracket past `max`).
+    if memchr::memchr2_iter(b'[', b'{', bytes).nth(max).is_none() {
         return false;
     }
     let mut depth = 0usize;
