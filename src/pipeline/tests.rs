@@ -254,6 +254,7 @@ path = "state"
                 telemetry: self.telemetry.clone(),
                 destination: "local",
                 retry: self.retry.clone(),
+                published_table_schema: Default::default(),
             },
             endpoint: None,
         };
