@@ -418,3 +418,188 @@ fn originals_prints_every_archived_record_byte_for_byte() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("keep_original = false"), "{stderr}");
 }
+
+/// What the table readers must find for one input record.
+enum Drift {
+    /// In the data, with these values (`Null` for a missing key).
+    Row(Value),
+    /// In the error output with `Parquet.TypeMismatch`.
+    Mismatch,
+}
+
+/// Four phases of about 1.2 MiB each (so several 1 MiB buffers), whose
+/// shape drifts: `v` an integer, then sometimes a string (refused) or a
+/// string of digits (converted), new keys (`w`, then `x`), a struct that
+/// gains a field (`user.age`), a string key that then holds numbers
+/// (`pad`, kept as their text) and keys that disappear. The first two
+/// phases are archived by one run, the last two by a second run that
+/// continues from the checkpoint.
+fn drifting_phase(phase: usize, ids: std::ops::Range<i64>) -> Vec<(String, Drift)> {
+    let pad = "p".repeat(200);
+    ids.map(|n| match phase {
+        0 => (
+            json!({"id": n, "v": n, "user": {"name": "a"}, "pad": pad}).to_string(),
+            Drift::Row(json!({"id": n, "v": n, "pad": pad, "w": null, "x": null, "user": {"name": "a", "age": null}})),
+        ),
+        1 if n % 5 == 0 => (
+            json!({"id": n, "v": format!("s{n}"), "w": true, "pad": pad}).to_string(),
+            Drift::Mismatch,
+        ),
+        1 if n % 5 == 1 => (
+            json!({"id": n, "v": n.to_string(), "w": true, "pad": pad}).to_string(),
+            Drift::Row(json!({"id": n, "v": n, "pad": pad, "w": true, "x": null, "user": null})),
+        ),
+        1 => (
+            json!({"id": n, "v": n, "w": false, "pad": pad}).to_string(),
+            Drift::Row(json!({"id": n, "v": n, "pad": pad, "w": false, "x": null, "user": null})),
+        ),
+        // After the restart, the first records drift at once: a run that
+        // inferred afresh would make `v` a string column.
+        2 if n % 5 == 0 => (
+            json!({"id": n, "v": format!("c{n}"), "x": 1.5, "pad": pad}).to_string(),
+            Drift::Mismatch,
+        ),
+        2 => (
+            json!({"x": 1.5, "user": {"age": n, "name": "c"}, "id": n, "v": n, "pad": pad}).to_string(),
+            Drift::Row(json!({"id": n, "v": n, "pad": pad, "w": null, "x": 1.5, "user": {"name": "c", "age": n}})),
+        ),
+        _ => (
+            json!({"id": n, "pad": n}).to_string(),
+            Drift::Row(json!({"id": n, "v": null, "pad": n.to_string(), "w": null, "x": null, "user": null})),
+        ),
+    })
+    .collect()
+}
+
+/// Issue #20: with an inferred schema, a prefix archived across buffers,
+/// drift and a restart reads as one table in pyarrow and DuckDB, with
+/// every record once, and every record that did not fit in the error
+/// output.
+#[test]
+fn an_inferred_schema_prefix_reads_as_one_table_across_buffers_drift_and_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    // Id → expectation.
+    let mut expected: BTreeMap<i64, Drift> = BTreeMap::new();
+    // The first run archives the first two phases from one file, the second
+    // (same pipeline, same checkpoint) the last two from another.
+    for (file, phases) in [("events.ndjson", [0, 1]), ("more.ndjson", [2, 3])] {
+        let mut input = Vec::new();
+        for phase in phases {
+            let ids = phase as i64 * 5000..(phase as i64 + 1) * 5000;
+            for (line, drift) in drifting_phase(phase, ids) {
+                let id = serde_json::from_str::<Value>(&line).unwrap()["id"].as_i64().unwrap();
+                expected.insert(id, drift);
+                input.extend_from_slice(line.as_bytes());
+                input.push(b'\n');
+            }
+        }
+        std::fs::write(dir.path().join(file), &input).unwrap();
+        let paths = match file {
+            "events.ndjson" => r#""events.ndjson""#,
+            _ => r#"["events.ndjson", "more.ndjson"]"#,
+        };
+        let config = parquet_config(None, "").replace(r#"path = "events.ndjson""#, &format!("path = {paths}"));
+        let output = run(dir.path(), &write_config(dir.path(), &config));
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    }
+    let root = dir.path().join("archive");
+    let all = objects(&root);
+    let data_files = all.keys().filter(|k| k.ends_with(".parquet")).count();
+    assert!(data_files >= 4, "several buffers: {:?}", all.keys().collect::<Vec<_>>());
+
+    // Every record that did not fit is in the error output, with its code.
+    let mut refused = BTreeSet::new();
+    for line in lines_under(&all, "errors/format-conversion-failed/") {
+        let error: Value = serde_json::from_slice(&line).unwrap();
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(error["rawData"].as_str().unwrap())
+            .unwrap();
+        let id = serde_json::from_slice::<Value>(&raw).unwrap()["id"].as_i64().unwrap();
+        assert!(matches!(expected[&id], Drift::Mismatch), "record {id} refused: {error}");
+        assert_eq!(error["errorCode"], "Parquet.TypeMismatch", "{error}");
+        assert!(refused.insert(id), "record {id} refused twice");
+    }
+    let mismatches = expected.values().filter(|d| matches!(d, Drift::Mismatch)).count();
+    assert_eq!(refused.len(), mismatches, "every mismatch is an error record");
+    let want: BTreeMap<i64, &Value> = expected
+        .iter()
+        .filter_map(|(id, drift)| match drift {
+            Drift::Row(row) => Some((*id, row)),
+            Drift::Mismatch => None,
+        })
+        .collect();
+
+    // The readers, on the data prefix, as one table.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/read_table.py");
+    let output = std::process::Command::new(support::kinesis::python())
+        .arg(script)
+        .arg(root.join("events"))
+        .output()
+        .expect("running the test venv's python");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let read: Value = serde_json::from_slice(&output.stdout).unwrap();
+    for (reader, columns) in [
+        ("pyarrow", &["id", "v", "pad"][..]),
+        ("pyarrow_union", &["id", "v", "pad", "w", "x", "user"][..]),
+        ("duckdb", &["id", "v", "pad"][..]),
+        ("duckdb_union", &["id", "v", "pad", "w", "x", "user"][..]),
+    ] {
+        let table = &read[reader];
+        assert!(table.get("error").is_none(), "{reader}: {}", table["error"]);
+        let mut seen: BTreeMap<i64, &Value> = BTreeMap::new();
+        for row in table["rows"].as_array().unwrap() {
+            let id = row["id"].as_i64().unwrap();
+            assert!(seen.insert(id, row).is_none(), "{reader}: record {id} twice");
+        }
+        assert_eq!(
+            seen.keys().collect::<Vec<_>>(),
+            want.keys().collect::<Vec<_>>(),
+            "{reader}: every record that fits, once"
+        );
+        for (id, row) in &seen {
+            for column in columns {
+                assert_eq!(row[column], want[id][column], "{reader}: {column} of record {id}");
+            }
+        }
+    }
+
+    // The table's versions: each holds the one before, as its first
+    // columns, with the same types.
+    let mut versions: Vec<Value> = Vec::new();
+    while let Some(text) = all.get(&format!("_spillway/schemas/clicks/{}.json", versions.len() + 1)) {
+        versions.push(serde_json::from_slice(text).unwrap());
+    }
+    assert!(versions.len() >= 3, "{versions:?}");
+    for pair in versions.windows(2) {
+        let (before, after) = (
+            pair[0]["columns"].as_array().unwrap(),
+            pair[1]["columns"].as_array().unwrap(),
+        );
+        assert!(after.len() >= before.len());
+        for (old, new) in before.iter().zip(after) {
+            assert_eq!(old["name"], new["name"]);
+            assert_eq!(old["type"], new["type"]);
+        }
+    }
+    let last: Vec<String> = versions.last().unwrap()["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| format!("{}:{}", c["name"].as_str().unwrap(), c["type"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        last,
+        [
+            "id:int64",
+            "v:int64",
+            "user:struct",
+            "pad:string",
+            "w:boolean",
+            "x:double"
+        ]
+    );
+    assert_eq!(
+        versions.last().unwrap()["columns"][2]["fields"],
+        json!([{"name": "name", "type": "string"}, {"name": "age", "type": "int64"}])
+    );
+}

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use spillway_destinations::{ObjectKey, ObjectStore};
+use spillway_transforms::format::parquet::TableSchema;
 use spillway_transforms::record::Offset;
 use spillway_transforms::SourceId;
 
@@ -113,6 +114,17 @@ impl Checkpointer {
     /// follow before anything is read).
     pub fn start_reading_at(&self, now: chrono::DateTime<chrono::Utc>) -> (chrono::DateTime<chrono::Utc>, bool) {
         self.tracker().start_reading_at(now)
+    }
+
+    /// The table schema in force (Parquet with an inferred schema).
+    pub fn table_schema(&self) -> Option<TableSchema> {
+        self.tracker().table_schema().cloned()
+    }
+
+    /// Puts a new version of the table schema in force; [`Self::save`]
+    /// must follow before anything is written under it.
+    pub fn set_table_schema(&self, schema: TableSchema) {
+        self.tracker().set_table_schema(schema);
     }
 
     /// Forgets the sources `matches` picks, so they start afresh.

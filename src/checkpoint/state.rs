@@ -8,12 +8,19 @@
 //! each put), settled at the next start by asking the destination whether
 //! they exist. `started_at`, once set, is when the delivery stream first
 //! started reading: `start_position = "latest"` reads every shard from
-//! then on, however often the run restarts.
+//! then on, however often the run restarts. `table_schema`, with Parquet
+//! and an inferred schema, is the schema every file is written under, so
+//! that a restart continues it rather than inferring afresh (see
+//! `pipeline::table`).
+//!
+//! Fields added since version 1 are optional and default when absent, so
+//! older files load as they are.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use spillway_transforms::format::parquet::TableSchema;
 use spillway_transforms::record::Offset;
 use spillway_transforms::SourceId;
 
@@ -33,6 +40,10 @@ pub struct CheckpointState {
     /// archived, whenever the run restarts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<DateTime<Utc>>,
+    /// The table schema in force (Parquet with an inferred schema), saved
+    /// before the first object written under it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_schema: Option<TableSchema>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,4 +82,28 @@ pub struct SourceRun {
     pub source: SourceId,
     #[serde(flatten)]
     pub run: Run,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_saved_before_table_schemas_loads_without_one_and_one_with_it_keeps_it() {
+        let old = r#"{"version":1,"stream":"clicks","sources":{"shardId-1":{"checkpoint":{"sequence_number":"7","subsequence_number":0}}},"pending":[]}"#;
+        let state: CheckpointState = serde_json::from_str(old).unwrap();
+        assert_eq!(state.table_schema, None);
+        assert_eq!(state.sources.len(), 1);
+        let without = serde_json::to_string(&state).unwrap();
+        assert!(!without.contains("table_schema"), "{without}");
+
+        let with = CheckpointState {
+            table_schema: Some(
+                TableSchema::from_json(r#"{"version":2,"columns":[{"name":"v","type":"int64"}]}"#).unwrap(),
+            ),
+            ..state
+        };
+        let text = serde_json::to_string(&with).unwrap();
+        assert_eq!(serde_json::from_str::<CheckpointState>(&text).unwrap(), with);
+    }
 }

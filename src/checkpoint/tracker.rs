@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use chrono::{DateTime, Utc};
 
+use spillway_transforms::format::parquet::TableSchema;
 use spillway_transforms::record::Offset;
 use spillway_transforms::SourceId;
 
@@ -161,6 +162,7 @@ pub struct Tracker {
     pending: BTreeMap<ObjectId, (PendingObject, Claims)>,
     next_object: u64,
     started_at: Option<DateTime<Utc>>,
+    table_schema: Option<TableSchema>,
 }
 
 impl Tracker {
@@ -169,6 +171,7 @@ impl Tracker {
     pub fn new(stream: &str, state: Option<CheckpointState>) -> Self {
         let mut sources = BTreeMap::new();
         let started_at = state.as_ref().and_then(|s| s.started_at);
+        let table_schema = state.as_ref().and_then(|s| s.table_schema.clone());
         if let Some(state) = state {
             debug_assert!(state.pending.is_empty(), "settle pending objects first");
             for (id, saved) in state.sources {
@@ -189,7 +192,23 @@ impl Tracker {
             pending: BTreeMap::new(),
             next_object: 0,
             started_at,
+            table_schema,
         }
+    }
+
+    /// The table schema in force, if the format keeps one.
+    pub fn table_schema(&self) -> Option<&TableSchema> {
+        self.table_schema.as_ref()
+    }
+
+    /// Puts a new version of the table schema in force; it is saved with
+    /// the next snapshot.
+    pub fn set_table_schema(&mut self, schema: TableSchema) {
+        debug_assert!(
+            self.table_schema.as_ref().is_none_or(|t| t.version < schema.version),
+            "table schema versions only grow"
+        );
+        self.table_schema = Some(schema);
     }
 
     /// Sets when reading first started, unless it already is; returns the
@@ -348,6 +367,7 @@ impl Tracker {
                 .collect(),
             pending: self.pending.values().map(|(p, _)| p.clone()).collect(),
             started_at: self.started_at,
+            table_schema: self.table_schema.clone(),
         }
     }
 }

@@ -41,6 +41,9 @@ pub(super) struct Delivery {
     pub destination: &'static str,
     /// For data objects: gives up after the configured retry duration.
     pub retry: RetryPolicy,
+    /// The table schema version whose schema object this run has put
+    /// (see `super::table`).
+    pub published_table_schema: tokio::sync::Mutex<Option<u64>>,
 }
 
 /// Runs CPU-bound encoding off the async runtime.

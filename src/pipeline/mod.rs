@@ -9,6 +9,7 @@ mod endpoint;
 mod object;
 mod payload;
 mod router;
+mod table;
 mod writer;
 
 #[cfg(test)]
@@ -165,6 +166,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<RunSummary, RunE
                 StoreConfig::S3(_) => "s3",
             },
             retry: delivery::object_retry(objects.retry_duration).stopped_by(&stop),
+            published_table_schema: Default::default(),
         },
         endpoint: http,
     };

@@ -12,11 +12,16 @@ use bytes::Bytes;
 use chrono::Utc;
 use spillway_destinations::key::sanitize_segment;
 use spillway_destinations::{Compression, KeyContext, KeyTemplate, ObjectKey, PutOptions};
-use spillway_transforms::{error_record, ErrorOutputType, Format, Record, Rejection};
+use spillway_transforms::format::parquet::{TableEncoded, TableSchema};
+use spillway_transforms::{error_record, Encoded, ErrorOutputType, Format, Record, Rejection};
 
 use super::payload::RecordsPayload;
 use crate::checkpoint::{Claims, Ticket};
 use crate::config::ObjectDestination;
+
+/// Where the versions of a table schema are written, below the
+/// destination's root.
+pub(super) const TABLE_SCHEMAS: &str = "_spillway/schemas/";
 
 /// How objects are named and encoded.
 #[derive(Clone, Debug)]
@@ -85,6 +90,39 @@ impl ObjectPlanner {
             return Ok(vec![self.streamed(records, tickets)?]);
         }
         let encoded = self.format.encode(&records);
+        self.split_refused(records, tickets, encoded)
+    }
+
+    /// Whether data is encoded under a table schema that holds across
+    /// batches (Parquet with an inferred schema; see `super::table`).
+    pub fn keeps_table(&self) -> bool {
+        matches!(&self.format, Format::Parquet(parquet) if parquet.schema.is_none())
+    }
+
+    /// [`Self::data`] under the table schema `table` (`None`: none yet),
+    /// with the table's next version if this batch made one. CPU-bound:
+    /// run off the async runtime.
+    pub fn table_data(
+        &self,
+        records: Vec<Record>,
+        tickets: Vec<Ticket>,
+        table: Option<&TableSchema>,
+    ) -> std::io::Result<(Vec<PlannedObject>, Option<TableSchema>)> {
+        let Format::Parquet(parquet) = &self.format else {
+            unreachable!("only an inferred Parquet schema keeps a table")
+        };
+        let TableEncoded { encoded, grown } = parquet.encode_table(&records, table);
+        Ok((self.split_refused(records, tickets, encoded)?, grown))
+    }
+
+    /// The objects of an encoded batch: its data object, and an error
+    /// object of the records the format refused.
+    fn split_refused(
+        &self,
+        records: Vec<Record>,
+        tickets: Vec<Ticket>,
+        encoded: Encoded,
+    ) -> std::io::Result<Vec<PlannedObject>> {
         if encoded.rejected.is_empty() {
             return Ok(vec![self.object(&self.format, None, records, encoded.body, tickets)?]);
         }
@@ -113,6 +151,30 @@ impl ObjectPlanner {
         }
         objects.push(self.failed(ErrorOutputType::FormatConversionFailed, failed, failed_tickets, 1)?);
         Ok(objects)
+    }
+
+    /// The schema object of a version of the table schema:
+    /// `_spillway/schemas/<stream>/<version>.json`, beside the data rather
+    /// than in it (readers skip names starting with `_`), uncompressed.
+    pub fn table_schema_object(&self, table: &TableSchema) -> std::io::Result<PlannedObject> {
+        let key = ObjectKey::new(format!(
+            "{TABLE_SCHEMAS}{}/{}.json",
+            sanitize_segment(&self.stream),
+            table.version
+        ))
+        .map_err(std::io::Error::other)?;
+        Ok(PlannedObject {
+            key,
+            body: Body::Whole(Bytes::from(table.to_json())),
+            options: PutOptions {
+                content_type: Some("application/json"),
+                content_encoding: None,
+            },
+            claims: Claims::default(),
+            output: "table-schema",
+            records: Arc::from(Vec::new()),
+            new_errors: false,
+        })
     }
 
     /// The error object of records that are error records already (an

@@ -254,6 +254,7 @@ path = "state"
                 telemetry: self.telemetry.clone(),
                 destination: "local",
                 retry: self.retry.clone(),
+                published_table_schema: Default::default(),
             },
             endpoint: None,
         };
@@ -569,7 +570,8 @@ async fn a_record_the_format_refuses_is_an_error_record_and_the_others_stay_data
     // Each object is named after its own first record.
     let data_key = "events/2024/05/06/07/clicks-shard-1-1-0.parquet";
     let error_key = "errors/format-conversion-failed/2024/05/06/clicks-shard-1-2-0.jsonl";
-    assert_eq!(h.keys(), [error_key, data_key]);
+    // With the table schema's first version, put before the data.
+    assert_eq!(h.keys(), ["_spillway/schemas/clicks/1.json", error_key, data_key]);
     let mut archived = Vec::new();
     let body = h.store().get(&key(data_key)).unwrap();
     spillway_transforms::format::parquet::read_archive(body, |r| {
@@ -771,4 +773,61 @@ async fn the_router_fills_no_third_buffer_while_one_is_written_and_one_waits() {
     drop(events);
     assert!(batches.recv().await.is_none());
     assert!(matches!(routed.await.unwrap(), Ok(FlushReason::EndOfInput)));
+}
+
+/// Issue #20: a new version of the table schema is in the checkpoint
+/// before its schema object is put, and both before the first object
+/// written under it.
+#[tokio::test]
+async fn a_table_schema_version_is_saved_then_published_before_any_object_under_it() {
+    let h = Harness::parquet().await;
+    let first = vec![record(1, r#"{"n":1}"#)];
+    let grows = vec![record(2, r#"{"n":"2","m":true}"#), record(3, r#"{"n":"x"}"#)];
+    h.write(vec![h.batch(BufferKey::Data, first)]).await.unwrap();
+    h.write(vec![h.batch(BufferKey::Data, grows)]).await.unwrap();
+
+    let puts = h.watched.puts.lock().unwrap().clone();
+    let order: Vec<(String, Option<u64>)> = puts
+        .iter()
+        .map(|(k, saved)| {
+            let version = saved.as_ref().and_then(|s| s.table_schema.as_ref()).map(|t| t.version);
+            (k.to_string(), version)
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [
+            ("_spillway/schemas/clicks/1.json".to_owned(), Some(1)),
+            ("events/2024/05/06/07/clicks-shard-1-1-0.parquet".to_owned(), Some(1)),
+            ("_spillway/schemas/clicks/2.json".to_owned(), Some(2)),
+            ("events/2024/05/06/07/clicks-shard-1-2-0.parquet".to_owned(), Some(2)),
+            (
+                "errors/format-conversion-failed/2024/05/06/clicks-shard-1-3-0.jsonl".to_owned(),
+                Some(2)
+            ),
+        ],
+        "(put, table schema version saved when it began)"
+    );
+    let schema = h.store().get(&key("_spillway/schemas/clicks/2.json")).unwrap();
+    let schema =
+        spillway_transforms::format::parquet::TableSchema::from_json(std::str::from_utf8(&schema).unwrap()).unwrap();
+    assert_eq!(Some(&schema), h.saved().table_schema.as_ref());
+    assert_eq!(
+        schema
+            .columns
+            .iter()
+            .map(|c| format!("{}:{}", c.name, c.ty))
+            .collect::<Vec<_>>(),
+        ["n:int64", "m:boolean"]
+    );
+    let errors = String::from_utf8(
+        h.store()
+            .get(&key(
+                "errors/format-conversion-failed/2024/05/06/clicks-shard-1-3-0.jsonl",
+            ))
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(errors.contains("Parquet.TypeMismatch"), "{errors}");
 }

@@ -46,7 +46,10 @@ impl Writer {
                 (Some(endpoint), BufferKey::Data) => endpoint.deliver(&self.objects, records, tickets, info).await?,
                 (None, BufferKey::Data) => {
                     let planner = self.objects.planner.clone();
-                    let objects = blocking(move || planner.data(records, tickets)).await?;
+                    let objects = match planner.keeps_table() {
+                        true => self.objects.plan_in_table(records, tickets).await?,
+                        false => blocking(move || planner.data(records, tickets)).await?,
+                    };
                     for object in objects {
                         self.objects.deliver(object, info).await?;
                     }

@@ -16,6 +16,9 @@
 //! limit: memory holds the batch's records, the encoded output and one chunk
 //! per thread. A large batch is cut into parts encoded on all cores.
 //!
+//! A pipeline with an inferred schema encodes its batches under one table
+//! schema that only grows (`table`), so that its files read as one table.
+//!
 //! This module encodes a batch: parts, schema, single pass, the file. The
 //! options are in `options`, the cut into parts in `parts`, and a part's
 //! conversion into row groups in `row_group`.
@@ -32,6 +35,7 @@ mod read;
 mod row_group;
 pub mod schema;
 mod single_pass;
+mod table;
 mod timestamp;
 
 use std::sync::Arc;
@@ -46,6 +50,7 @@ pub use options::{Codec, LastInferred, ParquetFormat};
 pub use parts::{MAX_PARTS, MIN_PART_BYTES, MIN_SAMPLED_BATCH_BYTES};
 pub use read::{read_archive, ArchivedPosition, ArchivedRecord, ReadError};
 pub use schema::{Column, ColumnType, Schema, SchemaError, RESERVED_PREFIX};
+pub use table::{TableEncoded, TableSchema, TableSchemaError};
 
 use super::Encoded;
 use crate::check::Rejection;
@@ -75,50 +80,45 @@ impl ParquetFormat {
     /// converted the same way under the schema of its first records
     /// ([`sample`]), and stands only if that is exactly its own.
     pub fn encode(&self, records: &[Record]) -> Encoded {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let parts = split(records, cores);
-        let outcome = match &self.schema {
-            Some(schema) => self.write(&parts, &schema.columns, Speculation::None),
-            None => {
-                // The columns to convert under while inferring: the previous
-                // batch's, or for a first batch those of its first records.
-                let guess = match self.last_inferred.get() {
-                    Some(previous) => Some((previous, Speculation::Previous)),
-                    None => sample(records).map(|sample| (self.infer(&split(sample, 1)), Speculation::Sample)),
-                };
-                let inferred = match guess {
-                    Some((guess, speculation)) => match self.write(&parts, &guess, speculation) {
-                        Ok(Written::Encoded(encoded)) => {
-                            self.last_inferred.set(guess);
-                            self.last_inferred
-                                .confirmed
-                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            return encoded;
-                        }
-                        Ok(Written::Changed(inferred)) => Some(inferred),
-                        Err(err) => {
-                            // A bug, not the records' fault: the batch is
-                            // encoded again the usual way.
-                            debug_assert!(false, "the single pass failed: {err}");
-                            None
-                        }
-                    },
-                    None => None,
-                };
-                let columns = inferred.unwrap_or_else(|| self.infer(&parts));
-                self.last_inferred.set(columns.clone());
-                self.write(&parts, &columns, Speculation::None)
-            }
-        };
-        match outcome {
-            Ok(Written::Encoded(encoded)) => encoded,
-            Ok(Written::Changed(_)) => unreachable!("only a single pass can find a changed schema"),
-            Err(err) => refuse_all(
-                records.len(),
-                "Parquet.WriteFailed",
-                &format!("the parquet writer failed: {err}"),
-            ),
+        let parts = split(records, cores());
+        match &self.schema {
+            Some(schema) => finish(self.write(&parts, &schema.columns, Speculation::None), records.len()),
+            None => self.encode_inferred(records, &parts).0,
         }
+    }
+
+    /// Encodes a batch under the schema it infers (see [`Self::encode`]),
+    /// and gives the columns it was written under.
+    fn encode_inferred(&self, records: &[Record], parts: &[Part]) -> (Encoded, Vec<Column>) {
+        // The columns to convert under while inferring: the previous
+        // batch's, or for a first batch those of its first records.
+        let guess = match self.last_inferred.get() {
+            Some(previous) => Some((previous, Speculation::Previous)),
+            None => sample(records).map(|sample| (self.infer(&split(sample, 1)), Speculation::Sample)),
+        };
+        let inferred = match guess {
+            Some((guess, speculation)) => match self.write(parts, &guess, speculation) {
+                Ok(Written::Encoded(encoded)) => {
+                    self.last_inferred.set(guess.clone());
+                    self.last_inferred
+                        .confirmed
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return (encoded, guess);
+                }
+                Ok(Written::Changed(inferred)) => Some(inferred),
+                Err(err) => {
+                    // A bug, not the records' fault: the batch is
+                    // encoded again the usual way.
+                    debug_assert!(false, "the single pass failed: {err}");
+                    None
+                }
+            },
+            None => None,
+        };
+        let columns = inferred.unwrap_or_else(|| self.infer(parts));
+        self.last_inferred.set(columns.clone());
+        let encoded = finish(self.write(parts, &columns, Speculation::None), records.len());
+        (encoded, columns)
     }
 
     fn infer(&self, parts: &[Part]) -> Vec<Column> {
@@ -239,6 +239,8 @@ impl ParquetFormat {
             let diverged = rejected.iter().any(|(_, r)| r.code == single_pass::DIVERGED);
             let same = match speculation {
                 Speculation::Previous => single_pass::same_columns(&inferred, columns),
+                // Nothing the table lacks: the batch fits it as it is.
+                Speculation::Table => table::grow(columns, &inferred, &self.key_rules) == columns,
                 // Exactly what two passes give, column order included.
                 _ => inferred == columns,
             };
@@ -265,6 +267,11 @@ enum Speculation {
     /// Its first records' ([`sample`]): stand if the batch infers exactly
     /// these, in this order.
     Sample,
+    /// The pipeline's table schema ([`table`]): stand if the batch brings
+    /// no column (nor struct field) the table lacks; values whose type
+    /// differs from their column's are converted to it, or refused, as
+    /// under a schema file.
+    Table,
 }
 
 /// What [`ParquetFormat::write`] made.
@@ -273,6 +280,24 @@ enum Written {
     /// A single pass found that the batch infers other columns than it was
     /// converted under: these.
     Changed(Vec<Column>),
+}
+
+/// The cores a batch is encoded on.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The batch `outcome` wrote, or every record refused if the writer failed.
+fn finish(outcome: Result<Written, ParquetError>, records: usize) -> Encoded {
+    match outcome {
+        Ok(Written::Encoded(encoded)) => encoded,
+        Ok(Written::Changed(_)) => unreachable!("only a single pass can find a changed schema"),
+        Err(err) => refuse_all(
+            records,
+            "Parquet.WriteFailed",
+            &format!("the parquet writer failed: {err}"),
+        ),
+    }
 }
 
 /// Every record refused for the same reason (the writer failed, a bug and

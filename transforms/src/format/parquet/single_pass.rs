@@ -10,7 +10,9 @@
 //! schema. If the buffer's inferred schema then equals the previous one, the
 //! conversion is exactly what converting under the buffer's own schema would
 //! give, and stands. Otherwise the buffer is converted again under its own
-//! schema: the output never depends on earlier buffers.
+//! schema: the output never depends on earlier buffers. (A pipeline writes
+//! under its table schema instead, see `super::table`, whose single pass
+//! stands when the buffer brings no column the table lacks.)
 //!
 //! A first buffer has no previous schema: if it is large (at least
 //! [`super::MIN_SAMPLED_BATCH_BYTES`]), the schema of its first records
