@@ -25,6 +25,7 @@
 //! keep the first schema object of a version number; nothing reads a
 //! version another instance made.
 
+use spillway_transforms::format::parquet::{count_columns, MAX_COLUMNS};
 use spillway_transforms::Record;
 
 use super::delivery::{blocking, Delivery};
@@ -66,6 +67,16 @@ impl Delivery {
             return Ok(());
         }
         let version = table.version;
+        let columns = count_columns(&table.columns);
+        if columns >= MAX_COLUMNS {
+            tracing::warn!(
+                version,
+                columns,
+                "the table schema has reached its limit of {MAX_COLUMNS} columns: keys it lacks are not made \
+                 columns (each such record keeps its bytes in _spillway_data, so nothing is lost); \
+                 records whose keys are ids belong in a map column of a schema file"
+            );
+        }
         let planner = self.planner.clone();
         let object = blocking(move || planner.table_schema_object(&table)).await?;
         // Retried until written, as error objects are: data must not be

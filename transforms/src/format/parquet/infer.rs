@@ -53,14 +53,15 @@ pub(super) struct Fields {
 }
 
 impl Fields {
-    fn merge_fields(&mut self, other: Fields) {
+    fn merge_fields(&mut self, other: Fields, room: &Room) {
         let mut by_index: Vec<(String, usize)> = other.by_key.into_iter().collect();
         by_index.sort_by_key(|(_, index)| *index);
         let mut columns: Vec<Option<(String, Shape)>> = other.columns.into_iter().map(Some).collect();
         for (key, index) in by_index {
             let (name, shape) = columns[index].take().expect("each column has one key");
             match self.by_key.get(&key) {
-                Some(&mine) => merge_shape(&mut self.columns[mine].1, shape),
+                Some(&mine) => merge_shape(&mut self.columns[mine].1, shape, room),
+                None if !room.take_one() => {}
                 None => {
                     self.columns.push((name, shape));
                     self.by_key.insert(key, self.columns.len() - 1);
@@ -70,8 +71,16 @@ impl Fields {
     }
 
     /// The column of the key at `position` in its object, added if new;
-    /// `None` for a reserved top-level key.
-    pub(super) fn index_of(&mut self, position: usize, key: &str, rules: &KeyRules, top: bool) -> Option<usize> {
+    /// `None` for a reserved top-level key, and for a new key once `room`
+    /// is used up.
+    pub(super) fn index_of(
+        &mut self,
+        position: usize,
+        key: &str,
+        rules: &KeyRules,
+        top: bool,
+        room: &Room,
+    ) -> Option<usize> {
         // A reserved key is never hinted.
         if let Some(index) = self.hints.get(position, key) {
             return Some(index);
@@ -82,6 +91,7 @@ impl Fields {
         let normalized = rules.normalize(key);
         let index = match self.by_key.get(normalized.as_ref()).copied() {
             Some(index) => index,
+            None if !room.take_one() => return None,
             None => {
                 let name = if rules.dots_to_underscores {
                     key.replace('.', "_")
@@ -97,10 +107,10 @@ impl Fields {
         Some(index)
     }
 
-    pub(super) fn merge_object(&mut self, entries: &[(Cow<str>, Json)], rules: &KeyRules, top: bool) {
+    pub(super) fn merge_object(&mut self, entries: &[(Cow<str>, Json)], rules: &KeyRules, top: bool, room: &Room) {
         for (position, (key, value)) in entries.iter().enumerate() {
-            if let Some(index) = self.index_of(position, key, rules, top) {
-                merge_value(&mut self.columns[index].1, value, rules);
+            if let Some(index) = self.index_of(position, key, rules, top, room) {
+                merge_value(&mut self.columns[index].1, value, rules, room);
             }
         }
     }
@@ -110,6 +120,7 @@ impl Fields {
 pub(super) struct ShapeSeed<'s, 'r> {
     pub(super) shape: &'s mut Shape,
     pub(super) rules: &'r KeyRules,
+    pub(super) room: &'r Room,
 }
 
 impl<'de> DeserializeSeed<'de> for ShapeSeed<'_, '_> {
@@ -160,6 +171,7 @@ impl<'de> Visitor<'de> for ShapeSeed<'_, '_> {
                     .next_element_seed(ShapeSeed {
                         shape: item,
                         rules: self.rules,
+                        room: self.room,
                     })?
                     .is_some()
                 {}
@@ -174,7 +186,7 @@ impl<'de> Visitor<'de> for ShapeSeed<'_, '_> {
             *self.shape = Shape::Struct(Fields::default());
         }
         match self.shape {
-            Shape::Struct(fields) => merge_map(fields, &mut map, self.rules, false),
+            Shape::Struct(fields) => merge_map(fields, &mut map, self.rules, false, self.room),
             _ => {
                 while map.next_entry::<StrictAny, StrictAny>()?.is_some() {}
                 Ok(())
@@ -188,13 +200,15 @@ fn merge_map<'de, A: MapAccess<'de>>(
     map: &mut A,
     rules: &KeyRules,
     top: bool,
+    room: &Room,
 ) -> Result<(), A::Error> {
     let mut position = 0;
     while let Some(key) = map.next_key::<Key<'de>>()? {
-        match fields.index_of(position, &key.0, rules, top) {
+        match fields.index_of(position, &key.0, rules, top, room) {
             Some(index) => map.next_value_seed(ShapeSeed {
                 shape: &mut fields.columns[index].1,
                 rules,
+                room,
             })?,
             None => {
                 map.next_value::<StrictAny>()?;
@@ -210,6 +224,7 @@ fn merge_map<'de, A: MapAccess<'de>>(
 struct TopSeed<'s, 'r> {
     fields: &'s mut Fields,
     rules: &'r KeyRules,
+    room: &'r Room,
 }
 
 impl<'de> Visitor<'de> for TopSeed<'_, '_> {
@@ -218,7 +233,7 @@ impl<'de> Visitor<'de> for TopSeed<'_, '_> {
         f.write_str("a JSON object")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        merge_map(self.fields, &mut map, self.rules, true)
+        merge_map(self.fields, &mut map, self.rules, true, self.room)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         while seq.next_element::<StrictAny>()?.is_some() {}
@@ -273,27 +288,27 @@ fn shape_of_scalar(value: &Json) -> Shape {
 
 /// A parsed value's shape merged into `shape`: the rules of [`ShapeSeed`],
 /// on a tree.
-pub(super) fn merge_value(shape: &mut Shape, value: &Json, rules: &KeyRules) {
+pub(super) fn merge_value(shape: &mut Shape, value: &Json, rules: &KeyRules, room: &Room) {
     match (&mut *shape, value) {
         (_, Json::Null) => {}
         (Shape::Null, Json::Array(items)) => {
             let mut item = Shape::Null;
             for v in items {
-                merge_value(&mut item, v, rules);
+                merge_value(&mut item, v, rules, room);
             }
             *shape = Shape::List(Box::new(item));
         }
         (Shape::Null, Json::Object(entries)) => {
             let mut fields = Fields::default();
-            fields.merge_object(entries, rules, false);
+            fields.merge_object(entries, rules, false, room);
             *shape = Shape::Struct(fields);
         }
         (Shape::List(item), Json::Array(items)) => {
             for v in items {
-                merge_value(item, v, rules);
+                merge_value(item, v, rules, room);
             }
         }
-        (Shape::Struct(fields), Json::Object(entries)) => fields.merge_object(entries, rules, false),
+        (Shape::Struct(fields), Json::Object(entries)) => fields.merge_object(entries, rules, false, room),
         // Nested against anything else: the first shape wins.
         (Shape::List(_) | Shape::Struct(_) | Shape::Str, _) | (_, Json::Array(_) | Json::Object(_)) => {}
         (Shape::Null, scalar) => *shape = shape_of_scalar(scalar),
@@ -310,12 +325,12 @@ pub(super) fn merge_value(shape: &mut Shape, value: &Json, rules: &KeyRules) {
 
 /// Merges what another part of the batch inferred into `shape`, with the
 /// same rules as for values (`shape` came first in the batch).
-fn merge_shape(shape: &mut Shape, other: Shape) {
+fn merge_shape(shape: &mut Shape, other: Shape, room: &Room) {
     match (&mut *shape, other) {
         (_, Shape::Null) => {}
         (Shape::Null, other) => *shape = other,
-        (Shape::List(item), Shape::List(other)) => merge_shape(item, *other),
-        (Shape::Struct(fields), Shape::Struct(other)) => fields.merge_fields(other),
+        (Shape::List(item), Shape::List(other)) => merge_shape(item, *other, room),
+        (Shape::Struct(fields), Shape::Struct(other)) => fields.merge_fields(other, room),
         (Shape::List(_) | Shape::Struct(_) | Shape::Str, _) | (_, Shape::List(_) | Shape::Struct(_)) => {}
         (current, other) => {
             let merged = match (current.clone(), other) {
@@ -351,10 +366,47 @@ fn to_columns(fields: &Fields) -> Vec<Column> {
         .collect()
 }
 
+/// How many columns one inference may make, counting the fields of
+/// structs at every level. Keys past it are not made columns: their values
+/// stay in the record's `_spillway_data`, from which it is rebuilt. Without
+/// a bound, records whose keys are ids (`{"user_81723": ...}`) made one
+/// column per key: a 6 MB file of such records took 21 GiB and six minutes
+/// and wrote nothing.
+pub const MAX_COLUMNS: usize = 2_000;
+
+/// The columns an inference may still make (see [`MAX_COLUMNS`]). A cell,
+/// so that the parse, which holds the inference's fields mutably, can
+/// count in it too.
+#[derive(Debug)]
+pub(super) struct Room(std::cell::Cell<usize>);
+
+impl Room {
+    pub(super) fn new(columns: usize) -> Self {
+        Self(std::cell::Cell::new(columns))
+    }
+
+    /// Takes room for one new column, if there is any left.
+    pub(super) fn take_one(&self) -> bool {
+        let left = self.0.get();
+        self.0.set(left.saturating_sub(1));
+        left > 0
+    }
+}
+
 /// Accumulates the schema of a buffer's records.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Inference {
     pub(super) top: Fields,
+    pub(super) room: Room,
+}
+
+impl Default for Inference {
+    fn default() -> Self {
+        Self {
+            top: Fields::default(),
+            room: Room::new(MAX_COLUMNS),
+        }
+    }
 }
 
 impl Inference {
@@ -363,7 +415,7 @@ impl Inference {
     #[cfg(test)]
     pub fn add(&mut self, record: &Json, rules: &KeyRules) {
         if let Json::Object(entries) = record {
-            self.top.merge_object(entries, rules, true);
+            self.top.merge_object(entries, rules, true, &self.room);
         }
     }
 
@@ -380,12 +432,13 @@ impl Inference {
         let _ = deserializer.deserialize_any(TopSeed {
             fields: &mut self.top,
             rules,
+            room: &self.room,
         });
     }
 
     /// Merges the inference of a later part of the batch.
     pub fn merge(&mut self, later: Inference) {
-        self.top.merge_fields(later.top);
+        self.top.merge_fields(later.top, &self.room);
     }
 
     pub fn columns(&self) -> Vec<Column> {

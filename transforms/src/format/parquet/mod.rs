@@ -46,11 +46,12 @@ use parquet::errors::ParquetError;
 use parquet::file::writer::SerializedFileWriter;
 
 pub use convert::KeyRules;
+pub use infer::MAX_COLUMNS;
 pub use options::{Codec, LastInferred, ParquetFormat};
 pub use parts::{MAX_PARTS, MIN_PART_BYTES, MIN_SAMPLED_BATCH_BYTES};
 pub use read::{read_archive, ArchivedPosition, ArchivedRecord, ReadError};
 pub use schema::{Column, ColumnType, Schema, SchemaError, RESERVED_PREFIX};
-pub use table::{TableEncoded, TableSchema, TableSchemaError};
+pub use table::{count_columns, TableEncoded, TableSchema, TableSchemaError};
 
 use super::Encoded;
 use crate::check::Rejection;

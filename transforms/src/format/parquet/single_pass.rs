@@ -44,7 +44,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 
 use super::convert::smallvec_free::Slots;
 use super::convert::{AppendError, Children, ColumnBuilder, ConvertError, Failure, KeyRules, Kind, RowBuilder};
-use super::infer::{merge_scalar, merge_value, Fields, Inference, Shape, ShapeSeed};
+use super::infer::{merge_scalar, merge_value, Fields, Inference, Room, Shape, ShapeSeed};
 use super::json::{Json, JsonVisitor, Key};
 use super::schema::{Column, ColumnType};
 use crate::strict::{nests_deeper_than, StrictAny, MAX_DEPTH};
@@ -96,6 +96,7 @@ impl RowBuilder {
                 fields: &mut inference.top,
                 children: &mut self.children,
                 rules: &self.rules,
+                room: &inference.room,
                 failure: &mut failure,
             })
             .and_then(|()| deserializer.end());
@@ -147,6 +148,7 @@ struct TopBoth<'a, 'r> {
     children: &'a mut Children,
     rules: &'r KeyRules,
     failure: &'a mut Failure,
+    room: &'r Room,
 }
 
 impl TopBoth<'_, '_> {
@@ -175,6 +177,7 @@ impl<'de> Visitor<'de> for TopBoth<'_, '_> {
             self.rules,
             true,
             self.failure,
+            self.room,
         )
     }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
@@ -218,6 +221,7 @@ fn both_object<'de, A: MapAccess<'de>>(
     rules: &KeyRules,
     top: bool,
     failure: &mut Failure,
+    room: &Room,
 ) -> Result<(), A::Error> {
     // Every child holds one value per row so far.
     let rows = children
@@ -227,7 +231,7 @@ fn both_object<'de, A: MapAccess<'de>>(
     let mut seen = Slots::new(children.as_deref().map_or(0, |c| c.builders.len()));
     let mut position = 0;
     while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-        let shape_index = fields.index_of(position, &key, rules, top);
+        let shape_index = fields.index_of(position, &key, rules, top, room);
         let builder = match (failure.is_none(), children.as_deref_mut()) {
             (true, Some(children)) => match children.find(position, &key, rules) {
                 Some(index) => {
@@ -248,6 +252,7 @@ fn both_object<'de, A: MapAccess<'de>>(
                 builder,
                 rules,
                 failure,
+                room,
             })?,
             None => {
                 // A reserved top-level key: neither inferred nor converted
@@ -294,8 +299,15 @@ fn route<'a>(builder: Option<&'a mut ColumnBuilder>, failure: &Failure, streams:
 
 /// A nested value the column does not stream: converted from its tree, and
 /// inferred from it by the same rules.
-fn whole(shape: &mut Shape, builder: &mut ColumnBuilder, value: &Json, rules: &KeyRules, failure: &mut Failure) {
-    merge_value(shape, value, rules);
+fn whole(
+    shape: &mut Shape,
+    builder: &mut ColumnBuilder,
+    value: &Json,
+    rules: &KeyRules,
+    failure: &mut Failure,
+    room: &Room,
+) {
+    merge_value(shape, value, rules, room);
     convert_whole(Some(builder), value, rules, failure);
 }
 
@@ -305,6 +317,7 @@ struct BothSeed<'a, 'r> {
     builder: Option<&'a mut ColumnBuilder>,
     rules: &'r KeyRules,
     failure: &'a mut Failure,
+    room: &'r Room,
 }
 
 impl BothSeed<'_, '_> {
@@ -373,12 +386,13 @@ impl<'de> Visitor<'de> for BothSeed<'_, '_> {
             builder,
             rules,
             failure,
+            room,
         } = self;
         let builder = match route(builder, failure, |kind| matches!(kind, Kind::List { .. })) {
-            Route::InferOnly => return ShapeSeed { shape, rules }.visit_seq(seq),
+            Route::InferOnly => return ShapeSeed { shape, rules, room }.visit_seq(seq),
             Route::Whole(builder) => {
                 let value = JsonVisitor.visit_seq(seq)?;
-                whole(shape, builder, &value, rules, failure);
+                whole(shape, builder, &value, rules, failure, room);
                 return Ok(());
             }
             Route::Stream(builder) => builder,
@@ -389,7 +403,7 @@ impl<'de> Visitor<'de> for BothSeed<'_, '_> {
         let Shape::List(item_shape) = shape else {
             // Another shape came first in this buffer: its schema differs.
             record_failure(failure, diverged(builder.path()));
-            return ShapeSeed { shape, rules }.visit_seq(seq);
+            return ShapeSeed { shape, rules, room }.visit_seq(seq);
         };
         let Kind::List {
             offsets,
@@ -406,6 +420,7 @@ impl<'de> Visitor<'de> for BothSeed<'_, '_> {
                 builder: Some(item),
                 rules,
                 failure,
+                room,
             })?
             .is_some()
         {}
@@ -422,15 +437,16 @@ impl<'de> Visitor<'de> for BothSeed<'_, '_> {
             builder,
             rules,
             failure,
+            room,
         } = self;
         // A string column (JSON text), a scalar (an error) or a map
         // (inference never makes a map, so the previous schema has none)
         // takes the object whole.
         let builder = match route(builder, failure, |kind| matches!(kind, Kind::Struct { .. })) {
-            Route::InferOnly => return ShapeSeed { shape, rules }.visit_map(map),
+            Route::InferOnly => return ShapeSeed { shape, rules, room }.visit_map(map),
             Route::Whole(builder) => {
                 let value = JsonVisitor.visit_map(map)?;
-                whole(shape, builder, &value, rules, failure);
+                whole(shape, builder, &value, rules, failure, room);
                 return Ok(());
             }
             Route::Stream(builder) => builder,
@@ -440,7 +456,7 @@ impl<'de> Visitor<'de> for BothSeed<'_, '_> {
         }
         let Shape::Struct(fields) = shape else {
             record_failure(failure, diverged(builder.path()));
-            return ShapeSeed { shape, rules }.visit_map(map);
+            return ShapeSeed { shape, rules, room }.visit_map(map);
         };
         let Kind::Struct {
             children,
@@ -450,7 +466,7 @@ impl<'de> Visitor<'de> for BothSeed<'_, '_> {
         else {
             unreachable!("checked above")
         };
-        both_object(fields, Some(children), &mut map, rules, false, failure)?;
+        both_object(fields, Some(children), &mut map, rules, false, failure, room)?;
         if failure.is_none() {
             validity.push(true);
             *len += 1;

@@ -23,6 +23,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::convert::KeyRules;
+use super::infer::MAX_COLUMNS;
 use super::schema::{Column, ColumnType};
 use super::{cores, finish, split, Encoded, ParquetFormat, Record, Speculation, Written};
 
@@ -90,24 +91,56 @@ impl ParquetFormat {
 /// by field. A type that differs from the table's is not a growth: the
 /// table's type stands. Names match by the key rules (ignoring case by
 /// default), as keys match columns.
+///
+/// The table holds at most [`MAX_COLUMNS`] columns, counting the fields of
+/// structs at every level: a new column (with its fields) that would pass
+/// it is not added, and its values stay in the records' `_spillway_data`.
 pub(super) fn grow(table: &[Column], inferred: &[Column], rules: &KeyRules) -> Vec<Column> {
+    let mut room = MAX_COLUMNS.saturating_sub(count_columns(table));
+    grow_within(table, inferred, rules, &mut room)
+}
+
+fn grow_within(table: &[Column], inferred: &[Column], rules: &KeyRules, room: &mut usize) -> Vec<Column> {
     let mut grown = table.to_vec();
     for column in inferred {
         let key = rules.normalize(&column.name);
         match grown.iter_mut().find(|c| rules.normalize(&c.name) == key) {
-            Some(existing) => existing.ty = grow_type(&existing.ty, &column.ty, rules),
-            None => grown.push(column.clone()),
+            Some(existing) => existing.ty = grow_type(&existing.ty, &column.ty, rules, room),
+            None => {
+                let cost = count_columns(std::slice::from_ref(column));
+                if cost <= *room {
+                    *room -= cost;
+                    grown.push(column.clone());
+                }
+            }
         }
     }
     grown
 }
 
-fn grow_type(table: &ColumnType, inferred: &ColumnType, rules: &KeyRules) -> ColumnType {
+fn grow_type(table: &ColumnType, inferred: &ColumnType, rules: &KeyRules, room: &mut usize) -> ColumnType {
     match (table, inferred) {
-        (ColumnType::Struct(fields), ColumnType::Struct(more)) => ColumnType::Struct(grow(fields, more, rules)),
-        (ColumnType::List(item), ColumnType::List(other)) => ColumnType::List(Box::new(grow_type(item, other, rules))),
+        (ColumnType::Struct(fields), ColumnType::Struct(more)) => {
+            ColumnType::Struct(grow_within(fields, more, rules, room))
+        }
+        (ColumnType::List(item), ColumnType::List(other)) => {
+            ColumnType::List(Box::new(grow_type(item, other, rules, room)))
+        }
         _ => table.clone(),
     }
+}
+
+/// How many columns `columns` are, counting the fields of structs (in
+/// lists and maps too) at every level.
+pub fn count_columns(columns: &[Column]) -> usize {
+    fn of_type(ty: &ColumnType) -> usize {
+        match ty {
+            ColumnType::Struct(fields) => count_columns(fields),
+            ColumnType::List(item) | ColumnType::Map(item) => of_type(item),
+            _ => 0,
+        }
+    }
+    columns.iter().map(|column| 1 + of_type(&column.ty)).sum()
 }
 
 /// A table schema that cannot be read back (from a checkpoint or a schema

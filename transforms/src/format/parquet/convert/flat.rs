@@ -22,7 +22,7 @@
 
 use super::{ColumnBuilder, Kind, RowBuilder};
 use crate::format::parquet::canonical::{find_escape, EXACT_INTEGERS};
-use crate::format::parquet::infer::{merge_scalar, Fields, Inference, Shape};
+use crate::format::parquet::infer::{merge_scalar, Fields, Inference, Room, Shape};
 use crate::format::parquet::schema::{Column, ColumnType, RESERVED_PREFIX};
 
 /// A top-level column as the flat path reads it.
@@ -146,7 +146,7 @@ impl FlatPath {
             return None;
         };
         if let Some(inference) = inference {
-            self.infer(&mut inference.top, &rows.rules);
+            self.infer(&mut inference.top, &rows.rules, &inference.room);
         }
         rows.len += 1;
         Some(canonical)
@@ -154,18 +154,21 @@ impl FlatPath {
 
     /// Merges the record just read into the inference: a new key is added
     /// as the parser adds it (in key order), a value's shape merged.
-    fn infer(&mut self, fields: &mut Fields, rules: &super::KeyRules) {
+    fn infer(&mut self, fields: &mut Fields, rules: &super::KeyRules, room: &Room) {
         for (position, (column, seen)) in self.seen.drain(..).enumerate() {
             let column = &mut self.columns[column];
             let index = match column.inferred {
                 Some(index) => index,
-                None => {
-                    let index = fields
-                        .index_of(position, &column.key, rules, true)
-                        .expect("reserved keys take the parser's path");
-                    column.inferred = Some(index);
-                    index
-                }
+                // Reserved keys take the parser's path, so `None` is a
+                // column the inference has no room for: the buffer's schema
+                // then lacks it, and the buffer is converted again.
+                None => match fields.index_of(position, &column.key, rules, true, room) {
+                    Some(index) => {
+                        column.inferred = Some(index);
+                        index
+                    }
+                    None => continue,
+                },
             };
             let kind = 1 << seen as u8;
             if column.merged & kind != 0 {

@@ -232,3 +232,47 @@ fn a_table_schema_reads_back_whatever_its_names() {
         assert!(TableSchema::from_json(bad).is_err(), "{bad}");
     }
 }
+
+/// The table stops growing at `MAX_COLUMNS` (fields of structs counted): a
+/// new column that does not fit whole is left out, one that fits is added.
+#[test]
+fn the_table_grows_to_max_columns_and_no_further() {
+    let table: Vec<Column> = (0..MAX_COLUMNS - 2)
+        .map(|i| Column {
+            name: format!("c{i}"),
+            ty: ColumnType::Int64,
+        })
+        .collect();
+    let inferred = vec![
+        Column {
+            name: "nested".into(),
+            ty: ColumnType::Struct(vec![
+                Column {
+                    name: "x".into(),
+                    ty: ColumnType::Int64,
+                },
+                Column {
+                    name: "y".into(),
+                    ty: ColumnType::Int64,
+                },
+            ]),
+        },
+        Column {
+            name: "one".into(),
+            ty: ColumnType::String,
+        },
+        Column {
+            name: "two".into(),
+            ty: ColumnType::String,
+        },
+        Column {
+            name: "three".into(),
+            ty: ColumnType::String,
+        },
+    ];
+    let grown = grow(&table, &inferred, &rules());
+    assert_eq!(count_columns(&grown), MAX_COLUMNS);
+    let added: Vec<&str> = grown[table.len()..].iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(added, ["one", "two"]);
+    assert_eq!(grow(&grown, &inferred, &rules()), grown, "full: nothing more");
+}
