@@ -10,6 +10,7 @@
 //! records.
 
 pub mod buffer;
+pub mod catalog;
 pub mod checkpoint;
 pub mod config;
 pub mod originals;

@@ -4,6 +4,7 @@
 //! Channels are bounded at every step: when the destination is slow the
 //! writer falls behind, the router waits, and the source stops reading.
 
+mod catalog;
 mod delivery;
 mod endpoint;
 mod object;
@@ -24,6 +25,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::buffer::FlushReason;
+use crate::catalog::glue::{GlueCatalog, GlueError};
 use crate::checkpoint::{CheckpointError, Checkpointer, LocalFileStore, StoreError};
 use crate::config::{Config, DestinationConfig, SourceConfig, StoreConfig};
 use crate::source::{self, SourceContext, SourceError};
@@ -75,6 +77,8 @@ pub enum RunError {
     /// `[telemetry] listen` cannot be listened on (in use, not this host's).
     #[error(transparent)]
     Telemetry(#[from] ListenError),
+    #[error(transparent)]
+    Glue(#[from] GlueError),
     #[error("kinesis source: {0}")]
     KinesisCredentials(#[source] spillway_destinations::aws_credentials::CredentialsProblem),
 }
@@ -100,6 +104,11 @@ pub async fn run(config: Config, options: RunOptions) -> Result<RunSummary, RunE
         ),
     };
     destination.check().await.map_err(RunError::DestinationCheck)?;
+    // A Glue table that cannot be read stops the run here, in one line.
+    let catalog = match &config.glue {
+        Some(glue) => Some(Arc::new(GlueCatalog::connect(glue).await?)),
+        None => None,
+    };
     // SIGTERM/SIGINT: said at once, and every retry loop stops waiting.
     let stop = CancellationToken::new();
     tokio::spawn({
@@ -167,6 +176,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<RunSummary, RunE
             },
             retry: delivery::object_retry(objects.retry_duration).stopped_by(&stop),
             published_table_schema: Default::default(),
+            catalog,
         },
         endpoint: http,
     };

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use spillway_destinations::key::sanitize_segment;
 use spillway_destinations::{Compression, KeyContext, KeyTemplate, ObjectKey, PutOptions};
-use spillway_transforms::format::parquet::{TableEncoded, TableSchema};
+use spillway_transforms::format::parquet::{ParquetFormat, Schema, TableEncoded, TableSchema};
 use spillway_transforms::{error_record, Encoded, ErrorOutputType, Format, Record, Rejection};
 
 use super::payload::RecordsPayload;
@@ -90,6 +90,25 @@ impl ObjectPlanner {
             return Ok(vec![self.streamed(records, tickets)?]);
         }
         let encoded = self.format.encode(&records);
+        self.split_refused(records, tickets, encoded)
+    }
+
+    /// [`Self::data`] under `schema` (a Glue table's columns) rather than
+    /// the configured format's own. CPU-bound: run off the async runtime.
+    pub fn data_under(
+        &self,
+        records: Vec<Record>,
+        tickets: Vec<Ticket>,
+        schema: &Schema,
+    ) -> std::io::Result<Vec<PlannedObject>> {
+        let Format::Parquet(parquet) = &self.format else {
+            unreachable!("only Parquet takes a Glue table's columns")
+        };
+        let format = ParquetFormat {
+            schema: Some(schema.clone()),
+            ..(**parquet).clone()
+        };
+        let encoded = format.encode(&records);
         self.split_refused(records, tickets, encoded)
     }
 

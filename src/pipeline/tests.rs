@@ -255,6 +255,7 @@ path = "state"
                 destination: "local",
                 retry: self.retry.clone(),
                 published_table_schema: Default::default(),
+                catalog: None,
             },
             endpoint: None,
         };
