@@ -79,6 +79,9 @@ pub enum RunError {
     Telemetry(#[from] ListenError),
     #[error(transparent)]
     Glue(#[from] GlueError),
+    /// A table schema object under the destination is not one.
+    #[error("table schema object {key} cannot be read: {reason}")]
+    TableSchemaObject { key: String, reason: String },
     #[error("kinesis source: {0}")]
     KinesisCredentials(#[source] spillway_destinations::aws_credentials::CredentialsProblem),
 }
@@ -126,6 +129,10 @@ pub async fn run(config: Config, options: RunOptions) -> Result<RunSummary, RunE
     let store = LocalFileStore::open(&config.checkpoint.dir, &config.name).map_err(CheckpointError::from)?;
     let checkpoint_file = store.path().display().to_string();
     let checkpointer = Arc::new(Checkpointer::open(&config.name, Box::new(store), &*destination).await?);
+    let planner = Arc::new(object::ObjectPlanner::new(&config.name, &config.format, objects));
+    if catalog.is_none() && planner.keeps_table() {
+        table::resume_published(&planner, &*destination, &checkpointer).await?;
+    }
 
     let mut limits = config.buffer;
     if let Some(interval) = options.interval_override {
@@ -166,7 +173,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<RunSummary, RunE
         .await;
     let writer = writer::Writer {
         objects: delivery::Delivery {
-            planner: Arc::new(object::ObjectPlanner::new(&config.name, &config.format, objects)),
+            planner,
             store: destination,
             checkpoints: checkpointer.clone(),
             telemetry: telemetry.clone(),

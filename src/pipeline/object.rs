@@ -176,12 +176,7 @@ impl ObjectPlanner {
     /// `_spillway/schemas/<stream>/<version>.json`, beside the data rather
     /// than in it (readers skip names starting with `_`), uncompressed.
     pub fn table_schema_object(&self, table: &TableSchema) -> std::io::Result<PlannedObject> {
-        let key = ObjectKey::new(format!(
-            "{TABLE_SCHEMAS}{}/{}.json",
-            sanitize_segment(&self.stream),
-            table.version
-        ))
-        .map_err(std::io::Error::other)?;
+        let key = self.table_schema_key(table.version).map_err(std::io::Error::other)?;
         Ok(PlannedObject {
             key,
             body: Body::Whole(Bytes::from(table.to_json())),
@@ -194,6 +189,14 @@ impl ObjectPlanner {
             records: Arc::from(Vec::new()),
             new_errors: false,
         })
+    }
+
+    /// The key of the schema object of `version`.
+    pub fn table_schema_key(&self, version: u64) -> Result<ObjectKey, spillway_destinations::key::InvalidKey> {
+        ObjectKey::new(format!(
+            "{TABLE_SCHEMAS}{}/{version}.json",
+            sanitize_segment(&self.stream)
+        ))
     }
 
     /// The error object of records that are error records already (an
