@@ -433,3 +433,24 @@ path = "state"
     assert_eq!(table.columns[1], ("user".to_owned(), "struct<name:string>".to_owned()));
     assert_eq!(table.partitions, pairs(&[("datehour", "string")]));
 }
+
+#[test]
+fn a_prefix_that_cannot_be_projected_leaves_the_table_unpartitioned_with_a_note() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("flat.json"),
+        r#"{"columns":[{"name":"id","type":"string"}]}"#,
+    )
+    .unwrap();
+    let prefix = "raw/!{firehose:random-string}/!{timestamp:yyyy}/";
+    let (table, output) = ddl(dir.path(), &s3_config("flat.json", prefix), &[]);
+    assert!(output.status.success(), "a note is no failure");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(": note: the prefix has !{firehose:random-string} in a directory"),
+        "{stderr}"
+    );
+    assert_eq!(table.location, "s3://archive-bucket/raw/");
+    assert!(table.partitions.is_empty());
+    assert!(table.properties.is_empty(), "{:?}", table.properties);
+}

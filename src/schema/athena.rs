@@ -15,11 +15,15 @@ use spillway_transforms::format::parquet::{Column, ColumnType, ParquetFormat};
 use super::partitions::{self, Layout, Projection};
 use crate::config::{Config, StoreConfig};
 
-/// What `--ddl athena` prints, and the problems to report.
+/// What `--ddl athena` prints, and what to report beside it.
 #[derive(Debug)]
 pub struct Ddl {
     pub text: String,
+    /// Names Athena cannot take: the DDL fails as it is.
     pub problems: Vec<String>,
+    /// What the DDL could not express (no partitioning, a time zone): it
+    /// works, and reads what it says.
+    pub notes: Vec<String>,
 }
 
 /// The DDL of the table `table` (default: the pipeline's name), whose
@@ -34,9 +38,9 @@ pub fn create_table(
     let mut problems = Vec::new();
     let objects = config.destination.objects();
     let layout = partitions::layout(&objects.prefix, since);
-    problems.extend(layout.problems.iter().cloned());
+    let mut notes = layout.problems.clone();
     if !layout.columns.is_empty() && objects.prefix.time_zone() != chrono_tz::Tz::UTC {
-        problems.push(format!(
+        notes.push(format!(
             "destination.time_zone is {}: Athena projects dates in UTC, so NOW in a range lags or leads the newest partitions by the zone's offset",
             objects.prefix.time_zone()
         ));
@@ -92,7 +96,7 @@ pub fn create_table(
         text.push_str("\n)");
     }
     text.push_str(";\n");
-    Ddl { text, problems }
+    Ddl { text, problems, notes }
 }
 
 /// A table name Athena takes, from the pipeline's name: lowercase, with
