@@ -7,13 +7,17 @@
 //! delivery). [`config`] turns a TOML file into the typed configuration all
 //! of this runs on; [`telemetry`] logs, counts and serves metrics and
 //! health. [`originals`] reads an archived Parquet file back into its
-//! records.
+//! records. [`catalog`] reads the Glue table a Parquet pipeline may take
+//! its columns from; [`schema`] shows the table schema a pipeline writes,
+//! and the Athena DDL of a table over its archive.
 
 pub mod buffer;
+pub mod catalog;
 pub mod checkpoint;
 pub mod config;
 pub mod originals;
 pub mod pipeline;
+pub mod schema;
 pub mod source;
 pub mod telemetry;
 

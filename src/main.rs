@@ -27,6 +27,11 @@ enum LogFormatArg {
     Json,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum DdlArg {
+    Athena,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run a delivery stream until its input ends or SIGTERM/SIGINT.
@@ -46,6 +51,27 @@ enum Command {
         /// The configuration file (TOML).
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Print the table schema the pipeline writes its Parquet files under
+    /// (the schema file's, the Glue table's, or the inferred one from the
+    /// checkpoint) as JSON, or the DDL of a table that reads the archive.
+    Schema {
+        /// The configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print this DDL instead of JSON: `athena` (CREATE EXTERNAL
+        /// TABLE with partition projection).
+        #[arg(long, value_enum)]
+        ddl: Option<DdlArg>,
+        /// With --ddl: the table's name (default: the pipeline's name,
+        /// lowercase, `.` and `-` made `_`).
+        #[arg(long)]
+        table: Option<String>,
+        /// With --ddl: the first date of partition projection ranges,
+        /// YYYY-MM-DD (default: today, UTC). Athena finds no partition
+        /// before it.
+        #[arg(long)]
+        since: Option<chrono::NaiveDate>,
     },
     /// Print the original records of archived Parquet files, byte for byte
     /// (from `_spillway_data`, or rebuilt from their row), in file order:
@@ -69,6 +95,15 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Validate { config } => validate(&config),
         Command::Originals { files, data_only } => originals(&files, data_only),
+        Command::Schema {
+            config,
+            ddl,
+            table,
+            since,
+        } => {
+            telemetry::init(LogFormat::Text, "warn");
+            schema(&config, ddl.is_some(), table.as_deref(), since)
+        }
         Command::Run { config, once } => {
             let format = match cli.log_format {
                 LogFormatArg::Text => LogFormat::Text,
@@ -100,6 +135,62 @@ fn validate(path: &std::path::Path) -> ExitCode {
             }
             ExitCode::from(2)
         }
+    }
+}
+
+/// `spillway schema`: exit 0 with the schema (or DDL) printed; 2 for an
+/// invalid configuration; 1 when there is no schema to print (none yet, a
+/// Glue table that cannot be read) or when the DDL names what Athena
+/// cannot take (the DDL is printed all the same, the problems on stderr,
+/// after notes of what it could not express).
+fn schema(path: &std::path::Path, ddl: bool, table: Option<&str>, since: Option<chrono::NaiveDate>) -> ExitCode {
+    let config = match spillway::config::load(path) {
+        Ok(config) => config,
+        Err(err) => {
+            telemetry::eprint_line(&format!("error: {err}"));
+            return ExitCode::from(2);
+        }
+    };
+    config.register_secrets();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("building the tokio runtime");
+    let current = match runtime.block_on(spillway::schema::current(&config)) {
+        Ok(current) => current,
+        Err(err) => {
+            telemetry::eprint_line(&format!("error: {}", error_chain(&err)));
+            return ExitCode::from(1);
+        }
+    };
+    if !ddl {
+        let json = serde_json::to_string_pretty(&spillway::schema::to_json(&current)).expect("JSON serializes");
+        json.lines().for_each(telemetry::print_line);
+        return ExitCode::SUCCESS;
+    }
+    let spillway_transforms::Format::Parquet(parquet) = &config.format else {
+        unreachable!("only parquet has a schema")
+    };
+    let since = since
+        .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc())
+        .unwrap_or_else(|| {
+            chrono::Utc::now()
+                .date_naive()
+                .and_hms_opt(0, 0, 0)
+                .expect("midnight exists")
+                .and_utc()
+        });
+    let ddl = spillway::schema::athena::create_table(&config, parquet, &current.columns, table, since);
+    ddl.text.lines().for_each(telemetry::print_line);
+    for note in &ddl.notes {
+        telemetry::eprint_line(&format!("{}: note: {note}", path.display()));
+    }
+    for problem in &ddl.problems {
+        telemetry::eprint_line(&format!("{}: {problem}", path.display()));
+    }
+    match ddl.problems.is_empty() {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::from(1),
     }
 }
 

@@ -603,3 +603,58 @@ fn an_inferred_schema_prefix_reads_as_one_table_across_buffers_drift_and_a_resta
         json!([{"name": "name", "type": "string"}, {"name": "age", "type": "int64"}])
     );
 }
+
+/// Regression (issue #20, point 4): a run without the table schema in its
+/// checkpoint (lost, or another instance's) inferred afresh, so `v`, an
+/// int64 column of the published version 1, became a string column of a
+/// second "version 1" whose schema object was never written (create-only),
+/// and the prefix no longer read as one table.
+#[test]
+fn a_lost_checkpoint_continues_the_published_table_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("events.ndjson"),
+        "{\"id\":1,\"v\":1}\n{\"id\":2,\"v\":2}\n",
+    )
+    .unwrap();
+    let first = run(dir.path(), &write_config(dir.path(), &parquet_config(None, "")));
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+    std::fs::write(
+        dir.path().join("more.ndjson"),
+        "{\"id\":3,\"v\":\"s3\"}\n{\"id\":4,\"v\":4,\"w\":true}\n",
+    )
+    .unwrap();
+    let config = parquet_config(None, "").replace("events.ndjson", "more.ndjson");
+    let second = run(dir.path(), &write_config(dir.path(), &config));
+    assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
+
+    let root = dir.path().join("archive");
+    let errors = conversion_errors(&root);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors.values().next().unwrap()["errorCode"], "Parquet.TypeMismatch");
+    let files = read_parquet(&root);
+    assert_eq!(files.len(), 2);
+    let schema_of = |file: &Value| -> Vec<String> {
+        file["schema"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(name, _)| !name.starts_with("_spillway_"))
+            .map(|(name, ty)| format!("{name}:{}", ty.as_str().unwrap()))
+            .collect()
+    };
+    let (old, new) = if files[0]["rows"][0]["id"] == 1 {
+        (&files[0], &files[1])
+    } else {
+        (&files[1], &files[0])
+    };
+    assert_eq!(schema_of(old), ["id:int64", "v:int64"]);
+    assert_eq!(schema_of(new), ["id:int64", "v:int64", "w:bool"]);
+    let version_2: Value =
+        serde_json::from_slice(&std::fs::read(root.join("_spillway/schemas/clicks/2.json")).unwrap()).unwrap();
+    assert_eq!(version_2["columns"][2], json!({"name": "w", "type": "boolean"}));
+    let checkpoint: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("state/clicks.checkpoint.json")).unwrap()).unwrap();
+    assert_eq!(checkpoint["table_schema"]["version"], 2);
+}

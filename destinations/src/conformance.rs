@@ -10,9 +10,9 @@
 //! `clean_up` never touches a written object. Each check panics with the
 //! store's description, the check and the key.
 //!
-//! Stores are write-only (the pipeline never reads), so each check also
-//! takes a [`ReadBack`]: how the test sees what was stored, by its own
-//! means (files, the test's own S3 client). And a prefix, fresh for the
+//! The pipeline reads back only its own table schema objects (`get`), so
+//! each check also takes a [`ReadBack`]: how the test sees what was
+//! stored, by its own means (files, the test's own S3 client). And a prefix, fresh for the
 //! run, so that runs on a shared bucket do not meet.
 //!
 //! A new store runs [`run_all`] in its tests. Errors that only one backend
@@ -101,6 +101,28 @@ pub async fn run_all(store: &dyn ObjectStore, read: &dyn ReadBack, prefix: &str)
     keys_of_every_allowed_kind(store, read, prefix).await;
     a_prefix_is_not_an_object(store, read, prefix).await;
     concurrent_creates_make_one_object(store, read, prefix).await;
+    get_gives_what_was_put(store, prefix).await;
+}
+
+/// `get` gives an object's bytes, and `None` where there is no object
+/// (nothing, or a prefix of other objects).
+pub async fn get_gives_what_was_put(store: &dyn ObjectStore, prefix: &str) {
+    let k = key(prefix, "get/dir/object.json");
+    let described = store.describe();
+    let missing = store.get(&k).await;
+    assert!(
+        matches!(missing, Ok(None)),
+        "{described}: get of a missing key: {missing:?}"
+    );
+    store.put(&k, Bytes::from_static(b"{\"v\":1}"), &opts()).await.unwrap();
+    let found = store.get(&k).await.unwrap();
+    assert_eq!(found.as_deref(), Some(&b"{\"v\":1}"[..]), "{described}: get after put");
+    let dir = key(prefix, "get/dir");
+    let prefix_only = store.get(&dir).await;
+    assert!(
+        matches!(prefix_only, Ok(None)),
+        "{described}: get of a prefix: {prefix_only:?}"
+    );
 }
 
 /// `check` passes on a usable store.

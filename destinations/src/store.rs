@@ -90,6 +90,11 @@ pub trait ObjectStore: Send + Sync + Debug {
     /// Whether an object exists under `key`.
     async fn exists(&self, key: &ObjectKey) -> Result<bool, Error>;
 
+    /// The bytes of the object `key`, or `None` if there is no object
+    /// there. The pipeline reads back only small objects it wrote itself
+    /// (the table schema versions, at start), never data.
+    async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>, Error>;
+
     /// Checks at start-up that objects can be written, so that permanent
     /// problems are reported in one line before any record is read.
     async fn check(&self) -> Result<(), Error>;

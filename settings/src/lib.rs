@@ -16,7 +16,7 @@ mod choice;
 pub mod paths;
 mod problems;
 
-pub use choice::{keys_of, Choice, Given, Variant};
+pub use choice::{keys_of, parse_table, Choice, Given, Variant};
 pub use problems::{ConfigProblem, Problems};
 
 /// A configuration table as written, `${VAR}` already expanded.

@@ -85,38 +85,46 @@ impl LocalFileStore {
     }
 }
 
+/// Reads the state saved at `<dir>/<stream>.checkpoint.json` without
+/// taking its lock, for a reader beside a running pipeline (`spillway
+/// schema`): the file is replaced atomically, so it is always whole.
+pub fn read_state(dir: &Path, stream: &str) -> Result<Option<CheckpointState>, StoreError> {
+    read_file(dir.join(format!("{stream}.checkpoint.json")))
+}
+
+fn read_file(path: PathBuf) -> Result<Option<CheckpointState>, StoreError> {
+    let bytes = match fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(StoreError::Io {
+                action: "read",
+                path,
+                source,
+            })
+        }
+    };
+    let state: CheckpointState = serde_json::from_slice(&bytes).map_err(|err| StoreError::Corrupt {
+        path: path.clone(),
+        reason: err.to_string(),
+    })?;
+    if state.version != STATE_VERSION {
+        return Err(StoreError::Corrupt {
+            path,
+            reason: format!(
+                "format version {} is not {STATE_VERSION}, the one this build reads",
+                state.version
+            ),
+        });
+    }
+    Ok(Some(state))
+}
+
 #[async_trait]
 impl CheckpointStore for LocalFileStore {
     async fn load(&self) -> Result<Option<CheckpointState>, StoreError> {
         let path = self.path.clone();
-        blocking(move || {
-            let bytes = match fs::read(&path) {
-                Ok(bytes) => bytes,
-                Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-                Err(source) => {
-                    return Err(StoreError::Io {
-                        action: "read",
-                        path,
-                        source,
-                    })
-                }
-            };
-            let state: CheckpointState = serde_json::from_slice(&bytes).map_err(|err| StoreError::Corrupt {
-                path: path.clone(),
-                reason: err.to_string(),
-            })?;
-            if state.version != STATE_VERSION {
-                return Err(StoreError::Corrupt {
-                    path,
-                    reason: format!(
-                        "format version {} is not {STATE_VERSION}, the one this build reads",
-                        state.version
-                    ),
-                });
-            }
-            Ok(Some(state))
-        })
-        .await
+        blocking(move || read_file(path)).await
     }
 
     async fn save(&self, state: &CheckpointState) -> Result<(), StoreError> {

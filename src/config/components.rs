@@ -12,12 +12,13 @@ use spillway_destinations::http::HttpSettings;
 use spillway_destinations::local::LocalSettings;
 use spillway_destinations::objects::ObjectSettings;
 use spillway_destinations::s3::S3Settings;
-use spillway_settings::{keys_of, Choice, Given, Problems, Variant};
+use spillway_settings::{keys_of, parse_table, Choice, Given, Problems, Variant};
 use spillway_transforms::format::parquet::config::ParquetSettings;
 use spillway_transforms::format::{JsonLinesSettings, RawFormatSettings};
 use spillway_transforms::Format;
 
 use super::{DestinationConfig, ObjectDestination, StoreConfig};
+use crate::catalog::glue::{GlueConfig, GlueSettings};
 use crate::source::kinesis::config::KinesisSettings;
 use crate::source::{FileSettings, SourceConfig, StdinSettings};
 
@@ -38,20 +39,61 @@ pub(super) fn sources() -> Choice<'static, SourceConfig> {
     }
 }
 
-/// `[format]`.
-pub(super) fn formats() -> Choice<'static, Format> {
+/// `[format]`, and the Glue table a Parquet format takes its columns from
+/// (`[format.glue]`).
+pub(super) fn formats() -> Choice<'static, (Format, Option<GlueConfig>)> {
     Choice {
         variants: vec![
-            Variant::new("json_lines", |_: JsonLinesSettings, _, _| Some(Format::JsonLines)),
-            Variant::new("raw", |raw: RawFormatSettings, _, _| Some(raw.check())),
-            Variant::new("parquet", |raw: ParquetSettings, key, problems| {
-                raw.check(key, problems)
-                    .map(|p| Format::Parquet(std::sync::Arc::new(p)))
+            Variant::new("json_lines", |_: JsonLinesSettings, _, _| {
+                Some((Format::JsonLines, None))
             }),
+            Variant::new("raw", |raw: RawFormatSettings, _, _| Some((raw.check(), None))),
+            parquet(),
         ],
         default: Some("json_lines"),
         refusal: |key, _, owners, _| format!("only allowed with {key}.type = {owners}"),
     }
+}
+
+/// `[format]` with `type = "parquet"`: the format's own keys
+/// ([`ParquetSettings`], in `spillway-transforms`) and `glue`, read by
+/// the catalog it names (`crate::catalog::glue`), which keeps AWS out of
+/// the crate that encodes.
+fn parquet() -> Variant<'static, (Format, Option<GlueConfig>)> {
+    let format_keys = keys_of::<ParquetSettings>();
+    let keys = [format_keys, &["glue"]].concat();
+    Variant::custom("parquet", keys, move |mut given: Given<'_>| {
+        given.report_refused();
+        let glue = given.table.remove("glue");
+        let has_schema = given.table.contains_key("schema");
+        let format = given
+            .parse::<ParquetSettings>(Some(format_keys))
+            .and_then(|raw| raw.check(given.key, given.problems));
+        let glue_key = format!("{}.glue", given.key);
+        let glue = match glue {
+            None => None,
+            Some(table) => {
+                if has_schema {
+                    given.problems.add(
+                        &glue_key,
+                        format!(
+                            "not allowed with {}.schema: the columns come either from a schema file or from a Glue table",
+                            given.key
+                        ),
+                    );
+                }
+                let toml::Value::Table(table) = table else {
+                    given
+                        .problems
+                        .add(&glue_key, "must be a table: [format.glue] with database and table");
+                    return None;
+                };
+                let settings: Option<GlueSettings> = parse_table(&glue_key, table, given.problems);
+                Some(settings.and_then(|s| s.check(&glue_key, given.problems))?)
+            }
+        };
+        Some((Format::Parquet(std::sync::Arc::new(format?)), glue))
+    })
 }
 
 /// `[destination]` (and `[destination.backup]`, which takes the object

@@ -37,6 +37,9 @@ pub struct Config {
     pub source: SourceConfig,
     pub buffer: BufferLimits,
     pub format: Format,
+    /// With Parquet, the Glue table the columns come from
+    /// (`[format.glue]`).
+    pub glue: Option<crate::catalog::glue::GlueConfig>,
     pub destination: DestinationConfig,
     pub checkpoint: CheckpointConfig,
     pub telemetry: TelemetryConfig,
@@ -132,6 +135,9 @@ impl Config {
             if let Some(key) = &http.endpoint.access_key {
                 register_secret(key.expose());
             }
+        }
+        if let Some(endpoint) = self.glue.as_ref().and_then(|g| g.endpoint.as_ref()) {
+            register_url_secrets(endpoint);
         }
         if let StoreConfig::S3(s3) = &self.destination.objects().store {
             if let Some(endpoint) = &s3.endpoint {

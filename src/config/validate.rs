@@ -32,7 +32,10 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigProblem>> {
     // they hold even where a component has problems of its own.
     let format_type = type_of(&raw.format);
     let destination_type = type_of(&raw.destination);
-    let format = components::formats().resolve("format", raw.format, &mut problems);
+    let (format, glue) = match components::formats().resolve("format", raw.format, &mut problems) {
+        Some((format, glue)) => (Some(format), glue),
+        None => (None, None),
+    };
     let destination = components::destinations(&raw.name).resolve("destination", raw.destination, &mut problems);
     let http = destination_type.as_deref() == Some("http");
     let parquet = format_type.as_deref() == Some("parquet");
@@ -55,6 +58,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigProblem>> {
                 source,
                 buffer,
                 format,
+                glue,
                 destination,
                 checkpoint,
                 telemetry,
@@ -436,6 +440,44 @@ mod tests {
                 "destination.endpoint: \"https://h:1/\" (query or fragment not shown) must not have a query string or \
                  fragment: the AWS SDK refuses them in an S3 endpoint",
             ]
+        );
+    }
+
+    #[test]
+    fn a_glue_table_is_parquet_only_and_never_beside_a_schema_file() {
+        let glue = "[format.glue]\ndatabase = \"analytics\"\ntable = \"events\"\n";
+        let text = format!("{MINIMAL}[format]\ntype = \"parquet\"\n{glue}region = \"eu-west-1\"\n");
+        let config = parse(&text, "t", &|_| None).unwrap();
+        let glue_config = config.glue.unwrap();
+        assert_eq!(
+            (glue_config.database.as_str(), glue_config.table.as_str()),
+            ("analytics", "events")
+        );
+        assert_eq!(glue_config.region.as_deref(), Some("eu-west-1"));
+        let text = format!("{MINIMAL}[format]\ntype = \"json_lines\"\n{glue}");
+        assert_eq!(
+            problems(&text),
+            ["format.glue: only allowed with format.type = \"parquet\""]
+        );
+        let text = format!("{MINIMAL}[format]\ntype = \"parquet\"\nschema = \"s.json\"\n{glue}colour = 1\n");
+        let found = problems(&text);
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(
+            found[0].starts_with("format.schema: cannot read schema file s.json"),
+            "{found:?}"
+        );
+        assert_eq!(
+            found[1],
+            "format.glue: not allowed with format.schema: the columns come either from a schema file or from a Glue table"
+        );
+        assert!(
+            found[2].starts_with("format.glue.colour: unknown field `colour`"),
+            "{found:?}"
+        );
+        let text = format!("{MINIMAL}[format]\ntype = \"parquet\"\nglue = \"events\"\n");
+        assert_eq!(
+            problems(&text),
+            ["format.glue: must be a table: [format.glue] with database and table"]
         );
     }
 

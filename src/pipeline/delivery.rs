@@ -19,6 +19,7 @@ use spillway_transforms::{ErrorOutputType, Rejection};
 use super::object::{Body, ObjectPlanner, PlannedObject};
 use super::RunError;
 use crate::buffer::FlushReason;
+use crate::catalog::glue::GlueCatalog;
 use crate::checkpoint::{Checkpointer, Claims, ObjectId, StoreError};
 use crate::telemetry::events::{CheckpointSaveRetrying, ObjectDelivered, PutGaveUp, PutRetrying};
 use crate::telemetry::Telemetry;
@@ -44,6 +45,9 @@ pub(super) struct Delivery {
     /// The table schema version whose schema object this run has put
     /// (see `super::table`).
     pub published_table_schema: tokio::sync::Mutex<Option<u64>>,
+    /// With `[format.glue]`: the table data is encoded under (see
+    /// `super::catalog`).
+    pub catalog: Option<Arc<GlueCatalog>>,
 }
 
 /// Runs CPU-bound encoding off the async runtime.

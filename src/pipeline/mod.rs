@@ -4,6 +4,7 @@
 //! Channels are bounded at every step: when the destination is slow the
 //! writer falls behind, the router waits, and the source stops reading.
 
+mod catalog;
 mod delivery;
 mod endpoint;
 mod object;
@@ -24,6 +25,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::buffer::FlushReason;
+use crate::catalog::glue::{GlueCatalog, GlueError};
 use crate::checkpoint::{CheckpointError, Checkpointer, LocalFileStore, StoreError};
 use crate::config::{Config, DestinationConfig, SourceConfig, StoreConfig};
 use crate::source::{self, SourceContext, SourceError};
@@ -75,6 +77,11 @@ pub enum RunError {
     /// `[telemetry] listen` cannot be listened on (in use, not this host's).
     #[error(transparent)]
     Telemetry(#[from] ListenError),
+    #[error(transparent)]
+    Glue(#[from] GlueError),
+    /// A table schema object under the destination is not one.
+    #[error("table schema object {key} cannot be read: {reason}")]
+    TableSchemaObject { key: String, reason: String },
     #[error("kinesis source: {0}")]
     KinesisCredentials(#[source] spillway_destinations::aws_credentials::CredentialsProblem),
 }
@@ -100,6 +107,11 @@ pub async fn run(config: Config, options: RunOptions) -> Result<RunSummary, RunE
         ),
     };
     destination.check().await.map_err(RunError::DestinationCheck)?;
+    // A Glue table that cannot be read stops the run here, in one line.
+    let catalog = match &config.glue {
+        Some(glue) => Some(Arc::new(GlueCatalog::connect(glue).await?)),
+        None => None,
+    };
     // SIGTERM/SIGINT: said at once, and every retry loop stops waiting.
     let stop = CancellationToken::new();
     tokio::spawn({
@@ -117,6 +129,10 @@ pub async fn run(config: Config, options: RunOptions) -> Result<RunSummary, RunE
     let store = LocalFileStore::open(&config.checkpoint.dir, &config.name).map_err(CheckpointError::from)?;
     let checkpoint_file = store.path().display().to_string();
     let checkpointer = Arc::new(Checkpointer::open(&config.name, Box::new(store), &*destination).await?);
+    let planner = Arc::new(object::ObjectPlanner::new(&config.name, &config.format, objects));
+    if catalog.is_none() && planner.keeps_table() {
+        table::resume_published(&planner, &*destination, &checkpointer).await?;
+    }
 
     let mut limits = config.buffer;
     if let Some(interval) = options.interval_override {
@@ -157,7 +173,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<RunSummary, RunE
         .await;
     let writer = writer::Writer {
         objects: delivery::Delivery {
-            planner: Arc::new(object::ObjectPlanner::new(&config.name, &config.format, objects)),
+            planner,
             store: destination,
             checkpoints: checkpointer.clone(),
             telemetry: telemetry.clone(),
@@ -167,6 +183,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<RunSummary, RunE
             },
             retry: delivery::object_retry(objects.retry_duration).stopped_by(&stop),
             published_table_schema: Default::default(),
+            catalog,
         },
         endpoint: http,
     };

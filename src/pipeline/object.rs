@@ -12,7 +12,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use spillway_destinations::key::sanitize_segment;
 use spillway_destinations::{Compression, KeyContext, KeyTemplate, ObjectKey, PutOptions};
-use spillway_transforms::format::parquet::{TableEncoded, TableSchema};
+use spillway_transforms::format::parquet::{ParquetFormat, Schema, TableEncoded, TableSchema};
 use spillway_transforms::{error_record, Encoded, ErrorOutputType, Format, Record, Rejection};
 
 use super::payload::RecordsPayload;
@@ -93,6 +93,25 @@ impl ObjectPlanner {
         self.split_refused(records, tickets, encoded)
     }
 
+    /// [`Self::data`] under `schema` (a Glue table's columns) rather than
+    /// the configured format's own. CPU-bound: run off the async runtime.
+    pub fn data_under(
+        &self,
+        records: Vec<Record>,
+        tickets: Vec<Ticket>,
+        schema: &Schema,
+    ) -> std::io::Result<Vec<PlannedObject>> {
+        let Format::Parquet(parquet) = &self.format else {
+            unreachable!("only Parquet takes a Glue table's columns")
+        };
+        let format = ParquetFormat {
+            schema: Some(schema.clone()),
+            ..(**parquet).clone()
+        };
+        let encoded = format.encode(&records);
+        self.split_refused(records, tickets, encoded)
+    }
+
     /// Whether data is encoded under a table schema that holds across
     /// batches (Parquet with an inferred schema; see `super::table`).
     pub fn keeps_table(&self) -> bool {
@@ -157,12 +176,7 @@ impl ObjectPlanner {
     /// `_spillway/schemas/<stream>/<version>.json`, beside the data rather
     /// than in it (readers skip names starting with `_`), uncompressed.
     pub fn table_schema_object(&self, table: &TableSchema) -> std::io::Result<PlannedObject> {
-        let key = ObjectKey::new(format!(
-            "{TABLE_SCHEMAS}{}/{}.json",
-            sanitize_segment(&self.stream),
-            table.version
-        ))
-        .map_err(std::io::Error::other)?;
+        let key = self.table_schema_key(table.version).map_err(std::io::Error::other)?;
         Ok(PlannedObject {
             key,
             body: Body::Whole(Bytes::from(table.to_json())),
@@ -175,6 +189,14 @@ impl ObjectPlanner {
             records: Arc::from(Vec::new()),
             new_errors: false,
         })
+    }
+
+    /// The key of the schema object of `version`.
+    pub fn table_schema_key(&self, version: u64) -> Result<ObjectKey, spillway_destinations::key::InvalidKey> {
+        ObjectKey::new(format!(
+            "{TABLE_SCHEMAS}{}/{version}.json",
+            sanitize_segment(&self.stream)
+        ))
     }
 
     /// The error object of records that are error records already (an

@@ -20,18 +20,71 @@
 //! the version in force is put once per run, before its first object, so
 //! a run stopped between steps 1 and 2 leaves none missing.
 //!
-//! Not handled: two instances writing one prefix with separate
-//! checkpoints. Each starts from its own checkpoint, and create-only puts
-//! keep the first schema object of a version number; nothing reads a
-//! version another instance made.
+//! A run whose checkpoint has no version (a lost checkpoint, or a second
+//! instance with a checkpoint of its own) starts from the newest schema
+//! object under the destination ([`resume_published`]), so the table
+//! continues rather than starting afresh with other columns.
+//!
+//! Not handled: two instances growing the table at the same time. Each
+//! grows from the version it has, and create-only puts keep the first
+//! schema object of a version number: the other instance's files of that
+//! version may hold columns the object does not list.
 
-use spillway_transforms::format::parquet::{count_columns, MAX_COLUMNS};
+use spillway_destinations::ObjectStore;
+use spillway_transforms::format::parquet::{count_columns, TableSchema, MAX_COLUMNS};
 use spillway_transforms::Record;
 
 use super::delivery::{blocking, Delivery};
-use super::object::PlannedObject;
+use super::object::{ObjectPlanner, PlannedObject};
 use super::RunError;
-use crate::checkpoint::Ticket;
+use crate::checkpoint::{Checkpointer, Ticket};
+
+/// At start, with no version in the checkpoint: puts the newest schema
+/// object under the destination in force, and saves it in the
+/// checkpoint. Versions are probed from 1 up (they are numbered without
+/// gaps); none found leaves the checkpoint as it is, and the first buffer
+/// makes version 1.
+pub(super) async fn resume_published(
+    planner: &ObjectPlanner,
+    store: &dyn ObjectStore,
+    checkpoints: &Checkpointer,
+) -> Result<(), RunError> {
+    if checkpoints.table_schema().is_some() {
+        return Ok(());
+    }
+    let mut newest: Option<TableSchema> = None;
+    for version in 1.. {
+        let key = planner
+            .table_schema_key(version)
+            .map_err(|err| RunError::Encode(std::io::Error::other(err)))?;
+        let Some(bytes) = store.get(&key).await.map_err(RunError::DestinationCheck)? else {
+            break;
+        };
+        let table = std::str::from_utf8(&bytes)
+            .map_err(|err| err.to_string())
+            .and_then(|text| TableSchema::from_json(text).map_err(|err| err.to_string()))
+            .and_then(|table| match table.version == version {
+                true => Ok(table),
+                false => Err(format!("it says version {}", table.version)),
+            })
+            .map_err(|reason| RunError::TableSchemaObject {
+                key: key.to_string(),
+                reason,
+            })?;
+        newest = Some(table);
+    }
+    let Some(table) = newest else {
+        return Ok(());
+    };
+    tracing::info!(
+        version = table.version,
+        columns = table.columns.len(),
+        "the checkpoint has no table schema: continuing the newest one published under the destination"
+    );
+    checkpoints.set_table_schema(table);
+    checkpoints.save().await?;
+    Ok(())
+}
 
 impl Delivery {
     /// Encodes a data batch under the table schema (see the module docs),

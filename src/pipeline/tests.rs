@@ -131,6 +131,10 @@ impl ObjectStore for Watched {
         self.store.exists(key).await
     }
 
+    async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>, spillway_destinations::Error> {
+        ObjectStore::get(&self.store, key).await
+    }
+
     async fn check(&self) -> Result<(), spillway_destinations::Error> {
         self.store.check().await
     }
@@ -255,6 +259,7 @@ path = "state"
                 destination: "local",
                 retry: self.retry.clone(),
                 published_table_schema: Default::default(),
+                catalog: None,
             },
             endpoint: None,
         };

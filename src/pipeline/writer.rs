@@ -46,9 +46,10 @@ impl Writer {
                 (Some(endpoint), BufferKey::Data) => endpoint.deliver(&self.objects, records, tickets, info).await?,
                 (None, BufferKey::Data) => {
                     let planner = self.objects.planner.clone();
-                    let objects = match planner.keeps_table() {
-                        true => self.objects.plan_in_table(records, tickets).await?,
-                        false => blocking(move || planner.data(records, tickets)).await?,
+                    let objects = match (&self.objects.catalog, planner.keeps_table()) {
+                        (Some(catalog), _) => self.objects.plan_in_catalog(catalog, records, tickets).await?,
+                        (None, true) => self.objects.plan_in_table(records, tickets).await?,
+                        (None, false) => blocking(move || planner.data(records, tickets)).await?,
                     };
                     for object in objects {
                         self.objects.deliver(object, info).await?;

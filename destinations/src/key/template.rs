@@ -33,6 +33,34 @@ pub struct KeyTemplate {
     time_zone: Tz,
 }
 
+/// One piece of a prefix template, as [`KeyTemplate::parts`] gives it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PrefixPart {
+    /// Text copied as it is (quoted text of a timestamp pattern included).
+    Text(String),
+    /// A field of the timestamp: its letters in the pattern, as Java's
+    /// `DateTimeFormatter` (and `SimpleDateFormat`) spell it (`yyyy`, `MM`,
+    /// `H`, ...), and what it counts.
+    Time {
+        letters: &'static str,
+        unit: TimeField,
+    },
+    RandomString,
+    ErrorOutputType,
+}
+
+/// What a timestamp field counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TimeField {
+    Year,
+    Month,
+    Day,
+    Hour,
+    Minute,
+    Second,
+    Millisecond,
+}
+
 /// What a template needs to render a prefix.
 #[derive(Clone, Copy, Debug)]
 pub struct KeyContext<'a> {
@@ -117,6 +145,27 @@ impl KeyTemplate {
         &self.source
     }
 
+    /// The time zone of its timestamp expressions.
+    pub fn time_zone(&self) -> Tz {
+        self.time_zone
+    }
+
+    /// What the template is made of, in order (the default `yyyy/MM/dd/HH/`
+    /// included where it applies), for tools that describe the layout of
+    /// the keys, such as the Athena DDL of `spillway schema`.
+    pub fn parts(&self) -> Vec<PrefixPart> {
+        let mut parts = Vec::new();
+        for segment in &self.segments {
+            match segment {
+                Segment::Literal(text) => parts.push(PrefixPart::Text(text.clone())),
+                Segment::Timestamp(pattern) => pattern.parts(&mut parts),
+                Segment::RandomString => parts.push(PrefixPart::RandomString),
+                Segment::ErrorOutputType => parts.push(PrefixPart::ErrorOutputType),
+            }
+        }
+        parts
+    }
+
     /// Renders the prefix for one object.
     pub fn render(&self, context: &KeyContext<'_>) -> String {
         let mut out = String::new();
@@ -186,6 +235,39 @@ mod tests {
         KeyTemplate::parse(template, kind, Tz::UTC)
             .unwrap()
             .render(&context(Some("processing-failed")))
+    }
+
+    #[test]
+    fn parts_show_the_fields_of_each_expression_and_the_default() {
+        let template = KeyTemplate::parse(
+            "logs/h=!{timestamp:'x'H}/!{firehose:random-string}",
+            TemplateKind::Data,
+            Tz::UTC,
+        )
+        .unwrap();
+        assert_eq!(
+            template.parts(),
+            [
+                PrefixPart::Text("logs/h=".into()),
+                PrefixPart::Text("x".into()),
+                PrefixPart::Time {
+                    letters: "H",
+                    unit: TimeField::Hour
+                },
+                PrefixPart::Text("/".into()),
+                PrefixPart::RandomString,
+            ]
+        );
+        let default = KeyTemplate::parse("events/", TemplateKind::Data, Tz::UTC).unwrap();
+        let letters: Vec<&str> = default
+            .parts()
+            .iter()
+            .filter_map(|p| match p {
+                PrefixPart::Time { letters, .. } => Some(*letters),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(letters, ["yyyy", "MM", "dd", "HH"]);
     }
 
     #[test]

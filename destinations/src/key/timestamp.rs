@@ -6,6 +6,8 @@
 
 use chrono::{DateTime, Datelike, TimeZone, Timelike};
 
+use super::template::{PrefixPart, TimeField};
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Part {
     Literal(String),
@@ -71,6 +73,31 @@ impl TimestampPattern {
             i += run;
         }
         Ok(Self { parts })
+    }
+
+    /// The pattern's pieces, appended to `out`.
+    pub(crate) fn parts(&self, out: &mut Vec<PrefixPart>) {
+        for part in &self.parts {
+            let (letters, unit) = match part {
+                Part::Literal(text) => {
+                    out.push(PrefixPart::Text(text.clone()));
+                    continue;
+                }
+                Part::Year4 => ("yyyy", TimeField::Year),
+                Part::Year2 => ("yy", TimeField::Year),
+                Part::Month { padded: true } => ("MM", TimeField::Month),
+                Part::Month { padded: false } => ("M", TimeField::Month),
+                Part::Day { padded: true } => ("dd", TimeField::Day),
+                Part::Day { padded: false } => ("d", TimeField::Day),
+                Part::DayOfYear => ("DDD", TimeField::Day),
+                Part::Hour { padded: true } => ("HH", TimeField::Hour),
+                Part::Hour { padded: false } => ("H", TimeField::Hour),
+                Part::Minute => ("mm", TimeField::Minute),
+                Part::Second => ("ss", TimeField::Second),
+                Part::Millis => ("SSS", TimeField::Millisecond),
+            };
+            out.push(PrefixPart::Time { letters, unit });
+        }
     }
 
     pub(crate) fn render<Tz: TimeZone>(&self, time: &DateTime<Tz>, out: &mut String)

@@ -200,6 +200,27 @@ impl ObjectStore for LocalStore {
         .map_err(|err| io_error(err, &location))
     }
 
+    async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>, Error> {
+        let path = self.path_of(key);
+        let location = key.as_str().to_owned();
+        run_blocking(move || match fs::read(&path) {
+            Ok(bytes) => Ok(Some(Bytes::from(bytes))),
+            // No object: nothing there, a directory of other objects, or a
+            // path through a file (as `exists` reads them).
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory | io::ErrorKind::IsADirectory
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(err) => Err(err),
+        })
+        .await
+        .map_err(|err| io_error(err, &location))
+    }
+
     /// Deletes the temporary files of dead runs, then writes and deletes a
     /// probe in this store's staging directory.
     async fn check(&self) -> Result<(), Error> {

@@ -52,6 +52,7 @@ pub enum Operation {
     /// `put`, and `put_stream` once its payload is produced.
     Put,
     Exists,
+    Get,
     CleanUp,
     Check,
 }
@@ -187,6 +188,14 @@ impl ObjectStore for MemoryStore {
 
     async fn exists(&self, key: &ObjectKey) -> Result<bool, Error> {
         Ok(self.enter(Operation::Exists, Some(key))?.objects.contains_key(key))
+    }
+
+    async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>, Error> {
+        Ok(self
+            .enter(Operation::Get, Some(key))?
+            .objects
+            .get(key)
+            .map(|object| object.bytes.clone()))
     }
 
     async fn check(&self) -> Result<(), Error> {

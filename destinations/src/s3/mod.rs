@@ -329,6 +329,26 @@ impl ObjectStore for S3Store {
         }
     }
 
+    async fn get(&self, key: &ObjectKey) -> Result<Option<Bytes>, Error> {
+        let sent = self
+            .client
+            .get_object()
+            .bucket(&self.options.bucket)
+            .key(key.as_str())
+            .send()
+            .await;
+        let output = match sent {
+            Ok(output) => output,
+            Err(err) if classify(&err) == Class::NotFound => return Ok(None),
+            Err(err) => return Err(to_error("GetObject", self.target(key), err)),
+        };
+        let body = output.body.collect().await.map_err(|err| Error::Transient {
+            location: key.as_str().to_owned(),
+            source: Box::new(err),
+        })?;
+        Ok(Some(body.into_bytes()))
+    }
+
     /// Starts a multipart upload under `.spillway-probe/` with the same
     /// settings as real objects (encryption, storage class, tags), then
     /// aborts it, so a missing bucket, a refused credential or a bad KMS

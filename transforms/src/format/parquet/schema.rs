@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `string` | Utf8 / BYTE_ARRAY (UTF8) |
 //! | `boolean` | Boolean |
-//! | `int32` (`int`) | Int32 |
+//! | `int32` (`int`; `tinyint`, `smallint`) | Int32 |
 //! | `int64` (`bigint`) | Int64 |
 //! | `float` | Float32 |
 //! | `double` | Float64 |
@@ -265,7 +265,9 @@ impl TypeParser<'_> {
                 ColumnType::String
             }
             "boolean" | "bool" => ColumnType::Boolean,
-            "int32" | "int" | "integer" => ColumnType::Int32,
+            // Hive's narrower integers are written as int32, which readers
+            // (Athena, Spark) read into a tinyint or smallint column.
+            "int32" | "int" | "integer" | "tinyint" | "smallint" => ColumnType::Int32,
             "int64" | "bigint" | "long" => ColumnType::Int64,
             "float" | "float32" | "real" => ColumnType::Float,
             "double" | "float64" => ColumnType::Double,
@@ -436,6 +438,8 @@ mod tests {
             ("string", ColumnType::String),
             ("BIGINT", ColumnType::Int64),
             ("int", ColumnType::Int32),
+            ("SMALLINT", ColumnType::Int32),
+            ("tinyint", ColumnType::Int32),
             (
                 "decimal(10,2)",
                 ColumnType::Decimal {
