@@ -18,6 +18,9 @@ use spillway_transforms::format::{JsonLinesSettings, RawFormatSettings};
 use spillway_transforms::Format;
 
 use super::{DestinationConfig, ObjectDestination, StoreConfig};
+use crate::processor::config::spec;
+use crate::processor::jq::config::{JqSettings, MetadataExtractionSettings};
+use crate::processor::ProcessorConfig;
 use crate::source::kinesis::config::KinesisSettings;
 use crate::source::{FileSettings, SourceConfig, StdinSettings};
 
@@ -32,6 +35,23 @@ pub(super) fn sources() -> Choice<'static, SourceConfig> {
             Variant::new("kinesis", |raw: KinesisSettings, key, problems| {
                 raw.check(key, problems).map(SourceConfig::Kinesis)
             }),
+        ],
+        default: None,
+        refusal: |key, _, owners, chosen| format!("only allowed with {key}.type = {owners}, not {chosen:?}"),
+    }
+}
+
+/// Each `[[processors]]` table.
+pub(super) fn processors() -> Choice<'static, ProcessorConfig> {
+    Choice {
+        variants: vec![
+            Variant::new("jq", |raw: JqSettings, key, problems| {
+                raw.check(key, problems).map(spec)
+            }),
+            Variant::new(
+                "metadata_extraction",
+                |raw: MetadataExtractionSettings, key, problems| raw.check(key, problems).map(spec),
+            ),
         ],
         default: None,
         refusal: |key, _, owners, chosen| format!("only allowed with {key}.type = {owners}, not {chosen:?}"),
