@@ -564,4 +564,54 @@ mod tests {
         let missing = format!("{MINIMAL}[format]\ntype = \"parquet\"\nschema = \"/nonexistent/s.json\"\n");
         assert!(problems(&missing)[0].starts_with("format.schema: cannot read schema file /nonexistent/s.json"));
     }
+
+    #[test]
+    fn processors_and_dynamic_partitioning_are_checked_against_the_prefix() {
+        let partitioned = "[source]\ntype = \"stdin\"\n[destination]\ntype = \"local\"\npath = \"o\"\n\
+                           prefix = \"c=!{partitionKeyFromQuery:customer}/\"\n";
+        assert_eq!(
+            problems(partitioned),
+            ["destination.prefix: \"c=!{partitionKeyFromQuery:customer}/\" names partition keys: set dynamic_partitioning.enabled = true, or remove them"]
+        );
+        let enabled = format!("{partitioned}[dynamic_partitioning]\nenabled = true\nmax_active_partitions = 0\n");
+        assert_eq!(
+            problems(&enabled),
+            ["dynamic_partitioning.max_active_partitions: 0 is out of range: allowed 1 to 5000"]
+        );
+        let no_maker = format!(
+            "{partitioned}[dynamic_partitioning]\nenabled = true\n[[processors]]\ntype = \"jq\"\nquery = \".\"\n"
+        );
+        assert_eq!(
+            problems(&no_maker),
+            ["destination.prefix: \"c=!{partitionKeyFromQuery:customer}/\" names !{partitionKeyFromQuery:customer}, \
+              which no processor makes: add a metadata_extraction processor whose query gives \"customer\""]
+        );
+        let ok = format!(
+            "{partitioned}[dynamic_partitioning]\nenabled = true\n[[processors]]\ntype = \"metadata_extraction\"\n\
+             query = \"{{customer: .c}}\"\n"
+        );
+        let config = parse(&ok, "t", &|_| None).unwrap();
+        assert_eq!(config.processors.len(), 1);
+        assert_eq!(config.partitioning.max_active_partitions, 500);
+        let bad = format!(
+            "{MINIMAL}[[processors]]\ntype = \"jq\"\nquery = \"select(\"\n[[processors]]\ntype = \"lambada\"\n"
+        );
+        let found = problems(&bad);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found[0].starts_with("processors[0].query: \"select(\" does not parse"),
+            "{found:?}"
+        );
+        assert!(
+            found[1].starts_with("processors[1].type: \"lambada\" is not allowed"),
+            "{found:?}"
+        );
+        let http = format!(
+            "{HTTP}[destination.backup]\ntype = \"local\"\npath = \"b\"\n[dynamic_partitioning]\nenabled = true\n"
+        );
+        assert_eq!(
+            problems(&http),
+            ["dynamic_partitioning.enabled: true is not allowed with destination.type = \"http\": an endpoint takes records, not prefixes"]
+        );
+    }
 }
