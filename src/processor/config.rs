@@ -143,6 +143,33 @@ pub async fn build_chain(specs: &[ProcessorConfig], context: &BuildContext<'_>) 
     Ok(chain)
 }
 
+/// A processor with nothing to set up at start: its spec is itself.
+#[derive(Debug)]
+pub struct Ready<P> {
+    pub kind: &'static str,
+    pub processor: Arc<P>,
+}
+
+impl<P> Ready<P> {
+    pub fn new(kind: &'static str, processor: P) -> Self {
+        Self {
+            kind,
+            processor: Arc::new(processor),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl<P: Processor + fmt::Debug + 'static> ProcessorSpec for Ready<P> {
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    async fn build(&self, _context: &BuildContext<'_>) -> Result<Arc<dyn Processor>, String> {
+        Ok(self.processor.clone())
+    }
+}
+
 /// Wraps a checked spec for the registry.
 pub fn spec(spec: impl ProcessorSpec + 'static) -> ProcessorConfig {
     Arc::new(spec)

@@ -9,9 +9,13 @@
 //! outputs of each source record so that exactly-once holds whatever a
 //! processor answers (see [`spillway_transforms::Offset::output`]).
 
+pub mod append_delimiter;
+pub mod cloudwatch_logs;
 pub mod config;
+pub mod decompression;
 pub mod jq;
 pub mod metadata_extraction;
+pub mod record_deaggregation;
 pub mod stage;
 
 use std::collections::BTreeMap;
@@ -131,6 +135,21 @@ pub trait Processor: Send + Sync {
     /// processor's own; `stop` (shutdown) ends them with `Stopped`.
     async fn process(&self, inputs: &[Input<'_>], stop: &CancellationToken) -> Result<Vec<Outcome>, ProcessError>;
 }
+
+/// Runs `each` on every input's bytes off the async runtime (the built-in
+/// processors are CPU-bound: gunzip, JSON scans).
+pub(crate) async fn per_record<F>(inputs: &[Input<'_>], each: F) -> Vec<Outcome>
+where
+    F: Fn(&[u8]) -> Outcome + Send + 'static,
+{
+    let data: Vec<Bytes> = inputs.iter().map(|i| i.data.clone()).collect();
+    tokio::task::spawn_blocking(move || data.iter().map(|d| each(d)).collect())
+        .await
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
+}
+
+/// The most records a built-in processor makes of one record.
+pub const MAX_SPLIT: usize = 100_000;
 
 /// A built chain, in the configured order.
 pub type Chain = Vec<Arc<dyn Processor>>;
