@@ -282,3 +282,193 @@ path = "state"
     assert_eq!(counts.len(), 400 * 50, "every output once");
     assert!(counts.values().all(|n| *n == 1), "an output archived twice");
 }
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// A subscription payload as CloudWatch Logs builds it.
+fn cloudwatch_payload(message_type: &str, messages: &[String]) -> Vec<u8> {
+    let events: Vec<serde_json::Value> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| serde_json::json!({"id": format!("{i:056}"), "timestamp": 1_795_315_074_000u64 + i as u64, "message": m}))
+        .collect();
+    let payload = serde_json::json!({
+        "messageType": message_type,
+        "owner": "123456789012",
+        "logGroup": "/aws/lambda/checkout",
+        "logStream": "2026/11/22/[$LATEST]abc",
+        "subscriptionFilters": ["to-firehose"],
+        "logEvents": events,
+    });
+    gzip(&serde_json::to_vec(&payload).unwrap())
+}
+
+#[test]
+fn cloudwatch_logs_payloads_from_kinesalite_become_one_record_per_log_event() {
+    let (endpoint, rt, client, stream) = kinesis::new_stream("SPILLWAY_TEST_KINESALITE", "cwl", 1);
+    let mut expected = Vec::new();
+    let put = |data: Vec<u8>| {
+        rt.block_on(
+            client
+                .put_record()
+                .stream_name(&stream)
+                .partition_key("k")
+                .data(aws_sdk_kinesis::primitives::Blob::new(data))
+                .send(),
+        )
+        .map(|_| ())
+        .unwrap()
+    };
+    put(cloudwatch_payload(
+        "CONTROL_MESSAGE",
+        &["CWL CONTROL MESSAGE: Checking health of destination Firehose.".to_owned()],
+    ));
+    for batch in 0..20 {
+        let messages: Vec<String> = (0..25).map(|i| format!(r#"{{"batch":{batch},"event":{i}}}"#)).collect();
+        expected.extend(messages.iter().map(|m| m.as_bytes().to_vec()));
+        put(cloudwatch_payload("DATA_MESSAGE", &messages));
+    }
+    put(b"not a cloudwatch payload".to_vec());
+    let dir = tempfile::tempdir().unwrap();
+    let config = kinesis::kinesis_config(&endpoint, &stream, "").replace(
+        "[destination]",
+        "[[processors]]\ntype = \"cloudwatch_logs\"\n[destination]",
+    );
+    let config = write_config(dir.path(), &config);
+    let output = kinesis::run_once(dir.path(), &config);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let archived = objects(&dir.path().join("archive"));
+    assert_same_records(&lines_under(&archived, "events/"), &expected, "log events");
+    let errors = lines_under(&archived, "errors/decompression-failed/");
+    assert_eq!(errors.len(), 1, "the non-CloudWatch payload");
+    let error: serde_json::Value = serde_json::from_slice(&errors[0]).unwrap();
+    assert_eq!(error["errorCode"], "CloudWatchLogs.InvalidPayload");
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD
+            .decode(error["rawData"].as_str().unwrap())
+            .unwrap(),
+        b"not a cloudwatch payload"
+    );
+    // Everything checkpointed: a second run writes nothing.
+    let again = kinesis::run_once(dir.path(), &config);
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert_eq!(archived, objects(&dir.path().join("archive")));
+}
+
+/// Input for the partitioned tests: `count` records over `partitions`
+/// customers, every fourth one dropped by the jq filter.
+fn orders(count: usize, partitions: usize) -> (Vec<u8>, BTreeMap<String, Vec<u64>>) {
+    let mut input = Vec::new();
+    let mut kept: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for id in 0..count {
+        let keep = id % 4 != 0;
+        let customer = format!("cust-{}", id % partitions);
+        if keep {
+            kept.entry(format!("c={customer}")).or_default().push(id as u64);
+        }
+        let line = serde_json::json!({"id": id, "customer": customer, "keep": keep, "pad": "p"});
+        input.extend_from_slice(&serde_json::to_vec(&line).unwrap());
+        input.push(b'\n');
+    }
+    (input, kept)
+}
+
+#[test]
+fn partitioned_parquet_makes_one_file_per_partition_per_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, kept) = orders(600, 5);
+    std::fs::write(dir.path().join("orders.ndjson"), &input).unwrap();
+    let config =
+        partitioned_config("orders.ndjson", "").replace("[checkpoint]", "[format]\ntype = \"parquet\"\n[checkpoint]");
+    let config = write_config(dir.path(), &config);
+    let output = run(dir.path(), &config);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let archive = dir.path().join("archive");
+    let files = read_parquet(&archive);
+    assert_eq!(files.len(), 5, "one file per partition (one flush each)");
+    let mut found: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for file in &files {
+        let path = file["path"].as_str().unwrap();
+        let partition = Path::new(path)
+            .strip_prefix(&archive)
+            .unwrap()
+            .to_string_lossy()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        for row in file["rows"].as_array().unwrap() {
+            assert_eq!(format!("c={}", row["customer"].as_str().unwrap()), partition);
+            found
+                .entry(partition.clone())
+                .or_default()
+                .push(row["id"].as_u64().unwrap());
+        }
+    }
+    assert_eq!(found, kept);
+}
+
+#[test]
+fn moto_partitioned_prefix_on_s3_holds_each_kept_record_once() {
+    let endpoint = kinesis::peer("SPILLWAY_TEST_MOTO");
+    let rt = kinesis::runtime();
+    let bucket = format!("spillway-partitions-{}", std::process::id());
+    let s3 = rt.block_on(async {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(&endpoint)
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "testing", "testing", None, None, "tests",
+            ))
+            .load()
+            .await;
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&config)
+                .force_path_style(true)
+                .build(),
+        )
+    });
+    rt.block_on(s3.create_bucket().bucket(&bucket).send()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut input, kept) = orders(500, 7);
+    input.extend_from_slice(b"{broken\n");
+    std::fs::write(dir.path().join("orders.ndjson"), &input).unwrap();
+    let config = partitioned_config("orders.ndjson", "").replace(
+        "type = \"local\"\npath = \"archive\"",
+        &format!(
+            "type = \"s3\"\nbucket = \"{bucket}\"\nregion = \"us-east-1\"\nendpoint = \"{endpoint}\"\n\
+             force_path_style = true\nchecksum = \"when_required\""
+        ),
+    );
+    let config = write_config(dir.path(), &config);
+    let list = || -> BTreeMap<String, Vec<u8>> {
+        rt.block_on(async {
+            let listed = s3.list_objects_v2().bucket(&bucket).send().await.unwrap();
+            let mut objects = BTreeMap::new();
+            for object in listed.contents() {
+                let key = object.key().unwrap().to_owned();
+                let got = s3.get_object().bucket(&bucket).key(&key).send().await.unwrap();
+                objects.insert(key, got.body.collect().await.unwrap().into_bytes().to_vec());
+            }
+            objects
+        })
+    };
+    let output = run(dir.path(), &config);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stored = list();
+    assert_eq!(ids_by_partition(&stored), kept);
+    let errors = lines_under(&stored, "errors/processing-failed/");
+    assert_eq!(errors.len(), 1);
+    let error: serde_json::Value = serde_json::from_slice(&errors[0]).unwrap();
+    assert_eq!(
+        error["rawData"],
+        base64::engine::general_purpose::STANDARD.encode(b"{broken")
+    );
+    let again = run(dir.path(), &config);
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert_eq!(stored, list(), "a second run wrote");
+}

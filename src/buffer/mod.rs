@@ -4,8 +4,10 @@
 //! of partition keys with dynamic partitioning, and one per error output
 //! type). At most `max_partitions` partition buffers are open at once: a
 //! record of a new partition beyond them flushes the oldest open one early
-//! ([`FlushReason::PartitionLimit`]), so that the memory of all partitions
-//! together stays bounded. A buffer is flushed when its
+//! ([`FlushReason::PartitionLimit`]); so is the oldest one while all
+//! partitions together hold more than [`PARTITIONS_MAX_BYTES`] (or one
+//! buffer's size, if larger), so that their memory stays bounded whatever
+//! `max_active_partitions` is. A buffer is flushed when its
 //! record data reaches the size limit or its oldest record reaches the age
 //! limit, whichever comes first, or when it holds `max_records` records:
 //! each record also costs its bookkeeping ([`RECORD_BOOKKEEPING`] bytes: the
@@ -80,6 +82,10 @@ pub struct Buffered {
     pub ticket: Ticket,
 }
 
+/// The most record data all partition buffers together hold (unless one
+/// buffer's `size_mb` is larger): 500 partitions of 128 MiB would be 64 GiB.
+pub const PARTITIONS_MAX_BYTES: usize = 256 * 1024 * 1024;
+
 /// The contents of a flushed buffer.
 #[derive(Debug)]
 pub struct Batch {
@@ -123,6 +129,9 @@ pub struct Buffers {
     max_partitions: usize,
     /// How many partition buffers are open.
     open_partitions: usize,
+    /// Record data in partition buffers, and the most they may hold.
+    partition_bytes: usize,
+    max_partition_bytes: usize,
 }
 
 impl Buffers {
@@ -138,6 +147,8 @@ impl Buffers {
             buffers: BTreeMap::new(),
             max_partitions: max_partitions.max(1),
             open_partitions: 0,
+            partition_bytes: 0,
+            max_partition_bytes: PARTITIONS_MAX_BYTES.max(limits.max_bytes),
         }
     }
 
@@ -146,19 +157,15 @@ impl Buffers {
     /// to make room.
     pub fn push(&mut self, key: BufferKey, item: Buffered, now: Instant) -> Vec<Batch> {
         let mut flushed = Vec::new();
-        if matches!(key, BufferKey::Partition(_)) && !self.buffers.contains_key(&key) {
+        let partition = matches!(key, BufferKey::Partition(_));
+        if partition && !self.buffers.contains_key(&key) {
             if self.open_partitions >= self.max_partitions {
-                let oldest = self
-                    .buffers
-                    .iter()
-                    .filter(|(k, _)| matches!(k, BufferKey::Partition(_)))
-                    .min_by_key(|(_, b)| b.opened_at)
-                    .map(|(k, _)| k.clone());
-                if let Some(batch) = oldest.and_then(|k| self.take(&k, FlushReason::PartitionLimit)) {
-                    flushed.push(batch);
-                }
+                flushed.extend(self.take_oldest_partition());
             }
             self.open_partitions += 1;
+        }
+        if partition {
+            self.partition_bytes += item.record.data.len();
         }
         let batcher = self.buffers.entry(key.clone()).or_default();
         batcher.opened_at.get_or_insert(now);
@@ -167,7 +174,23 @@ impl Buffers {
         if batcher.bytes >= self.limits.max_bytes || batcher.items.len() >= self.limits.max_records {
             flushed.extend(self.take(&key, FlushReason::Size));
         }
+        while self.partition_bytes > self.max_partition_bytes {
+            let Some(batch) = self.take_oldest_partition() else {
+                break;
+            };
+            flushed.push(batch);
+        }
         flushed
+    }
+
+    fn take_oldest_partition(&mut self) -> Option<Batch> {
+        let oldest = self
+            .buffers
+            .iter()
+            .filter(|(k, _)| matches!(k, BufferKey::Partition(_)))
+            .min_by_key(|(_, b)| b.opened_at)
+            .map(|(k, _)| k.clone())?;
+        self.take(&oldest, FlushReason::PartitionLimit)
     }
 
     /// How many partition buffers are open.
@@ -222,6 +245,7 @@ impl Buffers {
         let batcher = self.buffers.remove(key)?;
         if matches!(key, BufferKey::Partition(_)) {
             self.open_partitions -= 1;
+            self.partition_bytes -= batcher.bytes;
         }
         if batcher.items.is_empty() {
             return None;
@@ -378,5 +402,31 @@ mod tests {
         let rest = buffers.take_all(FlushReason::EndOfInput);
         assert_eq!(rest.len(), 3);
         assert_eq!(buffers.open_partitions(), 0);
+    }
+
+    #[test]
+    fn partitions_together_stay_within_their_byte_bound() {
+        let mut buffers = Buffers::with_partitions(
+            BufferLimits {
+                max_bytes: 64 * 1024 * 1024,
+                ..limits()
+            },
+            5000,
+        );
+        let t0 = Instant::now();
+        let record = 1024 * 1024;
+        let mut early = 0;
+        for n in 0..1000u64 {
+            for batch in buffers.push(
+                partition(&n.to_string()),
+                item(n, record),
+                t0 + Duration::from_millis(n),
+            ) {
+                assert_eq!(batch.reason, FlushReason::PartitionLimit);
+                early += 1;
+            }
+            assert!(buffers.buffered_bytes() <= PARTITIONS_MAX_BYTES);
+        }
+        assert_eq!(early, 1000 - PARTITIONS_MAX_BYTES / record);
     }
 }
