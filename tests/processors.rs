@@ -100,10 +100,16 @@ fn jq_and_metadata_extraction_archive_each_kept_record_once_in_its_partition() {
     let mut input = Vec::new();
     let mut kept: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     let mut failed: Vec<Vec<u8>> = Vec::new();
+    let mut keyless: Vec<Vec<u8>> = Vec::new();
     for id in 0..900usize {
         let line = if id % 50 == 7 {
             // Not JSON: the jq processor fails it.
             format!("not json {id}").into_bytes()
+        } else if id % 50 == 9 {
+            // Kept, but without the key the prefix names.
+            let line = serde_json::to_vec(&serde_json::json!({"id": id, "keep": true})).unwrap();
+            keyless.push(serde_json::to_vec(&serde_json::json!({"id": id, "keep": true})).unwrap());
+            line
         } else {
             let keep = id % 4 != 0;
             let customer = customer(id);
@@ -155,18 +161,25 @@ fn jq_and_metadata_extraction_archive_each_kept_record_once_in_its_partition() {
         );
     }
     let errors = lines_under(&objects, "errors/processing-failed/");
-    let raw: Vec<Vec<u8>> = errors
-        .iter()
-        .map(|line| {
-            let error: serde_json::Value = serde_json::from_slice(line).unwrap();
-            assert_eq!(error["errorCode"], "Jq.InvalidJson", "{error}");
-            assert_eq!(error["attemptsMade"], 1);
-            base64::engine::general_purpose::STANDARD
-                .decode(error["rawData"].as_str().unwrap())
-                .unwrap()
-        })
-        .collect();
-    assert_eq!(raw, failed, "failed records in processing-failed with their rawData");
+    let mut raw: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+    for line in &errors {
+        let error: serde_json::Value = serde_json::from_slice(line).unwrap();
+        assert_eq!(error["attemptsMade"], 1);
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(error["rawData"].as_str().unwrap())
+            .unwrap();
+        raw.entry(error["errorCode"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(data);
+    }
+    assert_eq!(
+        raw,
+        BTreeMap::from([
+            ("Jq.InvalidJson".to_owned(), failed),
+            ("DynamicPartitioning.MetadataExtractionFailed".to_owned(), keyless),
+        ]),
+        "failed records in processing-failed with their rawData"
+    );
 
     // The checkpoint is past dropped and failed records: a second run
     // writes nothing.

@@ -218,7 +218,7 @@ fn check_partitioning(
         }
     }
     for name in lambda {
-        if !produced.iter().any(|p| *p == KeysProduced::FromLambda) {
+        if !produced.contains(&KeysProduced::FromLambda) {
             problems.add(
                 "destination.prefix",
                 format!("{prefix:?} names !{{partitionKeyFromLambda:{name}}}, which no processor makes: add a lambda or command processor that returns it"),

@@ -49,8 +49,11 @@ pub struct KeyContext<'a> {
     pub error_output_type: Option<&'a str>,
     /// The object's partition keys (dynamic partitioning), by namespace:
     /// `partitionKeyFromQuery` and `partitionKeyFromLambda`.
-    pub partition_keys: Option<(&'a BTreeMap<String, String>, &'a BTreeMap<String, String>)>,
+    pub partition_keys: Option<(&'a PartitionValues, &'a PartitionValues)>,
 }
+
+/// Partition keys of one namespace: name → value.
+pub type PartitionValues = BTreeMap<String, String>;
 
 /// Why a template is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
