@@ -159,7 +159,7 @@ impl Source {
                 last.offset
             );
         }
-        let already_delivered = admission.done || state.delivered.iter().any(|run| run.contains(offset));
+        let already_delivered = admission.done || is_delivered(&state.delivered, offset);
         let ordinal = state.next_ordinal;
         state.next_ordinal += 1;
         state.in_flight.push_back(InFlight {
@@ -189,6 +189,17 @@ impl Source {
             self.finished = true;
         }
     }
+}
+
+/// Whether a delivered run holds `offset`. The runs are sorted by their
+/// first offset and disjoint (each covers records admitted one after
+/// another, and a record is in one object), so one binary search finds the
+/// only candidate: with dynamic partitioning an object's records
+/// interleave with other partitions', a run per record, and a scan per
+/// admitted record would grow with all of them.
+fn is_delivered(delivered: &[Run], offset: &Offset) -> bool {
+    let after = delivered.partition_point(|run| run.first <= *offset);
+    after > 0 && delivered[after - 1].contains(offset)
 }
 
 /// The bookkeeping of one delivery stream.
