@@ -3,10 +3,12 @@
 //! catalog has it when the batch is taken (`crate::catalog::glue`), so a
 //! changed table applies from one object to the next, never within one.
 
+use std::sync::Arc;
+
 use spillway_transforms::Record;
 
 use super::delivery::{blocking, Delivery};
-use super::object::PlannedObject;
+use super::object::{ObjectPlanner, PlannedObject};
 use super::RunError;
 use crate::catalog::glue::GlueCatalog;
 use crate::checkpoint::Ticket;
@@ -17,11 +19,11 @@ impl Delivery {
     pub async fn plan_in_catalog(
         &self,
         catalog: &GlueCatalog,
+        planner: Arc<ObjectPlanner>,
         records: Vec<Record>,
         tickets: Vec<Ticket>,
     ) -> Result<Vec<PlannedObject>, RunError> {
         let table = catalog.schema().await;
-        let planner = self.planner.clone();
         blocking(move || planner.data_under(records, tickets, &table.schema)).await
     }
 }

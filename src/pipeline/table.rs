@@ -30,6 +30,8 @@
 //! schema object of a version number: the other instance's files of that
 //! version may hold columns the object does not list.
 
+use std::sync::Arc;
+
 use spillway_destinations::ObjectStore;
 use spillway_transforms::format::parquet::{count_columns, TableSchema, MAX_COLUMNS};
 use spillway_transforms::Record;
@@ -91,11 +93,11 @@ impl Delivery {
     /// making a new version durable first; gives the objects to deliver.
     pub async fn plan_in_table(
         &self,
+        planner: Arc<ObjectPlanner>,
         records: Vec<Record>,
         tickets: Vec<Ticket>,
     ) -> Result<Vec<PlannedObject>, RunError> {
         let table = self.checkpoints.table_schema();
-        let planner = self.planner.clone();
         let (objects, grown) = blocking(move || planner.table_data(records, tickets, table.as_ref())).await?;
         if let Some(grown) = grown {
             tracing::info!(

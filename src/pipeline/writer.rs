@@ -4,6 +4,8 @@
 //! same steps ([`super::delivery`]): intent, attempts, checkpoint, and
 //! error records for what could not be delivered.
 
+use std::sync::Arc;
+
 use spillway_transforms::Record;
 use tokio::sync::mpsc;
 
@@ -44,11 +46,16 @@ impl Writer {
                 items.into_iter().map(|b| (b.record, b.ticket)).unzip();
             match (&self.endpoint, key) {
                 (Some(endpoint), BufferKey::Data) => endpoint.deliver(&self.objects, records, tickets, info).await?,
-                (None, BufferKey::Data) => {
-                    let planner = self.objects.planner.clone();
+                (_, key @ (BufferKey::Data | BufferKey::Partition(_))) => {
+                    // An endpoint takes no partitions: `validate` refuses
+                    // dynamic partitioning with one.
+                    let planner = match key {
+                        BufferKey::Partition(keys) => Arc::new(self.objects.planner.for_partition(keys)),
+                        _ => self.objects.planner.clone(),
+                    };
                     let objects = match (&self.objects.catalog, planner.keeps_table()) {
-                        (Some(catalog), _) => self.objects.plan_in_catalog(catalog, records, tickets).await?,
-                        (None, true) => self.objects.plan_in_table(records, tickets).await?,
+                        (Some(catalog), _) => self.objects.plan_in_catalog(catalog, planner, records, tickets).await?,
+                        (None, true) => self.objects.plan_in_table(planner, records, tickets).await?,
                         (None, false) => blocking(move || planner.data(records, tickets)).await?,
                     };
                     for object in objects {
