@@ -1,0 +1,433 @@
+//! The `lambda` and `command` processors against real peers: the Invoke API
+//! server of `tests/peers/lambda_server.py` running Firehose-style handler
+//! files, and the same files behind `contrib/firehose_handler_runner.py`.
+//!
+//! Each test asserts what a user sees of a record: its bytes and keys when
+//! it is kept, nothing when dropped, and, when it fails, the error code,
+//! attempts and function an error record will carry, after the retries
+//! happened (counted at the server).
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::{TimeZone, Utc};
+use serde_json::{json, Value};
+use spillway::processor::command::{CommandProcessor, CommandSettings};
+use spillway::processor::lambda::{LambdaProcessor, LambdaSettings};
+use spillway::processor::{Input, Outcome, PartitionKeys, ProcessError, Processor};
+use spillway_settings::Problems;
+use spillway_transforms::{Offset, Position, Record, SequenceNumber, SourceId};
+use support::lambda_server::{handler, python, runner, LambdaServer};
+use tokio_util::sync::CancellationToken;
+
+const STREAM_ARN: &str = "arn:aws:kinesis:us-east-1:123456789012:stream/orders";
+
+fn environment() {
+    // Credentials the SDK signs with (the server ignores them), no
+    // instance metadata lookups, and short backoff between retries.
+    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    std::env::set_var("SPILLWAY_TEST_RETRY_MS", "20");
+}
+
+fn record(data: &str, sequence: u64) -> Record {
+    Record {
+        data: Bytes::from(data.to_owned()),
+        position: Position {
+            source: SourceId::new("shardId-000000000003"),
+            offset: Offset::new(SequenceNumber::from_u64(sequence), 0),
+        },
+        partition_key: Some(Arc::from(format!("pk-{sequence}"))),
+        arrival: Utc.timestamp_millis_opt(1_764_900_000_000 + sequence as i64).unwrap(),
+    }
+}
+
+async fn lambda(server: &LambdaServer, function: &str, extra: &str) -> LambdaProcessor {
+    environment();
+    let toml = format!(
+        "function = \"{function}\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\n{extra}",
+        server.endpoint()
+    );
+    let mut problems = Problems::default();
+    let config = toml::from_str::<LambdaSettings>(&toml)
+        .unwrap()
+        .check("processors[0]", &mut problems)
+        .unwrap();
+    assert!(problems.is_empty());
+    LambdaProcessor::new(&config, "orders-archive", Some(STREAM_ARN.to_owned()))
+        .await
+        .unwrap()
+}
+
+fn command(handler_name: &str, extra: &str) -> CommandProcessor {
+    environment();
+    let toml = format!(
+        "command = [{:?}, {:?}, {:?}]\n{extra}",
+        python(),
+        runner().display().to_string(),
+        handler(handler_name).display().to_string()
+    );
+    let mut problems = Problems::default();
+    let config = toml::from_str::<CommandSettings>(&toml)
+        .unwrap()
+        .check("processors[0]", &mut problems)
+        .unwrap();
+    assert!(problems.is_empty(), "{:?}", problems.into_vec());
+    CommandProcessor::new(&config, "orders-archive", "us-east-1", Some(STREAM_ARN.to_owned()))
+}
+
+async fn process(processor: &dyn Processor, records: &[Record]) -> Vec<Outcome> {
+    let keys = PartitionKeys::default();
+    let inputs: Vec<Input<'_>> = records
+        .iter()
+        .map(|r| Input {
+            data: &r.data,
+            origin: r,
+            keys: &keys,
+        })
+        .collect();
+    let outcomes = processor.process(&inputs, &CancellationToken::new()).await.unwrap();
+    assert_eq!(outcomes.len(), records.len(), "one outcome per input");
+    outcomes
+}
+
+fn orders(n: u64) -> Vec<Record> {
+    (0..n)
+        .map(|i| record(&format!(r#"{{"n":{i},"customer":"c{}"}}"#, i % 3), i))
+        .collect()
+}
+
+/// (code, attempts, lambda_arn) of a failed outcome.
+fn failed(outcome: &Outcome) -> (String, u32, Option<String>) {
+    match outcome {
+        Outcome::Failed(f) => (f.code.clone(), f.attempts, f.lambda_arn.clone()),
+        Outcome::Ok(_) => panic!("expected a failure, got Ok"),
+        Outcome::Dropped => panic!("expected a failure, got Dropped"),
+    }
+}
+
+fn kept(outcome: &Outcome) -> (String, Option<PartitionKeys>) {
+    match outcome {
+        Outcome::Ok(outputs) => {
+            assert_eq!(outputs.len(), 1);
+            (
+                String::from_utf8(outputs[0].data.to_vec()).unwrap(),
+                outputs[0].keys.clone(),
+            )
+        }
+        _ => panic!("expected Ok"),
+    }
+}
+
+// ------------------------------------------------------------ the contract
+
+#[tokio::test]
+async fn the_handler_gets_firehoses_event_and_its_answers_come_back_in_order() {
+    let server = LambdaServer::start();
+    let processor = lambda(&server, "echo_event", "").await;
+    let records = orders(3);
+    let outcomes = process(&processor, &records).await;
+    let mut invocations = std::collections::BTreeSet::new();
+    for (i, outcome) in outcomes.iter().enumerate() {
+        let (data, keys) = kept(outcome);
+        assert_eq!(keys, None, "no partitionKeys: the input's keys");
+        let echoed: Value = serde_json::from_str(&data).unwrap();
+        invocations.insert(echoed["invocationId"].as_str().unwrap().to_owned());
+        assert_eq!(
+            echoed["deliveryStreamArn"],
+            "arn:aws:firehose:us-east-1:000000000000:deliverystream/orders-archive"
+        );
+        assert_eq!(echoed["sourceKinesisStreamArn"], STREAM_ARN);
+        assert_eq!(echoed["region"], "us-east-1");
+        assert_eq!(echoed["data"], std::str::from_utf8(&records[i].data).unwrap());
+        assert_eq!(echoed["approximateArrivalTimestamp"], 1_764_900_000_000_i64 + i as i64);
+        assert_eq!(
+            echoed["kinesisRecordMetadata"],
+            json!({
+                "shardId": "shardId-000000000003",
+                "partitionKey": format!("pk-{i}"),
+                "approximateArrivalTimestamp": 1_764_900_000_000_i64 + i as i64,
+                "sequenceNumber": i.to_string(),
+                "subsequenceNumber": 0,
+            })
+        );
+    }
+    assert_eq!(invocations.len(), 1, "one batch, one invocation");
+    assert_eq!(server.calls("echo_event").len(), 1);
+}
+
+#[tokio::test]
+async fn an_unchanged_firehose_blueprint_passes_records_through() {
+    let server = LambdaServer::start();
+    let processor = lambda(&server, "process_record", "").await;
+    let records = orders(5);
+    let outcomes = process(&processor, &records).await;
+    for (outcome, record) in outcomes.iter().zip(&records) {
+        assert_eq!(kept(outcome).0.as_bytes(), record.data.as_ref());
+    }
+}
+
+#[tokio::test]
+async fn records_are_kept_dropped_or_failed_alone_and_carry_the_functions_partition_keys() {
+    let server = LambdaServer::start();
+    let processor = lambda(&server, "enrich", "").await;
+    let mut records = orders(4);
+    records.push(record(r#"{"n":4,"bad":true}"#, 4));
+    let outcomes = process(&processor, &records).await;
+    let (data, keys) = kept(&outcomes[0]);
+    assert_eq!(data, "{\"n\":0,\"customer\":\"c0\",\"enriched\":true}\n");
+    assert_eq!(
+        keys.unwrap().from_lambda,
+        [("customer".to_owned(), "c0".to_owned())].into()
+    );
+    assert!(matches!(outcomes[1], Outcome::Dropped));
+    assert_eq!(kept(&outcomes[2]).1.unwrap().from_lambda["customer"], "c2");
+    assert!(matches!(outcomes[3], Outcome::Dropped));
+    assert_eq!(
+        failed(&outcomes[4]),
+        ("Lambda.ProcessingFailed".into(), 1, Some("enrich".into()))
+    );
+    assert_eq!(
+        server.calls("enrich").len(),
+        1,
+        "a ProcessingFailed record is not retried"
+    );
+}
+
+#[tokio::test]
+async fn batches_hold_at_most_buffer_size_mb_and_every_record_is_answered_once() {
+    let server = LambdaServer::start();
+    let processor = lambda(&server, "process_record", "buffer_size_mb = 0.2").await;
+    let big = "x".repeat(60 * 1024);
+    let records: Vec<Record> = (0..10).map(|i| record(&format!("{i}{big}"), i)).collect();
+    let outcomes = process(&processor, &records).await;
+    for (outcome, record) in outcomes.iter().zip(&records) {
+        assert_eq!(kept(outcome).0.as_bytes(), record.data.as_ref());
+    }
+    let calls = server.calls("process_record");
+    assert!(
+        calls.iter().all(|ids| ids.len() <= 3),
+        "0.2 MiB holds 3 records of 60 KiB: {calls:?}"
+    );
+    let sent: Vec<String> = calls.concat();
+    assert_eq!(sent, (0..10).map(|i| i.to_string()).collect::<Vec<_>>());
+}
+
+// ------------------------------------------------------ failures and retries
+
+#[tokio::test]
+async fn a_function_error_is_retried_then_every_record_of_the_batch_fails() {
+    let server = LambdaServer::start();
+    let processor = lambda(&server, "raise_error", "number_of_retries = 2").await;
+    let outcomes = process(&processor, &orders(3)).await;
+    for outcome in &outcomes {
+        assert_eq!(
+            failed(outcome),
+            ("Lambda.FunctionError".into(), 3, Some("raise_error".into()))
+        );
+    }
+    match &outcomes[0] {
+        Outcome::Failed(f) => assert!(f.message.contains("cannot process this batch"), "{}", f.message),
+        _ => unreachable!(),
+    }
+    assert_eq!(server.calls("raise_error").len(), 3, "one call and two retries");
+}
+
+#[tokio::test]
+async fn throttling_is_retried_and_a_batch_that_then_succeeds_is_kept() {
+    let server = LambdaServer::start();
+    server.control("process_record", json!({"throttle": 2, "function_error": 0}));
+    let processor = lambda(&server, "process_record", "number_of_retries = 3").await;
+    let records = orders(4);
+    let outcomes = process(&processor, &records).await;
+    for (outcome, record) in outcomes.iter().zip(&records) {
+        assert_eq!(kept(outcome).0.as_bytes(), record.data.as_ref());
+    }
+    assert_eq!(server.calls("process_record").len(), 3);
+}
+
+#[tokio::test]
+async fn throttling_past_the_retries_fails_with_invoke_limit_exceeded() {
+    let server = LambdaServer::start();
+    server.control("process_record", json!({"throttle": 100}));
+    let processor = lambda(&server, "process_record", "number_of_retries = 1").await;
+    let outcomes = process(&processor, &orders(2)).await;
+    for outcome in &outcomes {
+        assert_eq!(
+            failed(outcome),
+            ("Lambda.InvokeLimitExceeded".into(), 2, Some("process_record".into()))
+        );
+    }
+    assert_eq!(server.calls("process_record").len(), 2);
+}
+
+#[tokio::test]
+async fn responses_that_break_the_contract_are_retried_then_fail_with_firehoses_codes() {
+    let server = LambdaServer::start();
+    for (function, code) in [
+        ("missing_id", "Lambda.MissingRecordId"),
+        ("duplicated_id", "Lambda.DuplicatedRecordId"),
+        ("bad_base64", "Lambda.JsonProcessingException"),
+        ("not_contract", "Lambda.JsonProcessingException"),
+        ("oversize", "Lambda.ResponseTooLarge"),
+    ] {
+        let processor = lambda(&server, function, "number_of_retries = 1").await;
+        let outcomes = process(&processor, &orders(2)).await;
+        for outcome in &outcomes {
+            assert_eq!(failed(outcome), (code.into(), 2, Some(function.into())), "{function}");
+        }
+        assert_eq!(server.calls(function).len(), 2, "{function}: retried once");
+    }
+}
+
+#[tokio::test]
+async fn a_missing_function_fails_its_records_after_the_retries() {
+    let server = LambdaServer::start();
+    let processor = lambda(&server, "no_such_function", "number_of_retries = 0").await;
+    let outcomes = process(&processor, &orders(1)).await;
+    assert_eq!(failed(&outcomes[0]).0, "Lambda.ResourceNotFound");
+}
+
+#[tokio::test]
+async fn shutdown_ends_a_call_waiting_for_a_slow_function() {
+    let server = LambdaServer::start();
+    server.control("process_record", json!({"delay_seconds": 30}));
+    let processor = lambda(&server, "process_record", "").await;
+    let records = orders(2);
+    let keys = PartitionKeys::default();
+    let inputs: Vec<Input<'_>> = records
+        .iter()
+        .map(|r| Input {
+            data: &r.data,
+            origin: r,
+            keys: &keys,
+        })
+        .collect();
+    let stop = CancellationToken::new();
+    let stopper = stop.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        stopper.cancel();
+    });
+    let started = Instant::now();
+    let result = processor.process(&inputs, &stop).await;
+    assert!(matches!(result, Err(ProcessError::Stopped(_))));
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+// -------------------------------------------------------------- command
+
+#[tokio::test]
+async fn the_command_runs_the_same_handler_files_with_the_same_contract() {
+    let processor = command("enrich", "");
+    let mut records = orders(4);
+    records.push(record(r#"{"n":4,"bad":true}"#, 4));
+    // Twice: the process is long-lived, the second call reuses it.
+    for _ in 0..2 {
+        let outcomes = process(&processor, &records).await;
+        let (data, keys) = kept(&outcomes[0]);
+        assert_eq!(data, "{\"n\":0,\"customer\":\"c0\",\"enriched\":true}\n");
+        assert_eq!(keys.unwrap().from_lambda["customer"], "c0");
+        assert!(matches!(outcomes[1], Outcome::Dropped));
+        assert!(matches!(outcomes[3], Outcome::Dropped));
+        assert_eq!(failed(&outcomes[4]), ("Lambda.ProcessingFailed".into(), 1, None));
+    }
+}
+
+#[tokio::test]
+async fn a_blueprint_that_prints_does_not_break_the_line_protocol() {
+    let processor = command("process_record", "");
+    let records = orders(3);
+    let outcomes = process(&processor, &records).await;
+    for (outcome, record) in outcomes.iter().zip(&records) {
+        assert_eq!(kept(outcome).0.as_bytes(), record.data.as_ref());
+    }
+}
+
+#[tokio::test]
+async fn the_command_event_is_firehoses_event() {
+    let processor = command("echo_event", "");
+    let records = orders(2);
+    let outcomes = process(&processor, &records).await;
+    let echoed: Value = serde_json::from_str(&kept(&outcomes[1]).0).unwrap();
+    assert_eq!(echoed["recordId"], "1");
+    assert_eq!(echoed["sourceKinesisStreamArn"], STREAM_ARN);
+    assert_eq!(echoed["kinesisRecordMetadata"]["partitionKey"], "pk-1");
+}
+
+#[tokio::test]
+async fn command_failures_are_retried_then_fail_with_the_same_codes() {
+    for (handler_name, code) in [
+        ("raise_error", "Lambda.FunctionError"),
+        ("missing_id", "Lambda.MissingRecordId"),
+        ("duplicated_id", "Lambda.DuplicatedRecordId"),
+        ("not_contract", "Lambda.JsonProcessingException"),
+        ("oversize", "Lambda.ResponseTooLarge"),
+    ] {
+        let processor = command(handler_name, "number_of_retries = 2");
+        let outcomes = process(&processor, &orders(2)).await;
+        for outcome in &outcomes {
+            assert_eq!(failed(outcome), (code.into(), 3, None), "{handler_name}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_command_that_exits_is_restarted_and_counts_as_a_failed_attempt() {
+    // The handler exits the process on its first call only (a marker file
+    // remembers): the retry runs in a new process and succeeds.
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("crashed");
+    let handler_file = dir.path().join("crash_once.py");
+    std::fs::write(
+        &handler_file,
+        format!(
+            "import os\nimport sys\nsys.path.insert(0, {:?})\nimport process_record_impl\n\ndef lambda_handler(event, context):\n    if not os.path.exists({:?}):\n        open({:?}, 'w').close()\n        os._exit(3)\n    return {{'records': process_record_impl.ok(event['records'])}}\n",
+            support::lambda_server::peers_dir().join("handlers").display().to_string(),
+            marker.display().to_string(),
+            marker.display().to_string()
+        ),
+    )
+    .unwrap();
+    environment();
+    let toml = format!(
+        "command = [{:?}, {:?}, {:?}]\nnumber_of_retries = 1",
+        python(),
+        runner().display().to_string(),
+        handler_file.display().to_string()
+    );
+    let mut problems = Problems::default();
+    let config = toml::from_str::<CommandSettings>(&toml)
+        .unwrap()
+        .check("p", &mut problems)
+        .unwrap();
+    let processor = CommandProcessor::new(&config, "orders-archive", "us-east-1", None);
+    let records = orders(3);
+    let outcomes = process(&processor, &records).await;
+    for (outcome, record) in outcomes.iter().zip(&records) {
+        assert_eq!(kept(outcome).0.as_bytes(), record.data.as_ref());
+    }
+    assert!(marker.exists(), "the first call crashed the process");
+}
+
+#[tokio::test]
+async fn a_command_that_never_answers_times_out_and_its_records_fail() {
+    environment();
+    let toml = "command = [\"sh\", \"-c\", \"cat > /dev/null\"]\nnumber_of_retries = 1\ntimeout_seconds = 1";
+    let mut problems = Problems::default();
+    let config = toml::from_str::<CommandSettings>(toml)
+        .unwrap()
+        .check("p", &mut problems)
+        .unwrap();
+    let processor = CommandProcessor::new(&config, "orders-archive", "us-east-1", None);
+    let started = Instant::now();
+    let outcomes = process(&processor, &orders(2)).await;
+    for outcome in &outcomes {
+        assert_eq!(failed(outcome), ("Lambda.FunctionTimedOut".into(), 2, None));
+    }
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
