@@ -1,7 +1,7 @@
 //! spillway: a self-hosted, Firehose-style delivery pipeline and archiver.
 //!
 //! The data flow, one module each: [`source`] (records with their
-//! positions) → [`pipeline`]'s router (checkpoint admission, record checks)
+//! positions) → [`processor`]s (when configured) → [`pipeline`]'s router (checkpoint admission, record checks)
 //! → [`buffer`] (size and age limits) → the writer (format, compression,
 //! object key, create-only put) → [`checkpoint`] (advanced only after
 //! delivery). [`config`] turns a TOML file into the typed configuration all

@@ -1,7 +1,13 @@
 //! Buffers: records wait here until their buffer is flushed into an object.
 //!
-//! One buffer per distinct output (the data prefix, and one per error output
-//! type; dynamic partitions will add more). A buffer is flushed when its
+//! One buffer per distinct output (the data prefix, or one per distinct set
+//! of partition keys with dynamic partitioning, and one per error output
+//! type). At most `max_partitions` partition buffers are open at once: a
+//! record of a new partition beyond them flushes the oldest open one early
+//! ([`FlushReason::PartitionLimit`]); so is the oldest one while all
+//! partitions together hold more than [`PARTITIONS_MAX_BYTES`] (or one
+//! buffer's size, if larger), so that their memory stays bounded whatever
+//! `max_active_partitions` is. A buffer is flushed when its
 //! record data reaches the size limit or its oldest record reaches the age
 //! limit, whichever comes first, or when it holds `max_records` records:
 //! each record also costs its bookkeeping ([`RECORD_BOOKKEEPING`] bytes: the
@@ -15,9 +21,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Instant;
 
-use spillway_transforms::{ErrorOutputType, Offset, Record};
+use std::sync::Arc;
+
+use spillway_transforms::{ErrorOutputType, Record};
 
 use crate::checkpoint::Ticket;
+use crate::processor::PartitionKeys;
 
 /// Why a buffer was flushed; logged with every flush.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +42,9 @@ pub enum FlushReason {
     /// A Kinesis shard was read to its end: its children wait until all of
     /// its records are delivered.
     ShardEnd,
+    /// A record of a new partition came while `max_active_partitions`
+    /// were open: the oldest open partition was flushed to make room.
+    PartitionLimit,
 }
 
 impl FlushReason {
@@ -43,6 +55,7 @@ impl FlushReason {
             Self::Shutdown => "shutdown",
             Self::EndOfInput => "end_of_input",
             Self::ShardEnd => "shard_end",
+            Self::PartitionLimit => "partition_limit",
         }
     }
 }
@@ -57,6 +70,8 @@ impl fmt::Display for FlushReason {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum BufferKey {
     Data,
+    /// The data of one set of partition keys (dynamic partitioning).
+    Partition(Arc<PartitionKeys>),
     Error(ErrorOutputType),
 }
 
@@ -66,6 +81,10 @@ pub struct Buffered {
     pub record: Record,
     pub ticket: Ticket,
 }
+
+/// The most record data all partition buffers together hold (unless one
+/// buffer's `size_mb` is larger): 500 partitions of 128 MiB would be 64 GiB.
+pub const PARTITIONS_MAX_BYTES: usize = 256 * 1024 * 1024;
 
 /// The contents of a flushed buffer.
 #[derive(Debug)]
@@ -79,7 +98,8 @@ pub struct Batch {
 
 /// What a buffered record costs beside its data: the record and its
 /// ticket in the buffer, and its entry in the checkpoint tracker.
-pub const RECORD_BOOKKEEPING: usize = std::mem::size_of::<Buffered>() + std::mem::size_of::<(Offset, bool)>();
+pub const RECORD_BOOKKEEPING: usize =
+    std::mem::size_of::<Buffered>() + std::mem::size_of::<crate::checkpoint::tracker::InFlight>();
 
 /// When a buffer is flushed: at `max_bytes` of record data or when its
 /// oldest record has waited `max_age`, whichever comes first.
@@ -105,26 +125,77 @@ struct Batcher {
 pub struct Buffers {
     limits: BufferLimits,
     buffers: BTreeMap<BufferKey, Batcher>,
+    /// The most partition buffers open at once.
+    max_partitions: usize,
+    /// How many partition buffers are open.
+    open_partitions: usize,
+    /// Record data in partition buffers, and the most they may hold.
+    partition_bytes: usize,
+    max_partition_bytes: usize,
 }
 
 impl Buffers {
     pub fn new(limits: BufferLimits) -> Self {
+        Self::with_partitions(limits, usize::MAX)
+    }
+
+    /// Buffers of which at most `max_partitions` partition buffers are
+    /// open at once.
+    pub fn with_partitions(limits: BufferLimits, max_partitions: usize) -> Self {
         Self {
             limits,
             buffers: BTreeMap::new(),
+            max_partitions: max_partitions.max(1),
+            open_partitions: 0,
+            partition_bytes: 0,
+            max_partition_bytes: PARTITIONS_MAX_BYTES.max(limits.max_bytes),
         }
     }
 
-    /// Adds a record; returns the buffer's batch if this filled it.
-    pub fn push(&mut self, key: BufferKey, item: Buffered, now: Instant) -> Option<Batch> {
+    /// Adds a record; returns the batches this flushed: the buffer's own if
+    /// this filled it, and the oldest partition's if a new partition had
+    /// to make room.
+    pub fn push(&mut self, key: BufferKey, item: Buffered, now: Instant) -> Vec<Batch> {
+        let mut flushed = Vec::new();
+        let partition = matches!(key, BufferKey::Partition(_));
+        if partition && !self.buffers.contains_key(&key) {
+            if self.open_partitions >= self.max_partitions {
+                flushed.extend(self.take_oldest_partition());
+            }
+            self.open_partitions += 1;
+        }
+        if partition {
+            self.partition_bytes += item.record.data.len();
+        }
         let batcher = self.buffers.entry(key.clone()).or_default();
         batcher.opened_at.get_or_insert(now);
         batcher.bytes += item.record.data.len();
         batcher.items.push(item);
         if batcher.bytes >= self.limits.max_bytes || batcher.items.len() >= self.limits.max_records {
-            return self.take(&key, FlushReason::Size);
+            flushed.extend(self.take(&key, FlushReason::Size));
         }
-        None
+        while self.partition_bytes > self.max_partition_bytes {
+            let Some(batch) = self.take_oldest_partition() else {
+                break;
+            };
+            flushed.push(batch);
+        }
+        flushed
+    }
+
+    fn take_oldest_partition(&mut self) -> Option<Batch> {
+        let oldest = self
+            .buffers
+            .iter()
+            .filter(|(k, _)| matches!(k, BufferKey::Partition(_)))
+            .min_by_key(|(_, b)| b.opened_at)
+            .map(|(k, _)| k.clone())?;
+        self.take(&oldest, FlushReason::PartitionLimit)
+    }
+
+    /// How many partition buffers are open.
+    pub fn open_partitions(&self) -> usize {
+        self.open_partitions
     }
 
     /// When the oldest open buffer reaches its age limit.
@@ -172,6 +243,10 @@ impl Buffers {
 
     fn take(&mut self, key: &BufferKey, reason: FlushReason) -> Option<Batch> {
         let batcher = self.buffers.remove(key)?;
+        if matches!(key, BufferKey::Partition(_)) {
+            self.open_partitions -= 1;
+            self.partition_bytes -= batcher.bytes;
+        }
         if batcher.items.is_empty() {
             return None;
         }
@@ -220,9 +295,10 @@ mod tests {
     fn flushes_when_size_is_reached() {
         let mut buffers = Buffers::new(limits());
         let t0 = Instant::now();
-        assert!(buffers.push(BufferKey::Data, item(0, 60), t0).is_none());
+        assert!(buffers.push(BufferKey::Data, item(0, 60), t0).is_empty());
         let batch = buffers
             .push(BufferKey::Data, item(1, 40), t0)
+            .pop()
             .expect("100 bytes reach the limit");
         assert_eq!(
             (batch.reason, batch.items.len(), batch.bytes),
@@ -269,9 +345,12 @@ mod tests {
         });
         let t0 = Instant::now();
         for n in 0..99 {
-            assert!(buffers.push(BufferKey::Data, item(n, 2), t0).is_none());
+            assert!(buffers.push(BufferKey::Data, item(n, 2), t0).is_empty());
         }
-        let batch = buffers.push(BufferKey::Data, item(99, 2), t0).expect("100 records");
+        let batch = buffers
+            .push(BufferKey::Data, item(99, 2), t0)
+            .pop()
+            .expect("100 records");
         assert_eq!(
             (batch.reason, batch.items.len(), batch.bytes),
             (FlushReason::Size, 100, 200)
@@ -282,14 +361,72 @@ mod tests {
     fn buffers_are_separate_per_output() {
         let mut buffers = Buffers::new(limits());
         let t0 = Instant::now();
-        assert!(buffers.push(BufferKey::Data, item(0, 90), t0).is_none());
+        assert!(buffers.push(BufferKey::Data, item(0, 90), t0).is_empty());
         assert!(buffers
             .push(
                 BufferKey::Error(ErrorOutputType::FormatConversionFailed),
                 item(1, 90),
                 t0
             )
-            .is_none());
+            .is_empty());
         assert_eq!(buffers.buffered_bytes(), 180);
+    }
+
+    fn partition(value: &str) -> BufferKey {
+        let mut keys = PartitionKeys::default();
+        keys.from_query.insert("k".into(), value.into());
+        BufferKey::Partition(Arc::new(keys))
+    }
+
+    #[test]
+    fn a_new_partition_past_the_limit_flushes_the_oldest_open_one() {
+        let mut buffers = Buffers::with_partitions(limits(), 2);
+        let t0 = Instant::now();
+        assert!(buffers.push(partition("a"), item(0, 1), t0).is_empty());
+        assert!(buffers
+            .push(partition("b"), item(1, 1), t0 + Duration::from_secs(1))
+            .is_empty());
+        assert!(buffers
+            .push(partition("a"), item(2, 1), t0 + Duration::from_secs(2))
+            .is_empty());
+        // Error and unpartitioned buffers do not count.
+        assert!(buffers
+            .push(BufferKey::Error(ErrorOutputType::ProcessingFailed), item(3, 1), t0)
+            .is_empty());
+        let flushed = buffers.push(partition("c"), item(4, 1), t0 + Duration::from_secs(3));
+        assert_eq!(flushed.len(), 1);
+        assert_eq!(flushed[0].key, partition("a"), "a opened first");
+        assert_eq!(flushed[0].reason, FlushReason::PartitionLimit);
+        assert_eq!(flushed[0].items.len(), 2);
+        assert_eq!(buffers.open_partitions(), 2);
+        let rest = buffers.take_all(FlushReason::EndOfInput);
+        assert_eq!(rest.len(), 3);
+        assert_eq!(buffers.open_partitions(), 0);
+    }
+
+    #[test]
+    fn partitions_together_stay_within_their_byte_bound() {
+        let mut buffers = Buffers::with_partitions(
+            BufferLimits {
+                max_bytes: 64 * 1024 * 1024,
+                ..limits()
+            },
+            5000,
+        );
+        let t0 = Instant::now();
+        let record = 1024 * 1024;
+        let mut early = 0;
+        for n in 0..1000u64 {
+            for batch in buffers.push(
+                partition(&n.to_string()),
+                item(n, record),
+                t0 + Duration::from_millis(n),
+            ) {
+                assert_eq!(batch.reason, FlushReason::PartitionLimit);
+                early += 1;
+            }
+            assert!(buffers.buffered_bytes() <= PARTITIONS_MAX_BYTES);
+        }
+        assert_eq!(early, 1000 - PARTITIONS_MAX_BYTES / record);
     }
 }

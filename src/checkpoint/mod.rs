@@ -22,7 +22,7 @@ use spillway_transforms::record::Offset;
 use spillway_transforms::SourceId;
 
 pub use store::{CheckpointStore, LocalFileStore, StoreError};
-pub use tracker::{Claims, ObjectId, Ticket, Tracker};
+pub use tracker::{Admission, Claims, ObjectId, Ticket, Tracker};
 
 /// Failure to settle or save checkpoints.
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +138,15 @@ impl Checkpointer {
         I: IntoIterator<Item = (&'a SourceId, &'a Offset)>,
     {
         self.tracker().admit_all(records)
+    }
+
+    /// Admits processors' outputs in source order; see
+    /// [`Tracker::admit_all_as`].
+    pub fn admit_as<'a, I>(&self, records: I) -> Vec<Option<Ticket>>
+    where
+        I: IntoIterator<Item = (&'a SourceId, &'a Offset, Admission)>,
+    {
+        self.tracker().admit_all_as(records)
     }
 
     pub fn end_of_input(&self, source: &SourceId) {

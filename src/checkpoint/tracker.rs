@@ -111,27 +111,62 @@ struct Source {
     delivered: Vec<Run>,
     next_ordinal: u64,
     /// Admitted records not yet behind the checkpoint, from `front_ordinal`.
-    in_flight: VecDeque<(Offset, bool)>,
+    in_flight: VecDeque<InFlight>,
     front_ordinal: u64,
+}
+
+/// An admitted record waiting for its delivery.
+#[derive(Debug)]
+pub(crate) struct InFlight {
+    offset: Offset,
+    delivered: bool,
+    /// Whether it is the last output made of its source record: only
+    /// there may the checkpoint stop, since a source resumes after the
+    /// whole record of its checkpoint.
+    ends_input: bool,
+}
+
+/// How a record is admitted (see [`Tracker::admit_all_as`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Admission {
+    /// The last output processors made of its source record (always, for
+    /// a record that went through no processor).
+    pub ends_input: bool,
+    /// Delivered already, by having nowhere to go (a record a processor
+    /// dropped): it needs no object, and no ticket is given.
+    pub done: bool,
+}
+
+impl Admission {
+    /// A record as the source read it.
+    pub const WHOLE: Admission = Admission {
+        ends_input: true,
+        done: false,
+    };
 }
 
 impl Source {
     /// Admits the next record of this source; see [`Tracker::admit`].
-    fn admit(&mut self, source: &SourceId, offset: &Offset) -> Option<Ticket> {
+    fn admit(&mut self, source: &SourceId, offset: &Offset, admission: Admission) -> Option<Ticket> {
         let state = self;
         if state.checkpoint.as_ref().is_some_and(|c| offset <= c) {
             return None;
         }
-        if let Some((last, _)) = state.in_flight.back() {
+        if let Some(last) = state.in_flight.back() {
             debug_assert!(
-                last < offset,
-                "records of {source} admitted out of order: {offset:?} after {last:?}"
+                last.offset < *offset,
+                "records of {source} admitted out of order: {offset:?} after {:?}",
+                last.offset
             );
         }
-        let already_delivered = state.delivered.iter().any(|run| run.contains(offset));
+        let already_delivered = admission.done || state.delivered.iter().any(|run| run.contains(offset));
         let ordinal = state.next_ordinal;
         state.next_ordinal += 1;
-        state.in_flight.push_back((offset.clone(), already_delivered));
+        state.in_flight.push_back(InFlight {
+            offset: offset.clone(),
+            delivered: already_delivered,
+            ends_input: admission.ends_input,
+        });
         if already_delivered {
             state.advance();
             return None;
@@ -140,10 +175,12 @@ impl Source {
     }
 
     fn advance(&mut self) {
-        while let Some((_, true)) = self.in_flight.front() {
-            let (offset, _) = self.in_flight.pop_front().expect("front exists");
+        while self.in_flight.front().is_some_and(|front| front.delivered) {
+            let front = self.in_flight.pop_front().expect("front exists");
             self.front_ordinal += 1;
-            self.checkpoint = Some(offset);
+            if front.ends_input {
+                self.checkpoint = Some(front.offset);
+            }
         }
         if let Some(checkpoint) = &self.checkpoint {
             self.delivered.retain(|run| &run.last > checkpoint);
@@ -272,16 +309,29 @@ impl Tracker {
         &mut self,
         records: impl IntoIterator<Item = (&'a SourceId, &'a Offset)>,
     ) -> Vec<Option<Ticket>> {
+        self.admit_all_as(
+            records
+                .into_iter()
+                .map(|(source, offset)| (source, offset, Admission::WHOLE)),
+        )
+    }
+
+    /// Admits records in order, each as its [`Admission`] says: the
+    /// outputs of processors (several per source record, or none).
+    pub fn admit_all_as<'a>(
+        &mut self,
+        records: impl IntoIterator<Item = (&'a SourceId, &'a Offset, Admission)>,
+    ) -> Vec<Option<Ticket>> {
         let mut tickets = Vec::new();
         let mut records = records.into_iter().peekable();
-        while let Some((source, offset)) = records.next() {
+        while let Some((source, offset, admission)) = records.next() {
             if !self.sources.contains_key(source) {
                 self.sources.insert(source.clone(), Source::default());
             }
             let state = self.sources.get_mut(source).expect("inserted");
-            tickets.push(state.admit(source, offset));
-            while let Some((_, offset)) = records.next_if(|(next, _)| *next == source) {
-                tickets.push(state.admit(source, offset));
+            tickets.push(state.admit(source, offset, admission));
+            while let Some((_, offset, admission)) = records.next_if(|(next, _, _)| *next == source) {
+                tickets.push(state.admit(source, offset, admission));
             }
         }
         tickets
@@ -333,7 +383,7 @@ impl Tracker {
                 .checked_sub(state.front_ordinal)
                 .expect("a delivered record is not behind the checkpoint") as usize;
             for entry in state.in_flight.range_mut(start..start + claim.count as usize) {
-                entry.1 = true;
+                entry.delivered = true;
             }
         }
         for SourceRun { source, run } in pending.runs {
@@ -573,5 +623,50 @@ mod tests {
             }
             proptest::prop_assert!(tracker.snapshot().pending.is_empty());
         }
+    }
+
+    #[test]
+    fn the_checkpoint_stops_only_after_the_last_output_of_a_source_record() {
+        use super::Admission;
+        let mut tracker = Tracker::new("s", None);
+        let source = SourceId::new("a");
+        let outputs: Vec<Offset> = (0..3).map(|n| off(5).with_output(n)).collect();
+        let admissions = [
+            Admission {
+                ends_input: false,
+                done: false,
+            },
+            Admission {
+                ends_input: false,
+                done: false,
+            },
+            Admission::WHOLE,
+        ];
+        let tickets = tracker.admit_all_as(outputs.iter().zip(admissions).map(|(o, a)| (&source, o, a)));
+        // Outputs 0 and 1 delivered, 2 not: the source record is not done.
+        let claims = Claims::of([
+            (&source, &outputs[0], tickets[0].unwrap()),
+            (&source, &outputs[1], tickets[1].unwrap()),
+        ]);
+        let id = tracker.begin_object("k", claims);
+        tracker.complete_object(id);
+        assert_eq!(tracker.checkpoint(&source), None);
+        // A dropped record after it waits too, then both pass at once.
+        let dropped = off(6);
+        assert_eq!(
+            tracker.admit_all_as([(
+                &source,
+                &dropped,
+                Admission {
+                    ends_input: true,
+                    done: true
+                }
+            )]),
+            [None]
+        );
+        assert_eq!(tracker.checkpoint(&source), None);
+        let id = tracker.begin_object("k2", Claims::of([(&source, &outputs[2], tickets[2].unwrap())]));
+        tracker.complete_object(id);
+        assert_eq!(tracker.checkpoint(&source), Some(&dropped));
     }
 }

@@ -18,6 +18,13 @@ use spillway_transforms::format::{JsonLinesSettings, RawFormatSettings};
 use spillway_transforms::Format;
 
 use super::{DestinationConfig, ObjectDestination, StoreConfig};
+use crate::processor::append_delimiter::AppendDelimiterSettings;
+use crate::processor::cloudwatch_logs::CloudWatchLogsSettings;
+use crate::processor::config::spec;
+use crate::processor::decompression::DecompressionSettings;
+use crate::processor::jq::config::{JqSettings, MetadataExtractionSettings};
+use crate::processor::record_deaggregation::RecordDeaggregationSettings;
+use crate::processor::ProcessorConfig;
 use crate::source::kinesis::config::KinesisSettings;
 use crate::source::{FileSettings, SourceConfig, StdinSettings};
 
@@ -31,6 +38,36 @@ pub(super) fn sources() -> Choice<'static, SourceConfig> {
             Variant::new("stdin", |_: StdinSettings, _, _| Some(SourceConfig::Stdin)),
             Variant::new("kinesis", |raw: KinesisSettings, key, problems| {
                 raw.check(key, problems).map(SourceConfig::Kinesis)
+            }),
+        ],
+        default: None,
+        refusal: |key, _, owners, chosen| format!("only allowed with {key}.type = {owners}, not {chosen:?}"),
+    }
+}
+
+/// Each `[[processors]]` table.
+pub(super) fn processors() -> Choice<'static, ProcessorConfig> {
+    Choice {
+        variants: vec![
+            Variant::new("jq", |raw: JqSettings, key, problems| {
+                raw.check(key, problems).map(spec)
+            }),
+            Variant::new(
+                "metadata_extraction",
+                |raw: MetadataExtractionSettings, key, problems| raw.check(key, problems).map(spec),
+            ),
+            Variant::new("decompression", |raw: DecompressionSettings, _, _| {
+                Some(spec(raw.check()))
+            }),
+            Variant::new("cloudwatch_logs", |raw: CloudWatchLogsSettings, _, _| {
+                Some(spec(raw.check()))
+            }),
+            Variant::new(
+                "record_deaggregation",
+                |raw: RecordDeaggregationSettings, key, problems| raw.check(key, problems).map(spec),
+            ),
+            Variant::new("append_delimiter", |raw: AppendDelimiterSettings, _, _| {
+                Some(spec(raw.check()))
             }),
         ],
         default: None,

@@ -40,6 +40,10 @@ pub struct Config {
     pub destination: DestinationConfig,
     pub checkpoint: CheckpointConfig,
     pub telemetry: TelemetryConfig,
+    /// `[[processors]]`, in order.
+    pub processors: Vec<crate::processor::ProcessorConfig>,
+    /// `[dynamic_partitioning]`.
+    pub partitioning: crate::processor::Partitioning,
 }
 
 /// Where delivered records go.

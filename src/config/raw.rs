@@ -36,6 +36,14 @@ pub struct RawConfig {
     /// Where progress is kept.
     #[serde(default)]
     pub checkpoint: RawCheckpoint,
+    /// Record processors, run in order between the source and the buffers:
+    /// tables chosen by their `type`, read by the processor they name (see
+    /// `components`).
+    #[serde(default)]
+    pub processors: Vec<Table>,
+    /// Buffers per distinct set of partition keys.
+    #[serde(default)]
+    pub dynamic_partitioning: Option<crate::processor::config::DynamicPartitioningSettings>,
     /// Metrics and health over HTTP (`crate::telemetry::config`); none
     /// without the table.
     #[serde(default)]

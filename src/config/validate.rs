@@ -13,6 +13,7 @@ use spillway_transforms::Format;
 use super::components;
 use super::raw::RawConfig;
 use super::{BufferLimits, CheckpointConfig, Config, DestinationConfig};
+use crate::processor::{KeysProduced, Partitioning, ProcessorConfig};
 
 /// Buffer size limits in MiB, as Firehose.
 pub const SIZE_MB_RANGE: (i64, i64) = (1, 128);
@@ -44,22 +45,56 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigProblem>> {
         destination.as_ref(),
         &mut problems,
     );
+    let processors: Vec<Option<ProcessorConfig>> = raw
+        .processors
+        .into_iter()
+        .enumerate()
+        .map(|(index, table)| components::processors().resolve(&format!("processors[{index}]"), table, &mut problems))
+        .collect();
+    let partitioning = raw
+        .dynamic_partitioning
+        .unwrap_or_default()
+        .check("dynamic_partitioning", &mut problems);
+    check_partitioning(
+        http,
+        &processors,
+        partitioning.as_ref(),
+        destination.as_ref(),
+        &mut problems,
+    );
     let checkpoint = check_checkpoint(raw.checkpoint.path, &mut problems);
     let telemetry = raw.telemetry.unwrap_or_default().check("telemetry", &mut problems);
-    match (source, buffer, format, destination, checkpoint, telemetry) {
-        (Some(source), Some(buffer), Some(format), Some(destination), Some(checkpoint), Some(telemetry))
-            if problems.is_empty() =>
-        {
-            Ok(Config {
-                name: raw.name,
-                source,
-                buffer,
-                format,
-                destination,
-                checkpoint,
-                telemetry,
-            })
-        }
+    let processors: Option<Vec<ProcessorConfig>> = processors.into_iter().collect();
+    match (
+        source,
+        buffer,
+        format,
+        destination,
+        checkpoint,
+        telemetry,
+        processors,
+        partitioning,
+    ) {
+        (
+            Some(source),
+            Some(buffer),
+            Some(format),
+            Some(destination),
+            Some(checkpoint),
+            Some(telemetry),
+            Some(processors),
+            Some(partitioning),
+        ) if problems.is_empty() => Ok(Config {
+            name: raw.name,
+            source,
+            buffer,
+            format,
+            destination,
+            checkpoint,
+            telemetry,
+            processors,
+            partitioning,
+        }),
         _ => Err(problems.into_vec()),
     }
 }
@@ -123,6 +158,70 @@ fn check_across(
                      set format.codec instead, and destination.compression = \"none\"",
                     objects.compression.name()
                 ),
+            );
+        }
+    }
+}
+
+/// Dynamic partitioning against the prefix and the processors: a prefix
+/// naming a partition key needs dynamic partitioning on, and a processor
+/// that can make the key; partitioning needs an object destination.
+fn check_partitioning(
+    http: bool,
+    processors: &[Option<ProcessorConfig>],
+    partitioning: Option<&Partitioning>,
+    destination: Option<&DestinationConfig>,
+    problems: &mut Problems,
+) {
+    let Some(partitioning) = partitioning else { return };
+    if http && partitioning.enabled {
+        problems.add(
+            "dynamic_partitioning.enabled",
+            "true is not allowed with destination.type = \"http\": an endpoint takes records, not prefixes",
+        );
+        return;
+    }
+    let Some(DestinationConfig::Objects(objects)) = destination else {
+        return;
+    };
+    let (query, lambda) = objects.prefix.partition_keys();
+    if query.is_empty() && lambda.is_empty() {
+        return;
+    }
+    let prefix = objects.prefix.as_str();
+    if !partitioning.enabled {
+        problems.add(
+            "destination.prefix",
+            format!("{prefix:?} names partition keys: set dynamic_partitioning.enabled = true, or remove them"),
+        );
+        return;
+    }
+    // Only when every processor checked: a broken one is reported already.
+    let Some(produced): Option<Vec<KeysProduced>> = processors
+        .iter()
+        .map(|p| p.as_ref().map(|p| p.keys_produced()))
+        .collect()
+    else {
+        return;
+    };
+    for name in query {
+        let made = produced.iter().any(|p| match p {
+            KeysProduced::FromQuery(None) => true,
+            KeysProduced::FromQuery(Some(names)) => names.iter().any(|n| n == name),
+            _ => false,
+        });
+        if !made {
+            problems.add(
+                "destination.prefix",
+                format!("{prefix:?} names !{{partitionKeyFromQuery:{name}}}, which no processor makes: add a metadata_extraction processor whose query gives {name:?}"),
+            );
+        }
+    }
+    for name in lambda {
+        if !produced.contains(&KeysProduced::FromLambda) {
+            problems.add(
+                "destination.prefix",
+                format!("{prefix:?} names !{{partitionKeyFromLambda:{name}}}, which no processor makes: add a lambda or command processor that returns it"),
             );
         }
     }
@@ -464,5 +563,55 @@ mod tests {
         assert!(found[0].contains("allowed: string, boolean, int32"), "{found:?}");
         let missing = format!("{MINIMAL}[format]\ntype = \"parquet\"\nschema = \"/nonexistent/s.json\"\n");
         assert!(problems(&missing)[0].starts_with("format.schema: cannot read schema file /nonexistent/s.json"));
+    }
+
+    #[test]
+    fn processors_and_dynamic_partitioning_are_checked_against_the_prefix() {
+        let partitioned = "[source]\ntype = \"stdin\"\n[destination]\ntype = \"local\"\npath = \"o\"\n\
+                           prefix = \"c=!{partitionKeyFromQuery:customer}/\"\n";
+        assert_eq!(
+            problems(partitioned),
+            ["destination.prefix: \"c=!{partitionKeyFromQuery:customer}/\" names partition keys: set dynamic_partitioning.enabled = true, or remove them"]
+        );
+        let enabled = format!("{partitioned}[dynamic_partitioning]\nenabled = true\nmax_active_partitions = 0\n");
+        assert_eq!(
+            problems(&enabled),
+            ["dynamic_partitioning.max_active_partitions: 0 is out of range: allowed 1 to 5000"]
+        );
+        let no_maker = format!(
+            "{partitioned}[dynamic_partitioning]\nenabled = true\n[[processors]]\ntype = \"jq\"\nquery = \".\"\n"
+        );
+        assert_eq!(
+            problems(&no_maker),
+            ["destination.prefix: \"c=!{partitionKeyFromQuery:customer}/\" names !{partitionKeyFromQuery:customer}, \
+              which no processor makes: add a metadata_extraction processor whose query gives \"customer\""]
+        );
+        let ok = format!(
+            "{partitioned}[dynamic_partitioning]\nenabled = true\n[[processors]]\ntype = \"metadata_extraction\"\n\
+             query = \"{{customer: .c}}\"\n"
+        );
+        let config = parse(&ok, "t", &|_| None).unwrap();
+        assert_eq!(config.processors.len(), 1);
+        assert_eq!(config.partitioning.max_active_partitions, 500);
+        let bad = format!(
+            "{MINIMAL}[[processors]]\ntype = \"jq\"\nquery = \"select(\"\n[[processors]]\ntype = \"lambada\"\n"
+        );
+        let found = problems(&bad);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found[0].starts_with("processors[0].query: \"select(\" does not parse"),
+            "{found:?}"
+        );
+        assert!(
+            found[1].starts_with("processors[1].type: \"lambada\" is not allowed"),
+            "{found:?}"
+        );
+        let http = format!(
+            "{HTTP}[destination.backup]\ntype = \"local\"\npath = \"b\"\n[dynamic_partitioning]\nenabled = true\n"
+        );
+        assert_eq!(
+            problems(&http),
+            ["dynamic_partitioning.enabled: true is not allowed with destination.type = \"http\": an endpoint takes records, not prefixes"]
+        );
     }
 }

@@ -82,8 +82,14 @@ impl EndpointDelivery {
         info: FlushInfo,
     ) -> Result<(), RunError> {
         let first = &records[0].position;
+        // A processor's output index only when not 0, so that ids without
+        // processors stay as they were.
+        let output = match first.offset.output {
+            0 => String::new(),
+            n => format!("/{n}"),
+        };
         let id = request_id(&format!(
-            "{}/{}/{}/{}/{}",
+            "{}/{}/{}/{}{output}/{}",
             self.stream,
             first.source,
             first.offset.sequence_number,

@@ -1,4 +1,5 @@
-//! The pipeline, wired: source → [`router`] (admit, check, buffer) →
+//! The pipeline, wired: source → processors (when configured, see
+//! [`crate::processor::stage`]) → [`router`] (admit, check, buffer) →
 //! [`writer`] (encode, compress, key, intent, put, checkpoint).
 //!
 //! Channels are bounded at every step: when the destination is slow the
@@ -75,6 +76,8 @@ pub enum RunError {
     /// `[telemetry] listen` cannot be listened on (in use, not this host's).
     #[error(transparent)]
     Telemetry(#[from] ListenError),
+    #[error(transparent)]
+    Processor(#[from] crate::processor::BuildError),
     #[error("kinesis source: {0}")]
     KinesisCredentials(#[source] spillway_destinations::aws_credentials::CredentialsProblem),
 }
@@ -133,6 +136,11 @@ pub async fn run(config: Config, options: RunOptions) -> Result<RunSummary, RunE
             .await
             .map_err(RunError::KinesisCredentials)?;
     }
+    let chain = crate::processor::build_chain(
+        &config.processors,
+        &crate::processor::BuildContext { stream: &config.name },
+    )
+    .await?;
     let mut source = source::build(&config.source, &checkpointer, options.once);
     source.check().await?;
     telemetry.emit(Started {
@@ -146,7 +154,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<RunSummary, RunE
         buffer_seconds: limits.max_age.as_secs_f64(),
     });
 
-    let (events_tx, events_rx) = mpsc::channel(SOURCE_CHANNEL_CAPACITY);
+    let (events_tx, mut events_rx) = mpsc::channel(SOURCE_CHANNEL_CAPACITY);
     let (batches_tx, batches_rx) = mpsc::channel(BATCH_CHANNEL_CAPACITY);
     source
         .run(SourceContext {
@@ -171,6 +179,17 @@ pub async fn run(config: Config, options: RunOptions) -> Result<RunSummary, RunE
         endpoint: http,
     };
     let writer_task = tokio::spawn(writer.run(batches_rx));
+    if !chain.is_empty() {
+        // The stage sits between the source and the router, with a bounded
+        // channel on each side.
+        let (processed_tx, processed_rx) = mpsc::channel(SOURCE_CHANNEL_CAPACITY);
+        let stage = crate::processor::stage::Stage {
+            chain,
+            stop: stop.clone(),
+        };
+        tokio::spawn(stage.run(events_rx, processed_tx));
+        events_rx = processed_rx;
+    }
     let router = router::Router::new(&config, limits, checkpointer.clone(), telemetry.clone(), batches_tx);
     let routed = router.run(events_rx, stop).await;
     // The router has dropped its sender: the writer finishes what it has.

@@ -18,6 +18,7 @@ use spillway_transforms::{error_record, Encoded, ErrorOutputType, Format, Record
 use super::payload::RecordsPayload;
 use crate::checkpoint::{Claims, Ticket};
 use crate::config::ObjectDestination;
+use crate::processor::PartitionKeys;
 
 /// Where the versions of a table schema are written, below the
 /// destination's root.
@@ -31,6 +32,9 @@ pub(super) struct ObjectPlanner {
     compression: Compression,
     prefix: KeyTemplate,
     error_prefix: KeyTemplate,
+    /// The partition keys of the data this planner writes (dynamic
+    /// partitioning), rendered into the data prefix.
+    partition: Option<Arc<PartitionKeys>>,
 }
 
 /// An object's bytes: whole, or encoded while they are sent.
@@ -79,6 +83,15 @@ impl ObjectPlanner {
             compression: destination.compression,
             prefix: destination.prefix.clone(),
             error_prefix: destination.error_prefix.clone(),
+            partition: None,
+        }
+    }
+
+    /// This planner, for the data of one partition.
+    pub fn for_partition(&self, keys: Arc<PartitionKeys>) -> Self {
+        Self {
+            partition: Some(keys),
+            ..self.clone()
         }
     }
 
@@ -265,8 +278,14 @@ impl ObjectPlanner {
     ) -> std::io::Result<(ObjectKey, String)> {
         let first = &records[0].position;
         let oldest = records.iter().map(|r| r.arrival).min().expect("an object has records");
+        // A record's index among its input's outputs shows only when not 0,
+        // so that names without processors stay as they were.
+        let output = match first.offset.output {
+            0 => String::new(),
+            n => format!("-{n}"),
+        };
         let name = format!(
-            "{}-{}-{}-{}{}",
+            "{}-{}-{}-{}{output}{}",
             self.stream,
             sanitize_segment(first.source.as_str()),
             first.offset.sequence_number,
@@ -277,9 +296,14 @@ impl ObjectPlanner {
             None => &self.prefix,
             Some(_) => &self.error_prefix,
         };
+        let partition_keys = match (error_type, &self.partition) {
+            (None, Some(keys)) => Some((&keys.from_query, &keys.from_lambda)),
+            _ => None,
+        };
         let prefix = template.render(&KeyContext {
             timestamp: oldest,
             error_output_type: error_type.map(ErrorOutputType::as_str),
+            partition_keys,
         });
         let key =
             ObjectKey::new(format!("{prefix}{name}{}", self.compression.extension())).map_err(std::io::Error::other)?;

@@ -1,6 +1,8 @@
 //! The router: admits each record against the checkpoints, checks it, and
-//! puts it (or its error record) into the buffer of its output. Full and
-//! expired buffers go to the writer.
+//! puts it (or its error record) into the buffer of its output: with
+//! dynamic partitioning, the buffer of its partition keys. Full and expired
+//! buffers go to the writer. Records a processor dropped are admitted and
+//! done at once: their checkpoint advances without an object.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,13 +17,19 @@ use crate::buffer::{Batch, BufferKey, Buffered, Buffers, FlushReason};
 use crate::checkpoint::Checkpointer;
 use crate::checkpoint::Ticket;
 use crate::config::{BufferLimits, Config};
+use crate::processor::stage::{Fate, Processed};
+use crate::processor::{Failure, PartitionKeys};
 use crate::source::SourceEvent;
-use crate::telemetry::events::{BufferLag, BuffersObserved, ErrorRecordsMade, RecordsReceived, RecordsSkipped};
+use crate::telemetry::events::{
+    BufferLag, BuffersObserved, ErrorRecordsMade, RecordsDropped, RecordsReceived, RecordsSkipped,
+};
 use crate::telemetry::Telemetry;
 
 pub(super) struct Router {
     check: Check,
     buffers: Buffers,
+    /// With dynamic partitioning, the keys the data prefix names.
+    partitioner: Option<Partitioner>,
     checkpoints: Arc<Checkpointer>,
     telemetry: Telemetry,
     batches: mpsc::Sender<Batch>,
@@ -50,7 +58,8 @@ impl Router {
                 parse_json: !config.format.parses_records(),
                 ..Check::new(config.format.expects_json())
             },
-            buffers: Buffers::new(limits),
+            buffers: Buffers::with_partitions(limits, config.partitioning.max_active_partitions),
+            partitioner: Partitioner::of(config),
             checkpoints,
             telemetry,
             batches,
@@ -91,6 +100,7 @@ impl Router {
                 event = events.recv() => match event {
                     Some(SourceEvent::Records(records)) => self.route(records).await,
                     Some(SourceEvent::Refused(refused)) => self.route_refused(refused).await,
+                    Some(SourceEvent::Processed(processed)) => self.route_processed(processed).await,
                     Some(SourceEvent::Ended { source, flush }) => {
                         tracing::info!(source = %source, "source reached its end");
                         self.checkpoints.end_of_input(&source);
@@ -196,6 +206,92 @@ impl Router {
         Ok(())
     }
 
+    /// The processors' outputs: admitted in order (a dropped record done
+    /// at once), then buffered by partition, or as error records.
+    async fn route_processed(&mut self, processed: Vec<Processed>) -> Result<(), WriterGone> {
+        self.telemetry.emit(RecordsReceived {
+            records: processed.len(),
+            bytes: processed.iter().map(|p| p.record.data.len()).sum(),
+        });
+        let tickets = self.checkpoints.admit_as(
+            processed
+                .iter()
+                .map(|p| (&p.record.position.source, &p.record.position.offset, p.admission)),
+        );
+        let now = Instant::now();
+        for (
+            Processed {
+                record,
+                admission,
+                fate,
+            },
+            ticket,
+        ) in processed.into_iter().zip(tickets)
+        {
+            match fate {
+                Fate::Dropped => {
+                    debug_assert!(admission.done && ticket.is_none());
+                    self.telemetry.emit(RecordsDropped { records: 1 });
+                }
+                Fate::Failed(failure) => self.place_failed(record, ticket, &failure, now).await?,
+                Fate::Keep(keys) => {
+                    let verdict = self.check.check(&record);
+                    let key = match (&verdict, &self.partitioner) {
+                        (Ok(()), Some(partitioner)) => match partitioner.key(&keys) {
+                            Ok(key) => key,
+                            Err(failure) => {
+                                self.place_failed(record, ticket, &failure, now).await?;
+                                continue;
+                            }
+                        },
+                        _ => BufferKey::Data,
+                    };
+                    self.place_as(record, ticket, verdict, key, now).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Buffers the error record of a record a processor failed (or whose
+    /// partition keys are missing); its `rawData` is the record's bytes.
+    async fn place_failed(
+        &mut self,
+        record: Record,
+        ticket: Option<Ticket>,
+        failure: &Failure,
+        now: Instant,
+    ) -> Result<(), WriterGone> {
+        let Some(ticket) = ticket else {
+            self.telemetry.emit(RecordsSkipped { records: 1 });
+            return Ok(());
+        };
+        self.telemetry.emit(ErrorRecordsMade {
+            output_type: failure.output.as_str(),
+            records: 1,
+        });
+        let text = error_record::FailureText {
+            code: &failure.code,
+            message: &failure.message,
+            attempts: failure.attempts,
+            lambda_arn: failure.lambda_arn.as_deref(),
+        };
+        let line = error_record::render_failure(&record, &text, chrono::Utc::now());
+        let record = Record {
+            data: Bytes::from(line),
+            ..record
+        };
+        self.push(BufferKey::Error(failure.output), Buffered { record, ticket }, now)
+            .await
+    }
+
+    async fn push(&mut self, key: BufferKey, item: Buffered, now: Instant) -> Result<(), WriterGone> {
+        for batch in self.buffers.push(key, item, now) {
+            self.hand_over(batch).await?;
+        }
+        Ok(())
+    }
+
     /// Buffers an admitted record as data, or its error record; a record
     /// without a ticket is already delivered and skipped.
     async fn place(
@@ -205,12 +301,24 @@ impl Router {
         verdict: Result<(), Rejection>,
         now: Instant,
     ) -> Result<(), WriterGone> {
+        self.place_as(record, ticket, verdict, BufferKey::Data, now).await
+    }
+
+    /// [`Self::place`], into `data_key` when the record is data.
+    async fn place_as(
+        &mut self,
+        record: Record,
+        ticket: Option<Ticket>,
+        verdict: Result<(), Rejection>,
+        data_key: BufferKey,
+        now: Instant,
+    ) -> Result<(), WriterGone> {
         let Some(ticket) = ticket else {
             self.telemetry.emit(RecordsSkipped { records: 1 });
             return Ok(());
         };
         let (key, record) = match verdict {
-            Ok(()) => (BufferKey::Data, record),
+            Ok(()) => (data_key, record),
             Err(rejection) => {
                 self.telemetry.emit(ErrorRecordsMade {
                     output_type: rejection.output_type.as_str(),
@@ -226,9 +334,59 @@ impl Router {
                 )
             }
         };
-        if let Some(batch) = self.buffers.push(key, Buffered { record, ticket }, now) {
-            self.hand_over(batch).await?;
+        self.push(key, Buffered { record, ticket }, now).await
+    }
+}
+
+/// The error code of a record whose partition keys cannot be extracted,
+/// as Firehose's.
+pub const MISSING_PARTITION_KEY: &str = "DynamicPartitioning.MetadataExtractionFailed";
+
+/// Which buffer a record goes to with dynamic partitioning: the keys the
+/// data prefix names, and only those (other keys do not split buffers).
+struct Partitioner {
+    from_query: Vec<String>,
+    from_lambda: Vec<String>,
+}
+
+impl Partitioner {
+    fn of(config: &Config) -> Option<Self> {
+        if !config.partitioning.enabled {
+            return None;
         }
-        Ok(())
+        let (query, lambda) = config.destination.objects().prefix.partition_keys();
+        Some(Self {
+            from_query: query.into_iter().map(str::to_owned).collect(),
+            from_lambda: lambda.into_iter().map(str::to_owned).collect(),
+        })
+    }
+
+    fn key(&self, keys: &PartitionKeys) -> Result<BufferKey, Failure> {
+        let mut used = PartitionKeys::default();
+        for (names, given, into, namespace) in [
+            (
+                &self.from_query,
+                &keys.from_query,
+                &mut used.from_query,
+                "partitionKeyFromQuery",
+            ),
+            (
+                &self.from_lambda,
+                &keys.from_lambda,
+                &mut used.from_lambda,
+                "partitionKeyFromLambda",
+            ),
+        ] {
+            for name in names {
+                let Some(value) = given.get(name) else {
+                    return Err(Failure::processing(
+                        MISSING_PARTITION_KEY,
+                        format!("the record has no partition key !{{{namespace}:{name}}}"),
+                    ));
+                };
+                into.insert(name.clone(), value.clone());
+            }
+        }
+        Ok(BufferKey::Partition(std::sync::Arc::new(used)))
     }
 }

@@ -25,10 +25,12 @@
 //! keep the first schema object of a version number; nothing reads a
 //! version another instance made.
 
+use std::sync::Arc;
+
 use spillway_transforms::Record;
 
 use super::delivery::{blocking, Delivery};
-use super::object::PlannedObject;
+use super::object::{ObjectPlanner, PlannedObject};
 use super::RunError;
 use crate::checkpoint::Ticket;
 
@@ -37,11 +39,11 @@ impl Delivery {
     /// making a new version durable first; gives the objects to deliver.
     pub async fn plan_in_table(
         &self,
+        planner: Arc<ObjectPlanner>,
         records: Vec<Record>,
         tickets: Vec<Ticket>,
     ) -> Result<Vec<PlannedObject>, RunError> {
         let table = self.checkpoints.table_schema();
-        let planner = self.planner.clone();
         let (objects, grown) = blocking(move || planner.table_data(records, tickets, table.as_ref())).await?;
         if let Some(grown) = grown {
             tracing::info!(

@@ -4,6 +4,8 @@
 //! same steps ([`super::delivery`]): intent, attempts, checkpoint, and
 //! error records for what could not be delivered.
 
+use std::sync::Arc;
+
 use spillway_transforms::Record;
 use tokio::sync::mpsc;
 
@@ -44,10 +46,15 @@ impl Writer {
                 items.into_iter().map(|b| (b.record, b.ticket)).unzip();
             match (&self.endpoint, key) {
                 (Some(endpoint), BufferKey::Data) => endpoint.deliver(&self.objects, records, tickets, info).await?,
-                (None, BufferKey::Data) => {
-                    let planner = self.objects.planner.clone();
+                (_, key @ (BufferKey::Data | BufferKey::Partition(_))) => {
+                    // An endpoint takes no partitions: `validate` refuses
+                    // dynamic partitioning with one.
+                    let planner = match key {
+                        BufferKey::Partition(keys) => Arc::new(self.objects.planner.for_partition(keys)),
+                        _ => self.objects.planner.clone(),
+                    };
                     let objects = match planner.keeps_table() {
-                        true => self.objects.plan_in_table(records, tickets).await?,
+                        true => self.objects.plan_in_table(planner, records, tickets).await?,
                         false => blocking(move || planner.data(records, tickets)).await?,
                     };
                     for object in objects {

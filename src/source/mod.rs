@@ -44,6 +44,9 @@ pub enum SourceEvent {
     /// reason, in order with the records around it, and is checkpointed
     /// like any other.
     Refused(Vec<(Record, Rejection)>),
+    /// Records that went through the processors (sent by the processor
+    /// stage, never by a source), in order within each source id.
+    Processed(Vec<crate::processor::stage::Processed>),
     /// This partition has no more records (a file read to its end, a
     /// closed shard). With `flush`, buffers are flushed at once so that it
     /// is finished soon (its children wait for that).

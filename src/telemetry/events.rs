@@ -82,6 +82,23 @@ impl Event for RecordsSkipped {
     }
 }
 
+/// Records a processor dropped on purpose (a jq filter's `select`, a
+/// CloudWatch Logs control message): checkpointed, written nowhere.
+pub struct RecordsDropped {
+    pub records: usize,
+}
+
+impl Event for RecordsDropped {
+    fn emit(self, telemetry: &Telemetry) {
+        let families = &telemetry.registry.families;
+        families
+            .records_dropped
+            .get_or_create(&telemetry.state.labels)
+            .inc_by(self.records as u64);
+        Stats::add(&telemetry.stats().records_dropped, self.records as u64);
+    }
+}
+
 /// Records became error records of `output_type` (refused when read or
 /// checked, refused by the format, or their delivery given up).
 pub struct ErrorRecordsMade<'a> {
@@ -491,6 +508,7 @@ impl Event for RunFinished<'_> {
             records_read = summary.records_read,
             records_delivered = summary.records_delivered,
             records_skipped = summary.records_skipped,
+            records_dropped = summary.records_dropped,
             error_records = summary.error_records,
             objects_written = summary.objects_written,
             "run finished"

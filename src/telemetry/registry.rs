@@ -27,6 +27,7 @@ pub struct Families {
     pub incoming_records: Family<StreamLabels, Counter>,
     pub incoming_bytes: Family<StreamLabels, Counter>,
     pub records_skipped: Family<StreamLabels, Counter>,
+    pub records_dropped: Family<StreamLabels, Counter>,
     pub kinesis_millis_behind_latest: Family<ShardLabels, Gauge>,
     pub throttled_get_records: Family<StreamLabels, Counter>,
     pub delivery_records: Family<DeliveryLabels, Counter>,
@@ -73,6 +74,11 @@ impl Registry {
             "records_skipped",
             "Records read again that an earlier run had delivered, skipped",
             f.records_skipped.clone(),
+        );
+        registry.register(
+            "records_dropped",
+            "Records a processor dropped on purpose (Firehose's Dropped result)",
+            f.records_dropped.clone(),
         );
         registry.register(
             "kinesis_millis_behind_latest",

@@ -10,6 +10,7 @@ use crate::buffer::FlushReason;
 pub(crate) struct Stats {
     pub records_read: AtomicU64,
     pub records_skipped: AtomicU64,
+    pub records_dropped: AtomicU64,
     pub records_delivered: AtomicU64,
     pub error_records: AtomicU64,
     pub objects_written: AtomicU64,
@@ -22,6 +23,8 @@ pub struct RunSummary {
     pub records_read: u64,
     /// Records already delivered by an earlier run, read again and skipped.
     pub records_skipped: u64,
+    /// Records a processor dropped on purpose (checkpointed, written nowhere).
+    pub records_dropped: u64,
     /// Records written to data objects.
     pub records_delivered: u64,
     /// Records written to the error output.
@@ -43,6 +46,7 @@ impl Stats {
             ended_by,
             records_read: Self::get(&self.records_read),
             records_skipped: Self::get(&self.records_skipped),
+            records_dropped: Self::get(&self.records_dropped),
             records_delivered: Self::get(&self.records_delivered),
             error_records: Self::get(&self.error_records),
             objects_written: Self::get(&self.objects_written),

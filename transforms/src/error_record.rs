@@ -38,6 +38,9 @@ pub enum ErrorOutputType {
     HttpEndpointFailed,
     /// A destination kept failing past its retry duration.
     DeliveryFailed,
+    /// The `decompression` or `cloudwatch_logs` processor could not
+    /// unpack the record (Firehose's own type for it; processing goes on).
+    DecompressionFailed,
 }
 
 impl ErrorOutputType {
@@ -48,6 +51,7 @@ impl ErrorOutputType {
             Self::ProcessingFailed => "processing-failed",
             Self::HttpEndpointFailed => "http-endpoint-failed",
             Self::DeliveryFailed => "delivery-failed",
+            Self::DecompressionFailed => "decompression-failed",
         }
     }
 }
@@ -75,24 +79,59 @@ pub struct ErrorRecord<'a> {
     pub shard_id: &'a str,
     pub sequence_number: &'a str,
     pub sub_sequence_number: u64,
+    /// The record's index among the outputs processors made of its input
+    /// (shown when not 0).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub output_index: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub partition_key: Option<&'a str>,
+    /// The Lambda function that failed the record, when one was called.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lambda_arn: Option<&'a str>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// Why a record failed, for [`render_failure`]: a processor's failure
+/// carries a code of its own (a Lambda's, a jq program's).
+#[derive(Clone, Copy, Debug)]
+pub struct FailureText<'a> {
+    pub code: &'a str,
+    pub message: &'a str,
+    pub attempts: u32,
+    pub lambda_arn: Option<&'a str>,
 }
 
 /// Renders the error record for `record`, refused for `rejection` after
 /// `attempts` attempts, as one JSON line (with its newline).
 pub fn render(record: &Record, rejection: &Rejection, attempts: u32, now: DateTime<Utc>) -> Vec<u8> {
+    let failure = FailureText {
+        code: rejection.code,
+        message: &rejection.message,
+        attempts,
+        lambda_arn: None,
+    };
+    render_failure(record, &failure, now)
+}
+
+/// Renders the error record for `record` (whose bytes are its `rawData`),
+/// failed as `failure` says, as one JSON line (with its newline).
+pub fn render_failure(record: &Record, failure: &FailureText<'_>, now: DateTime<Utc>) -> Vec<u8> {
     let line = ErrorRecord {
-        attempts_made: attempts,
+        attempts_made: failure.attempts,
         arrival_timestamp: record.arrival.timestamp_millis(),
-        error_code: rejection.code,
-        error_message: &rejection.message,
+        error_code: failure.code,
+        error_message: failure.message,
         attempt_ending_timestamp: now.timestamp_millis(),
         raw_data: base64::engine::general_purpose::STANDARD.encode(&record.data),
         shard_id: record.position.source.as_str(),
         sequence_number: record.position.offset.sequence_number.as_str(),
         sub_sequence_number: record.position.offset.subsequence_number,
+        output_index: record.position.offset.output,
         partition_key: record.partition_key.as_deref(),
+        lambda_arn: failure.lambda_arn,
     };
     let mut out = serde_json::to_vec(&line).expect("an error record always serialises");
     out.push(b'\n');

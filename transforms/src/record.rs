@@ -188,12 +188,24 @@ impl fmt::Debug for SequenceNumber {
 
 /// Where a record sits in its source: ordered by sequence number, then by
 /// subsequence number (the index of a user record inside a KPL aggregated
-/// record; 0 for a record that was not aggregated).
+/// record; 0 for a record that was not aggregated), then by output (the
+/// index of a record among the outputs processors made of one input).
+///
+/// `output` is what keeps exactly-once through processors that split a
+/// record: a restart skips the outputs already delivered by their index,
+/// even if a processor answers differently the second time. It is left out
+/// of checkpoints while 0, so that states written before it read unchanged.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Offset {
     pub sequence_number: SequenceNumber,
     #[serde(default)]
     pub subsequence_number: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub output: u32,
+}
+
+fn is_zero(output: &u32) -> bool {
+    *output == 0
 }
 
 impl Offset {
@@ -201,7 +213,19 @@ impl Offset {
         Self {
             sequence_number,
             subsequence_number,
+            output: 0,
         }
+    }
+
+    /// This offset, as the `output`th record made of its input.
+    pub fn with_output(mut self, output: u32) -> Self {
+        self.output = output;
+        self
+    }
+
+    /// Whether `self` and `other` are outputs of one input record.
+    pub fn same_input(&self, other: &Offset) -> bool {
+        self.sequence_number == other.sequence_number && self.subsequence_number == other.subsequence_number
     }
 }
 
@@ -210,6 +234,7 @@ impl Ord for Offset {
         self.sequence_number
             .cmp(&other.sequence_number)
             .then(self.subsequence_number.cmp(&other.subsequence_number))
+            .then(self.output.cmp(&other.output))
     }
 }
 
@@ -304,6 +329,20 @@ mod tests {
         let b = Offset::new(seq, 3);
         let c = Offset::new(SequenceNumber::from_u64(6), 0);
         assert!(a < b && b < c);
+        let a1 = Offset::new(SequenceNumber::from_u64(5), 0).with_output(1);
+        assert!(a < a1 && a1 < b, "outputs of one input order between it and the next");
+    }
+
+    #[test]
+    fn offsets_without_an_output_serialise_as_before() {
+        let old = r#"{"sequence_number":"7","subsequence_number":2}"#;
+        let offset: Offset = serde_json::from_str(old).unwrap();
+        assert_eq!(offset, Offset::new(SequenceNumber::from_u64(7), 2));
+        assert_eq!(serde_json::to_string(&offset).unwrap(), old);
+        let split = offset.with_output(3);
+        let json = serde_json::to_string(&split).unwrap();
+        assert_eq!(json, r#"{"sequence_number":"7","subsequence_number":2,"output":3}"#);
+        assert_eq!(serde_json::from_str::<Offset>(&json).unwrap(), split);
     }
 }
 

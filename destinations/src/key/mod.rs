@@ -1,6 +1,7 @@
 //! Object keys: the prefix template, and keys that are safe as paths.
 
 mod object_key;
+mod partition_value;
 mod template;
 mod timestamp;
 
@@ -8,4 +9,5 @@ mod timestamp;
 mod properties;
 
 pub use object_key::{sanitize_segment, InvalidKey, ObjectKey, MAX_KEY_BYTES, STAGING_DIR};
+pub use partition_value::{sanitize_partition_value, MAX_VALUE_BYTES};
 pub use template::{KeyContext, KeyTemplate, TemplateError, TemplateKind};

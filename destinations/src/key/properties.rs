@@ -20,6 +20,8 @@ fn piece() -> impl Strategy<Value = String> {
         "(yyyy|MM|dd|HH|mm|ss|/|-|'[./a]{0,3}'){1,5}".prop_map(|pattern| format!("!{{timestamp:{pattern}}}")),
         Just("!{firehose:random-string}".to_owned()),
         Just("!{firehose:error-output-type}".to_owned()),
+        Just("!{partitionKeyFromQuery:k}".to_owned()),
+        Just("!{partitionKeyFromLambda:k}".to_owned()),
         Just("!{".to_owned()),
         Just("}".to_owned()),
     ]
@@ -32,6 +34,7 @@ proptest! {
     fn a_template_that_parses_renders_a_key_inside_the_destination(
         pieces in prop::collection::vec(piece(), 0..8),
         error_prefix in any::<bool>(),
+        value in prop_oneof![any::<String>(), "[./\\\\]{0,6}", Just(String::new())],
         seconds in 0i64..4_102_444_800,
     ) {
         let template: String = pieces.concat();
@@ -40,9 +43,11 @@ proptest! {
             return Ok(());
         };
         let timestamp: DateTime<Utc> = DateTime::from_timestamp(seconds, 0).unwrap();
+        let keys = std::collections::BTreeMap::from([("k".to_owned(), value)]);
         let prefix = parsed.render(&KeyContext {
             timestamp,
             error_output_type: Some("format-conversion-failed"),
+            partition_keys: Some((&keys, &keys)),
         });
         let key = format!("{prefix}stream-file-x-0-0.jsonl");
         prop_assert!(

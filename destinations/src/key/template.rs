@@ -1,7 +1,12 @@
 //! Prefix templates with Firehose's expressions:
-//! `!{timestamp:<pattern>}`, `!{firehose:random-string}` and, in the error
-//! prefix only, `!{firehose:error-output-type}`. A prefix with no timestamp
+//! `!{timestamp:<pattern>}`, `!{firehose:random-string}`, in the data
+//! prefix only `!{partitionKeyFromQuery:NAME}` and
+//! `!{partitionKeyFromLambda:NAME}` (dynamic partitioning: their values are
+//! sanitised, see [`super::partition_value`]) and, in the error prefix
+//! only, `!{firehose:error-output-type}`. A prefix with no timestamp
 //! expression gets Firehose's default `yyyy/MM/dd/HH/` appended.
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -23,6 +28,8 @@ enum Segment {
     Timestamp(TimestampPattern),
     RandomString,
     ErrorOutputType,
+    FromQuery(String),
+    FromLambda(String),
 }
 
 /// A parsed, checked prefix template.
@@ -40,7 +47,13 @@ pub struct KeyContext<'a> {
     pub timestamp: DateTime<Utc>,
     /// The error output type, for the error prefix.
     pub error_output_type: Option<&'a str>,
+    /// The object's partition keys (dynamic partitioning), by namespace:
+    /// `partitionKeyFromQuery` and `partitionKeyFromLambda`.
+    pub partition_keys: Option<(&'a PartitionValues, &'a PartitionValues)>,
 }
+
+/// Partition keys of one namespace: name → value.
+pub type PartitionValues = BTreeMap<String, String>;
 
 /// Why a template is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -102,6 +115,7 @@ impl KeyTemplate {
         let sample = self.render(&KeyContext {
             timestamp: DateTime::<Utc>::from_timestamp(1_795_315_074, 0).expect("a valid time"),
             error_output_type: Some("processing-failed"),
+            partition_keys: None,
         });
         match ObjectKey::new(format!("{sample}object")) {
             Ok(_) => Ok(()),
@@ -127,9 +141,26 @@ impl KeyTemplate {
                 Segment::Timestamp(pattern) => pattern.render(&local_time, &mut out),
                 Segment::RandomString => out.push_str(&Alphanumeric.sample_string(&mut rand::rng(), RANDOM_STRING_LEN)),
                 Segment::ErrorOutputType => out.push_str(context.error_output_type.unwrap_or("unknown")),
+                Segment::FromQuery(name) => out.push_str(&partition_value(context.partition_keys.map(|k| k.0), name)),
+                Segment::FromLambda(name) => out.push_str(&partition_value(context.partition_keys.map(|k| k.1), name)),
             }
         }
         out
+    }
+
+    /// The partition keys the template names: (`partitionKeyFromQuery`
+    /// names, `partitionKeyFromLambda` names).
+    pub fn partition_keys(&self) -> (Vec<&str>, Vec<&str>) {
+        let mut query = Vec::new();
+        let mut lambda = Vec::new();
+        for segment in &self.segments {
+            match segment {
+                Segment::FromQuery(name) => query.push(name.as_str()),
+                Segment::FromLambda(name) => lambda.push(name.as_str()),
+                _ => {}
+            }
+        }
+        (query, lambda)
     }
 }
 
@@ -148,13 +179,29 @@ fn parse_expression(expression: &str, kind: TemplateKind) -> Result<Segment, Tem
         ("firehose", "error-output-type") => Err(TemplateError(
             "!{firehose:error-output-type} is only allowed in error_prefix".into(),
         )),
-        ("partitionKeyFromQuery" | "partitionKeyFromLambda", _) => Err(TemplateError(format!(
-            "!{{{expression}}}: dynamic partitioning is not supported yet"
+        ("partitionKeyFromQuery" | "partitionKeyFromLambda", _) if kind == TemplateKind::Error => Err(TemplateError(
+            format!("!{{{expression}}} is only allowed in prefix: error records are not partitioned"),
+        )),
+        ("partitionKeyFromQuery" | "partitionKeyFromLambda", name) if !is_key_name(name) => Err(TemplateError(format!(
+            "!{{{expression}}}: {name:?} is not a partition key name: expected 1 to 64 characters of A-Z a-z 0-9 _ -"
         ))),
+        ("partitionKeyFromQuery", name) => Ok(Segment::FromQuery(name.to_owned())),
+        ("partitionKeyFromLambda", name) => Ok(Segment::FromLambda(name.to_owned())),
         _ => Err(TemplateError(format!(
             "unknown expression !{{{expression}}} (allowed: !{{timestamp:<pattern>}}, !{{firehose:random-string}}, !{{firehose:error-output-type}} in error_prefix)"
         ))),
     }
+}
+
+fn is_key_name(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// The sanitised value of `name` (empty when absent: the router sends a
+/// record without its keys to the error output, so this is not reached).
+fn partition_value(keys: Option<&BTreeMap<String, String>>, name: &str) -> String {
+    let value = keys.and_then(|k| k.get(name)).map_or("", String::as_str);
+    super::partition_value::sanitize_partition_value(value)
 }
 
 fn check_literal(text: &str, template: &str) -> Result<(), TemplateError> {
@@ -179,6 +226,7 @@ mod tests {
         KeyContext {
             timestamp: Utc.with_ymd_and_hms(2026, 11, 22, 23, 30, 0).unwrap(),
             error_output_type,
+            partition_keys: None,
         }
     }
 
@@ -255,6 +303,24 @@ mod tests {
     }
 
     #[test]
+    fn partition_keys_render_sanitised() {
+        let template = KeyTemplate::parse(
+            "c=!{partitionKeyFromQuery:customer}/l=!{partitionKeyFromLambda:day}/",
+            TemplateKind::Data,
+            Tz::UTC,
+        )
+        .unwrap();
+        assert_eq!(template.partition_keys(), (vec!["customer"], vec!["day"]));
+        let query = BTreeMap::from([("customer".to_owned(), "../etc".to_owned())]);
+        let lambda = BTreeMap::from([("day".to_owned(), "2026/11".to_owned())]);
+        let rendered = template.render(&KeyContext {
+            partition_keys: Some((&query, &lambda)),
+            ..context(None)
+        });
+        assert_eq!(rendered, "c=..%2Fetc/l=2026%2F11/2026/11/22/23/");
+    }
+
+    #[test]
     fn refuses_bad_templates() {
         for bad in [
             "!{timestamp:yyyy",
@@ -264,6 +330,7 @@ mod tests {
             "../x/",
             "a\nb/",
             "!{partitionKeyFromQuery:customer}/",
+            "!{partitionKeyFromQuery:a/b}/",
             ".spillway-tmp/x/",
             "/abs/",
             "a/!{timestamp:'..'}/",

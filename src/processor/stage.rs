@@ -1,0 +1,309 @@
+//! The processor stage: a task between the source's channel and the
+//! router that runs each batch of records through the chain.
+//!
+//! Events other than records (`Refused`, `Ended`, `Failed`) pass through
+//! in order behind the records before them, so that a shard's end still
+//! follows its last records. Each source record leaves as one or more
+//! [`Processed`] records, numbered by their index among its outputs
+//! ([`spillway_transforms::Offset::output`]): kept records with their
+//! partition keys, failed ones with their failure, and, for a record that
+//! left nothing, one `Dropped` entry, so that its checkpoint can advance
+//! without an object.
+
+use bytes::Bytes;
+use spillway_transforms::Record;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{Chain, Failure, Input, Outcome, PartitionKeys, ProcessError};
+use crate::checkpoint::Admission;
+use crate::source::SourceEvent;
+
+/// What became of one output of the chain.
+#[derive(Debug)]
+pub enum Fate {
+    /// Buffered under its partition keys.
+    Keep(PartitionKeys),
+    /// Nothing left of its source record: checkpointed without an object.
+    Dropped,
+    /// To the error output; the record holds the source record's bytes
+    /// (its `rawData`).
+    Failed(Failure),
+}
+
+/// One output of the chain, in source order.
+#[derive(Debug)]
+pub struct Processed {
+    /// Its bytes and position (the source record's, with its output index).
+    pub record: Record,
+    pub admission: Admission,
+    pub fate: Fate,
+}
+
+/// The stage's task.
+pub struct Stage {
+    pub chain: Chain,
+    pub stop: CancellationToken,
+}
+
+impl Stage {
+    /// Processes events until the input ends or the router hangs up; a
+    /// processor stopped by shutdown ends the stage (its batch is read
+    /// again at the next start).
+    pub async fn run(self, mut input: mpsc::Receiver<SourceEvent>, output: mpsc::Sender<SourceEvent>) {
+        while let Some(event) = input.recv().await {
+            let event = match event {
+                SourceEvent::Records(records) => match run_chain(&self.chain, records, &self.stop).await {
+                    Ok(processed) => SourceEvent::Processed(processed),
+                    Err(err) => {
+                        tracing::info!(error = %err, "processors stopped: the records in process are read again at the next start");
+                        return;
+                    }
+                },
+                other => other,
+            };
+            if output.send(event).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// An output of the processors so far.
+struct Item {
+    /// Its source record's index in the batch.
+    origin: usize,
+    state: ItemState,
+}
+
+enum ItemState {
+    Live { data: Bytes, keys: PartitionKeys },
+    Failed(Failure),
+}
+
+/// Runs `records` through `chain`: one or more [`Processed`] per record,
+/// in order.
+pub async fn run_chain(
+    chain: &Chain,
+    records: Vec<Record>,
+    stop: &CancellationToken,
+) -> Result<Vec<Processed>, ProcessError> {
+    let mut items: Vec<Item> = records
+        .iter()
+        .enumerate()
+        .map(|(origin, record)| Item {
+            origin,
+            state: ItemState::Live {
+                data: record.data.clone(),
+                keys: PartitionKeys::default(),
+            },
+        })
+        .collect();
+    for processor in chain {
+        let inputs: Vec<Input<'_>> = items
+            .iter()
+            .filter_map(|item| match &item.state {
+                ItemState::Live { data, keys } => Some(Input {
+                    data,
+                    origin: &records[item.origin],
+                    keys,
+                }),
+                ItemState::Failed(_) => None,
+            })
+            .collect();
+        if inputs.is_empty() {
+            break;
+        }
+        let count = inputs.len();
+        let mut outcomes = processor.process(&inputs, stop).await?;
+        drop(inputs);
+        if outcomes.len() != count {
+            // A processor's bug must not lose records: each goes to the
+            // error output instead.
+            tracing::error!(processor = %processor.describe(), inputs = count, outcomes = outcomes.len(), "a processor answered with the wrong number of outcomes");
+            let failure = Failure::processing(
+                "Processor.WrongAnswer",
+                format!(
+                    "{} answered {} outcomes for {count} records",
+                    processor.describe(),
+                    outcomes.len()
+                ),
+            );
+            outcomes = vec![Outcome::Failed(failure); count];
+        }
+        let mut outcomes = outcomes.into_iter();
+        let mut next = Vec::with_capacity(items.len());
+        for item in items {
+            let ItemState::Live { keys, .. } = item.state else {
+                next.push(item);
+                continue;
+            };
+            match outcomes.next().expect("one outcome per live item") {
+                Outcome::Ok(outputs) => {
+                    for output in outputs {
+                        next.push(Item {
+                            origin: item.origin,
+                            state: ItemState::Live {
+                                data: output.data,
+                                keys: output.keys.unwrap_or_else(|| keys.clone()),
+                            },
+                        });
+                    }
+                }
+                Outcome::Dropped => {}
+                Outcome::Failed(failure) => next.push(Item {
+                    origin: item.origin,
+                    state: ItemState::Failed(failure),
+                }),
+            }
+        }
+        items = next;
+    }
+    Ok(number_outputs(records, items))
+}
+
+/// Numbers the outputs of each source record 0..n; a record with none
+/// leaves one `Dropped` entry.
+fn number_outputs(records: Vec<Record>, items: Vec<Item>) -> Vec<Processed> {
+    let mut processed = Vec::with_capacity(items.len().max(records.len()));
+    let mut items = items.into_iter().peekable();
+    for (origin, record) in records.into_iter().enumerate() {
+        let mut index: u32 = 0;
+        while let Some(item) = items.next_if(|item| item.origin == origin) {
+            let ends_input = items.peek().is_none_or(|next| next.origin != origin);
+            let admission = Admission {
+                ends_input,
+                done: false,
+            };
+            let mut position = record.position.clone();
+            position.offset.output = index;
+            index = index.saturating_add(1);
+            let (data, fate) = match item.state {
+                ItemState::Live { data, keys } => (data, Fate::Keep(keys)),
+                ItemState::Failed(failure) => (record.data.clone(), Fate::Failed(failure)),
+            };
+            processed.push(Processed {
+                record: Record {
+                    data,
+                    position,
+                    partition_key: record.partition_key.clone(),
+                    arrival: record.arrival,
+                },
+                admission,
+                fate,
+            });
+        }
+        if index == 0 {
+            processed.push(Processed {
+                record,
+                admission: Admission {
+                    ends_input: true,
+                    done: true,
+                },
+                fate: Fate::Dropped,
+            });
+        }
+    }
+    processed
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use spillway_transforms::{Offset, Position, SequenceNumber, SourceId};
+
+    use super::*;
+    use crate::processor::{Output, Processor};
+
+    /// Splits "a,b,c" into records; "drop" is dropped, "fail" fails.
+    struct Split;
+
+    #[async_trait::async_trait]
+    impl Processor for Split {
+        fn describe(&self) -> String {
+            "split".into()
+        }
+
+        async fn process(&self, inputs: &[Input<'_>], _: &CancellationToken) -> Result<Vec<Outcome>, ProcessError> {
+            Ok(inputs
+                .iter()
+                .map(|input| match &input.data[..] {
+                    b"drop" => Outcome::Dropped,
+                    b"fail" => Outcome::Failed(Failure::processing("Test.Failed", "asked to")),
+                    data => Outcome::Ok(
+                        data.split(|b| *b == b',')
+                            .map(|part| Output::data(Bytes::copy_from_slice(part)))
+                            .collect(),
+                    ),
+                })
+                .collect())
+        }
+    }
+
+    fn record(n: u64, data: &'static str) -> Record {
+        Record {
+            data: Bytes::from_static(data.as_bytes()),
+            position: Position {
+                source: SourceId::new("s"),
+                offset: Offset::new(SequenceNumber::from_u64(n), 0),
+            },
+            partition_key: None,
+            arrival: chrono::Utc::now(),
+        }
+    }
+
+    fn summary(processed: &[Processed]) -> Vec<(u64, u32, bool, bool, String)> {
+        processed
+            .iter()
+            .map(|p| {
+                let fate = match &p.fate {
+                    Fate::Keep(_) => String::from_utf8(p.record.data.to_vec()).unwrap(),
+                    Fate::Dropped => "dropped".into(),
+                    Fate::Failed(f) => format!("failed {} raw {}", f.code, String::from_utf8_lossy(&p.record.data)),
+                };
+                (
+                    p.record.position.offset.sequence_number.to_u64().unwrap(),
+                    p.record.position.offset.output,
+                    p.admission.ends_input,
+                    p.admission.done,
+                    fate,
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn outputs_are_numbered_per_source_record_and_nothing_is_lost() {
+        let chain: Chain = vec![Arc::new(Split)];
+        let records = vec![record(1, "a,b,c"), record(2, "drop"), record(3, "fail"), record(4, "d")];
+        let processed = run_chain(&chain, records, &CancellationToken::new()).await.unwrap();
+        assert_eq!(
+            summary(&processed),
+            [
+                (1, 0, false, false, "a".to_owned()),
+                (1, 1, false, false, "b".to_owned()),
+                (1, 2, true, false, "c".to_owned()),
+                (2, 0, true, true, "dropped".to_owned()),
+                (3, 0, true, false, "failed Test.Failed raw fail".to_owned()),
+                (4, 0, true, false, "d".to_owned()),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_chain_numbers_the_final_outputs_and_fails_with_the_source_bytes() {
+        // "x,fail" splits, then the second processor fails one part: the
+        // failure keeps its place, its rawData is the source record's.
+        let chain: Chain = vec![Arc::new(Split), Arc::new(Split)];
+        let records = vec![record(7, "x,fail,drop")];
+        let processed = run_chain(&chain, records, &CancellationToken::new()).await.unwrap();
+        assert_eq!(
+            summary(&processed),
+            [
+                (7, 0, false, false, "x".to_owned()),
+                (7, 1, true, false, "failed Test.Failed raw x,fail,drop".to_owned()),
+            ]
+        );
+    }
+}
