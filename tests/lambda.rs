@@ -431,3 +431,278 @@ async fn a_command_that_never_answers_times_out_and_its_records_fail() {
     }
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+// ------------------------------------------------ the real binary, end to end
+
+/// `n`: even records are kept by `enrich` unless jq skips them (n % 10 ==
+/// 4) or they are "bad" (n % 14 == 0: ProcessingFailed); odd ones are
+/// dropped by the function.
+fn input_records(count: u64) -> Vec<String> {
+    (0..count)
+        .map(|n| {
+            let bad = if n % 14 == 0 { ",\"bad\":true" } else { "" };
+            format!(
+                r#"{{"n":{n},"customer":"c{}","day":"2026-12-0{}","skip":{}{bad}}}"#,
+                n % 3,
+                n % 4 + 1,
+                n % 10 == 4
+            )
+        })
+        .collect()
+}
+
+fn kept_ids(count: u64) -> Vec<u64> {
+    (0..count)
+        .filter(|n| n % 2 == 0 && n % 10 != 4 && n % 14 != 0)
+        .collect()
+}
+
+fn failed_ids(count: u64) -> Vec<u64> {
+    (0..count).filter(|n| n % 14 == 0 && n % 10 != 4).collect()
+}
+
+/// A pipeline: jq, then `processor` (a `lambda` or `command` table's
+/// keys), then metadata_extraction, into a prefix partitioned by a key of
+/// each.
+fn pipeline_config(processor: &str) -> String {
+    format!(
+        r#"name = "orders"
+[source]
+type = "file"
+path = "input.ndjson"
+[buffer]
+size_mb = 1
+interval_seconds = 60
+[[processors]]
+type = "jq"
+query = 'select(.skip | not)'
+[[processors]]
+{processor}
+[[processors]]
+type = "metadata_extraction"
+query = '{{day: .day}}'
+[dynamic_partitioning]
+enabled = true
+[destination]
+type = "local"
+path = "archive"
+prefix = "customer=!{{partitionKeyFromLambda:customer}}/day=!{{partitionKeyFromQuery:day}}/"
+error_prefix = "errors/!{{firehose:error-output-type}}/"
+[checkpoint]
+path = "state"
+"#
+    )
+}
+
+fn lambda_table(server: &LambdaServer, function: &str, retries: u32) -> String {
+    format!(
+        "type = \"lambda\"\nfunction = \"{function}\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\nnumber_of_retries = {retries}",
+        server.endpoint()
+    )
+}
+
+fn command_table(handler_name: &str, retries: u32) -> String {
+    format!(
+        "type = \"command\"\ncommand = [{:?}, {:?}, {:?}]\nnumber_of_retries = {retries}",
+        python(),
+        runner().display().to_string(),
+        handler(handler_name).display().to_string()
+    )
+}
+
+fn spillway_run(dir: &std::path::Path) -> std::process::Output {
+    support::spillway()
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(dir.join("spillway.toml"))
+        .current_dir(dir)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("SPILLWAY_TEST_RETRY_MS", "20")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Kept records' `n` by the key they are under (partition directories),
+/// and the error records under `errors/processing-failed/`.
+fn archived(dir: &std::path::Path) -> (std::collections::BTreeMap<u64, Vec<String>>, Vec<Value>) {
+    let mut kept: std::collections::BTreeMap<u64, Vec<String>> = Default::default();
+    let mut errors = Vec::new();
+    for (key, body) in support::objects(&dir.join("archive")) {
+        for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let value: Value = serde_json::from_slice(line).unwrap();
+            if key.starts_with("errors/processing-failed/") {
+                errors.push(value);
+            } else {
+                assert!(!key.starts_with("errors/"), "{key}: {value}");
+                assert_eq!(value["enriched"], true, "the function ran on {value}");
+                // customer=../day=../ then the time spillway adds.
+                let partition = key.splitn(3, '/').take(2).collect::<Vec<_>>().join("/");
+                kept.entry(value["n"].as_u64().unwrap()).or_default().push(partition);
+            }
+        }
+    }
+    (kept, errors)
+}
+
+fn assert_archived_exactly_once(dir: &std::path::Path, count: u64, lambda_arn: Option<&str>) {
+    let (kept, errors) = archived(dir);
+    let expected: Vec<u64> = kept_ids(count);
+    assert_eq!(
+        kept.keys().copied().collect::<Vec<_>>(),
+        expected,
+        "kept records, each once"
+    );
+    for (n, partitions) in &kept {
+        assert_eq!(
+            partitions,
+            &[format!("customer=c{}/day=2026-12-0{}", n % 3, n % 4 + 1)],
+            "record {n}: once, in its partition"
+        );
+    }
+    let input = input_records(count);
+    let mut failed: Vec<u64> = Vec::new();
+    for error in &errors {
+        assert_eq!(error["errorCode"], "Lambda.ProcessingFailed", "{error}");
+        assert_eq!(error["attemptsMade"], 1, "{error}");
+        assert_eq!(error.get("lambdaArn").and_then(Value::as_str), lambda_arn, "{error}");
+        use base64::Engine as _;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(error["rawData"].as_str().unwrap())
+            .unwrap();
+        let original: Value = serde_json::from_slice(&raw).unwrap();
+        let n = original["n"].as_u64().unwrap();
+        assert_eq!(raw, input[n as usize].as_bytes(), "rawData: the source record's bytes");
+        failed.push(n);
+    }
+    failed.sort();
+    assert_eq!(failed, failed_ids(count), "failed records, each once");
+}
+
+#[test]
+fn jq_lambda_and_metadata_extraction_archive_each_record_once_in_its_partition() {
+    let server = LambdaServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("input.ndjson"), input_records(200).join("\n") + "\n").unwrap();
+    support::write_config(dir.path(), &pipeline_config(&lambda_table(&server, "enrich", 3)));
+    let output = spillway_run(dir.path());
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_archived_exactly_once(dir.path(), 200, Some("enrich"));
+    // jq's skipped records never reached the function.
+    let sent: Vec<String> = server.calls("enrich").concat();
+    assert_eq!(sent.len() as u64, (0..200).filter(|n| n % 10 != 4).count() as u64);
+}
+
+#[test]
+fn the_same_pipeline_with_the_command_processor() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("input.ndjson"), input_records(200).join("\n") + "\n").unwrap();
+    support::write_config(dir.path(), &pipeline_config(&command_table("enrich", 3)));
+    let output = spillway_run(dir.path());
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_archived_exactly_once(dir.path(), 200, None);
+}
+
+#[test]
+fn a_failing_function_sends_every_record_to_processing_failed_after_its_retries() {
+    let server = LambdaServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let input = input_records(30);
+    std::fs::write(dir.path().join("input.ndjson"), input.join("\n") + "\n").unwrap();
+    support::write_config(dir.path(), &pipeline_config(&lambda_table(&server, "raise_error", 2)));
+    let output = spillway_run(dir.path());
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let (kept, errors) = archived(dir.path());
+    assert!(kept.is_empty());
+    let mut failed: Vec<u64> = Vec::new();
+    for error in &errors {
+        assert_eq!(error["errorCode"], "Lambda.FunctionError", "{error}");
+        assert_eq!(error["attemptsMade"], 3, "{error}");
+        assert_eq!(error["lambdaArn"], "raise_error", "{error}");
+        assert!(error["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("cannot process this batch"));
+        use base64::Engine as _;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(error["rawData"].as_str().unwrap())
+            .unwrap();
+        let n = serde_json::from_slice::<Value>(&raw).unwrap()["n"].as_u64().unwrap();
+        assert_eq!(raw, input[n as usize].as_bytes());
+        failed.push(n);
+    }
+    failed.sort();
+    let expected: Vec<u64> = (0..30).filter(|n| n % 10 != 4).collect();
+    assert_eq!(failed, expected, "every record that reached the function, once");
+    let calls = server.calls("raise_error");
+    assert_eq!(calls.len() % 3, 0, "each batch called three times: {calls:?}");
+    assert_eq!(calls.concat().len(), expected.len() * 3);
+}
+
+#[test]
+fn kill_9_while_records_wait_for_a_slow_function_then_a_restart_archives_each_once() {
+    let server = LambdaServer::start();
+    server.control("enrich", json!({"delay_seconds": 30}));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("input.ndjson"), input_records(100).join("\n") + "\n").unwrap();
+    support::write_config(dir.path(), &pipeline_config(&lambda_table(&server, "enrich", 3)));
+    let mut child = support::spillway()
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(dir.path().join("spillway.toml"))
+        .current_dir(dir.path())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.calls("enrich").is_empty() {
+        assert!(Instant::now() < deadline, "the function was never called");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    support::send_signal(&child, libc::SIGKILL);
+    child.wait().unwrap();
+    let (kept, errors) = archived(dir.path());
+    assert!(
+        kept.is_empty() && errors.is_empty(),
+        "nothing archived while the function had not answered"
+    );
+
+    server.control("enrich", json!({"delay_seconds": 0}));
+    let output = spillway_run(dir.path());
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_archived_exactly_once(dir.path(), 100, Some("enrich"));
+}
+
+#[test]
+fn validate_refuses_bad_lambda_and_command_keys_one_line_each() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("input.ndjson"), "{}\n").unwrap();
+    let text = pipeline_config(
+        "type = \"lambda\"\nfunction = \"arn:aws:lambda:x\"\nbuffer_size_mb = 0.1\nnumber_of_retries = 301",
+    )
+    .replace(
+        "[[processors]]\ntype = \"metadata_extraction\"",
+        "[[processors]]\ntype = \"command\"\ncommand = []\n[[processors]]\ntype = \"metadata_extraction\"",
+    );
+    let path = support::write_config(dir.path(), &text);
+    let output = support::spillway()
+        .args(["validate", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    for expected in [
+        "processors[1].function: \"arn:aws:lambda:x\" is not a Lambda function ARN",
+        "processors[1].buffer_size_mb: 0.1 is out of range: allowed 0.2 to 3",
+        "processors[1].number_of_retries: 301 is out of range: allowed 0 to 300",
+        "processors[2].command: [] is empty",
+    ] {
+        assert!(stderr.contains(expected), "{expected}\n{stderr}");
+    }
+    assert_eq!(stderr.lines().count(), 4, "{stderr}");
+}

@@ -23,7 +23,10 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use super::contract::{codes, Backoff, CallError, Context, Invoke, Runner, PAYLOAD_LIMIT};
+use super::config::{BuildContext, KeysProduced, ProcessorSpec};
+use super::contract::{
+    codes, default_region, source_stream_arn, Backoff, CallError, Context, Invoke, Runner, PAYLOAD_LIMIT,
+};
 use super::{Input, Outcome, ProcessError, Processor};
 pub use config::{CommandConfig, CommandSettings};
 
@@ -68,6 +71,31 @@ impl Processor for CommandProcessor {
 
     async fn process(&self, inputs: &[Input<'_>], stop: &CancellationToken) -> Result<Vec<Outcome>, ProcessError> {
         self.runner.process(inputs, stop).await
+    }
+}
+
+#[async_trait]
+impl ProcessorSpec for CommandConfig {
+    fn kind(&self) -> &'static str {
+        "command"
+    }
+
+    fn keys_produced(&self) -> KeysProduced {
+        KeysProduced::FromLambda
+    }
+
+    async fn build(&self, context: &BuildContext<'_>) -> Result<std::sync::Arc<dyn Processor>, String> {
+        let region = match context.source {
+            crate::source::SourceConfig::Kinesis(kinesis) => default_region(kinesis.region.as_deref()),
+            _ => default_region(None),
+        };
+        let source = source_stream_arn(context.source, Some(&region));
+        Ok(std::sync::Arc::new(CommandProcessor::new(
+            self,
+            context.stream,
+            &region,
+            source,
+        )))
     }
 }
 

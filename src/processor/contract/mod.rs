@@ -56,6 +56,33 @@ impl Context {
     }
 }
 
+/// The ARN of a Kinesis source's stream, for `sourceKinesisStreamArn`;
+/// `None` for other sources. A stream given by name gets the source's
+/// region (else `region`, else `AWS_REGION`, else `us-east-1`) and the
+/// account `000000000000`.
+pub fn source_stream_arn(source: &crate::source::SourceConfig, region: Option<&str>) -> Option<String> {
+    use crate::source::kinesis::api::StreamRef;
+    let crate::source::SourceConfig::Kinesis(kinesis) = source else {
+        return None;
+    };
+    match &kinesis.stream {
+        StreamRef::Arn(arn) => Some(arn.clone()),
+        StreamRef::Name(name) => Some(format!(
+            "arn:aws:kinesis:{}:000000000000:stream/{name}",
+            default_region(kinesis.region.as_deref().or(region))
+        )),
+    }
+}
+
+/// `region`, else `AWS_REGION`, else `us-east-1`: for what goes into the
+/// event only (a `command` needs no AWS region to run).
+pub fn default_region(region: Option<&str>) -> String {
+    region
+        .map(str::to_owned)
+        .or_else(|| std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty()))
+        .unwrap_or_else(|| "us-east-1".to_owned())
+}
+
 /// How much goes into one call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {

@@ -17,7 +17,8 @@ use aws_sdk_lambda::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use tokio_util::sync::CancellationToken;
 
-use super::contract::{codes, Backoff, CallError, Context, Invoke, Runner};
+use super::config::{BuildContext, KeysProduced, ProcessorSpec};
+use super::contract::{codes, source_stream_arn, Backoff, CallError, Context, Invoke, Runner};
 use super::{Input, Outcome, ProcessError, Processor};
 pub use config::{LambdaConfig, LambdaSettings};
 
@@ -105,6 +106,25 @@ impl Processor for LambdaProcessor {
 
     async fn process(&self, inputs: &[Input<'_>], stop: &CancellationToken) -> Result<Vec<Outcome>, ProcessError> {
         self.runner.process(inputs, stop).await
+    }
+}
+
+#[async_trait]
+impl ProcessorSpec for LambdaConfig {
+    fn kind(&self) -> &'static str {
+        "lambda"
+    }
+
+    fn keys_produced(&self) -> KeysProduced {
+        KeysProduced::FromLambda
+    }
+
+    async fn build(&self, context: &BuildContext<'_>) -> Result<std::sync::Arc<dyn Processor>, String> {
+        let source = source_stream_arn(context.source, self.region.as_deref());
+        let processor = LambdaProcessor::new(self, context.stream, source)
+            .await
+            .map_err(|err| err.to_string())?;
+        Ok(std::sync::Arc::new(processor))
     }
 }
 
