@@ -524,12 +524,18 @@ fn spillway_run(dir: &std::path::Path) -> std::process::Output {
         .unwrap()
 }
 
+type Objects = std::collections::BTreeMap<String, Vec<u8>>;
+
 /// Kept records' `n` by the key they are under (partition directories),
 /// and the error records under `errors/processing-failed/`.
 fn archived(dir: &std::path::Path) -> (std::collections::BTreeMap<u64, Vec<String>>, Vec<Value>) {
+    archived_in(support::objects(&dir.join("archive")))
+}
+
+fn archived_in(objects: Objects) -> (std::collections::BTreeMap<u64, Vec<String>>, Vec<Value>) {
     let mut kept: std::collections::BTreeMap<u64, Vec<String>> = Default::default();
     let mut errors = Vec::new();
-    for (key, body) in support::objects(&dir.join("archive")) {
+    for (key, body) in objects {
         for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             let value: Value = serde_json::from_slice(line).unwrap();
             if key.starts_with("errors/processing-failed/") {
@@ -547,7 +553,11 @@ fn archived(dir: &std::path::Path) -> (std::collections::BTreeMap<u64, Vec<Strin
 }
 
 fn assert_archived_exactly_once(dir: &std::path::Path, count: u64, lambda_arn: Option<&str>) {
-    let (kept, errors) = archived(dir);
+    assert_exactly_once_in(support::objects(&dir.join("archive")), count, lambda_arn);
+}
+
+fn assert_exactly_once_in(objects: Objects, count: u64, lambda_arn: Option<&str>) {
+    let (kept, errors) = archived_in(objects);
     let expected: Vec<u64> = kept_ids(count);
     assert_eq!(
         kept.keys().copied().collect::<Vec<_>>(),
@@ -705,4 +715,57 @@ fn validate_refuses_bad_lambda_and_command_keys_one_line_each() {
         assert!(stderr.contains(expected), "{expected}\n{stderr}");
     }
     assert_eq!(stderr.lines().count(), 4, "{stderr}");
+}
+
+#[test]
+fn moto_jq_lambda_and_metadata_extraction_to_a_partitioned_s3_prefix_exactly_once() {
+    let endpoint = support::kinesis::peer("SPILLWAY_TEST_MOTO");
+    let server = LambdaServer::start();
+    let rt = support::kinesis::runtime();
+    let bucket = format!("spillway-lambda-{}", std::process::id());
+    let s3 = rt.block_on(async {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(&endpoint)
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "testing", "testing", None, None, "tests",
+            ))
+            .load()
+            .await;
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&config)
+                .force_path_style(true)
+                .build(),
+        )
+    });
+    rt.block_on(s3.create_bucket().bucket(&bucket).send()).unwrap();
+    let list = || -> Objects {
+        rt.block_on(async {
+            let listed = s3.list_objects_v2().bucket(&bucket).send().await.unwrap();
+            let mut objects = Objects::new();
+            for object in listed.contents() {
+                let key = object.key().unwrap().to_owned();
+                let got = s3.get_object().bucket(&bucket).key(&key).send().await.unwrap();
+                objects.insert(key, got.body.collect().await.unwrap().into_bytes().to_vec());
+            }
+            objects
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("input.ndjson"), input_records(120).join("\n") + "\n").unwrap();
+    let config = pipeline_config(&lambda_table(&server, "enrich", 3)).replace(
+        "type = \"local\"\npath = \"archive\"",
+        &format!(
+            "type = \"s3\"\nbucket = \"{bucket}\"\nregion = \"us-east-1\"\nendpoint = \"{endpoint}\"\n\
+             force_path_style = true\nchecksum = \"when_required\""
+        ),
+    );
+    support::write_config(dir.path(), &config);
+    let output = spillway_run(dir.path());
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stored = list();
+    assert_exactly_once_in(stored.clone(), 120, Some("enrich"));
+    let again = spillway_run(dir.path());
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert_eq!(stored, list(), "a second run wrote nothing");
 }
