@@ -769,3 +769,36 @@ fn moto_jq_lambda_and_metadata_extraction_to_a_partitioned_s3_prefix_exactly_onc
     assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
     assert_eq!(stored, list(), "a second run wrote nothing");
 }
+
+#[test]
+fn kill_9_while_records_wait_for_a_slow_command_then_a_restart_archives_each_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("input.ndjson"), input_records(100).join("\n") + "\n").unwrap();
+    std::fs::write(dir.path().join("slow"), "").unwrap();
+    support::write_config(dir.path(), &pipeline_config(&command_table("slow_enrich", 3)));
+    let mut child = support::spillway()
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(dir.path().join("spillway.toml"))
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !dir.path().join("called").exists() {
+        assert!(Instant::now() < deadline, "the command was never called");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    support::send_signal(&child, libc::SIGKILL);
+    child.wait().unwrap();
+    let (kept, errors) = archived(dir.path());
+    assert!(
+        kept.is_empty() && errors.is_empty(),
+        "nothing archived while the command had not answered"
+    );
+
+    std::fs::remove_file(dir.path().join("slow")).unwrap();
+    let output = spillway_run(dir.path());
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_archived_exactly_once(dir.path(), 100, None);
+}
