@@ -21,9 +21,11 @@ use super::{DestinationConfig, ObjectDestination, StoreConfig};
 use crate::catalog::glue::{GlueConfig, GlueSettings};
 use crate::processor::append_delimiter::AppendDelimiterSettings;
 use crate::processor::cloudwatch_logs::CloudWatchLogsSettings;
+use crate::processor::command::CommandSettings;
 use crate::processor::config::spec;
 use crate::processor::decompression::DecompressionSettings;
 use crate::processor::jq::config::{JqSettings, MetadataExtractionSettings};
+use crate::processor::lambda::LambdaSettings;
 use crate::processor::record_deaggregation::RecordDeaggregationSettings;
 use crate::processor::ProcessorConfig;
 use crate::source::kinesis::config::KinesisSettings;
@@ -69,6 +71,12 @@ pub(super) fn processors() -> Choice<'static, ProcessorConfig> {
             ),
             Variant::new("append_delimiter", |raw: AppendDelimiterSettings, _, _| {
                 Some(spec(raw.check()))
+            }),
+            Variant::new("lambda", |raw: LambdaSettings, key, problems| {
+                raw.check(key, problems).map(spec)
+            }),
+            Variant::new("command", |raw: CommandSettings, key, problems| {
+                raw.check(key, problems).map(spec)
             }),
         ],
         default: None,

@@ -154,7 +154,10 @@ pub async fn run(config: Config, options: RunOptions) -> Result<RunSummary, RunE
     }
     let chain = crate::processor::build_chain(
         &config.processors,
-        &crate::processor::BuildContext { stream: &config.name },
+        &crate::processor::BuildContext {
+            stream: &config.name,
+            source: &config.source,
+        },
     )
     .await?;
     let mut source = source::build(&config.source, &checkpointer, options.once);

@@ -30,6 +30,8 @@ pub enum KeysProduced {
 pub struct BuildContext<'a> {
     /// The delivery stream's name.
     pub stream: &'a str,
+    /// Its source (a Lambda's event names a Kinesis source's stream).
+    pub source: &'a crate::source::SourceConfig,
 }
 
 /// Why a processor could not start.

@@ -11,9 +11,12 @@
 
 pub mod append_delimiter;
 pub mod cloudwatch_logs;
+pub mod command;
 pub mod config;
+pub mod contract;
 pub mod decompression;
 pub mod jq;
+pub mod lambda;
 pub mod metadata_extraction;
 pub mod record_deaggregation;
 pub mod stage;

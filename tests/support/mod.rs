@@ -4,6 +4,7 @@
 pub mod fault_proxy;
 pub mod http_receiver;
 pub mod kinesis;
+pub mod lambda_server;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -18,7 +19,8 @@ pub fn spillway() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_spillway"));
     command
         .env_remove("SPILLWAY_LOG")
-        .env_remove("SPILLWAY_TEST_INTERVAL_MS");
+        .env_remove("SPILLWAY_TEST_INTERVAL_MS")
+        .env_remove("SPILLWAY_TEST_RETRY_MS");
     command
 }
 
