@@ -42,7 +42,7 @@ pub(super) fn sources() -> Choice<'static, SourceConfig> {
 pub(super) fn formats() -> Choice<'static, Format> {
     Choice {
         variants: vec![
-            Variant::new("json_lines", |_: JsonLinesSettings, _, _| Some(Format::JsonLines)),
+            Variant::new("json_lines", |raw: JsonLinesSettings, _, _| Some(raw.check())),
             Variant::new("raw", |raw: RawFormatSettings, _, _| Some(raw.check())),
             Variant::new("parquet", |raw: ParquetSettings, key, problems| {
                 raw.check(key, problems)
