@@ -18,6 +18,7 @@ use spillway_transforms::format::{JsonLinesSettings, RawFormatSettings};
 use spillway_transforms::Format;
 
 use super::{DestinationConfig, ObjectDestination, StoreConfig};
+use crate::source::archive::ArchiveSettings;
 use crate::source::kinesis::config::KinesisSettings;
 use crate::source::{FileSettings, SourceConfig, StdinSettings};
 
@@ -31,6 +32,9 @@ pub(super) fn sources() -> Choice<'static, SourceConfig> {
             Variant::new("stdin", |_: StdinSettings, _, _| Some(SourceConfig::Stdin)),
             Variant::new("kinesis", |raw: KinesisSettings, key, problems| {
                 raw.check(key, problems).map(SourceConfig::Kinesis)
+            }),
+            Variant::new("archive", |raw: ArchiveSettings, key, problems| {
+                raw.check(key, problems).map(SourceConfig::Archive)
             }),
         ],
         default: None,
