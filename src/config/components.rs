@@ -34,7 +34,8 @@ pub(super) fn sources() -> Choice<'static, SourceConfig> {
                 raw.check(key, problems).map(SourceConfig::Kinesis)
             }),
             Variant::new("archive", |raw: ArchiveSettings, key, problems| {
-                raw.check(key, problems).map(SourceConfig::Archive)
+                raw.check(key, problems)
+                    .map(|archive| SourceConfig::Archive(Box::new(archive)))
             }),
         ],
         default: None,

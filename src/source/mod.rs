@@ -33,7 +33,7 @@ pub enum SourceConfig {
     /// A Kinesis data stream.
     Kinesis(kinesis::config::KinesisConfig),
     /// What a spillway destination (or Firehose) archived.
-    Archive(archive::ArchiveConfig),
+    Archive(Box<archive::ArchiveConfig>),
 }
 
 /// What a source tells the pipeline.
@@ -115,6 +115,6 @@ pub fn build(config: &SourceConfig, checkpoints: &Checkpointer, once: bool) -> B
         SourceConfig::Files { paths } => Box::new(FileSource::new(paths.clone())),
         SourceConfig::Stdin => Box::new(StdinSource::new(checkpoints)),
         SourceConfig::Kinesis(kinesis) => Box::new(kinesis::KinesisSource::new(kinesis.clone(), once)),
-        SourceConfig::Archive(archive) => Box::new(archive::ArchiveSource::new(archive.clone())),
+        SourceConfig::Archive(archive) => Box::new(archive::ArchiveSource::new(archive.as_ref().clone())),
     }
 }

@@ -231,3 +231,49 @@ impl ArchiveSettings {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{parse, SourceConfig};
+
+    fn problems(source: &str) -> Vec<String> {
+        let text = format!(
+            "[source]\ntype = \"archive\"\n{source}\n[destination]\ntype = \"local\"\npath = \"out\"\n[checkpoint]\npath = \"state\"\n"
+        );
+        match parse(&text, "test", &|_| None) {
+            Ok(config) => {
+                assert!(matches!(config.source, SourceConfig::Archive(_)));
+                Vec::new()
+            }
+            Err(err) => err.problems.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn each_bad_value_is_one_line_naming_its_key_and_what_is_allowed() {
+        assert_eq!(
+            problems("path = \"archive\"\nprefix = \"events/\""),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            problems("path = \"a\"\nbucket = \"b-bucket\""),
+            ["source.path: give either path (a directory) or bucket (S3), not both"]
+        );
+        assert_eq!(
+            problems("bucket = \"b-bucket\"\nstart_time = \"yesterday\"\ninclude_errors = [\"oops\"]\nshards = []"),
+            [
+                "source.start_time: \"yesterday\" is not an RFC 3339 time such as \"2026-11-01T00:00:00Z\"",
+                "source.shards: must name at least one shard (leave it out to read them all)",
+                "source.include_errors: \"oops\" is not allowed: expected one of processing-failed, format-conversion-failed, invalid-record, http-endpoint-failed, delivery-failed",
+            ]
+        );
+        let late = problems(
+            "path = \"a\"\nstart_time = \"2026-11-02T00:00:00Z\"\nend_time = \"2026-11-01T00:00:00Z\"\nregion = \"eu-west-1\"",
+        );
+        assert_eq!(late.len(), 2, "{late:?}");
+        assert!(late[0].starts_with("source.path: region"), "{late:?}");
+        assert!(late[1].starts_with("source.end_time: "), "{late:?}");
+        let unknown = problems("path = \"a\"\nsort = true");
+        assert!(unknown.len() == 1 && unknown[0].contains("sort"), "{unknown:?}");
+    }
+}
