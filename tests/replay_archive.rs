@@ -623,3 +623,67 @@ fn an_s3_archive_round_trips_with_the_endpoint_from_aws_endpoint_url_s3_only() {
         assert_same_archive(&copied, &expected);
     }
 }
+
+#[test]
+fn a_kinesis_stream_archived_with_envelopes_replays_its_positions_with_the_endpoint_from_aws_endpoint_url_kinesis_only()
+{
+    use support::kinesis::{new_stream, produce};
+    let (endpoint, _rt, _client, stream) = new_stream("SPILLWAY_TEST_KINESALITE", "envelope", 3);
+    let produced = produce(
+        &endpoint,
+        &stream,
+        &["--count", "900", "--keys", "30", "--aggregate-every", "5"],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    // No endpoint key: AWS_ENDPOINT_URL_KINESIS must win over an
+    // AWS_ENDPOINT_URL that points at a closed port.
+    let text = format!(
+        "name = \"first\"\n[source]\ntype = \"kinesis\"\nstream = \"{stream}\"\nregion = \"us-east-1\"\npoll_interval_ms = 200\n\
+         [format]\ntype = \"json_lines\"\nenvelope = true\n\
+         [destination]\ntype = \"local\"\npath = \"first\"\nprefix = \"events/\"\ncompression = \"gzip\"\n[checkpoint]\npath = \"state\"\n"
+    );
+    let path = write_config(dir.path(), &text);
+    let output = spillway()
+        .args(["--log-format", "json", "run", "--once", "--config"])
+        .arg(&path)
+        .current_dir(dir.path())
+        .env("AWS_ENDPOINT_URL_KINESIS", &endpoint)
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let first: Vec<Record> = read_envelopes(&dir.path().join("first"), "events/")
+        .into_iter()
+        .flat_map(|(_, r)| r)
+        .collect();
+    // Every produced record, at the position Kinesis gave it, once.
+    let mut positions: Vec<(String, String, u64, String)> = first
+        .iter()
+        .map(|r| {
+            (
+                r.position.source.to_string(),
+                r.position.offset.sequence_number.to_string(),
+                r.position.offset.subsequence_number,
+                r.partition_key.as_deref().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    positions.sort();
+    let mut expected: Vec<(String, String, u64, String)> = produced
+        .iter()
+        .map(|p| (p.shard.clone(), p.seq.clone(), p.sub, p.key.clone()))
+        .collect();
+    expected.sort();
+    assert_eq!(positions, expected);
+    run_ok(
+        dir.path(),
+        &config(
+            "second",
+            "path = \"first\"\nprefix = \"events/\"",
+            "type = \"json_lines\"\nenvelope = true",
+            "path = \"second\"\nprefix = \"copy/\"",
+        ),
+    );
+    assert_same_archive(&read_envelopes(&dir.path().join("second"), "copy/"), &first);
+}
