@@ -687,3 +687,23 @@ fn a_kinesis_stream_archived_with_envelopes_replays_its_positions_with_the_endpo
     );
     assert_same_archive(&read_envelopes(&dir.path().join("second"), "copy/"), &first);
 }
+
+#[test]
+fn shards_reads_only_the_shards_it_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = sample_archive(&dir.path().join("first"));
+    run_ok(
+        dir.path(),
+        &config(
+            "second",
+            "path = \"first\"\nprefix = \"events/\"\nshards = [\"shardId-000000000002\", \"shardId-000000000003\"]",
+            "type = \"json_lines\"\nenvelope = true",
+            "path = \"second\"\nprefix = \"copy/\"",
+        ),
+    );
+    let expected: Vec<Record> = all
+        .into_iter()
+        .filter(|r| r.position.source.as_str() != "shardId-000000000001")
+        .collect();
+    assert_same_archive(&read_envelopes(&dir.path().join("second"), "copy/"), &expected);
+}

@@ -113,6 +113,13 @@ impl ArchiveSettings {
                 }
                 if path.is_empty() {
                     problems.add(&format!("{key}.path"), "must name a directory");
+                } else if std::path::Path::new(&path).exists() && !std::path::Path::new(&path).is_dir() {
+                    // What cannot change before `run`; a missing directory
+                    // may yet appear (validate runs in CI).
+                    problems.add(
+                        &format!("{key}.path"),
+                        format!("{path:?} is not a directory: expected the directory a local destination wrote"),
+                    );
                 }
                 Some(ArchiveLocation::Local(PathBuf::from(path)))
             }
@@ -254,6 +261,10 @@ mod tests {
         assert_eq!(
             problems("path = \"archive\"\nprefix = \"events/\""),
             Vec::<String>::new()
+        );
+        assert_eq!(
+            problems("path = \"Cargo.toml\""),
+            ["source.path: \"Cargo.toml\" is not a directory: expected the directory a local destination wrote"]
         );
         assert_eq!(
             problems("path = \"a\"\nbucket = \"b-bucket\""),

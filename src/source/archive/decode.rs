@@ -229,3 +229,58 @@ fn error_record(line: &[u8]) -> Result<Record, String> {
             .ok_or_else(|| format!("arrivalTimestamp {} is out of range", line.arrival_timestamp))?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use spillway_destinations::Compression;
+
+    use super::*;
+
+    fn data(items: &[Item]) -> Vec<(String, Vec<u8>)> {
+        items
+            .iter()
+            .map(|item| match item {
+                Item::Kept(r) | Item::Unkept(r) => (r.position.source.to_string(), r.data.to_vec()),
+                Item::Refused(_, why) => panic!("refused: {why:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_codec_spillway_writes_is_told_from_the_bytes_whatever_the_key() {
+        let body = b"{\"a\":1}\n{\"b\":[2]}\n";
+        let expected = data(&decode("k", Bytes::from_static(body), ObjectKind::Data, Utc::now()).unwrap());
+        assert_eq!(expected.len(), 2);
+        for name in Compression::NAMES {
+            let compressed = Compression::from_name(name).unwrap().compress(body, "entry").unwrap();
+            let items = decode("k", compressed.into(), ObjectKind::Data, Utc::now()).unwrap();
+            assert_eq!(data(&items), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_bad_line_in_an_envelope_object_is_refused_with_its_key_and_line() {
+        let mut body = Vec::new();
+        let record = Record {
+            data: Bytes::from_static(b"{}"),
+            position: Position {
+                source: SourceId::new("shardId-1"),
+                offset: Offset::new(SequenceNumber::from_u64(5), 0),
+            },
+            partition_key: Some("k".into()),
+            arrival: Utc::now(),
+        };
+        envelope::write_line(&record, &mut body).unwrap();
+        body.extend_from_slice(b"{\"half\":\n");
+        let items = decode("a/b", body.into(), ObjectKind::Data, Utc::now()).unwrap();
+        assert!(matches!(&items[0], Item::Kept(r) if r.position == record.position));
+        match &items[1] {
+            Item::Refused(line, why) => {
+                assert_eq!(line.data.as_ref(), b"{\"half\":");
+                assert!(why.message.starts_with("a/b line 2: "), "{}", why.message);
+                assert_eq!(why.output_type, ErrorOutputType::ArchiveReadFailed);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
