@@ -448,11 +448,11 @@ fn archive_to_archive_is_exactly_once_across_kill_9() {
     let mut all = Vec::new();
     for h in 0..12u32 {
         let records: Vec<Record> = (0..4u32)
-            .flat_map(|shard| (0..500u64).map(move |i| (shard, i)))
+            .flat_map(|shard| (0..1500u64).map(move |i| (shard, i)))
             .map(|(shard, i)| {
                 record(
                     shard,
-                    u64::from(h) * 1000 + i,
+                    u64::from(h) * 10_000 + i,
                     0,
                     hour(h) + chrono::Duration::seconds(i as i64),
                 )
