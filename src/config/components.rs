@@ -28,6 +28,7 @@ use crate::processor::jq::config::{JqSettings, MetadataExtractionSettings};
 use crate::processor::lambda::LambdaSettings;
 use crate::processor::record_deaggregation::RecordDeaggregationSettings;
 use crate::processor::ProcessorConfig;
+use crate::source::archive::ArchiveSettings;
 use crate::source::kinesis::config::KinesisSettings;
 use crate::source::{FileSettings, SourceConfig, StdinSettings};
 
@@ -41,6 +42,10 @@ pub(super) fn sources() -> Choice<'static, SourceConfig> {
             Variant::new("stdin", |_: StdinSettings, _, _| Some(SourceConfig::Stdin)),
             Variant::new("kinesis", |raw: KinesisSettings, key, problems| {
                 raw.check(key, problems).map(SourceConfig::Kinesis)
+            }),
+            Variant::new("archive", |raw: ArchiveSettings, key, problems| {
+                raw.check(key, problems)
+                    .map(|archive| SourceConfig::Archive(Box::new(archive)))
             }),
         ],
         default: None,
@@ -89,9 +94,7 @@ pub(super) fn processors() -> Choice<'static, ProcessorConfig> {
 pub(super) fn formats() -> Choice<'static, (Format, Option<GlueConfig>)> {
     Choice {
         variants: vec![
-            Variant::new("json_lines", |_: JsonLinesSettings, _, _| {
-                Some((Format::JsonLines, None))
-            }),
+            Variant::new("json_lines", |raw: JsonLinesSettings, _, _| Some((raw.check(), None))),
             Variant::new("raw", |raw: RawFormatSettings, _, _| Some((raw.check(), None))),
             parquet(),
         ],

@@ -149,7 +149,7 @@ fn check_across(
         if !matches!(format, Format::JsonLines | Format::Raw { delimiter: None }) {
             problems.add(
                 "format",
-                "with destination.type = \"http\" records are sent as they are: format.type must be json_lines or raw, without a delimiter",
+                "with destination.type = \"http\" records are sent as they are: format.type must be json_lines (without envelope) or raw (without a delimiter)",
             );
         }
     }
@@ -426,7 +426,7 @@ mod tests {
         let parquet = format!("{HTTP}[destination.backup]\ntype = \"local\"\npath = \"b\"\n[format]\ntype = \"raw\"\ndelimiter = \"\\n\"\n");
         assert_eq!(
             problems(&parquet),
-            ["format: with destination.type = \"http\" records are sent as they are: format.type must be json_lines or raw, without a delimiter"]
+            ["format: with destination.type = \"http\" records are sent as they are: format.type must be json_lines (without envelope) or raw (without a delimiter)"]
         );
     }
 

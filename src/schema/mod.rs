@@ -55,7 +55,7 @@ pub enum SchemaError {
 pub async fn current(config: &Config) -> Result<Current, SchemaError> {
     let parquet = match &config.format {
         Format::Parquet(parquet) => parquet,
-        Format::JsonLines => return Err(SchemaError::NotParquet("json_lines")),
+        Format::JsonLines | Format::JsonLinesEnvelope => return Err(SchemaError::NotParquet("json_lines")),
         Format::Raw { .. } => return Err(SchemaError::NotParquet("raw")),
     };
     if let Some(schema) = &parquet.schema {

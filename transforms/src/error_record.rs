@@ -41,6 +41,9 @@ pub enum ErrorOutputType {
     /// The `decompression` or `cloudwatch_logs` processor could not
     /// unpack the record (Firehose's own type for it; processing goes on).
     DecompressionFailed,
+    /// An archive source could not read an object (or a line of one) back
+    /// into records: the object's key is in the error message.
+    ArchiveReadFailed,
 }
 
 impl ErrorOutputType {
@@ -52,6 +55,7 @@ impl ErrorOutputType {
             Self::HttpEndpointFailed => "http-endpoint-failed",
             Self::DeliveryFailed => "delivery-failed",
             Self::DecompressionFailed => "decompression-failed",
+            Self::ArchiveReadFailed => "archive-read-failed",
         }
     }
 }

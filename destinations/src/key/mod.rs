@@ -10,4 +10,4 @@ mod properties;
 
 pub use object_key::{sanitize_segment, InvalidKey, ObjectKey, MAX_KEY_BYTES, STAGING_DIR};
 pub use partition_value::{sanitize_partition_value, MAX_VALUE_BYTES};
-pub use template::{KeyContext, KeyTemplate, PrefixPart, TemplateError, TemplateKind, TimeField};
+pub use template::{KeyContext, KeyTemplate, PrefixPart, TemplateError, TemplateKind, TimeField, TimeSpan};
