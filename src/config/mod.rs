@@ -49,6 +49,8 @@ pub enum DestinationConfig {
     Objects(ObjectDestination),
     /// Requests to a Firehose-style HTTP endpoint, backed up to objects.
     Http(HttpDestination),
+    /// Records put into a Kinesis data stream, backed up to objects.
+    Kinesis(KinesisDestination),
 }
 
 impl DestinationConfig {
@@ -58,6 +60,7 @@ impl DestinationConfig {
         match self {
             DestinationConfig::Objects(objects) => objects,
             DestinationConfig::Http(http) => &http.backup,
+            DestinationConfig::Kinesis(kinesis) => &kinesis.backup,
         }
     }
 }
@@ -76,6 +79,9 @@ pub struct ObjectDestination {
 
 /// An `http` destination, backed up to objects.
 pub type HttpDestination = spillway_destinations::http::HttpDestination<ObjectDestination>;
+
+/// A `kinesis` destination, backed up to objects.
+pub type KinesisDestination = crate::pipeline::kinesis::config::KinesisDestination<ObjectDestination>;
 
 #[derive(Clone, Debug)]
 pub enum StoreConfig {
@@ -131,6 +137,11 @@ impl Config {
             register_url_secrets(&http.endpoint.url);
             if let Some(key) = &http.endpoint.access_key {
                 register_secret(key.expose());
+            }
+        }
+        if let DestinationConfig::Kinesis(kinesis) = &self.destination {
+            if let Some(endpoint) = &kinesis.endpoint {
+                register_url_secrets(endpoint);
             }
         }
         if let StoreConfig::S3(s3) = &self.destination.objects().store {

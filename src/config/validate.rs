@@ -34,10 +34,9 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigProblem>> {
     let destination_type = type_of(&raw.destination);
     let format = components::formats().resolve("format", raw.format, &mut problems);
     let destination = components::destinations(&raw.name).resolve("destination", raw.destination, &mut problems);
-    let http = destination_type.as_deref() == Some("http");
     let parquet = format_type.as_deref() == Some("parquet");
     check_across(
-        http,
+        destination_type.as_deref(),
         parquet,
         buffer.as_ref(),
         format.as_ref(),
@@ -90,13 +89,14 @@ fn check_buffer(size_mb: i64, interval_seconds: i64, problems: &mut Problems) ->
 
 /// The rules that tie one component to another.
 fn check_across(
-    http: bool,
+    destination_type: Option<&str>,
     parquet: bool,
     buffer: Option<&BufferLimits>,
     format: Option<&Format>,
     destination: Option<&DestinationConfig>,
     problems: &mut Problems,
 ) {
+    let http = destination_type == Some("http");
     let size_mb = buffer.map(|b| (b.max_bytes / (1024 * 1024)) as i64);
     if let (true, Some(size_mb)) = (http, size_mb) {
         if size_mb > HTTP_SIZE_MB_MAX {
@@ -106,11 +106,11 @@ fn check_across(
             );
         }
     }
-    if let (true, Some(format)) = (http, format) {
+    if let (Some(record_destination @ ("http" | "kinesis")), Some(format)) = (destination_type, format) {
         if !matches!(format, Format::JsonLines | Format::Raw { delimiter: None }) {
             problems.add(
                 "format",
-                "with destination.type = \"http\" records are sent as they are: format.type must be json_lines or raw, without a delimiter",
+                format!("with destination.type = {record_destination:?} records are sent as they are: format.type must be json_lines or raw, without a delimiter"),
             );
         }
     }

@@ -257,6 +257,7 @@ path = "state"
                 published_table_schema: Default::default(),
             },
             endpoint: None,
+            kinesis: None,
         };
         writer.run(rx).await
     }

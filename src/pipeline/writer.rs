@@ -1,5 +1,6 @@
 //! The writer: takes each flushed batch and hands it to its receiver. Data
-//! goes to the destination's receiver (objects, or a record endpoint);
+//! goes to the destination's receiver (objects, or a record endpoint: HTTP
+//! or Kinesis);
 //! error records always become objects. Every delivery then follows the
 //! same steps ([`super::delivery`]): intent, attempts, checkpoint, and
 //! error records for what could not be delivered.
@@ -9,6 +10,7 @@ use tokio::sync::mpsc;
 
 use super::delivery::{blocking, Delivery, FlushInfo};
 use super::endpoint::EndpointDelivery;
+use super::kinesis::KinesisDelivery;
 use super::RunError;
 use crate::buffer::{Batch, BufferKey};
 use crate::checkpoint::Ticket;
@@ -18,6 +20,7 @@ use crate::telemetry::events::{BatchDone, BatchTaken};
 pub(super) struct Writer {
     pub objects: Delivery,
     pub endpoint: Option<EndpointDelivery>,
+    pub kinesis: Option<KinesisDelivery>,
 }
 
 impl Writer {
@@ -42,9 +45,10 @@ impl Writer {
             };
             let (records, tickets): (Vec<Record>, Vec<Ticket>) =
                 items.into_iter().map(|b| (b.record, b.ticket)).unzip();
-            match (&self.endpoint, key) {
-                (Some(endpoint), BufferKey::Data) => endpoint.deliver(&self.objects, records, tickets, info).await?,
-                (None, BufferKey::Data) => {
+            match (&self.endpoint, &self.kinesis, key) {
+                (Some(endpoint), _, BufferKey::Data) => endpoint.deliver(&self.objects, records, tickets, info).await?,
+                (_, Some(kinesis), BufferKey::Data) => kinesis.deliver(&self.objects, records, tickets, info).await?,
+                (None, None, BufferKey::Data) => {
                     let planner = self.objects.planner.clone();
                     let objects = match planner.keeps_table() {
                         true => self.objects.plan_in_table(records, tickets).await?,
@@ -54,7 +58,7 @@ impl Writer {
                         self.objects.deliver(object, info).await?;
                     }
                 }
-                (_, BufferKey::Error(output_type)) => {
+                (_, _, BufferKey::Error(output_type)) => {
                     let planner = self.objects.planner.clone();
                     let object = blocking(move || planner.errors(output_type, records, tickets)).await?;
                     self.objects.deliver(object, info).await?;
