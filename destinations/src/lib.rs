@@ -28,7 +28,7 @@ pub mod store;
 pub use compression::Compression;
 pub use error::Error;
 pub use http::{HttpEndpoint, HttpOptions};
-pub use key::{KeyContext, KeyTemplate, ObjectKey, TemplateError};
+pub use key::{KeyContext, KeyTemplate, ObjectKey, TemplateError, TimeSpan};
 pub use local::LocalStore;
 pub use memory::MemoryStore;
 pub use s3::{S3Options, S3Store};

@@ -19,6 +19,7 @@ use spillway_transforms::Format;
 
 use super::{DestinationConfig, ObjectDestination, StoreConfig};
 use crate::pipeline::kinesis::config::KinesisDestinationSettings;
+use crate::source::archive::ArchiveSettings;
 use crate::source::kinesis::config::KinesisSettings;
 use crate::source::{FileSettings, SourceConfig, StdinSettings};
 
@@ -33,6 +34,9 @@ pub(super) fn sources() -> Choice<'static, SourceConfig> {
             Variant::new("kinesis", |raw: KinesisSettings, key, problems| {
                 raw.check(key, problems).map(SourceConfig::Kinesis)
             }),
+            Variant::new("archive", |raw: ArchiveSettings, key, problems| {
+                raw.check(key, problems).map(SourceConfig::Archive)
+            }),
         ],
         default: None,
         refusal: |key, _, owners, chosen| format!("only allowed with {key}.type = {owners}, not {chosen:?}"),
@@ -43,7 +47,7 @@ pub(super) fn sources() -> Choice<'static, SourceConfig> {
 pub(super) fn formats() -> Choice<'static, Format> {
     Choice {
         variants: vec![
-            Variant::new("json_lines", |_: JsonLinesSettings, _, _| Some(Format::JsonLines)),
+            Variant::new("json_lines", |raw: JsonLinesSettings, _, _| Some(raw.check())),
             Variant::new("raw", |raw: RawFormatSettings, _, _| Some(raw.check())),
             Variant::new("parquet", |raw: ParquetSettings, key, problems| {
                 raw.check(key, problems)

@@ -133,6 +133,13 @@ impl Config {
                 register_url_secrets(endpoint);
             }
         }
+        if let SourceConfig::Archive(archive) = &self.source {
+            if let crate::source::archive::config::ArchiveLocation::S3(s3) = &archive.location {
+                if let Some(endpoint) = &s3.endpoint {
+                    register_url_secrets(endpoint);
+                }
+            }
+        }
         if let DestinationConfig::Http(http) = &self.destination {
             register_url_secrets(&http.endpoint.url);
             if let Some(key) = &http.endpoint.access_key {

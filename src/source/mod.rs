@@ -1,10 +1,11 @@
 //! Sources: where records come from.
 //!
-//! A source reads one or more ordered partitions (files; Kinesis shards
-//! next), each identified by a [`SourceId`], and sends their records in
+//! A source reads one or more ordered partitions (files, Kinesis shards,
+//! the original shards of an archive), each identified by a [`SourceId`], and sends their records in
 //! order over a bounded channel, so a full pipeline slows it down instead
 //! of growing memory. It resumes each partition after its checkpoint.
 
+pub mod archive;
 mod file;
 pub mod kinesis;
 mod lines;
@@ -31,6 +32,8 @@ pub enum SourceConfig {
     Stdin,
     /// A Kinesis data stream.
     Kinesis(kinesis::config::KinesisConfig),
+    /// What a spillway destination (or Firehose) archived.
+    Archive(archive::ArchiveConfig),
 }
 
 /// What a source tells the pipeline.
@@ -69,6 +72,8 @@ pub enum SourceError {
         #[source]
         error: kinesis::api::KinesisError,
     },
+    #[error("archive source: {0}")]
+    Archive(archive::ArchiveError),
     #[error("saving the checkpoint failed: {0}")]
     Checkpoint(crate::checkpoint::StoreError),
     /// `--once` could not read these shards (each with why).
@@ -110,5 +115,6 @@ pub fn build(config: &SourceConfig, checkpoints: &Checkpointer, once: bool) -> B
         SourceConfig::Files { paths } => Box::new(FileSource::new(paths.clone())),
         SourceConfig::Stdin => Box::new(StdinSource::new(checkpoints)),
         SourceConfig::Kinesis(kinesis) => Box::new(kinesis::KinesisSource::new(kinesis.clone(), once)),
+        SourceConfig::Archive(archive) => Box::new(archive::ArchiveSource::new(archive.clone())),
     }
 }

@@ -38,6 +38,9 @@ pub enum ErrorOutputType {
     HttpEndpointFailed,
     /// A destination kept failing past its retry duration.
     DeliveryFailed,
+    /// An archive source could not read an object (or a line of one) back
+    /// into records: the object's key is in the error message.
+    ArchiveReadFailed,
 }
 
 impl ErrorOutputType {
@@ -48,6 +51,7 @@ impl ErrorOutputType {
             Self::ProcessingFailed => "processing-failed",
             Self::HttpEndpointFailed => "http-endpoint-failed",
             Self::DeliveryFailed => "delivery-failed",
+            Self::ArchiveReadFailed => "archive-read-failed",
         }
     }
 }

@@ -8,4 +8,4 @@ mod timestamp;
 mod properties;
 
 pub use object_key::{sanitize_segment, InvalidKey, ObjectKey, MAX_KEY_BYTES, STAGING_DIR};
-pub use template::{KeyContext, KeyTemplate, TemplateError, TemplateKind};
+pub use template::{KeyContext, KeyTemplate, TemplateError, TemplateKind, TimeSpan};

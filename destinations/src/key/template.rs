@@ -3,12 +3,12 @@
 //! prefix only, `!{firehose:error-output-type}`. A prefix with no timestamp
 //! expression gets Firehose's default `yyyy/MM/dd/HH/` appended.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike as _, Utc};
 use chrono_tz::Tz;
 use rand::distr::{Alphanumeric, SampleString};
 
 use super::object_key::ObjectKey;
-use super::timestamp::TimestampPattern;
+use super::timestamp::{TimeFields, TimestampPattern, Unit};
 
 /// Which prefix a template is: the expressions allowed differ.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +40,14 @@ pub struct KeyContext<'a> {
     pub timestamp: DateTime<Utc>,
     /// The error output type, for the error prefix.
     pub error_output_type: Option<&'a str>,
+}
+
+/// The span of time an object's prefix stands for: `start` inclusive,
+/// `end` exclusive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeSpan {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
 }
 
 /// Why a template is refused.
@@ -112,6 +120,70 @@ impl KeyTemplate {
         }
     }
 
+    /// The text every key of this template starts with: its literal text
+    /// up to the first timestamp or random string, with
+    /// `!{firehose:error-output-type}` as `error_output_type`.
+    pub fn root(&self, error_output_type: Option<&str>) -> String {
+        let mut root = String::new();
+        for segment in &self.segments {
+            match segment {
+                Segment::Literal(text) => root.push_str(text),
+                Segment::ErrorOutputType => root.push_str(error_output_type.unwrap_or("unknown")),
+                Segment::Timestamp(_) | Segment::RandomString => break,
+            }
+        }
+        root
+    }
+
+    /// Reads a key this template made back: the span of time its prefix
+    /// stands for (records whose oldest arrival lies in it: from the time
+    /// the key shows to one unit of its finest field later, in UTC), and
+    /// the rest of the key after the prefix. `None` if `key` is not of this
+    /// template, or its time cannot be told (no year).
+    pub fn time_of<'k>(&self, key: &'k str, error_output_type: Option<&str>) -> Option<(TimeSpan, &'k str)> {
+        use chrono::TimeZone as _;
+        let mut rest = key;
+        let mut fields = TimeFields::default();
+        for segment in &self.segments {
+            rest = match segment {
+                Segment::Literal(text) => rest.strip_prefix(text.as_str())?,
+                Segment::ErrorOutputType => rest.strip_prefix(error_output_type.unwrap_or("unknown"))?,
+                Segment::RandomString => {
+                    let random = rest.get(..RANDOM_STRING_LEN)?;
+                    if !random.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                        return None;
+                    }
+                    &rest[RANDOM_STRING_LEN..]
+                }
+                Segment::Timestamp(pattern) => pattern.match_prefix(rest, &mut fields)?,
+            };
+        }
+        let (local, unit) = fields.local()?;
+        let end_local = match unit {
+            Unit::Year => local.with_year(local.year() + 1)?,
+            Unit::Month => local.checked_add_months(chrono::Months::new(1))?,
+            Unit::Day => local + chrono::Duration::days(1),
+            Unit::Hour => local + chrono::Duration::hours(1),
+            Unit::Minute => local + chrono::Duration::minutes(1),
+            Unit::Second => local + chrono::Duration::seconds(1),
+            Unit::Millisecond => local + chrono::Duration::milliseconds(1),
+        };
+        // Around a change of clocks a local time may be ambiguous or
+        // missing: the widest span it can stand for.
+        let start = self
+            .time_zone
+            .from_local_datetime(&local)
+            .earliest()?
+            .with_timezone(&Utc);
+        let end = self
+            .time_zone
+            .from_local_datetime(&end_local)
+            .latest()
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or(start + (end_local - local) + chrono::Duration::hours(1));
+        Some((TimeSpan { start, end }, rest))
+    }
+
     /// The template as configured.
     pub fn as_str(&self) -> &str {
         &self.source
@@ -174,6 +246,65 @@ fn check_literal(text: &str, template: &str) -> Result<(), TemplateError> {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn keys_are_read_back_to_the_span_of_time_their_prefix_stands_for() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 22, 23, 30, 0).unwrap();
+        let cases = [
+            (
+                "events/",
+                chrono_tz::UTC,
+                Utc.with_ymd_and_hms(2026, 11, 22, 23, 0, 0).unwrap(),
+                3600,
+            ),
+            (
+                "d=!{timestamp:yyyy-MM-dd}/!{firehose:random-string}/",
+                chrono_tz::UTC,
+                Utc.with_ymd_and_hms(2026, 11, 22, 0, 0, 0).unwrap(),
+                86400,
+            ),
+            (
+                "!{timestamp:yyyy/MM/dd/HH}/",
+                chrono_tz::Asia::Kolkata,
+                Utc.with_ymd_and_hms(2026, 11, 22, 23, 30, 0).unwrap(),
+                3600,
+            ),
+        ];
+        for (text, zone, start, seconds) in cases {
+            let template = KeyTemplate::parse(text, TemplateKind::Data, zone).unwrap();
+            let key = format!(
+                "{}name.jsonl",
+                template.render(&KeyContext {
+                    timestamp: at,
+                    error_output_type: None
+                })
+            );
+            let (span, rest) = template.time_of(&key, None).unwrap_or_else(|| panic!("{key}"));
+            assert_eq!(rest, "name.jsonl", "{key}");
+            assert_eq!(span.start, start, "{key}");
+            assert_eq!((span.end - span.start).num_seconds(), seconds, "{key}");
+        }
+        let errors = KeyTemplate::parse(
+            crate::objects::DEFAULT_ERROR_PREFIX,
+            TemplateKind::Error,
+            chrono_tz::UTC,
+        )
+        .unwrap();
+        assert_eq!(errors.root(Some("processing-failed")), "errors/processing-failed/");
+        let (span, rest) = errors
+            .time_of("errors/processing-failed/2026/11/22/23/x", Some("processing-failed"))
+            .unwrap();
+        assert_eq!(
+            (span.start, rest),
+            (Utc.with_ymd_and_hms(2026, 11, 22, 23, 0, 0).unwrap(), "x")
+        );
+        assert!(errors
+            .time_of("errors/delivery-failed/2026/11/22/23/x", Some("processing-failed"))
+            .is_none());
+        let data = KeyTemplate::parse("events/", TemplateKind::Data, chrono_tz::UTC).unwrap();
+        assert!(data.time_of("events/2026/13/22/23/x", None).is_none());
+        assert!(data.time_of("other/2026/11/22/23/x", None).is_none());
+    }
 
     fn context(error_output_type: Option<&str>) -> KeyContext<'_> {
         KeyContext {

@@ -101,6 +101,124 @@ impl TimestampPattern {
     }
 }
 
+/// The fields a key's timestamp text gave, gathered over every
+/// `!{timestamp:...}` of a template (see [`TimestampPattern::match_prefix`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct TimeFields {
+    year: Option<i32>,
+    month: Option<u32>,
+    day: Option<u32>,
+    day_of_year: Option<u32>,
+    hour: Option<u32>,
+    minute: Option<u32>,
+    second: Option<u32>,
+    millis: Option<u32>,
+}
+
+/// The finest unit a key's time names: the key stands for every instant
+/// from the time it shows to one unit later.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Unit {
+    Year,
+    Month,
+    Day,
+    Hour,
+    Minute,
+    Second,
+    Millisecond,
+}
+
+impl TimeFields {
+    /// The local time the fields name, and the unit it is given to; `None`
+    /// without a year, or for a date that does not exist.
+    pub(crate) fn local(&self) -> Option<(chrono::NaiveDateTime, Unit)> {
+        let year = self.year?;
+        let date = match (self.month, self.day, self.day_of_year) {
+            (_, _, Some(ordinal)) => chrono::NaiveDate::from_yo_opt(year, ordinal)?,
+            (month, day, None) => chrono::NaiveDate::from_ymd_opt(year, month.unwrap_or(1), day.unwrap_or(1))?,
+        };
+        let time = chrono::NaiveTime::from_hms_milli_opt(
+            self.hour.unwrap_or(0),
+            self.minute.unwrap_or(0),
+            self.second.unwrap_or(0),
+            self.millis.unwrap_or(0),
+        )?;
+        let unit = if self.millis.is_some() {
+            Unit::Millisecond
+        } else if self.second.is_some() {
+            Unit::Second
+        } else if self.minute.is_some() {
+            Unit::Minute
+        } else if self.hour.is_some() {
+            Unit::Hour
+        } else if self.day.is_some() || self.day_of_year.is_some() {
+            Unit::Day
+        } else if self.month.is_some() {
+            Unit::Month
+        } else {
+            Unit::Year
+        };
+        Some((date.and_time(time), unit))
+    }
+}
+
+/// A field read twice must read the same both times.
+fn set<T: PartialEq>(field: &mut Option<T>, value: T) -> Option<()> {
+    match field {
+        Some(old) if *old != value => None,
+        _ => {
+            *field = Some(value);
+            Some(())
+        }
+    }
+}
+
+/// Reads `min..=max` ASCII digits from the start of `text`.
+fn digits(text: &str, min: usize, max: usize) -> Option<(u32, &str)> {
+    let count = text.bytes().take(max).take_while(u8::is_ascii_digit).count();
+    if count < min {
+        return None;
+    }
+    Some((text[..count].parse().ok()?, &text[count..]))
+}
+
+impl TimestampPattern {
+    /// Reads the text this pattern renders from the start of `text`, into
+    /// `fields`; returns the rest of `text`, or `None` if it does not
+    /// start with such text.
+    pub(crate) fn match_prefix<'t>(&self, text: &'t str, fields: &mut TimeFields) -> Option<&'t str> {
+        let mut rest = text;
+        for part in &self.parts {
+            let (value, after) = match part {
+                Part::Literal(literal) => {
+                    rest = rest.strip_prefix(literal.as_str())?;
+                    continue;
+                }
+                Part::Year4 => digits(rest, 4, 4)?,
+                Part::Year2 | Part::Minute | Part::Second => digits(rest, 2, 2)?,
+                Part::Month { padded } | Part::Day { padded } | Part::Hour { padded } => {
+                    digits(rest, if *padded { 2 } else { 1 }, 2)?
+                }
+                Part::DayOfYear | Part::Millis => digits(rest, 3, 3)?,
+            };
+            match part {
+                Part::Year4 => set(&mut fields.year, value as i32)?,
+                Part::Year2 => set(&mut fields.year, 2000 + value as i32)?,
+                Part::Month { .. } => set(&mut fields.month, value)?,
+                Part::Day { .. } => set(&mut fields.day, value)?,
+                Part::DayOfYear => set(&mut fields.day_of_year, value)?,
+                Part::Hour { .. } => set(&mut fields.hour, value)?,
+                Part::Minute => set(&mut fields.minute, value)?,
+                Part::Second => set(&mut fields.second, value)?,
+                Part::Millis => set(&mut fields.millis, value)?,
+                Part::Literal(_) => unreachable!("handled above"),
+            }
+            rest = after;
+        }
+        Some(rest)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +238,37 @@ mod tests {
         assert_eq!(render("'year='yyyy/'month='M/'day='d"), "year=2026/month=3/day=7");
         assert_eq!(render("yy DDD H"), "26 066 5");
         assert_eq!(render("''yyyy"), "'2026");
+    }
+
+    #[test]
+    fn reads_back_what_it_renders() {
+        for pattern in [
+            "yyyy/MM/dd/HH/",
+            "'year='yyyy/'month='M/'day='d/",
+            "yy DDD H",
+            "yyyy-MM-dd'T'HH:mm:ss.SSS",
+        ] {
+            let text = format!("{}rest", render(pattern));
+            let mut fields = TimeFields::default();
+            let rest = TimestampPattern::parse(pattern)
+                .unwrap()
+                .match_prefix(&text, &mut fields)
+                .unwrap();
+            assert_eq!(rest, "rest", "{pattern}");
+            let (local, _) = fields.local().unwrap();
+            let mut again = String::new();
+            TimestampPattern::parse(pattern)
+                .unwrap()
+                .render(&Utc.from_utc_datetime(&local), &mut again);
+            assert_eq!(format!("{again}rest"), text, "{pattern}");
+        }
+        let mut fields = TimeFields::default();
+        assert_eq!(
+            TimestampPattern::parse("yyyy/MM/")
+                .unwrap()
+                .match_prefix("2026/3/", &mut fields),
+            None
+        );
     }
 
     #[test]

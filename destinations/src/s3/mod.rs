@@ -137,6 +137,12 @@ impl S3Store {
         }
     }
 
+    /// The client, for readers of the same bucket (the archive source),
+    /// configured as the store's.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// The bucket objects go to.
     pub fn bucket(&self) -> &str {
         &self.options.bucket

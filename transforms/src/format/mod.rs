@@ -1,10 +1,12 @@
 //! Output formats: a batch of records in, the bytes of one object out.
 //!
-//! `json_lines`, `raw` and `parquet` live here. A
+//! `json_lines` (with or without its [`envelope`]), `raw` and `parquet`
+//! live here. A
 //! format that finds a record it cannot hold returns it in
 //! [`Encoded::rejected`] so the pipeline can send it to the error output,
 //! while the rest of the batch is written.
 
+pub mod envelope;
 mod json_lines;
 pub mod parquet;
 mod raw;
@@ -22,6 +24,9 @@ use crate::record::Record;
 pub enum Format {
     /// One record per line, a newline added where a record lacks one.
     JsonLines,
+    /// One record and its position per line (`json_lines` with
+    /// `envelope = true`, see [`envelope`]).
+    JsonLinesEnvelope,
     /// The records' bytes, each followed by `delimiter` when one is set.
     Raw { delimiter: Option<Vec<u8>> },
     /// One Parquet file per batch (see [`parquet`]).
@@ -43,7 +48,8 @@ impl Format {
     pub fn expects_json(&self) -> bool {
         match self {
             Format::JsonLines | Format::Parquet(_) => true,
-            Format::Raw { .. } => false,
+            // A record that is not JSON is held as base64.
+            Format::Raw { .. } | Format::JsonLinesEnvelope => false,
         }
     }
 
@@ -58,7 +64,7 @@ impl Format {
     /// compression extension.
     pub fn extension(&self) -> &'static str {
         match self {
-            Format::JsonLines => ".jsonl",
+            Format::JsonLines | Format::JsonLinesEnvelope => ".jsonl",
             Format::Raw { .. } => "",
             Format::Parquet(_) => ".parquet",
         }
@@ -67,7 +73,7 @@ impl Format {
     /// The object's content type.
     pub fn content_type(&self) -> &'static str {
         match self {
-            Format::JsonLines => "application/x-ndjson",
+            Format::JsonLines | Format::JsonLinesEnvelope => "application/x-ndjson",
             Format::Raw { .. } => "application/octet-stream",
             Format::Parquet(_) => "application/vnd.apache.parquet",
         }
@@ -77,7 +83,7 @@ impl Format {
     /// they are sent: formats that refuse no record once it passed the
     /// router's checks.
     pub fn is_streamable(&self) -> bool {
-        matches!(self, Format::JsonLines | Format::Raw { .. })
+        matches!(self, Format::JsonLines | Format::JsonLinesEnvelope | Format::Raw { .. })
     }
 
     /// Writes the records in a streamable format (see
@@ -86,6 +92,7 @@ impl Format {
     pub fn write_records(&self, records: &[Record], out: &mut dyn std::io::Write) -> std::io::Result<()> {
         match self {
             Format::JsonLines => json_lines::write(records, out),
+            Format::JsonLinesEnvelope => json_lines::write_envelopes(records, out),
             Format::Raw { delimiter } => raw::write(records, delimiter.as_deref(), out),
             Format::Parquet(_) => Err(std::io::Error::other(
                 "parquet is not streamable: a record may be refused, so a batch is encoded whole",
@@ -96,6 +103,7 @@ impl Format {
     pub fn encode(&self, records: &[Record]) -> Encoded {
         match self {
             Format::JsonLines => json_lines::encode(records),
+            Format::JsonLinesEnvelope => json_lines::encode_envelopes(records),
             Format::Raw { delimiter } => raw::encode(records, delimiter.as_deref()),
             Format::Parquet(format) => format.encode(records),
         }
