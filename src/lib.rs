@@ -14,6 +14,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod originals;
 pub mod pipeline;
+pub mod replay;
 pub mod source;
 pub mod telemetry;
 
