@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::collections::{BTreeMap, HashMap};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,81 +15,6 @@ use bytes::Bytes;
 use support::fault_proxy::{Exchange, Fault, FaultProxy};
 use support::kinesis::*;
 use support::*;
-
-/// One record read back from the target stream.
-#[derive(Debug)]
-struct Put {
-    key: String,
-    data: Vec<u8>,
-}
-
-/// Every record of every shard of `stream`, each shard in its order.
-async fn read_back(client: &aws_sdk_kinesis::Client, stream: &str) -> Vec<Put> {
-    let shards = client.list_shards().stream_name(stream).send().await.unwrap();
-    let mut all = Vec::new();
-    for shard in shards.shards() {
-        let mut iterator = client
-            .get_shard_iterator()
-            .stream_name(stream)
-            .shard_id(shard.shard_id())
-            .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .unwrap()
-            .shard_iterator()
-            .map(str::to_owned);
-        while let Some(it) = iterator {
-            let out = client.get_records().shard_iterator(&it).send().await.unwrap();
-            for record in out.records() {
-                all.push(Put {
-                    key: record.partition_key().to_owned(),
-                    data: record.data().as_ref().to_vec(),
-                });
-            }
-            if out.records().is_empty() || out.millis_behind_latest() == Some(0) && out.records().len() < 10_000 {
-                break;
-            }
-            iterator = out.next_shard_iterator().map(str::to_owned);
-        }
-    }
-    all
-}
-
-/// Checks what the target stream holds against what was produced: every
-/// record's bytes with its original key, per key in the order produced
-/// (records of a key sit in one shard). Duplicates (from a kill) are
-/// allowed up to `max_repeats`: each copy after the first is a repeat,
-/// and the first copies alone are in order. Returns the repeats.
-fn assert_delivered(produced: &[Produced], found: &[Put], max_repeats: usize) -> usize {
-    let mut copies: HashMap<u64, usize> = HashMap::new();
-    let mut first_order: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for put in found {
-        let value: serde_json::Value = serde_json::from_slice(&put.data).unwrap();
-        let id = value["id"].as_u64().unwrap();
-        assert_eq!(value["key"].as_str().unwrap(), put.key, "record {id} lost its partition key");
-        let n = copies.entry(id).or_insert(0);
-        *n += 1;
-        if *n == 1 {
-            first_order.entry(put.key.clone()).or_default().push(value["n"].as_u64().unwrap());
-        }
-    }
-    let missing: Vec<u64> = produced.iter().map(|p| p.id).filter(|id| !copies.contains_key(id)).collect();
-    assert!(missing.is_empty(), "{} records lost, e.g. {:?}", missing.len(), &missing[..missing.len().min(10)]);
-    assert_eq!(copies.len(), produced.len(), "records that were never produced");
-    let repeats: usize = copies.values().map(|c| c - 1).sum();
-    assert!(repeats <= max_repeats, "{repeats} records repeated, at most {max_repeats} allowed");
-    // The order produced, per key (one shard each, sequence order).
-    let mut expected: BTreeMap<String, Vec<(usize, String, u64, u64)>> = BTreeMap::new();
-    for p in produced {
-        expected.entry(p.key.clone()).or_default().push((p.seq.len(), p.seq.clone(), p.sub, p.n));
-    }
-    for (key, mut records) in expected {
-        records.sort();
-        let want: Vec<u64> = records.iter().map(|r| r.3).collect();
-        assert_eq!(first_order[&key], want, "key {key} out of order");
-    }
-    repeats
-}
 
 fn config(source_endpoint: &str, source: &str, target_endpoint: &str, target: &str) -> String {
     format!(
@@ -128,7 +52,11 @@ fn target_stream(rt: &tokio::runtime::Runtime, client: &aws_sdk_kinesis::Client)
 #[test]
 fn every_record_arrives_with_its_key_in_order_per_key() {
     let (endpoint, rt, client, source) = new_stream("SPILLWAY_TEST_KINESALITE", "to-kinesis", 2);
-    let produced = produce(&endpoint, &source, &["--count", "3000", "--keys", "25", "--aggregate-every", "4"]);
+    let produced = produce(
+        &endpoint,
+        &source,
+        &["--count", "3000", "--keys", "25", "--aggregate-every", "4"],
+    );
     let target = target_stream(&rt, &client);
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &config(&endpoint, &source, &endpoint, &target));
@@ -136,7 +64,10 @@ fn every_record_arrives_with_its_key_in_order_per_key() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let found = rt.block_on(read_back(&client, &target));
     assert_eq!(assert_delivered(&produced, &found, 0), 0);
-    assert!(objects(&dir.path().join("backup")).is_empty(), "error output without a cause");
+    assert!(
+        objects(&dir.path().join("backup")).is_empty(),
+        "error output without a cause"
+    );
 }
 
 /// A proxy that, on every other PutRecords call, forwards only the entries
@@ -192,11 +123,15 @@ fn throttled_entries_are_sent_again_without_reordering_a_key() {
     let config = write_config(dir.path(), &config(&endpoint, &source, &proxy.url, &target));
     let output = run_once(dir.path(), &config);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(failed.load(std::sync::atomic::Ordering::SeqCst) > 100, "the proxy throttled too little");
+    assert!(
+        failed.load(std::sync::atomic::Ordering::SeqCst) > 100,
+        "the proxy throttled too little"
+    );
     let logs = logs(&output.stderr);
     assert!(
-        logs.iter().any(|l| l["message"] == "kinesis put failed for some records; retrying them"
-            && l["error_code"] == "ProvisionedThroughputExceededException"),
+        logs.iter()
+            .any(|l| l["message"] == "kinesis put failed for some records; retrying them"
+                && l["error_code"] == "ProvisionedThroughputExceededException"),
         "no retry was logged"
     );
     let found = rt.block_on(read_back(&client, &target));
@@ -227,14 +162,24 @@ fn kill_9_during_delivery_loses_nothing_and_repeats_at_most_a_window() {
         .spawn()
         .unwrap();
     let mut watch = LogWatch::new(&mut child);
-    assert!(watch.wait_for("\"message\":\"delivered\"", Duration::from_secs(120)), "{:?}", watch.seen);
+    assert!(
+        watch.wait_for("\"message\":\"delivered\"", Duration::from_secs(120)),
+        "{:?}",
+        watch.seen
+    );
     std::thread::sleep(Duration::from_millis(300));
     send_signal(&child, libc::SIGKILL);
     child.wait().unwrap();
     let found_before = rt.block_on(read_back(&client, &target)).len();
-    assert!(found_before < produced.len(), "the kill came after everything was delivered");
+    assert!(
+        found_before < produced.len(),
+        "the kill came after everything was delivered"
+    );
 
-    let output = run_once(dir.path(), &write_config(dir.path(), &config(&endpoint, &source, &endpoint, &target)));
+    let output = run_once(
+        dir.path(),
+        &write_config(dir.path(), &config(&endpoint, &source, &endpoint, &target)),
+    );
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let found = rt.block_on(read_back(&client, &target));
     let repeats = assert_delivered(&produced, &found, 500);

@@ -154,7 +154,9 @@ impl FaultProxy {
                                 }
                                 let mut answer_rewrite = None;
                                 let mut body = body;
-                                if let Some((new_body, rewrite)) = exchange.as_ref().and_then(|e| e(&target, nth, &body)) {
+                                if let Some((new_body, rewrite)) =
+                                    exchange.as_ref().and_then(|e| e(&target, nth, &body))
+                                {
                                     sent.fetch_add(1, Ordering::SeqCst);
                                     body = new_body;
                                     parts.headers.remove("content-length");
