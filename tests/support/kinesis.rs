@@ -413,7 +413,7 @@ pub async fn read_back(client: &aws_sdk_kinesis::Client, stream: &str) -> Vec<Pu
             let out = client.get_records().shard_iterator(&it).send().await.unwrap();
             for record in out.records() {
                 all.push(Put {
-                    key: record.partition_key().to_owned(),
+                    key: record.partition_key().unwrap_or_default().to_owned(),
                     data: record.data().as_ref().to_vec(),
                 });
             }
