@@ -116,7 +116,7 @@ fn throttling_proxy(upstream: &str) -> (FaultProxy, Arc<std::sync::atomic::Atomi
 #[test]
 fn throttled_entries_are_sent_again_without_reordering_a_key() {
     let (endpoint, rt, client, source) = new_stream("SPILLWAY_TEST_KINESALITE", "throttled", 2);
-    let produced = produce(&endpoint, &source, &["--count", "2000", "--keys", "60"]);
+    let produced = produce(&endpoint, &source, &["--count", "2000", "--keys", "61"]);
     let target = target_stream(&rt, &client);
     let (proxy, failed) = throttling_proxy(&endpoint);
     let dir = tempfile::tempdir().unwrap();
