@@ -18,6 +18,7 @@ pub mod config;
 pub mod originals;
 pub mod pipeline;
 pub mod processor;
+pub mod replay;
 pub mod schema;
 pub mod source;
 pub mod telemetry;

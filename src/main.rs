@@ -73,6 +73,37 @@ enum Command {
         #[arg(long)]
         since: Option<chrono::NaiveDate>,
     },
+    /// Send an archive back into a Kinesis stream or an HTTP endpoint: an
+    /// `archive` source and that destination, run once. Interrupted, it
+    /// resumes from `--state`.
+    Replay {
+        /// The archive: s3://bucket/prefix/ or a local directory.
+        #[arg(long)]
+        from: String,
+        /// The archive's prefix template, when it has a time part (e.g.
+        /// `events/!{timestamp:yyyy/MM/dd/HH}/`). Default: the prefix in
+        /// --from.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Only records that arrived at or after this RFC 3339 time.
+        #[arg(long)]
+        start: Option<String>,
+        /// Only records that arrived before this RFC 3339 time.
+        #[arg(long)]
+        end: Option<String>,
+        /// kinesis:STREAM or http:URL.
+        #[arg(long)]
+        to: String,
+        /// The checkpoint file (`NAME.checkpoint.json`): kept, and resumed
+        /// from when the replay is run again. Without it, a replay starts
+        /// afresh and keeps no state.
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Where records the destination does not take are written (error
+        /// output).
+        #[arg(long, default_value = "replay-errors")]
+        errors: PathBuf,
+    },
     /// Print the original records of archived Parquet files, byte for byte
     /// (from `_spillway_data`, or rebuilt from their row), in file order:
     /// one JSON object per line with the record (`data`, a string) and its
@@ -104,12 +135,30 @@ fn main() -> ExitCode {
             telemetry::init(LogFormat::Text, "warn");
             schema(&config, ddl.is_some(), table.as_deref(), since)
         }
-        Command::Run { config, once } => {
-            let format = match cli.log_format {
-                LogFormatArg::Text => LogFormat::Text,
-                LogFormatArg::Json => LogFormat::Json,
+        Command::Replay {
+            from,
+            prefix,
+            start,
+            end,
+            to,
+            state,
+            errors,
+        } => {
+            init_logs(cli.log_format, &cli.log_level);
+            let args = spillway::replay::ReplayArgs {
+                from,
+                prefix,
+                start,
+                end,
+                to,
+                state,
+                errors,
             };
-            telemetry::init(format, &cli.log_level);
+            let code = replay(&args);
+            std::process::exit(code);
+        }
+        Command::Run { config, once } => {
+            init_logs(cli.log_format, &cli.log_level);
             let code = run(&config, once);
             // Source threads may be blocked in a read (a pipe, a FIFO); the
             // work is done and checkpointed, so do not wait for them.
@@ -216,6 +265,56 @@ fn originals(files: &[PathBuf], data_only: bool) -> ExitCode {
     }
 }
 
+fn init_logs(log_format: LogFormatArg, log_level: &str) {
+    let format = match log_format {
+        LogFormatArg::Text => LogFormat::Text,
+        LogFormatArg::Json => LogFormat::Json,
+    };
+    telemetry::init(format, log_level);
+}
+
+/// Runs the replay's configuration once; without `--state`, in a
+/// checkpoint directory of its own, removed after a run that succeeded.
+fn replay(args: &spillway::replay::ReplayArgs) -> i32 {
+    use spillway::replay::{config_text, StatePlace};
+    let (state, scratch) = match &args.state {
+        Some(file) => match StatePlace::of(file) {
+            Ok(state) => (state, None),
+            Err(err) => {
+                telemetry::eprint_line(&format!("error: {err}"));
+                return 2;
+            }
+        },
+        None => {
+            let dir = std::env::temp_dir().join(format!("spillway-replay-{}", std::process::id()));
+            let state = StatePlace {
+                dir: dir.clone(),
+                name: "replay".to_owned(),
+            };
+            (state, Some(dir))
+        }
+    };
+    let text = match config_text(args, &state) {
+        Ok(text) => text,
+        Err(err) => {
+            telemetry::eprint_line(&format!("error: {err}"));
+            return 2;
+        }
+    };
+    let config = match spillway::config::parse(&text, "of spillway replay", &|name| std::env::var(name).ok()) {
+        Ok(config) => config,
+        Err(err) => {
+            telemetry::eprint_line(&format!("error: {err}"));
+            return 2;
+        }
+    };
+    let code = run_config(config, true);
+    if let (0, Some(dir)) = (code, scratch) {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    code
+}
+
 fn run(path: &std::path::Path, once: bool) -> i32 {
     let config = match spillway::config::load(path) {
         Ok(config) => config,
@@ -224,6 +323,10 @@ fn run(path: &std::path::Path, once: bool) -> i32 {
             return 2;
         }
     };
+    run_config(config, once)
+}
+
+fn run_config(config: spillway::config::Config, once: bool) -> i32 {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

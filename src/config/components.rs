@@ -19,6 +19,7 @@ use spillway_transforms::Format;
 
 use super::{DestinationConfig, ObjectDestination, StoreConfig};
 use crate::catalog::glue::{GlueConfig, GlueSettings};
+use crate::pipeline::kinesis::config::KinesisDestinationSettings;
 use crate::processor::append_delimiter::AppendDelimiterSettings;
 use crate::processor::cloudwatch_logs::CloudWatchLogsSettings;
 use crate::processor::command::CommandSettings;
@@ -159,11 +160,15 @@ pub(super) fn destinations(name: &str) -> Choice<'_, DestinationConfig> {
                 let backup = |table, problems: &mut Problems| backup(name, &format!("{key}.backup"), table, problems);
                 raw.check(key, name, problems, backup).map(DestinationConfig::Http)
             }),
+            Variant::new("kinesis", move |raw: KinesisDestinationSettings, key, problems| {
+                let backup = |table, problems: &mut Problems| backup(name, &format!("{key}.backup"), table, problems);
+                raw.check(key, problems, backup).map(DestinationConfig::Kinesis)
+            }),
         ],
         default: None,
         refusal: |key, _, owners, chosen| match chosen {
-            "http" => format!(
-                "only allowed with {key}.type = {owners} (with http they belong in [{key}.backup]), not \"http\""
+            "http" | "kinesis" => format!(
+                "only allowed with {key}.type = {owners} (with {chosen} they belong in [{key}.backup]), not {chosen:?}"
             ),
             _ => format!("only allowed with {key}.type = {owners}, not {chosen:?}"),
         },
@@ -181,7 +186,7 @@ fn backup(
 ) -> Option<ObjectDestination> {
     match destinations(name).resolve_among(key, table, BACKUP_TYPES, problems)? {
         DestinationConfig::Objects(objects) => Some(objects),
-        DestinationConfig::Http(_) => None,
+        DestinationConfig::Http(_) | DestinationConfig::Kinesis(_) => None,
     }
 }
 

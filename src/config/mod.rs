@@ -56,6 +56,8 @@ pub enum DestinationConfig {
     Objects(ObjectDestination),
     /// Requests to a Firehose-style HTTP endpoint, backed up to objects.
     Http(HttpDestination),
+    /// Records put into a Kinesis data stream, backed up to objects.
+    Kinesis(KinesisDestination),
 }
 
 impl DestinationConfig {
@@ -65,6 +67,7 @@ impl DestinationConfig {
         match self {
             DestinationConfig::Objects(objects) => objects,
             DestinationConfig::Http(http) => &http.backup,
+            DestinationConfig::Kinesis(kinesis) => &kinesis.backup,
         }
     }
 }
@@ -83,6 +86,9 @@ pub struct ObjectDestination {
 
 /// An `http` destination, backed up to objects.
 pub type HttpDestination = spillway_destinations::http::HttpDestination<ObjectDestination>;
+
+/// A `kinesis` destination, backed up to objects.
+pub type KinesisDestination = crate::pipeline::kinesis::config::KinesisDestination<ObjectDestination>;
 
 #[derive(Clone, Debug)]
 pub enum StoreConfig {
@@ -149,6 +155,11 @@ impl Config {
         }
         if let Some(endpoint) = self.glue.as_ref().and_then(|g| g.endpoint.as_ref()) {
             register_url_secrets(endpoint);
+        }
+        if let DestinationConfig::Kinesis(kinesis) = &self.destination {
+            if let Some(endpoint) = &kinesis.endpoint {
+                register_url_secrets(endpoint);
+            }
         }
         if let StoreConfig::S3(s3) = &self.destination.objects().store {
             if let Some(endpoint) = &s3.endpoint {

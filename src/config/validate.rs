@@ -38,10 +38,9 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigProblem>> {
         None => (None, None),
     };
     let destination = components::destinations(&raw.name).resolve("destination", raw.destination, &mut problems);
-    let http = destination_type.as_deref() == Some("http");
     let parquet = format_type.as_deref() == Some("parquet");
     check_across(
-        http,
+        destination_type.as_deref(),
         parquet,
         buffer.as_ref(),
         format.as_ref(),
@@ -59,7 +58,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigProblem>> {
         .unwrap_or_default()
         .check("dynamic_partitioning", &mut problems);
     check_partitioning(
-        http,
+        destination_type.as_deref(),
         &processors,
         partitioning.as_ref(),
         destination.as_ref(),
@@ -129,13 +128,14 @@ fn check_buffer(size_mb: i64, interval_seconds: i64, problems: &mut Problems) ->
 
 /// The rules that tie one component to another.
 fn check_across(
-    http: bool,
+    destination_type: Option<&str>,
     parquet: bool,
     buffer: Option<&BufferLimits>,
     format: Option<&Format>,
     destination: Option<&DestinationConfig>,
     problems: &mut Problems,
 ) {
+    let http = destination_type == Some("http");
     let size_mb = buffer.map(|b| (b.max_bytes / (1024 * 1024)) as i64);
     if let (true, Some(size_mb)) = (http, size_mb) {
         if size_mb > HTTP_SIZE_MB_MAX {
@@ -145,11 +145,11 @@ fn check_across(
             );
         }
     }
-    if let (true, Some(format)) = (http, format) {
+    if let (Some(record_destination @ ("http" | "kinesis")), Some(format)) = (destination_type, format) {
         if !matches!(format, Format::JsonLines | Format::Raw { delimiter: None }) {
             problems.add(
                 "format",
-                "with destination.type = \"http\" records are sent as they are: format.type must be json_lines (without envelope) or raw (without a delimiter)",
+                format!("with destination.type = {record_destination:?} records are sent as they are: format.type must be json_lines (without envelope) or raw (without a delimiter)"),
             );
         }
     }
@@ -171,17 +171,19 @@ fn check_across(
 /// naming a partition key needs dynamic partitioning on, and a processor
 /// that can make the key; partitioning needs an object destination.
 fn check_partitioning(
-    http: bool,
+    destination_type: Option<&str>,
     processors: &[Option<ProcessorConfig>],
     partitioning: Option<&Partitioning>,
     destination: Option<&DestinationConfig>,
     problems: &mut Problems,
 ) {
     let Some(partitioning) = partitioning else { return };
-    if http && partitioning.enabled {
+    if let (Some(record_destination @ ("http" | "kinesis")), true) = (destination_type, partitioning.enabled) {
         problems.add(
             "dynamic_partitioning.enabled",
-            "true is not allowed with destination.type = \"http\": an endpoint takes records, not prefixes",
+            format!(
+                "true is not allowed with destination.type = {record_destination:?}: it takes records, not prefixes"
+            ),
         );
         return;
     }
@@ -653,7 +655,7 @@ mod tests {
         );
         assert_eq!(
             problems(&http),
-            ["dynamic_partitioning.enabled: true is not allowed with destination.type = \"http\": an endpoint takes records, not prefixes"]
+            ["dynamic_partitioning.enabled: true is not allowed with destination.type = \"http\": it takes records, not prefixes"]
         );
     }
 }

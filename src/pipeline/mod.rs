@@ -8,6 +8,7 @@
 mod catalog;
 mod delivery;
 mod endpoint;
+pub mod kinesis;
 mod object;
 mod payload;
 mod router;
@@ -85,8 +86,10 @@ pub enum RunError {
     TableSchemaObject { key: String, reason: String },
     #[error(transparent)]
     Processor(#[from] crate::processor::BuildError),
-    #[error("kinesis source: {0}")]
+    #[error("kinesis: {0}")]
     KinesisCredentials(#[source] spillway_destinations::aws_credentials::CredentialsProblem),
+    #[error("kinesis destination: {0}")]
+    KinesisDestination(#[source] crate::source::kinesis::api::KinesisError),
 }
 
 /// Runs a delivery stream until its input ends or `shutdown` resolves.
@@ -127,7 +130,18 @@ pub async fn run(config: Config, options: RunOptions) -> Result<RunSummary, RunE
     });
     let http = match &config.destination {
         DestinationConfig::Http(http) => Some(endpoint::EndpointDelivery::new(&config.name, http, &stop)?),
-        DestinationConfig::Objects(_) => None,
+        DestinationConfig::Objects(_) | DestinationConfig::Kinesis(_) => None,
+    };
+    let kinesis = match &config.destination {
+        DestinationConfig::Kinesis(target) => {
+            spillway_destinations::aws_credentials::check(target.region.as_deref())
+                .await
+                .map_err(RunError::KinesisCredentials)?;
+            let kinesis = kinesis::KinesisDelivery::new(target, &stop).await;
+            kinesis.check().await.map_err(RunError::KinesisDestination)?;
+            Some(kinesis)
+        }
+        _ => None,
     };
     let store = LocalFileStore::open(&config.checkpoint.dir, &config.name).map_err(CheckpointError::from)?;
     let checkpoint_file = store.path().display().to_string();
@@ -164,9 +178,10 @@ pub async fn run(config: Config, options: RunOptions) -> Result<RunSummary, RunE
     source.check().await?;
     telemetry.emit(Started {
         source: &source.describe(),
-        destination: &match &http {
-            Some(http) => format!("{} (backup: {})", http.describe(), destination.describe()),
-            None => destination.describe(),
+        destination: &match (&http, &kinesis) {
+            (Some(http), _) => format!("{} (backup: {})", http.describe(), destination.describe()),
+            (_, Some(kinesis)) => format!("{} (backup: {})", kinesis.describe(), destination.describe()),
+            _ => destination.describe(),
         },
         checkpoint: &checkpoint_file,
         buffer_bytes: limits.max_bytes,
@@ -197,6 +212,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<RunSummary, RunE
             catalog,
         },
         endpoint: http,
+        kinesis,
     };
     let writer_task = tokio::spawn(writer.run(batches_rx));
     if !chain.is_empty() {
@@ -228,6 +244,7 @@ fn retry_budget(destination: &DestinationConfig) -> Duration {
     let configured = match destination {
         DestinationConfig::Objects(objects) => objects.retry_duration,
         DestinationConfig::Http(http) => Some(http.retry_duration),
+        DestinationConfig::Kinesis(kinesis) => Some(kinesis.retry_duration),
     };
     configured
         .filter(|budget| !budget.is_zero())

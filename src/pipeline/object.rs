@@ -242,7 +242,7 @@ impl ObjectPlanner {
 
     /// The error object of records that failed, each with its reason, with
     /// the tickets of a new intent (none: under an existing one).
-    fn failed(
+    pub(super) fn failed(
         &self,
         output_type: ErrorOutputType,
         failed: Vec<(Record, Rejection)>,

@@ -262,6 +262,7 @@ path = "state"
                 catalog: None,
             },
             endpoint: None,
+            kinesis: None,
         };
         writer.run(rx).await
     }

@@ -1,5 +1,6 @@
 //! The writer: takes each flushed batch and hands it to its receiver. Data
-//! goes to the destination's receiver (objects, or a record endpoint);
+//! goes to the destination's receiver (objects, or a record endpoint: HTTP
+//! or Kinesis);
 //! error records always become objects. Every delivery then follows the
 //! same steps ([`super::delivery`]): intent, attempts, checkpoint, and
 //! error records for what could not be delivered.
@@ -11,6 +12,7 @@ use tokio::sync::mpsc;
 
 use super::delivery::{blocking, Delivery, FlushInfo};
 use super::endpoint::EndpointDelivery;
+use super::kinesis::KinesisDelivery;
 use super::RunError;
 use crate::buffer::{Batch, BufferKey};
 use crate::checkpoint::Ticket;
@@ -20,6 +22,7 @@ use crate::telemetry::events::{BatchDone, BatchTaken};
 pub(super) struct Writer {
     pub objects: Delivery,
     pub endpoint: Option<EndpointDelivery>,
+    pub kinesis: Option<KinesisDelivery>,
 }
 
 impl Writer {
@@ -44,9 +47,10 @@ impl Writer {
             };
             let (records, tickets): (Vec<Record>, Vec<Ticket>) =
                 items.into_iter().map(|b| (b.record, b.ticket)).unzip();
-            match (&self.endpoint, key) {
-                (Some(endpoint), BufferKey::Data) => endpoint.deliver(&self.objects, records, tickets, info).await?,
-                (_, key @ (BufferKey::Data | BufferKey::Partition(_))) => {
+            match (&self.endpoint, &self.kinesis, key) {
+                (Some(endpoint), _, BufferKey::Data) => endpoint.deliver(&self.objects, records, tickets, info).await?,
+                (_, Some(kinesis), BufferKey::Data) => kinesis.deliver(&self.objects, records, tickets, info).await?,
+                (_, _, key @ (BufferKey::Data | BufferKey::Partition(_))) => {
                     // An endpoint takes no partitions: `validate` refuses
                     // dynamic partitioning with one.
                     let planner = match key {
@@ -62,7 +66,7 @@ impl Writer {
                         self.objects.deliver(object, info).await?;
                     }
                 }
-                (_, BufferKey::Error(output_type)) => {
+                (_, _, BufferKey::Error(output_type)) => {
                     let planner = self.objects.planner.clone();
                     let object = blocking(move || planner.errors(output_type, records, tickets)).await?;
                     self.objects.deliver(object, info).await?;

@@ -17,6 +17,9 @@ use super::labels::{
 use super::{Operation, RunSummary, Stats, Telemetry};
 use crate::buffer::FlushReason;
 
+mod kinesis_put;
+pub use kinesis_put::{KinesisPutRetrying, KinesisRecordsGaveUp, KinesisWindowDelivered};
+
 /// Something that happened, logged and counted by [`Event::emit`].
 pub trait Event {
     fn emit(self, telemetry: &Telemetry);

@@ -50,6 +50,13 @@ pub type BodyRule = Arc<dyn Fn(&str, usize, &[u8]) -> Option<Fault> + Send + Syn
 /// would never send, such as a record whose sequence number is not one).
 pub type Rewrite = Arc<dyn Fn(&str, Bytes) -> Bytes + Send + Sync>;
 
+/// Rewrites a request before it is forwarded, and then its answer, per
+/// target and count (a PutRecords that forwards some entries and answers
+/// the others as failed, as a throttled shard does). `None`: forwarded as
+/// it is.
+pub type Exchange =
+    Arc<dyn Fn(&str, usize, &[u8]) -> Option<(Bytes, Box<dyn FnOnce(Bytes) -> Bytes + Send>)> + Send + Sync>;
+
 pub struct FaultProxy {
     pub url: String,
     pub faults_sent: Arc<AtomicUsize>,
@@ -69,6 +76,15 @@ impl FaultProxy {
     /// Starts a proxy whose rule sees each request's body, and which may
     /// rewrite the answers it forwards.
     pub fn start_with(upstream: &str, rule: BodyRule, rewrite: Option<Rewrite>) -> Self {
+        Self::start_full(upstream, rule, rewrite, None)
+    }
+
+    /// Starts a proxy that rewrites requests and their answers.
+    pub fn start_exchange(upstream: &str, exchange: Exchange) -> Self {
+        Self::start_full(upstream, Arc::new(|_: &str, _, _: &[u8]| None), None, Some(exchange))
+    }
+
+    fn start_full(upstream: &str, rule: BodyRule, rewrite: Option<Rewrite>, exchange: Option<Exchange>) -> Self {
         let upstream = upstream.trim_end_matches('/').to_owned();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -86,21 +102,23 @@ impl FaultProxy {
                 let counts: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>> = Default::default();
                 loop {
                     let (stream, _) = listener.accept().await.unwrap();
-                    let (client, upstream, rule, rewrite, counts, sent) = (
+                    let (client, upstream, rule, rewrite, exchange, counts, sent) = (
                         client.clone(),
                         upstream.clone(),
                         rule.clone(),
                         rewrite.clone(),
+                        exchange.clone(),
                         counts.clone(),
                         sent.clone(),
                     );
                     tokio::spawn(async move {
                         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                            let (client, upstream, rule, rewrite, counts, sent) = (
+                            let (client, upstream, rule, rewrite, exchange, counts, sent) = (
                                 client.clone(),
                                 upstream.clone(),
                                 rule.clone(),
                                 rewrite.clone(),
+                                exchange.clone(),
                                 counts.clone(),
                                 sent.clone(),
                             );
@@ -134,6 +152,16 @@ impl FaultProxy {
                                         .unwrap();
                                     return Ok::<_, Infallible>(response);
                                 }
+                                let mut answer_rewrite = None;
+                                let mut body = body;
+                                if let Some((new_body, rewrite)) =
+                                    exchange.as_ref().and_then(|e| e(&target, nth, &body))
+                                {
+                                    sent.fetch_add(1, Ordering::SeqCst);
+                                    body = new_body;
+                                    parts.headers.remove("content-length");
+                                    answer_rewrite = Some(rewrite);
+                                }
                                 let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_owned();
                                 parts.uri = format!("{upstream}{path}").parse().unwrap();
                                 let forwarded = Request::from_parts(parts, Full::new(body));
@@ -143,6 +171,11 @@ impl FaultProxy {
                                         let mut body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
                                         if let Some(rewrite) = &rewrite {
                                             body = rewrite(&target, body);
+                                            parts.headers.remove("content-length");
+                                            parts.headers.remove("x-amz-crc32");
+                                        }
+                                        if let Some(rewrite) = answer_rewrite {
+                                            body = rewrite(body);
                                             parts.headers.remove("content-length");
                                             parts.headers.remove("x-amz-crc32");
                                         }

@@ -386,3 +386,100 @@ pub fn written_objects(logs: &[serde_json::Value]) -> Vec<String> {
             keys
         })
 }
+
+/// One record read back from the target stream.
+#[derive(Debug)]
+pub struct Put {
+    pub key: String,
+    pub data: Vec<u8>,
+}
+
+/// Every record of every shard of `stream`, each shard in its order.
+pub async fn read_back(client: &aws_sdk_kinesis::Client, stream: &str) -> Vec<Put> {
+    let shards = client.list_shards().stream_name(stream).send().await.unwrap();
+    let mut all = Vec::new();
+    for shard in shards.shards() {
+        let mut iterator = client
+            .get_shard_iterator()
+            .stream_name(stream)
+            .shard_id(shard.shard_id())
+            .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .unwrap()
+            .shard_iterator()
+            .map(str::to_owned);
+        while let Some(it) = iterator {
+            let out = client.get_records().shard_iterator(&it).send().await.unwrap();
+            for record in out.records() {
+                all.push(Put {
+                    key: record.partition_key().unwrap_or_default().to_owned(),
+                    data: record.data().as_ref().to_vec(),
+                });
+            }
+            if out.records().is_empty() {
+                break;
+            }
+            iterator = out.next_shard_iterator().map(str::to_owned);
+        }
+    }
+    all
+}
+
+/// Checks what the target stream holds against what was produced: every
+/// record's bytes with its original key, per key in the order produced
+/// (records of a key sit in one shard). Duplicates (from a kill) are
+/// allowed up to `max_repeats`: each copy after the first is a repeat,
+/// and the first copies alone are in order. Returns the repeats.
+pub fn assert_delivered(produced: &[Produced], found: &[Put], max_repeats: usize) -> usize {
+    let mut copies: HashMap<u64, usize> = HashMap::new();
+    let mut first_order: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for put in found {
+        let value: serde_json::Value = serde_json::from_slice(&put.data).unwrap();
+        let id = value["id"].as_u64().unwrap();
+        assert_eq!(
+            value["key"].as_str().unwrap(),
+            put.key,
+            "record {id} lost its partition key"
+        );
+        let n = copies.entry(id).or_insert(0);
+        *n += 1;
+        if *n == 1 {
+            first_order
+                .entry(put.key.clone())
+                .or_default()
+                .push(value["n"].as_u64().unwrap());
+        }
+    }
+    let missing: Vec<u64> = produced
+        .iter()
+        .map(|p| p.id)
+        .filter(|id| !copies.contains_key(id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} records lost, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+    assert_eq!(copies.len(), produced.len(), "records that were never produced");
+    let repeats: usize = copies.values().map(|c| c - 1).sum();
+    assert!(
+        repeats <= max_repeats,
+        "{repeats} records repeated, at most {max_repeats} allowed"
+    );
+    // The order produced, per key (one shard each, sequence order).
+    let mut expected: BTreeMap<String, Vec<(usize, String, u64, u64)>> = BTreeMap::new();
+    for p in produced {
+        expected
+            .entry(p.key.clone())
+            .or_default()
+            .push((p.seq.len(), p.seq.clone(), p.sub, p.n));
+    }
+    for (key, mut records) in expected {
+        records.sort();
+        let want: Vec<u64> = records.iter().map(|r| r.3).collect();
+        assert_eq!(first_order[&key], want, "key {key} out of order");
+    }
+    repeats
+}

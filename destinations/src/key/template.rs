@@ -55,7 +55,10 @@ pub enum PrefixPart {
     RandomString,
     ErrorOutputType,
     /// `!{partitionKeyFromQuery:name}` or `!{partitionKeyFromLambda:name}`.
-    PartitionKey { name: String, from_lambda: bool },
+    PartitionKey {
+        name: String,
+        from_lambda: bool,
+    },
 }
 
 /// What a timestamp field counts.

@@ -1,6 +1,7 @@
-//! Thin, documented wrappers around the Kinesis calls spillway makes, and
-//! the one place that decides what an error means: whether a retry helps,
-//! and whether it is a throttle, an expired iterator or a missing stream.
+//! Thin, documented wrappers around the Kinesis calls spillway makes (the
+//! source's reads, the destination's PutRecords), and the one place that
+//! decides what an error means: whether a retry helps, and whether it is a
+//! throttle, an expired iterator or a missing stream.
 
 use std::time::Duration;
 
@@ -246,6 +247,58 @@ impl KinesisApi {
             .send()
             .await
             .map_err(|e| self.error(e))
+    }
+}
+
+/// What PutRecords said of one entry: `None` if it was written, else its
+/// `ErrorCode` and `ErrorMessage`.
+pub type EntryFailure = Option<(String, String)>;
+
+impl KinesisApi {
+    /// PutRecords: one entry per `(partition key, data)`, in order. `Ok`
+    /// holds one outcome per entry, in the same order (a call that
+    /// succeeds may still have failed entries: throttled, internal
+    /// failures).
+    pub async fn put_records(&self, entries: &[(&str, &bytes::Bytes)]) -> Result<Vec<EntryFailure>, KinesisError> {
+        let request = self.client.put_records();
+        let request = match &self.stream {
+            StreamRef::Name(name) => request.stream_name(name),
+            StreamRef::Arn(arn) => request.stream_arn(arn),
+        };
+        let entries_built: Result<Vec<_>, _> = entries
+            .iter()
+            .map(|(key, data)| {
+                aws_sdk_kinesis::types::PutRecordsRequestEntry::builder()
+                    .partition_key(*key)
+                    .data(aws_sdk_kinesis::primitives::Blob::new(data.to_vec()))
+                    .build()
+            })
+            .collect();
+        let entries_built = entries_built.map_err(|err| KinesisError::Permanent(format!("invalid entry: {err}")))?;
+        let out = request
+            .set_records(Some(entries_built))
+            .send()
+            .await
+            .map_err(|e| self.error(e))?;
+        let results = out.records();
+        if results.len() != entries.len() {
+            // Which entries were written cannot be told: retry them all
+            // (at least once).
+            return Err(KinesisError::Transient(format!(
+                "PutRecords answered {} entries for {} records",
+                results.len(),
+                entries.len()
+            )));
+        }
+        Ok(results
+            .iter()
+            .map(|entry| match entry.error_code() {
+                Some(code) if !code.is_empty() => {
+                    Some((code.to_owned(), entry.error_message().unwrap_or_default().to_owned()))
+                }
+                _ => None,
+            })
+            .collect())
     }
 }
 
