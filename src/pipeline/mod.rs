@@ -86,8 +86,14 @@ pub enum RunError {
     TableSchemaObject { key: String, reason: String },
     #[error(transparent)]
     Processor(#[from] crate::processor::BuildError),
-    #[error("kinesis: {0}")]
-    KinesisCredentials(#[source] spillway_destinations::aws_credentials::CredentialsProblem),
+    /// No credentials for a Kinesis stream: `role` says which (`source`,
+    /// `destination`).
+    #[error("kinesis {role}: {problem}")]
+    KinesisCredentials {
+        role: &'static str,
+        #[source]
+        problem: spillway_destinations::aws_credentials::CredentialsProblem,
+    },
     #[error("kinesis destination: {0}")]
     KinesisDestination(#[source] crate::source::kinesis::api::KinesisError),
 }
@@ -136,7 +142,10 @@ pub async fn run(config: Config, options: RunOptions) -> Result<RunSummary, RunE
         DestinationConfig::Kinesis(target) => {
             spillway_destinations::aws_credentials::check(target.region.as_deref())
                 .await
-                .map_err(RunError::KinesisCredentials)?;
+                .map_err(|problem| RunError::KinesisCredentials {
+                    role: "destination",
+                    problem,
+                })?;
             let kinesis = kinesis::KinesisDelivery::new(target, &stop).await;
             kinesis.check().await.map_err(RunError::KinesisDestination)?;
             Some(kinesis)
@@ -164,7 +173,10 @@ pub async fn run(config: Config, options: RunOptions) -> Result<RunSummary, RunE
         // did: say so in one line, before the source retries.
         spillway_destinations::aws_credentials::check(kinesis.region.as_deref())
             .await
-            .map_err(RunError::KinesisCredentials)?;
+            .map_err(|problem| RunError::KinesisCredentials {
+                role: "source",
+                problem,
+            })?;
     }
     let chain = crate::processor::build_chain(
         &config.processors,

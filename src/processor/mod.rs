@@ -17,7 +17,6 @@ pub mod contract;
 pub mod decompression;
 pub mod jq;
 pub mod lambda;
-pub mod metadata_extraction;
 pub mod record_deaggregation;
 pub mod stage;
 

@@ -2,6 +2,7 @@
 
 mod object_key;
 mod partition_value;
+mod parts;
 mod template;
 mod timestamp;
 
@@ -10,4 +11,5 @@ mod properties;
 
 pub use object_key::{sanitize_segment, InvalidKey, ObjectKey, MAX_KEY_BYTES, STAGING_DIR};
 pub use partition_value::{sanitize_partition_value, MAX_VALUE_BYTES};
-pub use template::{KeyContext, KeyTemplate, PrefixPart, TemplateError, TemplateKind, TimeField, TimeSpan};
+pub use parts::{PrefixPart, TimeField};
+pub use template::{KeyContext, KeyTemplate, TemplateError, TemplateKind, TimeSpan};

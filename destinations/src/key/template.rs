@@ -13,6 +13,7 @@ use chrono_tz::Tz;
 use rand::distr::{Alphanumeric, SampleString};
 
 use super::object_key::ObjectKey;
+use super::parts::PrefixPart;
 use super::timestamp::{TimeFields, TimestampPattern, Unit};
 
 /// Which prefix a template is: the expressions allowed differ.
@@ -38,39 +39,6 @@ pub struct KeyTemplate {
     source: String,
     segments: Vec<Segment>,
     time_zone: Tz,
-}
-
-/// One piece of a prefix template, as [`KeyTemplate::parts`] gives it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PrefixPart {
-    /// Text copied as it is (quoted text of a timestamp pattern included).
-    Text(String),
-    /// A field of the timestamp: its letters in the pattern, as Java's
-    /// `DateTimeFormatter` (and `SimpleDateFormat`) spell it (`yyyy`, `MM`,
-    /// `H`, ...), and what it counts.
-    Time {
-        letters: &'static str,
-        unit: TimeField,
-    },
-    RandomString,
-    ErrorOutputType,
-    /// `!{partitionKeyFromQuery:name}` or `!{partitionKeyFromLambda:name}`.
-    PartitionKey {
-        name: String,
-        from_lambda: bool,
-    },
-}
-
-/// What a timestamp field counts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum TimeField {
-    Year,
-    Month,
-    Day,
-    Hour,
-    Minute,
-    Second,
-    Millisecond,
 }
 
 /// What a template needs to render a prefix.
@@ -357,6 +325,7 @@ fn check_literal(text: &str, template: &str) -> Result<(), TemplateError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::key::TimeField;
     use chrono::TimeZone;
 
     #[test]

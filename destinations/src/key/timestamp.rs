@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Datelike, TimeZone, Timelike};
 
-use super::template::{PrefixPart, TimeField};
+use super::parts::{PrefixPart, TimeField};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Part {

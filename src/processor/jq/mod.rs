@@ -9,6 +9,7 @@
 //! allows).
 
 pub mod config;
+pub mod keys;
 mod program;
 
 use std::sync::Arc;
@@ -109,7 +110,7 @@ fn run_values(steps: &[Step], data: &[u8], keys: PartitionKeys) -> Result<Vec<(V
                     next.extend(outputs.into_iter().map(|v| (v, keys.clone())));
                 }
                 StepKind::Metadata => {
-                    let keys = crate::processor::metadata_extraction::extract(&step.program, &value, keys)?;
+                    let keys = keys::extract(&step.program, &value, keys)?;
                     next.push((value, keys));
                 }
             }

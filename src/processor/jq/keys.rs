@@ -1,13 +1,14 @@
 //! `metadata_extraction`: a jq program giving one object per record, whose
 //! string and number values become the record's `partitionKeyFromQuery`
 //! keys (Firehose's MetadataExtraction). The record itself is unchanged.
-//! It runs inside a [`crate::processor::jq::JqChain`], on the value the
-//! chain parsed once.
+//! It runs inside a [`super::JqChain`], on the value the chain parsed
+//! once: that is why it lives beside `jq` (its settings are in
+//! `jq/config.rs`).
 
 use jaq_json::Val;
 
-use super::jq::{Program, RunError};
-use super::PartitionKeys;
+use super::{Program, RunError};
+use crate::processor::PartitionKeys;
 
 /// Firehose's error code for keys that cannot be extracted.
 pub const CODE: &str = "DynamicPartitioning.MetadataExtractionFailed";
