@@ -15,6 +15,7 @@ pub mod buffer;
 pub mod catalog;
 pub mod checkpoint;
 pub mod config;
+pub mod coordination;
 pub mod originals;
 pub mod pipeline;
 pub mod processor;
