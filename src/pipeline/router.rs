@@ -17,8 +17,8 @@ use crate::buffer::{Batch, BufferKey, Buffered, Buffers, FlushReason};
 use crate::checkpoint::Checkpointer;
 use crate::checkpoint::Ticket;
 use crate::config::{BufferLimits, Config};
-use crate::processor::stage::{Fate, Processed};
 use crate::processor::{Failure, PartitionKeys};
+use crate::processor::{Fate, Processed};
 use crate::source::SourceEvent;
 use crate::telemetry::events::{
     BufferLag, BuffersObserved, ErrorRecordsMade, RecordsDropped, RecordsReceived, RecordsSkipped,

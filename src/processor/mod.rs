@@ -27,7 +27,30 @@ use bytes::Bytes;
 use spillway_transforms::{ErrorOutputType, Record};
 use tokio_util::sync::CancellationToken;
 
+use crate::checkpoint::Admission;
+
 pub use config::{build_chain, BuildContext, BuildError, KeysProduced, Partitioning, ProcessorConfig, ProcessorSpec};
+
+/// What became of one output of the chain.
+#[derive(Debug)]
+pub enum Fate {
+    /// Buffered under its partition keys.
+    Keep(PartitionKeys),
+    /// Nothing left of its source record: checkpointed without an object.
+    Dropped,
+    /// To the error output; the record holds the source record's bytes
+    /// (its `rawData`).
+    Failed(Failure),
+}
+
+/// One output of the chain, in source order.
+#[derive(Debug)]
+pub struct Processed {
+    /// Its bytes and position (the source record's, with its output index).
+    pub record: Record,
+    pub admission: Admission,
+    pub fate: Fate,
+}
 
 /// Partition keys of a record, by Firehose's namespaces:
 /// `!{partitionKeyFromQuery:NAME}` and `!{partitionKeyFromLambda:NAME}`.

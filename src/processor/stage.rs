@@ -15,30 +15,9 @@ use spillway_transforms::Record;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Chain, Failure, Input, Outcome, PartitionKeys, ProcessError};
+use super::{Chain, Failure, Fate, Input, Outcome, PartitionKeys, ProcessError, Processed};
 use crate::checkpoint::Admission;
 use crate::source::SourceEvent;
-
-/// What became of one output of the chain.
-#[derive(Debug)]
-pub enum Fate {
-    /// Buffered under its partition keys.
-    Keep(PartitionKeys),
-    /// Nothing left of its source record: checkpointed without an object.
-    Dropped,
-    /// To the error output; the record holds the source record's bytes
-    /// (its `rawData`).
-    Failed(Failure),
-}
-
-/// One output of the chain, in source order.
-#[derive(Debug)]
-pub struct Processed {
-    /// Its bytes and position (the source record's, with its output index).
-    pub record: Record,
-    pub admission: Admission,
-    pub fate: Fate,
-}
 
 /// The stage's task.
 pub struct Stage {

@@ -49,7 +49,7 @@ pub enum SourceEvent {
     Refused(Vec<(Record, Rejection)>),
     /// Records that went through the processors (sent by the processor
     /// stage, never by a source), in order within each source id.
-    Processed(Vec<crate::processor::stage::Processed>),
+    Processed(Vec<crate::processor::Processed>),
     /// This partition has no more records (a file read to its end, a
     /// closed shard). With `flush`, buffers are flushed at once so that it
     /// is finished soon (its children wait for that).
