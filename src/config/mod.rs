@@ -82,6 +82,8 @@ pub struct ObjectDestination {
     /// How long a failing put is retried before its records are written as
     /// error output instead; `None`: until it succeeds.
     pub retry_duration: Option<Duration>,
+    /// How many objects are encoded and written at a time.
+    pub max_concurrent_puts: usize,
 }
 
 /// An `http` destination, backed up to objects.

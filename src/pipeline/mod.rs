@@ -39,9 +39,10 @@ pub use crate::telemetry::RunSummary;
 
 /// Messages of records in flight from the source to the router.
 const SOURCE_CHANNEL_CAPACITY: usize = 4;
-/// Flushed batches waiting for the writer: one is encoded and written while
-/// the next fills; a full one waits here, and the router waits with it until
-/// the writer takes it (`Router::hand_over`): two buffers at most.
+/// Flushed batches waiting for the writer: up to `max_concurrent_puts` are
+/// encoded and written while the next fills; a full one waits here, and the
+/// router waits with it until the writer takes it (`Router::hand_over`):
+/// `max_concurrent_puts` + 1 buffers at most.
 const BATCH_CHANNEL_CAPACITY: usize = 1;
 
 /// Options of one run that are not configuration.
@@ -225,6 +226,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<RunSummary, RunE
         },
         endpoint: http,
         kinesis,
+        max_concurrent: objects.max_concurrent_puts,
     };
     let writer_task = tokio::spawn(writer.run(batches_rx));
     if !chain.is_empty() {

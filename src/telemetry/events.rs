@@ -172,17 +172,20 @@ impl Event for BatchTaken {
             reason: self.reason.as_str().to_owned(),
         };
         telemetry.registry.families.flushes.get_or_create(&labels).inc();
-        telemetry.state.set_in_flight_oldest(self.oldest_arrival);
+        telemetry.state.add_in_flight(self.oldest_arrival);
     }
 }
 
 /// The writer is done with a batch: delivered (or written as error
-/// records), checkpointed.
-pub struct BatchDone;
+/// records), checkpointed. Batches are done in any order (concurrent
+/// puts): `oldest_arrival` is the one [`BatchTaken`] had.
+pub struct BatchDone {
+    pub oldest_arrival: Option<DateTime<Utc>>,
+}
 
 impl Event for BatchDone {
     fn emit(self, telemetry: &Telemetry) {
-        telemetry.state.set_in_flight_oldest(None);
+        telemetry.state.remove_in_flight(self.oldest_arrival);
     }
 }
 
@@ -505,7 +508,7 @@ impl Event for RunFinished<'_> {
     fn emit(self, telemetry: &Telemetry) {
         let summary = self.summary;
         telemetry.state.set_buffered_oldest(None);
-        telemetry.state.set_in_flight_oldest(None);
+        telemetry.state.clear_in_flight();
         tracing::info!(
             ended_by = %summary.ended_by,
             records_read = summary.records_read,
