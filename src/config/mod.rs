@@ -12,6 +12,7 @@
 mod components;
 mod env;
 pub mod raw;
+pub mod set;
 mod validate;
 
 use std::fmt;

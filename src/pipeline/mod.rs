@@ -9,6 +9,7 @@ mod catalog;
 mod delivery;
 mod endpoint;
 pub mod kinesis;
+pub mod many;
 mod object;
 mod payload;
 mod router;
@@ -109,6 +110,17 @@ pub async fn run(config: Config, options: RunOptions) -> Result<RunSummary, RunE
         Some(address) => Some(listener::serve(address, registry.clone()).await?),
         None => None,
     };
+    run_in(config, options, registry).await
+}
+
+/// [`run`], counting into `registry`, whose listener (if any) is served by
+/// the caller: one of several pipelines in a process ([`many`]).
+pub(crate) async fn run_in(
+    config: Config,
+    options: RunOptions,
+    registry: Arc<Registry>,
+) -> Result<RunSummary, RunError> {
+    config.register_secrets();
     let telemetry = Telemetry::new(registry, &config.name, retry_budget(&config.destination));
     let objects = config.destination.objects();
     let destination: Arc<dyn ObjectStore> = match &objects.store {
