@@ -32,7 +32,7 @@ use crate::catalog::glue::{GlueCatalog, GlueError};
 use crate::checkpoint::{CheckpointError, Checkpointer, LocalFileStore, StoreError};
 use crate::config::{Config, DestinationConfig, SourceConfig, StoreConfig};
 use crate::source::{self, SourceContext, SourceError};
-use crate::telemetry::events::{RunFinished, Started};
+use crate::telemetry::events::{RunFailed, RunFinished, Started};
 use crate::telemetry::listener::{self, ListenError};
 use crate::telemetry::{Registry, Telemetry, DEFAULT_RETRY_BUDGET};
 
@@ -122,6 +122,16 @@ pub(crate) async fn run_in(
 ) -> Result<RunSummary, RunError> {
     config.register_secrets();
     let telemetry = Telemetry::new(registry, &config.name, retry_budget(&config.destination));
+    let result = run_with(config, options, telemetry.clone()).await;
+    if let Err(error) = &result {
+        // Readiness says which pipeline stopped, and why, for as long as
+        // the others run.
+        telemetry.emit(RunFailed { error });
+    }
+    result
+}
+
+async fn run_with(config: Config, options: RunOptions, telemetry: Telemetry) -> Result<RunSummary, RunError> {
     let objects = config.destination.objects();
     let destination: Arc<dyn ObjectStore> = match &objects.store {
         StoreConfig::Local { path } => Arc::new(LocalStore::new(path)),

@@ -499,6 +499,18 @@ impl Event for ShardClosed<'_> {
     }
 }
 
+/// The run stopped on an error (one of several pipelines in a process:
+/// the others run on). The caller prints the error; readiness keeps it.
+pub struct RunFailed<'a> {
+    pub error: &'a dyn std::error::Error,
+}
+
+impl Event for RunFailed<'_> {
+    fn emit(self, telemetry: &Telemetry) {
+        telemetry.state.set_failed(self.error.to_string());
+    }
+}
+
 /// The run is over: everything read is delivered and checkpointed.
 pub struct RunFinished<'a> {
     pub summary: &'a RunSummary,

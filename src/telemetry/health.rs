@@ -35,6 +35,8 @@ pub struct PipelineState {
     pub(super) stats: Stats,
     budget: Duration,
     started: AtomicBool,
+    /// Why the pipeline stopped, if it failed.
+    failed: Mutex<Option<String>>,
     /// Operations failing now, by id: when their first failure was.
     failing: Mutex<HashMap<u64, Instant>>,
     next_operation: AtomicU64,
@@ -54,6 +56,7 @@ impl PipelineState {
             stats: Stats::default(),
             budget,
             started: AtomicBool::new(false),
+            failed: Mutex::new(None),
             failing: Mutex::new(HashMap::new()),
             next_operation: AtomicU64::new(0),
             buffered_oldest_ms: AtomicI64::new(NONE),
@@ -90,6 +93,10 @@ impl PipelineState {
         }
     }
 
+    pub(super) fn set_failed(&self, error: String) {
+        *self.failed.lock().expect("not poisoned") = Some(error);
+    }
+
     pub(super) fn clear_in_flight(&self) {
         self.in_flight_oldest_ms.lock().expect("not poisoned").clear();
     }
@@ -111,6 +118,9 @@ impl PipelineState {
     /// Why the pipeline is not ready, if it is not.
     pub fn unready_reason(&self) -> Option<String> {
         let stream = &self.labels.stream;
+        if let Some(error) = &*self.failed.lock().expect("not poisoned") {
+            return Some(format!("{stream}: stopped: {error}"));
+        }
         if !self.started.load(Relaxed) {
             return Some(format!(
                 "{stream}: starting (destination, checkpoint and source not all checked yet)"
@@ -175,6 +185,13 @@ mod tests {
     fn ready_once_started_until_an_operation_fails_past_the_budget() {
         let state = Arc::new(PipelineState::new("s", Duration::from_millis(20)));
         assert!(state.unready_reason().unwrap().contains("starting"));
+        let failed = PipelineState::new("f", DEFAULT_RETRY_BUDGET);
+        failed.set_failed("destination check failed: connection refused".into());
+        assert_eq!(
+            failed.unready_reason().as_deref(),
+            Some("f: stopped: destination check failed: connection refused"),
+            "a pipeline that failed at start is not said to be starting"
+        );
         state.set_started();
         assert_eq!(state.unready_reason(), None);
         let put = state.operation();
