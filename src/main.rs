@@ -34,23 +34,31 @@ enum DdlArg {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a delivery stream until its input ends or SIGTERM/SIGINT.
+    /// Run delivery streams until their input ends or SIGTERM/SIGINT: one
+    /// per configuration file, each with its own checkpoint, in one
+    /// process.
     Run {
-        /// The configuration file (TOML).
+        /// Configuration files (TOML), one pipeline each, or directories
+        /// (every `*.toml` in them).
+        files: Vec<PathBuf>,
+        /// A configuration file, or a directory of them (every `*.toml`).
         #[arg(long, short)]
-        config: PathBuf,
+        config: Vec<PathBuf>,
         /// Read what the source holds now (Kinesis: every shard up to its
         /// tip as of start), flush, checkpoint and exit: for cron-style
         /// archiving and backfills.
         #[arg(long)]
         once: bool,
     },
-    /// Check a configuration without touching the network; print every
-    /// problem with the key that causes it.
+    /// Check configurations without touching the network; print every
+    /// problem with the key that causes it. Several are checked as `run`
+    /// would take them together.
     Validate {
-        /// The configuration file (TOML).
+        /// Configuration files (TOML), or directories of them.
+        files: Vec<PathBuf>,
+        /// A configuration file, or a directory of them (every `*.toml`).
         #[arg(long, short)]
-        config: PathBuf,
+        config: Vec<PathBuf>,
     },
     /// Print the table schema the pipeline writes its Parquet files under
     /// (the schema file's, the Glue table's, or the inferred one from the
@@ -124,7 +132,10 @@ fn main() -> ExitCode {
     spillway_transforms::memory::keep_freed_memory();
     let cli = Cli::parse();
     match cli.command {
-        Command::Validate { config } => validate(&config),
+        Command::Validate { files, config } => match config_files(config, files) {
+            Ok(files) => validate(&files),
+            Err(code) => code,
+        },
         Command::Originals { files, data_only } => originals(&files, data_only),
         Command::Schema {
             config,
@@ -157,9 +168,16 @@ fn main() -> ExitCode {
             let code = replay(&args);
             std::process::exit(code);
         }
-        Command::Run { config, once } => {
+        Command::Run { files, config, once } => {
+            let files = match config_files(config, files) {
+                Ok(files) => files,
+                Err(code) => return code,
+            };
             init_logs(cli.log_format, &cli.log_level);
-            let code = run(&config, once);
+            let code = match &files[..] {
+                [one] => run(one, once),
+                _ => run_many(&files, once),
+            };
             // Source threads may be blocked in a read (a pipe, a FIFO); the
             // work is done and checkpointed, so do not wait for them.
             std::process::exit(code);
@@ -167,7 +185,48 @@ fn main() -> ExitCode {
     }
 }
 
-fn validate(path: &std::path::Path) -> ExitCode {
+/// The configuration files of `--config` and the positional arguments,
+/// directories expanded; or the exit code of a line saying why there are
+/// none.
+fn config_files(config: Vec<PathBuf>, files: Vec<PathBuf>) -> Result<Vec<PathBuf>, ExitCode> {
+    let args: Vec<PathBuf> = config.into_iter().chain(files).collect();
+    spillway::config::set::config_files(&args).map_err(|line| {
+        telemetry::eprint_line(&format!("error: {line}"));
+        ExitCode::from(2)
+    })
+}
+
+fn validate(files: &[PathBuf]) -> ExitCode {
+    if let [one] = files {
+        return validate_one(one);
+    }
+    let mut code = ExitCode::SUCCESS;
+    for file in files {
+        if validate_one(file) != ExitCode::SUCCESS {
+            code = ExitCode::from(2);
+        }
+    }
+    // What is wrong only together (names, the listener), once each file
+    // is valid on its own.
+    if let Ok(loaded) = files
+        .iter()
+        .map(|path| {
+            spillway::config::load(path).map(|config| spillway::config::set::Loaded {
+                path: path.clone(),
+                config,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+    {
+        for problem in spillway::config::set::check_together(&loaded) {
+            telemetry::eprint_line(&problem);
+            code = ExitCode::from(2);
+        }
+    }
+    code
+}
+
+fn validate_one(path: &std::path::Path) -> ExitCode {
     match spillway::config::load(path) {
         Ok(config) => {
             // Not an error: in CI the input may not exist yet. `run`
@@ -324,6 +383,46 @@ fn run(path: &std::path::Path, once: bool) -> i32 {
         }
     };
     run_config(config, once)
+}
+
+/// Runs one pipeline per file in this process: exit 2 if any
+/// configuration is refused (nothing runs), 1 if any pipeline failed (each
+/// said at once, naming it, while the others run on), 0 otherwise.
+fn run_many(files: &[PathBuf], once: bool) -> i32 {
+    let pipelines = match spillway::config::set::load_all(files) {
+        Ok(pipelines) => pipelines,
+        Err(problems) => {
+            for problem in problems {
+                telemetry::eprint_line(&format!("error: {problem}"));
+            }
+            return 2;
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("building the tokio runtime");
+    let result = runtime.block_on(async {
+        let options = spillway::pipeline::many::ManyOptions {
+            shutdown: Box::pin(shutdown_signal()),
+            interval_override: test_interval_override(),
+            once,
+        };
+        spillway::pipeline::many::run_many(pipelines, options, |ended| {
+            if let Err(err) = &ended.result {
+                telemetry::eprint_line(&format!("error: {}: {}", ended.pipeline, error_chain(err)));
+            }
+        })
+        .await
+    });
+    match result {
+        Ok(ended) if ended.iter().all(|e| e.result.is_ok()) => 0,
+        Ok(_) => 1,
+        Err(err) => {
+            telemetry::eprint_line(&format!("error: {}", error_chain(&err)));
+            1
+        }
+    }
 }
 
 fn run_config(config: spillway::config::Config, once: bool) -> i32 {

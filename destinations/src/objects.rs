@@ -17,6 +17,15 @@ pub const DEFAULT_ERROR_PREFIX: &str = "errors/!{firehose:error-output-type}/";
 /// Retry duration limits in seconds of an object destination: a day.
 const RETRY_SECONDS_RANGE: (i64, i64) = (0, 86_400);
 
+/// The default of `max_concurrent_puts`: enough that a store 100 ms away
+/// does not cap a stream at one object per round trip, few enough that
+/// the objects in flight stay a small multiple of the buffer size.
+pub const DEFAULT_MAX_CONCURRENT_PUTS: usize = 4;
+
+/// `max_concurrent_puts` limits: each object in flight holds a buffer's
+/// records and its encoded bytes.
+const CONCURRENT_PUTS_RANGE: (i64, i64) = (1, 64);
+
 /// The keys of `[destination]` (or `[destination.backup]`) that every
 /// object store takes.
 #[derive(Debug, Deserialize)]
@@ -44,6 +53,11 @@ pub struct ObjectSettings {
     /// set, an object that still fails is written as error records under
     /// the error prefix (`delivery-failed`) instead.
     pub retry_duration_seconds: Option<i64>,
+    /// How many objects are encoded and written at a time: 1 to 64,
+    /// default 4. They complete in any order; a source's checkpoint still
+    /// moves only over records whose objects are all written. Each one in
+    /// flight holds a buffer's records and its encoded bytes.
+    pub max_concurrent_puts: Option<i64>,
 }
 
 /// [`ObjectSettings`], checked.
@@ -55,6 +69,8 @@ pub struct ObjectOptions {
     /// How long a failing put is retried before its records are written as
     /// error output instead; `None`: until it succeeds.
     pub retry_duration: Option<Duration>,
+    /// How many objects are encoded and written at a time.
+    pub max_concurrent_puts: usize,
 }
 
 impl ObjectSettings {
@@ -101,12 +117,19 @@ impl ObjectSettings {
                 .in_range(&format!("{key}.retry_duration_seconds"), seconds, RETRY_SECONDS_RANGE)
                 .map(|s| Some(Duration::from_secs(s as u64))),
         };
+        let max_concurrent_puts = match self.max_concurrent_puts {
+            None => Some(DEFAULT_MAX_CONCURRENT_PUTS),
+            Some(n) => problems
+                .in_range(&format!("{key}.max_concurrent_puts"), n, CONCURRENT_PUTS_RANGE)
+                .map(|n| n as usize),
+        };
         time_zone?;
         Some(ObjectOptions {
             prefix: prefix?,
             error_prefix: error_prefix?,
             compression: compression?,
             retry_duration: retry_duration?,
+            max_concurrent_puts: max_concurrent_puts?,
         })
     }
 }

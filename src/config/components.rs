@@ -215,6 +215,7 @@ fn objects<'a, S: DeserializeOwned + 'a>(
             error_prefix: options.error_prefix,
             compression: options.compression,
             retry_duration: options.retry_duration,
+            max_concurrent_puts: options.max_concurrent_puts,
         }))
     })
 }

@@ -12,6 +12,7 @@
 mod components;
 mod env;
 pub mod raw;
+pub mod set;
 mod validate;
 
 use std::fmt;
@@ -82,6 +83,8 @@ pub struct ObjectDestination {
     /// How long a failing put is retried before its records are written as
     /// error output instead; `None`: until it succeeds.
     pub retry_duration: Option<Duration>,
+    /// How many objects are encoded and written at a time.
+    pub max_concurrent_puts: usize,
 }
 
 /// An `http` destination, backed up to objects.

@@ -380,6 +380,24 @@ mod tests {
         );
     }
 
+    #[test]
+    fn max_concurrent_puts_is_1_to_64_and_4_by_default() {
+        for (value, expected) in [("0", Some("0")), ("65", Some("65")), ("1", None), ("64", None)] {
+            let text = format!("{MINIMAL}max_concurrent_puts = {value}\n");
+            match expected {
+                Some(shown) => assert_eq!(
+                    problems(&text),
+                    [format!(
+                        "destination.max_concurrent_puts: {shown} is out of range: allowed 1 to 64"
+                    )]
+                ),
+                None => assert!(problems(&text).is_empty(), "{value}"),
+            }
+        }
+        let config = parse(MINIMAL, "test", &|_| None).unwrap();
+        assert_eq!(config.destination.objects().max_concurrent_puts, 4);
+    }
+
     const HTTP: &str =
         "[source]\ntype = \"stdin\"\n[destination]\ntype = \"http\"\nurl = \"https://r.example.com/in\"\n";
 

@@ -9,6 +9,7 @@ mod catalog;
 mod delivery;
 mod endpoint;
 pub mod kinesis;
+pub mod many;
 mod object;
 mod payload;
 mod router;
@@ -31,7 +32,7 @@ use crate::catalog::glue::{GlueCatalog, GlueError};
 use crate::checkpoint::{CheckpointError, Checkpointer, LocalFileStore, StoreError};
 use crate::config::{Config, DestinationConfig, SourceConfig, StoreConfig};
 use crate::source::{self, SourceContext, SourceError};
-use crate::telemetry::events::{RunFinished, Started};
+use crate::telemetry::events::{RunFailed, RunFinished, Started};
 use crate::telemetry::listener::{self, ListenError};
 use crate::telemetry::{Registry, Telemetry, DEFAULT_RETRY_BUDGET};
 
@@ -39,9 +40,10 @@ pub use crate::telemetry::RunSummary;
 
 /// Messages of records in flight from the source to the router.
 const SOURCE_CHANNEL_CAPACITY: usize = 4;
-/// Flushed batches waiting for the writer: one is encoded and written while
-/// the next fills; a full one waits here, and the router waits with it until
-/// the writer takes it (`Router::hand_over`): two buffers at most.
+/// Flushed batches waiting for the writer: up to `max_concurrent_puts` are
+/// encoded and written while the next fills; a full one waits here, and the
+/// router waits with it until the writer takes it (`Router::hand_over`):
+/// `max_concurrent_puts` + 1 buffers at most.
 const BATCH_CHANNEL_CAPACITY: usize = 1;
 
 /// Options of one run that are not configuration.
@@ -108,7 +110,28 @@ pub async fn run(config: Config, options: RunOptions) -> Result<RunSummary, RunE
         Some(address) => Some(listener::serve(address, registry.clone()).await?),
         None => None,
     };
+    run_in(config, options, registry).await
+}
+
+/// [`run`], counting into `registry`, whose listener (if any) is served by
+/// the caller: one of several pipelines in a process ([`many`]).
+pub(crate) async fn run_in(
+    config: Config,
+    options: RunOptions,
+    registry: Arc<Registry>,
+) -> Result<RunSummary, RunError> {
+    config.register_secrets();
     let telemetry = Telemetry::new(registry, &config.name, retry_budget(&config.destination));
+    let result = run_with(config, options, telemetry.clone()).await;
+    if let Err(error) = &result {
+        // Readiness says which pipeline stopped, and why, for as long as
+        // the others run.
+        telemetry.emit(RunFailed { error });
+    }
+    result
+}
+
+async fn run_with(config: Config, options: RunOptions, telemetry: Telemetry) -> Result<RunSummary, RunError> {
     let objects = config.destination.objects();
     let destination: Arc<dyn ObjectStore> = match &objects.store {
         StoreConfig::Local { path } => Arc::new(LocalStore::new(path)),
@@ -225,6 +248,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<RunSummary, RunE
         },
         endpoint: http,
         kinesis,
+        max_concurrent: objects.max_concurrent_puts,
     };
     let writer_task = tokio::spawn(writer.run(batches_rx));
     if !chain.is_empty() {

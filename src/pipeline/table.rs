@@ -97,6 +97,10 @@ impl Delivery {
         records: Vec<Record>,
         tickets: Vec<Ticket>,
     ) -> Result<Vec<PlannedObject>, RunError> {
+        // Batches are planned one at a time (their puts may overlap): each
+        // is encoded under the version the one before it left, so versions
+        // grow one by one and none is lost to a race.
+        let mut published = self.published_table_schema.lock().await;
         let table = self.checkpoints.table_schema();
         let (objects, grown) = blocking(move || planner.table_data(records, tickets, table.as_ref())).await?;
         if let Some(grown) = grown {
@@ -108,16 +112,15 @@ impl Delivery {
             self.checkpoints.set_table_schema(grown);
             self.save().await?;
         }
-        self.publish_table_schema().await?;
+        self.publish_table_schema(&mut published).await?;
         Ok(objects)
     }
 
     /// Puts the schema object of the version in force, once per run.
-    async fn publish_table_schema(&self) -> Result<(), RunError> {
+    async fn publish_table_schema(&self, published: &mut Option<u64>) -> Result<(), RunError> {
         let Some(table) = self.checkpoints.table_schema() else {
             return Ok(());
         };
-        let mut published = self.published_table_schema.lock().await;
         if *published == Some(table.version) {
             return Ok(());
         }

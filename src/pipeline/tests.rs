@@ -35,6 +35,8 @@ use crate::checkpoint::state::CheckpointState;
 use crate::checkpoint::{Checkpointer, LocalFileStore};
 use crate::telemetry::Telemetry;
 
+mod concurrent;
+
 const STREAM: &str = "clicks";
 const SHARD: &str = "shard-1";
 /// The key of the data object of records 1..: the hour of their arrival
@@ -98,6 +100,9 @@ struct Watched {
     /// How many more puts write their object, then fail as if the answer
     /// never came.
     lose_responses: AtomicUsize,
+    /// Holds puts back until a test lets them through (see
+    /// [`concurrent`]): open unless a test closes it.
+    gate: concurrent::Gate,
 }
 
 #[async_trait]
@@ -110,6 +115,7 @@ impl ObjectStore for Watched {
     ) -> Result<PutOutcome, spillway_destinations::Error> {
         let saved = read_state(&self.checkpoint_file);
         self.puts.lock().unwrap().push((key.clone(), saved));
+        self.gate.pass(key).await;
         let outcome = self.store.put(key, payload, options).await?;
         let lose = self
             .lose_responses
@@ -153,6 +159,9 @@ struct Harness {
     planner: Arc<ObjectPlanner>,
     telemetry: Telemetry,
     retry: RetryPolicy,
+    /// Batches written at a time: 1 unless a test says otherwise, so that
+    /// puts come in the order tests expect.
+    max_concurrent: usize,
 }
 
 impl Harness {
@@ -186,6 +195,7 @@ path = "state"
             checkpoint_file: checkpoint_store.path().to_owned(),
             puts: Mutex::default(),
             lose_responses: AtomicUsize::new(0),
+            gate: concurrent::Gate::default(),
         });
         let checkpoints = Checkpointer::open(STREAM, Box::new(checkpoint_store), &*watched)
             .await
@@ -202,6 +212,7 @@ path = "state"
             watched,
             checkpoints: Arc::new(checkpoints),
             telemetry: Telemetry::standalone(STREAM),
+            max_concurrent: 1,
         }
     }
 
@@ -250,7 +261,12 @@ path = "state"
             tx.send(batch).await.unwrap();
         }
         drop(tx);
-        let writer = Writer {
+        self.writer().run(rx).await
+    }
+
+    /// A writer over this harness's store and checkpoints.
+    fn writer(&self) -> Writer {
+        Writer {
             objects: Delivery {
                 planner: self.planner.clone(),
                 store: self.watched.clone(),
@@ -263,8 +279,8 @@ path = "state"
             },
             endpoint: None,
             kinesis: None,
-        };
-        writer.run(rx).await
+            max_concurrent: self.max_concurrent,
+        }
     }
 
     /// The object `k`, decompressed.

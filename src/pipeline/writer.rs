@@ -4,11 +4,20 @@
 //! error records always become objects. Every delivery then follows the
 //! same steps ([`super::delivery`]): intent, attempts, checkpoint, and
 //! error records for what could not be delivered.
+//!
+//! Batches that become objects are encoded and written up to
+//! `max_concurrent_puts` at a time, so that a store a round trip away does
+//! not cap the stream at one object per round trip. They complete in any
+//! order, which the checkpoints allow for: each object's intent is saved
+//! before its put, and a source's checkpoint moves only over records whose
+//! objects are all written (`crate::checkpoint::tracker`). A record
+//! endpoint's batches go one at a time, in order.
 
 use std::sync::Arc;
 
 use spillway_transforms::Record;
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 
 use super::delivery::{blocking, Delivery, FlushInfo};
 use super::endpoint::EndpointDelivery;
@@ -23,57 +32,125 @@ pub(super) struct Writer {
     pub objects: Delivery,
     pub endpoint: Option<EndpointDelivery>,
     pub kinesis: Option<KinesisDelivery>,
+    /// How many batches become objects at a time (`max_concurrent_puts`).
+    pub max_concurrent: usize,
+}
+
+/// A batch taken from the router, as the writer delivers it.
+struct Taken {
+    key: BufferKey,
+    records: Vec<Record>,
+    tickets: Vec<Ticket>,
+    info: FlushInfo,
+    oldest_arrival: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Writer {
     /// Delivers batches until the router hangs up. Stops at the first
-    /// error no retry can fix; records of undelivered batches are not
-    /// checkpointed, so the next run reads them again.
+    /// error no retry can fix, abandoning the deliveries in flight: their
+    /// intents stay pending, records of undelivered batches are not
+    /// checkpointed, and the next run settles the one and reads the
+    /// others again.
     pub async fn run(self, mut batches: mpsc::Receiver<Batch>) -> Result<(), RunError> {
-        while let Some(batch) = batches.recv().await {
-            let Batch {
-                key,
-                items,
-                bytes,
-                reason,
-            } = batch;
-            self.objects.telemetry.emit(BatchTaken {
-                reason,
-                oldest_arrival: items.iter().map(|b| b.record.arrival).min(),
-            });
-            let info = FlushInfo {
+        let max_concurrent = self.max_concurrent.max(1);
+        let writer = Arc::new(self);
+        let mut in_flight: JoinSet<Result<(), RunError>> = JoinSet::new();
+        loop {
+            // A batch is taken only when a slot is free: the router waits
+            // meanwhile, and the source with it.
+            if in_flight.len() >= max_concurrent {
+                let done = in_flight.join_next().await.expect("deliveries are in flight");
+                done.expect("a delivery does not panic")?;
+                continue;
+            }
+            let batch = tokio::select! {
+                biased;
+                Some(done) = in_flight.join_next() => {
+                    done.expect("a delivery does not panic")?;
+                    continue;
+                }
+                batch = batches.recv() => batch,
+            };
+            let Some(batch) = batch else { break };
+            let taken = writer.take(batch);
+            if writer.is_endpoint_data(&taken.key) {
+                // Records sent to an endpoint keep their order.
+                writer.deliver(taken).await?;
+            } else {
+                in_flight.spawn(writer.clone().deliver_owned(taken));
+            }
+        }
+        while let Some(done) = in_flight.join_next().await {
+            done.expect("a delivery does not panic")?;
+        }
+        Ok(())
+    }
+
+    fn take(&self, batch: Batch) -> Taken {
+        let Batch {
+            key,
+            items,
+            bytes,
+            reason,
+        } = batch;
+        let oldest_arrival = items.iter().map(|b| b.record.arrival).min();
+        self.objects.telemetry.emit(BatchTaken { reason, oldest_arrival });
+        let (records, tickets) = items.into_iter().map(|b| (b.record, b.ticket)).unzip();
+        Taken {
+            key,
+            records,
+            tickets,
+            info: FlushInfo {
                 reason,
                 buffer_bytes: bytes,
-            };
-            let (records, tickets): (Vec<Record>, Vec<Ticket>) =
-                items.into_iter().map(|b| (b.record, b.ticket)).unzip();
-            match (&self.endpoint, &self.kinesis, key) {
-                (Some(endpoint), _, BufferKey::Data) => endpoint.deliver(&self.objects, records, tickets, info).await?,
-                (_, Some(kinesis), BufferKey::Data) => kinesis.deliver(&self.objects, records, tickets, info).await?,
-                (_, _, key @ (BufferKey::Data | BufferKey::Partition(_))) => {
-                    // An endpoint takes no partitions: `validate` refuses
-                    // dynamic partitioning with one.
-                    let planner = match key {
-                        BufferKey::Partition(keys) => Arc::new(self.objects.planner.for_partition(keys)),
-                        _ => self.objects.planner.clone(),
-                    };
-                    let objects = match (&self.objects.catalog, planner.keeps_table()) {
-                        (Some(catalog), _) => self.objects.plan_in_catalog(catalog, planner, records, tickets).await?,
-                        (None, true) => self.objects.plan_in_table(planner, records, tickets).await?,
-                        (None, false) => blocking(move || planner.data(records, tickets)).await?,
-                    };
-                    for object in objects {
-                        self.objects.deliver(object, info).await?;
-                    }
-                }
-                (_, _, BufferKey::Error(output_type)) => {
-                    let planner = self.objects.planner.clone();
-                    let object = blocking(move || planner.errors(output_type, records, tickets)).await?;
+            },
+            oldest_arrival,
+        }
+    }
+
+    fn is_endpoint_data(&self, key: &BufferKey) -> bool {
+        (self.endpoint.is_some() || self.kinesis.is_some()) && matches!(key, BufferKey::Data)
+    }
+
+    async fn deliver_owned(self: Arc<Self>, taken: Taken) -> Result<(), RunError> {
+        self.deliver(taken).await
+    }
+
+    /// Delivers one batch to its receiver.
+    async fn deliver(&self, taken: Taken) -> Result<(), RunError> {
+        let Taken {
+            key,
+            records,
+            tickets,
+            info,
+            oldest_arrival,
+        } = taken;
+        match (&self.endpoint, &self.kinesis, key) {
+            (Some(endpoint), _, BufferKey::Data) => endpoint.deliver(&self.objects, records, tickets, info).await?,
+            (_, Some(kinesis), BufferKey::Data) => kinesis.deliver(&self.objects, records, tickets, info).await?,
+            (_, _, key @ (BufferKey::Data | BufferKey::Partition(_))) => {
+                // An endpoint takes no partitions: `validate` refuses
+                // dynamic partitioning with one.
+                let planner = match key {
+                    BufferKey::Partition(keys) => Arc::new(self.objects.planner.for_partition(keys)),
+                    _ => self.objects.planner.clone(),
+                };
+                let objects = match (&self.objects.catalog, planner.keeps_table()) {
+                    (Some(catalog), _) => self.objects.plan_in_catalog(catalog, planner, records, tickets).await?,
+                    (None, true) => self.objects.plan_in_table(planner, records, tickets).await?,
+                    (None, false) => blocking(move || planner.data(records, tickets)).await?,
+                };
+                for object in objects {
                     self.objects.deliver(object, info).await?;
                 }
             }
-            self.objects.telemetry.emit(BatchDone);
+            (_, _, BufferKey::Error(output_type)) => {
+                let planner = self.objects.planner.clone();
+                let object = blocking(move || planner.errors(output_type, records, tickets)).await?;
+                self.objects.deliver(object, info).await?;
+            }
         }
+        self.objects.telemetry.emit(BatchDone { oldest_arrival });
         Ok(())
     }
 }

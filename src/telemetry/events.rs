@@ -172,17 +172,20 @@ impl Event for BatchTaken {
             reason: self.reason.as_str().to_owned(),
         };
         telemetry.registry.families.flushes.get_or_create(&labels).inc();
-        telemetry.state.set_in_flight_oldest(self.oldest_arrival);
+        telemetry.state.add_in_flight(self.oldest_arrival);
     }
 }
 
 /// The writer is done with a batch: delivered (or written as error
-/// records), checkpointed.
-pub struct BatchDone;
+/// records), checkpointed. Batches are done in any order (concurrent
+/// puts): `oldest_arrival` is the one [`BatchTaken`] had.
+pub struct BatchDone {
+    pub oldest_arrival: Option<DateTime<Utc>>,
+}
 
 impl Event for BatchDone {
     fn emit(self, telemetry: &Telemetry) {
-        telemetry.state.set_in_flight_oldest(None);
+        telemetry.state.remove_in_flight(self.oldest_arrival);
     }
 }
 
@@ -496,6 +499,18 @@ impl Event for ShardClosed<'_> {
     }
 }
 
+/// The run stopped on an error (one of several pipelines in a process:
+/// the others run on). The caller prints the error; readiness keeps it.
+pub struct RunFailed<'a> {
+    pub error: &'a dyn std::error::Error,
+}
+
+impl Event for RunFailed<'_> {
+    fn emit(self, telemetry: &Telemetry) {
+        telemetry.state.set_failed(self.error.to_string());
+    }
+}
+
 /// The run is over: everything read is delivered and checkpointed.
 pub struct RunFinished<'a> {
     pub summary: &'a RunSummary,
@@ -505,7 +520,7 @@ impl Event for RunFinished<'_> {
     fn emit(self, telemetry: &Telemetry) {
         let summary = self.summary;
         telemetry.state.set_buffered_oldest(None);
-        telemetry.state.set_in_flight_oldest(None);
+        telemetry.state.clear_in_flight();
         tracing::info!(
             ended_by = %summary.ended_by,
             records_read = summary.records_read,

@@ -11,7 +11,7 @@
 //! (local and S3 puts by default, checkpoint saves, Kinesis reads) would
 //! otherwise never say that the pipeline is stuck.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -35,13 +35,16 @@ pub struct PipelineState {
     pub(super) stats: Stats,
     budget: Duration,
     started: AtomicBool,
+    /// Why the pipeline stopped, if it failed.
+    failed: Mutex<Option<String>>,
     /// Operations failing now, by id: when their first failure was.
     failing: Mutex<HashMap<u64, Instant>>,
     next_operation: AtomicU64,
     /// The oldest arrival among buffered records (the router's view).
     buffered_oldest_ms: AtomicI64,
-    /// The oldest arrival in the batch being delivered (the writer's view).
-    in_flight_oldest_ms: AtomicI64,
+    /// The oldest arrival of each batch being delivered (the writer's
+    /// view; several with concurrent puts), as a multiset: ms → batches.
+    in_flight_oldest_ms: Mutex<BTreeMap<i64, usize>>,
 }
 
 impl PipelineState {
@@ -53,10 +56,11 @@ impl PipelineState {
             stats: Stats::default(),
             budget,
             started: AtomicBool::new(false),
+            failed: Mutex::new(None),
             failing: Mutex::new(HashMap::new()),
             next_operation: AtomicU64::new(0),
             buffered_oldest_ms: AtomicI64::new(NONE),
-            in_flight_oldest_ms: AtomicI64::new(NONE),
+            in_flight_oldest_ms: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -69,23 +73,54 @@ impl PipelineState {
             .store(oldest.map_or(NONE, |t| t.timestamp_millis()), Relaxed);
     }
 
-    pub(super) fn set_in_flight_oldest(&self, oldest: Option<DateTime<Utc>>) {
-        self.in_flight_oldest_ms
-            .store(oldest.map_or(NONE, |t| t.timestamp_millis()), Relaxed);
+    /// A batch whose oldest record arrived at `oldest` is being delivered.
+    pub(super) fn add_in_flight(&self, oldest: Option<DateTime<Utc>>) {
+        let Some(oldest) = oldest else { return };
+        let mut in_flight = self.in_flight_oldest_ms.lock().expect("not poisoned");
+        *in_flight.entry(oldest.timestamp_millis()).or_default() += 1;
+    }
+
+    /// The batch [`Self::add_in_flight`] noted is delivered.
+    pub(super) fn remove_in_flight(&self, oldest: Option<DateTime<Utc>>) {
+        let Some(oldest) = oldest else { return };
+        let mut in_flight = self.in_flight_oldest_ms.lock().expect("not poisoned");
+        let ms = oldest.timestamp_millis();
+        if let Some(count) = in_flight.get_mut(&ms) {
+            *count -= 1;
+            if *count == 0 {
+                in_flight.remove(&ms);
+            }
+        }
+    }
+
+    pub(super) fn set_failed(&self, error: String) {
+        *self.failed.lock().expect("not poisoned") = Some(error);
+    }
+
+    pub(super) fn clear_in_flight(&self) {
+        self.in_flight_oldest_ms.lock().expect("not poisoned").clear();
     }
 
     /// The arrival of the oldest record buffered or being delivered.
     pub fn oldest_undelivered(&self) -> Option<DateTime<Utc>> {
-        let oldest = self
-            .buffered_oldest_ms
-            .load(Relaxed)
-            .min(self.in_flight_oldest_ms.load(Relaxed));
+        let oldest = self.buffered_oldest_ms.load(Relaxed).min(
+            self.in_flight_oldest_ms
+                .lock()
+                .expect("not poisoned")
+                .keys()
+                .next()
+                .copied()
+                .unwrap_or(NONE),
+        );
         (oldest != NONE).then(|| DateTime::from_timestamp_millis(oldest))?
     }
 
     /// Why the pipeline is not ready, if it is not.
     pub fn unready_reason(&self) -> Option<String> {
         let stream = &self.labels.stream;
+        if let Some(error) = &*self.failed.lock().expect("not poisoned") {
+            return Some(format!("{stream}: stopped: {error}"));
+        }
         if !self.started.load(Relaxed) {
             return Some(format!(
                 "{stream}: starting (destination, checkpoint and source not all checked yet)"
@@ -150,6 +185,13 @@ mod tests {
     fn ready_once_started_until_an_operation_fails_past_the_budget() {
         let state = Arc::new(PipelineState::new("s", Duration::from_millis(20)));
         assert!(state.unready_reason().unwrap().contains("starting"));
+        let failed = PipelineState::new("f", DEFAULT_RETRY_BUDGET);
+        failed.set_failed("destination check failed: connection refused".into());
+        assert_eq!(
+            failed.unready_reason().as_deref(),
+            Some("f: stopped: destination check failed: connection refused"),
+            "a pipeline that failed at start is not said to be starting"
+        );
         state.set_started();
         assert_eq!(state.unready_reason(), None);
         let put = state.operation();
@@ -173,10 +215,17 @@ mod tests {
         assert_eq!(state.oldest_undelivered(), None);
         let t1 = DateTime::from_timestamp_millis(1_000).unwrap();
         let t2 = DateTime::from_timestamp_millis(2_000).unwrap();
+        let t0 = DateTime::from_timestamp_millis(500).unwrap();
         state.set_buffered_oldest(Some(t2));
-        state.set_in_flight_oldest(Some(t1));
+        state.add_in_flight(Some(t1));
+        state.add_in_flight(Some(t0));
+        state.add_in_flight(Some(t1));
+        assert_eq!(state.oldest_undelivered(), Some(t0));
+        // Batches delivered out of order: the oldest left still counts.
+        state.remove_in_flight(Some(t0));
+        state.remove_in_flight(Some(t1));
         assert_eq!(state.oldest_undelivered(), Some(t1));
-        state.set_in_flight_oldest(None);
+        state.remove_in_flight(Some(t1));
         assert_eq!(state.oldest_undelivered(), Some(t2));
         state.set_buffered_oldest(None);
         assert_eq!(state.oldest_undelivered(), None);

@@ -128,7 +128,9 @@ fn a_batch_taken_counts_a_flush_and_is_fresh_until_done() {
         1.0
     );
     assert!(value(&t, r#"spillway_data_freshness_seconds{stream="s"}"#) >= 10.0);
-    t.emit(BatchDone);
+    t.emit(BatchDone {
+        oldest_arrival: Some(ten_seconds_ago),
+    });
     assert_eq!(value(&t, r#"spillway_data_freshness_seconds{stream="s"}"#), 0.0);
 }
 

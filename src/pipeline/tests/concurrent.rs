@@ -1,0 +1,266 @@
+//! Concurrent puts (`max_concurrent_puts`): objects written in any order,
+//! and a crash with several of them in flight.
+//!
+//! The store's [`Gate`] holds every put back until the test lets it
+//! through, so a test chooses the order in which objects complete. After
+//! each one, the checkpoint file must say exactly how far every earlier
+//! record is delivered: never past a record whose object is not written.
+//! Then the writer is dropped mid-flight (as `kill -9` would leave the
+//! file), the checkpoints are opened again and settled against the store,
+//! the records are read again, and every record must end up in exactly
+//! one object.
+
+use std::collections::{BTreeMap, HashSet};
+
+use proptest::prelude::*;
+
+use super::*;
+
+/// Lets puts through: all of them (open, the default), or only those
+/// whose key a test opened.
+#[derive(Debug, Default)]
+pub(super) struct Gate {
+    state: Mutex<GateState>,
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    closed: bool,
+    opened: HashSet<String>,
+    /// Keys whose puts wait at the gate now.
+    waiting: HashSet<String>,
+}
+
+impl Gate {
+    /// Returns once a put of `key` may go on.
+    pub(super) async fn pass(&self, key: &ObjectKey) {
+        loop {
+            {
+                let mut state = self.state.lock().unwrap();
+                if !state.closed || state.opened.contains(key.as_str()) {
+                    state.waiting.remove(key.as_str());
+                    return;
+                }
+                state.waiting.insert(key.to_string());
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    fn close(&self) {
+        self.state.lock().unwrap().closed = true;
+    }
+
+    fn open_all(&self) {
+        self.state.lock().unwrap().closed = false;
+    }
+
+    fn open(&self, key: &str) {
+        self.state.lock().unwrap().opened.insert(key.to_owned());
+    }
+
+    fn waiting(&self) -> usize {
+        self.state.lock().unwrap().waiting.len()
+    }
+}
+
+/// Polls `done` every millisecond, for up to 10 seconds.
+async fn wait_until(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..10_000 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+/// The key of the raw, uncompressed object whose first record is `first`.
+fn raw_key(first: u64) -> String {
+    format!("events/2024/05/06/07/clicks-shard-1-{first}-0")
+}
+
+/// Batches of `sizes` records, numbered from 1, each record's data its
+/// number (`r<n>`).
+fn numbered(sizes: &[usize]) -> Vec<Vec<Record>> {
+    let mut next = 0;
+    sizes
+        .iter()
+        .map(|&size| {
+            (0..size)
+                .map(|_| {
+                    next += 1;
+                    record(next, &format!("r{next}"))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Every record line in the store, with how many objects hold it.
+fn stored_lines(h: &Harness) -> BTreeMap<String, usize> {
+    let mut lines = BTreeMap::new();
+    for key in h.store().keys() {
+        let body = h.store().get(&key).unwrap();
+        for line in body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            *lines.entry(String::from_utf8(line.to_vec()).unwrap()).or_default() += 1;
+        }
+    }
+    lines
+}
+
+impl Harness {
+    /// Opens the checkpoints again from the file, settling its pending
+    /// objects against the store, as a restarted run does.
+    async fn reopen(&mut self) {
+        // The dead run's lock goes with it: let go of its checkpoints
+        // before they are opened again.
+        let elsewhere = LocalFileStore::open(&self._dir.path().join("elsewhere"), STREAM).unwrap();
+        let placeholder = Checkpointer::open(STREAM, Box::new(elsewhere), &*self.watched)
+            .await
+            .unwrap();
+        let dead = std::mem::replace(&mut self.checkpoints, Arc::new(placeholder));
+        // Its aborted deliveries are dropped on their own threads.
+        wait_until("the dead run's deliveries are gone", || Arc::strong_count(&dead) == 1).await;
+        drop(dead);
+        let store = LocalFileStore::open(&self._dir.path().join("state"), STREAM).unwrap();
+        let checkpoints = Checkpointer::open(STREAM, Box::new(store), &*self.watched)
+            .await
+            .unwrap();
+        self.checkpoints = Arc::new(checkpoints);
+    }
+
+    /// The records not yet delivered, read again in order and admitted by
+    /// the (reopened) checkpoints, as one batch.
+    fn read_again(&self, records: &[Record]) -> Option<Batch> {
+        let tickets = self
+            .checkpoints
+            .admit(records.iter().map(|r| (&r.position.source, &r.position.offset)));
+        let items: Vec<Buffered> = records
+            .iter()
+            .zip(tickets)
+            .filter_map(|(record, ticket)| {
+                ticket.map(|ticket| Buffered {
+                    record: record.clone(),
+                    ticket,
+                })
+            })
+            .collect();
+        (!items.is_empty()).then(|| Batch {
+            key: BufferKey::Data,
+            bytes: items.iter().map(|b| b.record.data.len()).sum(),
+            items,
+            reason: FlushReason::EndOfInput,
+        })
+    }
+}
+
+/// Writes `sizes` batches all at once, lets their puts complete in
+/// `order`, checking the checkpoint after each; then, if `crash_after` is
+/// less than their number, drops the writer with the others in flight,
+/// restarts and reads everything again. Every record must be in exactly
+/// one object, and the checkpoint at the last.
+async fn complete_out_of_order(sizes: Vec<usize>, order: Vec<usize>, crash_after: usize) {
+    let mut h = Harness::new(r#"compression = "none""#, "type = \"raw\"\ndelimiter = \"\\n\"").await;
+    h.max_concurrent = sizes.len();
+    h.watched.gate.close();
+    let batches = numbered(&sizes);
+    let all: Vec<Record> = batches.iter().flatten().cloned().collect();
+    let (tx, rx) = mpsc::channel(batches.len());
+    for records in &batches {
+        tx.send(h.batch(BufferKey::Data, records.clone())).await.unwrap();
+    }
+    drop(tx);
+    let writer = tokio::spawn(h.writer().run(rx));
+
+    // Every object is in flight at once, each under its saved intent.
+    wait_until("every put waits at the gate", || {
+        h.watched.gate.waiting() == sizes.len()
+    })
+    .await;
+    assert_eq!(h.saved().pending.len(), sizes.len());
+    assert_eq!(h.checkpoint(), None);
+
+    let firsts: Vec<u64> = batches
+        .iter()
+        .map(|b| b[0].position.offset.sequence_number.as_str().parse().unwrap())
+        .collect();
+    let mut written = vec![false; batches.len()];
+    for &index in order.iter().take(crash_after) {
+        let key = raw_key(firsts[index]);
+        h.watched.gate.open(&key);
+        wait_until("the object is written and checkpointed", || {
+            !h.saved().pending.iter().any(|p| p.key == key)
+        })
+        .await;
+        written[index] = true;
+        // The checkpoint is the last record of the written prefix of the
+        // batches: never past a record whose object is not written.
+        let prefix = written.iter().take_while(|w| **w).count();
+        let expected = match prefix {
+            0 => None,
+            n => Some(offset(sizes[..n].iter().sum::<usize>() as u64)),
+        };
+        assert_eq!(h.checkpoint(), expected, "after writing batch {index} of {order:?}");
+    }
+
+    if crash_after < batches.len() {
+        // Killed with puts in flight: what the file says is all there is.
+        writer.abort();
+        assert!(writer.await.unwrap_err().is_cancelled());
+        h.watched.gate.open_all();
+        h.reopen().await;
+        h.max_concurrent = 1;
+        if let Some(batch) = h.read_again(&all) {
+            h.write(vec![batch]).await.unwrap();
+        }
+    } else {
+        writer.await.unwrap().unwrap();
+    }
+
+    let expected: BTreeMap<String, usize> = all
+        .iter()
+        .map(|r| (String::from_utf8(r.data.to_vec()).unwrap(), 1))
+        .collect();
+    assert_eq!(stored_lines(&h), expected, "every record in exactly one object");
+    assert_eq!(h.checkpoint(), Some(offset(all.len() as u64)));
+    assert!(h.saved().pending.is_empty());
+}
+
+#[tokio::test]
+async fn a_later_object_written_first_does_not_move_the_checkpoint_past_an_earlier_one() {
+    complete_out_of_order(vec![2, 3, 1], vec![2, 1, 0], 3).await;
+}
+
+#[tokio::test]
+async fn a_crash_with_earlier_objects_unwritten_reads_them_again_and_skips_the_later_ones_written() {
+    // Batches 2 and 4 are written, 1 and 3 are not when the run dies.
+    complete_out_of_order(vec![2, 2, 2, 2], vec![1, 3, 0, 2], 2).await;
+}
+
+/// Shuffles `0..n` by `keys` (one random key per index).
+fn permutation(keys: &[u32]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..keys.len()).collect();
+    order.sort_by_key(|&i| (keys[i], i));
+    order
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    #[test]
+    fn in_any_completion_order_and_any_crash_point_every_record_is_written_once(
+        sizes in prop::collection::vec(1usize..4, 1..7),
+        keys in prop::collection::vec(any::<u32>(), 7),
+        crash_fraction in 0.0f64..=1.0,
+    ) {
+        let order = permutation(&keys[..sizes.len()]);
+        let crash_after = (crash_fraction * sizes.len() as f64).round() as usize;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(complete_out_of_order(sizes, order, crash_after));
+    }
+}
