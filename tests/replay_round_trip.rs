@@ -214,9 +214,12 @@ fn kinesis_to_parquet_and_envelope_archives_replayed_and_archived_again_hold_the
             .args(["--from", &format!("s3://{BUCKET}/{format}/")])
             .args(["--to", &format!("kinesis:{target}")])
             .args(["--errors", &format!("errors-{format}")])
-            // No endpoint flag: the standard variables.
+            // No endpoint flag: the standard variables. `localhost`, not
+            // an IP address: the SDK would then ask `round-trip.localhost`
+            // (virtual-hosted style), as it would `bucket.minio` of a MinIO
+            // at `http://minio:9000`, unless replay asks for path style.
             .env("AWS_ENDPOINT_URL_KINESIS", &kinesalite)
-            .env("AWS_ENDPOINT_URL_S3", &moto)
+            .env("AWS_ENDPOINT_URL_S3", moto.replace("127.0.0.1", "localhost"))
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .output()
