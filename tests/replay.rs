@@ -303,3 +303,30 @@ fn a_dry_run_counts_what_a_replay_then_sends_and_sends_nothing() {
         assert_eq!(report["first_arrival"], "-");
     }
 }
+
+/// A bad object in the archive does not end a printing replay silently:
+/// its key is logged and written as an error record under `--errors`, and
+/// the rest is printed.
+#[test]
+fn a_bad_object_is_an_error_record_naming_its_key_and_the_rest_is_printed() {
+    let (dir, input) = two_archives(500);
+    let hour_dir = objects(&dir.path().join("archive"))
+        .keys()
+        .find(|k| k.starts_with("jsonl/"))
+        .map(|k| k.rsplit_once('/').unwrap().0.to_owned())
+        .unwrap();
+    let bad = format!("{hour_dir}/zz-truncated.jsonl.gz");
+    let gzip = spillway_destinations::Compression::Gzip.compress(&input, "").unwrap();
+    std::fs::write(dir.path().join("archive").join(&bad), &gzip[..gzip.len() / 2]).unwrap();
+    let output = replay_print(dir.path(), "jsonl", &["--to", "-", "--errors", "errs"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(output.stdout == input, "the good objects' records, exactly");
+    assert!(stderr.contains(&bad), "the key is not in the logs: {stderr}");
+    let errors = objects(&dir.path().join("errs"));
+    let lines = lines_under(&errors, "archive-read-failed/");
+    assert_eq!(lines.len(), 1, "{errors:?}");
+    let record: serde_json::Value = serde_json::from_slice(&lines[0]).unwrap();
+    assert_eq!(record["errorCode"], "Archive.ReadFailed");
+    assert!(record["errorMessage"].as_str().unwrap().contains(&bad), "{record}");
+}
