@@ -360,13 +360,13 @@ fn replay_print(args: &spillway::replay::ReplayArgs, target: spillway::replay::T
         }
     };
     let archive = match spillway::config::parse(&text, "of spillway replay", &|name| std::env::var(name).ok()) {
-        Ok(config) => match {
+        Ok(config) => {
             config.register_secrets();
-            config.source
-        } {
-            spillway::config::SourceConfig::Archive(archive) => *archive,
-            _ => unreachable!("a replay reads an archive"),
-        },
+            match config.source {
+                spillway::config::SourceConfig::Archive(archive) => *archive,
+                _ => unreachable!("a replay reads an archive"),
+            }
+        }
         Err(err) => {
             telemetry::eprint_line(&format!("error: {err}"));
             return 2;
