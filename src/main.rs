@@ -81,11 +81,14 @@ enum Command {
         #[arg(long)]
         since: Option<chrono::NaiveDate>,
     },
-    /// Send an archive back into a Kinesis stream or an HTTP endpoint: an
-    /// `archive` source and that destination, run once. Interrupted, it
-    /// resumes from `--state`.
+    /// Send an archive back into a Kinesis stream or an HTTP endpoint (an
+    /// `archive` source and that destination, run once; interrupted, it
+    /// resumes from `--state`), or print its records as NDJSON (`--to -`,
+    /// `--to file:PATH`), or count what it would send (`--dry-run`).
     Replay {
-        /// The archive: s3://bucket/prefix/ or a local directory.
+        /// The archive: s3://bucket/prefix/ or a local directory. With
+        /// AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL set (an S3-compatible
+        /// store), path-style URLs are used.
         #[arg(long)]
         from: String,
         /// The archive's prefix template, when it has a time part (e.g.
@@ -99,9 +102,14 @@ enum Command {
         /// Only records that arrived before this RFC 3339 time.
         #[arg(long)]
         end: Option<String>,
-        /// kinesis:STREAM or http:URL.
+        /// kinesis:STREAM, http:URL, file:PATH (a new file) or - (stdout):
+        /// each record's bytes and a newline, in archive order.
+        #[arg(long, required_unless_present = "dry_run")]
+        to: Option<String>,
+        /// Print the objects, records, bytes and arrival-time range the
+        /// replay would send; send nothing, write no state.
         #[arg(long)]
-        to: String,
+        dry_run: bool,
         /// The checkpoint file (`NAME.checkpoint.json`): kept, and resumed
         /// from when the replay is run again. Without it, a replay starts
         /// afresh and keeps no state.
@@ -152,6 +160,7 @@ fn main() -> ExitCode {
             start,
             end,
             to,
+            dry_run,
             state,
             errors,
         } => {
@@ -161,11 +170,14 @@ fn main() -> ExitCode {
                 prefix,
                 start,
                 end,
-                to,
+                to: to.unwrap_or_else(|| "-".to_owned()),
                 state,
                 errors,
+                path_style: ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
+                    .iter()
+                    .any(|name| std::env::var(name).is_ok_and(|v| !v.is_empty())),
             };
-            let code = replay(&args);
+            let code = replay(&args, dry_run);
             std::process::exit(code);
         }
         Command::Run { files, config, once } => {
@@ -334,8 +346,24 @@ fn init_logs(log_format: LogFormatArg, log_level: &str) {
 
 /// Runs the replay's configuration once; without `--state`, in a
 /// checkpoint directory of its own, removed after a run that succeeded.
-fn replay(args: &spillway::replay::ReplayArgs) -> i32 {
-    use spillway::replay::{config_text, StatePlace};
+/// Printing targets and dry runs read the archive without a pipeline.
+fn replay(args: &spillway::replay::ReplayArgs, dry_run: bool) -> i32 {
+    use spillway::replay::{config_text, StatePlace, Target};
+    let target = match Target::of(&args.to) {
+        Ok(target) => target,
+        Err(err) => {
+            telemetry::eprint_line(&format!("error: {err}"));
+            return 2;
+        }
+    };
+    if dry_run || target != Target::Deliver {
+        if let (false, Some(state)) = (dry_run, &args.state) {
+            let err = spillway::replay::ReplayError::StateOfPrint(state.display().to_string());
+            telemetry::eprint_line(&format!("error: {err}"));
+            return 2;
+        }
+        return replay_print(args, target, dry_run);
+    }
     let (state, scratch) = match &args.state {
         Some(file) => match StatePlace::of(file) {
             Ok(state) => (state, None),
@@ -372,6 +400,54 @@ fn replay(args: &spillway::replay::ReplayArgs) -> i32 {
         let _ = std::fs::remove_dir_all(dir);
     }
     code
+}
+
+/// `--to -`, `--to file:PATH`, `--dry-run`: 0 when every object was read
+/// (a dry run prints its counts on stdout), 1 when the archive or the
+/// output failed, 2 for a bad command line.
+fn replay_print(args: &spillway::replay::ReplayArgs, target: spillway::replay::Target, dry_run: bool) -> i32 {
+    use spillway::replay::{config_text, print, StatePlace, Target};
+    let state = StatePlace {
+        dir: std::env::temp_dir(),
+        name: "replay".to_owned(),
+    };
+    let text = match config_text(args, &state) {
+        Ok(text) => text,
+        Err(err) => {
+            telemetry::eprint_line(&format!("error: {err}"));
+            return 2;
+        }
+    };
+    let archive = match spillway::config::parse(&text, "of spillway replay", &|name| std::env::var(name).ok()) {
+        Ok(config) => {
+            config.register_secrets();
+            match config.source {
+                spillway::config::SourceConfig::Archive(archive) => *archive,
+                _ => unreachable!("a replay reads an archive"),
+            }
+        }
+        Err(err) => {
+            telemetry::eprint_line(&format!("error: {err}"));
+            return 2;
+        }
+    };
+    let output = match (dry_run, target) {
+        (true, _) => print::Output::Count,
+        (false, Target::File(path)) => print::Output::File(path),
+        (false, _) => print::Output::Stdout,
+    };
+    match print::run(archive, output, &args.errors) {
+        Ok(tally) => {
+            if dry_run {
+                tally.report().iter().for_each(|line| telemetry::print_line(line));
+            }
+            0
+        }
+        Err(err) => {
+            telemetry::eprint_line(&format!("error: {}", error_chain(&err)));
+            1
+        }
+    }
 }
 
 fn run(path: &std::path::Path, once: bool) -> i32 {

@@ -4,6 +4,14 @@
 //! destination), validates it like any other, and runs it `--once`, so a
 //! replay has the checkpoints, retries and error output of every run, and
 //! `--state` resumes an interrupted one.
+//!
+//! Printing targets (`--to -`, `--to file:PATH`) and `--dry-run` need no
+//! delivery: [`print`] reads the same `archive` source (its filters, its
+//! order, its error records) and writes or counts the records itself,
+//! which is also the fastest way out of an archive.
+
+pub mod print;
+mod progress;
 
 use std::path::{Path, PathBuf};
 
@@ -19,26 +27,62 @@ pub struct ReplayArgs {
     pub prefix: Option<String>,
     pub start: Option<String>,
     pub end: Option<String>,
-    /// `kinesis:STREAM` or `http:URL`.
+    /// `kinesis:STREAM`, `http:URL`, `file:PATH` or `-`.
     pub to: String,
     /// The checkpoint file (`<dir>/<name>.checkpoint.json`); `None`: a
     /// fresh replay whose state is not kept.
     pub state: Option<PathBuf>,
     /// Where records the destination does not take go (error output).
     pub errors: PathBuf,
+    /// Path-style S3 URLs for the archive: set when the S3 endpoint comes
+    /// from `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` (an S3-compatible
+    /// store, which seldom resolves `bucket.host` names).
+    pub path_style: bool,
 }
 
 /// Why the command line makes no configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
-    #[error("--to {0:?} is not a destination: expected kinesis:STREAM or http:URL")]
+    #[error("--to {0:?} is not a destination: expected kinesis:STREAM, http:URL, file:PATH or - (stdout)")]
     BadTarget(String),
-    #[error("--to {0:?}: printing records (- or file:PATH) is not supported yet; use kinesis:STREAM or http:URL")]
-    UnsupportedTarget(String),
+    #[error("--state {0:?}: only kinesis: and http: replays keep state; a file is written whole or not at all, so run it again")]
+    StateOfPrint(String),
     #[error("--from {0:?}: expected s3://bucket/prefix/ or a directory")]
     BadSource(String),
     #[error("--state {0:?}: expected a file path such as ./orders.checkpoint.json")]
     BadState(String),
+}
+
+/// Where a replay sends its records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// A destination of the pipeline (`kinesis:`, `http:`), run `--once`.
+    Deliver,
+    /// NDJSON on standard output.
+    Stdout,
+    /// NDJSON into a new file.
+    File(PathBuf),
+}
+
+impl Target {
+    pub fn of(to: &str) -> Result<Self, ReplayError> {
+        if to == "-" {
+            return Ok(Self::Stdout);
+        }
+        if let Some(path) = to.strip_prefix("file:") {
+            if path.is_empty() {
+                return Err(ReplayError::BadTarget(to.to_owned()));
+            }
+            return Ok(Self::File(PathBuf::from(path)));
+        }
+        let deliver = to.strip_prefix("kinesis:").is_some_and(|s| !s.is_empty())
+            || to.starts_with("http:")
+            || to.starts_with("https://");
+        match deliver {
+            true => Ok(Self::Deliver),
+            false => Err(ReplayError::BadTarget(to.to_owned())),
+        }
+    }
 }
 
 /// Where the checkpoint of a replay is: its directory and its delivery
@@ -71,6 +115,9 @@ impl StatePlace {
 }
 
 /// The configuration text of the replay, with its checkpoint at `state`.
+/// A printing target or a dry run has no destination of the pipeline: the
+/// text names the error directory as a `local` one, never written by the
+/// pipeline, so that the source is validated as in any run.
 pub fn config_text(args: &ReplayArgs, state: &StatePlace) -> Result<String, ReplayError> {
     let quote = |s: &str| toml::Value::String(s.to_owned()).to_string();
     let mut text = format!("name = {}\n\n[source]\ntype = \"archive\"\n", quote(&state.name));
@@ -81,6 +128,9 @@ pub fn config_text(args: &ReplayArgs, state: &StatePlace) -> Result<String, Repl
                 return Err(ReplayError::BadSource(args.from.clone()));
             }
             text += &format!("bucket = {}\n", quote(bucket));
+            if args.path_style {
+                text += "force_path_style = true\n";
+            }
             prefix.to_owned()
         }
         None if args.from.contains("://") || args.from.is_empty() => {
@@ -100,7 +150,11 @@ pub fn config_text(args: &ReplayArgs, state: &StatePlace) -> Result<String, Repl
         text += &format!("end_time = {}\n", quote(end));
     }
     text += "\n[destination]\n";
-    if let Some(stream) = args.to.strip_prefix("kinesis:") {
+    let errors = args.errors.display().to_string();
+    if args.to == "-" || args.to.starts_with("file:") {
+        Target::of(&args.to)?;
+        text += &format!("type = \"local\"\npath = {}\n", quote(&errors));
+    } else if let Some(stream) = args.to.strip_prefix("kinesis:") {
         text += &format!("type = \"kinesis\"\nstream = {}\n", quote(stream));
     } else if let Some(url) = args.to.strip_prefix("http:") {
         // `http:https://...`, or `http://...` written as is.
@@ -108,13 +162,12 @@ pub fn config_text(args: &ReplayArgs, state: &StatePlace) -> Result<String, Repl
         text += &format!("type = \"http\"\nurl = {}\n", quote(url));
     } else if args.to.starts_with("https://") {
         text += &format!("type = \"http\"\nurl = {}\n", quote(&args.to));
-    } else if args.to == "-" || args.to.starts_with("file:") {
-        return Err(ReplayError::UnsupportedTarget(args.to.clone()));
     } else {
         return Err(ReplayError::BadTarget(args.to.clone()));
     }
-    let errors = args.errors.display().to_string();
-    text += &format!("\n[destination.backup]\ntype = \"local\"\npath = {}\n", quote(&errors));
+    if Target::of(&args.to)? == Target::Deliver {
+        text += &format!("\n[destination.backup]\ntype = \"local\"\npath = {}\n", quote(&errors));
+    }
     let dir = state.dir.display().to_string();
     text += &format!("\n[checkpoint]\npath = {}\n", quote(&dir));
     Ok(text)
@@ -133,6 +186,7 @@ mod tests {
             to: to.into(),
             state: None,
             errors: "replay-errors".into(),
+            path_style: false,
         }
     }
 
@@ -172,8 +226,15 @@ mod tests {
         let err = config_text(&args("/a", "sqs:q"), &state).unwrap_err().to_string();
         assert_eq!(
             err,
-            "--to \"sqs:q\" is not a destination: expected kinesis:STREAM or http:URL"
+            "--to \"sqs:q\" is not a destination: expected kinesis:STREAM, http:URL, file:PATH or - (stdout)"
         );
+        let err = config_text(&args("/a", "file:"), &state).unwrap_err().to_string();
+        assert!(err.starts_with("--to \"file:\" is not a destination"), "{err}");
+        for to in ["-", "file:out.ndjson"] {
+            let text = config_text(&args("/a", to), &state).unwrap();
+            let config = crate::config::parse(&text, "replay", &|_| None).unwrap();
+            assert!(matches!(config.source, crate::config::SourceConfig::Archive(_)));
+        }
         let err = config_text(&args("gs://b/", "kinesis:s"), &state)
             .unwrap_err()
             .to_string();

@@ -185,3 +185,75 @@ fn kill_9_during_delivery_loses_nothing_and_repeats_at_most_a_window() {
     let repeats = assert_delivered(&produced, &found, 500);
     println!("{found_before} records before the kill, {repeats} repeated after it");
 }
+
+/// `partition_key` as a jq expression keys each record by its own field;
+/// a record it gives no key for goes to the backup; and
+/// `max_records_per_second` spreads the calls out.
+#[test]
+fn a_jq_partition_key_and_a_rate_limit_shape_what_the_stream_receives() {
+    let endpoint = peer("SPILLWAY_TEST_KINESALITE");
+    let rt = runtime();
+    let client = rt.block_on(support::kinesis::client(&endpoint));
+    let target = target_stream(&rt, &client);
+    let dir = tempfile::tempdir().unwrap();
+    let input: Vec<String> = (0..600)
+        .map(|i| match i {
+            100 | 200 => format!("{{\"id\":{i},\"user\":null}}"),
+            _ => format!("{{\"id\":{i},\"user\":\"u-{}\"}}", i % 100),
+        })
+        .collect();
+    std::fs::write(dir.path().join("input.ndjson"), input.join("\n") + "\n").unwrap();
+    let text = format!(
+        r#"name = "keyed"
+[source]
+type = "file"
+path = "input.ndjson"
+[destination]
+type = "kinesis"
+stream = "{target}"
+region = "us-east-1"
+endpoint = "{endpoint}"
+partition_key = '.user'
+max_records_per_second = 200
+[destination.backup]
+type = "local"
+path = "backup"
+[checkpoint]
+path = "state"
+"#
+    );
+    let config = write_config(dir.path(), &text);
+    let started = std::time::Instant::now();
+    let output = run(dir.path(), &config);
+    let took = started.elapsed();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    // 598 records at 200 a second: the first 200 at once, the rest paced.
+    assert!(took >= Duration::from_millis(1900), "598 records in {took:?} at 200/s");
+    let found = rt.block_on(read_back(&client, &target));
+    assert_eq!(found.len(), 598);
+    let mut ids = Vec::new();
+    for put in &found {
+        let value: serde_json::Value = serde_json::from_slice(&put.data).unwrap();
+        assert_eq!(value["user"].as_str(), Some(put.key.as_str()), "{value}");
+        ids.push(value["id"].as_u64().unwrap());
+    }
+    // Per key in input order (each key's records sit in one shard).
+    let mut by_key: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    for (put, id) in found.iter().zip(&ids) {
+        by_key.entry(put.key.clone()).or_default().push(*id);
+    }
+    assert!(
+        by_key.values().all(|ids| ids.windows(2).all(|w| w[0] < w[1])),
+        "order per key"
+    );
+    let backup = lines_under(&objects(&dir.path().join("backup")), "");
+    let refused: Vec<serde_json::Value> = backup.iter().map(|l| serde_json::from_slice(l).unwrap()).collect();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    for record in &refused {
+        assert_eq!(record["errorCode"], "Kinesis.PartitionKeyFailed");
+        assert!(
+            record["errorMessage"].as_str().unwrap().contains("gave null"),
+            "{record}"
+        );
+    }
+}

@@ -707,3 +707,125 @@ fn shards_reads_only_the_shards_it_names() {
         .collect();
     assert_same_archive(&read_envelopes(&dir.path().join("second"), "copy/"), &expected);
 }
+
+/// The Acceptance as an operator meets it: a real `jq` processor fails
+/// some records (they land in `processing-failed` with their positions),
+/// the processor is fixed, and an archive source with `include_errors`
+/// re-drives the archive through the fixed one: every input record is in
+/// the new archive exactly once (the failed ones fixed), nothing in its
+/// error output, and a second re-drive adds nothing.
+#[test]
+fn records_a_real_processor_failed_are_archived_once_after_it_is_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let input: Vec<String> = (0..300)
+        .map(|i| match i % 7 {
+            3 => format!("{{\"id\":{i},\"price\":\"n/a\"}}"),
+            _ => format!("{{\"id\":{i},\"price\":{}}}", i * 10),
+        })
+        .collect();
+    std::fs::write(dir.path().join("input.ndjson"), input.join("\n") + "\n").unwrap();
+    let first = r#"name = "first"
+[source]
+type = "file"
+path = "input.ndjson"
+[[processors]]
+type = "jq"
+query = '.cents = ((.price + 0) * 100)'
+[format]
+type = "json_lines"
+envelope = true
+[destination]
+type = "local"
+path = "first"
+prefix = "events/"
+[checkpoint]
+path = "state"
+"#;
+    run_ok(dir.path(), first);
+    let failed = error_records(&dir.path().join("first"), "errors/processing-failed/");
+    assert_eq!(
+        failed.len(),
+        300 / 7 + 1,
+        "the broken processor fails the \"n/a\" prices"
+    );
+    assert!(
+        failed.iter().all(|e| e["errorCode"] == "Jq.ExecutionFailed"),
+        "{failed:?}"
+    );
+
+    // The fixed processor; the source reads the archive and its failures.
+    let fixed = r#"name = "second"
+[source]
+type = "archive"
+path = "first"
+prefix = "events/"
+include_errors = ["processing-failed"]
+[[processors]]
+type = "jq"
+query = '.cents = (if (.price | type) == "number" then .price * 100 else null end)'
+[format]
+type = "json_lines"
+[destination]
+type = "local"
+path = "second"
+prefix = "copy/"
+[checkpoint]
+path = "state"
+"#;
+    for _ in 0..2 {
+        run_ok(dir.path(), fixed);
+        let copied = lines_under(&objects(&dir.path().join("second")), "copy/");
+        let mut ids: Vec<i64> = copied
+            .iter()
+            .map(|l| {
+                serde_json::from_slice::<serde_json::Value>(l).unwrap()["id"]
+                    .as_i64()
+                    .unwrap()
+            })
+            .collect();
+        ids.sort();
+        assert_eq!(ids, (0..300).collect::<Vec<i64>>(), "each record once");
+        let redriven = copied
+            .iter()
+            .map(|l| serde_json::from_slice::<serde_json::Value>(l).unwrap())
+            .filter(|v| v["price"] == "n/a" && v["cents"].is_null())
+            .count();
+        assert_eq!(redriven, failed.len());
+        assert!(error_records(&dir.path().join("second"), "errors/").is_empty());
+    }
+}
+
+/// `filter = '<jq>'`: only the records the program keeps are read again;
+/// one it cannot judge (not JSON) is an error record, not a silent drop.
+#[test]
+fn a_jq_filter_reads_only_what_it_keeps_and_refuses_what_it_cannot_judge() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut records: Vec<Record> = (0..50u64).map(|s| record(1, s, 0, hour(10))).collect();
+    for (i, r) in records.iter_mut().enumerate() {
+        r.data = format!("{{\"n\":{i}}}").into_bytes().into();
+    }
+    records[7].data = bytes::Bytes::from_static(b"not json");
+    put(
+        &dir.path().join("first"),
+        "events/2026/11/01/10/a.jsonl",
+        &envelopes(&records),
+    );
+    run_ok(
+        dir.path(),
+        &config(
+            "second",
+            "path = \"first\"\nprefix = \"events/\"\nfilter = '.n % 2 == 0'",
+            "type = \"json_lines\"\nenvelope = true",
+            "path = \"second\"\nprefix = \"copy/\"",
+        ),
+    );
+    let kept: Vec<Record> = records.iter().step_by(2).cloned().collect();
+    assert_same_archive(&read_envelopes(&dir.path().join("second"), "copy/"), &kept);
+    let refused = error_records(&dir.path().join("second"), "errors/processing-failed/");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["errorCode"], "Jq.InvalidJson");
+    assert_eq!(
+        refused[0]["rawData"],
+        base64::engine::general_purpose::STANDARD.encode("not json")
+    );
+}

@@ -29,7 +29,10 @@ pub struct KinesisDestinationSettings {
     /// Endpoint URL, for Kinesis-compatible services and tests.
     pub endpoint: Option<String>,
     /// `original` (default: the record's own partition key; records that
-    /// have none, from a file or stdin, use their line number) or `random`.
+    /// have none, from a file or stdin, use their line number), `random`,
+    /// or a jq expression on the record (`.user.id`): its first value, a
+    /// string as is, a number or boolean as JSON; a record it gives no
+    /// such value for goes to the backup (`Kinesis.PartitionKeyFailed`).
     pub partition_key: Option<String>,
     /// At most this many records a second (all calls together). Default:
     /// no limit but the stream's own (throttled calls are backed off).
@@ -44,10 +47,75 @@ pub struct KinesisDestinationSettings {
 }
 
 /// Where a record's partition key comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PartitionKey {
     Original,
     Random,
+    Query(KeyQuery),
+}
+
+/// `partition_key = "<jq>"`: a compiled program and its text.
+#[derive(Clone)]
+pub struct KeyQuery {
+    pub text: String,
+    pub program: std::sync::Arc<crate::processor::jq::Program>,
+}
+
+impl std::fmt::Debug for KeyQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("KeyQuery").field(&self.text).finish()
+    }
+}
+
+impl PartialEq for KeyQuery {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for KeyQuery {}
+
+impl KeyQuery {
+    /// The key of the record `data`, or why it has none (a code and a
+    /// message for its error record).
+    pub fn key_of(&self, data: &[u8]) -> Result<String, (&'static str, String)> {
+        use crate::processor::jq::Program;
+        let failed = |err: crate::processor::jq::RunError| {
+            (
+                "Kinesis.PartitionKeyFailed",
+                format!("partition_key {}: {}", err.code, err.message),
+            )
+        };
+        let value = Program::parse(data).map_err(failed)?;
+        let values = self.program.run(value).map_err(failed)?;
+        match values.first() {
+            Some(jaq_json::Val::TStr(text)) | Some(jaq_json::Val::BStr(text)) => {
+                Ok(String::from_utf8_lossy(text).into_owned())
+            }
+            Some(value @ (jaq_json::Val::Num(_) | jaq_json::Val::Bool(_))) => Ok(value.to_string()),
+            Some(other) => Err((
+                "Kinesis.PartitionKeyFailed",
+                format!(
+                    "partition_key {:?} gave {}, not a string, number or boolean",
+                    self.text,
+                    kind_of(other)
+                ),
+            )),
+            None => Err((
+                "Kinesis.PartitionKeyFailed",
+                format!("partition_key {:?} gave no value", self.text),
+            )),
+        }
+    }
+}
+
+fn kind_of(value: &jaq_json::Val) -> &'static str {
+    match value {
+        jaq_json::Val::Null => "null",
+        jaq_json::Val::Arr(_) => "an array",
+        jaq_json::Val::Obj(_) => "an object",
+        _ => "a value",
+    }
 }
 
 /// A validated `kinesis` destination, backed up to `B`.
@@ -76,16 +144,23 @@ impl KinesisDestinationSettings {
         if let Some(Err(problem)) = endpoint.as_deref().map(|e| endpoint::check(e, EndpointUse::Kinesis)) {
             problems.add(&format!("{key}.endpoint"), problem);
         }
-        let partition_key = problems.one_of(
-            &format!("{key}.partition_key"),
-            self.partition_key.as_deref().unwrap_or("original"),
-            &["original", "random"],
-            |name| match name {
-                "original" => Some(PartitionKey::Original),
-                "random" => Some(PartitionKey::Random),
-                _ => None,
+        let partition_key = match self.partition_key.as_deref().unwrap_or("original") {
+            "original" => Some(PartitionKey::Original),
+            "random" => Some(PartitionKey::Random),
+            text => match crate::processor::jq::Program::compile(text) {
+                Ok(program) => Some(PartitionKey::Query(KeyQuery {
+                    text: text.to_owned(),
+                    program: std::sync::Arc::new(program),
+                })),
+                Err(err) => {
+                    problems.add(
+                        &format!("{key}.partition_key"),
+                        format!("{text:?} is not allowed: expected original, random or a jq expression such as .user.id ({err})"),
+                    );
+                    None
+                }
             },
-        );
+        };
         let rate = match self.max_records_per_second {
             None => Some(None),
             Some(rate) => problems
@@ -168,11 +243,18 @@ mod tests {
 
     #[test]
     fn each_bad_key_is_one_line_naming_it_and_what_is_allowed() {
+        let found = problems(
+            "partition_key = \"hash(\"\nmax_records_per_second = 0\nretry_duration_seconds = 9000\nstream = \"a b\"\n",
+        );
+        assert_eq!(found.len(), 5, "{found:?}");
+        assert_eq!(found[0], "destination.stream: \"a b\" is not a stream name or ARN: 1 to 128 characters of A-Z a-z 0-9 _ . -, or arn:aws:kinesis:...");
+        assert!(
+            found[1].starts_with("destination.partition_key: \"hash(\" is not allowed: expected original, random or a jq expression such as .user.id (does not parse"),
+            "{found:?}"
+        );
         assert_eq!(
-            problems("partition_key = \"hash\"\nmax_records_per_second = 0\nretry_duration_seconds = 9000\nstream = \"a b\"\n"),
+            found[2..],
             [
-                "destination.stream: \"a b\" is not a stream name or ARN: 1 to 128 characters of A-Z a-z 0-9 _ . -, or arn:aws:kinesis:...",
-                "destination.partition_key: \"hash\" is not allowed: expected one of original, random",
                 "destination.max_records_per_second: 0 is out of range: allowed 1 to 10000000",
                 "destination.retry_duration_seconds: 9000 is out of range: allowed 0 to 7200",
                 "destination.backup: is required with destination.type = \"kinesis\": a local or s3 destination for the records the stream does not take",
@@ -195,6 +277,32 @@ mod tests {
                 assert_eq!(kinesis.stream.to_string(), "arn:aws:kinesis:eu-west-1:1:stream/out");
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_jq_partition_key_takes_the_first_scalar_and_names_what_it_cannot_use() {
+        let text = format!(
+            "{BASE}stream = \"s\"\npartition_key = '.user.id'\n[destination.backup]\ntype = \"local\"\npath = \"b\"\n"
+        );
+        let DestinationConfig::Kinesis(kinesis) = parse(&text, "t", &|_| None).unwrap().destination else {
+            panic!("not kinesis")
+        };
+        let super::PartitionKey::Query(query) = kinesis.partition_key else {
+            panic!("{:?}", kinesis.partition_key)
+        };
+        assert_eq!(query.key_of(br#"{"user":{"id":"u-1"}}"#), Ok("u-1".to_owned()));
+        assert_eq!(query.key_of(br#"{"user":{"id":42}}"#), Ok("42".to_owned()));
+        assert_eq!(query.key_of(br#"{"user":{"id":true}}"#), Ok("true".to_owned()));
+        for (data, why) in [
+            (&br#"{"user":{}}"#[..], "gave null"),
+            (br#"{"user":{"id":[1]}}"#, "gave an array"),
+            (b"not json", "Jq.InvalidJson"),
+            (br#"{"user":7}"#, "Jq.ExecutionFailed"),
+        ] {
+            let (code, message) = query.key_of(data).unwrap_err();
+            assert_eq!(code, "Kinesis.PartitionKeyFailed");
+            assert!(message.contains(why), "{message}");
         }
     }
 }

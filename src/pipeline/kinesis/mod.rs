@@ -45,6 +45,15 @@ use crate::config::KinesisDestination;
 use crate::source::kinesis::api::{self, KinesisApi, KinesisError};
 use crate::telemetry::events::{KinesisPutRetrying, KinesisRecordsGaveUp, KinesisWindowDelivered};
 
+/// One window's records, their keys (or why a record has none) and
+/// their checkpoint tickets, index for index.
+struct Window {
+    records: Vec<Record>,
+    keys: Vec<String>,
+    key_failures: Vec<Option<Rejection>>,
+    tickets: Vec<Ticket>,
+}
+
 /// PutRecords' limits: records and bytes (data and keys) per call.
 pub const MAX_RECORDS_PER_CALL: usize = 500;
 pub const MAX_BYTES_PER_CALL: usize = 5 * 1024 * 1024;
@@ -69,7 +78,7 @@ impl KinesisDelivery {
         let client = api::client(config.region.as_deref(), config.endpoint.as_deref()).await;
         Self {
             api: KinesisApi::new(client, config.stream.clone()),
-            partition_key: config.partition_key,
+            partition_key: config.partition_key.clone(),
             retry: RetryPolicy {
                 initial: Duration::from_millis(200),
                 max: Duration::from_secs(10),
@@ -102,33 +111,51 @@ impl KinesisDelivery {
         tickets: Vec<Ticket>,
         info: FlushInfo,
     ) -> Result<(), RunError> {
-        let keys: Vec<String> = records.iter().map(|r| self.key_of(r)).collect();
-        let (mut records, mut keys, mut tickets) = (records, keys, tickets);
+        let (keys, key_failures): (Vec<String>, Vec<Option<Rejection>>) = records
+            .iter()
+            .map(|r| match self.key_of(r) {
+                Ok(key) => (key, None),
+                Err((code, message)) => (String::new(), Some(rejection(code, message))),
+            })
+            .unzip();
+        let (mut records, mut keys, mut key_failures, mut tickets) = (records, keys, key_failures, tickets);
         while !records.is_empty() {
             let len = window_len(&records, &keys);
-            let rest = (records.split_off(len), keys.split_off(len), tickets.split_off(len));
-            self.deliver_window(backup, records, keys, tickets, info).await?;
-            (records, keys, tickets) = rest;
+            let rest = (
+                records.split_off(len),
+                keys.split_off(len),
+                key_failures.split_off(len),
+                tickets.split_off(len),
+            );
+            let window = Window {
+                records,
+                keys,
+                key_failures,
+                tickets,
+            };
+            self.deliver_window(backup, window, info).await?;
+            (records, keys, key_failures, tickets) = rest;
         }
         Ok(())
     }
 
-    fn key_of(&self, record: &Record) -> String {
-        match (self.partition_key, &record.partition_key) {
-            (PartitionKey::Original, Some(key)) => key.to_string(),
-            (PartitionKey::Original, None) => record.position.offset.sequence_number.as_str().to_owned(),
-            (PartitionKey::Random, _) => rand::random::<u128>().to_string(),
+    /// The record's partition key, or why it has none.
+    fn key_of(&self, record: &Record) -> Result<String, (&'static str, String)> {
+        match (&self.partition_key, &record.partition_key) {
+            (PartitionKey::Original, Some(key)) => Ok(key.to_string()),
+            (PartitionKey::Original, None) => Ok(record.position.offset.sequence_number.as_str().to_owned()),
+            (PartitionKey::Random, _) => Ok(rand::random::<u128>().to_string()),
+            (PartitionKey::Query(query), _) => query.key_of(&record.data),
         }
     }
 
-    async fn deliver_window(
-        &self,
-        backup: &Delivery,
-        records: Vec<Record>,
-        keys: Vec<String>,
-        tickets: Vec<Ticket>,
-        info: FlushInfo,
-    ) -> Result<(), RunError> {
+    async fn deliver_window(&self, backup: &Delivery, window: Window, info: FlushInfo) -> Result<(), RunError> {
+        let Window {
+            records,
+            keys,
+            mut key_failures,
+            tickets,
+        } = window;
         let first = &records[0].position;
         let window_id = request_id(&format!(
             "kinesis/{}/{}/{}/{}/{}",
@@ -150,7 +177,7 @@ impl KinesisDelivery {
         let mut refused: Vec<(usize, Rejection)> = Vec::new();
         let mut sendable: Vec<usize> = Vec::new();
         for (index, (record, key)) in records.iter().zip(&keys).enumerate() {
-            match refusal(record, key) {
+            match key_failures[index].take().or_else(|| refusal(record, key)) {
                 Some(rejection) => refused.push((index, rejection)),
                 None => sendable.push(index),
             }

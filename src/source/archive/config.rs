@@ -56,6 +56,10 @@ pub struct ArchiveSettings {
     /// Also read the records of these error outputs again (their
     /// `rawData`), e.g. `["processing-failed"]`.
     pub include_errors: Option<Vec<String>>,
+    /// Only records for which this jq program's first value is neither
+    /// false nor null, e.g. `.type == "order"`; records it cannot judge
+    /// (not JSON, a runtime error) go to the error output.
+    pub filter: Option<String>,
 }
 
 /// Where the archive is.
@@ -76,6 +80,7 @@ pub struct ArchiveConfig {
     pub object_span: Duration,
     pub shards: Option<Vec<SourceId>>,
     pub include_errors: Vec<ErrorOutputType>,
+    pub filter: Option<super::filter::RecordFilter>,
 }
 
 // Configurations compare by what they read (the templates hold no
@@ -226,6 +231,16 @@ impl ArchiveSettings {
                 }
             }
         }
+        let filter = match self.filter {
+            None => Some(None),
+            Some(text) => match super::filter::RecordFilter::compile(&text) {
+                Ok(filter) => Some(Some(filter)),
+                Err(err) => {
+                    problems.add(&format!("{key}.filter"), format!("{text:?} is not a jq program: {err}"));
+                    None
+                }
+            },
+        };
         Some(ArchiveConfig {
             location: location?,
             prefix: prefix?,
@@ -235,6 +250,7 @@ impl ArchiveSettings {
             object_span: Duration::from_secs(span? as u64),
             shards: shards?,
             include_errors,
+            filter: filter?,
         })
     }
 }
@@ -284,6 +300,15 @@ mod tests {
         assert_eq!(late.len(), 2, "{late:?}");
         assert!(late[0].starts_with("source.path: region"), "{late:?}");
         assert!(late[1].starts_with("source.end_time: "), "{late:?}");
+        let filter = problems("path = \"a\"\nfilter = \".a ==\"");
+        assert!(
+            filter.len() == 1 && filter[0].starts_with("source.filter: \".a ==\" is not a jq program: does not parse"),
+            "{filter:?}"
+        );
+        assert_eq!(
+            problems("path = \"a\"\nfilter = '.type == \"order\"'"),
+            Vec::<String>::new()
+        );
         let unknown = problems("path = \"a\"\nsort = true");
         assert!(unknown.len() == 1 && unknown[0].contains("sort"), "{unknown:?}");
     }

@@ -22,17 +22,21 @@
 
 pub mod config;
 mod decode;
+mod filter;
 mod store;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use spillway_destinations::TimeSpan;
 use spillway_transforms::{Offset, Record, Rejection, SourceId};
+use tokio::sync::mpsc;
 
 pub use config::{ArchiveConfig, ArchiveSettings};
 use decode::{Item, ObjectKind};
+pub use filter::RecordFilter;
 pub use store::ArchiveError;
 use store::ArchiveStore;
 
@@ -59,7 +63,7 @@ impl Source for ArchiveSource {
 
     async fn run(self: Box<Self>, context: SourceContext) {
         tokio::spawn(async move {
-            match read_archive(&self.config, &context).await {
+            match read(&self.config, &context.events, &ReadProgress::default()).await {
                 Ok(()) | Err(SourceError::Archive(ArchiveError::Stopped)) => {}
                 Err(err) => {
                     let _ = context.events.send(SourceEvent::Failed(err)).await;
@@ -141,8 +145,26 @@ fn plan(config: &ArchiveConfig, keys: Vec<String>) -> (BTreeMap<DateTime<Utc>, V
     (groups, outside)
 }
 
-/// Reads every object of the archive, in order, and sends its records.
-async fn read_archive(config: &ArchiveConfig, context: &SourceContext) -> Result<(), SourceError> {
+/// How far a reading of the archive is, for those who show it (the
+/// `spillway replay` progress bar): set as objects are listed and read.
+#[derive(Debug, Default)]
+pub struct ReadProgress {
+    /// The objects to read (in the time range, of the prefix), once
+    /// listed.
+    pub objects_total: AtomicU64,
+    pub objects_read: AtomicU64,
+    /// Their bytes as stored (compressed).
+    pub bytes_read: AtomicU64,
+}
+
+/// Reads every object of the archive, in order, and sends its records to
+/// `events`: what the source does in a pipeline, and what `spillway replay
+/// --to -` prints without one.
+pub async fn read(
+    config: &ArchiveConfig,
+    events: &mpsc::Sender<SourceEvent>,
+    progress: &ReadProgress,
+) -> Result<(), SourceError> {
     let store = ArchiveStore::open(&config.location).await?;
     let mut roots = vec![config.prefix.root(None)];
     for &error_type in &config.include_errors {
@@ -152,6 +174,7 @@ async fn read_archive(config: &ArchiveConfig, context: &SourceContext) -> Result
     let listed = keys.len();
     let (groups, outside) = plan(config, keys);
     let to_read: usize = groups.values().map(Vec::len).sum();
+    progress.objects_total.store(to_read as u64, Ordering::Relaxed);
     tracing::info!(
         archive = %store.describe(),
         listed,
@@ -159,11 +182,12 @@ async fn read_archive(config: &ArchiveConfig, context: &SourceContext) -> Result
         skipped_outside_time_range = outside,
         "reading the archive"
     );
-    let mut sender = Sender::new(config, context);
+    let mut sender = Sender::new(config, events);
     for group in groups.into_values() {
         let mut kept: Vec<Record> = Vec::new();
         for object in group {
             let body = store.read(&object.key).await?;
+            progress.bytes_read.fetch_add(body.len() as u64, Ordering::Relaxed);
             match decode::decode(&object.key, body, object.kind, object.span.start) {
                 Ok(items) => {
                     for item in items {
@@ -191,6 +215,7 @@ async fn read_archive(config: &ArchiveConfig, context: &SourceContext) -> Result
                 }
             }
             sender.flush().await?;
+            progress.objects_read.fetch_add(1, Ordering::Relaxed);
         }
         // Each shard's records in order: a stable sort keeps the archive's
         // order among records of equal position (sent once, below).
@@ -206,7 +231,7 @@ async fn read_archive(config: &ArchiveConfig, context: &SourceContext) -> Result
 /// Sends records in chunks, filtered, each shard in order.
 struct Sender<'a> {
     config: &'a ArchiveConfig,
-    context: &'a SourceContext,
+    events: &'a mpsc::Sender<SourceEvent>,
     shards: Option<HashSet<SourceId>>,
     /// The last position sent per source.
     last: HashMap<SourceId, Offset>,
@@ -215,10 +240,10 @@ struct Sender<'a> {
 }
 
 impl<'a> Sender<'a> {
-    fn new(config: &'a ArchiveConfig, context: &'a SourceContext) -> Self {
+    fn new(config: &'a ArchiveConfig, events: &'a mpsc::Sender<SourceEvent>) -> Self {
         Self {
             config,
-            context,
+            events,
             shards: config.shards.as_ref().map(|s| s.iter().cloned().collect()),
             last: HashMap::new(),
             records: Vec::new(),
@@ -239,7 +264,23 @@ impl<'a> Sender<'a> {
         }
         self.last
             .insert(record.position.source.clone(), record.position.offset.clone());
-        self.push(record).await
+        self.filtered(record).await
+    }
+
+    /// Sends the record if the filter keeps it; one it cannot judge goes
+    /// to the error output.
+    async fn filtered(&mut self, record: Record) -> Result<(), SourceError> {
+        let Some(filter) = &self.config.filter else {
+            return self.push(record).await;
+        };
+        match filter.keeps(&record.data) {
+            Ok(true) => self.push(record).await,
+            Ok(false) => Ok(()),
+            Err(why) => {
+                self.flush().await?;
+                self.send(SourceEvent::Refused(vec![(record, why)])).await
+            }
+        }
     }
 
     /// A record with its original position.
@@ -271,7 +312,7 @@ impl<'a> Sender<'a> {
         }
         self.last
             .insert(record.position.source.clone(), record.position.offset.clone());
-        self.push(record).await
+        self.filtered(record).await
     }
 
     async fn push(&mut self, record: Record) -> Result<(), SourceError> {
@@ -307,11 +348,7 @@ impl<'a> Sender<'a> {
 
     async fn send(&self, event: SourceEvent) -> Result<(), SourceError> {
         // The pipeline stopped listening (shutdown): nothing more to do.
-        self.context
-            .events
-            .send(event)
-            .await
-            .map_err(|_| ArchiveError::Stopped.into())
+        self.events.send(event).await.map_err(|_| ArchiveError::Stopped.into())
     }
 
     async fn end(mut self) -> Result<(), SourceError> {
