@@ -116,6 +116,10 @@ enum Command {
         #[arg(long)]
         data_only: bool,
     },
+    /// Internal: a jq worker, started by `run` and `replay` (reads its
+    /// programs and records on standard input).
+    #[command(hide = true)]
+    JqWorker,
 }
 
 fn main() -> ExitCode {
@@ -123,7 +127,13 @@ fn main() -> ExitCode {
     // rather than faulted in again.
     spillway_transforms::memory::keep_freed_memory();
     let cli = Cli::parse();
+    // jq processors run in workers started from this binary: a record that
+    // crashes or stalls a program fails alone.
+    if let Ok(binary) = std::env::current_exe() {
+        spillway::processor::jq::worker::use_worker_binary(binary);
+    }
     match cli.command {
+        Command::JqWorker => std::process::exit(spillway::processor::jq::serve::serve()),
         Command::Validate { config } => validate(&config),
         Command::Originals { files, data_only } => originals(&files, data_only),
         Command::Schema {
