@@ -27,7 +27,7 @@ type = "jq"
 query = '''
 if .hostile == "loop" then last(range(1e18))
 elif .hostile == "recurse" then (def f: 1 + f; f)
-elif .hostile == "deep" then (reduce range(1000000) as $i (0; [.]) | length)
+elif .hostile == "deep" then (reduce range(300000) as $i (0; [.]) | length)
 elif .hostile == "many" then repeat(.)
 else del(.pad) end
 '''
@@ -81,7 +81,9 @@ fn records_that_crash_stall_or_flood_a_jq_program_fail_alone_and_the_rest_are_ar
     let hostile: Vec<(Vec<u8>, &str)> = vec![
         (br#"{"id":-1,"hostile":"recurse"}"#.to_vec(), "Jq.Crashed"),
         (br#"{"id":-2,"hostile":"loop"}"#.to_vec(), "Jq.TimedOut"),
-        (br#"{"id":-3,"hostile":"deep"}"#.to_vec(), "Jq.Crashed"),
+        // A value 300,000 deep, dropped: its recursive drop overflows the
+        // stack (or, on a slow machine, the record runs out of time).
+        (br#"{"id":-3,"hostile":"deep"}"#.to_vec(), "Jq.Crashed|Jq.TimedOut"),
         (br#"{"id":-4,"hostile":"many"}"#.to_vec(), "Jq.TooManyOutputs"),
         ("[".repeat(100_000).into_bytes(), "Jq.InvalidJson"),
         (b"\xff\xfe{\"id\":\x80}".to_vec(), "Jq.InvalidJson"),
@@ -164,10 +166,10 @@ fn records_that_crash_stall_or_flood_a_jq_program_fail_alone_and_the_rest_are_ar
         "every hostile record in processing-failed"
     );
     for (raw, code) in &expected_failed {
-        assert_eq!(
-            failed.get(raw),
-            Some(code),
-            "record {:?}",
+        let found = failed.get(raw).map(String::as_str).unwrap_or("none");
+        assert!(
+            code.split('|').any(|code| code == found),
+            "record {:?} failed with {found}, not {code}",
             String::from_utf8_lossy(&raw[..raw.len().min(40)])
         );
     }

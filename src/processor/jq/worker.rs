@@ -28,6 +28,10 @@ use super::wire::{self, Reply};
 /// The longest one record may keep the jq programs busy.
 pub const MAX_RECORD_TIME: Duration = Duration::from_secs(5);
 
+/// The most records sent one at a time after a worker stopped, looking
+/// for the one that stopped it.
+const MAX_PROBES: usize = 4096;
+
 /// Records below which a batch is not split between workers.
 const MIN_SHARE: usize = 256;
 
@@ -116,6 +120,9 @@ impl Pool {
     async fn run_share(&self, slot: usize, records: Vec<Bytes>) -> Vec<Reply> {
         let mut worker = self.slots[slot].lock().await;
         let mut replies = Vec::with_capacity(records.len());
+        // After a worker stopped, records go one at a time until the one
+        // that stops it again is found (see below), at most MAX_PROBES.
+        let mut probing: Option<usize> = None;
         while replies.len() < records.len() {
             if worker.is_none() {
                 match self.start().await {
@@ -133,10 +140,14 @@ impl Pool {
             }
             let running = worker.as_mut().expect("started above");
             let stdin = running.stdin.take().expect("each share gives the input back");
-            let pending = records[replies.len()..].to_vec();
+            let end = match probing {
+                Some(_) => replies.len() + 1,
+                None => records.len(),
+            };
+            let pending = records[replies.len()..end].to_vec();
             let writer = tokio::spawn(send(stdin, pending));
             let mut broke = None;
-            while replies.len() < records.len() {
+            while replies.len() < end {
                 match tokio::time::timeout(self.record_time, read_reply(&mut running.stdout)).await {
                     Ok(Ok(reply)) => replies.push(reply),
                     Ok(Err(err)) => {
@@ -155,6 +166,7 @@ impl Pool {
                     // Every reply came, yet the input broke: start afresh.
                     _ => stop(worker.take()).await,
                 }
+                probing = probing.map(|probed| probed + 1).filter(|probed| *probed < MAX_PROBES);
                 continue;
             };
             writer.abort();
@@ -164,6 +176,16 @@ impl Pool {
                 Ok(Ok(status)) => status.to_string(),
                 _ => "not reaped".to_owned(),
             };
+            if probing.is_none() {
+                // A worker sends its replies when it has no record waiting:
+                // those it made before it stopped may be lost with it, so
+                // the record that stopped it is not known yet. Find it by
+                // sending the records from the first unanswered one at a
+                // time.
+                probing = Some(0);
+                continue;
+            }
+            probing = None;
             let failed = match broke {
                 Broke::TimedOut => Reply::Failed {
                     code: "Jq.TimedOut".into(),
