@@ -68,34 +68,6 @@ impl Delivery {
         self.complete(id).await
     }
 
-    /// Delivers objects flushed together: their intents saved at once,
-    /// each put (or its records written as error records), then their
-    /// records delivered and the checkpoint saved at once. A save writes
-    /// every pending run: one save per object made a flush of many
-    /// partitions cost the square of its records.
-    pub async fn deliver_round(&self, objects: Vec<(PlannedObject, FlushInfo)>) -> Result<(), RunError> {
-        if objects.is_empty() {
-            return Ok(());
-        }
-        let mut begun = Vec::with_capacity(objects.len());
-        for (mut object, info) in objects {
-            let id = self
-                .checkpoints
-                .begin_object(&object.key, std::mem::take(&mut object.claims));
-            begun.push((id, object, info));
-        }
-        self.save().await?;
-        let mut ids = Vec::with_capacity(begun.len());
-        for (id, object, info) in begun {
-            self.put_and_fall_back(id, object, info).await?;
-            ids.push(id);
-        }
-        for id in ids {
-            self.checkpoints.complete_object(id);
-        }
-        self.save().await
-    }
-
     /// Notes and saves the intent to deliver the records of `claims` under
     /// `key` (an object's, or a request's): at the next start, the intent
     /// is settled by asking the destination whether `key` exists.
