@@ -1,18 +1,27 @@
 #!/usr/bin/env bash
-# Throughput of processors and dynamic partitioning (issue #18): 200 MB of
-# JSON records through a jq filter plus metadata_extraction over 20
-# partitions, against the same pipeline without processors (one prefix).
-# Target: at least half the throughput without processors.
+# Throughput of processors and dynamic partitioning (issue #18): MB of
+# product records (amazon_cellphones.ndjson's rows, varied by
+# benches/gen_inputs.py) through a jq filter plus metadata_extraction over
+# 20 partitions (10 brands x 2 rating tiers), against the same pipeline
+# without processors (one prefix). Target: at least half the throughput
+# without processors.
 #
-#   benches/processors.sh              # from the repository root
-#   MB=50 PROFILE=debug benches/processors.sh   # quicker, indicative only
+#   benches/processors.sh                       # from the repository root
+#   MB=50 ROUNDS=1 PROFILE=debug benches/processors.sh   # quick, indicative only
 #
-# Prints the wall time and MB/s of each run. A benchmark, not a test.
+# The whole release binary, end to end (`spillway run --config`, fresh
+# archive and checkpoint each run), both pipelines in the same run, taking
+# turns for ROUNDS rounds (default 3) on the same page-cached input. Prints
+# each run's wall time and MB/s, then the medians and their ratio. Checks
+# that each run wrote its records (a count of archived lines) and no error
+# object. A benchmark, not a test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="$(realpath -m "${CARGO_TARGET_DIR:-target}")"
 profile="${PROFILE:-release}"
 mb="${MB:-200}"
+rounds="${ROUNDS:-3}"
+shared="${SPILLWAY_SHARED_DIR:-$PWD/tests}"
 work="$target/bench-processors"
 if [ "$profile" = release ]; then
   cargo build --release --locked -q
@@ -21,30 +30,20 @@ else
 fi
 binary="$target/$profile/spillway"
 mkdir -p "$work"
-input="$work/orders-$mb.ndjson"
-if [ ! -s "$input" ]; then
-  python3 - "$input" "$mb" <<'PY'
-import json, random, sys
-path, mb = sys.argv[1], int(sys.argv[2])
-random.seed(7)
-venues = [f"V{n:02}" for n in range(20)]
-with open(path, "w") as out:
-    written, i = 0, 0
-    while written < mb * 1_000_000:
-        record = {"id": i, "venueCode": random.choice(venues), "ts": f"2026-11-{1 + i % 28:02}T10:00:00Z",
-                  "price": None if i % 10 == 0 else round(random.random() * 100, 2),
-                  "logo": "x" * 200, "items": [{"sku": f"s{j}", "qty": j} for j in range(5)]}
-        line = json.dumps(record, separators=(",", ":")) + "\n"
-        out.write(line)
-        written += len(line)
-        i += 1
-PY
-fi
+python3 benches/gen_inputs.py "$shared/data" "$work" "$mb" products > /dev/null
+input="$work/products-${mb}mb.ndjson"
 bytes=$(stat -c %s "$input")
-run() {
-  local name="$1" processors="$2" prefix="$3" partitioning="$4"
-  local dir="$work/run-$name"
-  rm -rf "$dir" && mkdir -p "$dir"
+records=$(wc -l < "$input")
+# What the jq filter keeps, for the check.
+kept=$(python3 -c '
+import json, sys
+n = 0
+for line in open(sys.argv[1]):
+    n += json.loads(line)["totalReviews"] > 0
+print(n)' "$input")
+
+config() {
+  local dir="$1" processors="$2" prefix="$3" partitioning="$4"
   cat > "$dir/spillway.toml" <<TOML
 name = "bench"
 [source]
@@ -58,23 +57,65 @@ $partitioning
 type = "local"
 path = "archive"
 prefix = "$prefix"
+error_prefix = "errors/"
 compression = "gzip"
 [checkpoint]
 path = "state"
 TOML
+}
+
+run() {
+  local name="$1" expected="$2"
+  local dir="$work/run-$name"
+  rm -rf "$dir/archive" "$dir/state"
   local start end
   start=$(date +%s.%N)
   ( cd "$dir" && "$binary" run --config spillway.toml ) 2> "$dir/stderr"
   end=$(date +%s.%N)
-  awk -v n="$name" -v a="$start" -v b="$end" -v bytes="$bytes" \
-    'BEGIN { printf "%-24s %6.1f s %7.1f MB/s\n", n, b - a, bytes / 1e6 / (b - a) }'
+  local lines
+  lines=$(find "$dir/archive" -name '*.gz' -not -path '*/errors/*' -exec zcat {} + | wc -l)
+  local status=ok
+  [ "$lines" = "$expected" ] || status="FAILED: $lines lines archived, $expected expected"
+  [ -z "$(find "$dir/archive" -path '*/errors/*' -type f)" ] || status="FAILED: error objects written"
+  awk -v n="$name" -v a="$start" -v b="$end" -v bytes="$bytes" -v s="$status" \
+    'BEGIN { printf "%-28s %6.2f s %7.1f MB/s  %s\n", n, b - a, bytes / 1e6 / (b - a), s }'
+  echo "$name $(awk -v a="$start" -v b="$end" 'BEGIN { print b - a }')" >> "$work/times"
 }
-printf 'input: %s MB, profile %s\n' "$((bytes / 1000000))" "$profile"
-run without-processors "" "orders/" ""
-run jq-metadata-20-partitions "[[processors]]
+
+mkdir -p "$work/run-without-processors" "$work/run-jq-metadata-20-partitions"
+config "$work/run-without-processors" "" "products/" ""
+config "$work/run-jq-metadata-20-partitions" "[[processors]]
 type = \"jq\"
-query = 'select(.price != null) | del(.logo)'
+query = 'select(.totalReviews > 0) | del(.image)'
 [[processors]]
 type = \"metadata_extraction\"
-query = '{venue: .venueCode, day: .ts[0:10]}'" 'venue=!{partitionKeyFromQuery:venue}/' "[dynamic_partitioning]
+query = '{brand: .brand, tier: (if .rating >= 3.5 then \"high\" else \"low\" end)}'" \
+  'brand=!{partitionKeyFromQuery:brand}/tier=!{partitionKeyFromQuery:tier}/' "[dynamic_partitioning]
 enabled = true"
+
+printf '%s, commit %s, %s cores, load %s\n' "$(date -u +%FT%TZ)" "$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src transforms destinations || echo +changes)" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
+printf 'input: %s MB, %s records (%s kept by the filter), profile %s, %s rounds\n' "$((bytes / 1000000))" "$records" "$kept" "$profile" "$rounds"
+rm -f "$work/times"
+for round in $(seq "$rounds"); do
+  cat "$input" > /dev/null
+  if [ $((round % 2)) = 1 ]; then
+    run without-processors "$records"
+    run jq-metadata-20-partitions "$kept"
+  else
+    run jq-metadata-20-partitions "$kept"
+    run without-processors "$records"
+  fi
+done
+python3 - "$work/times" "$bytes" <<'PY'
+import statistics, sys
+times = {}
+for line in open(sys.argv[1]):
+    name, seconds = line.split()
+    times.setdefault(name, []).append(float(seconds))
+mb = int(sys.argv[2]) / 1e6
+median = {name: mb / statistics.median(t) for name, t in times.items()}
+for name, rate in median.items():
+    print(f"median {name:<28} {rate:7.1f} MB/s")
+ratio = median["jq-metadata-20-partitions"] / median["without-processors"]
+print(f"processors / none: {ratio:.2f} (target: at least 0.50) load {open('/proc/loadavg').read().split()[0]}")
+PY

@@ -132,6 +132,10 @@ enum Command {
         #[arg(long)]
         data_only: bool,
     },
+    /// Internal: a jq worker, started by `run` and `replay` (reads its
+    /// programs and records on standard input).
+    #[command(hide = true)]
+    JqWorker,
 }
 
 fn main() -> ExitCode {
@@ -139,7 +143,13 @@ fn main() -> ExitCode {
     // rather than faulted in again.
     spillway_transforms::memory::keep_freed_memory();
     let cli = Cli::parse();
+    // jq processors run in workers started from this binary: a record that
+    // crashes or stalls a program fails alone.
+    if let Ok(binary) = std::env::current_exe() {
+        spillway::processor::jq::worker::use_worker_binary(binary);
+    }
     match cli.command {
+        Command::JqWorker => std::process::exit(spillway::processor::jq::serve::serve()),
         Command::Validate { files, config } => match config_files(config, files) {
             Ok(files) => validate(&files),
             Err(code) => code,

@@ -60,11 +60,12 @@ impl JqSpec {
     fn compile(query: String, kind: StepKind, key: &str, problems: &mut Problems) -> Option<Self> {
         match Program::compile(&query) {
             Ok(program) => Some(Self {
-                query,
                 step: Step {
                     kind,
+                    query: query.as_str().into(),
                     program: Arc::new(program),
                 },
+                query,
             }),
             Err(why) => {
                 problems.add(&format!("{key}.query"), format!("{query:?} {why}"));

@@ -7,10 +7,18 @@
 //! [`JqChain`]: each record is parsed once, and serialised once at the end,
 //! whatever the number of programs (issue #18: parse once where the chain
 //! allows).
+//!
+//! In the `spillway` binary the programs run in worker processes
+//! ([`worker`]): a record that makes a program recurse, loop or allocate
+//! without end fails alone (`Jq.Crashed`, `Jq.TimedOut`) instead of
+//! stopping the pipeline.
 
 pub mod config;
 pub mod keys;
 mod program;
+pub mod serve;
+pub mod wire;
+pub mod worker;
 
 use std::sync::Arc;
 
@@ -21,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Failure, Input, Outcome, Output, PartitionKeys, ProcessError, Processor};
 pub use config::JqSpec;
 pub use program::{Program, RunError, MAX_OUTPUTS};
+use wire::Reply;
 
 /// What a program in a [`JqChain`] does with its values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +45,8 @@ pub enum StepKind {
 #[derive(Clone)]
 pub struct Step {
     pub kind: StepKind,
+    /// The program's text, for the workers to compile.
+    pub query: Arc<str>,
     pub program: Arc<Program>,
 }
 
@@ -43,13 +54,20 @@ pub struct Step {
 pub struct JqChain {
     steps: Arc<[Step]>,
     description: String,
+    /// `None`: in this process (unit tests).
+    workers: Option<Arc<worker::Pool>>,
 }
 
 impl JqChain {
+    /// Runs in workers when the binary serves them
+    /// ([`worker::use_worker_binary`]).
     pub fn new(steps: Vec<Step>, description: String) -> Self {
+        let workers = worker::worker_binary()
+            .map(|binary| Arc::new(worker::Pool::new(binary.clone(), serve::encode_steps(&steps))));
         Self {
             steps: steps.into(),
             description,
+            workers,
         }
     }
 }
@@ -61,35 +79,59 @@ impl Processor for JqChain {
     }
 
     async fn process(&self, inputs: &[Input<'_>], _stop: &CancellationToken) -> Result<Vec<Outcome>, ProcessError> {
-        let owned: Vec<(Bytes, PartitionKeys)> = inputs.iter().map(|i| (i.data.clone(), i.keys.clone())).collect();
-        let steps = self.steps.clone();
-        // CPU-bound: off the async runtime.
-        let outcomes = tokio::task::spawn_blocking(move || {
-            owned
-                .into_iter()
-                .map(|(data, keys)| run_steps(&steps, &data, keys))
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()));
-        Ok(outcomes)
+        let data: Vec<Bytes> = inputs.iter().map(|i| i.data.clone()).collect();
+        let replies = match &self.workers {
+            Some(workers) => workers.run(data).await,
+            None => {
+                let steps = self.steps.clone();
+                // CPU-bound: off the async runtime.
+                tokio::task::spawn_blocking(move || data.iter().map(|d| reply(&steps, d)).collect())
+                    .await
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
+            }
+        };
+        Ok(replies
+            .into_iter()
+            .zip(inputs)
+            .map(|(reply, input)| outcome(reply, input.keys))
+            .collect())
     }
 }
 
-/// Runs every step on one record.
-pub fn run_steps(steps: &[Step], data: &[u8], keys: PartitionKeys) -> Outcome {
-    match run_values(steps, data, keys) {
-        Ok(values) if values.is_empty() => Outcome::Dropped,
-        Ok(values) => Outcome::Ok(
+/// Runs every step on one record; the keys are those the programs made.
+pub fn reply(steps: &[Step], data: &[u8]) -> Reply {
+    match run_values(steps, data, PartitionKeys::default()) {
+        Ok(values) => Reply::Outputs(
             values
                 .into_iter()
-                .map(|(value, keys)| Output {
-                    data: Bytes::from(program::to_json(&value)),
-                    keys: Some(keys),
+                .map(|(value, keys)| (program::to_json(&value), keys.from_query.into_iter().collect()))
+                .collect(),
+        ),
+        Err(error) => Reply::Failed {
+            code: error.code.to_owned(),
+            message: error.message,
+        },
+    }
+}
+
+/// The outcome of a record whose keys were `keys` before the programs.
+fn outcome(reply: Reply, keys: &PartitionKeys) -> Outcome {
+    match reply {
+        Reply::Outputs(outputs) if outputs.is_empty() => Outcome::Dropped,
+        Reply::Outputs(outputs) => Outcome::Ok(
+            outputs
+                .into_iter()
+                .map(|(data, made)| {
+                    let mut keys = keys.clone();
+                    keys.from_query.extend(made);
+                    Output {
+                        data: Bytes::from(data),
+                        keys: Some(keys),
+                    }
                 })
                 .collect(),
         ),
-        Err(error) => Outcome::Failed(Failure::processing(error.code, error.message)),
+        Reply::Failed { code, message } => Outcome::Failed(Failure::processing(code, message)),
     }
 }
 

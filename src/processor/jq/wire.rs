@@ -1,0 +1,184 @@
+//! The jq worker's frames, both ways: length-prefixed, so that records of
+//! any bytes (not JSON, not UTF-8, with newlines) pass unchanged.
+//!
+//! - The first frame to the worker is its programs: JSON, `[[kind, query],
+//!   ...]`, kind `"filter"` or `"metadata"`.
+//! - Then one frame per record, its bytes; the worker answers each, in
+//!   order, with one reply: a tag byte, `0` and the outputs (each its bytes
+//!   and its `partitionKeyFromQuery` keys), or `1` and a failure (code,
+//!   message). No outputs is a dropped record.
+//!
+//! Every length is a little-endian `u32`.
+
+use std::io::{self, Read, Write};
+
+/// One output of a record: its bytes and the keys the programs extracted.
+pub type WireOutput = (Vec<u8>, Vec<(String, String)>);
+
+/// What the programs made of one record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    Outputs(Vec<WireOutput>),
+    Failed { code: String, message: String },
+}
+
+/// The largest frame either side accepts: a record is at most the
+/// source's largest (16 MiB), an answer at most `MAX_OUTPUTS` values.
+const MAX_FRAME: usize = 1 << 30;
+
+pub fn write_frame(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
+    let len =
+        u32::try_from(bytes.len()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame over 4 GiB"))?;
+    out.write_all(&len.to_le_bytes())?;
+    out.write_all(bytes)
+}
+
+/// One frame, or `None` at a clean end (no byte of a next frame).
+pub fn read_frame(input: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 4];
+    match input.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(err) => return Err(err),
+    }
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "frame too large"));
+    }
+    let mut bytes = vec![0u8; len];
+    input.read_exact(&mut bytes)?;
+    Ok(Some(bytes))
+}
+
+/// A reply as the bytes of one frame.
+pub fn encode_reply(reply: &Reply) -> Vec<u8> {
+    let mut out = Vec::new();
+    match reply {
+        Reply::Outputs(outputs) => {
+            out.push(0);
+            put_len(&mut out, outputs.len());
+            for (data, keys) in outputs {
+                put_bytes(&mut out, data);
+                put_len(&mut out, keys.len());
+                for (name, value) in keys {
+                    put_bytes(&mut out, name.as_bytes());
+                    put_bytes(&mut out, value.as_bytes());
+                }
+            }
+        }
+        Reply::Failed { code, message } => {
+            out.push(1);
+            put_bytes(&mut out, code.as_bytes());
+            put_bytes(&mut out, message.as_bytes());
+        }
+    }
+    out
+}
+
+/// The reply in a frame's bytes.
+pub fn decode_reply(frame: &[u8]) -> io::Result<Reply> {
+    let mut at = Cursor { bytes: frame, at: 0 };
+    match at.byte()? {
+        0 => {
+            let count = at.len()?;
+            let mut outputs = Vec::with_capacity(count.min(1024));
+            for _ in 0..count {
+                let data = at.bytes()?.to_vec();
+                let keys = (0..at.len()?)
+                    .map(|_| Ok((at.text()?, at.text()?)))
+                    .collect::<io::Result<Vec<_>>>()?;
+                outputs.push((data, keys));
+            }
+            Ok(Reply::Outputs(outputs))
+        }
+        1 => Ok(Reply::Failed {
+            code: at.text()?,
+            message: at.text()?,
+        }),
+        _ => Err(bad()),
+    }
+}
+
+fn put_len(out: &mut Vec<u8>, len: usize) {
+    out.extend_from_slice(&(len as u32).to_le_bytes());
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_len(out, bytes.len());
+    out.extend_from_slice(bytes);
+}
+
+fn bad() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, "malformed jq worker reply")
+}
+
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> io::Result<&'a [u8]> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|end| *end <= self.bytes.len())
+            .ok_or_else(bad)?;
+        let taken = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(taken)
+    }
+
+    fn byte(&mut self) -> io::Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn len(&mut self) -> io::Result<usize> {
+        let bytes: [u8; 4] = self.take(4)?.try_into().expect("four bytes");
+        Ok(u32::from_le_bytes(bytes) as usize)
+    }
+
+    fn bytes(&mut self) -> io::Result<&'a [u8]> {
+        let len = self.len()?;
+        self.take(len)
+    }
+
+    fn text(&mut self) -> io::Result<String> {
+        String::from_utf8(self.bytes()?.to_vec()).map_err(|_| bad())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn replies_round_trip(
+            outputs in prop::collection::vec((prop::collection::vec(any::<u8>(), 0..40), prop::collection::vec((".*", ".*"), 0..3)), 0..5),
+            code in ".*", message in ".*", failed in any::<bool>(),
+        ) {
+            let reply = if failed { Reply::Failed { code, message } } else { Reply::Outputs(outputs) };
+            prop_assert_eq!(decode_reply(&encode_reply(&reply)).unwrap(), reply);
+        }
+
+        #[test]
+        fn any_bytes_decode_or_fail_without_panicking(frame in prop::collection::vec(any::<u8>(), 0..64)) {
+            let _ = decode_reply(&frame);
+        }
+    }
+
+    #[test]
+    fn frames_round_trip_and_a_clean_end_is_none() {
+        let mut pipe = Vec::new();
+        write_frame(&mut pipe, b"a\nb").unwrap();
+        write_frame(&mut pipe, b"").unwrap();
+        let mut input = &pipe[..];
+        assert_eq!(read_frame(&mut input).unwrap().unwrap(), b"a\nb");
+        assert_eq!(read_frame(&mut input).unwrap().unwrap(), b"");
+        assert!(read_frame(&mut input).unwrap().is_none());
+        let mut cut = &pipe[..5];
+        assert!(read_frame(&mut cut).is_err(), "a frame cut short is an error");
+    }
+}
