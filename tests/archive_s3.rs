@@ -271,14 +271,17 @@ path = "state"
     let output = run(dir.path(), &config);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let flushes = flushes(&logs(&output.stderr));
-    let data_flushes: Vec<&str> = flushes
+    // Logged as each object is written: with concurrent puts the smaller
+    // last object may be written first.
+    let mut data_flushes: Vec<&str> = flushes
         .iter()
         .filter(|(o, _)| o == "data")
         .map(|(_, r)| r.as_str())
         .collect();
+    data_flushes.sort_unstable();
     assert_eq!(
         data_flushes,
-        ["size", "end_of_input"],
+        ["end_of_input", "size"],
         "about 1.9 MB of records with 1 MB buffers"
     );
 
@@ -421,8 +424,10 @@ fn kill_9_during_a_multipart_upload_then_restart_leaves_one_copy_and_no_open_upl
     std::thread::sleep(Duration::from_millis(400));
     send_signal(&child, libc::SIGKILL);
     child.wait().unwrap();
+    // With concurrent puts (`max_concurrent_puts`, 4 by default) several
+    // uploads may be open at the kill; at least one must be.
     let left_open = open_uploads(&rt, &s3, &bucket);
-    assert_eq!(left_open.len(), 1, "the kill should land inside an upload");
+    assert!(!left_open.is_empty(), "the kill should land inside an upload");
 
     let output = run(dir.path(), &config);
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -188,6 +188,10 @@ interval_seconds = 60
 type = "local"
 path = "archive"
 prefix = "events/"
+# The order per key is checked across objects in the order they were
+# written (from the logs): one put at a time, so that is the order they
+# were flushed in. Concurrent puts keep order within each object only.
+max_concurrent_puts = 1
 compression = "gzip"
 [checkpoint]
 path = "state"
