@@ -183,3 +183,70 @@ fn records_that_crash_stall_or_flood_a_jq_program_fail_alone_and_the_rest_are_ar
         "a second run wrote"
     );
 }
+
+/// The workers' process ids whose parent is `parent`.
+fn workers_of(parent: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let ppid: u32 = after.split(' ').nth(1).unwrap().parse().unwrap();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if ppid == parent && cmdline.windows(9).any(|w| w == b"jq-worker") {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+#[test]
+fn a_worker_stuck_in_an_endless_program_dies_with_a_killed_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("spillway.toml"), CONFIG).unwrap();
+    std::fs::write(dir.path().join("events.ndjson"), b"{\"id\":1,\"hostile\":\"loop\"}\n").unwrap();
+    let mut child = spillway()
+        .args(["run", "--config", "spillway.toml"])
+        .current_dir(dir.path())
+        .env("SPILLWAY_TEST_JQ_MS", "60000")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let workers = loop {
+        let workers = workers_of(child.id());
+        if !workers.is_empty() {
+            break workers;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "no jq worker started");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Let the worker get into the loop, then kill the pipeline outright.
+    std::thread::sleep(Duration::from_millis(500));
+    send_signal(&child, libc::SIGKILL);
+    child.wait().unwrap();
+    let killed = Instant::now();
+    while workers.iter().any(|pid| Path::new(&format!("/proc/{pid}")).exists()) {
+        // A zombie is reaped by init quickly; a live orphan would spin on.
+        let alive = workers.iter().any(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| !s[s.rfind(')').unwrap() + 2..].starts_with('Z'))
+                .unwrap_or(false)
+        });
+        if !alive {
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(5),
+            "a jq worker outlived the pipeline: {workers:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

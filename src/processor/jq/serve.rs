@@ -20,6 +20,7 @@ pub const MEMORY_LIMIT: u64 = 2 << 30;
 
 /// Runs until the pipeline closes the worker's input; the exit code.
 pub fn serve() -> i32 {
+    die_with_the_pipeline();
     limit_memory();
     let mut input = BufReader::with_capacity(1 << 20, io::stdin().lock());
     let mut output = BufWriter::with_capacity(1 << 20, io::stdout().lock());
@@ -93,6 +94,26 @@ pub fn encode_steps(steps: &[Step]) -> Vec<u8> {
         })
         .collect();
     serde_json::to_vec(&programs).expect("strings serialise")
+}
+
+/// A worker busy in an endless program never reads its input again, so it
+/// would not see the pipeline die (`kill -9`): the kernel kills it then.
+/// A parent gone before this call is seen as a closed input. The signal
+/// follows the thread that started the worker: workers are started from
+/// the runtime's own threads (never a blocking-pool thread, which exits
+/// when idle), and those live as long as the pipeline.
+fn die_with_the_pipeline() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number only.
+        let set = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+        if set != 0 {
+            eprintln!(
+                "spillway jq-worker: cannot ask to die with the pipeline: {}",
+                io::Error::last_os_error()
+            );
+        }
+    }
 }
 
 fn limit_memory() {
