@@ -250,3 +250,66 @@ fn a_worker_stuck_in_an_endless_program_dies_with_a_killed_pipeline() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The archive source's `filter` runs its program where the `jq` processor
+/// does: a record that sends it into endless recursion (which once aborted
+/// the whole replay, and every restart with it) is refused alone with
+/// `Jq.Crashed`, and every other record is read again once.
+#[test]
+fn a_record_that_crashes_the_archive_filter_is_refused_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = (0..300)
+        .map(|id| match id {
+            150 => format!(r#"{{"id":{id},"hostile":"recurse"}}"#),
+            _ => format!(r#"{{"id":{id},"keep":{}}}"#, id % 2 == 0),
+        })
+        .collect();
+    std::fs::write(dir.path().join("events.ndjson"), lines.join("\n") + "\n").unwrap();
+    // An archive of envelope lines, as spillway writes one.
+    let archive = "name = \"archive\"\n[source]\ntype = \"file\"\npath = \"events.ndjson\"\n[format]\ntype = \"json_lines\"\nenvelope = true\n[destination]\ntype = \"local\"\npath = \"first\"\nprefix = \"events/\"\n[checkpoint]\npath = \"state-first\"\n";
+    let output = run(dir.path(), &write_config(dir.path(), archive));
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+
+    let replay = "name = \"replay\"\n[source]\ntype = \"archive\"\npath = \"first\"\nprefix = \"events/\"\nfilter = '''\nif .hostile == \"recurse\" then (def f: 1 + f; f) else .keep end\n'''\n[destination]\ntype = \"local\"\npath = \"second\"\nerror_prefix = \"errors/!{firehose:error-output-type}/\"\n[checkpoint]\npath = \"state-second\"\n";
+    let config = write_config(dir.path(), replay);
+    let output = spillway()
+        .args(["run", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .env("SPILLWAY_TEST_JQ_MS", "1500")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "exit {:?}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let objects = objects(&dir.path().join("second"));
+    let mut read: Vec<u64> = objects
+        .iter()
+        .filter(|(key, _)| !key.starts_with("errors/"))
+        .flat_map(|(_, body)| {
+            body.split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(<[u8]>::to_vec)
+                .collect::<Vec<_>>()
+        })
+        .map(|line| {
+            serde_json::from_slice::<serde_json::Value>(&line).unwrap()["id"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    read.sort();
+    let expected: Vec<u64> = (0..300).filter(|id| id % 2 == 0 && *id != 150).collect();
+    assert_eq!(read, expected, "the kept records, each once");
+    let refused = lines_under(&objects, "errors/processing-failed/");
+    assert_eq!(refused.len(), 1, "one refused record");
+    let error: serde_json::Value = serde_json::from_slice(&refused[0]).unwrap();
+    assert_eq!(error["errorCode"], "Jq.Crashed", "{error}");
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(error["rawData"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(raw, lines[150].as_bytes());
+}

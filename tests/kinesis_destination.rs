@@ -11,6 +11,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
 use bytes::Bytes;
 use support::fault_proxy::{Exchange, Fault, FaultProxy};
 use support::kinesis::*;
@@ -187,7 +188,8 @@ fn kill_9_during_delivery_loses_nothing_and_repeats_at_most_a_window() {
 }
 
 /// `partition_key` as a jq expression keys each record by its own field;
-/// a record it gives no key for goes to the backup; and
+/// a record it gives no key for goes to the backup, as does one that
+/// crashes the program (which once aborted the whole process); and
 /// `max_records_per_second` spreads the calls out.
 #[test]
 fn a_jq_partition_key_and_a_rate_limit_shape_what_the_stream_receives() {
@@ -199,6 +201,7 @@ fn a_jq_partition_key_and_a_rate_limit_shape_what_the_stream_receives() {
     let input: Vec<String> = (0..600)
         .map(|i| match i {
             100 | 200 => format!("{{\"id\":{i},\"user\":null}}"),
+            300 => format!("{{\"id\":{i},\"user\":\"recurse\"}}"),
             _ => format!("{{\"id\":{i},\"user\":\"u-{}\"}}", i % 100),
         })
         .collect();
@@ -213,7 +216,7 @@ type = "kinesis"
 stream = "{target}"
 region = "us-east-1"
 endpoint = "{endpoint}"
-partition_key = '.user'
+partition_key = 'if .user == "recurse" then (def f: 1 + f; f) else .user end'
 max_records_per_second = 200
 [destination.backup]
 type = "local"
@@ -227,10 +230,10 @@ path = "state"
     let output = run(dir.path(), &config);
     let took = started.elapsed();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    // 598 records at 200 a second: the first 200 at once, the rest paced.
-    assert!(took >= Duration::from_millis(1900), "598 records in {took:?} at 200/s");
+    // 597 records at 200 a second: the first 200 at once, the rest paced.
+    assert!(took >= Duration::from_millis(1900), "597 records in {took:?} at 200/s");
     let found = rt.block_on(read_back(&client, &target));
-    assert_eq!(found.len(), 598);
+    assert_eq!(found.len(), 597);
     let mut ids = Vec::new();
     for put in &found {
         let value: serde_json::Value = serde_json::from_slice(&put.data).unwrap();
@@ -248,12 +251,17 @@ path = "state"
     );
     let backup = lines_under(&objects(&dir.path().join("backup")), "");
     let refused: Vec<serde_json::Value> = backup.iter().map(|l| serde_json::from_slice(l).unwrap()).collect();
-    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert_eq!(refused.len(), 3, "{refused:?}");
     for record in &refused {
         assert_eq!(record["errorCode"], "Kinesis.PartitionKeyFailed");
-        assert!(
-            record["errorMessage"].as_str().unwrap().contains("gave null"),
-            "{record}"
-        );
+        let message = record["errorMessage"].as_str().unwrap();
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(record["rawData"].as_str().unwrap())
+            .unwrap();
+        let why = match serde_json::from_slice::<serde_json::Value>(&raw).unwrap()["id"].as_u64() {
+            Some(300) => "Jq.Crashed",
+            _ => "gave null",
+        };
+        assert!(message.contains(why), "{record}");
     }
 }

@@ -54,67 +54,41 @@ pub enum PartitionKey {
     Query(KeyQuery),
 }
 
-/// `partition_key = "<jq>"`: a compiled program and its text.
-#[derive(Clone)]
+/// `partition_key = "<jq>"`: a compiled program (run in the jq workers,
+/// so that a record that crashes or stalls it fails alone) and its text.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyQuery {
-    pub text: String,
-    pub program: std::sync::Arc<crate::processor::jq::Program>,
+    pub program: crate::processor::jq::first::FirstValue,
 }
 
-impl std::fmt::Debug for KeyQuery {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("KeyQuery").field(&self.text).finish()
-    }
-}
-
-impl PartialEq for KeyQuery {
-    fn eq(&self, other: &Self) -> bool {
-        self.text == other.text
-    }
-}
-
-impl Eq for KeyQuery {}
+/// Why a record has no partition key: a code and a message for its error
+/// record.
+pub type KeyFailure = (&'static str, String);
 
 impl KeyQuery {
-    /// The key of the record `data`, or why it has none (a code and a
-    /// message for its error record).
-    pub fn key_of(&self, data: &[u8]) -> Result<String, (&'static str, String)> {
-        use crate::processor::jq::Program;
-        let failed = |err: crate::processor::jq::RunError| {
-            (
-                "Kinesis.PartitionKeyFailed",
-                format!("partition_key {}: {}", err.code, err.message),
-            )
-        };
-        let value = Program::parse(data).map_err(failed)?;
-        let values = self.program.run(value).map_err(failed)?;
-        match values.first() {
-            Some(jaq_json::Val::TStr(text)) | Some(jaq_json::Val::BStr(text)) => {
-                Ok(String::from_utf8_lossy(text).into_owned())
-            }
-            Some(value @ (jaq_json::Val::Num(_) | jaq_json::Val::Bool(_))) => Ok(value.to_string()),
-            Some(other) => Err((
-                "Kinesis.PartitionKeyFailed",
-                format!(
-                    "partition_key {:?} gave {}, not a string, number or boolean",
-                    self.text,
-                    kind_of(other)
-                ),
-            )),
-            None => Err((
-                "Kinesis.PartitionKeyFailed",
-                format!("partition_key {:?} gave no value", self.text),
-            )),
-        }
-    }
-}
-
-fn kind_of(value: &jaq_json::Val) -> &'static str {
-    match value {
-        jaq_json::Val::Null => "null",
-        jaq_json::Val::Arr(_) => "an array",
-        jaq_json::Val::Obj(_) => "an object",
-        _ => "a value",
+    /// The key of each record, or why it has none; in order.
+    pub async fn keys_of(&self, records: Vec<bytes::Bytes>) -> Vec<Result<String, KeyFailure>> {
+        let text = self.program.text();
+        let failed = |message: String| ("Kinesis.PartitionKeyFailed", message);
+        self.program
+            .of(records)
+            .await
+            .into_iter()
+            .map(|first| match first {
+                Ok(Some(serde_json::Value::String(key))) => Ok(key),
+                Ok(Some(value @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_)))) => Ok(value.to_string()),
+                Ok(Some(other)) => Err(failed(format!(
+                    "partition_key {text:?} gave {}, not a string, number or boolean",
+                    match other {
+                        serde_json::Value::Array(_) => "an array",
+                        serde_json::Value::Object(_) => "an object",
+                        _ => "null",
+                    }
+                ))),
+                Ok(None) => Err(failed(format!("partition_key {text:?} gave no value"))),
+                Err(err) => Err(failed(format!("partition_key {}: {}", err.code, err.message))),
+            })
+            .collect()
     }
 }
 
@@ -147,11 +121,8 @@ impl KinesisDestinationSettings {
         let partition_key = match self.partition_key.as_deref().unwrap_or("original") {
             "original" => Some(PartitionKey::Original),
             "random" => Some(PartitionKey::Random),
-            text => match crate::processor::jq::Program::compile(text) {
-                Ok(program) => Some(PartitionKey::Query(KeyQuery {
-                    text: text.to_owned(),
-                    program: std::sync::Arc::new(program),
-                })),
+            text => match crate::processor::jq::first::FirstValue::compile(text) {
+                Ok(program) => Some(PartitionKey::Query(KeyQuery { program })),
                 Err(err) => {
                     problems.add(
                         &format!("{key}.partition_key"),
@@ -280,8 +251,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_jq_partition_key_takes_the_first_scalar_and_names_what_it_cannot_use() {
+    #[tokio::test]
+    async fn a_jq_partition_key_takes_the_first_scalar_and_names_what_it_cannot_use() {
         let text = format!(
             "{BASE}stream = \"s\"\npartition_key = '.user.id'\n[destination.backup]\ntype = \"local\"\npath = \"b\"\n"
         );
@@ -291,16 +262,20 @@ mod tests {
         let super::PartitionKey::Query(query) = kinesis.partition_key else {
             panic!("{:?}", kinesis.partition_key)
         };
-        assert_eq!(query.key_of(br#"{"user":{"id":"u-1"}}"#), Ok("u-1".to_owned()));
-        assert_eq!(query.key_of(br#"{"user":{"id":42}}"#), Ok("42".to_owned()));
-        assert_eq!(query.key_of(br#"{"user":{"id":true}}"#), Ok("true".to_owned()));
+        let key_of = |data: &'static [u8]| {
+            let query = query.clone();
+            async move { query.keys_of(vec![bytes::Bytes::from_static(data)]).await.remove(0) }
+        };
+        assert_eq!(key_of(br#"{"user":{"id":"u-1"}}"#).await, Ok("u-1".to_owned()));
+        assert_eq!(key_of(br#"{"user":{"id":42}}"#).await, Ok("42".to_owned()));
+        assert_eq!(key_of(br#"{"user":{"id":true}}"#).await, Ok("true".to_owned()));
         for (data, why) in [
             (&br#"{"user":{}}"#[..], "gave null"),
             (br#"{"user":{"id":[1]}}"#, "gave an array"),
             (b"not json", "Jq.InvalidJson"),
             (br#"{"user":7}"#, "Jq.ExecutionFailed"),
         ] {
-            let (code, message) = query.key_of(data).unwrap_err();
+            let (code, message) = key_of(data).await.unwrap_err();
             assert_eq!(code, "Kinesis.PartitionKeyFailed");
             assert!(message.contains(why), "{message}");
         }

@@ -36,7 +36,7 @@ use spillway_transforms::{ErrorOutputType, Record, Rejection};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use self::config::PartitionKey;
+use self::config::{KeyFailure, PartitionKey};
 use self::order::Schedule;
 use super::delivery::{blocking, Delivery, FlushInfo};
 use super::RunError;
@@ -111,9 +111,11 @@ impl KinesisDelivery {
         tickets: Vec<Ticket>,
         info: FlushInfo,
     ) -> Result<(), RunError> {
-        let (keys, key_failures): (Vec<String>, Vec<Option<Rejection>>) = records
-            .iter()
-            .map(|r| match self.key_of(r) {
+        let (keys, key_failures): (Vec<String>, Vec<Option<Rejection>>) = self
+            .keys_of(&records)
+            .await
+            .into_iter()
+            .map(|key| match key {
                 Ok(key) => (key, None),
                 Err((code, message)) => (String::new(), Some(rejection(code, message))),
             })
@@ -139,13 +141,18 @@ impl KinesisDelivery {
         Ok(())
     }
 
-    /// The record's partition key, or why it has none.
-    fn key_of(&self, record: &Record) -> Result<String, (&'static str, String)> {
-        match (&self.partition_key, &record.partition_key) {
-            (PartitionKey::Original, Some(key)) => Ok(key.to_string()),
-            (PartitionKey::Original, None) => Ok(record.position.offset.sequence_number.as_str().to_owned()),
-            (PartitionKey::Random, _) => Ok(rand::random::<u128>().to_string()),
-            (PartitionKey::Query(query), _) => query.key_of(&record.data),
+    /// Each record's partition key, or why it has none.
+    async fn keys_of(&self, records: &[Record]) -> Vec<Result<String, KeyFailure>> {
+        match &self.partition_key {
+            PartitionKey::Query(query) => query.keys_of(records.iter().map(|r| r.data.clone()).collect()).await,
+            PartitionKey::Original => records
+                .iter()
+                .map(|record| match &record.partition_key {
+                    Some(key) => Ok(key.to_string()),
+                    None => Ok(record.position.offset.sequence_number.as_str().to_owned()),
+                })
+                .collect(),
+            PartitionKey::Random => records.iter().map(|_| Ok(rand::random::<u128>().to_string())).collect(),
         }
     }
 

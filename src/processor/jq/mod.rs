@@ -14,6 +14,7 @@
 //! stopping the pipeline.
 
 pub mod config;
+pub mod first;
 pub mod keys;
 mod program;
 pub mod serve;
@@ -72,15 +73,10 @@ impl JqChain {
     }
 }
 
-#[async_trait::async_trait]
-impl Processor for JqChain {
-    fn describe(&self) -> String {
-        self.description.clone()
-    }
-
-    async fn process(&self, inputs: &[Input<'_>], _stop: &CancellationToken) -> Result<Vec<Outcome>, ProcessError> {
-        let data: Vec<Bytes> = inputs.iter().map(|i| i.data.clone()).collect();
-        let replies = match &self.workers {
+impl JqChain {
+    /// What the programs made of each record, in order.
+    pub async fn replies(&self, data: Vec<Bytes>) -> Vec<Reply> {
+        match &self.workers {
             Some(workers) => workers.run(data).await,
             None => {
                 let steps = self.steps.clone();
@@ -89,8 +85,21 @@ impl Processor for JqChain {
                     .await
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
             }
-        };
-        Ok(replies
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Processor for JqChain {
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+
+    async fn process(&self, inputs: &[Input<'_>], _stop: &CancellationToken) -> Result<Vec<Outcome>, ProcessError> {
+        let data: Vec<Bytes> = inputs.iter().map(|i| i.data.clone()).collect();
+        Ok(self
+            .replies(data)
+            .await
             .into_iter()
             .zip(inputs)
             .map(|(reply, input)| outcome(reply, input.keys))

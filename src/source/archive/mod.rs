@@ -264,23 +264,7 @@ impl<'a> Sender<'a> {
         }
         self.last
             .insert(record.position.source.clone(), record.position.offset.clone());
-        self.filtered(record).await
-    }
-
-    /// Sends the record if the filter keeps it; one it cannot judge goes
-    /// to the error output.
-    async fn filtered(&mut self, record: Record) -> Result<(), SourceError> {
-        let Some(filter) = &self.config.filter else {
-            return self.push(record).await;
-        };
-        match filter.keeps(&record.data) {
-            Ok(true) => self.push(record).await,
-            Ok(false) => Ok(()),
-            Err(why) => {
-                self.flush().await?;
-                self.send(SourceEvent::Refused(vec![(record, why)])).await
-            }
-        }
+        self.push(record).await
     }
 
     /// A record with its original position.
@@ -312,7 +296,7 @@ impl<'a> Sender<'a> {
         }
         self.last
             .insert(record.position.source.clone(), record.position.offset.clone());
-        self.filtered(record).await
+        self.push(record).await
     }
 
     async fn push(&mut self, record: Record) -> Result<(), SourceError> {
@@ -338,12 +322,34 @@ impl<'a> Sender<'a> {
         self.send(SourceEvent::Refused(vec![(record, why)])).await
     }
 
+    /// Sends the records waiting, those the filter keeps; one it cannot
+    /// judge goes to the error output, in its place among the others.
     async fn flush(&mut self) -> Result<(), SourceError> {
         if self.records.is_empty() {
             return Ok(());
         }
         let records = std::mem::take(&mut self.records);
-        self.send(SourceEvent::Records(records)).await
+        let Some(filter) = &self.config.filter else {
+            return self.send(SourceEvent::Records(records)).await;
+        };
+        let verdicts = filter.keeps(records.iter().map(|r| r.data.clone()).collect()).await;
+        let mut kept = Vec::with_capacity(records.len());
+        for (record, verdict) in records.into_iter().zip(verdicts) {
+            match verdict {
+                Ok(true) => kept.push(record),
+                Ok(false) => {}
+                Err(why) => {
+                    if !kept.is_empty() {
+                        self.send(SourceEvent::Records(std::mem::take(&mut kept))).await?;
+                    }
+                    self.send(SourceEvent::Refused(vec![(record, why)])).await?;
+                }
+            }
+        }
+        if kept.is_empty() {
+            return Ok(());
+        }
+        self.send(SourceEvent::Records(kept)).await
     }
 
     async fn send(&self, event: SourceEvent) -> Result<(), SourceError> {
