@@ -14,87 +14,12 @@ use std::time::{Duration, Instant};
 
 use spillway_destinations::Compression;
 use support::fault_proxy::{s3_error, Fault, FaultProxy};
-use support::kinesis::peer;
+use support::kinesis::{peer, runtime};
+use support::moto::{s3_client, s3_objects, Moto};
 use support::*;
 
 /// An object's body, content type and content encoding.
 type StoredObject = (Vec<u8>, Option<String>, Option<String>);
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// A client of moto's S3 (path style).
-fn client(rt: &tokio::runtime::Runtime, endpoint: &str) -> aws_sdk_s3::Client {
-    rt.block_on(async {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .endpoint_url(endpoint)
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                "testing", "testing", None, None, "tests",
-            ))
-            .load()
-            .await;
-        aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&config)
-                .force_path_style(true)
-                .build(),
-        )
-    })
-}
-
-/// moto's S3, a client of it, and a new, empty bucket named after the test.
-struct Moto {
-    endpoint: String,
-    rt: tokio::runtime::Runtime,
-    s3: aws_sdk_s3::Client,
-    bucket: String,
-}
-
-impl Moto {
-    fn new(test: &str) -> Self {
-        let endpoint = peer("SPILLWAY_TEST_MOTO");
-        let rt = runtime();
-        let s3 = client(&rt, &endpoint);
-        let bucket = format!("spillway-{test}-{}", std::process::id());
-        rt.block_on(s3.create_bucket().bucket(&bucket).send()).unwrap();
-        Self {
-            endpoint,
-            rt,
-            s3,
-            bucket,
-        }
-    }
-}
-
-/// Every object in `bucket`: key → body.
-fn bucket_objects(rt: &tokio::runtime::Runtime, s3: &aws_sdk_s3::Client, bucket: &str) -> BTreeMap<String, Vec<u8>> {
-    rt.block_on(async {
-        let mut objects = BTreeMap::new();
-        let mut token = None;
-        loop {
-            let listed = s3
-                .list_objects_v2()
-                .bucket(bucket)
-                .set_continuation_token(token)
-                .send()
-                .await
-                .unwrap();
-            for object in listed.contents() {
-                let key = object.key().unwrap().to_owned();
-                let got = s3.get_object().bucket(bucket).key(&key).send().await.unwrap();
-                objects.insert(key, got.body.collect().await.unwrap().into_bytes().to_vec());
-            }
-            token = listed.next_continuation_token().map(str::to_owned);
-            if token.is_none() {
-                return objects;
-            }
-        }
-    })
-}
 
 fn open_uploads(rt: &tokio::runtime::Runtime, s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<String> {
     let listed = rt.block_on(s3.list_multipart_uploads().bucket(bucket).send()).unwrap();
@@ -221,7 +146,7 @@ fn a_file_archived_to_s3_reads_back_as_exactly_the_input() {
     let endpoint = peer("SPILLWAY_TEST_MOTO");
     let bucket = format!("spillway-e2e-{}", std::process::id());
     let rt = runtime();
-    let s3 = client(&rt, &endpoint);
+    let s3 = s3_client(&rt, &endpoint);
     rt.block_on(s3.create_bucket().bucket(&bucket).send()).unwrap();
 
     let dir = tempfile::tempdir().unwrap();
@@ -389,7 +314,7 @@ fn s3_answering_503_for_a_while_holds_delivery_back_without_loss_or_memory_growt
         "RSS reached {} MiB while delivery was held back (input: 160 MB)",
         peak / (1024 * 1024)
     );
-    let objects = bucket_objects(&rt, &s3, &bucket);
+    let objects = s3_objects(&rt, &s3, &bucket, "");
     assert_same_records(&archived_lines(&objects, "events/"), &records, "archive after the 503s");
     assert!(open_uploads(&rt, &s3, &bucket).is_empty());
 }
@@ -437,7 +362,7 @@ fn kill_9_during_a_multipart_upload_then_restart_leaves_one_copy_and_no_open_upl
         "{stderr}"
     );
     assert_eq!(open_uploads(&rt, &s3, &bucket), Vec::<String>::new());
-    let objects = bucket_objects(&rt, &s3, &bucket);
+    let objects = s3_objects(&rt, &s3, &bucket, "");
     assert!(objects.len() >= 3, "{:?}", objects.keys());
     assert_same_records(
         &archived_lines(&objects, "events/"),
@@ -468,7 +393,7 @@ fn a_put_failing_past_the_retry_duration_becomes_delivery_failed_error_records()
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("put failed past the retry duration"), "{stderr}");
 
-    let objects = bucket_objects(&rt, &s3, &bucket);
+    let objects = s3_objects(&rt, &s3, &bucket, "");
     assert!(
         objects.keys().all(|k| k.starts_with("errors/delivery-failed/")),
         "{:?}",
@@ -528,7 +453,7 @@ fn a_large_object_is_sent_in_parts_while_it_is_encoded() {
         peak / (1024 * 1024),
         input_bytes / (1024 * 1024)
     );
-    let objects = bucket_objects(&rt, &s3, &bucket);
+    let objects = s3_objects(&rt, &s3, &bucket, "");
     assert_eq!(objects.len(), 1);
     assert_same_records(&archived_lines(&objects, "events/"), &records, "the streamed object");
 }
@@ -586,7 +511,7 @@ fn sigterm_while_a_put_is_retried_stops_at_once_and_loses_nothing() {
             .any(|l| l["message"] == "settled an object pending since the last run" && l["written"] == false),
         "the pending intent is settled at the next start"
     );
-    let objects = bucket_objects(&rt, &s3, &bucket);
+    let objects = s3_objects(&rt, &s3, &bucket, "");
     assert_same_records(
         &archived_lines(&objects, "events/"),
         &records,
@@ -620,7 +545,7 @@ fn the_start_up_check_leaves_no_probe_object_or_version_behind() {
     let config = s3_config(dir.path(), &endpoint, &bucket, 1, "");
     let output = run(dir.path(), &config);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let objects = bucket_objects(&rt, &s3, &bucket);
+    let objects = s3_objects(&rt, &s3, &bucket, "");
     assert_same_records(&archived_lines(&objects, "events/"), &records, "archive");
     let versions = rt.block_on(s3.list_object_versions().bucket(&bucket).send()).unwrap();
     let left: Vec<String> = versions

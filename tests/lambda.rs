@@ -719,47 +719,13 @@ fn validate_refuses_bad_lambda_and_command_keys_one_line_each() {
 
 #[test]
 fn moto_jq_lambda_and_metadata_extraction_to_a_partitioned_s3_prefix_exactly_once() {
-    let endpoint = support::kinesis::peer("SPILLWAY_TEST_MOTO");
     let server = LambdaServer::start();
-    let rt = support::kinesis::runtime();
-    let bucket = format!("spillway-lambda-{}", std::process::id());
-    let s3 = rt.block_on(async {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .endpoint_url(&endpoint)
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                "testing", "testing", None, None, "tests",
-            ))
-            .load()
-            .await;
-        aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&config)
-                .force_path_style(true)
-                .build(),
-        )
-    });
-    rt.block_on(s3.create_bucket().bucket(&bucket).send()).unwrap();
-    let list = || -> Objects {
-        rt.block_on(async {
-            let listed = s3.list_objects_v2().bucket(&bucket).send().await.unwrap();
-            let mut objects = Objects::new();
-            for object in listed.contents() {
-                let key = object.key().unwrap().to_owned();
-                let got = s3.get_object().bucket(&bucket).key(&key).send().await.unwrap();
-                objects.insert(key, got.body.collect().await.unwrap().into_bytes().to_vec());
-            }
-            objects
-        })
-    };
+    let moto = support::moto::Moto::new("lambda");
+    let list = || -> Objects { moto.objects() };
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("input.ndjson"), input_records(120).join("\n") + "\n").unwrap();
-    let config = pipeline_config(&lambda_table(&server, "enrich", 3)).replace(
-        "type = \"local\"\npath = \"archive\"",
-        &format!(
-            "type = \"s3\"\nbucket = \"{bucket}\"\nregion = \"us-east-1\"\nendpoint = \"{endpoint}\"\n\
-             force_path_style = true\nchecksum = \"when_required\""
-        ),
-    );
+    let config = pipeline_config(&lambda_table(&server, "enrich", 3))
+        .replace("type = \"local\"\npath = \"archive\"", &moto.destination());
     support::write_config(dir.path(), &config);
     let output = spillway_run(dir.path());
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));

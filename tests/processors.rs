@@ -427,49 +427,15 @@ fn partitioned_parquet_makes_one_file_per_partition_per_flush() {
 
 #[test]
 fn moto_partitioned_prefix_on_s3_holds_each_kept_record_once() {
-    let endpoint = kinesis::peer("SPILLWAY_TEST_MOTO");
-    let rt = kinesis::runtime();
-    let bucket = format!("spillway-partitions-{}", std::process::id());
-    let s3 = rt.block_on(async {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .endpoint_url(&endpoint)
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                "testing", "testing", None, None, "tests",
-            ))
-            .load()
-            .await;
-        aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&config)
-                .force_path_style(true)
-                .build(),
-        )
-    });
-    rt.block_on(s3.create_bucket().bucket(&bucket).send()).unwrap();
+    let moto = support::moto::Moto::new("partitions");
     let dir = tempfile::tempdir().unwrap();
     let (mut input, kept) = orders(500, 7);
     input.extend_from_slice(b"{broken\n");
     std::fs::write(dir.path().join("orders.ndjson"), &input).unwrap();
-    let config = partitioned_config("orders.ndjson", "").replace(
-        "type = \"local\"\npath = \"archive\"",
-        &format!(
-            "type = \"s3\"\nbucket = \"{bucket}\"\nregion = \"us-east-1\"\nendpoint = \"{endpoint}\"\n\
-             force_path_style = true\nchecksum = \"when_required\""
-        ),
-    );
+    let config =
+        partitioned_config("orders.ndjson", "").replace("type = \"local\"\npath = \"archive\"", &moto.destination());
     let config = write_config(dir.path(), &config);
-    let list = || -> BTreeMap<String, Vec<u8>> {
-        rt.block_on(async {
-            let listed = s3.list_objects_v2().bucket(&bucket).send().await.unwrap();
-            let mut objects = BTreeMap::new();
-            for object in listed.contents() {
-                let key = object.key().unwrap().to_owned();
-                let got = s3.get_object().bucket(&bucket).key(&key).send().await.unwrap();
-                objects.insert(key, got.body.collect().await.unwrap().into_bytes().to_vec());
-            }
-            objects
-        })
-    };
+    let list = || moto.objects();
     let output = run(dir.path(), &config);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let stored = list();

@@ -518,36 +518,15 @@ fn archive_to_archive_is_exactly_once_across_kill_9() {
     let _ = std::io::stdout().flush();
 }
 
-/// moto's S3 through a client of its own (path style), and a new bucket.
-fn moto_bucket(rt: &tokio::runtime::Runtime, endpoint: &str, bucket: &str) -> aws_sdk_s3::Client {
-    rt.block_on(async {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .endpoint_url(endpoint)
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                "testing", "testing", None, None, "tests",
-            ))
-            .load()
-            .await;
-        let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&config)
-                .force_path_style(true)
-                .build(),
-        );
-        s3.create_bucket().bucket(bucket).send().await.unwrap();
-        s3
-    })
-}
-
 #[test]
 fn an_s3_archive_round_trips_with_the_endpoint_from_aws_endpoint_url_s3_only() {
-    let endpoint = support::kinesis::peer("SPILLWAY_TEST_MOTO");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let bucket = "replay-archive-round-trip";
-    let s3 = moto_bucket(&rt, &endpoint, bucket);
+    let support::moto::Moto {
+        endpoint,
+        rt,
+        s3,
+        bucket,
+    } = support::moto::Moto::with_bucket("replay-archive-round-trip".to_owned());
+    let bucket = bucket.as_str();
     let dir = tempfile::tempdir().unwrap();
     // An envelope archive (gzip'd and not), and the same records as Parquet
     // under another prefix, uploaded as a destination would have written them.
@@ -592,33 +571,18 @@ fn an_s3_archive_round_trips_with_the_endpoint_from_aws_endpoint_url_s3_only() {
             .output()
             .unwrap();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-        let copied: Vec<(String, Vec<Record>)> = rt.block_on(async {
-            let listed = s3.list_objects_v2().bucket(bucket).prefix(out).send().await.unwrap();
-            let mut copied = Vec::new();
-            for object in listed.contents() {
-                let key = object.key().unwrap().to_owned();
-                let body = s3
-                    .get_object()
-                    .bucket(bucket)
-                    .key(&key)
-                    .send()
-                    .await
-                    .unwrap()
-                    .body
-                    .collect()
-                    .await
-                    .unwrap()
-                    .into_bytes();
+        let copied: Vec<(String, Vec<Record>)> = support::moto::s3_objects(&rt, &s3, bucket, out)
+            .into_iter()
+            .map(|(key, body)| {
                 let body = spillway_destinations::Compression::Gzip.decompress(&body).unwrap();
                 let records = body
                     .split(|&b| b == b'\n')
                     .filter(|l| !l.is_empty())
                     .map(|l| envelope::read_line(l).unwrap())
                     .collect();
-                copied.push((key, records));
-            }
-            copied
-        });
+                (key, records)
+            })
+            .collect();
         assert!(!copied.is_empty(), "{name}: nothing written");
         assert_same_archive(&copied, &expected);
     }

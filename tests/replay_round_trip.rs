@@ -46,54 +46,15 @@ path = "state-{name}"
     )
 }
 
-fn s3_client(rt: &tokio::runtime::Runtime, endpoint: &str) -> aws_sdk_s3::Client {
-    rt.block_on(async {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .endpoint_url(endpoint)
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                "testing", "testing", None, None, "tests",
-            ))
-            .load()
-            .await;
-        aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&config)
-                .force_path_style(true)
-                .build(),
-        )
-    })
-}
-
 /// Every object under `prefix`, decompressed.
 fn s3_objects(rt: &tokio::runtime::Runtime, s3: &aws_sdk_s3::Client, prefix: &str) -> Vec<(String, Vec<u8>)> {
-    rt.block_on(async {
-        let mut found = Vec::new();
-        let mut token = None;
-        loop {
-            let listed = s3
-                .list_objects_v2()
-                .bucket(BUCKET)
-                .prefix(prefix)
-                .set_continuation_token(token)
-                .send()
-                .await
-                .unwrap();
-            for object in listed.contents() {
-                let key = object.key().unwrap().to_owned();
-                let body = s3.get_object().bucket(BUCKET).key(&key).send().await.unwrap();
-                let body = body.body.collect().await.unwrap().into_bytes().to_vec();
-                let body = match body.starts_with(&[0x1f, 0x8b]) {
-                    true => spillway_destinations::Compression::Gzip.decompress(&body).unwrap(),
-                    false => body,
-                };
-                found.push((key, body));
-            }
-            token = listed.next_continuation_token().map(str::to_owned);
-            if token.is_none() {
-                return found;
-            }
-        }
-    })
+    support::moto::s3_objects(rt, s3, BUCKET, prefix)
+        .into_iter()
+        .map(|(key, body)| match body.starts_with(&[0x1f, 0x8b]) {
+            true => (key, spillway_destinations::Compression::Gzip.decompress(&body).unwrap()),
+            false => (key, body),
+        })
+        .collect()
 }
 
 /// The envelope records under `prefix`, in their stream's order (by
@@ -164,7 +125,7 @@ fn assert_the_produced_records(
 fn kinesis_to_parquet_and_envelope_archives_replayed_and_archived_again_hold_the_same_records() {
     let moto = peer("SPILLWAY_TEST_MOTO");
     let (kinesalite, rt, client, source) = new_stream("SPILLWAY_TEST_KINESALITE", "round-trip", 4);
-    let s3 = s3_client(&rt, &moto);
+    let s3 = support::moto::s3_client(&rt, &moto);
     rt.block_on(s3.create_bucket().bucket(BUCKET).send()).unwrap();
     let produced = produce(
         &kinesalite,
