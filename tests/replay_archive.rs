@@ -187,6 +187,42 @@ fn error_records(root: &Path, prefix: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// A prefix time whose records do not fit the sort's memory is sorted
+/// through run files on disk (the bound set to a few records by a test
+/// hook): every record once, each shard in order, as in memory.
+#[test]
+fn a_prefix_time_larger_than_the_sort_memory_is_sorted_through_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = sample_archive(&dir.path().join("first"));
+    let path = write_config(
+        dir.path(),
+        &config(
+            "spilled",
+            "path = \"first\"\nprefix = \"events/\"",
+            "type = \"json_lines\"\nenvelope = true",
+            "path = \"second\"\nprefix = \"copy/\"",
+        ),
+    );
+    let runs = tempfile::tempdir().unwrap();
+    let output = spillway()
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(&path)
+        .current_dir(dir.path())
+        .env("SPILLWAY_TEST_SORT_BYTES", "700")
+        .env("TMPDIR", runs.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let copied = read_envelopes(&dir.path().join("second"), "copy/");
+    assert_eq!(copied.len(), 1, "one object: the order across it is checked");
+    assert_same_archive(&copied, &expected);
+    assert_eq!(
+        std::fs::read_dir(runs.path()).unwrap().count(),
+        0,
+        "run files left behind"
+    );
+}
+
 #[test]
 fn envelope_archive_round_trips_through_envelope_and_parquet_archives() {
     let dir = tempfile::tempdir().unwrap();

@@ -13,8 +13,8 @@
 //! objects are named after their first record only, so two objects of the
 //! same hour may hold one shard's records in either key order: the
 //! objects of one prefix time are therefore read together and each shard's
-//! records sorted by position before they are sent (memory: one prefix
-//! time's records). A record at or before one already sent for its shard,
+//! records sorted by position before they are sent ([`sort`]: in memory up
+//! to a bound, through run files on disk past it). A record at or before one already sent for its shard,
 //! but not the same, is out of order (the archive mixed prefix times): it
 //! goes to the error output rather than break the shard's order. A record
 //! whose position was sent already (the same record archived twice) is
@@ -23,6 +23,7 @@
 pub mod config;
 mod decode;
 mod filter;
+mod sort;
 mod store;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -184,7 +185,7 @@ pub async fn read(
     );
     let mut sender = Sender::new(config, events);
     for group in groups.into_values() {
-        let mut kept: Vec<Record> = Vec::new();
+        let mut kept = sort::ShardSort::for_pipeline();
         for object in group {
             let body = store.read(&object.key).await?;
             progress.bytes_read.fetch_add(body.len() as u64, Ordering::Relaxed);
@@ -192,7 +193,7 @@ pub async fn read(
                 Ok(items) => {
                     for item in items {
                         match item {
-                            Item::Kept(record) => kept.push(record),
+                            Item::Kept(record) => kept.push(record).map_err(ArchiveError::sort)?,
                             Item::Unkept(record) => sender.record(record).await?,
                             Item::Refused(record, why) => sender.refused(record, why).await?,
                         }
@@ -219,9 +220,8 @@ pub async fn read(
         }
         // Each shard's records in order: a stable sort keeps the archive's
         // order among records of equal position (sent once, below).
-        kept.sort_by(|a, b| (&a.position.source, &a.position.offset).cmp(&(&b.position.source, &b.position.offset)));
-        for record in kept {
-            sender.kept(record).await?;
+        for record in kept.finish().map_err(ArchiveError::sort)? {
+            sender.kept(record.map_err(ArchiveError::sort)?).await?;
         }
         sender.flush().await?;
     }

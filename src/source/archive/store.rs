@@ -30,6 +30,22 @@ pub enum ArchiveError {
     /// The pipeline stopped taking records (shutdown).
     #[error("the pipeline stopped reading")]
     Stopped,
+    #[error("cannot sort a prefix time's records through files in {dir}: {source}")]
+    Sort {
+        dir: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ArchiveError {
+    /// Run files of the sort could not be written or read back.
+    pub fn sort(source: std::io::Error) -> Self {
+        Self::Sort {
+            dir: std::env::temp_dir().display().to_string(),
+            source,
+        }
+    }
 }
 
 impl From<ArchiveError> for SourceError {
