@@ -12,6 +12,7 @@
 
 pub mod print;
 mod progress;
+mod tally;
 
 use std::path::{Path, PathBuf};
 

@@ -20,11 +20,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use spillway_transforms::{Record, Rejection};
 use tokio::sync::mpsc;
 
 use super::progress::Progress;
+pub use super::tally::Tally;
 use crate::source::archive::{self, ArchiveConfig, ReadProgress};
 use crate::source::{SourceError, SourceEvent};
 
@@ -35,47 +36,6 @@ pub enum Output {
     File(PathBuf),
     /// `--dry-run`: counted, not written.
     Count,
-}
-
-/// What was (or, in a dry run, would be) sent.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Tally {
-    /// The objects read (all of the time range's).
-    pub objects: u64,
-    pub records: u64,
-    /// The records' bytes (without the newlines).
-    pub bytes: u64,
-    /// The earliest and latest arrival time among the records.
-    pub first_arrival: Option<DateTime<Utc>>,
-    pub last_arrival: Option<DateTime<Utc>>,
-    /// Records the archive could not give back (error records).
-    pub refused: u64,
-}
-
-impl Tally {
-    fn count(&mut self, record: &Record) {
-        self.records += 1;
-        self.bytes += record.data.len() as u64;
-        self.first_arrival = Some(self.first_arrival.map_or(record.arrival, |t| t.min(record.arrival)));
-        self.last_arrival = Some(self.last_arrival.map_or(record.arrival, |t| t.max(record.arrival)));
-    }
-
-    /// The dry run's report: one `name: value` line each.
-    pub fn report(&self) -> Vec<String> {
-        let time = |t: Option<DateTime<Utc>>| {
-            t.map_or("-".to_owned(), |t| {
-                t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-            })
-        };
-        vec![
-            format!("objects: {}", self.objects),
-            format!("records: {}", self.records),
-            format!("bytes: {}", self.bytes),
-            format!("first_arrival: {}", time(self.first_arrival)),
-            format!("last_arrival: {}", time(self.last_arrival)),
-            format!("refused: {}", self.refused),
-        ]
-    }
 }
 
 /// Why a printing replay stopped.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::print::Tally;
+use super::tally::Tally;
 use crate::source::archive::ReadProgress;
 
 /// Plain progress lines, at most this often.
