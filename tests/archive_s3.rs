@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use spillway_destinations::Compression;
 use support::fault_proxy::{s3_error, Fault, FaultProxy};
 use support::kinesis::peer;
+use support::s3::{bucket_objects, client, Moto};
 use support::*;
 
 /// An object's body, content type and content encoding.
@@ -25,75 +26,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-/// A client of moto's S3 (path style).
-fn client(rt: &tokio::runtime::Runtime, endpoint: &str) -> aws_sdk_s3::Client {
-    rt.block_on(async {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .endpoint_url(endpoint)
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                "testing", "testing", None, None, "tests",
-            ))
-            .load()
-            .await;
-        aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&config)
-                .force_path_style(true)
-                .build(),
-        )
-    })
-}
-
-/// moto's S3, a client of it, and a new, empty bucket named after the test.
-struct Moto {
-    endpoint: String,
-    rt: tokio::runtime::Runtime,
-    s3: aws_sdk_s3::Client,
-    bucket: String,
-}
-
-impl Moto {
-    fn new(test: &str) -> Self {
-        let endpoint = peer("SPILLWAY_TEST_MOTO");
-        let rt = runtime();
-        let s3 = client(&rt, &endpoint);
-        let bucket = format!("spillway-{test}-{}", std::process::id());
-        rt.block_on(s3.create_bucket().bucket(&bucket).send()).unwrap();
-        Self {
-            endpoint,
-            rt,
-            s3,
-            bucket,
-        }
-    }
-}
-
-/// Every object in `bucket`: key → body.
-fn bucket_objects(rt: &tokio::runtime::Runtime, s3: &aws_sdk_s3::Client, bucket: &str) -> BTreeMap<String, Vec<u8>> {
-    rt.block_on(async {
-        let mut objects = BTreeMap::new();
-        let mut token = None;
-        loop {
-            let listed = s3
-                .list_objects_v2()
-                .bucket(bucket)
-                .set_continuation_token(token)
-                .send()
-                .await
-                .unwrap();
-            for object in listed.contents() {
-                let key = object.key().unwrap().to_owned();
-                let got = s3.get_object().bucket(bucket).key(&key).send().await.unwrap();
-                objects.insert(key, got.body.collect().await.unwrap().into_bytes().to_vec());
-            }
-            token = listed.next_continuation_token().map(str::to_owned);
-            if token.is_none() {
-                return objects;
-            }
-        }
-    })
 }
 
 fn open_uploads(rt: &tokio::runtime::Runtime, s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<String> {

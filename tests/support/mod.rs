@@ -5,6 +5,8 @@ pub mod fault_proxy;
 pub mod http_receiver;
 pub mod kinesis;
 pub mod lambda_server;
+pub mod metrics;
+pub mod s3;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
