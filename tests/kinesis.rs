@@ -447,3 +447,54 @@ fn finished_parents_leave_the_checkpoint_file_and_a_restart_neither_rereads_them
     assert_archived_exactly_once_in_order(dir.path(), &produced, &written_objects(&all));
     assert!(checkpointed_shards(dir.path()).is_disjoint(&parents));
 }
+
+/// A shard the stream no longer lists (past retention; kinesalite keeps
+/// shards forever, so the proxy leaves it out of ListShards) leaves the
+/// checkpoint file even though no child proves it finished, and its
+/// children are read.
+#[test]
+fn a_shard_the_stream_no_longer_lists_leaves_the_checkpoint_file() {
+    use support::fault_proxy::FaultProxy;
+    let (endpoint, rt, client, stream) = new_stream("SPILLWAY_TEST_KINESALITE", "expired", 2);
+    let mut produced = produce(&endpoint, &stream, &["--count", "1000", "--keys", "20"]);
+    // Split with nothing put since: the children have no record, so no
+    // entry, and the finished parent stays.
+    rt.block_on(split(&client, &stream, "shardId-000000000000"));
+    let dir = tempfile::tempdir().unwrap();
+    let direct = write_config(dir.path(), &kinesis_config(&endpoint, &stream, ""));
+    let first = run_once(dir.path(), &direct);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let expired = "shardId-000000000000";
+    let held = checkpointed_shards(dir.path());
+    assert!(held.contains(expired), "{held:?}");
+
+    // Retention passes for the parent; records go to the children.
+    produced.extend(produce(
+        &endpoint,
+        &stream,
+        &["--count", "1000", "--keys", "20", "--first-id", "1000"],
+    ));
+    let proxy = FaultProxy::start_with(
+        &endpoint,
+        std::sync::Arc::new(|_: &str, _: usize, _: &[u8]| None),
+        Some(std::sync::Arc::new(move |target: &str, body: bytes::Bytes| {
+            if target != "Kinesis_20131202.ListShards" {
+                return body;
+            }
+            let mut answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            answer["Shards"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|shard| shard["ShardId"] != expired);
+            serde_json::to_vec(&answer).unwrap().into()
+        })),
+    );
+    let through_proxy = write_config(dir.path(), &kinesis_config(&proxy.url, &stream, ""));
+    let second = run_once(dir.path(), &through_proxy);
+    assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
+    let held = checkpointed_shards(dir.path());
+    assert!(!held.contains(expired), "{held:?}");
+    assert!(held.contains("shardId-000000000001"), "an open shard stays: {held:?}");
+    let all: Vec<serde_json::Value> = logs(&first.stderr).into_iter().chain(logs(&second.stderr)).collect();
+    assert_archived_exactly_once_in_order(dir.path(), &produced, &written_objects(&all));
+}
