@@ -148,6 +148,14 @@ fn main() -> ExitCode {
     if let Ok(binary) = std::env::current_exe() {
         spillway::processor::jq::worker::use_worker_binary(binary);
     }
+    // A usage error like any other, for every command: not a silent
+    // `info` (a worker's comes from the run that started it).
+    if !matches!(cli.command, Command::JqWorker) {
+        if let Err(err) = telemetry::filter(&cli.log_level) {
+            telemetry::eprint_line(&format!("error: {err}"));
+            return ExitCode::from(2);
+        }
+    }
     match cli.command {
         Command::JqWorker => std::process::exit(spillway::processor::jq::serve::serve()),
         Command::Validate { files, config } => match config_files(config, files) {

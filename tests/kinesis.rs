@@ -362,3 +362,139 @@ fn repeated_kill_9_loses_and_duplicates_nothing() {
     );
     assert_archived_exactly_once_in_order(dir.path(), &produced, &written_objects(&logs));
 }
+
+/// The shards the checkpoint file holds an entry for.
+fn checkpointed_shards(dir: &Path) -> BTreeSet<String> {
+    let Ok(text) = std::fs::read_to_string(dir.join("state/archive.checkpoint.json")) else {
+        return BTreeSet::new();
+    };
+    let state: serde_json::Value = serde_json::from_str(&text).unwrap();
+    state["sources"].as_object().unwrap().keys().cloned().collect()
+}
+
+#[test]
+fn finished_parents_leave_the_checkpoint_file_and_a_restart_neither_rereads_them_nor_skips_a_record() {
+    let (endpoint, rt, client, stream) = new_stream("SPILLWAY_TEST_KINESALITE", "prune", 4);
+    let mut produced = produce(&endpoint, &stream, &["--count", "2000", "--keys", "40"]);
+    // shardId-000000000000 splits into 4 and 5; 2 and 3 merge into 6.
+    rt.block_on(split(&client, &stream, "shardId-000000000000"));
+    produced.extend(produce(
+        &endpoint,
+        &stream,
+        &["--count", "2000", "--keys", "40", "--first-id", "2000"],
+    ));
+    rt.block_on(merge(&client, &stream, "shardId-000000000002", "shardId-000000000003"));
+    produced.extend(produce(
+        &endpoint,
+        &stream,
+        &["--count", "2000", "--keys", "40", "--first-id", "4000"],
+    ));
+    let parents: BTreeSet<String> = ["shardId-000000000000", "shardId-000000000002", "shardId-000000000003"]
+        .map(str::to_owned)
+        .into();
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &kinesis_config(&endpoint, &stream, ""));
+    let mut child = spawn_daemon(dir.path(), &config, 500);
+    let mut watch = LogWatch::new(&mut child);
+    // Everything archived, and then the parents forgotten (shards are
+    // listed every second).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let archived = lines_under(&objects(&dir.path().join("archive")), "events/").len();
+        let held = checkpointed_shards(dir.path());
+        if archived >= produced.len() && held.is_disjoint(&parents) {
+            break;
+        }
+        if Instant::now() > deadline {
+            send_signal(&child, libc::SIGKILL);
+            child.wait().unwrap();
+            panic!(
+                "{archived} of {} records archived; the checkpoint file holds {held:?}",
+                produced.len()
+            );
+        }
+        watch.wait_for("never logged", Duration::from_millis(200));
+    }
+    send_signal(&child, libc::SIGTERM);
+    assert!(child.wait().unwrap().success());
+    let first: Vec<String> = watch.finish();
+    let held = checkpointed_shards(dir.path());
+    assert!(held.is_disjoint(&parents), "{held:?}");
+    assert!(
+        held.contains("shardId-000000000006"),
+        "the merge's child stays: {held:?}"
+    );
+
+    // More records, into the children only; a restart reads them and
+    // nothing of the forgotten parents.
+    produced.extend(produce(
+        &endpoint,
+        &stream,
+        &["--count", "2000", "--keys", "40", "--first-id", "6000"],
+    ));
+    let output = run_once(dir.path(), &config);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{stderr}");
+    let restart = logs(&output.stderr);
+    let reread: BTreeSet<String> = shards_read(&restart).intersection(&parents).cloned().collect();
+    assert!(reread.is_empty(), "the restart read finished parents again: {reread:?}");
+    let all: Vec<serde_json::Value> = first
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .chain(restart)
+        .collect();
+    assert_archived_exactly_once_in_order(dir.path(), &produced, &written_objects(&all));
+    assert!(checkpointed_shards(dir.path()).is_disjoint(&parents));
+}
+
+/// A shard the stream no longer lists (past retention; kinesalite keeps
+/// shards forever, so the proxy leaves it out of ListShards) leaves the
+/// checkpoint file even though no child proves it finished, and its
+/// children are read.
+#[test]
+fn a_shard_the_stream_no_longer_lists_leaves_the_checkpoint_file() {
+    use support::fault_proxy::FaultProxy;
+    let (endpoint, rt, client, stream) = new_stream("SPILLWAY_TEST_KINESALITE", "expired", 2);
+    let mut produced = produce(&endpoint, &stream, &["--count", "1000", "--keys", "20"]);
+    // Split with nothing put since: the children have no record, so no
+    // entry, and the finished parent stays.
+    rt.block_on(split(&client, &stream, "shardId-000000000000"));
+    let dir = tempfile::tempdir().unwrap();
+    let direct = write_config(dir.path(), &kinesis_config(&endpoint, &stream, ""));
+    let first = run_once(dir.path(), &direct);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let expired = "shardId-000000000000";
+    let held = checkpointed_shards(dir.path());
+    assert!(held.contains(expired), "{held:?}");
+
+    // Retention passes for the parent; records go to the children.
+    produced.extend(produce(
+        &endpoint,
+        &stream,
+        &["--count", "1000", "--keys", "20", "--first-id", "1000"],
+    ));
+    let proxy = FaultProxy::start_with(
+        &endpoint,
+        std::sync::Arc::new(|_: &str, _: usize, _: &[u8]| None),
+        Some(std::sync::Arc::new(move |target: &str, body: bytes::Bytes| {
+            if target != "Kinesis_20131202.ListShards" {
+                return body;
+            }
+            let mut answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            answer["Shards"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|shard| shard["ShardId"] != expired);
+            serde_json::to_vec(&answer).unwrap().into()
+        })),
+    );
+    let through_proxy = write_config(dir.path(), &kinesis_config(&proxy.url, &stream, ""));
+    let second = run_once(dir.path(), &through_proxy);
+    assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
+    let held = checkpointed_shards(dir.path());
+    assert!(!held.contains(expired), "{held:?}");
+    assert!(held.contains("shardId-000000000001"), "an open shard stays: {held:?}");
+    let all: Vec<serde_json::Value> = logs(&first.stderr).into_iter().chain(logs(&second.stderr)).collect();
+    assert_archived_exactly_once_in_order(dir.path(), &produced, &written_objects(&all));
+}

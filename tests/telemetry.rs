@@ -5,68 +5,12 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
+use support::metrics::{free_port, get, samples, sum, wait_for};
 use support::{objects, spillway, write_config, LogWatch};
-
-/// A loopback port nothing listens on now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// `GET path` over plain HTTP/1.1: the status and the body, or `None`
-/// while nothing listens.
-fn get(address: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(1)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split(' ').nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n")?.1.to_owned();
-    Some((status, body))
-}
-
-/// Polls `path` until `done` holds for its answer, for up to 30 s.
-fn wait_for(address: SocketAddr, path: &str, done: impl Fn(u16, &str) -> bool) -> (u16, String) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let answer = get(address, path);
-        if let Some((status, body)) = &answer {
-            if done(*status, body) {
-                return (*status, body.clone());
-            }
-        }
-        assert!(Instant::now() < deadline, "{path}: last answer {answer:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Every sample of the exposition: series (name and labels) → value.
-fn samples(text: &str) -> BTreeMap<String, f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#') && !line.is_empty())
-        .map(|line| {
-            let (series, value) = line.rsplit_once(' ').unwrap();
-            (series.to_owned(), value.parse().unwrap())
-        })
-        .collect()
-}
-
-/// The sum of the samples of `name` whose labels include every one of
-/// `labels` (`key="value"`).
-fn sum(samples: &BTreeMap<String, f64>, name: &str, labels: &[&str]) -> f64 {
-    samples
-        .iter()
-        .filter(|(series, _)| {
-            series.split('{').next() == Some(name) && labels.iter().all(|label| series.contains(label))
-        })
-        .map(|(_, value)| value)
-        .sum()
-}
 
 fn lines_of(bytes: &[u8]) -> usize {
     bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count()

@@ -132,6 +132,22 @@ impl Checkpointer {
         self.tracker().forget_where(matches);
     }
 
+    /// Whether the checkpoint holds anything of `source`.
+    pub fn knows(&self, source: &SourceId) -> bool {
+        self.tracker().knows(source)
+    }
+
+    /// Every source the checkpoint holds, and whether it is finished.
+    pub fn entries(&self) -> std::collections::BTreeMap<SourceId, bool> {
+        self.tracker().entries()
+    }
+
+    /// Forgets `sources` but those with records in flight; see
+    /// [`Tracker::forget_idle`]. [`Self::save`] persists it.
+    pub fn forget_idle<'a>(&self, sources: impl IntoIterator<Item = &'a SourceId>) -> Vec<SourceId> {
+        self.tracker().forget_idle(sources)
+    }
+
     /// Admits records in source order; see [`Tracker::admit`].
     pub fn admit<'a, I>(&self, records: I) -> Vec<Option<Ticket>>
     where

@@ -307,6 +307,33 @@ impl Tracker {
         self.sources.retain(|id, _| !matches(id));
     }
 
+    /// Whether the checkpoint holds anything of `source` (it was read, or
+    /// marked as having nothing to read).
+    pub fn knows(&self, source: &SourceId) -> bool {
+        self.sources.contains_key(source)
+    }
+
+    /// Every source the checkpoint holds, and whether it is finished.
+    pub fn entries(&self) -> BTreeMap<SourceId, bool> {
+        self.sources.iter().map(|(id, s)| (id.clone(), s.finished)).collect()
+    }
+
+    /// Forgets `sources`, except those with records admitted and not yet
+    /// delivered (an object being written names them): returns the ones
+    /// forgotten. For entries that no longer say anything (a Kinesis shard
+    /// finished and superseded by its children, or past retention), so
+    /// that the checkpoint file does not grow forever.
+    pub fn forget_idle<'a>(&mut self, sources: impl IntoIterator<Item = &'a SourceId>) -> Vec<SourceId> {
+        let mut forgotten = Vec::new();
+        for source in sources {
+            if self.sources.get(source).is_some_and(|s| s.in_flight.is_empty()) {
+                self.sources.remove(source);
+                forgotten.push(source.clone());
+            }
+        }
+        forgotten
+    }
+
     /// Admits the next record of `source`, in source order. Returns `None`
     /// when the record is already delivered (at or before the checkpoint, or
     /// in a delivered run): it must be skipped.
@@ -470,6 +497,30 @@ mod tests {
         let restarted = Tracker::new("s", Some(serde_json::from_str(&json).unwrap()));
         let mut restarted = restarted;
         assert_eq!(restarted.start_reading_at(later), (first, false));
+    }
+
+    #[test]
+    fn only_sources_with_nothing_in_flight_are_forgotten() {
+        let mut tracker = Tracker::new("s", None);
+        let (idle, busy) = (SourceId::new("idle"), SourceId::new("busy"));
+        let done = admit_all(&mut tracker, &idle, &[1, 2]);
+        let id = tracker.begin_object("k1", claims(&done));
+        tracker.complete_object(id);
+        tracker.end_of_input(&idle);
+        let waiting = admit_all(&mut tracker, &busy, &[1, 2]);
+        let open = tracker.begin_object("k2", claims(&waiting));
+        assert_eq!(
+            tracker.entries(),
+            BTreeMap::from([(busy.clone(), false), (idle.clone(), true)])
+        );
+
+        assert_eq!(tracker.forget_idle([&idle, &busy]), vec![idle.clone()]);
+        assert!(!tracker.knows(&idle));
+        assert!(tracker.knows(&busy));
+        // The object naming the busy source completes as it would have.
+        tracker.complete_object(open);
+        assert_eq!(tracker.checkpoint(&busy), Some(&off(2)));
+        assert!(!tracker.snapshot().sources.contains_key(&idle));
     }
 
     #[test]

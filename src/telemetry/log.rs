@@ -33,9 +33,37 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber.
+/// A `--log-level` (or `SPILLWAY_LOG`) that is neither a level nor
+/// `target=level` directives.
+#[derive(Debug, thiserror::Error)]
+#[error("--log-level (or SPILLWAY_LOG): {value:?} is not a log level: allowed off, error, warn, info, debug, trace, or comma-separated target=level directives such as spillway=debug")]
+pub struct LogLevelError {
+    pub value: String,
+}
+
+/// The filter `level` names: a level, or `target=level` directives
+/// (`EnvFilter`'s syntax). A bare word that is not a level (`verbose`,
+/// `warning`) is refused too, though `EnvFilter`'s syntax allows a bare
+/// target: a mistyped level is far likelier than a target meant at every
+/// level, which `target=trace` still says.
+pub fn filter(level: &str) -> Result<EnvFilter, LogLevelError> {
+    let refused = || LogLevelError {
+        value: level.to_owned(),
+    };
+    let directives: Vec<&str> = level.split(',').map(str::trim).collect();
+    let each_names_a_level = directives
+        .iter()
+        .all(|directive| directive.contains('=') || directive.parse::<tracing::level_filters::LevelFilter>().is_ok());
+    if directives.iter().any(|d| d.is_empty()) || !each_names_a_level {
+        return Err(refused());
+    }
+    EnvFilter::builder().parse(level).map_err(|_| refused())
+}
+
+/// Installs the global subscriber, logging at `level` (checked with
+/// [`filter`] first; `info` if it is not one).
 pub fn init(format: LogFormat, level: &str) {
-    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = filter(level).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(Stderr)
@@ -179,6 +207,36 @@ impl VisitFmt for EscapedVisitor<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn levels_and_directives_are_taken_and_anything_else_refused() {
+        for good in [
+            "info",
+            "DEBUG",
+            "off",
+            "warn,spillway=debug",
+            "spillway=trace",
+            "aws_config=warn,info",
+        ] {
+            assert!(filter(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "verbose",
+            "warning",
+            "info,",
+            "spillway=loud",
+            "spillway=debug,chatty",
+        ] {
+            let err = filter(bad).unwrap_err();
+            assert_eq!(err.value, bad);
+        }
+        assert_eq!(
+            filter("verbose").unwrap_err().to_string(),
+            "--log-level (or SPILLWAY_LOG): \"verbose\" is not a log level: allowed off, error, warn, info, \
+             debug, trace, or comma-separated target=level directives such as spillway=debug"
+        );
+    }
 
     #[test]
     fn control_characters_are_escaped() {

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 pub use events::Event;
 pub use health::{Operation, DEFAULT_RETRY_BUDGET};
-pub use log::{eprint_line, escape_controls, init, print_line, LogFormat};
+pub use log::{eprint_line, escape_controls, filter, init, print_line, LogFormat, LogLevelError};
 pub use registry::Registry;
 pub use summary::RunSummary;
 pub(crate) use summary::Stats;

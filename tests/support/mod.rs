@@ -5,6 +5,7 @@ pub mod fault_proxy;
 pub mod http_receiver;
 pub mod kinesis;
 pub mod lambda_server;
+pub mod metrics;
 pub mod moto;
 
 use std::collections::BTreeMap;

@@ -20,6 +20,7 @@
 pub mod api;
 pub mod config;
 pub mod kpl;
+mod lineage;
 mod shard_reader;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,6 +34,7 @@ use tokio::time::Instant;
 
 use self::api::{KinesisApi, KinesisError, ShardInfo, StartAt};
 use self::config::{KinesisConfig, StartPosition};
+use self::lineage::Lineage;
 use self::shard_reader::{ReaderOptions, ShardOutcome, ShardReader};
 use super::{Source, SourceContext, SourceError, SourceEvent};
 use crate::checkpoint::StoreError;
@@ -256,6 +258,8 @@ impl Coordinator {
 
     async fn discover(&mut self) -> Result<(), KinesisError> {
         let listed = self.api.list_shards().await?;
+        let lineage = Lineage::of(listed.iter().map(|s| (s.id.as_str(), s.parents.as_slice())));
+        let parents: BTreeMap<String, Vec<String>> = listed.iter().map(|s| (s.id.clone(), s.parents.clone())).collect();
         for info in listed {
             if let Some(known) = self.shards.get_mut(&info.id) {
                 if info.ending_sequence.is_some() {
@@ -265,16 +269,53 @@ impl Coordinator {
                 continue;
             }
             let source = SourceId::new(info.id.clone());
-            let state = if self.context.checkpoints.is_finished(&source) {
-                State::Done
-            } else {
-                State::Waiting
-            };
+            let checkpoints = &self.context.checkpoints;
+            // Finished: said so by its entry, or, its entry forgotten, by
+            // a descendant that was read (see `lineage`).
+            let finished = checkpoints.is_finished(&source)
+                || (!checkpoints.knows(&source)
+                    && lineage.finished_by_descendants(&info.id, &|shard| checkpoints.knows(&SourceId::new(shard))));
+            let state = if finished { State::Done } else { State::Waiting };
             tracing::info!(shard = %info.id, parents = ?info.parents, closed = info.closed, ?state, "found shard");
             let ending = Arc::new(std::sync::Mutex::new(info.ending_sequence.clone()));
             self.shards.insert(info.id.clone(), Shard { info, ending, state });
         }
+        self.forget_spent(&parents).await;
         Ok(())
+    }
+
+    /// Forgets the checkpoint entries of shards finished and superseded by
+    /// a child that was read, and of shards the stream no longer lists
+    /// (`listed`: shard → parents, just listed), and saves that.
+    async fn forget_spent(&mut self, listed: &BTreeMap<String, Vec<String>>) {
+        let checkpoints = &self.context.checkpoints;
+        let entries: BTreeMap<String, bool> = checkpoints
+            .entries()
+            .into_iter()
+            .map(|(id, finished)| (id.as_str().to_owned(), finished))
+            .collect();
+        let spent: Vec<SourceId> = lineage::to_forget(&entries, listed)
+            .into_iter()
+            .map(SourceId::new)
+            .collect();
+        if spent.is_empty() {
+            return;
+        }
+        let forgotten = checkpoints.forget_idle(&spent);
+        if forgotten.is_empty() {
+            return;
+        }
+        match checkpoints.save().await {
+            Ok(()) => {
+                let shards: Vec<&str> = forgotten.iter().map(SourceId::as_str).collect();
+                tracing::info!(
+                    ?shards,
+                    "checkpoint: forgot shards finished before a child was read, or past retention"
+                );
+            }
+            // The next save (after the next object) writes it.
+            Err(err) => tracing::warn!(error = %err, "saving checkpoints failed"),
+        }
     }
 
     /// Closed shards whose records are all delivered become done.
