@@ -6,6 +6,7 @@
 //! and the state is saved again. At start, intents left by a crash are
 //! settled by asking the destination whether the object exists.
 
+pub mod packed;
 pub mod state;
 pub mod store;
 pub mod tracker;
