@@ -6,6 +6,7 @@
 //! and the state is saved again. At start, intents left by a crash are
 //! settled by asking the destination whether the object exists.
 
+pub mod packed;
 pub mod state;
 pub mod store;
 pub mod tracker;
@@ -14,6 +15,7 @@ pub mod tracker;
 mod tests;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use spillway_destinations::{ObjectKey, ObjectStore};
@@ -45,8 +47,11 @@ pub enum CheckpointError {
 pub struct Checkpointer {
     tracker: Mutex<Tracker>,
     store: Box<dyn CheckpointStore>,
-    /// Serialises saves so that an older snapshot never overwrites a newer.
-    save_lock: tokio::sync::Mutex<()>,
+    /// Changes made to the tracker so far (counted under its lock).
+    changes: AtomicU64,
+    /// Serialises saves so that an older snapshot never overwrites a newer;
+    /// holds the changes the last snapshot saved included.
+    save_lock: tokio::sync::Mutex<u64>,
 }
 
 impl Checkpointer {
@@ -93,12 +98,20 @@ impl Checkpointer {
         Ok(Self {
             tracker: Mutex::new(Tracker::new(stream, state)),
             store,
-            save_lock: tokio::sync::Mutex::new(()),
+            changes: AtomicU64::new(0),
+            save_lock: tokio::sync::Mutex::new(0),
         })
     }
 
     fn tracker(&self) -> std::sync::MutexGuard<'_, Tracker> {
         self.tracker.lock().expect("tracker lock is never poisoned")
+    }
+
+    /// The tracker, for a change that [`Self::save`] must persist.
+    fn change(&self) -> std::sync::MutexGuard<'_, Tracker> {
+        let tracker = self.tracker();
+        self.changes.fetch_add(1, Ordering::Relaxed);
+        tracker
     }
 
     pub fn checkpoint(&self, source: &SourceId) -> Option<Offset> {
@@ -113,7 +126,7 @@ impl Checkpointer {
     /// the value in force and whether it was set now ([`Self::save`] must
     /// follow before anything is read).
     pub fn start_reading_at(&self, now: chrono::DateTime<chrono::Utc>) -> (chrono::DateTime<chrono::Utc>, bool) {
-        self.tracker().start_reading_at(now)
+        self.change().start_reading_at(now)
     }
 
     /// The table schema in force (Parquet with an inferred schema).
@@ -124,12 +137,12 @@ impl Checkpointer {
     /// Puts a new version of the table schema in force; [`Self::save`]
     /// must follow before anything is written under it.
     pub fn set_table_schema(&self, schema: TableSchema) {
-        self.tracker().set_table_schema(schema);
+        self.change().set_table_schema(schema);
     }
 
     /// Forgets the sources `matches` picks, so they start afresh.
     pub fn forget_where(&self, matches: impl Fn(&SourceId) -> bool) {
-        self.tracker().forget_where(matches);
+        self.change().forget_where(matches);
     }
 
     /// Whether the checkpoint holds anything of `source`.
@@ -153,7 +166,7 @@ impl Checkpointer {
     where
         I: IntoIterator<Item = (&'a SourceId, &'a Offset)>,
     {
-        self.tracker().admit_all(records)
+        self.change().admit_all(records)
     }
 
     /// Admits processors' outputs in source order; see
@@ -162,34 +175,47 @@ impl Checkpointer {
     where
         I: IntoIterator<Item = (&'a SourceId, &'a Offset, Admission)>,
     {
-        self.tracker().admit_all_as(records)
+        self.change().admit_all_as(records)
     }
 
     pub fn end_of_input(&self, source: &SourceId) {
-        self.tracker().end_of_input(source);
+        self.change().end_of_input(source);
     }
 
     /// Notes the intent to write `key` with these records; [`Self::save`]
     /// must follow before the object is written.
     pub fn begin_object(&self, key: &ObjectKey, claims: Claims) -> ObjectId {
-        self.tracker().begin_object(key.as_str(), claims)
+        self.change().begin_object(key.as_str(), claims)
     }
 
     /// Points an intent at another key (its records go there instead);
     /// [`Self::save`] must follow before that object is written.
     pub fn retarget_object(&self, id: ObjectId, key: &ObjectKey) {
-        self.tracker().retarget_object(id, key.as_str());
+        self.change().retarget_object(id, key.as_str());
     }
 
     /// Marks an object written; [`Self::save`] persists the advance.
     pub fn complete_object(&self, id: ObjectId) {
-        self.tracker().complete_object(id);
+        self.change().complete_object(id);
     }
 
-    /// Saves the current state.
+    /// Saves the current state: every change made before this call is
+    /// saved when it returns. Saves waiting for one in progress are done
+    /// by a single save after it (a group commit): concurrent deliveries
+    /// each save their intent, and a save writes the whole state.
     pub async fn save(&self) -> Result<(), StoreError> {
-        let _guard = self.save_lock.lock().await;
-        let snapshot = self.tracker().snapshot();
-        self.store.save(&snapshot).await
+        let made = self.changes.load(Ordering::Relaxed);
+        let mut saved = self.save_lock.lock().await;
+        if *saved >= made {
+            // A save that began after this caller's changes included them.
+            return Ok(());
+        }
+        let (snapshot, including) = {
+            let tracker = self.tracker();
+            (tracker.snapshot(), self.changes.load(Ordering::Relaxed))
+        };
+        self.store.save(&snapshot).await?;
+        *saved = including;
+        Ok(())
     }
 }

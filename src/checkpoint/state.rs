@@ -52,7 +52,9 @@ pub struct SourceState {
     pub checkpoint: Option<Offset>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub finished: bool,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Packed ([`super::packed`]): with dynamic partitioning there is a
+    /// run per record until every partition is written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "super::packed")]
     pub delivered: Vec<Run>,
 }
 
@@ -74,6 +76,8 @@ impl Run {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingObject {
     pub key: String,
+    /// Packed by source ([`super::packed::by_source`]).
+    #[serde(with = "super::packed::by_source")]
     pub runs: Vec<SourceRun>,
 }
 

@@ -142,3 +142,75 @@ async fn a_destination_that_cannot_answer_stops_the_start_and_keeps_the_intents(
     let checkpoints = open(dir.path(), &destination).await.unwrap();
     assert_eq!(admitted(&checkpoints, &source), [1, 2, 5, 6]);
 }
+
+/// A checkpoint store that takes its time and keeps what it was given.
+#[derive(Debug, Default)]
+struct SlowStore {
+    saved: std::sync::Mutex<Vec<super::state::CheckpointState>>,
+}
+
+#[async_trait::async_trait]
+impl super::CheckpointStore for SlowStore {
+    async fn load(&self) -> Result<Option<super::state::CheckpointState>, super::StoreError> {
+        Ok(None)
+    }
+
+    async fn save(&self, state: &super::state::CheckpointState) -> Result<(), super::StoreError> {
+        let state = state.clone();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        self.saved.lock().unwrap().push(state);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn saves_waiting_for_one_in_progress_are_one_save_and_each_change_is_saved_when_save_returns() {
+    // Concurrent deliveries each save their intent: one save writes the
+    // whole state, so those queued behind a save in progress need one
+    // more, not one each; and none returns before its intent is saved.
+    let store = std::sync::Arc::new(SlowStore::default());
+    #[derive(Debug)]
+    struct Shared(std::sync::Arc<SlowStore>);
+    #[async_trait::async_trait]
+    impl super::CheckpointStore for Shared {
+        async fn load(&self) -> Result<Option<super::state::CheckpointState>, super::StoreError> {
+            self.0.load().await
+        }
+        async fn save(&self, state: &super::state::CheckpointState) -> Result<(), super::StoreError> {
+            self.0.save(state).await
+        }
+    }
+    let checkpoints = std::sync::Arc::new(
+        Checkpointer::open(STREAM, Box::new(Shared(store.clone())), &MemoryStore::new())
+            .await
+            .unwrap(),
+    );
+    let source = SourceId::new("a");
+    let offsets: Vec<Offset> = (1..=8).map(off).collect();
+    let tickets: Vec<_> = checkpoints
+        .admit(offsets.iter().map(|o| (&source, o)))
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+    let mut deliveries = tokio::task::JoinSet::new();
+    for (n, (offset, ticket)) in offsets.iter().zip(tickets).enumerate() {
+        let (checkpoints, store) = (checkpoints.clone(), store.clone());
+        let (source, offset) = (source.clone(), offset.clone());
+        deliveries.spawn(async move {
+            let name = format!("k{n}");
+            checkpoints.begin_object(&key(&name), Claims::of([(&source, &offset, ticket)]));
+            checkpoints.save().await.unwrap();
+            let saved = store.saved.lock().unwrap();
+            let last = saved.last().expect("a save was made");
+            assert!(
+                last.pending.iter().any(|p| p.key == name),
+                "{name} is saved when its save returns"
+            );
+        });
+    }
+    while let Some(done) = deliveries.join_next().await {
+        done.unwrap();
+    }
+    let saves = store.saved.lock().unwrap().len();
+    assert!(saves <= 3, "{saves} saves for 8 intents");
+}

@@ -174,6 +174,47 @@ impl Source {
         Some(Ticket { ordinal })
     }
 
+    /// Makes `delivered` as few runs as it can be: consecutive delivered
+    /// records in flight become one run, whichever objects they were in
+    /// (or none: dropped and skipped records). With dynamic partitioning
+    /// each record of an object is a run of its own; once the partitions
+    /// around it are written too, they are one run again, and a save
+    /// writes that one.
+    fn merge_delivered(&mut self) {
+        let mut runs = std::mem::take(&mut self.delivered);
+        let mut current: Option<Run> = None;
+        for entry in &self.in_flight {
+            match (&mut current, entry.delivered) {
+                (Some(run), true) => run.last = entry.offset.clone(),
+                (None, true) => {
+                    current = Some(Run {
+                        first: entry.offset.clone(),
+                        last: entry.offset.clone(),
+                    })
+                }
+                (_, false) => runs.extend(current.take()),
+            }
+        }
+        runs.extend(current);
+        runs.sort_by(|a, b| a.first.cmp(&b.first));
+        let mut merged: Vec<Run> = Vec::with_capacity(runs.len());
+        for run in runs {
+            match merged.last_mut() {
+                // Overlapping runs: every record of both is delivered.
+                Some(last) if run.first <= last.last => {
+                    if run.last > last.last {
+                        last.last = run.last;
+                    }
+                }
+                _ => merged.push(run),
+            }
+        }
+        if let Some(checkpoint) = &self.checkpoint {
+            merged.retain(|run| &run.last > checkpoint);
+        }
+        self.delivered = merged;
+    }
+
     fn advance(&mut self) {
         while self.in_flight.front().is_some_and(|front| front.delivered) {
             let front = self.in_flight.pop_front().expect("front exists");
@@ -424,13 +465,18 @@ impl Tracker {
                 entry.delivered = true;
             }
         }
+        let mut touched: Vec<SourceId> = Vec::new();
         for SourceRun { source, run } in pending.runs {
             let state = self.sources.get_mut(&source).expect("admitted source");
             state.delivered.push(run);
+            if !touched.contains(&source) {
+                touched.push(source);
+            }
         }
-        for state in self.sources.values_mut() {
-            state.delivered.sort_by(|a, b| a.first.cmp(&b.first));
+        for source in touched {
+            let state = self.sources.get_mut(&source).expect("admitted source");
             state.advance();
+            state.merge_delivered();
         }
     }
 
@@ -629,6 +675,41 @@ mod tests {
         let id = tracker.begin_object("k2", claims(&[(a.clone(), off(5), five)]));
         tracker.complete_object(id);
         assert!(tracker.is_finished(&a));
+        assert!(tracker.snapshot().sources[&a].delivered.is_empty());
+    }
+
+    #[test]
+    fn delivered_runs_of_interleaved_objects_merge_once_their_neighbours_are_written() {
+        // Dynamic partitioning: record 0 in one object, the others dealt
+        // between two more. Each record is a run of its own in its
+        // object's intent; once both are written, their records are one
+        // delivered run (what a save writes), not one per record.
+        let a = SourceId::new("a");
+        let mut tracker = Tracker::new("s", None);
+        let offsets: Vec<u64> = (0..30).collect();
+        let tickets = admit_all(&mut tracker, &a, &offsets);
+        let first = tracker.begin_object("first", claims(&tickets[..1]));
+        let odd: Vec<Admitted> = tickets[1..].iter().step_by(2).cloned().collect();
+        let even: Vec<Admitted> = tickets[2..].iter().step_by(2).cloned().collect();
+        let odd = tracker.begin_object("odd", claims(&odd));
+        let even = tracker.begin_object("even", claims(&even));
+        tracker.complete_object(odd);
+        assert_eq!(
+            tracker.snapshot().sources[&a].delivered.len(),
+            15,
+            "one run per record so far"
+        );
+        tracker.complete_object(even);
+        assert_eq!(
+            tracker.snapshot().sources[&a].delivered,
+            [Run {
+                first: off(1),
+                last: off(29)
+            }]
+        );
+        assert_eq!(tracker.checkpoint(&a), None, "record 0 is not written yet");
+        tracker.complete_object(first);
+        assert_eq!(tracker.checkpoint(&a), Some(&off(29)));
         assert!(tracker.snapshot().sources[&a].delivered.is_empty());
     }
 

@@ -4,6 +4,8 @@
 //! buffers go to the writer. Records a processor dropped are admitted and
 //! done at once: their checkpoint advances without an object.
 
+use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -236,7 +238,7 @@ impl Router {
                 Fate::Failed(failure) => self.place_failed(record, ticket, &failure, now).await?,
                 Fate::Keep(keys) => {
                     let verdict = self.check.check(&record);
-                    let key = match (&verdict, &self.partitioner) {
+                    let key = match (&verdict, &mut self.partitioner) {
                         (Ok(()), Some(partitioner)) => match partitioner.key(&keys) {
                             Ok(key) => key,
                             Err(failure) => {
@@ -347,7 +349,17 @@ pub const MISSING_PARTITION_KEY: &str = "DynamicPartitioning.MetadataExtractionF
 struct Partitioner {
     from_query: Vec<String>,
     from_lambda: Vec<String>,
+    /// The buffer keys made so far, by the values they name (see
+    /// [`Self::key`]): a record of a known partition costs a lookup, not
+    /// a new map of owned strings and its `Arc`.
+    known: HashMap<String, BufferKey>,
+    /// The values of the record at hand, as `known` is keyed.
+    values: String,
 }
+
+/// The most buffer keys [`Partitioner`] remembers; past it, it starts
+/// afresh (records of ever new partitions must not grow it without end).
+const MAX_KNOWN_PARTITIONS: usize = 4096;
 
 impl Partitioner {
     fn of(config: &Config) -> Option<Self> {
@@ -358,10 +370,39 @@ impl Partitioner {
         Some(Self {
             from_query: query.into_iter().map(str::to_owned).collect(),
             from_lambda: lambda.into_iter().map(str::to_owned).collect(),
+            known: HashMap::new(),
+            values: String::new(),
         })
     }
 
-    fn key(&self, keys: &PartitionKeys) -> Result<BufferKey, Failure> {
+    fn key(&mut self, keys: &PartitionKeys) -> Result<BufferKey, Failure> {
+        // The values the prefix names, each with its length before it so
+        // that no two sets of values read the same.
+        self.values.clear();
+        for (names, given) in [
+            (&self.from_query, &keys.from_query),
+            (&self.from_lambda, &keys.from_lambda),
+        ] {
+            for name in names {
+                if let Some(value) = given.get(name) {
+                    let _ = write!(self.values, "{}:{value}", value.len());
+                } else {
+                    self.values.push('-');
+                }
+            }
+        }
+        if let Some(key) = self.known.get(self.values.as_str()) {
+            return Ok(key.clone());
+        }
+        let key = self.make_key(keys)?;
+        if self.known.len() >= MAX_KNOWN_PARTITIONS {
+            self.known.clear();
+        }
+        self.known.insert(self.values.clone(), key.clone());
+        Ok(key)
+    }
+
+    fn make_key(&self, keys: &PartitionKeys) -> Result<BufferKey, Failure> {
         let mut used = PartitionKeys::default();
         for (names, given, into, namespace) in [
             (

@@ -15,8 +15,9 @@
 //! Workers also run on all cores: a batch is split between them.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
@@ -146,20 +147,7 @@ impl Pool {
             };
             let pending = records[replies.len()..end].to_vec();
             let writer = tokio::spawn(send(stdin, pending));
-            let mut broke = None;
-            while replies.len() < end {
-                match tokio::time::timeout(self.record_time, read_reply(&mut running.stdout)).await {
-                    Ok(Ok(reply)) => replies.push(reply),
-                    Ok(Err(err)) => {
-                        broke = Some(Broke::Crashed(err));
-                        break;
-                    }
-                    Err(_) => {
-                        broke = Some(Broke::TimedOut);
-                        break;
-                    }
-                }
-            }
+            let broke = read_replies(&mut running.stdout, &mut replies, end, self.record_time).await;
             let Some(broke) = broke else {
                 match writer.await {
                     Ok(Ok(stdin)) => running.stdin = Some(stdin),
@@ -246,6 +234,49 @@ async fn send(stdin: ChildStdin, records: Vec<Bytes>) -> std::io::Result<ChildSt
     }
     out.flush().await?;
     Ok(out.into_inner())
+}
+
+/// Reads replies until `replies` holds `end`, each within `record_time`
+/// of the one before (or of the start); `None` when all came.
+///
+/// One timer for the whole share, moved on only when it fires: a timeout
+/// per reply registered and cancelled a timer per record, which showed
+/// in the pipeline's profile (issue #18, speed).
+async fn read_replies(
+    stdout: &mut BufReader<ChildStdout>,
+    replies: &mut Vec<Reply>,
+    end: usize,
+    record_time: Duration,
+) -> Option<Broke> {
+    let start = Instant::now();
+    // When the last reply came, in nanoseconds after `start`.
+    let progress = AtomicU64::new(0);
+    let reading = async {
+        while replies.len() < end {
+            match read_reply(stdout).await {
+                Ok(reply) => {
+                    replies.push(reply);
+                    progress.store(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                }
+                Err(err) => return Some(Broke::Crashed(err)),
+            }
+        }
+        None
+    };
+    let watchdog = async {
+        loop {
+            let deadline = start + Duration::from_nanos(progress.load(Ordering::Relaxed)) + record_time;
+            if Instant::now() >= deadline {
+                return Broke::TimedOut;
+            }
+            tokio::time::sleep_until(deadline.into()).await;
+        }
+    };
+    tokio::select! {
+        biased;
+        broke = reading => broke,
+        broke = watchdog => Some(broke),
+    }
 }
 
 async fn read_reply(stdout: &mut BufReader<ChildStdout>) -> std::io::Result<Reply> {
