@@ -77,12 +77,7 @@ max_records_per_call = 100
 size_mb = 64
 interval_seconds = 60
 [destination]
-type = "s3"
-bucket = "{bucket}"
-region = "us-east-1"
-endpoint = "{endpoint}"
-force_path_style = true
-checksum = "when_required"
+{destination}
 prefix = "events/"
 compression = "gzip"
 [checkpoint]
@@ -90,7 +85,7 @@ path = "state"
 [telemetry]
 listen = "{address}"
 "#,
-            bucket = moto.bucket
+            destination = moto.destination()
         ),
     );
     let mut child = spillway()

@@ -158,7 +158,13 @@ impl Checkpointer {
     /// Forgets `sources` but those with records in flight; see
     /// [`Tracker::forget_idle`]. [`Self::save`] persists it.
     pub fn forget_idle<'a>(&self, sources: impl IntoIterator<Item = &'a SourceId>) -> Vec<SourceId> {
-        self.tracker().forget_idle(sources)
+        let mut tracker = self.tracker();
+        let forgotten = tracker.forget_idle(sources);
+        if !forgotten.is_empty() {
+            // A change for the next save to write (see `change`).
+            self.changes.fetch_add(1, Ordering::Relaxed);
+        }
+        forgotten
     }
 
     /// Admits records in source order; see [`Tracker::admit`].
