@@ -178,9 +178,17 @@ impl Buffers {
     /// Adds a record; returns the batches this flushed: the buffer's own if
     /// this filled it, and the oldest partition's if a new partition had
     /// to make room.
-    pub fn push(&mut self, key: BufferKey, item: Buffered, now: Instant) -> Vec<Batch> {
+    pub fn push(&mut self, key: BufferKey, mut item: Buffered, now: Instant) -> Vec<Batch> {
         let mut flushed = Vec::new();
         let partition = matches!(key, BufferKey::Partition(_));
+        if partition {
+            // A source's records are slices of the blocks it read (a file
+            // reader's 1 MiB blocks, a decompressed object): one record
+            // kept in one of many partitions would keep its whole block
+            // alive, so that memory would follow the input rather than
+            // what the buffers hold. A partition's records own their bytes.
+            item.record.data = bytes::Bytes::copy_from_slice(&item.record.data);
+        }
         if partition && !self.buffers.contains_key(&key) {
             if self.open_partitions >= self.max_partitions {
                 flushed.extend(self.take_oldest_partition());
@@ -445,6 +453,26 @@ mod tests {
         let rest = buffers.take_all(FlushReason::EndOfInput);
         assert_eq!(rest.len(), 3);
         assert_eq!(buffers.open_partitions(), 0);
+    }
+
+    /// A record kept in a partition must not keep the source's whole
+    /// block alive: memory would follow the input, not the buffers.
+    #[test]
+    fn a_partition_record_owns_its_bytes_rather_than_its_source_block() {
+        let block = Bytes::from(vec![b'x'; 1024 * 1024]);
+        let range = block.as_ptr_range();
+        let mut record = item(0, 1);
+        record.record.data = block.slice(10..20);
+        drop(block);
+        let mut buffers = Buffers::new(limits());
+        buffers.push(partition("a"), record, Instant::now());
+        let batch = buffers.take_all(FlushReason::Shutdown).pop().unwrap();
+        let data = &batch.items[0].record.data;
+        assert_eq!(&data[..], &[b'x'; 10]);
+        assert!(
+            !range.contains(&data.as_ptr()),
+            "the record still points into its 1 MiB block"
+        );
     }
 
     #[test]

@@ -235,12 +235,20 @@ mod tests {
         let budget = crate::limits::MemoryBudget::new(100);
         state.watch_budget(budget.clone());
         let held = budget.charge(100);
-        assert_eq!(state.unready_reason(), None, "full, but nothing failing: delivery frees it");
+        assert_eq!(
+            state.unready_reason(),
+            None,
+            "full, but nothing failing: delivery frees it"
+        );
         let put = state.operation();
         put.failed();
         assert!(state.unready_reason().unwrap().contains("memory budget full"));
         drop(held);
-        assert_eq!(state.unready_reason(), None, "failing within its retry budget, memory has room");
+        assert_eq!(
+            state.unready_reason(),
+            None,
+            "failing within its retry budget, memory has room"
+        );
     }
 
     #[test]
