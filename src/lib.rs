@@ -6,7 +6,7 @@
 //! object key, create-only put) → [`checkpoint`] (advanced only after
 //! delivery). [`config`] turns a TOML file into the typed configuration all
 //! of this runs on; [`telemetry`] logs, counts and serves metrics and
-//! health. [`originals`] reads an archived Parquet file back into its
+//! health; [`limits`] is the memory budget over every pipeline. [`originals`] reads an archived Parquet file back into its
 //! records. [`catalog`] reads the Glue table a Parquet pipeline may take
 //! its columns from; [`schema`] shows the table schema a pipeline writes,
 //! and the Athena DDL of a table over its archive.
@@ -16,6 +16,7 @@ pub mod catalog;
 pub mod checkpoint;
 pub mod config;
 pub mod coordination;
+pub mod limits;
 pub mod originals;
 pub mod pipeline;
 pub mod processor;

@@ -16,6 +16,11 @@
 //! the size limit too. A buffer of tiny records holds fewer of them, and
 //! `size_mb` bounds memory whatever the records' size. A synchronous state machine: no I/O, and
 //! time is passed in, so it is tested without sleeping.
+//!
+//! Each record pushed is charged to the process's memory budget
+//! ([`crate::limits`]), and a flushed [`Batch`] carries its records'
+//! charge until the writer is done with it. When the budget is full the
+//! router flushes the largest buffer ([`Buffers::take_largest`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -26,6 +31,7 @@ use std::sync::Arc;
 use spillway_transforms::{ErrorOutputType, Record};
 
 use crate::checkpoint::Ticket;
+use crate::limits::{record_cost, Charge, MemoryBudget};
 use crate::processor::PartitionKeys;
 
 /// Why a buffer was flushed; logged with every flush.
@@ -45,6 +51,9 @@ pub enum FlushReason {
     /// A record of a new partition came while `max_active_partitions`
     /// were open: the oldest open partition was flushed to make room.
     PartitionLimit,
+    /// The memory budget (`limits.memory_mb`) was full: the largest open
+    /// buffer was flushed, so that delivering it frees memory.
+    MemoryLimit,
 }
 
 impl FlushReason {
@@ -56,6 +65,7 @@ impl FlushReason {
             Self::EndOfInput => "end_of_input",
             Self::ShardEnd => "shard_end",
             Self::PartitionLimit => "partition_limit",
+            Self::MemoryLimit => "memory_limit",
         }
     }
 }
@@ -94,6 +104,9 @@ pub struct Batch {
     /// Record data bytes.
     pub bytes: usize,
     pub reason: FlushReason,
+    /// The memory its records hold: released when the batch is dropped,
+    /// once delivered (or written as error records).
+    pub charge: Charge,
 }
 
 /// What a buffered record costs beside its data: the record and its
@@ -118,6 +131,8 @@ struct Batcher {
     items: Vec<Buffered>,
     bytes: usize,
     opened_at: Option<Instant>,
+    /// What its records cost the memory budget.
+    charge: Charge,
 }
 
 /// Every buffer of a pipeline.
@@ -132,6 +147,8 @@ pub struct Buffers {
     /// Record data in partition buffers, and the most they may hold.
     partition_bytes: usize,
     max_partition_bytes: usize,
+    /// The process's memory budget, charged for every record pushed.
+    budget: MemoryBudget,
 }
 
 impl Buffers {
@@ -149,15 +166,29 @@ impl Buffers {
             open_partitions: 0,
             partition_bytes: 0,
             max_partition_bytes: PARTITIONS_MAX_BYTES.max(limits.max_bytes),
+            budget: MemoryBudget::unlimited(),
         }
+    }
+
+    /// These buffers, charging `budget` for every record pushed.
+    pub fn charging(self, budget: MemoryBudget) -> Self {
+        Self { budget, ..self }
     }
 
     /// Adds a record; returns the batches this flushed: the buffer's own if
     /// this filled it, and the oldest partition's if a new partition had
     /// to make room.
-    pub fn push(&mut self, key: BufferKey, item: Buffered, now: Instant) -> Vec<Batch> {
+    pub fn push(&mut self, key: BufferKey, mut item: Buffered, now: Instant) -> Vec<Batch> {
         let mut flushed = Vec::new();
         let partition = matches!(key, BufferKey::Partition(_));
+        if partition {
+            // A source's records are slices of the blocks it read (a file
+            // reader's 1 MiB blocks, a decompressed object): one record
+            // kept in one of many partitions would keep its whole block
+            // alive, so that memory would follow the input rather than
+            // what the buffers hold. A partition's records own their bytes.
+            item.record.data = bytes::Bytes::copy_from_slice(&item.record.data);
+        }
         if partition && !self.buffers.contains_key(&key) {
             if self.open_partitions >= self.max_partitions {
                 flushed.extend(self.take_oldest_partition());
@@ -167,7 +198,9 @@ impl Buffers {
         if partition {
             self.partition_bytes += item.record.data.len();
         }
+        let charge = self.budget.charge(record_cost(item.record.data.len()));
         let batcher = self.buffers.entry(key.clone()).or_default();
+        batcher.charge.absorb(charge);
         batcher.opened_at.get_or_insert(now);
         batcher.bytes += item.record.data.len();
         batcher.items.push(item);
@@ -191,6 +224,23 @@ impl Buffers {
             .min_by_key(|(_, b)| b.opened_at)
             .map(|(k, _)| k.clone())?;
         self.take(&oldest, FlushReason::PartitionLimit)
+    }
+
+    /// Takes the buffer holding the most record data (the memory budget
+    /// is full: delivering it frees the most).
+    pub fn take_largest(&mut self, reason: FlushReason) -> Option<Batch> {
+        let largest = self
+            .buffers
+            .iter()
+            .filter(|(_, b)| !b.items.is_empty())
+            .max_by_key(|(_, b)| b.charge.bytes())
+            .map(|(k, _)| k.clone())?;
+        self.take(&largest, reason)
+    }
+
+    /// Whether no buffer holds a record.
+    pub fn is_empty(&self) -> bool {
+        self.buffers.values().all(|b| b.items.is_empty())
     }
 
     /// How many partition buffers are open.
@@ -255,6 +305,7 @@ impl Buffers {
             items: batcher.items,
             bytes: batcher.bytes,
             reason,
+            charge: batcher.charge,
         })
     }
 }
@@ -402,6 +453,26 @@ mod tests {
         let rest = buffers.take_all(FlushReason::EndOfInput);
         assert_eq!(rest.len(), 3);
         assert_eq!(buffers.open_partitions(), 0);
+    }
+
+    /// A record kept in a partition must not keep the source's whole
+    /// block alive: memory would follow the input, not the buffers.
+    #[test]
+    fn a_partition_record_owns_its_bytes_rather_than_its_source_block() {
+        let block = Bytes::from(vec![b'x'; 1024 * 1024]);
+        let range = block.as_ptr_range();
+        let mut record = item(0, 1);
+        record.record.data = block.slice(10..20);
+        drop(block);
+        let mut buffers = Buffers::new(limits());
+        buffers.push(partition("a"), record, Instant::now());
+        let batch = buffers.take_all(FlushReason::Shutdown).pop().unwrap();
+        let data = &batch.items[0].record.data;
+        assert_eq!(&data[..], &[b'x'; 10]);
+        assert!(
+            !range.contains(&data.as_ptr()),
+            "the record still points into its 1 MiB block"
+        );
     }
 
     #[test]

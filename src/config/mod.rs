@@ -48,6 +48,8 @@ pub struct Config {
     pub processors: Vec<crate::processor::ProcessorConfig>,
     /// `[dynamic_partitioning]`.
     pub partitioning: crate::processor::Partitioning,
+    /// `[limits]`.
+    pub limits: crate::limits::LimitsConfig,
 }
 
 /// Where delivered records go.

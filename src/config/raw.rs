@@ -48,6 +48,10 @@ pub struct RawConfig {
     /// without the table.
     #[serde(default)]
     pub telemetry: Option<TelemetrySettings>,
+    /// The memory budget of the process (`crate::limits::config`); derived
+    /// from the buffers without the table.
+    #[serde(default)]
+    pub limits: Option<crate::limits::LimitsSettings>,
 }
 
 fn default_name() -> String {

@@ -5,7 +5,10 @@
 //! `stream` label of every metric), and at most one sets
 //! `[telemetry] listen` (the one listener serves every pipeline's metrics
 //! and health, so which file holds it is the operator's choice, and two
-//! would be a conflict rather than a preference).
+//! would be a conflict rather than a preference). `[limits] memory_mb` is
+//! the process's budget, shared by every pipeline: files may each set it
+//! (a template repeated), but to the same value; without it the default
+//! is summed over the pipelines (`crate::limits::config`).
 
 use std::path::{Path, PathBuf};
 
@@ -80,6 +83,20 @@ pub fn check_together(loaded: &[Loaded]) -> Vec<String> {
                 later.config.name,
                 first.path.display(),
             ));
+        }
+        if let Some(memory_mb) = later.config.limits.memory_mb {
+            let disagreeing = earlier
+                .iter()
+                .find(|e| e.config.limits.memory_mb.is_some_and(|other| other != memory_mb));
+            if let Some(first) = disagreeing {
+                problems.push(format!(
+                    "{}: limits.memory_mb: {memory_mb} differs from {} in {}: the budget is the process's, shared by \
+                     every pipeline; set it to one value (or in one file)",
+                    later.path.display(),
+                    first.config.limits.memory_mb.unwrap_or_default(),
+                    first.path.display(),
+                ));
+            }
         }
         let Some(listen) = later.config.telemetry.listen else {
             continue;

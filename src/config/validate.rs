@@ -66,6 +66,8 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigProblem>> {
     );
     let checkpoint = check_checkpoint(raw.checkpoint.path, &mut problems);
     let telemetry = raw.telemetry.unwrap_or_default().check("telemetry", &mut problems);
+    let limits = raw.limits.unwrap_or_default().check("limits", &mut problems);
+    check_memory(limits.as_ref(), buffer.as_ref(), &mut problems);
     let processors: Option<Vec<ProcessorConfig>> = processors.into_iter().collect();
     match (
         source,
@@ -97,6 +99,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigProblem>> {
             telemetry,
             processors,
             partitioning,
+            limits: limits.unwrap_or_default(),
         }),
         _ => Err(problems.into_vec()),
     }
@@ -124,6 +127,25 @@ fn check_buffer(size_mb: i64, interval_seconds: i64, problems: &mut Problems) ->
         max_age: Duration::from_secs(interval? as u64),
         max_records: max_bytes / crate::buffer::RECORD_BOOKKEEPING,
     })
+}
+
+/// The memory budget holds at least two buffers (one filling, one being
+/// written): below that, every buffer would be flushed early.
+fn check_memory(limits: Option<&crate::limits::LimitsConfig>, buffer: Option<&BufferLimits>, problems: &mut Problems) {
+    let (Some(memory_mb), Some(buffer)) = (limits.and_then(|l| l.memory_mb), buffer) else {
+        return;
+    };
+    let size_mb = buffer.max_bytes / (1024 * 1024);
+    if memory_mb < 2 * size_mb {
+        problems.add(
+            "limits.memory_mb",
+            format!(
+                "{memory_mb} is below two buffers of buffer.size_mb = {size_mb}: allowed {} to {}",
+                2 * size_mb,
+                crate::limits::config::MEMORY_MB_RANGE.1
+            ),
+        );
+    }
 }
 
 /// The rules that tie one component to another.

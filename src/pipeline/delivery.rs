@@ -48,6 +48,8 @@ pub(super) struct Delivery {
     /// With `[format.glue]`: the table data is encoded under (see
     /// `super::catalog`).
     pub catalog: Option<Arc<GlueCatalog>>,
+    /// Charged for an object's bytes while they are held whole (Parquet).
+    pub budget: crate::limits::MemoryBudget,
 }
 
 /// Runs CPU-bound encoding off the async runtime.
@@ -63,6 +65,10 @@ pub(super) async fn blocking<T: Send + 'static>(
 impl Delivery {
     /// Saves the intent, puts the object, and checkpoints its records.
     pub async fn deliver(&self, mut object: PlannedObject, info: FlushInfo) -> Result<(), RunError> {
+        let _encoded = match &object.body {
+            Body::Whole(bytes) => self.budget.charge(bytes.len()),
+            Body::Streamed(_) => crate::limits::Charge::default(),
+        };
         let id = self.begin(&object.key, std::mem::take(&mut object.claims)).await?;
         self.put_and_fall_back(id, object, info).await?;
         self.complete(id).await

@@ -60,6 +60,8 @@ pub async fn run_many(
             stop.cancel();
         }
     });
+    // One budget over every pipeline: the process's memory is one number.
+    let budget = super::budget_of(pipelines.iter().map(|loaded| &loaded.config));
     let mut running = JoinSet::new();
     for Loaded { path, config } in pipelines {
         let pipeline = describe(&path, &config);
@@ -69,8 +71,9 @@ pub async fn run_many(
             once: options.once,
         };
         let registry = registry.clone();
+        let budget = budget.clone();
         running.spawn(async move {
-            let result = run_in(config, run_options, registry).await;
+            let result = run_in(config, run_options, registry, budget).await;
             Ended { pipeline, result }
         });
     }

@@ -4,6 +4,8 @@
 //!
 //! Channels are bounded at every step: when the destination is slow the
 //! writer falls behind, the router waits, and the source stops reading.
+//! Between the source and the rest, a gate ([`crate::limits::gate`])
+//! stops taking records while the process's memory budget is full.
 
 mod catalog;
 mod delivery;
@@ -31,15 +33,20 @@ use crate::buffer::FlushReason;
 use crate::catalog::glue::{GlueCatalog, GlueError};
 use crate::checkpoint::{CheckpointError, Checkpointer, LocalFileStore, StoreError};
 use crate::config::{Config, DestinationConfig, SourceConfig, StoreConfig};
+use crate::limits::MemoryBudget;
 use crate::source::{self, SourceContext, SourceError};
-use crate::telemetry::events::{RunFailed, RunFinished, Started};
+use crate::telemetry::events::{MemoryBudgetSet, RunFailed, RunFinished, Started};
 use crate::telemetry::listener::{self, ListenError};
 use crate::telemetry::{Registry, Telemetry, DEFAULT_RETRY_BUDGET};
 
 pub use crate::telemetry::RunSummary;
 
-/// Messages of records in flight from the source to the router.
+/// Messages of records in flight from the source's gate to the router
+/// (charged to the memory budget).
 const SOURCE_CHANNEL_CAPACITY: usize = 4;
+/// Messages of records from a source to its gate: not charged yet, so as
+/// few as can be.
+const GATE_CHANNEL_CAPACITY: usize = 1;
 /// Flushed batches waiting for the writer: up to `max_concurrent_puts` are
 /// encoded and written while the next fills; a full one waits here, and the
 /// router waits with it until the writer takes it (`Router::hand_over`):
@@ -110,7 +117,20 @@ pub async fn run(config: Config, options: RunOptions) -> Result<RunSummary, RunE
         Some(address) => Some(listener::serve(address, registry.clone()).await?),
         None => None,
     };
-    run_in(config, options, registry).await
+    let budget = budget_of([&config]);
+    run_in(config, options, registry, budget).await
+}
+
+/// The memory budget of the process that runs `configs`, said in one line.
+pub(crate) fn budget_of<'a>(configs: impl IntoIterator<Item = &'a Config> + Clone) -> MemoryBudget {
+    let (memory_mb, from) = crate::limits::config::memory_mb(configs.clone());
+    MemoryBudgetSet {
+        memory_mb,
+        from,
+        pipelines: configs.into_iter().count(),
+    }
+    .log();
+    MemoryBudget::new(memory_mb * 1024 * 1024)
 }
 
 /// [`run`], counting into `registry`, whose listener (if any) is served by
@@ -119,10 +139,12 @@ pub(crate) async fn run_in(
     config: Config,
     options: RunOptions,
     registry: Arc<Registry>,
+    budget: MemoryBudget,
 ) -> Result<RunSummary, RunError> {
     config.register_secrets();
     let telemetry = Telemetry::new(registry, &config.name, retry_budget(&config.destination));
-    let result = run_with(config, options, telemetry.clone()).await;
+    telemetry.watch_budget(budget.clone());
+    let result = run_with(config, options, telemetry.clone(), budget).await;
     if let Err(error) = &result {
         // Readiness says which pipeline stopped, and why, for as long as
         // the others run.
@@ -131,7 +153,12 @@ pub(crate) async fn run_in(
     result
 }
 
-async fn run_with(config: Config, options: RunOptions, telemetry: Telemetry) -> Result<RunSummary, RunError> {
+async fn run_with(
+    config: Config,
+    options: RunOptions,
+    telemetry: Telemetry,
+    budget: MemoryBudget,
+) -> Result<RunSummary, RunError> {
     let objects = config.destination.objects();
     let destination: Arc<dyn ObjectStore> = match &objects.store {
         StoreConfig::Local { path } => Arc::new(LocalStore::new(path)),
@@ -223,11 +250,18 @@ async fn run_with(config: Config, options: RunOptions, telemetry: Telemetry) -> 
         buffer_seconds: limits.max_age.as_secs_f64(),
     });
 
+    let (source_tx, source_rx) = mpsc::channel(GATE_CHANNEL_CAPACITY);
     let (events_tx, mut events_rx) = mpsc::channel(SOURCE_CHANNEL_CAPACITY);
     let (batches_tx, batches_rx) = mpsc::channel(BATCH_CHANNEL_CAPACITY);
+    tokio::spawn(crate::limits::gate(
+        budget.clone(),
+        telemetry.clone(),
+        source_rx,
+        events_tx,
+    ));
     source
         .run(SourceContext {
-            events: events_tx,
+            events: source_tx,
             checkpoints: checkpointer.clone(),
             telemetry: telemetry.clone(),
         })
@@ -245,6 +279,7 @@ async fn run_with(config: Config, options: RunOptions, telemetry: Telemetry) -> 
             retry: delivery::object_retry(objects.retry_duration).stopped_by(&stop),
             published_table_schema: Default::default(),
             catalog,
+            budget: budget.clone(),
         },
         endpoint: http,
         kinesis,
@@ -258,11 +293,19 @@ async fn run_with(config: Config, options: RunOptions, telemetry: Telemetry) -> 
         let stage = crate::processor::stage::Stage {
             chain,
             stop: stop.clone(),
+            budget: budget.clone(),
         };
         tokio::spawn(stage.run(events_rx, processed_tx));
         events_rx = processed_rx;
     }
-    let router = router::Router::new(&config, limits, checkpointer.clone(), telemetry.clone(), batches_tx);
+    let router = router::Router::new(
+        &config,
+        limits,
+        checkpointer.clone(),
+        telemetry.clone(),
+        batches_tx,
+        budget,
+    );
     let routed = router.run(events_rx, stop).await;
     // The router has dropped its sender: the writer finishes what it has.
     let written = writer_task.await.expect("the writer does not panic");

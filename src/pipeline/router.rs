@@ -3,6 +3,11 @@
 //! dynamic partitioning, the buffer of its partition keys. Full and expired
 //! buffers go to the writer. Records a processor dropped are admitted and
 //! done at once: their checkpoint advances without an object.
+//!
+//! When the memory budget is full (`crate::limits`), the router flushes
+//! its largest buffer, then the next, until the budget has room or its
+//! buffers are empty: after each event, and every second while the source
+//! is paused (the budget may be full of another pipeline's records).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -19,11 +24,12 @@ use crate::buffer::{Batch, BufferKey, Buffered, Buffers, FlushReason};
 use crate::checkpoint::Checkpointer;
 use crate::checkpoint::Ticket;
 use crate::config::{BufferLimits, Config};
+use crate::limits::{Charged, MemoryBudget};
 use crate::processor::{Failure, PartitionKeys};
 use crate::processor::{Fate, Processed};
 use crate::source::SourceEvent;
 use crate::telemetry::events::{
-    BufferLag, BuffersObserved, ErrorRecordsMade, RecordsDropped, RecordsReceived, RecordsSkipped,
+    BufferLag, BuffersObserved, ErrorRecordsMade, MemoryObserved, RecordsDropped, RecordsReceived, RecordsSkipped,
 };
 use crate::telemetry::Telemetry;
 
@@ -35,6 +41,7 @@ pub(super) struct Router {
     checkpoints: Arc<Checkpointer>,
     telemetry: Telemetry,
     batches: mpsc::Sender<Batch>,
+    budget: MemoryBudget,
 }
 
 /// How often the age of the oldest unflushed record is logged.
@@ -54,17 +61,20 @@ impl Router {
         checkpoints: Arc<Checkpointer>,
         telemetry: Telemetry,
         batches: mpsc::Sender<Batch>,
+        budget: MemoryBudget,
     ) -> Self {
         Self {
             check: Check {
                 parse_json: !config.format.parses_records(),
                 ..Check::new(config.format.expects_json())
             },
-            buffers: Buffers::with_partitions(limits, config.partitioning.max_active_partitions),
+            buffers: Buffers::with_partitions(limits, config.partitioning.max_active_partitions)
+                .charging(budget.clone()),
             partitioner: Partitioner::of(config),
             checkpoints,
             telemetry,
             batches,
+            budget,
         }
     }
 
@@ -72,7 +82,7 @@ impl Router {
     /// is cancelled; then flushes every buffer. Returns why it ended.
     pub async fn run(
         mut self,
-        mut events: mpsc::Receiver<SourceEvent>,
+        mut events: mpsc::Receiver<Charged<SourceEvent>>,
         shutdown: CancellationToken,
     ) -> Result<FlushReason, RunError> {
         let mut lag_log = tokio::time::interval(LAG_LOG_INTERVAL);
@@ -95,22 +105,33 @@ impl Router {
                 }
                 _ = observe.tick() => {
                     self.observe();
-                    Ok(())
+                    self.relieve_memory().await
                 }
                 () = shutdown.cancelled() => break Ok(FlushReason::Shutdown),
                 () = expiry => self.flush_expired().await,
-                event = events.recv() => match event {
-                    Some(SourceEvent::Records(records)) => self.route(records).await,
-                    Some(SourceEvent::Refused(refused)) => self.route_refused(refused).await,
-                    Some(SourceEvent::Processed(processed)) => self.route_processed(processed).await,
-                    Some(SourceEvent::Ended { source, flush }) => {
-                        tracing::info!(source = %source, "source reached its end");
-                        self.checkpoints.end_of_input(&source);
-                        if flush { self.flush_all(FlushReason::ShardEnd).await } else { Ok(()) }
+                event = events.recv() => {
+                    // The event's charge is released once its records are
+                    // in the buffers, which charge them on their own.
+                    let Some(Charged { value: event, charge }) = event else {
+                        break Ok(FlushReason::EndOfInput);
+                    };
+                    let step = match event {
+                        SourceEvent::Records(records) => self.route(records).await,
+                        SourceEvent::Refused(refused) => self.route_refused(refused).await,
+                        SourceEvent::Processed(processed) => self.route_processed(processed).await,
+                        SourceEvent::Ended { source, flush } => {
+                            tracing::info!(source = %source, "source reached its end");
+                            self.checkpoints.end_of_input(&source);
+                            if flush { self.flush_all(FlushReason::ShardEnd).await } else { Ok(()) }
+                        }
+                        SourceEvent::Failed(err) => break Err(RunError::Source(err)),
+                    };
+                    drop(charge);
+                    match step {
+                        Ok(()) => self.relieve_memory().await,
+                        Err(gone) => Err(gone),
                     }
-                    Some(SourceEvent::Failed(err)) => break Err(RunError::Source(err)),
-                    None => break Ok(FlushReason::EndOfInput),
-                },
+                }
             };
             if step.is_err() {
                 // The writer stopped: its error is the run's error.
@@ -149,6 +170,23 @@ impl Router {
             buffered_bytes: self.buffers.buffered_bytes(),
             oldest_arrival: self.buffers.oldest_arrival(),
         });
+        self.telemetry.emit(MemoryObserved {
+            used: self.budget.used(),
+            limit: self.budget.limit(),
+        });
+    }
+
+    /// While the memory budget is full, flushes the largest buffer: its
+    /// delivery frees memory. Each hand-over waits for the writer, so
+    /// this flushes no faster than the writer takes batches.
+    async fn relieve_memory(&mut self) -> Result<(), WriterGone> {
+        while self.budget.is_full() {
+            let Some(batch) = self.buffers.take_largest(FlushReason::MemoryLimit) else {
+                break;
+            };
+            self.hand_over(batch).await?;
+        }
+        Ok(())
     }
 
     async fn flush_all(&mut self, reason: FlushReason) -> Result<(), WriterGone> {

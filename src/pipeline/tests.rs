@@ -162,6 +162,8 @@ struct Harness {
     /// Batches written at a time: 1 unless a test says otherwise, so that
     /// puts come in the order tests expect.
     max_concurrent: usize,
+    /// Charged for objects held whole (Parquet).
+    budget: crate::limits::MemoryBudget,
 }
 
 impl Harness {
@@ -213,6 +215,7 @@ path = "state"
             checkpoints: Arc::new(checkpoints),
             telemetry: Telemetry::standalone(STREAM),
             max_concurrent: 1,
+            budget: crate::limits::MemoryBudget::unlimited(),
         }
     }
 
@@ -250,6 +253,7 @@ path = "state"
             items,
             bytes,
             reason: FlushReason::Size,
+            charge: Default::default(),
         }
     }
 
@@ -276,6 +280,7 @@ path = "state"
                 retry: self.retry.clone(),
                 published_table_schema: Default::default(),
                 catalog: None,
+                budget: self.budget.clone(),
             },
             endpoint: None,
             kinesis: None,
@@ -766,10 +771,16 @@ async fn the_router_fills_no_third_buffer_while_one_is_written_and_one_waits() {
         harness.checkpoints.clone(),
         harness.telemetry.clone(),
         batches_tx,
+        crate::limits::MemoryBudget::unlimited(),
     );
     let stop = tokio_util::sync::CancellationToken::new();
     let routed = tokio::spawn(router.run(events_rx, stop));
-    let buffer = |n: u64| SourceEvent::Records(vec![record(2 * n + 1, "{\"a\":1}"), record(2 * n + 2, "{\"a\":2}")]);
+    let buffer = |n: u64| {
+        crate::limits::Charged::free(SourceEvent::Records(vec![
+            record(2 * n + 1, "{\"a\":1}"),
+            record(2 * n + 2, "{\"a\":2}"),
+        ]))
+    };
     let read = || harness.telemetry.stats().records_read.load(SeqCst);
     let settle = || tokio::time::sleep(Duration::from_millis(200));
 
@@ -852,4 +863,96 @@ async fn a_table_schema_version_is_saved_then_published_before_any_object_under_
     )
     .unwrap();
     assert!(errors.contains("Parquet.TypeMismatch"), "{errors}");
+}
+
+/// When the memory budget is full, the router flushes its largest buffer
+/// early (`memory_limit`), then the next while it stays full; the charges
+/// of the batches are released when the writer is done with them.
+#[tokio::test]
+async fn a_full_budget_flushes_the_largest_buffer_first() {
+    use crate::buffer::BufferLimits;
+    use crate::limits::{record_cost, Charged, MemoryBudget};
+    use crate::source::SourceEvent;
+
+    let harness = Harness::json_lines("").await;
+    let text = "[source]\ntype = \"stdin\"\n[destination]\ntype = \"local\"\npath = \"archive\"\n";
+    let config = crate::config::parse(text, "test", &|_| None).unwrap();
+    let limits = BufferLimits {
+        max_bytes: 1 << 20,
+        max_age: Duration::from_secs(3600),
+        max_records: 1000,
+    };
+    let big = format!("{{\"pad\":\"{}\"}}", "p".repeat(2000));
+    // Two large records and an invalid one (an error record) fill it.
+    let budget = MemoryBudget::new(2 * record_cost(big.len()) + 100);
+    let (batches_tx, mut batches) = mpsc::channel(super::BATCH_CHANNEL_CAPACITY);
+    let (events, events_rx) = mpsc::channel(4);
+    let router = super::router::Router::new(
+        &config,
+        limits,
+        harness.checkpoints.clone(),
+        harness.telemetry.clone(),
+        batches_tx,
+        budget.clone(),
+    );
+    let routed = tokio::spawn(router.run(events_rx, tokio_util::sync::CancellationToken::new()));
+    let send = |records: Vec<Record>| {
+        let events = events.clone();
+        async move { events.send(Charged::free(SourceEvent::Records(records))).await.unwrap() }
+    };
+    send(vec![record(1, &big)]).await;
+    send(vec![record(2, "not json")]).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(batches.try_recv().is_err(), "flushed before the budget was full");
+    send(vec![record(3, &big)]).await;
+    let wait = Duration::from_secs(5);
+    let first = tokio::time::timeout(wait, batches.recv())
+        .await
+        .expect("no flush with the budget full")
+        .unwrap();
+    assert_eq!(
+        (first.key.clone(), first.reason, first.items.len()),
+        (BufferKey::Data, FlushReason::MemoryLimit, 2),
+        "the data buffer is the largest"
+    );
+    // Still full while the first batch is held: the error buffer next.
+    let second = tokio::time::timeout(wait, batches.recv())
+        .await
+        .expect("no second flush with the budget full")
+        .unwrap();
+    assert!(matches!(second.key, BufferKey::Error(_)), "{:?}", second.key);
+    assert_eq!(second.reason, FlushReason::MemoryLimit);
+    drop((first, second));
+    assert_eq!(budget.used(), 0, "released once the writer is done");
+    drop(events);
+    assert!(matches!(routed.await.unwrap(), Ok(FlushReason::EndOfInput)));
+}
+
+/// A batch's charge is released once the writer is done with it: written,
+/// written after retries, or abandoned on an error no retry can fix; and
+/// so is a Parquet object's, held whole while it is put.
+#[tokio::test]
+async fn the_writer_releases_what_a_batch_holds_however_its_delivery_ends() {
+    let budget = crate::limits::MemoryBudget::new(usize::MAX);
+    for failure in [None, Some(Failure::Transient), Some(Failure::PermissionDenied)] {
+        for parquet in [false, true] {
+            let mut h = match parquet {
+                false => Harness::json_lines("").await,
+                true => Harness::parquet().await,
+            };
+            h.budget = budget.clone();
+            if let Some(failure) = failure {
+                h.store().fail_next(Operation::Put, 1, failure);
+            }
+            let mut batch = h.batch(BufferKey::Data, three_records());
+            batch.charge = budget.charge(1234);
+            let result = h.write(vec![batch]).await;
+            assert_eq!(
+                result.is_err(),
+                failure == Some(Failure::PermissionDenied),
+                "{failure:?}"
+            );
+            assert_eq!(budget.used(), 0, "{failure:?}, parquet: {parquet}");
+        }
+    }
 }

@@ -25,6 +25,7 @@ use super::kinesis::KinesisDelivery;
 use super::RunError;
 use crate::buffer::{Batch, BufferKey};
 use crate::checkpoint::Ticket;
+use crate::limits::Charge;
 use crate::telemetry::events::{BatchDone, BatchTaken};
 
 /// Delivers batches to objects, or to a record endpoint backed by objects.
@@ -43,6 +44,9 @@ struct Taken {
     tickets: Vec<Ticket>,
     info: FlushInfo,
     oldest_arrival: Option<chrono::DateTime<chrono::Utc>>,
+    /// The memory its records hold (`crate::limits`): released when the
+    /// delivery ends, whichever way.
+    charge: Charge,
 }
 
 impl Writer {
@@ -92,6 +96,7 @@ impl Writer {
             items,
             bytes,
             reason,
+            charge,
         } = batch;
         let oldest_arrival = items.iter().map(|b| b.record.arrival).min();
         self.objects.telemetry.emit(BatchTaken { reason, oldest_arrival });
@@ -105,6 +110,7 @@ impl Writer {
                 buffer_bytes: bytes,
             },
             oldest_arrival,
+            charge,
         }
     }
 
@@ -124,6 +130,7 @@ impl Writer {
             tickets,
             info,
             oldest_arrival,
+            charge: _held_until_delivered,
         } = taken;
         match (&self.endpoint, &self.kinesis, key) {
             (Some(endpoint), _, BufferKey::Data) => endpoint.deliver(&self.objects, records, tickets, info).await?,

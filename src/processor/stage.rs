@@ -17,20 +17,28 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Chain, Failure, Fate, Input, Outcome, PartitionKeys, ProcessError, Processed};
 use crate::checkpoint::Admission;
+use crate::limits::{event_cost, Charged, MemoryBudget};
 use crate::source::SourceEvent;
 
 /// The stage's task.
 pub struct Stage {
     pub chain: Chain,
     pub stop: CancellationToken,
+    /// Charged for each batch's outputs; its input's charge is released
+    /// once they are.
+    pub budget: MemoryBudget,
 }
 
 impl Stage {
     /// Processes events until the input ends or the router hangs up; a
     /// processor stopped by shutdown ends the stage (its batch is read
     /// again at the next start).
-    pub async fn run(self, mut input: mpsc::Receiver<SourceEvent>, output: mpsc::Sender<SourceEvent>) {
-        while let Some(event) = input.recv().await {
+    pub async fn run(
+        self,
+        mut input: mpsc::Receiver<Charged<SourceEvent>>,
+        output: mpsc::Sender<Charged<SourceEvent>>,
+    ) {
+        while let Some(Charged { value: event, charge }) = input.recv().await {
             let event = match event {
                 SourceEvent::Records(records) => match run_chain(&self.chain, records, &self.stop).await {
                     Ok(processed) => SourceEvent::Processed(processed),
@@ -41,6 +49,11 @@ impl Stage {
                 },
                 other => other,
             };
+            let event = Charged {
+                charge: self.budget.charge(event_cost(&event)),
+                value: event,
+            };
+            drop(charge);
             if output.send(event).await.is_err() {
                 return;
             }

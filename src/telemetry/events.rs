@@ -18,7 +18,9 @@ use super::{Operation, RunSummary, Stats, Telemetry};
 use crate::buffer::FlushReason;
 
 mod kinesis_put;
+mod memory;
 pub use kinesis_put::{KinesisPutRetrying, KinesisRecordsGaveUp, KinesisWindowDelivered};
+pub use memory::{MemoryBudgetSet, MemoryObserved, MemoryPaused, MemoryResumed};
 
 /// Something that happened, logged and counted by [`Event::emit`].
 pub trait Event {
@@ -172,6 +174,9 @@ impl Event for BatchTaken {
             reason: self.reason.as_str().to_owned(),
         };
         telemetry.registry.families.flushes.get_or_create(&labels).inc();
+        if self.reason == FlushReason::MemoryLimit {
+            Stats::add(&telemetry.stats().memory_limit_flushes, 1);
+        }
         telemetry.state.add_in_flight(self.oldest_arrival);
     }
 }
@@ -529,6 +534,7 @@ impl Event for RunFinished<'_> {
             records_dropped = summary.records_dropped,
             error_records = summary.error_records,
             objects_written = summary.objects_written,
+            memory_limit_flushes = summary.memory_limit_flushes,
             "run finished"
         );
     }

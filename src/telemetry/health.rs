@@ -9,7 +9,10 @@
 //! `retry_duration_seconds` when it is set and above 0, else
 //! [`DEFAULT_RETRY_BUDGET`]. Those that are retried until they succeed
 //! (local and S3 puts by default, checkpoint saves, Kinesis reads) would
-//! otherwise never say that the pipeline is stuck.
+//! otherwise never say that the pipeline is stuck. A pipeline with an
+//! operation failing while the memory budget is full (`crate::limits`) is
+//! unready at once: its source is paused, and nothing frees memory until
+//! the operation succeeds.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
@@ -40,6 +43,9 @@ pub struct PipelineState {
     /// Operations failing now, by id: when their first failure was.
     failing: Mutex<HashMap<u64, Instant>>,
     next_operation: AtomicU64,
+    /// The process's memory budget: full while an operation fails, the
+    /// pipeline is stuck.
+    memory: std::sync::OnceLock<crate::limits::MemoryBudget>,
     /// The oldest arrival among buffered records (the router's view).
     buffered_oldest_ms: AtomicI64,
     /// The oldest arrival of each batch being delivered (the writer's
@@ -56,6 +62,7 @@ impl PipelineState {
             stats: Stats::default(),
             budget,
             started: AtomicBool::new(false),
+            memory: std::sync::OnceLock::new(),
             failed: Mutex::new(None),
             failing: Mutex::new(HashMap::new()),
             next_operation: AtomicU64::new(0),
@@ -66,6 +73,10 @@ impl PipelineState {
 
     pub(super) fn set_started(&self) {
         self.started.store(true, Relaxed);
+    }
+
+    pub(super) fn watch_budget(&self, budget: crate::limits::MemoryBudget) {
+        let _ = self.memory.set(budget);
     }
 
     pub(super) fn set_buffered_oldest(&self, oldest: Option<DateTime<Utc>>) {
@@ -128,6 +139,14 @@ impl PipelineState {
         }
         let failing = self.failing.lock().expect("not poisoned");
         let longest = failing.values().map(Instant::elapsed).max()?;
+        if self.memory.get().is_some_and(crate::limits::MemoryBudget::is_full) {
+            // Nothing will free memory until the failing operation
+            // succeeds: the pipeline is stuck now, not after its budget.
+            return Some(format!(
+                "{stream}: memory budget full while an operation has been failing for {} s: sources paused, nothing dropped",
+                longest.as_secs()
+            ));
+        }
         (longest > self.budget).then(|| {
             format!(
                 "{stream}: an operation has been failing for {} s, past the retry budget of {} s",
@@ -207,6 +226,29 @@ mod tests {
         assert!(state.unready_reason().is_some());
         drop(put);
         assert_eq!(state.unready_reason(), None, "a dropped operation is over");
+    }
+
+    #[test]
+    fn a_full_memory_budget_with_a_failing_operation_is_unready_at_once() {
+        let state = Arc::new(PipelineState::new("s", DEFAULT_RETRY_BUDGET));
+        state.set_started();
+        let budget = crate::limits::MemoryBudget::new(100);
+        state.watch_budget(budget.clone());
+        let held = budget.charge(100);
+        assert_eq!(
+            state.unready_reason(),
+            None,
+            "full, but nothing failing: delivery frees it"
+        );
+        let put = state.operation();
+        put.failed();
+        assert!(state.unready_reason().unwrap().contains("memory budget full"));
+        drop(held);
+        assert_eq!(
+            state.unready_reason(),
+            None,
+            "failing within its retry budget, memory has room"
+        );
     }
 
     #[test]

@@ -60,6 +60,12 @@ impl Telemetry {
         event.emit(self);
     }
 
+    /// Readiness also watches `budget`: full while an operation fails,
+    /// the pipeline is stuck.
+    pub fn watch_budget(&self, budget: crate::limits::MemoryBudget) {
+        self.state.watch_budget(budget);
+    }
+
     /// A new operation whose failures count against readiness.
     pub fn operation(&self) -> Operation {
         self.state.operation()

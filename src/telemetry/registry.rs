@@ -40,6 +40,8 @@ pub struct Families {
     pub error_records: Family<ErrorLabels, Counter>,
     pub retries: Family<RetryLabels, Counter>,
     pub buffered_bytes: Family<StreamLabels, Gauge>,
+    pub memory_used_bytes: Family<StreamLabels, Gauge>,
+    pub memory_budget_bytes: Family<StreamLabels, Gauge>,
 }
 
 /// The process's metrics and pipelines.
@@ -135,6 +137,16 @@ impl Registry {
             "buffered_bytes",
             "Bytes of record data in the buffers",
             f.buffered_bytes.clone(),
+        );
+        registry.register(
+            "memory_used_bytes",
+            "Bytes the process holds against its memory budget (limits.memory_mb), all pipelines",
+            f.memory_used_bytes.clone(),
+        );
+        registry.register(
+            "memory_budget_bytes",
+            "The process's memory budget (limits.memory_mb), all pipelines",
+            f.memory_budget_bytes.clone(),
         );
         Self {
             registry,

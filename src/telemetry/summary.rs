@@ -14,6 +14,7 @@ pub(crate) struct Stats {
     pub records_delivered: AtomicU64,
     pub error_records: AtomicU64,
     pub objects_written: AtomicU64,
+    pub memory_limit_flushes: AtomicU64,
 }
 
 /// What a run did.
@@ -30,6 +31,8 @@ pub struct RunSummary {
     /// Records written to the error output.
     pub error_records: u64,
     pub objects_written: u64,
+    /// Buffers flushed early because the memory budget was full.
+    pub memory_limit_flushes: u64,
 }
 
 impl Stats {
@@ -50,6 +53,7 @@ impl Stats {
             records_delivered: Self::get(&self.records_delivered),
             error_records: Self::get(&self.error_records),
             objects_written: Self::get(&self.objects_written),
+            memory_limit_flushes: Self::get(&self.memory_limit_flushes),
         }
     }
 }

@@ -151,6 +151,7 @@ impl Harness {
             bytes: items.iter().map(|b| b.record.data.len()).sum(),
             items,
             reason: FlushReason::EndOfInput,
+            charge: Default::default(),
         })
     }
 }
