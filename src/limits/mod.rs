@@ -200,6 +200,16 @@ pub fn event_cost(event: &SourceEvent) -> usize {
 /// How often a source paused by a full budget says so.
 const PAUSE_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// `total` bytes shared out in proportion to `weights` (each at least 1
+/// byte's worth of weight); the shares add up to at most `total`.
+pub fn shares(total: usize, weights: &[usize]) -> Vec<usize> {
+    let sum: u128 = weights.iter().map(|w| (*w).max(1) as u128).sum();
+    weights
+        .iter()
+        .map(|w| (total as u128 * (*w).max(1) as u128 / sum.max(1)) as usize)
+        .collect()
+}
+
 /// The gate between a source and the rest of its pipeline: takes an event
 /// from the source only while the budget has room, charges it, and passes
 /// it on. While the budget is full the source's channel (one event) fills

@@ -216,3 +216,28 @@ async fn the_gate_pauses_the_source_while_the_budget_is_full() {
     assert!(routed.recv().await.is_none());
     assert_eq!(budget.used(), 0);
 }
+
+proptest! {
+    /// Shares add up to at most the whole, each in proportion to its
+    /// weight (to within a byte), and none is left without memory.
+    #[test]
+    fn shares_add_up_and_follow_the_weights(
+        total in 0usize..(1 << 40),
+        weights in proptest::collection::vec(0usize..100_000, 1..20),
+    ) {
+        let shares = super::shares(total, &weights);
+        prop_assert_eq!(shares.len(), weights.len());
+        prop_assert!(shares.iter().sum::<usize>() <= total);
+        let sum: u128 = weights.iter().map(|w| (*w).max(1) as u128).sum();
+        for (share, weight) in shares.iter().zip(&weights) {
+            let exact = total as u128 * (*weight).max(1) as u128;
+            prop_assert!((*share as u128) * sum <= exact && exact < (*share as u128 + 1) * sum);
+        }
+    }
+}
+
+#[test]
+fn one_pipeline_takes_the_whole_budget_and_two_split_it_by_their_buffers() {
+    assert_eq!(super::shares(96, &[40]), vec![96]);
+    assert_eq!(super::shares(96, &[16, 32]), vec![32, 64]);
+}

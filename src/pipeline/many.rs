@@ -60,10 +60,11 @@ pub async fn run_many(
             stop.cancel();
         }
     });
-    // One budget over every pipeline: the process's memory is one number.
-    let budget = super::budget_of(pipelines.iter().map(|loaded| &loaded.config));
+    // The process's memory is one number, shared out between the
+    // pipelines (see `budgets_of`).
+    let budgets = super::budgets_of(pipelines.iter().map(|loaded| &loaded.config));
     let mut running = JoinSet::new();
-    for Loaded { path, config } in pipelines {
+    for (Loaded { path, config }, budget) in pipelines.into_iter().zip(budgets) {
         let pipeline = describe(&path, &config);
         let run_options = RunOptions {
             shutdown: Box::pin(stop.clone().cancelled_owned()),
@@ -71,7 +72,6 @@ pub async fn run_many(
             once: options.once,
         };
         let registry = registry.clone();
-        let budget = budget.clone();
         running.spawn(async move {
             let result = run_in(config, run_options, registry, budget).await;
             Ended { pipeline, result }

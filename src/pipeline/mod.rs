@@ -117,20 +117,31 @@ pub async fn run(config: Config, options: RunOptions) -> Result<RunSummary, RunE
         Some(address) => Some(listener::serve(address, registry.clone()).await?),
         None => None,
     };
-    let budget = budget_of([&config]);
+    let budget = budgets_of([&config]).remove(0);
     run_in(config, options, registry, budget).await
 }
 
-/// The memory budget of the process that runs `configs`, said in one line.
-pub(crate) fn budget_of<'a>(configs: impl IntoIterator<Item = &'a Config> + Clone) -> MemoryBudget {
+/// The memory budgets of these pipelines, one each, in their order: the
+/// process's budget (`limits.memory_mb`, or the default) divided between
+/// them in proportion to what each would take by default. A share, not one
+/// pool: a pipeline whose destination fails fills its own share and
+/// pauses, and the others keep theirs and go on.
+pub(crate) fn budgets_of<'a>(configs: impl IntoIterator<Item = &'a Config> + Clone) -> Vec<MemoryBudget> {
     let (memory_mb, from) = crate::limits::config::memory_mb(configs.clone());
+    let weights: Vec<usize> = configs
+        .into_iter()
+        .map(|config| crate::limits::config::default_memory_mb([config]))
+        .collect();
     MemoryBudgetSet {
         memory_mb,
         from,
-        pipelines: configs.into_iter().count(),
+        pipelines: weights.len(),
     }
     .log();
-    MemoryBudget::new(memory_mb * 1024 * 1024)
+    crate::limits::shares(memory_mb * 1024 * 1024, &weights)
+        .into_iter()
+        .map(MemoryBudget::new)
+        .collect()
 }
 
 /// [`run`], counting into `registry`, whose listener (if any) is served by

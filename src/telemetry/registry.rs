@@ -140,12 +140,12 @@ impl Registry {
         );
         registry.register(
             "memory_used_bytes",
-            "Bytes the process holds against its memory budget (limits.memory_mb), all pipelines",
+            "Bytes the pipeline holds against its share of the memory budget (limits.memory_mb)",
             f.memory_used_bytes.clone(),
         );
         registry.register(
             "memory_budget_bytes",
-            "The process's memory budget (limits.memory_mb), all pipelines",
+            "The pipeline's share of the memory budget (limits.memory_mb)",
             f.memory_budget_bytes.clone(),
         );
         Self {
