@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
@@ -16,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use support::fault_proxy::{s3_error, FaultProxy};
-use support::kinesis::peer;
+use support::moto::Moto;
 use support::*;
 
 /// The budget the test runs under.
@@ -38,85 +37,6 @@ const PARTITIONS: usize = 500;
 /// with or without the budget, the cost of each object's checkpoint saves
 /// growing with the scattered runs delivered ahead of the checkpoint.)
 const RUN: usize = 32;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// moto's S3, a client of it, and a new, empty bucket named after the test.
-struct Moto {
-    endpoint: String,
-    rt: tokio::runtime::Runtime,
-    s3: aws_sdk_s3::Client,
-    bucket: String,
-}
-
-impl Moto {
-    fn new(test: &str) -> Self {
-        let endpoint = peer("SPILLWAY_TEST_MOTO");
-        let rt = runtime();
-        let s3 = rt.block_on(async {
-            let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                .region(aws_config::Region::new("us-east-1"))
-                .endpoint_url(&endpoint)
-                .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                    "testing", "testing", None, None, "tests",
-                ))
-                .load()
-                .await;
-            aws_sdk_s3::Client::from_conf(
-                aws_sdk_s3::config::Builder::from(&config)
-                    .force_path_style(true)
-                    .build(),
-            )
-        });
-        let bucket = format!("spillway-{test}-{}", std::process::id());
-        rt.block_on(s3.create_bucket().bucket(&bucket).send()).unwrap();
-        Self {
-            endpoint,
-            rt,
-            s3,
-            bucket,
-        }
-    }
-
-    /// Every object in the bucket: key → body.
-    fn objects(&self) -> BTreeMap<String, Vec<u8>> {
-        self.rt.block_on(async {
-            let mut objects = BTreeMap::new();
-            let mut token = None;
-            loop {
-                let listed = self
-                    .s3
-                    .list_objects_v2()
-                    .bucket(&self.bucket)
-                    .set_continuation_token(token.clone())
-                    .send()
-                    .await
-                    .unwrap();
-                for object in listed.contents() {
-                    let key = object.key().unwrap().to_owned();
-                    let body = self
-                        .s3
-                        .get_object()
-                        .bucket(&self.bucket)
-                        .key(&key)
-                        .send()
-                        .await
-                        .unwrap();
-                    objects.insert(key, body.body.collect().await.unwrap().into_bytes().to_vec());
-                }
-                token = listed.next_continuation_token().map(str::to_owned);
-                if token.is_none() {
-                    return objects;
-                }
-            }
-        })
-    }
-}
 
 /// A loopback port nothing listens on now.
 fn free_port() -> u16 {
