@@ -28,8 +28,9 @@ impl OriginalsError {
 /// Writes every record of the Parquet file `path` to `out`: with
 /// `data_only` its bytes and a newline, else one JSON object per line,
 /// `{"source", "sequence_number", "subsequence_number", "partition_key",
-/// "arrival", "data"}` (the position fields only when the file has them;
-/// `data` is the record as a JSON string).
+/// "arrival", "data"}` (the position fields only when the file has them,
+/// and `output_index` when it is not 0; `data` is the record as a JSON
+/// string).
 pub fn print(path: &Path, data_only: bool, out: &mut impl Write) -> Result<(), OriginalsError> {
     let body = std::fs::read(path).map_err(OriginalsError::Open)?;
     let mut failed = None;
@@ -53,6 +54,9 @@ fn write_record(record: &ArchivedRecord, data_only: bool, out: &mut impl Write) 
         line.insert("source".into(), position.source.into());
         line.insert("sequence_number".into(), position.sequence_number.into());
         line.insert("subsequence_number".into(), position.subsequence_number.into());
+        if position.output_index != 0 {
+            line.insert("output_index".into(), position.output_index.into());
+        }
         line.insert("partition_key".into(), position.partition_key.into());
         let arrival = Utc.timestamp_millis_opt(position.arrival_ms).single();
         line.insert(

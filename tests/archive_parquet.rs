@@ -169,7 +169,8 @@ fn given_schema_every_valid_record_reads_back_with_its_types_and_position_and_ba
         "tags": "list<element: string>", "user": "struct<id: string, age: int32>",
         "attrs": "map<string, int64 ('attrs')>",
         "_spillway_source": "string", "_spillway_sequence_number": "string",
-        "_spillway_subsequence_number": "int64", "_spillway_partition_key": "string",
+        "_spillway_subsequence_number": "int64", "_spillway_output_index": "int64",
+        "_spillway_partition_key": "string",
         "_spillway_arrival": "timestamp[ms, tz=UTC]", "_spillway_data": "string",
     });
     let mut rows: BTreeMap<u64, Value> = BTreeMap::new();

@@ -829,3 +829,85 @@ fn a_jq_filter_reads_only_what_it_keeps_and_refuses_what_it_cannot_judge() {
         base64::engine::general_purpose::STANDARD.encode("not json")
     );
 }
+
+/// The records of the envelope objects under `root/prefix`: data and
+/// output index, each as often as it was archived.
+fn outputs_under(root: &Path, prefix: &str) -> Vec<(String, u32)> {
+    let mut found: Vec<(String, u32)> = read_envelopes(root, prefix)
+        .into_iter()
+        .flat_map(|(_, records)| records)
+        .map(|r| (String::from_utf8(r.data.to_vec()).unwrap(), r.position.offset.output))
+        .collect();
+    found.sort();
+    found
+}
+
+/// A processor that makes several records of one (here
+/// `record_deaggregation`; CloudWatch Logs and Lambdas do the same) gives
+/// them one source position and their index among its outputs. The archive
+/// keeps the index (envelope lines and Parquet alike), so that reading it
+/// back never takes two of them for one: every output is replayed once.
+#[test]
+fn several_outputs_of_one_record_are_replayed_each_once_through_envelope_and_parquet() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut input = String::new();
+    let mut expected = Vec::new();
+    for n in 0..40 {
+        for i in 0..3u32 {
+            let data = format!("{{\"n\":{n},\"i\":{i}}}");
+            input.push_str(&data);
+            expected.push((data, i));
+        }
+        input.push('\n');
+    }
+    expected.sort();
+    std::fs::write(dir.path().join("in.ndjson"), input).unwrap();
+    run_ok(
+        dir.path(),
+        "name = \"split\"\n[source]\ntype = \"file\"\npath = \"in.ndjson\"\n[[processors]]\ntype = \"record_deaggregation\"\nsub_record_type = \"json\"\n[format]\ntype = \"json_lines\"\nenvelope = true\n[destination]\ntype = \"local\"\npath = \"first\"\nprefix = \"events/\"\n[checkpoint]\npath = \"state\"\n",
+    );
+    assert_eq!(
+        outputs_under(&dir.path().join("first"), "events/"),
+        expected,
+        "the archive itself"
+    );
+
+    run_ok(
+        dir.path(),
+        &config(
+            "second",
+            "path = \"first\"\nprefix = \"events/\"",
+            "type = \"json_lines\"\nenvelope = true",
+            "path = \"second\"\nprefix = \"copy/\"",
+        ),
+    );
+    assert_eq!(
+        outputs_under(&dir.path().join("second"), "copy/"),
+        expected,
+        "envelope to envelope"
+    );
+
+    run_ok(
+        dir.path(),
+        &config(
+            "third",
+            "path = \"first\"\nprefix = \"events/\"",
+            "type = \"parquet\"",
+            "path = \"third\"\nprefix = \"pq/\"",
+        ),
+    );
+    run_ok(
+        dir.path(),
+        &config(
+            "fourth",
+            "path = \"third\"\nprefix = \"pq/\"",
+            "type = \"json_lines\"\nenvelope = true",
+            "path = \"fourth\"\nprefix = \"back/\"",
+        ),
+    );
+    assert_eq!(
+        outputs_under(&dir.path().join("fourth"), "back/"),
+        expected,
+        "through Parquet"
+    );
+}

@@ -241,10 +241,11 @@ fn parse_ddl(text: &str) -> Table {
     table
 }
 
-const RESERVED: [(&str, &str); 6] = [
+const RESERVED: [(&str, &str); 7] = [
     ("_spillway_source", "string"),
     ("_spillway_sequence_number", "string"),
     ("_spillway_subsequence_number", "bigint"),
+    ("_spillway_output_index", "bigint"),
     ("_spillway_partition_key", "string"),
     ("_spillway_arrival", "timestamp"),
     ("_spillway_data", "string"),
@@ -346,7 +347,7 @@ fn nested_columns_are_structs_arrays_and_maps_and_hive_style_segments_are_partit
         ("items", "array<struct<sku:string,qty:int>>"),
         ("attrs", "map<string,array<int>>"),
     ]);
-    want.extend(pairs(&RESERVED[..5]));
+    want.extend(pairs(&RESERVED[..6]));
     assert_eq!(table.columns, want, "no _spillway_data without keep_original");
     assert_eq!(
         table.partitions,

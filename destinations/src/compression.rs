@@ -216,23 +216,47 @@ impl Compression {
 
     /// Reverses [`Compression::compress`]. For zip, the first entry.
     pub fn decompress(self, object: &[u8]) -> std::io::Result<Vec<u8>> {
+        self.decompress_at_most(object, u64::MAX)
+    }
+
+    /// Decompresses `object` as [`Self::decompress`] does, but stops with
+    /// an error of kind `FileTooLarge` as soon as the output would pass
+    /// `limit` bytes: a small object that inflates without end (a
+    /// decompression bomb) costs `limit` bytes, never all memory.
+    pub fn decompress_at_most(self, object: &[u8], limit: u64) -> std::io::Result<Vec<u8>> {
         let mut out = Vec::new();
+        let bounded = limit.saturating_add(1);
         match self {
             Self::None => out.extend_from_slice(object),
             Self::Gzip => {
-                flate2::read::MultiGzDecoder::new(object).read_to_end(&mut out)?;
+                flate2::read::MultiGzDecoder::new(object)
+                    .take(bounded)
+                    .read_to_end(&mut out)?;
             }
             Self::Snappy => {
-                snap::read::FrameDecoder::new(object).read_to_end(&mut out)?;
+                snap::read::FrameDecoder::new(object)
+                    .take(bounded)
+                    .read_to_end(&mut out)?;
             }
-            Self::Zstd => out = zstd::decode_all(object)?,
+            Self::Zstd => {
+                zstd::stream::read::Decoder::new(object)?
+                    .take(bounded)
+                    .read_to_end(&mut out)?;
+            }
             Self::Zip => {
                 let mut archive = zip::ZipArchive::new(std::io::Cursor::new(object)).map_err(std::io::Error::other)?;
                 archive
                     .by_index(0)
                     .map_err(std::io::Error::other)?
+                    .take(bounded)
                     .read_to_end(&mut out)?;
             }
+        }
+        if out.len() as u64 > limit {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                format!("it decompresses to more than {limit} bytes"),
+            ));
         }
         Ok(out)
     }

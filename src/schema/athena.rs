@@ -166,6 +166,7 @@ fn reserved_columns(parquet: &ParquetFormat) -> Vec<(String, String)> {
             ("_spillway_source", "string"),
             ("_spillway_sequence_number", "string"),
             ("_spillway_subsequence_number", "bigint"),
+            ("_spillway_output_index", "bigint"),
             ("_spillway_partition_key", "string"),
             ("_spillway_arrival", "timestamp"),
         ] {

@@ -12,8 +12,6 @@
 //! - error objects (with `include_errors`): Firehose-style error records,
 //!   whose `rawData` and position become the record again.
 
-use std::io::Read;
-
 use base64::Engine as _;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -72,10 +70,28 @@ pub fn object_source(key: &str) -> SourceId {
     SourceId::new(format!("archive-{key}"))
 }
 
+/// The most an object may decompress to: 1 GiB. An object spillway or
+/// Firehose wrote holds at most 128 MiB of records (the largest buffer),
+/// plus envelope lines' positions and base64; anything past this is not an
+/// archive's object but a decompression bomb, refused as unreadable rather
+/// than allowed to take all memory.
+pub const MAX_DECOMPRESSED_BYTES: u64 = 1 << 30;
+
 /// Reads the object `key`; `arrival` stands for records whose arrival time
 /// the archive did not keep (the time its prefix shows).
 pub fn decode(key: &str, body: Bytes, kind: ObjectKind, arrival: DateTime<Utc>) -> Result<Vec<Item>, ObjectError> {
-    let body = decompress(body)?;
+    decode_at_most(key, body, kind, arrival, MAX_DECOMPRESSED_BYTES)
+}
+
+/// [`decode`], with `limit` bytes as the most the object may decompress to.
+pub fn decode_at_most(
+    key: &str,
+    body: Bytes,
+    kind: ObjectKind,
+    arrival: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<Item>, ObjectError> {
+    let body = decompress(body, limit)?;
     if kind == ObjectKind::Data && body.starts_with(b"PAR1") {
         return parquet(key, body, arrival);
     }
@@ -135,26 +151,22 @@ const ZSTD: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
 const SNAPPY_FRAMED: &[u8] = b"\xff\x06\x00\x00sNaPpY";
 const ZIP: &[u8] = b"PK\x03\x04";
 
-fn decompress(body: Bytes) -> Result<Bytes, ObjectError> {
-    let failed = |codec| move |source| ObjectError::Decompress { codec, source };
-    let mut out = Vec::new();
-    if body.starts_with(GZIP) {
-        flate2::read::MultiGzDecoder::new(&body[..])
-            .read_to_end(&mut out)
-            .map_err(failed("gzip"))?;
+fn decompress(body: Bytes, limit: u64) -> Result<Bytes, ObjectError> {
+    use spillway_destinations::Compression;
+    let (codec, name) = if body.starts_with(GZIP) {
+        (Compression::Gzip, "gzip")
     } else if body.starts_with(ZSTD) {
-        out = zstd::decode_all(&body[..]).map_err(failed("zstd"))?;
+        (Compression::Zstd, "zstd")
     } else if body.starts_with(SNAPPY_FRAMED) {
-        snap::read::FrameDecoder::new(&body[..])
-            .read_to_end(&mut out)
-            .map_err(failed("snappy"))?;
+        (Compression::Snappy, "snappy")
     } else if body.starts_with(ZIP) {
-        out = spillway_destinations::Compression::Zip
-            .decompress(&body)
-            .map_err(failed("zip"))?;
+        (Compression::Zip, "zip")
     } else {
         return Ok(body);
-    }
+    };
+    let out = codec
+        .decompress_at_most(&body, limit)
+        .map_err(|source| ObjectError::Decompress { codec: name, source })?;
     Ok(Bytes::from(out))
 }
 
@@ -170,10 +182,13 @@ fn parquet(key: &str, body: Bytes, arrival: DateTime<Utc>) -> Result<Vec<Item>, 
                 data: data.clone(),
                 position: Position {
                     source: SourceId::new(p.source),
-                    offset: Offset::new(
-                        SequenceNumber::parse(p.sequence_number).ok()?,
-                        u64::try_from(p.subsequence_number).ok()?,
-                    ),
+                    offset: Offset {
+                        output: u32::try_from(p.output_index).ok()?,
+                        ..Offset::new(
+                            SequenceNumber::parse(p.sequence_number).ok()?,
+                            u64::try_from(p.subsequence_number).ok()?,
+                        )
+                    },
                 },
                 partition_key: p.partition_key.map(Into::into),
                 arrival: DateTime::from_timestamp_millis(p.arrival_ms)?,
@@ -206,6 +221,8 @@ struct ErrorLine {
     #[serde(default)]
     sub_sequence_number: u64,
     #[serde(default)]
+    output_index: u32,
+    #[serde(default)]
     partition_key: Option<String>,
     arrival_timestamp: i64,
 }
@@ -219,10 +236,13 @@ fn error_record(line: &[u8]) -> Result<Record, String> {
         data: Bytes::from(data),
         position: Position {
             source: SourceId::new(line.shard_id),
-            offset: Offset::new(
-                SequenceNumber::parse(&line.sequence_number).map_err(|err| err.to_string())?,
-                line.sub_sequence_number,
-            ),
+            offset: Offset {
+                output: line.output_index,
+                ..Offset::new(
+                    SequenceNumber::parse(&line.sequence_number).map_err(|err| err.to_string())?,
+                    line.sub_sequence_number,
+                )
+            },
         },
         partition_key: line.partition_key.map(Into::into),
         arrival: DateTime::from_timestamp_millis(line.arrival_timestamp)
@@ -232,6 +252,7 @@ fn error_record(line: &[u8]) -> Result<Record, String> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
     use spillway_destinations::Compression;
 
     use super::*;
@@ -281,6 +302,132 @@ mod tests {
                 assert_eq!(why.output_type, ErrorOutputType::ArchiveReadFailed);
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// A small object that inflates past the limit is refused as
+    /// unreadable (its key goes to the error output), whatever its codec;
+    /// one that inflates to the limit exactly is read.
+    #[test]
+    fn an_object_that_decompresses_past_the_limit_is_refused_whatever_its_codec() {
+        let line = b"{\"a\":1}\n";
+        let body: Vec<u8> = line.iter().copied().cycle().take(line.len() * 1000).collect();
+        let limit = body.len() as u64;
+        for name in Compression::NAMES {
+            let codec = Compression::from_name(name).unwrap();
+            if codec == Compression::None {
+                continue;
+            }
+            let compressed = Bytes::from(codec.compress(&body, "entry").unwrap());
+            let read = decode_at_most("k", compressed.clone(), ObjectKind::Data, Utc::now(), limit).unwrap();
+            assert_eq!(read.len(), 1000, "{name}");
+            match decode_at_most("k", compressed, ObjectKind::Data, Utc::now(), limit - 1) {
+                Err(ObjectError::Decompress { source, .. }) => {
+                    assert_eq!(source.kind(), std::io::ErrorKind::FileTooLarge, "{name}")
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+    }
+
+    fn arb_record() -> impl Strategy<Value = Record> {
+        (
+            proptest::collection::vec(any::<u8>(), 0..48),
+            "[ -~]{1,20}",
+            "0|[1-9][0-9]{0,40}",
+            any::<u64>(),
+            prop_oneof![Just(0u32), any::<u32>()],
+            proptest::option::of("[ -~\u{e9}]{0,12}"),
+            -8_000_000_000_000i64..8_000_000_000_000i64,
+        )
+            .prop_map(|(data, source, seq, sub, output, key, ms)| Record {
+                data: Bytes::from(data),
+                position: Position {
+                    source: SourceId::new(source),
+                    offset: Offset {
+                        output,
+                        ..Offset::new(SequenceNumber::parse(&seq).unwrap(), sub)
+                    },
+                },
+                partition_key: key.map(Into::into),
+                arrival: DateTime::from_timestamp_millis(ms).unwrap(),
+            })
+    }
+
+    fn kept(items: Vec<Item>) -> Vec<Record> {
+        items
+            .into_iter()
+            .map(|item| match item {
+                Item::Kept(record) => record,
+                other => panic!("not kept: {other:?}"),
+            })
+            .collect()
+    }
+
+    fn same(a: &[Record], b: &[Record]) -> bool {
+        a.len() == b.len()
+            && a.iter().zip(b).all(|(a, b)| {
+                a.data == b.data
+                    && a.position == b.position
+                    && a.partition_key == b.partition_key
+                    && a.arrival == b.arrival
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// Whatever bytes an object holds (behind any codec's magic
+        /// number, too), reading it gives records, refused lines or one
+        /// error for the object: never a panic.
+        #[test]
+        fn any_object_is_read_or_refused_never_a_panic(
+            magic in prop_oneof![Just(&b""[..]), Just(GZIP), Just(ZSTD), Just(SNAPPY_FRAMED), Just(ZIP), Just(&b"PAR1"[..])],
+            rest in proptest::collection::vec(any::<u8>(), 0..256),
+            errors in any::<bool>(),
+        ) {
+            let body: Vec<u8> = magic.iter().copied().chain(rest).collect();
+            let kind = if errors { ObjectKind::Errors(ErrorOutputType::ProcessingFailed) } else { ObjectKind::Data };
+            let _ = decode_at_most("k", Bytes::from(body), kind, Utc::now(), 1 << 20);
+        }
+
+        /// Envelope lines, under every codec: each record back exactly,
+        /// its output index included, in the object's order.
+        #[test]
+        fn envelope_objects_give_their_records_back_exactly(
+            records in proptest::collection::vec(arb_record(), 1..8),
+            codec in proptest::sample::select(Compression::NAMES.to_vec()),
+        ) {
+            let mut body = Vec::new();
+            for record in &records {
+                envelope::write_line(record, &mut body).unwrap();
+            }
+            let body = Compression::from_name(codec).unwrap().compress(&body, "entry").unwrap();
+            let back = kept(decode("k", Bytes::from(body), ObjectKind::Data, Utc::now()).unwrap());
+            prop_assert!(same(&back, &records), "{:?} != {:?}", back, records);
+        }
+
+        /// Error records as the pipeline writes them give the failed
+        /// record back: bytes, position (output index included), key and
+        /// arrival, so a re-drive cannot take two outputs of one record
+        /// for one.
+        #[test]
+        fn error_records_give_their_records_back_exactly(
+            records in proptest::collection::vec(arb_record(), 1..8),
+            message in "[ -~\n\u{0}]{0,40}",
+        ) {
+            let rejection = Rejection {
+                output_type: ErrorOutputType::ProcessingFailed,
+                code: "Lambda.FunctionError",
+                message,
+            };
+            let body: Vec<u8> = records
+                .iter()
+                .flat_map(|r| spillway_transforms::error_record::render(r, &rejection, 1, Utc::now()))
+                .collect();
+            let kind = ObjectKind::Errors(ErrorOutputType::ProcessingFailed);
+            let back = kept(decode("k", Bytes::from(body), kind, Utc::now()).unwrap());
+            prop_assert!(same(&back, &records), "{:?} != {:?}", back, records);
         }
     }
 }

@@ -16,7 +16,11 @@
 //! back (one JSON value, no whitespace around it, no newline in it, not
 //! `null`, not nested so deep that the envelope's own level would take a
 //! parser past its limit). Any other record is held as base64 under
-//! `dataBase64`. `partitionKey` is left out when the record has none.
+//! `dataBase64`. `partitionKey` is left out when the record has none, and
+//! `outputIndex` (the record's index among the outputs processors made of
+//! one source record, as error records give it) when it is 0: without it,
+//! the outputs of one record would share one position, and reading the
+//! archive back would take them for one record.
 
 use std::borrow::Cow;
 use std::io::Write;
@@ -44,6 +48,9 @@ pub fn write_line(record: &Record, out: &mut dyn Write) -> std::io::Result<()> {
         ",\"sequenceNumber\":\"{}\",\"subSequenceNumber\":{}",
         position.offset.sequence_number, position.offset.subsequence_number
     )?;
+    if position.offset.output != 0 {
+        write!(out, ",\"outputIndex\":{}", position.offset.output)?;
+    }
     if let Some(key) = &record.partition_key {
         out.write_all(b",\"partitionKey\":")?;
         serde_json::to_writer(&mut *out, &**key)?;
@@ -104,6 +111,8 @@ struct Line<'a> {
     #[serde(borrow)]
     sequence_number: Cow<'a, str>,
     sub_sequence_number: u64,
+    #[serde(default)]
+    output_index: u32,
     #[serde(default, borrow)]
     partition_key: Option<Cow<'a, str>>,
     arrival_timestamp: i64,
@@ -128,7 +137,10 @@ pub fn read_line(line: &[u8]) -> Result<Record, EnvelopeError> {
         data,
         position: Position {
             source: SourceId::new(&*line.shard_id),
-            offset: Offset::new(SequenceNumber::parse(&line.sequence_number)?, line.sub_sequence_number),
+            offset: Offset {
+                output: line.output_index,
+                ..Offset::new(SequenceNumber::parse(&line.sequence_number)?, line.sub_sequence_number)
+            },
         },
         partition_key: line.partition_key.map(|k| k.as_ref().into()),
         arrival,
@@ -201,6 +213,17 @@ mod tests {
     }
 
     #[test]
+    fn the_outputs_of_one_record_keep_their_index_and_a_first_output_writes_none() {
+        let mut split = record(b"{}".to_vec(), "shardId-1".into(), "7".into(), 0, None, 1);
+        let first = String::from_utf8(line_of(&split)).unwrap();
+        assert!(!first.contains("outputIndex"), "{first}");
+        split.position.offset.output = 2;
+        let third = String::from_utf8(line_of(&split)).unwrap();
+        assert!(third.contains(",\"outputIndex\":2,"), "{third}");
+        assert_round_trips(&split);
+    }
+
+    #[test]
     fn deeply_nested_records_still_round_trip() {
         for depth in [99, 100, 101, 126, 127, 128, 200] {
             let data = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
@@ -265,8 +288,11 @@ mod tests {
             sub in any::<u64>(),
             key in proptest::option::of(any::<String>()),
             ms in -8_000_000_000_000i64..8_000_000_000_000i64,
+            output in prop_oneof![Just(0u32), any::<u32>()],
         ) {
-            assert_round_trips(&record(data, source, seq, sub, key, ms));
+            let mut original = record(data, source, seq, sub, key, ms);
+            original.position.offset.output = output;
+            assert_round_trips(&original);
         }
     }
 }

@@ -5,6 +5,7 @@
 //! | `_spillway_source` | string | shard id, or `file-<name>`, `stdin-<ms>` |
 //! | `_spillway_sequence_number` | string | the sequence number (up to 128 digits; a file's byte offset) |
 //! | `_spillway_subsequence_number` | int64 | index in a KPL aggregate, else 0 |
+//! | `_spillway_output_index` | int64 | index among the outputs processors made of one source record, else 0 |
 //! | `_spillway_partition_key` | string, null when the source has none | |
 //! | `_spillway_arrival` | timestamp(ms) UTC | approximate arrival time |
 //! | `_spillway_data` | string | the original record, byte for byte (with `keep_original`); null when the row rebuilds it exactly (see [`super::canonical`]) |
@@ -21,6 +22,9 @@ use crate::record::Record;
 pub const SOURCE: &str = "_spillway_source";
 pub const SEQUENCE_NUMBER: &str = "_spillway_sequence_number";
 pub const SUBSEQUENCE_NUMBER: &str = "_spillway_subsequence_number";
+/// Without it, the outputs of one source record would share a position,
+/// and reading the file back would take them for one record.
+pub const OUTPUT_INDEX: &str = "_spillway_output_index";
 pub const PARTITION_KEY: &str = "_spillway_partition_key";
 pub const ARRIVAL: &str = "_spillway_arrival";
 pub const DATA: &str = "_spillway_data";
@@ -33,6 +37,7 @@ pub fn fields(position: bool, data: bool, elide_rebuildable: bool) -> Vec<Field>
         fields.push(Field::new(SOURCE, DataType::Utf8, false));
         fields.push(Field::new(SEQUENCE_NUMBER, DataType::Utf8, false));
         fields.push(Field::new(SUBSEQUENCE_NUMBER, DataType::Int64, false));
+        fields.push(Field::new(OUTPUT_INDEX, DataType::Int64, false));
         fields.push(Field::new(PARTITION_KEY, DataType::Utf8, true));
         fields.push(Field::new(
             ARRIVAL,
@@ -54,6 +59,7 @@ pub struct MetaBuilder<'a> {
     sources: Strings,
     sequence_numbers: Strings,
     subsequence_numbers: Vec<i64>,
+    outputs: Vec<i64>,
     partition_keys: Strings,
     arrivals: Vec<i64>,
     /// The records' bytes, borrowed: copied at [`Self::finish`], and only
@@ -75,6 +81,7 @@ impl<'a> MetaBuilder<'a> {
             sources: Strings::new(),
             sequence_numbers: Strings::new(),
             subsequence_numbers: Vec::new(),
+            outputs: Vec::new(),
             partition_keys: Strings::new(),
             arrivals: Vec::new(),
             originals: Vec::new(),
@@ -93,6 +100,7 @@ impl<'a> MetaBuilder<'a> {
                 .push(record.position.offset.sequence_number.as_str());
             self.subsequence_numbers
                 .push(record.position.offset.subsequence_number as i64);
+            self.outputs.push(i64::from(record.position.offset.output));
             match record.partition_key.as_deref() {
                 Some(key) => self.partition_keys.push(key),
                 None => self.partition_keys.push_null(),
@@ -121,6 +129,7 @@ impl<'a> MetaBuilder<'a> {
             columns.push(Arc::new(self.sources.finish()));
             columns.push(Arc::new(self.sequence_numbers.finish()));
             columns.push(Arc::new(Int64Array::from(take_sized(&mut self.subsequence_numbers))));
+            columns.push(Arc::new(Int64Array::from(take_sized(&mut self.outputs))));
             columns.push(Arc::new(self.partition_keys.finish()));
             columns.push(Arc::new(
                 TimestampMillisecondArray::from(take_sized(&mut self.arrivals)).with_timezone("UTC"),

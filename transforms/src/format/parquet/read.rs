@@ -27,6 +27,9 @@ pub struct ArchivedPosition<'a> {
     pub source: &'a str,
     pub sequence_number: &'a str,
     pub subsequence_number: i64,
+    /// The record's index among the outputs processors made of one source
+    /// record: 0 in files written before the column was.
+    pub output_index: i64,
     pub partition_key: Option<&'a str>,
     /// Milliseconds since the epoch, UTC.
     pub arrival_ms: i64,
@@ -113,6 +116,7 @@ struct Positions<'a> {
     sources: &'a StringArray,
     sequence_numbers: &'a StringArray,
     subsequence_numbers: &'a arrow_array::Int64Array,
+    output_indexes: Option<&'a arrow_array::Int64Array>,
     partition_keys: &'a StringArray,
     arrivals: &'a arrow_array::TimestampMillisecondArray,
 }
@@ -137,6 +141,14 @@ impl<'a> Positions<'a> {
                 .ok_or(ReadError::UnexpectedType {
                     column: meta::SUBSEQUENCE_NUMBER,
                 })?,
+            output_indexes: batch
+                .column_by_name(meta::OUTPUT_INDEX)
+                .map(|c| {
+                    c.as_primitive_opt::<Int64Type>().ok_or(ReadError::UnexpectedType {
+                        column: meta::OUTPUT_INDEX,
+                    })
+                })
+                .transpose()?,
             partition_keys: strings(batch, meta::PARTITION_KEY)?.ok_or(ReadError::UnexpectedType {
                 column: meta::PARTITION_KEY,
             })?,
@@ -151,6 +163,7 @@ impl<'a> Positions<'a> {
             source: self.sources.value(row),
             sequence_number: self.sequence_numbers.value(row),
             subsequence_number: self.subsequence_numbers.value(row),
+            output_index: self.output_indexes.map_or(0, |o| o.value(row)),
             partition_key: self
                 .partition_keys
                 .is_valid(row)
