@@ -911,3 +911,39 @@ fn several_outputs_of_one_record_are_replayed_each_once_through_envelope_and_par
         "through Parquet"
     );
 }
+
+/// A prefix whose timestamp names no year (`hour=!{timestamp:HH}/`, which
+/// Firehose takes too): the archive source cannot tell an object's time
+/// from its key, but the key is still the template's, so every record is
+/// read back rather than the objects being skipped as foreign.
+#[test]
+fn an_archive_whose_prefix_names_no_year_is_read_back_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = (0..50).map(|n| format!("{{\"n\":{n}}}")).collect();
+    std::fs::write(dir.path().join("in.ndjson"), lines.join("\n") + "\n").unwrap();
+    run_ok(
+        dir.path(),
+        "name = \"hourly\"\n[source]\ntype = \"file\"\npath = \"in.ndjson\"\n[format]\ntype = \"json_lines\"\n[destination]\ntype = \"local\"\npath = \"first\"\nprefix = \"hour=!{timestamp:HH}/\"\ncompression = \"gzip\"\n[checkpoint]\npath = \"state\"\n",
+    );
+    let logs = run_ok(
+        dir.path(),
+        &config(
+            "copy",
+            "path = \"first\"\nprefix = \"hour=!{timestamp:HH}/\"",
+            "type = \"json_lines\"",
+            "path = \"second\"\nprefix = \"copy/\"",
+        ),
+    );
+    let mut copied: Vec<String> = lines_under(&objects(&dir.path().join("second")), "copy/")
+        .into_iter()
+        .map(|l| String::from_utf8(l).unwrap())
+        .collect();
+    copied.sort();
+    let mut expected = lines.clone();
+    expected.sort();
+    assert_eq!(copied, expected);
+    assert!(
+        !logs.iter().any(|l| l.to_string().contains("did not make")),
+        "an object was skipped as foreign"
+    );
+}

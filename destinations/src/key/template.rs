@@ -153,28 +153,15 @@ impl KeyTemplate {
     /// Reads a key this template made back: the span of time its prefix
     /// stands for (records whose oldest arrival lies in it: from the time
     /// the key shows to one unit of its finest field later, in UTC), and
-    /// the rest of the key after the prefix. `None` if `key` is not of this
-    /// template, or its time cannot be told (no year).
-    pub fn time_of<'k>(&self, key: &'k str, error_output_type: Option<&str>) -> Option<(TimeSpan, &'k str)> {
+    /// the rest of the key after the prefix. The span is `None` when the
+    /// template names no year (`!{timestamp:HH}`): the key is the
+    /// template's, but its time cannot be told. `None` if `key` is not of
+    /// this template, or names a time that does not exist.
+    pub fn time_of<'k>(&self, key: &'k str, error_output_type: Option<&str>) -> Option<(Option<TimeSpan>, &'k str)> {
         use chrono::TimeZone as _;
-        let mut rest = key;
-        let mut fields = TimeFields::default();
-        for segment in &self.segments {
-            rest = match segment {
-                Segment::Literal(text) => rest.strip_prefix(text.as_str())?,
-                Segment::ErrorOutputType => rest.strip_prefix(error_output_type.unwrap_or("unknown"))?,
-                Segment::RandomString => {
-                    let random = rest.get(..RANDOM_STRING_LEN)?;
-                    if !random.bytes().all(|b| b.is_ascii_alphanumeric()) {
-                        return None;
-                    }
-                    &rest[RANDOM_STRING_LEN..]
-                }
-                Segment::Timestamp(pattern) => pattern.match_prefix(rest, &mut fields)?,
-                // A sanitised partition value never holds a `/`: it runs
-                // to the next one.
-                Segment::FromQuery(_) | Segment::FromLambda(_) => &rest[rest.find('/')?..],
-            };
+        let (fields, rest) = match_segments(&self.segments, key, TimeFields::default(), error_output_type)?;
+        if !fields.has_year() {
+            return Some((None, rest));
         }
         let (local, unit) = fields.local()?;
         let end_local = match unit {
@@ -199,7 +186,7 @@ impl KeyTemplate {
             .latest()
             .map(|t| t.with_timezone(&Utc))
             .unwrap_or(start + (end_local - local) + chrono::Duration::hours(1));
-        Some((TimeSpan { start, end }, rest))
+        Some((Some(TimeSpan { start, end }), rest))
     }
 
     /// The template as configured.
@@ -267,6 +254,52 @@ impl KeyTemplate {
         }
         (query, lambda)
     }
+}
+
+/// Matches `segments` against the start of `key`: the time fields read and
+/// the rest of the key, or `None`. A partition value is any text without a
+/// `/` (sanitised values never hold one); where the template puts something
+/// other than a `/` right after it (the default `yyyy/MM/dd/HH/` after
+/// `customer=!{partitionKeyFromQuery:customer}`), each shorter length is
+/// tried, longest first, until the rest of the template matches and leaves
+/// a name. A value that ends the template runs into the object's name: the
+/// rest is both.
+fn match_segments<'k>(
+    segments: &[Segment],
+    key: &'k str,
+    mut fields: TimeFields,
+    error_output_type: Option<&str>,
+) -> Option<(TimeFields, &'k str)> {
+    let mut rest = key;
+    for (index, segment) in segments.iter().enumerate() {
+        rest = match segment {
+            Segment::Literal(text) => rest.strip_prefix(text.as_str())?,
+            Segment::ErrorOutputType => rest.strip_prefix(error_output_type.unwrap_or("unknown"))?,
+            Segment::RandomString => {
+                let random = rest.get(..RANDOM_STRING_LEN)?;
+                if !random.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                    return None;
+                }
+                &rest[RANDOM_STRING_LEN..]
+            }
+            Segment::Timestamp(pattern) => pattern.match_prefix(rest, &mut fields)?,
+            Segment::FromQuery(_) | Segment::FromLambda(_) => {
+                let after = &segments[index + 1..];
+                if after.is_empty() {
+                    // The value runs into the object's name: the rest is
+                    // both, inseparable.
+                    return (!rest.is_empty()).then_some((fields, rest));
+                }
+                let longest = rest.find('/').unwrap_or(rest.len());
+                return (0..=longest)
+                    .rev()
+                    .filter(|&end| rest.is_char_boundary(end))
+                    .find_map(|end| match_segments(after, &rest[end..], fields.clone(), error_output_type));
+            }
+        };
+    }
+    // Every object has a name after its prefix.
+    (!rest.is_empty()).then_some((fields, rest))
 }
 
 fn parse_expression(expression: &str, kind: TemplateKind) -> Result<Segment, TemplateError> {
@@ -362,6 +395,7 @@ mod tests {
                 })
             );
             let (span, rest) = template.time_of(&key, None).unwrap_or_else(|| panic!("{key}"));
+            let span = span.unwrap();
             assert_eq!(rest, "name.jsonl", "{key}");
             assert_eq!(span.start, start, "{key}");
             assert_eq!((span.end - span.start).num_seconds(), seconds, "{key}");
@@ -377,7 +411,7 @@ mod tests {
             .time_of("errors/processing-failed/2026/11/22/23/x", Some("processing-failed"))
             .unwrap();
         assert_eq!(
-            (span.start, rest),
+            (span.unwrap().start, rest),
             (Utc.with_ymd_and_hms(2026, 11, 22, 23, 0, 0).unwrap(), "x")
         );
         assert!(errors
@@ -386,6 +420,9 @@ mod tests {
         let data = KeyTemplate::parse("events/", TemplateKind::Data, chrono_tz::UTC).unwrap();
         assert!(data.time_of("events/2026/13/22/23/x", None).is_none());
         assert!(data.time_of("other/2026/11/22/23/x", None).is_none());
+        let yearless = KeyTemplate::parse("hour=!{timestamp:HH}/", TemplateKind::Data, chrono_tz::UTC).unwrap();
+        assert_eq!(yearless.time_of("hour=07/x", None), Some((None, "x")));
+        assert!(yearless.time_of("hour=7/x", None).is_none());
     }
 
     fn context(error_output_type: Option<&str>) -> KeyContext<'_> {

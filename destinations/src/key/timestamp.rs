@@ -156,35 +156,39 @@ pub(crate) enum Unit {
 }
 
 impl TimeFields {
+    /// Whether a year was read: without one, a key's time cannot be told.
+    pub(crate) fn has_year(&self) -> bool {
+        self.year.is_some()
+    }
+
     /// The local time the fields name, and the unit it is given to; `None`
     /// without a year, or for a date that does not exist.
     pub(crate) fn local(&self) -> Option<(chrono::NaiveDateTime, Unit)> {
         let year = self.year?;
-        let date = match (self.month, self.day, self.day_of_year) {
-            (_, _, Some(ordinal)) => chrono::NaiveDate::from_yo_opt(year, ordinal)?,
-            (month, day, None) => chrono::NaiveDate::from_ymd_opt(year, month.unwrap_or(1), day.unwrap_or(1))?,
+        // The key places its time down to its first missing field: finer
+        // fields after a gap (a day without its month, minutes without the
+        // hour) cannot, and the span is the unit before the gap.
+        let (date, mut unit) = match (self.month, self.day, self.day_of_year) {
+            (_, _, Some(ordinal)) => (chrono::NaiveDate::from_yo_opt(year, ordinal)?, Unit::Day),
+            (Some(month), Some(day), None) => (chrono::NaiveDate::from_ymd_opt(year, month, day)?, Unit::Day),
+            (Some(month), None, None) => (chrono::NaiveDate::from_ymd_opt(year, month, 1)?, Unit::Month),
+            (None, _, None) => (chrono::NaiveDate::from_ymd_opt(year, 1, 1)?, Unit::Year),
         };
-        let time = chrono::NaiveTime::from_hms_milli_opt(
-            self.hour.unwrap_or(0),
-            self.minute.unwrap_or(0),
-            self.second.unwrap_or(0),
-            self.millis.unwrap_or(0),
-        )?;
-        let unit = if self.millis.is_some() {
-            Unit::Millisecond
-        } else if self.second.is_some() {
-            Unit::Second
-        } else if self.minute.is_some() {
-            Unit::Minute
-        } else if self.hour.is_some() {
-            Unit::Hour
-        } else if self.day.is_some() || self.day_of_year.is_some() {
-            Unit::Day
-        } else if self.month.is_some() {
-            Unit::Month
-        } else {
-            Unit::Year
-        };
+        let mut clock = [0u32; 4];
+        if unit == Unit::Day {
+            let finer = [
+                (self.hour, Unit::Hour),
+                (self.minute, Unit::Minute),
+                (self.second, Unit::Second),
+                (self.millis, Unit::Millisecond),
+            ];
+            for (slot, (field, field_unit)) in clock.iter_mut().zip(finer) {
+                let Some(value) = field else { break };
+                *slot = value;
+                unit = field_unit;
+            }
+        }
+        let time = chrono::NaiveTime::from_hms_milli_opt(clock[0], clock[1], clock[2], clock[3])?;
         Some((date.and_time(time), unit))
     }
 }

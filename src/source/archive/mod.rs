@@ -83,17 +83,22 @@ impl Source for ArchiveSource {
 struct Listed {
     key: String,
     kind: ObjectKind,
-    span: TimeSpan,
+    /// `None` when the prefix template names no year: the object's time
+    /// cannot be told from its key.
+    span: Option<TimeSpan>,
 }
 
 /// The objects to read, grouped by the start of their prefix time, each
 /// group in key order; and how many were skipped unread for the time range.
-fn plan(config: &ArchiveConfig, keys: Vec<String>) -> (BTreeMap<DateTime<Utc>, Vec<Listed>>, usize) {
+/// Objects whose time cannot be told (a prefix template without a year)
+/// are one group, read first, and never skipped for the time range: their
+/// records are filtered one by one.
+fn plan(config: &ArchiveConfig, keys: Vec<String>) -> (BTreeMap<Option<DateTime<Utc>>, Vec<Listed>>, usize) {
     // Everything under the error prefix's fixed part is error output: only
     // the chosen types are read.
     let error_root = config.error_prefix.root(Some("\0"));
     let error_root = error_root.split('\0').next().unwrap_or_default().to_owned();
-    let mut groups: BTreeMap<DateTime<Utc>, Vec<Listed>> = BTreeMap::new();
+    let mut groups: BTreeMap<Option<DateTime<Utc>>, Vec<Listed>> = BTreeMap::new();
     let mut outside = 0;
     let mut foreign = 0;
     for key in keys {
@@ -123,8 +128,8 @@ fn plan(config: &ArchiveConfig, keys: Vec<String>) -> (BTreeMap<DateTime<Utc>, V
                 }
             },
         };
-        let after_end = config.end_time.is_some_and(|end| span.start >= end);
-        let before_start = config.start_time.is_some_and(|start| {
+        let after_end = config.end_time.zip(span).is_some_and(|(end, span)| span.start >= end);
+        let before_start = config.start_time.zip(span).is_some_and(|(start, span)| {
             span.end + chrono::Duration::from_std(config.object_span).unwrap_or_default() <= start
         });
         if after_end || before_start {
@@ -132,7 +137,10 @@ fn plan(config: &ArchiveConfig, keys: Vec<String>) -> (BTreeMap<DateTime<Utc>, V
             tracing::debug!(key = %key, "skipping an object outside the time range, unread");
             continue;
         }
-        groups.entry(span.start).or_default().push(Listed { key, kind, span });
+        groups
+            .entry(span.map(|s| s.start))
+            .or_default()
+            .push(Listed { key, kind, span });
     }
     for group in groups.values_mut() {
         group.sort_by(|a, b| a.key.cmp(&b.key));
@@ -189,7 +197,11 @@ pub async fn read(
         for object in group {
             let body = store.read(&object.key).await?;
             progress.bytes_read.fetch_add(body.len() as u64, Ordering::Relaxed);
-            match decode::decode(&object.key, body, object.kind, object.span.start) {
+            // Records whose arrival the archive did not keep arrive at the
+            // time their prefix shows, or, when it shows none, when they
+            // are read (as a file source's records do).
+            let arrival = object.span.map_or_else(Utc::now, |span| span.start);
+            match decode::decode(&object.key, body, object.kind, arrival) {
                 Ok(items) => {
                     for item in items {
                         match item {
@@ -208,7 +220,7 @@ pub async fn read(
                             offset: Offset::new(spillway_transforms::SequenceNumber::from_u64(0), 0),
                         },
                         partition_key: None,
-                        arrival: object.span.start,
+                        arrival,
                     };
                     sender
                         .refused(record, decode::rejection(format!("{}: {err}", object.key)))
