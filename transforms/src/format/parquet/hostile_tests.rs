@@ -276,3 +276,57 @@ fn records_whose_keys_are_ids_make_at_most_max_columns_and_read_back_whole() {
     both.extend(read_back(&second.encoded.body));
     assert_eq!(both, texts);
 }
+
+mod corrupt_files {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A small archive file: nested and flat records, a few row groups.
+    fn sample_file() -> Vec<u8> {
+        let records: Vec<Record> = (0..40)
+            .map(|n| match n % 3 {
+                0 => record(&format!("{{\"n\":{n},\"s\":\"x{n}\"}}"), n),
+                1 => record(&format!("{{\"n\":{n},\"l\":[1,2,{n}],\"o\":{{\"k\":\"v\"}}}}"), n),
+                _ => record(&format!("{{\"n\": {n}, \"s\" : \"spaced\"}}"), n),
+            })
+            .collect();
+        let format = ParquetFormat {
+            page_size_bytes: 64,
+            ..ParquetFormat::default()
+        };
+        let encoded = format.encode(&records);
+        assert!(encoded.rejected.is_empty());
+        encoded.body
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// A damaged archive file (bytes changed, cut short, or a piece
+        /// repeated) is read or refused with an error: never a panic, which
+        /// would stop a replay on one bad object.
+        #[test]
+        fn a_damaged_file_is_read_or_refused_never_a_panic(
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6),
+            cut in proptest::option::of(any::<prop::sample::Index>()),
+            repeat in proptest::option::of((any::<prop::sample::Index>(), 1usize..64)),
+        ) {
+            let mut body = sample_file();
+            for (at, byte) in flips {
+                let i = at.index(body.len());
+                body[i] = byte;
+            }
+            if let Some((at, len)) = repeat {
+                let i = at.index(body.len());
+                let piece: Vec<u8> = body[i..(i + len).min(body.len())].to_vec();
+                body.splice(i..i, piece);
+            }
+            if let Some(at) = cut {
+                body.truncate(at.index(body.len()));
+            }
+            let read = std::panic::catch_unwind(|| read_archive(Bytes::from(body), |_| {}));
+            prop_assert!(read.is_ok(), "reading a damaged file panicked");
+        }
+    }
+}

@@ -51,27 +51,47 @@ pub enum ReadError {
     NotRebuildable { row: u64 },
     #[error("column {column} is not of the type spillway writes")]
     UnexpectedType { column: &'static str },
+    #[error("the file is damaged: the Parquet reader failed on it ({0})")]
+    Damaged(String),
+}
+
+/// Runs a step of the Parquet reader, which panics on some damaged files
+/// (an offset past a buffer's end) rather than returning an error: the
+/// panic becomes [`ReadError::Damaged`], so one bad object is an error
+/// record, not the end of a replay (again at every restart). The reader's
+/// state is dropped with the error, never used after a panic.
+fn guarded<T>(step: impl FnOnce() -> Result<T, ReadError>) -> Result<T, ReadError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)).unwrap_or_else(|payload| {
+        let why = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".to_owned());
+        Err(ReadError::Damaged(why))
+    })
 }
 
 /// Calls `each` with every record of the Parquet file `body`, in the file's
 /// order.
 pub fn read_archive(body: Bytes, mut each: impl FnMut(ArchivedRecord)) -> Result<(), ReadError> {
-    let builder = match ParquetRecordBatchReaderBuilder::try_new(body.clone()) {
-        Ok(builder) => builder,
-        // Files written before records were limited to 32 levels may embed
-        // an Arrow schema nested deeper than arrow-rs reads (it stops at
-        // about 61 levels): their Parquet schema alone gives the same
-        // columns, as far as the records are concerned.
-        Err(first) => ParquetRecordBatchReaderBuilder::try_new_with_options(
-            body,
-            ArrowReaderOptions::new().with_skip_arrow_metadata(true),
-        )
-        .map_err(|_| first)?,
-    };
-    let reader = builder.build()?;
+    let mut reader = guarded(|| {
+        let builder = match ParquetRecordBatchReaderBuilder::try_new(body.clone()) {
+            Ok(builder) => builder,
+            // Files written before records were limited to 32 levels may
+            // embed an Arrow schema nested deeper than arrow-rs reads (it
+            // stops at about 61 levels): their Parquet schema alone gives
+            // the same columns, as far as the records are concerned.
+            Err(first) => ParquetRecordBatchReaderBuilder::try_new_with_options(
+                body,
+                ArrowReaderOptions::new().with_skip_arrow_metadata(true),
+            )
+            .map_err(|_| first)?,
+        };
+        Ok(builder.build()?)
+    })?;
     let mut row_base = 0u64;
     let mut scratch = Vec::new();
-    for batch in reader {
+    while let Some(batch) = guarded(|| Ok(reader.next()))? {
         let batch = batch.map_err(ParquetError::from)?;
         let schema = batch.schema();
         let data = strings(&batch, meta::DATA)?.ok_or(ReadError::NoOriginals)?;
