@@ -377,6 +377,26 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(128))]
 
+        /// A real object of every codec, damaged (bytes changed, cut short):
+        /// read or refused, never a panic.
+        #[test]
+        fn a_damaged_compressed_object_is_read_or_refused_never_a_panic(
+            codec in proptest::sample::select(Compression::NAMES.to_vec()),
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+            cut in proptest::option::of(any::<prop::sample::Index>()),
+        ) {
+            let lines: Vec<u8> = (0..200).flat_map(|n| format!("{{\"n\":{n},\"s\":\"abc\"}}\n").into_bytes()).collect();
+            let mut body = Compression::from_name(codec).unwrap().compress(&lines, "entry").unwrap();
+            for (at, byte) in flips {
+                let i = at.index(body.len());
+                body[i] = byte;
+            }
+            if let Some(at) = cut {
+                body.truncate(at.index(body.len()));
+            }
+            let _ = decode_at_most("k", Bytes::from(body), ObjectKind::Data, Utc::now(), 1 << 20);
+        }
+
         /// Whatever bytes an object holds (behind any codec's magic
         /// number, too), reading it gives records, refused lines or one
         /// error for the object: never a panic.
