@@ -172,6 +172,17 @@ fn config(name: &str, source: &str, format: &str, destination: &str) -> String {
     )
 }
 
+/// The configuration that reads the archive `first/events/` into envelope
+/// lines under `second/copy/`.
+fn envelope_copy(name: &str) -> String {
+    config(
+        name,
+        "path = \"first\"\nprefix = \"events/\"",
+        "type = \"json_lines\"\nenvelope = true",
+        "path = \"second\"\nprefix = \"copy/\"",
+    )
+}
+
 fn run_ok(dir: &Path, text: &str) -> Vec<serde_json::Value> {
     let path = write_config(dir, text);
     let output = run(dir, &path);
@@ -194,15 +205,7 @@ fn error_records(root: &Path, prefix: &str) -> Vec<serde_json::Value> {
 fn a_prefix_time_larger_than_the_sort_memory_is_sorted_through_files() {
     let dir = tempfile::tempdir().unwrap();
     let expected = sample_archive(&dir.path().join("first"));
-    let path = write_config(
-        dir.path(),
-        &config(
-            "spilled",
-            "path = \"first\"\nprefix = \"events/\"",
-            "type = \"json_lines\"\nenvelope = true",
-            "path = \"second\"\nprefix = \"copy/\"",
-        ),
-    );
+    let path = write_config(dir.path(), &envelope_copy("spilled"));
     let runs = tempfile::tempdir().unwrap();
     let output = spillway()
         .args(["--log-format", "json", "run", "--config"])
@@ -369,15 +372,7 @@ fn bad_objects_are_error_records_naming_their_key_and_the_rest_is_read() {
     }
     // A good plain NDJSON object (Firehose's own output) beside them.
     put(&root, "events/2026/11/01/10/e-firehose", b"{\"a\":1}\n{\"a\":2}\n");
-    run_ok(
-        dir.path(),
-        &config(
-            "second",
-            "path = \"first\"\nprefix = \"events/\"",
-            "type = \"json_lines\"\nenvelope = true",
-            "path = \"second\"\nprefix = \"copy/\"",
-        ),
-    );
+    run_ok(dir.path(), &envelope_copy("second"));
     let copied: Vec<Record> = read_envelopes(&dir.path().join("second"), "copy/")
         .into_iter()
         .flat_map(|(_, r)| r)
@@ -676,15 +671,7 @@ fn a_kinesis_stream_archived_with_envelopes_replays_its_positions_with_the_endpo
         .collect();
     expected.sort();
     assert_eq!(positions, expected);
-    run_ok(
-        dir.path(),
-        &config(
-            "second",
-            "path = \"first\"\nprefix = \"events/\"",
-            "type = \"json_lines\"\nenvelope = true",
-            "path = \"second\"\nprefix = \"copy/\"",
-        ),
-    );
+    run_ok(dir.path(), &envelope_copy("second"));
     assert_same_archive(&read_envelopes(&dir.path().join("second"), "copy/"), &first);
 }
 
@@ -872,15 +859,7 @@ fn several_outputs_of_one_record_are_replayed_each_once_through_envelope_and_par
         "the archive itself"
     );
 
-    run_ok(
-        dir.path(),
-        &config(
-            "second",
-            "path = \"first\"\nprefix = \"events/\"",
-            "type = \"json_lines\"\nenvelope = true",
-            "path = \"second\"\nprefix = \"copy/\"",
-        ),
-    );
+    run_ok(dir.path(), &envelope_copy("second"));
     assert_eq!(
         outputs_under(&dir.path().join("second"), "copy/"),
         expected,
