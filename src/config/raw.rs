@@ -115,14 +115,25 @@ impl RawConfig {
     /// Parses TOML text, expanding `${VAR}` in string values.
     pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigProblem> {
         let mut tree: toml::Value = toml::from_str(text).map_err(|err| {
-            let line = err.span().map(|span| text[..span.start].lines().count().max(1));
+            // Line breaks before the error, plus one: `lines()` would
+            // count one line short for an error at the start of a line.
+            let line = err
+                .span()
+                .map(|span| text.as_bytes()[..span.start].iter().filter(|&&b| b == b'\n').count() + 1);
+            // The parser's message may run over several lines (`invalid
+            // table header` then `duplicate key ...`): one line, joined.
+            let why = err
+                .message()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(": ");
             ConfigProblem {
                 key: String::new(),
                 message: match line {
-                    Some(line) => {
-                        format!("not valid TOML at line {line}: {}", err.message().trim())
-                    }
-                    None => format!("not valid TOML: {}", err.message().trim()),
+                    Some(line) => format!("not valid TOML at line {line}: {why}"),
+                    None => format!("not valid TOML: {why}"),
                 },
             }
         })?;

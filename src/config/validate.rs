@@ -304,6 +304,15 @@ mod tests {
     }
 
     #[test]
+    fn a_toml_error_is_one_line_with_its_line_number() {
+        let found = problems(&format!("{MINIMAL}[destination]\npath = \"again\"\n"));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(!found[0].contains('\n') && !found[0].contains("\\n"), "{found:?}");
+        assert!(found[0].starts_with("not valid TOML at line 6: "), "{found:?}");
+        assert!(found[0].contains("duplicate key `destination`"), "{found:?}");
+    }
+
+    #[test]
     fn unknown_keys_are_refused_with_their_path() {
         let found = problems(&format!("{MINIMAL}[buffer]\nsize = 5\n"));
         assert_eq!(found.len(), 1);
