@@ -214,6 +214,17 @@ fn check_partitioning(
     };
     let (query, lambda) = objects.prefix.partition_keys();
     if query.is_empty() && lambda.is_empty() {
+        // As Firehose: partitioning that names no key would make one
+        // partition, and is a prefix forgotten.
+        if partitioning.enabled {
+            problems.add(
+                "dynamic_partitioning.enabled",
+                format!(
+                    "true, but destination.prefix {:?} names no !{{partitionKeyFromQuery:NAME}} or !{{partitionKeyFromLambda:NAME}}: add one, or set enabled = false",
+                    objects.prefix.as_str()
+                ),
+            );
+        }
         return;
     }
     let prefix = objects.prefix.as_str();
@@ -300,6 +311,15 @@ mod tests {
                 "buffer.size_mb: 200 is out of range: allowed 1 to 128",
                 "buffer.interval_seconds: 30 is out of range: allowed 60 to 900",
             ]
+        );
+    }
+
+    #[test]
+    fn partitioning_that_names_no_key_in_the_prefix_is_refused_as_firehose_does() {
+        let text = format!("{MINIMAL}prefix = \"events/\"\n[dynamic_partitioning]\nenabled = true\n");
+        assert_eq!(
+            problems(&text),
+            ["dynamic_partitioning.enabled: true, but destination.prefix \"events/\" names no !{partitionKeyFromQuery:NAME} or !{partitionKeyFromLambda:NAME}: add one, or set enabled = false"]
         );
     }
 
