@@ -190,6 +190,32 @@ fn failing_past_the_retry_duration_backs_the_records_up() {
         .all(|(code, attempts, _)| code == "HttpEndpoint.DestinationException" && *attempts == received.len() as u64));
 }
 
+/// A receiver answering 200 with a body that never ends: the attempt
+/// fails once the body passes 1 MiB (not read into memory until the
+/// request times out), is retried, and the records are delivered once.
+#[test]
+fn a_response_body_without_end_fails_the_attempt_at_1_mib_and_is_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let valid = write_input(dir.path(), 500, &[]);
+    let receiver = Receiver::start(expect(), &[Answer::Endless], Answer::Ok);
+    let config = config(dir.path(), &receiver.url, "retry_duration_seconds = 300");
+    let output = run_with_key(dir.path(), &config);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{stderr}");
+    assert_same_records(&receiver.delivered(), &valid, "every record exactly once");
+    let retries: Vec<(String, String)> = logs(&output.stderr)
+        .iter()
+        .filter(|l| l["message"] == "http request failed; retrying")
+        .map(|l| (l["error_code"].as_str().unwrap().to_owned(), l.to_string()))
+        .collect();
+    assert_eq!(retries.len(), 1, "{retries:?}");
+    assert_eq!(
+        retries[0].0, "HttpEndpoint.InvalidResponseFromDestination",
+        "{retries:?}"
+    );
+    assert!(retries[0].1.contains("body over 1048576 bytes"), "{retries:?}");
+}
+
 #[test]
 fn a_413_is_not_retried_and_its_records_are_backed_up() {
     let dir = tempfile::tempdir().unwrap();

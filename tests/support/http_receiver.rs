@@ -29,7 +29,27 @@ pub enum Answer {
     Slow(Duration),
     /// Drops the connection without answering.
     Reset,
+    /// 200, then a body that never ends.
+    Endless,
 }
+
+/// A response body of spaces without end.
+struct Endless;
+
+impl hyper::body::Body for Endless {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        static SPACES: [u8; 64 * 1024] = [b' '; 64 * 1024];
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(Bytes::from_static(&SPACES)))))
+    }
+}
+
+type AnyBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 
 /// What the receiver expects of every request.
 #[derive(Clone, Debug, Default)]
@@ -131,7 +151,7 @@ async fn handle(
     request: Request<Incoming>,
     state: &Mutex<State>,
     expect: &Expect,
-) -> Result<Response<Full<Bytes>>, std::io::Error> {
+) -> Result<Response<AnyBody>, std::io::Error> {
     let mut violations = Vec::new();
     let header = |name: &str| {
         request
@@ -238,7 +258,11 @@ async fn handle(
         Ok(Response::builder()
             .status(status)
             .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body.to_string())))
+            .body(
+                Full::new(Bytes::from(body.to_string()))
+                    .map_err(|never| match never {})
+                    .boxed(),
+            )
             .unwrap())
     };
     match answer {
@@ -250,5 +274,10 @@ async fn handle(
             respond(200, &body_id)
         }
         Answer::Reset => Err(std::io::Error::other("connection dropped by the test receiver")),
+        Answer::Endless => Ok(Response::builder()
+            .status(200)
+            .header("content-type", "application/json")
+            .body(Endless.boxed())
+            .unwrap()),
     }
 }

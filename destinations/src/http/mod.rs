@@ -35,6 +35,12 @@ use std::time::Duration;
 
 /// At most this many records go in one request, as Firehose.
 pub const MAX_RECORDS_PER_REQUEST: usize = 10_000;
+
+/// The largest response body read: a Firehose response is a small JSON
+/// object, and Firehose's specification keeps it under 1 MiB. A receiver
+/// answering more (or without end) fails the attempt, instead of being
+/// read into memory until the request times out.
+pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 /// Firehose gives an endpoint 3 minutes to answer.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -149,9 +155,18 @@ impl HttpEndpoint {
         if let Some(encoding) = request.content_encoding() {
             builder = builder.header("Content-Encoding", encoding);
         }
-        let response = builder.send().await.map_err(HttpError::from_reqwest)?;
+        let mut response = builder.send().await.map_err(HttpError::from_reqwest)?;
         let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(HttpError::from_reqwest)?;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(HttpError::from_reqwest)? {
+            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(HttpError::new(
+                    HttpErrorKind::InvalidResponse,
+                    format!("the endpoint answered {status} with a body over {MAX_RESPONSE_BYTES} bytes"),
+                ));
+            }
+            body.extend_from_slice(&chunk);
+        }
         response::check(status, &body, request.request_id())
     }
 
