@@ -4,12 +4,14 @@
 //! What is here: the lease item and its errors ([`lease`]), the table with
 //! every write fenced by the lease counter ([`dynamodb`]), when a lease
 //! counts as expired ([`expiry`]), and which leases an instance takes
-//! ([`balance`]). Not yet: wiring them into the Kinesis source and the
-//! checkpointer, and `[coordination]` as a configuration key (so `validate`
-//! and `run` still refuse it). The design, and why the new owner of a shard
-//! redoes its last owner's intents: `docs/leases.md`.
+//! ([`balance`]), and `[coordination]`'s keys and their checks
+//! ([`config`]). Not yet: wiring them into the Kinesis source and the
+//! checkpointer, so `validate` and `run` still refuse `[coordination]` in
+//! one line. The design, and why the new owner of a shard redoes its last
+//! owner's intents: `docs/leases.md`.
 
 pub mod balance;
+pub mod config;
 pub mod dynamodb;
 pub mod expiry;
 pub mod lease;
