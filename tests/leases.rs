@@ -139,3 +139,311 @@ fn an_unreachable_table_is_unavailable_and_worth_a_retry() {
     assert!(err.is_retryable());
     assert!(err.to_string().starts_with("cannot reach lease table leases"), "{err}");
 }
+
+// The lease loop of each instance (`Keeper`), several of them in this
+// process against moto's DynamoDB: who holds what, and how fast it moves.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use spillway::coordination::keeper::{Keeper, LeaseChange, LossReason};
+use support::fault_proxy::{Fault, FaultProxy};
+
+/// Short, as the issue asks of tests: failover in seconds.
+const LEASE: Duration = Duration::from_secs(2);
+
+async fn keeper_at(endpoint: &str, name: &str, worker: &str) -> Keeper {
+    let table = LeaseTable::open(TableOptions {
+        table: name.into(),
+        region: Some("us-east-1".into()),
+        endpoint: Some(endpoint.into()),
+        namespace: "orders#archive-stream".into(),
+        worker: worker.into(),
+    })
+    .await
+    .unwrap();
+    Keeper::new(table, LEASE)
+}
+
+async fn keeper(name: &str, worker: &str) -> Keeper {
+    keeper_at(&peer("SPILLWAY_TEST_MOTO"), name, worker).await
+}
+
+fn shard(n: usize) -> String {
+    format!("shardId-{n:012}")
+}
+
+async fn add_shards(keeper: &Keeper, count: usize) {
+    for n in 0..count {
+        keeper.add(&shard(n), &[]).await.unwrap();
+    }
+}
+
+/// Runs a round of each keeper side by side, every renewal interval, until
+/// `done` holds (or `limit` passes: a failure); returns how long it took and
+/// every change seen.
+async fn rounds_until(
+    keepers: &[&Keeper],
+    limit: Duration,
+    done: impl Fn() -> bool,
+) -> (Duration, Vec<(String, LeaseChange)>) {
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    loop {
+        let mut set = tokio::task::JoinSet::new();
+        for keeper in keepers {
+            let keeper = (*keeper).clone();
+            set.spawn(async move { (keeper.worker().to_owned(), keeper.round().await) });
+        }
+        while let Some(joined) = set.join_next().await {
+            let (worker, (changes, error)) = joined.unwrap();
+            if let Some(error) = error {
+                assert!(error.is_retryable(), "{error}");
+            }
+            seen.extend(changes.into_iter().map(|c| (worker.clone(), c)));
+        }
+        if done() {
+            return (started.elapsed(), seen);
+        }
+        assert!(started.elapsed() < limit, "not done within {limit:?}");
+        tokio::time::sleep(keepers[0].renewal_interval()).await;
+    }
+}
+
+/// Each shard's holders as the keepers see themselves.
+fn holders(keepers: &[&Keeper], shards: usize) -> BTreeMap<String, Vec<String>> {
+    (0..shards)
+        .map(|n| {
+            let id = shard(n);
+            let owners = keepers
+                .iter()
+                .filter(|k| k.holds(&id))
+                .map(|k| k.worker().to_owned())
+                .collect();
+            (id, owners)
+        })
+        .collect()
+}
+
+fn one_owner_each_and_even(keepers: &[&Keeper], shards: usize) -> bool {
+    let loads: Vec<usize> = keepers.iter().map(|k| k.held().len()).collect();
+    holders(keepers, shards).values().all(|o| o.len() == 1)
+        && loads.iter().max().unwrap() - loads.iter().min().unwrap() <= 1
+}
+
+#[test]
+fn three_instances_share_sixteen_shards_and_take_over_a_dead_ones_within_a_lease_and_a_renewal() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let name = unique("keepers");
+        let (a, b, c) = (
+            keeper(&name, "worker-a").await,
+            keeper(&name, "worker-b").await,
+            keeper(&name, "worker-c").await,
+        );
+        add_shards(&a, 16).await;
+        let all = [&a, &b, &c];
+        rounds_until(&all, Duration::from_secs(60), || one_owner_each_and_even(&all, 16)).await;
+        // The table agrees with what each instance thinks it holds.
+        let table = LeaseTable::open(TableOptions {
+            table: name.clone(),
+            region: Some("us-east-1".into()),
+            endpoint: Some(peer("SPILLWAY_TEST_MOTO")),
+            namespace: "orders#archive-stream".into(),
+            worker: "observer".into(),
+        })
+        .await
+        .unwrap();
+        for lease in table.list().await.unwrap() {
+            let holder = all.iter().find(|k| k.holds(&lease.shard)).unwrap();
+            assert_eq!(lease.owner.as_deref(), Some(holder.worker()), "{}", lease.shard);
+        }
+
+        // c dies (no release): a and b hold every shard within a lease
+        // duration and one renewal period of c's last renewal, which was
+        // at most this long ago.
+        let c_shards = c.held();
+        assert!(!c_shards.is_empty());
+        drop(c);
+        let survivors = [&a, &b];
+        let (took, changes) = rounds_until(&survivors, Duration::from_secs(30), || {
+            one_owner_each_and_even(&survivors, 16)
+        })
+        .await;
+        assert!(
+            took <= LEASE + 2 * a.renewal_interval() + Duration::from_millis(500),
+            "took {took:?}"
+        );
+        let won: Vec<&str> = changes
+            .iter()
+            .filter_map(|(_, c)| match c {
+                LeaseChange::Won { lease, .. } => Some(lease.shard.as_str()),
+                LeaseChange::Lost { .. } => None,
+            })
+            .collect();
+        for shard in &c_shards {
+            assert!(won.contains(&shard.as_str()), "{shard} taken over");
+        }
+        assert!(
+            changes.iter().all(|(_, c)| matches!(c, LeaseChange::Won { .. })),
+            "a live instance lost nothing: {changes:?}"
+        );
+    });
+}
+
+#[test]
+fn a_released_lease_moves_at_the_next_round_without_waiting_for_expiry() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let name = unique("release");
+        let (a, b) = (keeper(&name, "worker-a").await, keeper(&name, "worker-b").await);
+        add_shards(&a, 6).await;
+        let both = [&a, &b];
+        rounds_until(&both, Duration::from_secs(60), || one_owner_each_and_even(&both, 6)).await;
+        let released = b.held();
+        b.release_all().await;
+        assert!(b.held().is_empty());
+        let (took, _) = rounds_until(&[&a], Duration::from_secs(30), || a.held().len() == 6).await;
+        assert!(took < LEASE, "released leases wait for no expiry: took {took:?}");
+        for shard in released {
+            assert!(a.holds(&shard));
+        }
+    });
+}
+
+#[test]
+fn a_paused_instance_stops_at_its_first_conditional_write_and_writes_nothing() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let name = unique("paused");
+        let (a, b) = (keeper(&name, "worker-a").await, keeper(&name, "worker-b").await);
+        add_shards(&a, 4).await;
+        let (_, changes) = rounds_until(&[&a], Duration::from_secs(10), || a.held().len() == 4).await;
+        let tokens: Vec<_> = changes
+            .into_iter()
+            .filter_map(|(_, c)| match c {
+                LeaseChange::Won { lease, lost } => Some((lease.shard, lost)),
+                LeaseChange::Lost { .. } => None,
+            })
+            .collect();
+        a.checkpoint(&shard(0), r#"{"checkpoint":"a-1"}"#, false).await.unwrap();
+
+        // a is paused (runs no round) past the lease; b takes everything.
+        let (took, _) = rounds_until(&[&b], Duration::from_secs(30), || b.held().len() == 4).await;
+        assert!(took >= LEASE, "taken only once expired: {took:?}");
+
+        // a resumes: its first conditional write fails and changes nothing.
+        let err = a
+            .checkpoint(&shard(0), r#"{"checkpoint":"a-2"}"#, false)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, LeaseError::Lost { .. }), "{err}");
+        assert!(!a.holds(&shard(0)));
+        assert!(tokens.iter().find(|(s, _)| s == &shard(0)).unwrap().1.is_cancelled());
+        // Its round gives up the rest without writing them: the proof ran
+        // out while it was paused. Then it is an instance like any other,
+        // and may take a fresh lease of its share (from b, fenced).
+        let (changes, error) = a.round().await;
+        assert!(error.is_none());
+        let (lost, won) = changes.split_at(3);
+        assert!(lost.iter().all(|c| matches!(
+            c,
+            LeaseChange::Lost {
+                why: LossReason::Unproven,
+                ..
+            }
+        )));
+        assert!(
+            tokens.iter().all(|(_, lost)| lost.is_cancelled()),
+            "the old readers stay stopped"
+        );
+        for change in won {
+            let LeaseChange::Won { lease, lost } = change else {
+                panic!("{change:?}")
+            };
+            assert!(!lost.is_cancelled());
+            assert!(a.holds(&lease.shard));
+        }
+        assert_eq!(a.held().len(), won.len());
+        let table_view = LeaseTable::open(TableOptions {
+            table: name.clone(),
+            region: Some("us-east-1".into()),
+            endpoint: Some(peer("SPILLWAY_TEST_MOTO")),
+            namespace: "orders#archive-stream".into(),
+            worker: "observer".into(),
+        })
+        .await
+        .unwrap();
+        let zero = table_view
+            .list()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|l| l.shard == shard(0))
+            .unwrap();
+        assert_eq!(zero.owner.as_deref(), Some("worker-b"));
+        assert_eq!(
+            zero.state.as_deref(),
+            Some(r#"{"checkpoint":"a-1"}"#),
+            "a's stale write never landed"
+        );
+    });
+}
+
+#[test]
+fn with_the_table_unreachable_an_instance_keeps_its_leases_only_as_long_as_it_can_prove_them() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let down = Arc::new(AtomicBool::new(false));
+    let proxy = FaultProxy::start(&peer("SPILLWAY_TEST_MOTO"), {
+        let down = down.clone();
+        Arc::new(move |target: &str, _| {
+            (down.load(Ordering::SeqCst) && target.starts_with("DynamoDB_")).then(|| Fault {
+                status: 503,
+                content_type: "application/x-amz-json-1.0",
+                body: r#"{"__type":"com.amazonaws.dynamodb.v20120810#ServiceUnavailable","message":"down"}"#.into(),
+                forward_after: None,
+            })
+        })
+    });
+    rt.block_on(async {
+        let name = unique("unreachable");
+        let a = keeper_at(&proxy.url, &name, "worker-a").await;
+        add_shards(&a, 3).await;
+        rounds_until(&[&a], Duration::from_secs(10), || a.held().len() == 3).await;
+
+        down.store(true, Ordering::SeqCst);
+        let cut_at = Instant::now();
+        let mut lost_after = None;
+        while lost_after.is_none() {
+            let (changes, error) = a.round().await;
+            assert!(error.as_ref().is_none_or(|e| e.is_retryable()), "{error:?}");
+            if changes.is_empty() {
+                assert!(cut_at.elapsed() < LEASE + a.renewal_interval(), "kept past the proof");
+                assert_eq!(a.held().len(), 3, "kept while provable");
+            } else {
+                assert!(changes.iter().all(|c| matches!(
+                    c,
+                    LeaseChange::Lost {
+                        why: LossReason::Unproven,
+                        ..
+                    }
+                )));
+                assert_eq!(changes.len(), 3);
+                lost_after = Some(cut_at.elapsed());
+            }
+            tokio::time::sleep(a.renewal_interval()).await;
+        }
+        let lost_after = lost_after.unwrap();
+        assert!(
+            lost_after >= LEASE - a.renewal_interval(),
+            "given up too early: {lost_after:?}"
+        );
+        assert!(a.held().is_empty());
+
+        // Back: nobody took them meanwhile, so a takes them back.
+        down.store(false, Ordering::SeqCst);
+        rounds_until(&[&a], Duration::from_secs(10), || a.held().len() == 3).await;
+    });
+}

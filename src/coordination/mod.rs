@@ -14,6 +14,7 @@ pub mod balance;
 pub mod config;
 pub mod dynamodb;
 pub mod expiry;
+pub mod keeper;
 pub mod lease;
 
 pub use lease::{Lease, LeaseError};
