@@ -77,6 +77,15 @@ pub struct Keeper {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for Keeper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keeper")
+            .field("worker", &self.worker())
+            .field("held", &self.held())
+            .finish()
+    }
+}
+
 impl Keeper {
     pub fn new(table: LeaseTable, duration: Duration) -> Self {
         Self {
@@ -122,15 +131,24 @@ impl Keeper {
     /// the error that cut the round short, if any (the caller logs a
     /// retryable one and stops on one that is not).
     pub async fn round(&self) -> (Vec<LeaseChange>, Option<LeaseError>) {
-        let mut changes = self.give_up_unproven(Instant::now());
+        let mut changes = self.expire();
         let (mut renewed, error) = self.renew_all().await;
         changes.append(&mut renewed);
         if let Some(error) = error.filter(|e| !e.is_retryable()) {
             return (changes, Some(error));
         }
-        let listed = match self.inner.table.list().await {
-            Ok(listed) => listed,
-            Err(error) => return (changes, Some(error)),
+        // Bounded, so that a table that does not answer delays the next
+        // round's look at the proofs by one renewal interval at most.
+        let listed = match tokio::time::timeout(self.renewal_interval(), self.inner.table.list()).await {
+            Ok(Ok(listed)) => listed,
+            Ok(Err(error)) => return (changes, Some(error)),
+            Err(_) => {
+                let error = LeaseError::Unavailable {
+                    table: self.inner.table.name().to_owned(),
+                    detail: format!("listing the leases took over {:?}", self.renewal_interval()),
+                };
+                return (changes, Some(error));
+            }
         };
         let now = Instant::now();
         self.inner
@@ -185,9 +203,13 @@ impl Keeper {
         (changes, None)
     }
 
-    /// Leases whose last successful write was sent a lease duration ago or
-    /// more: given up before another instance may take them.
-    fn give_up_unproven(&self, now: Instant) -> Vec<LeaseChange> {
+    /// Gives up the leases whose last successful write was sent a lease
+    /// duration ago or more, before another instance may take them. No
+    /// I/O: [`Self::round`] does it first, and a lease loop may call it
+    /// between rounds too, so that a round kept waiting by DynamoDB does
+    /// not delay it.
+    pub fn expire(&self) -> Vec<LeaseChange> {
+        let now = Instant::now();
         let mut held = self.held_map();
         let unproven: Vec<String> = held
             .iter()

@@ -66,6 +66,11 @@ impl LeaseTable {
         &self.options.worker
     }
 
+    /// The table's name, for messages.
+    pub fn name(&self) -> &str {
+        &self.options.table
+    }
+
     async fn ensure_table(&self) -> Result<(), LeaseError> {
         let name = &self.options.table;
         match self.client.describe_table().table_name(name).send().await {
