@@ -450,3 +450,91 @@ fn with_the_table_unreachable_an_instance_keeps_its_leases_only_as_long_as_it_ca
         rounds_until(&[&a], Duration::from_secs(10), || a.held().len() == 3).await;
     });
 }
+
+/// Each held shard's checkpoint goes to its lease, fenced: once another
+/// instance took a shard, this one's saves write nothing of it (and say so
+/// by no longer holding it), while its other shards are saved as before.
+#[test]
+fn checkpoints_are_saved_in_the_leases_and_a_lost_shards_save_writes_nothing() {
+    use spillway::checkpoint::shard::ShardState;
+    use spillway::checkpoint::{Checkpointer, Claims};
+    use spillway::coordination::store::LeaseStore;
+    use spillway_destinations::{LocalStore, ObjectKey};
+    use spillway_transforms::record::Offset;
+    use spillway_transforms::{SequenceNumber, SourceId};
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let name = unique("store");
+        let a = keeper(&name, "worker-a").await;
+        add_shards(&a, 2).await;
+        rounds_until(&[&a], Duration::from_secs(10), || a.held().len() == 2).await;
+        let dir = tempfile::tempdir().unwrap();
+        let destination = LocalStore::new(dir.path());
+        let checkpoints = Checkpointer::open("orders", Box::new(LeaseStore::new(a.clone())), &destination)
+            .await
+            .unwrap();
+        let view = LeaseTable::open(TableOptions {
+            table: name.clone(),
+            region: Some("us-east-1".into()),
+            endpoint: Some(peer("SPILLWAY_TEST_MOTO")),
+            namespace: "orders#archive-stream".into(),
+            worker: "worker-b".into(),
+        })
+        .await
+        .unwrap();
+        let lease_of = |leases: &[spillway::coordination::Lease], n: usize| {
+            leases.iter().find(|l| l.shard == shard(n)).unwrap().clone()
+        };
+        let state_of = |lease: &spillway::coordination::Lease, n: usize| {
+            ShardState::from_json(&SourceId::new(shard(n)), lease.state.as_deref().unwrap()).unwrap()
+        };
+
+        // One object per shard, its intent saved, then written.
+        let (s0, s1) = (SourceId::new(shard(0)), SourceId::new(shard(1)));
+        let offsets: Vec<Offset> = (1..=3).map(|n| Offset::new(SequenceNumber::from_u64(n), 0)).collect();
+        let mut objects = Vec::new();
+        for source in [&s0, &s1] {
+            let tickets = checkpoints.admit(offsets.iter().map(|o| (source, o)));
+            let claims = Claims::of(offsets.iter().zip(tickets).map(|(o, t)| (source, o, t.unwrap())));
+            let key = ObjectKey::new(format!("objects/{source}-1")).unwrap();
+            objects.push(checkpoints.begin_object(&key, claims));
+        }
+        checkpoints.save().await.unwrap();
+        let leases = view.list().await.unwrap();
+        for n in 0..2 {
+            let state = state_of(&lease_of(&leases, n), n);
+            assert_eq!(state.pending.len(), 1, "the intent is in the lease before the put");
+            assert_eq!(state.pending[0].key, format!("objects/{}-1", shard(n)));
+        }
+        // Shard 0's object is written; shard 1 did not change: its lease
+        // is not written.
+        let mut objects = objects.into_iter();
+        let (object0, object1) = (objects.next().unwrap(), objects.next().unwrap());
+        checkpoints.complete_object(object0);
+        checkpoints.save().await.unwrap();
+        let before = leases;
+        let leases = view.list().await.unwrap();
+        assert!(lease_of(&leases, 0).counter > lease_of(&before, 0).counter);
+        assert_eq!(
+            lease_of(&leases, 1).counter,
+            lease_of(&before, 1).counter,
+            "shard 1 did not change: its lease was not written"
+        );
+
+        // b takes shard 1 (as after a's pause); a completes its object.
+        view.take(&lease_of(&leases, 1)).await.unwrap();
+        checkpoints.complete_object(object1);
+        checkpoints.save().await.unwrap();
+        assert!(a.holds(&shard(0)));
+        assert!(!a.holds(&shard(1)), "the lost shard is given up");
+        let leases = view.list().await.unwrap();
+        let zero = state_of(&lease_of(&leases, 0), 0);
+        assert!(zero.pending.is_empty());
+        assert_eq!(zero.source.checkpoint, Some(offsets[2].clone()));
+        let one = state_of(&lease_of(&leases, 1), 1);
+        assert_eq!(one.pending.len(), 1, "still the intent for the new owner to redo");
+        assert_eq!(one.source.checkpoint, None, "the stale owner moved nothing");
+        assert_eq!(lease_of(&leases, 1).owner.as_deref(), Some("worker-b"));
+    });
+}

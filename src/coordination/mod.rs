@@ -16,5 +16,6 @@ pub mod dynamodb;
 pub mod expiry;
 pub mod keeper;
 pub mod lease;
+pub mod store;
 
 pub use lease::{Lease, LeaseError};
