@@ -538,3 +538,59 @@ fn checkpoints_are_saved_in_the_leases_and_a_lost_shards_save_writes_nothing() {
         assert_eq!(lease_of(&leases, 1).owner.as_deref(), Some("worker-b"));
     });
 }
+
+/// A child shard is taken only once its parent's lease says it ended, and
+/// the ended parent's lease is let go of: not renewed, not taken back.
+#[test]
+fn a_child_is_taken_once_its_parent_ended_and_the_parent_is_no_longer_renewed() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let name = unique("lineage");
+        let (a, b) = (keeper(&name, "worker-a").await, keeper(&name, "worker-b").await);
+        // shard 0 split into 1 and 2; 1 and 2 merged into 3.
+        a.add(&shard(0), &[]).await.unwrap();
+        a.add(&shard(1), &[shard(0)]).await.unwrap();
+        a.add(&shard(2), &[shard(0)]).await.unwrap();
+        a.add(&shard(3), &[shard(1), shard(2)]).await.unwrap();
+        let both = [&a, &b];
+        let holder = |n: usize| both.iter().find(|k| k.holds(&shard(n))).copied();
+        rounds_until(&both, Duration::from_secs(10), || holder(0).is_some()).await;
+        for _ in 0..3 {
+            rounds_until(&both, Duration::from_secs(10), || true).await;
+            assert!((1..4).all(|n| holder(n).is_none()), "no child before its parent ended");
+        }
+
+        holder(0).unwrap().checkpoint(&shard(0), "{}", true).await.unwrap();
+        assert!(holder(0).is_none(), "an ended shard's lease is let go of");
+        rounds_until(&both, Duration::from_secs(10), || {
+            holder(1).is_some() && holder(2).is_some()
+        })
+        .await;
+        assert!(holder(3).is_none(), "the merge child waits for both parents");
+        let view = LeaseTable::open(TableOptions {
+            table: name.clone(),
+            region: Some("us-east-1".into()),
+            endpoint: Some(peer("SPILLWAY_TEST_MOTO")),
+            namespace: "orders#archive-stream".into(),
+            worker: "observer".into(),
+        })
+        .await
+        .unwrap();
+        let counter_of = |leases: &[spillway::coordination::Lease], n: usize| {
+            leases.iter().find(|l| l.shard == shard(n)).unwrap().counter
+        };
+        let before = counter_of(&view.list().await.unwrap(), 0);
+
+        holder(1).unwrap().checkpoint(&shard(1), "{}", true).await.unwrap();
+        for _ in 0..3 {
+            rounds_until(&both, Duration::from_secs(10), || true).await;
+            assert!(holder(3).is_none(), "one parent of the merge is still open");
+        }
+        holder(2).unwrap().checkpoint(&shard(2), "{}", true).await.unwrap();
+        rounds_until(&both, Duration::from_secs(10), || holder(3).is_some()).await;
+        assert!((0..3).all(|n| holder(n).is_none()));
+        let leases = view.list().await.unwrap();
+        assert_eq!(counter_of(&leases, 0), before, "the ended parent is not renewed");
+        assert!(leases.iter().filter(|l| l.shard != shard(3)).all(|l| l.ended));
+    });
+}

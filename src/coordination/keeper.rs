@@ -163,7 +163,7 @@ impl Keeper {
         let held = self.held();
         for lease in listed
             .iter()
-            .filter(|l| l.held_by(self.worker()) && !held.contains(&l.shard))
+            .filter(|l| l.held_by(self.worker()) && !l.ended && !held.contains(&l.shard))
         {
             takes.push((lease.clone(), false));
         }
@@ -275,13 +275,23 @@ impl Keeper {
     /// Saves a held shard's checkpoint state in its lease, fenced by it.
     /// [`LeaseError::Lost`]: the lease is someone else's now (it is given
     /// up here; the caller stops the shard and writes nothing of it).
+    ///
+    /// `ended`: the shard is read to its end and all of it delivered. Its
+    /// lease is then let go of: nobody reads it again, its children may be
+    /// taken (by any instance), and it no longer counts in the balance.
     pub async fn checkpoint(&self, shard: &str, state: &str, ended: bool) -> Result<(), LeaseError> {
         let state = state.to_owned();
         self.write(shard, |table, lease| async move {
             table.checkpoint(&lease, &state, ended).await
         })
-        .await
-        .map(drop)
+        .await?;
+        if ended {
+            if let Some(done) = self.held_map().remove(shard) {
+                done.lost.cancel();
+            }
+            tracing::info!(shard = %shard, "shard ended: its lease is no longer renewed");
+        }
+        Ok(())
     }
 
     /// Releases every lease held (at shutdown, after the last checkpoint),
