@@ -66,6 +66,41 @@ impl CoordinationConfig {
     pub fn renewal_interval(&self) -> Duration {
         self.lease_duration / 3
     }
+
+    /// This instance's name in the lease table: `worker_id`, or the host
+    /// name and the process id, so that two instances on one host (or a
+    /// restart while the old process lingers) are two workers.
+    pub fn worker(&self) -> String {
+        match &self.worker_id {
+            Some(id) => id.clone(),
+            None => default_worker(host_name().as_deref(), std::process::id()),
+        }
+    }
+}
+
+/// `<host>-<pid>`, within the worker id's rules whatever the host name is.
+fn default_worker(host: Option<&str>, pid: u32) -> String {
+    let suffix = format!("-{pid}");
+    let host: String = host
+        .unwrap_or("spillway")
+        .chars()
+        .filter(|c| !c.is_whitespace() && !c.is_control())
+        .take(WORKER_ID_MAX - suffix.len())
+        .collect();
+    let host = if host.is_empty() { "spillway".to_owned() } else { host };
+    format!("{host}{suffix}")
+}
+
+fn host_name() -> Option<String> {
+    let mut buffer = [0u8; 256];
+    // SAFETY: the pointer and length describe `buffer`, less its last
+    // byte, which stays 0: the name is NUL-terminated even if truncated.
+    let status = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len() - 1) };
+    if status != 0 {
+        return None;
+    }
+    let end = buffer.iter().position(|b| *b == 0).unwrap_or(buffer.len() - 1);
+    String::from_utf8(buffer[..end].to_vec()).ok().filter(|h| !h.is_empty())
 }
 
 impl DynamoDbSettings {
@@ -156,6 +191,34 @@ mod tests {
         assert_eq!(
             config.renewal_interval(),
             Duration::from_millis(3_333) + Duration::from_nanos(333_333)
+        );
+    }
+
+    #[test]
+    fn the_default_worker_is_the_host_and_the_process_within_the_rules() {
+        assert_eq!(default_worker(Some("archiver.example"), 4242), "archiver.example-4242");
+        assert_eq!(default_worker(None, 7), "spillway-7");
+        assert_eq!(default_worker(Some(" \t"), 7), "spillway-7");
+        let long = default_worker(Some(&"h".repeat(300)), u32::MAX);
+        assert!(
+            is_worker_id(&long) && long.ends_with(&format!("-{}", u32::MAX)),
+            "{long}"
+        );
+        let odd = default_worker(Some("my host\u{7}"), 1);
+        assert!(is_worker_id(&odd), "{odd}");
+        let config = settings().check("coordination", &mut Problems::default()).unwrap();
+        let here = config.worker();
+        assert!(
+            is_worker_id(&here) && here.ends_with(&format!("-{}", std::process::id())),
+            "{here}"
+        );
+        let named = DynamoDbSettings {
+            worker_id: Some("archiver-a".into()),
+            ..settings()
+        };
+        assert_eq!(
+            named.check("coordination", &mut Problems::default()).unwrap().worker(),
+            "archiver-a"
         );
     }
 
