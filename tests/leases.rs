@@ -594,3 +594,83 @@ fn a_child_is_taken_once_its_parent_ended_and_the_parent_is_no_longer_renewed() 
         assert!(leases.iter().filter(|l| l.shard != shard(3)).all(|l| l.ended));
     });
 }
+
+async fn next(rx: &mut tokio::sync::mpsc::Receiver<LeaseChange>) -> LeaseChange {
+    tokio::time::timeout(Duration::from_secs(15), rx.recv())
+        .await
+        .expect("a change within 15 s")
+        .expect("the loop runs")
+}
+
+/// The lease loop (`keeper::run`): while DynamoDB hangs, each lease is
+/// given up within a lease duration and a tenth of its last renewal, not
+/// when a round waiting on DynamoDB comes back; once it answers, the leases
+/// are taken back; at stop they are released for others at once.
+#[test]
+fn the_lease_loop_gives_up_in_time_while_dynamodb_hangs_and_releases_at_stop() {
+    use spillway::coordination::keeper;
+    use tokio_util::sync::CancellationToken;
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let slow = Arc::new(AtomicBool::new(false));
+    let proxy = FaultProxy::start(&peer("SPILLWAY_TEST_MOTO"), {
+        let slow = slow.clone();
+        Arc::new(move |target: &str, _| {
+            (slow.load(Ordering::SeqCst) && target.starts_with("DynamoDB_"))
+                .then(|| Fault::delay(Duration::from_secs(3)))
+        })
+    });
+    rt.block_on(async {
+        let name = unique("loop");
+        let a = keeper_at(&proxy.url, &name, "worker-a").await;
+        add_shards(&a, 3).await;
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(keeper::run(a.clone(), tx, stop.clone()));
+        for _ in 0..3 {
+            assert!(matches!(next(&mut rx).await, LeaseChange::Won { .. }));
+        }
+
+        slow.store(true, Ordering::SeqCst);
+        let cut_at = Instant::now();
+        for _ in 0..3 {
+            let change = next(&mut rx).await;
+            assert!(
+                matches!(
+                    change,
+                    LeaseChange::Lost {
+                        why: LossReason::Unproven,
+                        ..
+                    }
+                ),
+                "{change:?}"
+            );
+            let after = cut_at.elapsed();
+            assert!(
+                after <= LEASE + LEASE / 10 + Duration::from_millis(300),
+                "given up late: {after:?}"
+            );
+        }
+        assert!(a.held().is_empty());
+
+        slow.store(false, Ordering::SeqCst);
+        let back = Instant::now();
+        while a.held().len() < 3 {
+            assert!(back.elapsed() < Duration::from_secs(20), "leases not taken back");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        stop.cancel();
+        task.await.unwrap().unwrap();
+        let view = LeaseTable::open(TableOptions {
+            table: name.clone(),
+            region: Some("us-east-1".into()),
+            endpoint: Some(peer("SPILLWAY_TEST_MOTO")),
+            namespace: "orders#archive-stream".into(),
+            worker: "observer".into(),
+        })
+        .await
+        .unwrap();
+        let leases = view.list().await.unwrap();
+        assert!(leases.iter().all(|l| l.owner.is_none()), "released at stop: {leases:?}");
+    });
+}

@@ -353,3 +353,65 @@ impl Keeper {
         }
     }
 }
+
+/// How often [`run`] checks the proofs between rounds, as a share of the
+/// lease duration: a lease is given up at most this late.
+const PROOF_CHECKS_PER_LEASE: u32 = 10;
+
+/// Keeps `keeper`'s leases until `stop` is cancelled: a round every renewal
+/// interval (each in a task of its own, so that a round waiting on
+/// DynamoDB delays nothing else) and the proofs checked every tenth of a
+/// lease duration, each change sent to `changes` in order. At `stop`,
+/// every lease held is released (the caller has flushed and checkpointed
+/// first). Returns the error of a round that no retry can help (access
+/// denied, an item that is not a lease), or when `changes` is closed.
+pub async fn run(
+    keeper: Keeper,
+    changes: tokio::sync::mpsc::Sender<LeaseChange>,
+    stop: CancellationToken,
+) -> Result<(), LeaseError> {
+    let mut check = tokio::time::interval(keeper.inner.duration / PROOF_CHECKS_PER_LEASE);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next_round = tokio::time::Instant::now();
+    let mut round: Option<tokio::task::JoinHandle<(Vec<LeaseChange>, Option<LeaseError>)>> = None;
+    loop {
+        let idle = round.is_none();
+        tokio::select! {
+            () = stop.cancelled() => {
+                // A round under way may be taking a lease: let it finish
+                // (it is bounded), so that what it took is released too.
+                if let Some(handle) = round.take() {
+                    let _ = handle.await;
+                }
+                keeper.release_all().await;
+                return Ok(());
+            }
+            done = async { round.as_mut().expect("running").await.ok() }, if !idle => {
+                round = None;
+                next_round = tokio::time::Instant::now() + keeper.renewal_interval();
+                let Some((found, error)) = done else { continue };
+                for change in found {
+                    if changes.send(change).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                match error {
+                    Some(error) if !error.is_retryable() => return Err(error),
+                    Some(error) => tracing::warn!(error = %error, "lease round failed; trying again next round"),
+                    None => {}
+                }
+            }
+            () = tokio::time::sleep_until(next_round), if idle => {
+                let keeper = keeper.clone();
+                round = Some(tokio::spawn(async move { keeper.round().await }));
+            }
+            _ = check.tick() => {
+                for change in keeper.expire() {
+                    if changes.send(change).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+}
