@@ -674,3 +674,93 @@ fn the_lease_loop_gives_up_in_time_while_dynamodb_hangs_and_releases_at_stop() {
         assert!(leases.iter().all(|l| l.owner.is_none()), "released at stop: {leases:?}");
     });
 }
+
+/// A write that landed but whose answer was lost (a timeout, the SDK's
+/// retry of it) is recognised when written again, not taken for a lease
+/// lost to another instance; a write that did not land, or another
+/// instance's take, still is a lost lease.
+#[test]
+fn a_write_whose_answer_was_lost_is_recognised_and_not_taken_for_a_lost_lease() {
+    use support::fault_proxy::Exchange;
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let garble = Arc::new(AtomicBool::new(false));
+    let exchange: Exchange = {
+        let garble = garble.clone();
+        Arc::new(move |target: &str, _, body: &[u8]| {
+            (target.ends_with(".UpdateItem") && garble.swap(false, Ordering::SeqCst)).then(|| {
+                // Forwarded as it is; its answer replaced by one the SDK
+                // cannot read.
+                let rewrite: Box<dyn FnOnce(bytes::Bytes) -> bytes::Bytes + Send> =
+                    Box::new(|_| bytes::Bytes::from_static(b"<not json"));
+                (bytes::Bytes::copy_from_slice(body), rewrite)
+            })
+        })
+    };
+    let proxy = FaultProxy::start_exchange(&peer("SPILLWAY_TEST_MOTO"), exchange);
+    rt.block_on(async {
+        let name = unique("landed");
+        let open = |endpoint: String, worker: &'static str| {
+            let name = name.clone();
+            async move {
+                LeaseTable::open(TableOptions {
+                    table: name,
+                    region: Some("us-east-1".into()),
+                    endpoint: Some(endpoint),
+                    namespace: "orders#archive-stream".into(),
+                    worker: worker.into(),
+                })
+                .await
+                .unwrap()
+            }
+        };
+        let a = open(proxy.url.clone(), "worker-a").await;
+        let b = open(peer("SPILLWAY_TEST_MOTO"), "worker-b").await;
+        a.add(&shard(0), &[]).await.unwrap();
+        let free = a.list().await.unwrap().remove(0);
+
+        // Each kind of write: the answer of its first attempt is lost, and
+        // the same write again finds it landed.
+        let write_twice = |kind: &'static str, lease: spillway::coordination::Lease| {
+            let (a, garble) = (a.clone(), garble.clone());
+            async move {
+                let attempt = || async {
+                    match kind {
+                        "take" => a.take(&lease).await,
+                        "renew" => a.renew(&lease).await,
+                        "checkpoint" => a.checkpoint(&lease, r#"{"at":1}"#, false).await,
+                        _ => a.release(&lease).await,
+                    }
+                };
+                garble.store(true, Ordering::SeqCst);
+                let first = attempt().await;
+                assert!(!matches!(first, Err(LeaseError::Lost { .. })), "{kind}: {first:?}");
+                assert!(!garble.load(Ordering::SeqCst), "{kind}: the answer was garbled");
+                let again = attempt().await.unwrap_or_else(|err| panic!("{kind} again: {err}"));
+                assert_eq!(again.counter, lease.counter + 1, "{kind}: one write, not two");
+                again
+            }
+        };
+        let taken = write_twice("take", free).await;
+        assert!(taken.held_by("worker-a"));
+        let renewed = write_twice("renew", taken).await;
+        let saved = write_twice("checkpoint", renewed).await;
+        assert_eq!(saved.state.as_deref(), Some(r#"{"at":1}"#));
+
+        // A checkpoint whose state is not the one that landed is not it.
+        garble.store(true, Ordering::SeqCst);
+        let _ = a.checkpoint(&saved, r#"{"at":2}"#, false).await;
+        let other = a.checkpoint(&saved, r#"{"at":3}"#, false).await;
+        assert!(matches!(other, Err(LeaseError::Lost { .. })), "{other:?}");
+        let now = a.list().await.unwrap().remove(0);
+        assert_eq!(now.state.as_deref(), Some(r#"{"at":2}"#));
+
+        let released = write_twice("release", now).await;
+        assert_eq!(released.owner, None);
+
+        // Another instance's take is a lost lease, as before.
+        let mine = a.take(&released).await.unwrap();
+        b.take(&mine).await.unwrap();
+        assert!(matches!(a.renew(&mine).await, Err(LeaseError::Lost { .. })));
+    });
+}
