@@ -254,6 +254,30 @@ impl LeaseTable {
         lease: &Lease,
         landed: Landed,
     ) -> Result<Lease, LeaseError> {
+        match self.send(request, lease).await {
+            Err(LeaseError::Lost { .. }) => {
+                let now = self.landed_before(lease, &landed).await?;
+                if matches!(landed, Landed::Released) {
+                    return Ok(now);
+                }
+                // The write landed when its first attempt was sent, which
+                // may be long before the caller's clock started the proof
+                // it takes from this write: a renewal sent now makes that
+                // proof true (it moves the counter again, so others' view
+                // of the lease starts again too).
+                let renewal = self.fenced(&now, "SET #counter = :next, renewed_at = :now", true);
+                self.send(renewal, &now).await
+            }
+            other => other,
+        }
+    }
+
+    /// Sends an update; a failed condition is [`LeaseError::Lost`].
+    async fn send(
+        &self,
+        request: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+        lease: &Lease,
+    ) -> Result<Lease, LeaseError> {
         match request.send().await {
             Ok(out) => match out.attributes() {
                 Some(item) => self.lease_of(item),
@@ -263,7 +287,9 @@ impl LeaseTable {
                     detail: "no attributes returned".into(),
                 }),
             },
-            Err(err) if is_condition_failed(&err) => self.landed_before(lease, &landed).await,
+            Err(err) if is_condition_failed(&err) => Err(LeaseError::Lost {
+                shard: lease.shard.clone(),
+            }),
             Err(err) => Err(self.classify(&err, &lease.shard)),
         }
     }
