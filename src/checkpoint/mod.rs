@@ -7,6 +7,7 @@
 //! settled by asking the destination whether the object exists.
 
 pub mod packed;
+pub mod shard;
 pub mod state;
 pub mod store;
 pub mod tracker;

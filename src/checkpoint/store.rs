@@ -24,13 +24,25 @@ pub enum StoreError {
     Corrupt { path: PathBuf, reason: String },
     #[error("checkpoint file {path} is in use by another spillway process")]
     Locked { path: PathBuf },
+    /// With coordination: a shard's checkpoint in its lease item.
+    #[error("cannot save the checkpoint in the lease table: {0}")]
+    Lease(#[from] crate::coordination::LeaseError),
+    /// With coordination: an object of several shards, which no single
+    /// new owner could redo (a defect: buffers are kept per shard).
+    #[error(transparent)]
+    Shard(#[from] super::shard::ShardStateError),
 }
 
 impl StoreError {
     /// Whether writing again may succeed (a full disk may be freed).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Io { source, .. } if source.kind() != io::ErrorKind::PermissionDenied
-            && source.kind() != io::ErrorKind::ReadOnlyFilesystem)
+        match self {
+            StoreError::Io { source, .. } => {
+                source.kind() != io::ErrorKind::PermissionDenied && source.kind() != io::ErrorKind::ReadOnlyFilesystem
+            }
+            StoreError::Lease(error) => error.is_retryable(),
+            StoreError::Corrupt { .. } | StoreError::Locked { .. } | StoreError::Shard(_) => false,
+        }
     }
 }
 

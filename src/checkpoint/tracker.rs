@@ -249,6 +249,9 @@ pub struct Tracker {
     stream: String,
     sources: BTreeMap<SourceId, Source>,
     pending: BTreeMap<ObjectId, (PendingObject, Claims)>,
+    /// Intents given up with their shard's lease ([`Tracker::abandon`]):
+    /// completing one changes nothing.
+    abandoned: std::collections::BTreeSet<ObjectId>,
     next_object: u64,
     started_at: Option<DateTime<Utc>>,
     table_schema: Option<TableSchema>,
@@ -279,6 +282,7 @@ impl Tracker {
             stream: stream.to_owned(),
             sources,
             pending: BTreeMap::new(),
+            abandoned: Default::default(),
             next_object: 0,
             started_at,
             table_schema,
@@ -453,7 +457,12 @@ impl Tracker {
     }
 
     /// Records that object `id` is written: its records are delivered.
+    /// An abandoned object changes nothing: its shard is another
+    /// instance's, which redoes the intent under the same key.
     pub fn complete_object(&mut self, id: ObjectId) {
+        if self.abandoned.remove(&id) {
+            return;
+        }
         let (pending, claims) = self.pending.remove(&id).expect("completing an object that was begun");
         for claim in claims.runs {
             let state = self.sources.get_mut(&claim.source).expect("admitted source");
@@ -478,6 +487,49 @@ impl Tracker {
             state.advance();
             state.merge_delivered();
         }
+    }
+
+    /// Takes `source` over from the state another instance left in its
+    /// lease, its pending objects redone ([`super::shard::ShardState::redone`]).
+    /// Nothing of it is in flight here (it was not ours, or was abandoned).
+    pub fn adopt(&mut self, source: &SourceId, saved: SourceState) {
+        debug_assert!(
+            self.sources.get(source).is_none_or(|s| s.in_flight.is_empty()),
+            "{source} adopted with records in flight"
+        );
+        self.sources.insert(
+            source.clone(),
+            Source {
+                checkpoint: saved.checkpoint,
+                finished: saved.finished,
+                delivered: saved.delivered,
+                ..Source::default()
+            },
+        );
+    }
+
+    /// Gives `source` up (its lease was lost): forgets it, its records in
+    /// flight and the intents naming it, which this instance must not
+    /// count as delivered now (the new owner redoes them). Returns those
+    /// intents; completing one later changes nothing.
+    pub fn abandon(&mut self, source: &SourceId) -> Vec<ObjectId> {
+        self.sources.remove(source);
+        let ids: Vec<ObjectId> = self
+            .pending
+            .iter()
+            .filter(|(_, (pending, _))| pending.runs.iter().any(|r| &r.source == source))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &ids {
+            let (pending, _) = self.pending.remove(id).expect("listed above");
+            debug_assert!(
+                pending.runs.iter().all(|r| &r.source == source),
+                "an object of {source} holds records of another shard: {}",
+                pending.key
+            );
+            self.abandoned.insert(*id);
+        }
+        ids
     }
 
     /// The state to persist.

@@ -19,6 +19,7 @@ use spillway_transforms::Format;
 
 use super::{DestinationConfig, ObjectDestination, StoreConfig};
 use crate::catalog::glue::{GlueConfig, GlueSettings};
+use crate::coordination::config::{CoordinationConfig, DynamoDbSettings};
 use crate::pipeline::kinesis::config::KinesisDestinationSettings;
 use crate::processor::append_delimiter::AppendDelimiterSettings;
 use crate::processor::cloudwatch_logs::CloudWatchLogsSettings;
@@ -49,6 +50,17 @@ pub(super) fn sources() -> Choice<'static, SourceConfig> {
                     .map(|archive| SourceConfig::Archive(Box::new(archive)))
             }),
         ],
+        default: None,
+        refusal: |key, _, owners, chosen| format!("only allowed with {key}.type = {owners}, not {chosen:?}"),
+    }
+}
+
+/// `[coordination]`.
+pub(super) fn coordination() -> Choice<'static, CoordinationConfig> {
+    Choice {
+        variants: vec![Variant::new("dynamodb", |raw: DynamoDbSettings, key, problems| {
+            raw.check(key, problems)
+        })],
         default: None,
         refusal: |key, _, owners, chosen| format!("only allowed with {key}.type = {owners}, not {chosen:?}"),
     }

@@ -50,6 +50,9 @@ pub struct Config {
     pub partitioning: crate::processor::Partitioning,
     /// `[limits]`.
     pub limits: crate::limits::LimitsConfig,
+    /// `[coordination]`: `None`, one instance with a local checkpoint.
+    /// (`validate` still refuses the table: issue #22 is not wired yet.)
+    pub coordination: Option<crate::coordination::config::CoordinationConfig>,
 }
 
 /// Where delivered records go.

@@ -52,6 +52,11 @@ pub struct RawConfig {
     /// from the buffers without the table.
     #[serde(default)]
     pub limits: Option<crate::limits::LimitsSettings>,
+    /// Several instances sharing a Kinesis stream: a table chosen by its
+    /// `type`, read by the coordination it names
+    /// (`crate::coordination::config`); one instance without it.
+    #[serde(default)]
+    pub coordination: Option<Table>,
 }
 
 fn default_name() -> String {

@@ -3,15 +3,20 @@
 //!
 //! What is here: the lease item and its errors ([`lease`]), the table with
 //! every write fenced by the lease counter ([`dynamodb`]), when a lease
-//! counts as expired ([`expiry`]), and which leases an instance takes
-//! ([`balance`]). Not yet: wiring them into the Kinesis source and the
-//! checkpointer, and `[coordination]` as a configuration key (so `validate`
-//! and `run` still refuse it). The design, and why the new owner of a shard
-//! redoes its last owner's intents: `docs/leases.md`.
+//! counts as expired ([`expiry`]), which leases an instance takes
+//! ([`balance`]), one instance's lease loop ([`keeper`]), the checkpoint
+//! store that keeps each held shard's state in its lease ([`store`]), and
+//! `[coordination]`'s keys ([`config`]). Not yet: the Kinesis source
+//! running under the keeper and the new owner redoing its last owner's
+//! intents, so `validate` and `run` still refuse `[coordination]` in one
+//! line. The design, what is built and what is left: `docs/leases.md`.
 
 pub mod balance;
+pub mod config;
 pub mod dynamodb;
 pub mod expiry;
+pub mod keeper;
 pub mod lease;
+pub mod store;
 
 pub use lease::{Lease, LeaseError};

@@ -66,6 +66,11 @@ impl LeaseTable {
         &self.options.worker
     }
 
+    /// The table's name, for messages.
+    pub fn name(&self) -> &str {
+        &self.options.table
+    }
+
     async fn ensure_table(&self) -> Result<(), LeaseError> {
         let name = &self.options.table;
         match self.client.describe_table().table_name(name).send().await {
@@ -160,13 +165,18 @@ impl LeaseTable {
     /// Takes `lease` for this instance, on condition that nobody wrote it
     /// since it was read (it was expired, released or stolen fairly).
     pub async fn take(&self, lease: &Lease) -> Result<Lease, LeaseError> {
-        self.update(lease, "SET #owner = :me, #counter = :next, renewed_at = :now", false)
-            .await
+        self.update(
+            lease,
+            "SET #owner = :me, #counter = :next, renewed_at = :now",
+            false,
+            Landed::Owned,
+        )
+        .await
     }
 
     /// Renews a lease this instance holds.
     pub async fn renew(&self, lease: &Lease) -> Result<Lease, LeaseError> {
-        self.update(lease, "SET #counter = :next, renewed_at = :now", true)
+        self.update(lease, "SET #counter = :next, renewed_at = :now", true, Landed::Owned)
             .await
     }
 
@@ -184,18 +194,23 @@ impl LeaseTable {
             .expression_attribute_names("#ended", "ended")
             .expression_attribute_values(":state", s(state))
             .expression_attribute_values(":ended", AttributeValue::Bool(ended));
-        self.finish(request, lease).await
+        let landed = Landed::Checkpoint {
+            state: state.to_owned(),
+            ended,
+        };
+        self.finish(request, lease, landed).await
     }
 
     /// Gives a lease up (at shutdown): another instance takes it at its
     /// next look, without waiting for it to expire.
     pub async fn release(&self, lease: &Lease) -> Result<Lease, LeaseError> {
-        self.update(lease, "SET #counter = :next REMOVE #owner", true).await
+        self.update(lease, "SET #counter = :next REMOVE #owner", true, Landed::Released)
+            .await
     }
 
-    async fn update(&self, lease: &Lease, expression: &str, owned: bool) -> Result<Lease, LeaseError> {
+    async fn update(&self, lease: &Lease, expression: &str, owned: bool, landed: Landed) -> Result<Lease, LeaseError> {
         let request = self.fenced(lease, expression, owned);
-        self.finish(request, lease).await
+        self.finish(request, lease, landed).await
     }
 
     /// An update of `lease` conditional on its counter (and, for the
@@ -237,6 +252,31 @@ impl LeaseTable {
         &self,
         request: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
         lease: &Lease,
+        landed: Landed,
+    ) -> Result<Lease, LeaseError> {
+        match self.send(request, lease).await {
+            Err(LeaseError::Lost { .. }) => {
+                let now = self.landed_before(lease, &landed).await?;
+                if matches!(landed, Landed::Released) {
+                    return Ok(now);
+                }
+                // The write landed when its first attempt was sent, which
+                // may be long before the caller's clock started the proof
+                // it takes from this write: a renewal sent now makes that
+                // proof true (it moves the counter again, so others' view
+                // of the lease starts again too).
+                let renewal = self.fenced(&now, "SET #counter = :next, renewed_at = :now", true);
+                self.send(renewal, &now).await
+            }
+            other => other,
+        }
+    }
+
+    /// Sends an update; a failed condition is [`LeaseError::Lost`].
+    async fn send(
+        &self,
+        request: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+        lease: &Lease,
     ) -> Result<Lease, LeaseError> {
         match request.send().await {
             Ok(out) => match out.attributes() {
@@ -251,6 +291,47 @@ impl LeaseTable {
                 shard: lease.shard.clone(),
             }),
             Err(err) => Err(self.classify(&err, &lease.shard)),
+        }
+    }
+
+    /// After a failed condition: whether the item shows this very write,
+    /// landed by an earlier attempt whose answer was lost (the SDK's retry
+    /// of a timed-out request, or a write whose answer never came): then it
+    /// is this write's result, not a lost lease. Only this instance sets
+    /// `owner` to itself or removes it from a lease it holds, and its
+    /// writes of one lease go one at a time, so the item at the next
+    /// counter with this write's effect is this write's.
+    async fn landed_before(&self, lease: &Lease, landed: &Landed) -> Result<Lease, LeaseError> {
+        let lost = || LeaseError::Lost {
+            shard: lease.shard.clone(),
+        };
+        let found = self
+            .client
+            .get_item()
+            .table_name(&self.options.table)
+            .consistent_read(true)
+            .key(NAMESPACE, s(&self.options.namespace))
+            .key(SHARD, s(&lease.shard))
+            .send()
+            .await
+            .map_err(|err| self.classify(&err, &lease.shard))?;
+        let Some(item) = found.item() else {
+            return Err(lost());
+        };
+        let now = self.lease_of(item)?;
+        let mine = now.held_by(&self.options.worker);
+        let effect = match landed {
+            Landed::Owned => mine,
+            Landed::Checkpoint { state, ended } => {
+                mine && now.state.as_deref() == Some(state.as_str()) && now.ended == *ended
+            }
+            Landed::Released => now.owner.is_none(),
+        };
+        if now.counter == lease.counter + 1 && effect {
+            tracing::info!(shard = %lease.shard, "a lease write whose answer was lost had landed");
+            Ok(now)
+        } else {
+            Err(lost())
         }
     }
 
@@ -326,6 +407,17 @@ impl LeaseTable {
             }
         }
     }
+}
+
+/// What a write leaves in the item, to recognise it there
+/// ([`LeaseTable::landed_before`]).
+enum Landed {
+    /// A take or a renewal: this instance owns it.
+    Owned,
+    /// A checkpoint: this instance owns it with this state.
+    Checkpoint { state: String, ended: bool },
+    /// A release: nobody owns it.
+    Released,
 }
 
 fn is_condition_failed<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
