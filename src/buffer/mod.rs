@@ -31,7 +31,7 @@ use std::sync::Arc;
 use spillway_transforms::{ErrorOutputType, Record};
 
 use crate::checkpoint::Ticket;
-use crate::limits::{record_cost, Charge, MemoryBudget};
+use crate::limits::{Charge, MemoryBudget};
 use crate::processor::PartitionKeys;
 
 /// Why a buffer was flushed; logged with every flush.
@@ -113,6 +113,12 @@ pub struct Batch {
 /// ticket in the buffer, and its entry in the checkpoint tracker.
 pub const RECORD_BOOKKEEPING: usize =
     std::mem::size_of::<Buffered>() + std::mem::size_of::<crate::checkpoint::tracker::InFlight>();
+
+/// What a record costs the budget: its data and its bookkeeping (the
+/// record, its ticket, its place in the checkpoint tracker).
+pub fn record_cost(data_len: usize) -> usize {
+    data_len + RECORD_BOOKKEEPING
+}
 
 /// When a buffer is flushed: at `max_bytes` of record data or when its
 /// oldest record has waited `max_age`, whichever comes first.

@@ -15,7 +15,7 @@
 //! bytes released once the charges are gone.
 //!
 //! Where bytes are charged, in the order records flow:
-//! - the gate ([`gate`]) between a source and the rest of the pipeline
+//! - the gate ([`gate::run`]) between a source and the rest of the pipeline
 //!   charges each event it passes on (its records' data and bookkeeping),
 //!   and takes nothing from the source while the budget is full: this is
 //!   where sources pause, never drop;
@@ -32,16 +32,12 @@
 //! dropped) and readiness says so.
 
 pub mod config;
+pub mod gate;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, Notify};
-
-use crate::buffer::RECORD_BOOKKEEPING;
-use crate::source::SourceEvent;
-use crate::telemetry::events::{MemoryPaused, MemoryResumed};
-use crate::telemetry::Telemetry;
+use tokio::sync::Notify;
 
 pub use config::{default_memory_mb, LimitsConfig, LimitsSettings};
 
@@ -94,7 +90,7 @@ impl MemoryBudget {
 
     /// Charges `bytes` at once, full or not: for bytes that are already in
     /// memory (a record pushed into a buffer, a processor's outputs). Only
-    /// [`gate`] waits for room, so that what is already read always moves
+    /// [`gate::run`] waits for room, so that what is already read always moves
     /// on towards delivery, where it can be released.
     pub fn charge(&self, bytes: usize) -> Charge {
         self.inner.used.fetch_add(bytes, Ordering::AcqRel);
@@ -181,25 +177,6 @@ impl<T> Charged<T> {
     }
 }
 
-/// What a record costs the budget: its data and its bookkeeping (the
-/// record, its ticket, its place in the checkpoint tracker).
-pub fn record_cost(data_len: usize) -> usize {
-    data_len + RECORD_BOOKKEEPING
-}
-
-/// What an event's records cost the budget.
-pub fn event_cost(event: &SourceEvent) -> usize {
-    match event {
-        SourceEvent::Records(records) => records.iter().map(|r| record_cost(r.data.len())).sum(),
-        SourceEvent::Refused(refused) => refused.iter().map(|(r, _)| record_cost(r.data.len())).sum(),
-        SourceEvent::Processed(processed) => processed.iter().map(|p| record_cost(p.record.data.len())).sum(),
-        SourceEvent::Ended { .. } | SourceEvent::Failed(_) => 0,
-    }
-}
-
-/// How often a source paused by a full budget says so.
-const PAUSE_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
-
 /// `total` bytes shared out in proportion to `weights` (each at least 1
 /// byte's worth of weight); the shares add up to at most `total`.
 pub fn shares(total: usize, weights: &[usize]) -> Vec<usize> {
@@ -208,47 +185,6 @@ pub fn shares(total: usize, weights: &[usize]) -> Vec<usize> {
         .iter()
         .map(|w| (total as u128 * (*w).max(1) as u128 / sum.max(1)) as usize)
         .collect()
-}
-
-/// The gate between a source and the rest of its pipeline: takes an event
-/// from the source only while the budget has room, charges it, and passes
-/// it on. While the budget is full the source's channel (one event) fills
-/// and the source waits to send: it pauses and drops nothing. Ends when
-/// either side hangs up.
-pub async fn gate(
-    budget: MemoryBudget,
-    telemetry: Telemetry,
-    mut from_source: mpsc::Receiver<SourceEvent>,
-    onward: mpsc::Sender<Charged<SourceEvent>>,
-) {
-    let mut last_said: Option<std::time::Instant> = None;
-    loop {
-        if budget.is_full() {
-            let log = last_said.is_none_or(|at| at.elapsed() >= PAUSE_LOG_INTERVAL);
-            if log {
-                last_said = Some(std::time::Instant::now());
-            }
-            telemetry.emit(MemoryPaused {
-                used: budget.used(),
-                limit: budget.limit(),
-                log,
-            });
-            tokio::select! {
-                () = budget.room() => {}
-                () = onward.closed() => return,
-            }
-            telemetry.emit(MemoryResumed { used: budget.used() });
-        }
-        let event = tokio::select! {
-            event = from_source.recv() => event,
-            () = onward.closed() => return,
-        };
-        let Some(event) = event else { return };
-        let charge = budget.charge(event_cost(&event));
-        if onward.send(Charged { value: event, charge }).await.is_err() {
-            return;
-        }
-    }
 }
 
 #[cfg(test)]

@@ -12,10 +12,13 @@ use spillway_transforms::record::{Offset, Position};
 use spillway_transforms::{ErrorOutputType, Record, SequenceNumber, SourceId};
 use tokio::sync::mpsc;
 
+use super::gate::run as gate;
 use super::*;
-use crate::buffer::{Batch, BufferKey, BufferLimits, Buffered, Buffers, FlushReason};
+use crate::buffer::{record_cost, Batch, BufferKey, BufferLimits, Buffered, Buffers, FlushReason};
 use crate::checkpoint::Ticket;
 use crate::processor::PartitionKeys;
+use crate::source::SourceEvent;
+use crate::telemetry::Telemetry;
 
 fn record(n: u64, size: usize) -> Record {
     Record {

@@ -4,7 +4,7 @@
 //!
 //! Channels are bounded at every step: when the destination is slow the
 //! writer falls behind, the router waits, and the source stops reading.
-//! Between the source and the rest, a gate ([`crate::limits::gate`])
+//! Between the source and the rest, a gate ([`crate::limits::gate::run`])
 //! stops taking records while the process's memory budget is full.
 
 mod catalog;
@@ -154,7 +154,8 @@ pub(crate) async fn run_in(
 ) -> Result<RunSummary, RunError> {
     config.register_secrets();
     let telemetry = Telemetry::new(registry, &config.name, retry_budget(&config.destination));
-    telemetry.watch_budget(budget.clone());
+    let probe = budget.clone();
+    telemetry.watch_memory(Box::new(move || probe.is_full()));
     let result = run_with(config, options, telemetry.clone(), budget).await;
     if let Err(error) = &result {
         // Readiness says which pipeline stopped, and why, for as long as
@@ -264,7 +265,7 @@ async fn run_with(
     let (source_tx, source_rx) = mpsc::channel(GATE_CHANNEL_CAPACITY);
     let (events_tx, mut events_rx) = mpsc::channel(SOURCE_CHANNEL_CAPACITY);
     let (batches_tx, batches_rx) = mpsc::channel(BATCH_CHANNEL_CAPACITY);
-    tokio::spawn(crate::limits::gate(
+    tokio::spawn(crate::limits::gate::run(
         budget.clone(),
         telemetry.clone(),
         source_rx,

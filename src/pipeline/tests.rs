@@ -870,8 +870,9 @@ async fn a_table_schema_version_is_saved_then_published_before_any_object_under_
 /// of the batches are released when the writer is done with them.
 #[tokio::test]
 async fn a_full_budget_flushes_the_largest_buffer_first() {
+    use crate::buffer::record_cost;
     use crate::buffer::BufferLimits;
-    use crate::limits::{record_cost, Charged, MemoryBudget};
+    use crate::limits::{Charged, MemoryBudget};
     use crate::source::SourceEvent;
 
     let harness = Harness::json_lines("").await;

@@ -17,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Chain, Failure, Fate, Input, Outcome, PartitionKeys, ProcessError, Processed};
 use crate::checkpoint::Admission;
-use crate::limits::{event_cost, Charged, MemoryBudget};
+use crate::limits::gate::event_cost;
+use crate::limits::{Charged, MemoryBudget};
 use crate::source::SourceEvent;
 
 /// The stage's task.

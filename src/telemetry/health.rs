@@ -32,6 +32,9 @@ pub const DEFAULT_RETRY_BUDGET: Duration = Duration::from_secs(300);
 /// No record: the atomics below hold milliseconds since the epoch.
 const NONE: i64 = i64::MAX;
 
+/// Says whether the memory budget is full.
+pub type MemoryProbe = Box<dyn Fn() -> bool + Send + Sync>;
+
 /// One pipeline's state, shared by its telemetry handles and the registry.
 pub struct PipelineState {
     pub labels: StreamLabels,
@@ -43,9 +46,11 @@ pub struct PipelineState {
     /// Operations failing now, by id: when their first failure was.
     failing: Mutex<HashMap<u64, Instant>>,
     next_operation: AtomicU64,
-    /// The process's memory budget: full while an operation fails, the
-    /// pipeline is stuck.
-    memory: std::sync::OnceLock<crate::limits::MemoryBudget>,
+    /// Whether the process's memory budget is full: full while an
+    /// operation fails, the pipeline is stuck. A probe, so that telemetry
+    /// needs nothing of the budget's type (which itself reports through
+    /// telemetry).
+    memory_full: std::sync::OnceLock<MemoryProbe>,
     /// The oldest arrival among buffered records (the router's view).
     buffered_oldest_ms: AtomicI64,
     /// The oldest arrival of each batch being delivered (the writer's
@@ -62,7 +67,7 @@ impl PipelineState {
             stats: Stats::default(),
             budget,
             started: AtomicBool::new(false),
-            memory: std::sync::OnceLock::new(),
+            memory_full: std::sync::OnceLock::new(),
             failed: Mutex::new(None),
             failing: Mutex::new(HashMap::new()),
             next_operation: AtomicU64::new(0),
@@ -75,8 +80,8 @@ impl PipelineState {
         self.started.store(true, Relaxed);
     }
 
-    pub(super) fn watch_budget(&self, budget: crate::limits::MemoryBudget) {
-        let _ = self.memory.set(budget);
+    pub(super) fn watch_memory(&self, full: MemoryProbe) {
+        let _ = self.memory_full.set(full);
     }
 
     pub(super) fn set_buffered_oldest(&self, oldest: Option<DateTime<Utc>>) {
@@ -139,7 +144,7 @@ impl PipelineState {
         }
         let failing = self.failing.lock().expect("not poisoned");
         let longest = failing.values().map(Instant::elapsed).max()?;
-        if self.memory.get().is_some_and(crate::limits::MemoryBudget::is_full) {
+        if self.memory_full.get().is_some_and(|full| full()) {
             // Nothing will free memory until the failing operation
             // succeeds: the pipeline is stuck now, not after its budget.
             return Some(format!(
@@ -232,9 +237,9 @@ mod tests {
     fn a_full_memory_budget_with_a_failing_operation_is_unready_at_once() {
         let state = Arc::new(PipelineState::new("s", DEFAULT_RETRY_BUDGET));
         state.set_started();
-        let budget = crate::limits::MemoryBudget::new(100);
-        state.watch_budget(budget.clone());
-        let held = budget.charge(100);
+        let full = Arc::new(AtomicBool::new(true));
+        let probe = full.clone();
+        state.watch_memory(Box::new(move || probe.load(Relaxed)));
         assert_eq!(
             state.unready_reason(),
             None,
@@ -243,7 +248,7 @@ mod tests {
         let put = state.operation();
         put.failed();
         assert!(state.unready_reason().unwrap().contains("memory budget full"));
-        drop(held);
+        full.store(false, Relaxed);
         assert_eq!(
             state.unready_reason(),
             None,

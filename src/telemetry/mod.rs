@@ -60,10 +60,10 @@ impl Telemetry {
         event.emit(self);
     }
 
-    /// Readiness also watches `budget`: full while an operation fails,
-    /// the pipeline is stuck.
-    pub fn watch_budget(&self, budget: crate::limits::MemoryBudget) {
-        self.state.watch_budget(budget);
+    /// Readiness also watches the memory budget through `full`: full
+    /// while an operation fails, the pipeline is stuck.
+    pub fn watch_memory(&self, full: health::MemoryProbe) {
+        self.state.watch_memory(full);
     }
 
     /// A new operation whose failures count against readiness.
