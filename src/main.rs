@@ -1,5 +1,7 @@
 //! The `spillway` command: parse arguments, run, map errors to exit codes.
 
+mod allocator;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -137,6 +139,10 @@ enum Command {
     #[command(hide = true)]
     JqWorker,
 }
+
+/// mimalloc in the jq workers, glibc's malloc elsewhere ([`allocator`]).
+#[global_allocator]
+static ALLOCATOR: allocator::Allocator = allocator::Allocator;
 
 fn main() -> ExitCode {
     // Before any thread starts: each buffer's memory is reused by the next

@@ -181,7 +181,7 @@ async fn records_are_kept_dropped_or_failed_alone_and_carry_the_functions_partit
     let (data, keys) = kept(&outcomes[0]);
     assert_eq!(data, "{\"n\":0,\"customer\":\"c0\",\"enriched\":true}\n");
     assert_eq!(
-        keys.unwrap().from_lambda,
+        *keys.unwrap().from_lambda,
         [("customer".to_owned(), "c0".to_owned())].into()
     );
     assert!(matches!(outcomes[1], Outcome::Dropped));

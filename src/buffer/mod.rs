@@ -431,7 +431,7 @@ mod tests {
 
     fn partition(value: &str) -> BufferKey {
         let mut keys = PartitionKeys::default();
-        keys.from_query.insert("k".into(), value.into());
+        Arc::make_mut(&mut keys.from_query).insert("k".into(), value.into());
         BufferKey::Partition(Arc::new(keys))
     }
 

@@ -182,20 +182,27 @@ impl Source {
     /// writes that one.
     fn merge_delivered(&mut self) {
         let mut runs = std::mem::take(&mut self.delivered);
-        let mut current: Option<Run> = None;
-        for entry in &self.in_flight {
-            match (&mut current, entry.delivered) {
-                (Some(run), true) => run.last = entry.offset.clone(),
-                (None, true) => {
-                    current = Some(Run {
-                        first: entry.offset.clone(),
-                        last: entry.offset.clone(),
-                    })
+        // Runs of delivered entries as index ranges: their offsets are
+        // copied once per run, not once per entry (this scan runs after
+        // every object, over every record in flight: issue #18, speed).
+        let run = |first: usize, last: usize| Run {
+            first: self.in_flight[first].offset.clone(),
+            last: self.in_flight[last].offset.clone(),
+        };
+        let mut start: Option<usize> = None;
+        for (at, entry) in self.in_flight.iter().enumerate() {
+            match (start, entry.delivered) {
+                (None, true) => start = Some(at),
+                (Some(first), false) => {
+                    runs.push(run(first, at - 1));
+                    start = None;
                 }
-                (_, false) => runs.extend(current.take()),
+                _ => {}
             }
         }
-        runs.extend(current);
+        if let Some(first) = start {
+            runs.push(run(first, self.in_flight.len() - 1));
+        }
         runs.sort_by(|a, b| a.first.cmp(&b.first));
         let mut merged: Vec<Run> = Vec::with_capacity(runs.len());
         for run in runs {

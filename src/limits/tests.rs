@@ -45,7 +45,7 @@ fn key(which: u8) -> BufferKey {
         1 => BufferKey::Error(ErrorOutputType::InvalidRecord),
         n => {
             let mut keys = PartitionKeys::default();
-            keys.from_query.insert("k".into(), n.to_string());
+            Arc::make_mut(&mut keys.from_query).insert("k".into(), n.to_string());
             BufferKey::Partition(Arc::new(keys))
         }
     }

@@ -319,7 +319,7 @@ impl ObjectPlanner {
             Some(_) => &self.error_prefix,
         };
         let partition_keys = match (error_type, &self.partition) {
-            (None, Some(keys)) => Some((&keys.from_query, &keys.from_lambda)),
+            (None, Some(keys)) => Some((&*keys.from_query, &*keys.from_lambda)),
             _ => None,
         };
         let prefix = template.render(&KeyContext {

@@ -463,7 +463,7 @@ impl Partitioner {
                         format!("the record has no partition key !{{{namespace}:{name}}}"),
                     ));
                 };
-                into.insert(name.clone(), value.clone());
+                std::sync::Arc::make_mut(into).insert(name.clone(), value.clone());
             }
         }
         Ok(BufferKey::Partition(std::sync::Arc::new(used)))

@@ -54,10 +54,27 @@ pub struct Processed {
 
 /// Partition keys of a record, by Firehose's namespaces:
 /// `!{partitionKeyFromQuery:NAME}` and `!{partitionKeyFromLambda:NAME}`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+///
+/// Shared maps: every record of a partition carries the same keys, from a
+/// processor to the router, so a clone is a reference count, not a map
+/// and its strings allocated per record (issue #18, speed). Change them
+/// with [`Arc::make_mut`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PartitionKeys {
-    pub from_query: BTreeMap<String, String>,
-    pub from_lambda: BTreeMap<String, String>,
+    pub from_query: Arc<BTreeMap<String, String>>,
+    pub from_lambda: Arc<BTreeMap<String, String>>,
+}
+
+impl Default for PartitionKeys {
+    /// No keys; both maps are one shared empty map, allocated once.
+    fn default() -> Self {
+        static EMPTY: std::sync::OnceLock<Arc<BTreeMap<String, String>>> = std::sync::OnceLock::new();
+        let empty = EMPTY.get_or_init(Default::default);
+        Self {
+            from_query: empty.clone(),
+            from_lambda: empty.clone(),
+        }
+    }
 }
 
 impl PartitionKeys {
@@ -69,7 +86,7 @@ impl PartitionKeys {
     pub fn size(&self) -> usize {
         self.from_query
             .iter()
-            .chain(&self.from_lambda)
+            .chain(self.from_lambda.iter())
             .map(|(k, v)| k.len() + v.len())
             .sum()
     }

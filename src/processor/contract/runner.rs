@@ -160,7 +160,7 @@ impl<I: Invoke> Runner<I> {
                     data,
                     keys: partition_keys.map(|from_lambda| PartitionKeys {
                         from_query: input.keys.from_query.clone(),
-                        from_lambda,
+                        from_lambda: from_lambda.into(),
                     }),
                 }]),
                 Answer::Dropped => Outcome::Dropped,

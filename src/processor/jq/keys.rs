@@ -49,7 +49,7 @@ pub fn extract(program: &Program, value: &Val, mut keys: PartitionKeys) -> Resul
                 )))
             }
         };
-        keys.from_query.insert(name, text);
+        std::sync::Arc::make_mut(&mut keys.from_query).insert(name, text);
     }
     Ok(keys)
 }
@@ -63,7 +63,8 @@ mod tests {
         let value = Program::parse(input.as_bytes()).unwrap();
         Ok(extract(&program, &value, PartitionKeys::default())?
             .from_query
-            .into_iter()
+            .iter()
+            .map(|(name, value)| (name.clone(), value.clone()))
             .collect())
     }
 

@@ -77,21 +77,97 @@ pub fn encode_reply(reply: &Reply) -> Vec<u8> {
 
 /// The reply in a frame's bytes.
 pub fn decode_reply(frame: &[u8]) -> io::Result<Reply> {
+    Ok(match view_reply(frame)? {
+        ReplyView::Outputs(mut view) => {
+            let mut outputs = Vec::with_capacity(view.left().min(1024));
+            while let Some((data, keys)) = view.next_output()? {
+                let keys = keys.pairs().map(|(name, value)| (name.to_owned(), value.to_owned()));
+                outputs.push((data.to_vec(), keys.collect()));
+            }
+            Reply::Outputs(outputs)
+        }
+        ReplyView::Failed { code, message } => Reply::Failed {
+            code: code.to_owned(),
+            message: message.to_owned(),
+        },
+    })
+}
+
+/// Whether a frame is a whole reply, read without copying anything.
+pub fn check_reply(frame: &[u8]) -> io::Result<()> {
+    if let ReplyView::Outputs(mut view) = view_reply(frame)? {
+        while view.next_output()?.is_some() {}
+    }
+    Ok(())
+}
+
+/// A reply read in place, borrowing the frame: what [`decode_reply`]
+/// gives without a copy of each output and a string per key (the
+/// pipeline reads one reply per record: issue #18, speed).
+pub enum ReplyView<'a> {
+    Outputs(OutputsView<'a>),
+    Failed { code: &'a str, message: &'a str },
+}
+
+/// A reply's outputs, read one at a time.
+pub struct OutputsView<'a> {
+    left: usize,
+    at: Cursor<'a>,
+}
+
+impl<'a> OutputsView<'a> {
+    /// Outputs not read yet.
+    pub fn left(&self) -> usize {
+        self.left
+    }
+
+    /// The next output's bytes and keys; `None` after the last.
+    pub fn next_output(&mut self) -> io::Result<Option<(&'a [u8], KeysView<'a>)>> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        self.left -= 1;
+        let data = self.at.bytes()?;
+        let start = self.at.at;
+        let count = self.at.len()?;
+        for _ in 0..count {
+            self.at.text()?;
+            self.at.text()?;
+        }
+        let raw = &self.at.bytes[start..self.at.at];
+        Ok(Some((data, KeysView { raw, count })))
+    }
+}
+
+/// One output's keys, as the frame holds them (checked: UTF-8 names and
+/// values).
+pub struct KeysView<'a> {
+    /// The keys' bytes in the frame, count included: equal bytes, equal
+    /// keys.
+    pub raw: &'a [u8],
+    count: usize,
+}
+
+impl<'a> KeysView<'a> {
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The keys, names and values, in the frame's order.
+    pub fn pairs(&self) -> impl Iterator<Item = (&'a str, &'a str)> {
+        let mut at = Cursor { bytes: self.raw, at: 4 };
+        // Checked when the view was made: nothing here fails.
+        (0..self.count).map_while(move |_| Some((at.text().ok()?, at.text().ok()?)))
+    }
+}
+
+/// Reads a reply's header in place; its outputs are read by
+/// [`OutputsView::next_output`].
+pub fn view_reply(frame: &[u8]) -> io::Result<ReplyView<'_>> {
     let mut at = Cursor { bytes: frame, at: 0 };
     match at.byte()? {
-        0 => {
-            let count = at.len()?;
-            let mut outputs = Vec::with_capacity(count.min(1024));
-            for _ in 0..count {
-                let data = at.bytes()?.to_vec();
-                let keys = (0..at.len()?)
-                    .map(|_| Ok((at.text()?, at.text()?)))
-                    .collect::<io::Result<Vec<_>>>()?;
-                outputs.push((data, keys));
-            }
-            Ok(Reply::Outputs(outputs))
-        }
-        1 => Ok(Reply::Failed {
+        0 => Ok(ReplyView::Outputs(OutputsView { left: at.len()?, at })),
+        1 => Ok(ReplyView::Failed {
             code: at.text()?,
             message: at.text()?,
         }),
@@ -143,8 +219,8 @@ impl<'a> Cursor<'a> {
         self.take(len)
     }
 
-    fn text(&mut self) -> io::Result<String> {
-        String::from_utf8(self.bytes()?.to_vec()).map_err(|_| bad())
+    fn text(&mut self) -> io::Result<&'a str> {
+        std::str::from_utf8(self.bytes()?).map_err(|_| bad())
     }
 }
 

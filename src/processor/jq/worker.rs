@@ -94,6 +94,23 @@ impl Pool {
 
     /// One reply per record, in order.
     pub async fn run(self: &Arc<Self>, records: Vec<Bytes>) -> Vec<Reply> {
+        self.run_frames(records)
+            .await
+            .iter()
+            .map(|frame| {
+                // Checked as it was read, or made here: it decodes.
+                wire::decode_reply(frame).unwrap_or_else(|err| Reply::Failed {
+                    code: "Jq.Crashed".into(),
+                    message: format!("the jq worker's reply cannot be read: {err}"),
+                })
+            })
+            .collect()
+    }
+
+    /// One reply per record, in order, each as its frame's bytes (checked:
+    /// [`wire::view_reply`] reads them), for a caller that reads them in
+    /// place.
+    pub async fn run_frames(self: &Arc<Self>, records: Vec<Bytes>) -> Vec<Vec<u8>> {
         let shares = self.slots.len().min(records.len().div_ceil(MIN_SHARE)).max(1);
         if shares == 1 {
             return self.run_share(0, records).await;
@@ -118,7 +135,7 @@ impl Pool {
 
     /// Runs `records` on worker `slot`: a record that crashes it or runs
     /// out of time fails, the worker is replaced and the rest go on.
-    async fn run_share(&self, slot: usize, records: Vec<Bytes>) -> Vec<Reply> {
+    async fn run_share(&self, slot: usize, records: Vec<Bytes>) -> Vec<Vec<u8>> {
         let mut worker = self.slots[slot].lock().await;
         let mut replies = Vec::with_capacity(records.len());
         // After a worker stopped, records go one at a time until the one
@@ -130,10 +147,10 @@ impl Pool {
                     Ok(running) => *worker = Some(running),
                     Err(err) => {
                         tracing::error!(error = %err, "the jq worker cannot start");
-                        let failed = Reply::Failed {
+                        let failed = wire::encode_reply(&Reply::Failed {
                             code: "Jq.WorkerFailed".into(),
                             message: format!("the jq worker cannot start: {err}"),
-                        };
+                        });
                         replies.resize(records.len(), failed);
                         break;
                     }
@@ -194,7 +211,7 @@ impl Pool {
             if let Reply::Failed { code, .. } = &failed {
                 tracing::warn!(error_code = %code, %status, "a record stopped the jq worker: it fails, a new worker goes on");
             }
-            replies.push(failed);
+            replies.push(wire::encode_reply(&failed));
         }
         replies
     }
@@ -244,7 +261,7 @@ async fn send(stdin: ChildStdin, records: Vec<Bytes>) -> std::io::Result<ChildSt
 /// in the pipeline's profile (issue #18, speed).
 async fn read_replies(
     stdout: &mut BufReader<ChildStdout>,
-    replies: &mut Vec<Reply>,
+    replies: &mut Vec<Vec<u8>>,
     end: usize,
     record_time: Duration,
 ) -> Option<Broke> {
@@ -279,12 +296,15 @@ async fn read_replies(
     }
 }
 
-async fn read_reply(stdout: &mut BufReader<ChildStdout>) -> std::io::Result<Reply> {
+/// One reply's frame, checked: a worker whose reply cannot be read is
+/// treated as crashed.
+async fn read_reply(stdout: &mut BufReader<ChildStdout>) -> std::io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     stdout.read_exact(&mut len).await?;
     let mut frame = vec![0u8; u32::from_le_bytes(len) as usize];
     stdout.read_exact(&mut frame).await?;
-    wire::decode_reply(&frame)
+    wire::check_reply(&frame)?;
+    Ok(frame)
 }
 
 async fn stop(running: Option<Running>) {
