@@ -330,3 +330,54 @@ fn a_bad_object_is_an_error_record_naming_its_key_and_the_rest_is_printed() {
     assert_eq!(record["errorCode"], "Archive.ReadFailed");
     assert!(record["errorMessage"].as_str().unwrap().contains(&bad), "{record}");
 }
+
+/// Records kept byte for byte by envelope lines, printed as NDJSON: a
+/// pretty-printed JSON record is one line (its line breaks made spaces,
+/// the same value), and a record that holds a line break and is not JSON
+/// goes to the error output (`Record.MultiLine`) instead of being printed
+/// as two lines that would be read back as two records.
+#[test]
+fn records_with_line_breaks_are_printed_as_one_line_or_go_to_the_errors() {
+    use spillway_transforms::{Offset, Position, Record, SequenceNumber, SourceId};
+    let dir = tempfile::tempdir().unwrap();
+    let record = |seq: u64, data: &str| Record {
+        data: bytes::Bytes::from(data.to_owned()),
+        position: Position {
+            source: SourceId::new("shardId-000000000001"),
+            offset: Offset::new(SequenceNumber::from_u64(seq), 0),
+        },
+        partition_key: Some("k".into()),
+        arrival: chrono::DateTime::from_timestamp_millis(1_793_491_200_000).unwrap(),
+    };
+    let records = [
+        record(1, "{\"a\":1}"),
+        record(2, "{\r\n  \"b\": [\n    2\n  ]\n}"),
+        record(3, "line one\nline two"),
+        record(4, "{\"c\":3}"),
+    ];
+    let mut body = Vec::new();
+    for r in &records {
+        spillway_transforms::format::envelope::write_line(r, &mut body).unwrap();
+    }
+    let key = "archive/env/2026/11/01/10/s-shardId-000000000001-1-0.jsonl";
+    std::fs::create_dir_all(dir.path().join(key).parent().unwrap()).unwrap();
+    std::fs::write(dir.path().join(key), body).unwrap();
+
+    let output = replay_print(dir.path(), "env", &["--to", "-", "--errors", "errs"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let printed = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(printed, "{\"a\":1}\n{    \"b\": [     2   ] }\n{\"c\":3}\n");
+    let errors = lines_under(&objects(&dir.path().join("errs")), "format-conversion-failed/");
+    assert_eq!(errors.len(), 1);
+    let error: serde_json::Value = serde_json::from_slice(&errors[0]).unwrap();
+    assert_eq!(error["errorCode"], "Record.MultiLine");
+    assert_eq!(error["sequenceNumber"], "3");
+    assert_eq!(
+        base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            error["rawData"].as_str().unwrap()
+        )
+        .unwrap(),
+        b"line one\nline two"
+    );
+}

@@ -340,7 +340,10 @@ mod tests {
                 };
                 tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
             }
-            Ok(inputs.iter().map(|input| Outcome::Ok(vec![Output::data(input.data.clone())])).collect())
+            Ok(inputs
+                .iter()
+                .map(|input| Outcome::Ok(vec![Output::data(input.data.clone())]))
+                .collect())
         }
     }
 
@@ -383,7 +386,11 @@ mod tests {
         task.await.unwrap();
         assert_eq!(seen, ["slow", "medium", "ended"]);
         // One after the other: at least 0.9 s.
-        assert!(start.elapsed() < std::time::Duration::from_millis(800), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() < std::time::Duration::from_millis(800),
+            "{:?}",
+            start.elapsed()
+        );
         assert_eq!(budget.used(), 0);
     }
 

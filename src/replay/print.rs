@@ -29,6 +29,15 @@ pub use super::tally::Tally;
 use crate::source::archive::{self, ArchiveConfig, ReadProgress};
 use crate::source::{SourceError, SourceEvent};
 
+/// Why a record is not printed: it holds a line break and is not JSON.
+fn multi_line_rejection() -> Rejection {
+    Rejection {
+        output_type: spillway_transforms::ErrorOutputType::FormatConversionFailed,
+        code: "Record.MultiLine",
+        message: "the record holds a line break and is not JSON: it cannot be one line of NDJSON".to_owned(),
+    }
+}
+
 /// Where the records go.
 #[derive(Clone, Debug)]
 pub enum Output {
@@ -165,19 +174,40 @@ impl Sink {
         }
     }
 
+    /// Each record on one line: a JSON record holding line breaks (kept
+    /// byte for byte by envelope lines and Parquet) with its line breaks
+    /// made spaces, as a `json_lines` destination writes it; any other
+    /// record holding a `\n` cannot be one line, and goes to the error
+    /// output (`Record.MultiLine`) rather than being read back as several.
     fn records(&mut self, records: &[Record], tally: &mut Tally) -> Result<(), PrintError> {
         let Some(out) = self.out.as_mut() else {
             records.iter().for_each(|r| tally.count(r));
             return Ok(());
         };
+        let mut scratch = Vec::new();
+        let mut multi_line = Vec::new();
         for record in records {
-            let written = out.write_all(&record.data).and_then(|()| out.write_all(b"\n"));
+            let data = &record.data[..];
+            let line = if memchr::memchr2(b'\n', b'\r', data).is_none() {
+                data
+            } else if serde_json::from_slice::<serde::de::IgnoredAny>(data).is_ok() {
+                spillway_transforms::format::as_one_line(data, &mut scratch)
+            } else if memchr::memchr(b'\n', data).is_some() {
+                multi_line.push((record.clone(), multi_line_rejection()));
+                continue;
+            } else {
+                data
+            };
+            let written = out.write_all(line).and_then(|()| out.write_all(b"\n"));
             if let Err(err) = written {
                 return Err(self.write_error(err));
             }
             tally.count(record);
         }
-        Ok(())
+        if multi_line.is_empty() {
+            return Ok(());
+        }
+        self.refused(&multi_line, tally)
     }
 
     fn refused(&mut self, refused: &[(Record, Rejection)], tally: &mut Tally) -> Result<(), PrintError> {

@@ -78,16 +78,22 @@ pub(super) fn write(records: &[Record], out: &mut dyn Write) -> std::io::Result<
     for record in records {
         let data = &record.data[..];
         let body = data.strip_suffix(b"\n").unwrap_or(data);
-        if memchr::memchr2(b'\n', b'\r', body).is_none() {
-            out.write_all(body)?;
-        } else {
-            one_line.clear();
-            one_line.extend(body.iter().map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }));
-            out.write_all(&one_line)?;
-        }
+        out.write_all(as_one_line(body, &mut one_line))?;
         out.write_all(b"\n")?;
     }
     Ok(())
+}
+
+/// `json` (a JSON text) as one line: itself when it holds no line break,
+/// else with each `\n` and `\r` (whitespace between tokens, since JSON
+/// allows none inside a string) made a space in `scratch`.
+pub fn as_one_line<'a>(json: &'a [u8], scratch: &'a mut Vec<u8>) -> &'a [u8] {
+    if memchr::memchr2(b'\n', b'\r', json).is_none() {
+        return json;
+    }
+    scratch.clear();
+    scratch.extend(json.iter().map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }));
+    scratch
 }
 
 #[cfg(test)]

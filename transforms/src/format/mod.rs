@@ -8,6 +8,7 @@
 
 pub mod envelope;
 mod json_lines;
+pub use json_lines::as_one_line;
 pub mod parquet;
 mod raw;
 
