@@ -279,9 +279,17 @@ impl Buffers {
     }
 
     /// Takes every non-empty buffer.
+    /// Largest first: the batches are encoded and written several at a
+    /// time (`max_concurrent_puts`), and starting the longest first lets
+    /// the small ones fill in beside them, rather than the largest
+    /// starting last and running alone at the end (20 partitions at the
+    /// end of the input: the last two, the largest, took the final second
+    /// on one core).
     pub fn take_all(&mut self, reason: FlushReason) -> Vec<Batch> {
         let keys: Vec<BufferKey> = self.buffers.keys().cloned().collect();
-        keys.iter().filter_map(|key| self.take(key, reason)).collect()
+        let mut batches: Vec<Batch> = keys.iter().filter_map(|key| self.take(key, reason)).collect();
+        batches.sort_by_key(|batch| std::cmp::Reverse(batch.bytes));
+        batches
     }
 
     /// The arrival time of the oldest buffered record.
