@@ -116,19 +116,24 @@ fn read_file(path: PathBuf) -> Result<Option<CheckpointState>, StoreError> {
             })
         }
     };
-    let state: CheckpointState = serde_json::from_slice(&bytes).map_err(|err| StoreError::Corrupt {
+    let corrupt = |reason: String| StoreError::Corrupt {
         path: path.clone(),
-        reason: err.to_string(),
-    })?;
-    if state.version != STATE_VERSION {
-        return Err(StoreError::Corrupt {
-            path,
-            reason: format!(
-                "format version {} is not {STATE_VERSION}, the one this build reads",
-                state.version
-            ),
-        });
+        reason,
+    };
+    // The version first: a file of another version may lack what this one
+    // needs, and should be refused for its version, not a missing field.
+    #[derive(serde::Deserialize)]
+    struct Version {
+        version: u32,
     }
+    let version = serde_json::from_slice::<Version>(&bytes).map_err(|err| corrupt(err.to_string()))?;
+    if version.version != STATE_VERSION {
+        return Err(corrupt(format!(
+            "format version {} is not {STATE_VERSION}, the one this build reads",
+            version.version
+        )));
+    }
+    let state: CheckpointState = serde_json::from_slice(&bytes).map_err(|err| corrupt(err.to_string()))?;
     Ok(Some(state))
 }
 
@@ -204,6 +209,10 @@ mod tests {
         )
         .unwrap();
         let store = LocalFileStore::open(dir.path(), "s").unwrap();
+        let err = store.load().await.unwrap_err().to_string();
+        assert!(err.contains("format version 99"), "{err}");
+        // Refused for its version even when it lacks what this one needs.
+        fs::write(dir.path().join("s.checkpoint.json"), br#"{"version":99,"stream":"s"}"#).unwrap();
         let err = store.load().await.unwrap_err().to_string();
         assert!(err.contains("format version 99"), "{err}");
     }
