@@ -8,15 +8,22 @@ use spillway::coordination::dynamodb::{LeaseTable, TableOptions};
 use spillway::coordination::LeaseError;
 use support::kinesis::peer;
 
-fn table(rt: &tokio::runtime::Runtime, name: &str, worker: &str) -> LeaseTable {
-    let options = TableOptions {
+/// The lease table `name` through `endpoint`, as `worker`, in the
+/// namespace every test uses.
+async fn open_table(endpoint: &str, name: &str, worker: &str) -> LeaseTable {
+    LeaseTable::open(TableOptions {
         table: name.into(),
         region: Some("us-east-1".into()),
-        endpoint: Some(peer("SPILLWAY_TEST_MOTO")),
+        endpoint: Some(endpoint.into()),
         namespace: "orders#archive-stream".into(),
         worker: worker.into(),
-    };
-    rt.block_on(LeaseTable::open(options)).unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn table(rt: &tokio::runtime::Runtime, name: &str, worker: &str) -> LeaseTable {
+    rt.block_on(open_table(&peer("SPILLWAY_TEST_MOTO"), name, worker))
 }
 
 fn unique(prefix: &str) -> String {
@@ -155,16 +162,7 @@ use support::fault_proxy::{Fault, FaultProxy};
 const LEASE: Duration = Duration::from_secs(2);
 
 async fn keeper_at(endpoint: &str, name: &str, worker: &str) -> Keeper {
-    let table = LeaseTable::open(TableOptions {
-        table: name.into(),
-        region: Some("us-east-1".into()),
-        endpoint: Some(endpoint.into()),
-        namespace: "orders#archive-stream".into(),
-        worker: worker.into(),
-    })
-    .await
-    .unwrap();
-    Keeper::new(table, LEASE)
+    Keeper::new(open_table(endpoint, name, worker).await, LEASE)
 }
 
 async fn keeper(name: &str, worker: &str) -> Keeper {
@@ -247,15 +245,7 @@ fn three_instances_share_sixteen_shards_and_take_over_a_dead_ones_within_a_lease
         let all = [&a, &b, &c];
         rounds_until(&all, Duration::from_secs(60), || one_owner_each_and_even(&all, 16)).await;
         // The table agrees with what each instance thinks it holds.
-        let table = LeaseTable::open(TableOptions {
-            table: name.clone(),
-            region: Some("us-east-1".into()),
-            endpoint: Some(peer("SPILLWAY_TEST_MOTO")),
-            namespace: "orders#archive-stream".into(),
-            worker: "observer".into(),
-        })
-        .await
-        .unwrap();
+        let table = open_table(&peer("SPILLWAY_TEST_MOTO"), &name, "observer").await;
         for lease in table.list().await.unwrap() {
             let holder = all.iter().find(|k| k.holds(&lease.shard)).unwrap();
             assert_eq!(lease.owner.as_deref(), Some(holder.worker()), "{}", lease.shard);
@@ -367,15 +357,7 @@ fn a_paused_instance_stops_at_its_first_conditional_write_and_writes_nothing() {
             assert!(a.holds(&lease.shard));
         }
         assert_eq!(a.held().len(), won.len());
-        let table_view = LeaseTable::open(TableOptions {
-            table: name.clone(),
-            region: Some("us-east-1".into()),
-            endpoint: Some(peer("SPILLWAY_TEST_MOTO")),
-            namespace: "orders#archive-stream".into(),
-            worker: "observer".into(),
-        })
-        .await
-        .unwrap();
+        let table_view = open_table(&peer("SPILLWAY_TEST_MOTO"), &name, "observer").await;
         let zero = table_view
             .list()
             .await
@@ -474,15 +456,7 @@ fn checkpoints_are_saved_in_the_leases_and_a_lost_shards_save_writes_nothing() {
         let checkpoints = Checkpointer::open("orders", Box::new(LeaseStore::new(a.clone())), &destination)
             .await
             .unwrap();
-        let view = LeaseTable::open(TableOptions {
-            table: name.clone(),
-            region: Some("us-east-1".into()),
-            endpoint: Some(peer("SPILLWAY_TEST_MOTO")),
-            namespace: "orders#archive-stream".into(),
-            worker: "worker-b".into(),
-        })
-        .await
-        .unwrap();
+        let view = open_table(&peer("SPILLWAY_TEST_MOTO"), &name, "worker-b").await;
         let lease_of = |leases: &[spillway::coordination::Lease], n: usize| {
             leases.iter().find(|l| l.shard == shard(n)).unwrap().clone()
         };
@@ -567,15 +541,7 @@ fn a_child_is_taken_once_its_parent_ended_and_the_parent_is_no_longer_renewed() 
         })
         .await;
         assert!(holder(3).is_none(), "the merge child waits for both parents");
-        let view = LeaseTable::open(TableOptions {
-            table: name.clone(),
-            region: Some("us-east-1".into()),
-            endpoint: Some(peer("SPILLWAY_TEST_MOTO")),
-            namespace: "orders#archive-stream".into(),
-            worker: "observer".into(),
-        })
-        .await
-        .unwrap();
+        let view = open_table(&peer("SPILLWAY_TEST_MOTO"), &name, "observer").await;
         let counter_of = |leases: &[spillway::coordination::Lease], n: usize| {
             leases.iter().find(|l| l.shard == shard(n)).unwrap().counter
         };
@@ -661,15 +627,7 @@ fn the_lease_loop_gives_up_in_time_while_dynamodb_hangs_and_releases_at_stop() {
         }
         stop.cancel();
         task.await.unwrap().unwrap();
-        let view = LeaseTable::open(TableOptions {
-            table: name.clone(),
-            region: Some("us-east-1".into()),
-            endpoint: Some(peer("SPILLWAY_TEST_MOTO")),
-            namespace: "orders#archive-stream".into(),
-            worker: "observer".into(),
-        })
-        .await
-        .unwrap();
+        let view = open_table(&peer("SPILLWAY_TEST_MOTO"), &name, "observer").await;
         let leases = view.list().await.unwrap();
         assert!(leases.iter().all(|l| l.owner.is_none()), "released at stop: {leases:?}");
     });
@@ -700,22 +658,8 @@ fn a_write_whose_answer_was_lost_is_recognised_and_not_taken_for_a_lost_lease() 
     let proxy = FaultProxy::start_exchange(&peer("SPILLWAY_TEST_MOTO"), exchange);
     rt.block_on(async {
         let name = unique("landed");
-        let open = |endpoint: String, worker: &'static str| {
-            let name = name.clone();
-            async move {
-                LeaseTable::open(TableOptions {
-                    table: name,
-                    region: Some("us-east-1".into()),
-                    endpoint: Some(endpoint),
-                    namespace: "orders#archive-stream".into(),
-                    worker: worker.into(),
-                })
-                .await
-                .unwrap()
-            }
-        };
-        let a = open(proxy.url.clone(), "worker-a").await;
-        let b = open(peer("SPILLWAY_TEST_MOTO"), "worker-b").await;
+        let a = open_table(&proxy.url, &name, "worker-a").await;
+        let b = open_table(&peer("SPILLWAY_TEST_MOTO"), &name, "worker-b").await;
         a.add(&shard(0), &[]).await.unwrap();
         let free = a.list().await.unwrap().remove(0);
 
