@@ -159,7 +159,13 @@ impl KeyTemplate {
     /// this template, or names a time that does not exist.
     pub fn time_of<'k>(&self, key: &'k str, error_output_type: Option<&str>) -> Option<(Option<TimeSpan>, &'k str)> {
         use chrono::TimeZone as _;
-        let (fields, rest) = match_segments(&self.segments, key, TimeFields::default(), error_output_type)?;
+        let (fields, rest) = Matcher {
+            segments: &self.segments,
+            key,
+            error_output_type,
+            failed: std::collections::HashSet::new(),
+        }
+        .from(0, 0, TimeFields::default())?;
         if !fields.has_year() {
             return Some((None, rest));
         }
@@ -256,50 +262,78 @@ impl KeyTemplate {
     }
 }
 
-/// Matches `segments` against the start of `key`: the time fields read and
-/// the rest of the key, or `None`. A partition value is any text without a
-/// `/` (sanitised values never hold one); where the template puts something
-/// other than a `/` right after it (the default `yyyy/MM/dd/HH/` after
+/// Matches the template's segments from `index` on against `key` from
+/// `at` on: the time fields read and the rest of the key, or `None`. A
+/// partition value is any text without a `/` (sanitised values never hold
+/// one); where the template puts something other than a `/` right after it
+/// (the default `yyyy/MM/dd/HH/` after
 /// `customer=!{partitionKeyFromQuery:customer}`), each shorter length is
 /// tried, longest first, until the rest of the template matches and leaves
 /// a name. A value that ends the template runs into the object's name: the
 /// rest is both.
-fn match_segments<'k>(
-    segments: &[Segment],
+///
+/// A key made to fail every split must not hold a replay up: values side
+/// by side are read as one (together they are any text without a `/`), and
+/// a state that failed once (segment, place in the key, time fields so
+/// far) is never tried again, so the work stays within the key's length
+/// times the template's.
+struct Matcher<'t, 'k> {
+    segments: &'t [Segment],
     key: &'k str,
-    mut fields: TimeFields,
-    error_output_type: Option<&str>,
-) -> Option<(TimeFields, &'k str)> {
-    let mut rest = key;
-    for (index, segment) in segments.iter().enumerate() {
-        rest = match segment {
-            Segment::Literal(text) => rest.strip_prefix(text.as_str())?,
-            Segment::ErrorOutputType => rest.strip_prefix(error_output_type.unwrap_or("unknown"))?,
-            Segment::RandomString => {
-                let random = rest.get(..RANDOM_STRING_LEN)?;
-                if !random.bytes().all(|b| b.is_ascii_alphanumeric()) {
+    error_output_type: Option<&'t str>,
+    failed: std::collections::HashSet<(usize, usize, TimeFields)>,
+}
+
+impl<'k> Matcher<'_, 'k> {
+    fn from(&mut self, index: usize, at: usize, mut fields: TimeFields) -> Option<(TimeFields, &'k str)> {
+        let key = self.key;
+        let mut rest = &key[at..];
+        for (index, segment) in self.segments.iter().enumerate().skip(index) {
+            rest = match segment {
+                Segment::Literal(text) => rest.strip_prefix(text.as_str())?,
+                Segment::ErrorOutputType => rest.strip_prefix(self.error_output_type.unwrap_or("unknown"))?,
+                Segment::RandomString => {
+                    let random = rest.get(..RANDOM_STRING_LEN)?;
+                    if !random.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                        return None;
+                    }
+                    &rest[RANDOM_STRING_LEN..]
+                }
+                Segment::Timestamp(pattern) => pattern.match_prefix(rest, &mut fields)?,
+                Segment::FromQuery(_) | Segment::FromLambda(_) => {
+                    // Values side by side read as one: together they are
+                    // any text without a `/`, however it is split.
+                    let mut index = index;
+                    while matches!(
+                        self.segments.get(index + 1),
+                        Some(Segment::FromQuery(_) | Segment::FromLambda(_))
+                    ) {
+                        index += 1;
+                    }
+                    if index + 1 == self.segments.len() {
+                        // The value runs into the object's name: the rest
+                        // is both, inseparable.
+                        return (!rest.is_empty()).then_some((fields, rest));
+                    }
+                    let start = key.len() - rest.len();
+                    let longest = rest.find('/').unwrap_or(rest.len());
+                    for end in (0..=longest).rev().filter(|&end| rest.is_char_boundary(end)) {
+                        let state = (index + 1, start + end, fields.clone());
+                        if self.failed.contains(&state) {
+                            continue;
+                        }
+                        if let Some(found) = self.from(index + 1, start + end, fields.clone()) {
+                            return Some(found);
+                        }
+                        self.failed.insert(state);
+                    }
                     return None;
                 }
-                &rest[RANDOM_STRING_LEN..]
-            }
-            Segment::Timestamp(pattern) => pattern.match_prefix(rest, &mut fields)?,
-            Segment::FromQuery(_) | Segment::FromLambda(_) => {
-                let after = &segments[index + 1..];
-                if after.is_empty() {
-                    // The value runs into the object's name: the rest is
-                    // both, inseparable.
-                    return (!rest.is_empty()).then_some((fields, rest));
-                }
-                let longest = rest.find('/').unwrap_or(rest.len());
-                return (0..=longest)
-                    .rev()
-                    .filter(|&end| rest.is_char_boundary(end))
-                    .find_map(|end| match_segments(after, &rest[end..], fields.clone(), error_output_type));
-            }
-        };
+            };
+        }
+        // Every object has a name after its prefix.
+        (!rest.is_empty()).then_some((fields, rest))
     }
-    // Every object has a name after its prefix.
-    (!rest.is_empty()).then_some((fields, rest))
 }
 
 fn parse_expression(expression: &str, kind: TemplateKind) -> Result<Segment, TemplateError> {
@@ -358,6 +392,31 @@ fn check_literal(text: &str, template: &str) -> Result<(), TemplateError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Partition values side by side before a timestamp make the ways to
+    /// split a key multiply: a key made to fail every split is given up
+    /// after a bounded number of tries, quickly, instead of holding a
+    /// replay up.
+    #[test]
+    fn a_key_made_to_be_slow_is_given_up_after_bounded_tries() {
+        let template = KeyTemplate::parse(
+            "!{partitionKeyFromQuery:a}!{partitionKeyFromQuery:b}!{partitionKeyFromQuery:c}!{timestamp:yyyy}/",
+            TemplateKind::Data,
+            chrono_tz::UTC,
+        )
+        .unwrap();
+        let key = format!("{}/name", "x".repeat(1000));
+        let started = std::time::Instant::now();
+        assert!(template.time_of(&key, None).is_none());
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        // A key it made still reads back.
+        let good = "ab12026/name";
+        assert!(template.time_of(good, None).is_some());
+    }
     use crate::key::TimeField;
     use chrono::TimeZone;
 

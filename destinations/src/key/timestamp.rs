@@ -130,7 +130,7 @@ impl TimestampPattern {
 
 /// The fields a key's timestamp text gave, gathered over every
 /// `!{timestamp:...}` of a template (see [`TimestampPattern::match_prefix`]).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub(crate) struct TimeFields {
     year: Option<i32>,
     month: Option<u32>,
