@@ -232,13 +232,7 @@ fn three_pipelines_in_one_process_archive_on_when_one_cannot_reach_its_destinati
     let moto = Moto::new("three");
     let dir = tempfile::tempdir().unwrap();
     let (configs, a, c) = three_pipelines(dir.path(), &moto);
-    let output = spillway()
-        .args(["--log-format", "json", "run", "--config"])
-        .arg(&configs)
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let output = run(dir.path(), &configs);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     let failures: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();

@@ -10,7 +10,7 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -318,15 +318,7 @@ fn latest_archives_everything_put_since_the_first_start_across_a_restart() {
         dir.path(),
         &moto_config(&endpoint, &stream, "start_position = \"latest\""),
     );
-    let mut child = spillway()
-        .args(["--log-format", "json", "run", "--config"])
-        .arg(&config)
-        .current_dir(dir.path())
-        .env("SPILLWAY_TEST_INTERVAL_MS", "300")
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(dir.path(), &config, 300);
     let mut watch = LogWatch::new(&mut child);
     assert!(
         watch.wait_for("\"first_start\":true", Duration::from_secs(30)),

@@ -503,15 +503,7 @@ fn archive_to_archive_is_exactly_once_across_kill_9() {
         "path = \"second\"\nprefix = \"pq/!{timestamp:yyyy/MM/dd/HH}/\"",
     );
     let path = write_config(dir.path(), &format!("{text}[buffer]\nsize_mb = 1\n"));
-    let mut child = spillway()
-        .args(["--log-format", "json", "run", "--config"])
-        .arg(&path)
-        .current_dir(dir.path())
-        .env("SPILLWAY_TEST_INTERVAL_MS", "20")
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(dir.path(), &path, 20);
     let mut watch = LogWatch::new(&mut child);
     assert!(
         watch.wait_for("\"flushed\"", Duration::from_secs(60)),

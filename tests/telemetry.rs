@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::Stdio;
 
 use support::metrics::{free_port, get, samples, sum, wait_for};
-use support::{objects, spillway, write_config, LogWatch};
+use support::{objects, spawn_run, spillway, write_config, LogWatch};
 
 fn lines_of(bytes: &[u8]) -> usize {
     bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count()
@@ -54,17 +54,9 @@ listen = "{address}"
         });
     }
 
-    let mut child = spillway()
-        .args(["--log-format", "json", "run", "--config"])
-        .arg(&config)
-        .current_dir(dir.path())
-        // Interval flushes every 200 ms, so that everything is delivered
-        // while the input is still open.
-        .env("SPILLWAY_TEST_INTERVAL_MS", "200")
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    // Interval flushes every 200 ms, so that everything is delivered
+    // while the input is still open.
+    let mut child = spawn_run(dir.path(), &config, 200);
     let logs = LogWatch::new(&mut child);
     let (status, _) = wait_for(address, "/health/live", |status, _| status == 200);
     assert_eq!(status, 200);

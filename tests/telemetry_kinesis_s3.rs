@@ -13,14 +13,13 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use spillway_destinations::Compression;
 use support::kinesis::{new_stream, produce};
 use support::metrics::{free_address, get, samples, series, sum};
 use support::moto::Moto;
-use support::{send_signal, spillway, write_config, LogWatch};
+use support::{send_signal, spawn_run, write_config, LogWatch};
 
 const RECORDS: usize = 3_000;
 const SHARDS: usize = 3;
@@ -88,17 +87,9 @@ listen = "{address}"
             destination = moto.destination()
         ),
     );
-    let mut child = spillway()
-        .args(["--log-format", "json", "run", "--config"])
-        .arg(&config)
-        .current_dir(dir.path())
-        // Interval flushes every 1.5 s: records are seen waiting in the
-        // buffers, and all of them are delivered while the run goes on.
-        .env("SPILLWAY_TEST_INTERVAL_MS", "1500")
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    // Interval flushes every 1.5 s: records are seen waiting in the
+    // buffers, and all of them are delivered while the run goes on.
+    let mut child = spawn_run(dir.path(), &config, 1500);
     let logs = LogWatch::new(&mut child);
     let mut child = KillOnDrop(child);
     let stream_label = r#"stream="scrape""#;

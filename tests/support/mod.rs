@@ -37,6 +37,20 @@ pub fn run(dir: &Path, config: &Path) -> Output {
         .expect("running spillway")
 }
 
+/// Starts `spillway run` with JSON logs in `dir`, buffers flushed every
+/// `interval_ms` (the test hook), stderr piped for [`LogWatch`].
+pub fn spawn_run(dir: &Path, config: &Path, interval_ms: u64) -> std::process::Child {
+    spillway()
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(config)
+        .current_dir(dir)
+        .env("SPILLWAY_TEST_INTERVAL_MS", interval_ms.to_string())
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting spillway")
+}
+
 pub fn write_config(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("spillway.toml");
     std::fs::write(&path, text).unwrap();
