@@ -106,6 +106,7 @@ impl KeyTemplate {
             let default = TimestampPattern::parse("yyyy/MM/dd/HH/").expect("the default pattern parses");
             segments.push(Segment::Timestamp(default));
         }
+        mark_told_fields(&mut segments, template)?;
         let parsed = Self {
             source: template.to_owned(),
             segments,
@@ -180,19 +181,29 @@ impl KeyTemplate {
             Unit::Millisecond => local + chrono::Duration::milliseconds(1),
         };
         // Around a change of clocks a local time may be ambiguous or
-        // missing: the widest span it can stand for.
-        let start = self
-            .time_zone
-            .from_local_datetime(&local)
-            .earliest()?
-            .with_timezone(&Utc);
-        let end = self
-            .time_zone
-            .from_local_datetime(&end_local)
-            .latest()
-            .map(|t| t.with_timezone(&Utc))
-            .unwrap_or(start + (end_local - local) + chrono::Duration::hours(1));
+        // missing: the widest span it can stand for. A key whose start is
+        // missing (Lord Howe's 02:00 on the day its clocks go forward half
+        // an hour, a midnight where clocks went forward at midnight) still
+        // stands for the time from the end of the gap.
+        let start = self.first_instant_from(local)?;
+        let end = match self.time_zone.from_local_datetime(&end_local).latest() {
+            Some(end) => end.with_timezone(&Utc),
+            None => self.first_instant_from(end_local)?,
+        };
         Some((Some(TimeSpan { start, end }), rest))
+    }
+
+    /// The earliest instant whose local time is `local` or, where clocks
+    /// skipped `local`, the first after it (gaps are at most a day long:
+    /// Samoa skipped 30 December 2011).
+    fn first_instant_from(&self, local: chrono::NaiveDateTime) -> Option<DateTime<Utc>> {
+        use chrono::TimeZone as _;
+        (0..=25 * 60).find_map(|minutes| {
+            self.time_zone
+                .from_local_datetime(&(local + chrono::Duration::minutes(minutes)))
+                .earliest()
+                .map(|t| t.with_timezone(&Utc))
+        })
     }
 
     /// The template as configured.
@@ -209,24 +220,7 @@ impl KeyTemplate {
     /// included where it applies), for tools that describe the layout of
     /// the keys, such as the Athena DDL of `spillway schema`.
     pub fn parts(&self) -> Vec<PrefixPart> {
-        let mut parts = Vec::new();
-        for segment in &self.segments {
-            match segment {
-                Segment::Literal(text) => parts.push(PrefixPart::Text(text.clone())),
-                Segment::Timestamp(pattern) => pattern.parts(&mut parts),
-                Segment::RandomString => parts.push(PrefixPart::RandomString),
-                Segment::ErrorOutputType => parts.push(PrefixPart::ErrorOutputType),
-                Segment::FromQuery(name) => parts.push(PrefixPart::PartitionKey {
-                    name: name.clone(),
-                    from_lambda: false,
-                }),
-                Segment::FromLambda(name) => parts.push(PrefixPart::PartitionKey {
-                    name: name.clone(),
-                    from_lambda: true,
-                }),
-            }
-        }
-        parts
+        flatten(&self.segments)
     }
 
     /// Renders the prefix for one object.
@@ -334,6 +328,88 @@ impl<'k> Matcher<'_, 'k> {
         // Every object has a name after its prefix.
         (!rest.is_empty()).then_some((fields, rest))
     }
+}
+
+/// The template's pieces in order, its timestamp patterns' fields and
+/// text included.
+fn flatten(segments: &[Segment]) -> Vec<PrefixPart> {
+    let mut parts = Vec::new();
+    for segment in segments {
+        match segment {
+            Segment::Literal(text) => parts.push(PrefixPart::Text(text.clone())),
+            Segment::Timestamp(pattern) => pattern.parts(&mut parts),
+            Segment::RandomString => parts.push(PrefixPart::RandomString),
+            Segment::ErrorOutputType => parts.push(PrefixPart::ErrorOutputType),
+            Segment::FromQuery(name) => parts.push(PrefixPart::PartitionKey {
+                name: name.clone(),
+                from_lambda: false,
+            }),
+            Segment::FromLambda(name) => parts.push(PrefixPart::PartitionKey {
+                name: name.clone(),
+                from_lambda: true,
+            }),
+        }
+    }
+    parts
+}
+
+/// Decides which time fields a key tells for certain, so that the archive
+/// source never reads a key to a wrong time (a replay with `--from` and
+/// `--to` would skip the object). A partition value may hold digits and
+/// any text but `/`, so where one ends is certain only from the `/` after
+/// it. A field is told for certain when it is placed from the left (only
+/// text and fixed-width pieces since the last `/`) or from the right
+/// (only text and fixed-width pieces up to the next `/`). In
+/// `!{partitionKeyFromQuery:k}!{timestamp:yyyy}!{partitionKeyFromQuery:k}`
+/// it is neither: `0`, 1970, `0` and `01`, 9700, `` make the same key, so
+/// the year is not read and the key's time is not told. A field without
+/// padding (`M`, `d`, `H`) has one or two digits: it must be followed by
+/// text that is not a digit, or its keys could not be read back at all.
+fn mark_told_fields(segments: &mut [Segment], template: &str) -> Result<(), TemplateError> {
+    let parts = flatten(segments);
+    let unpadded = |letters: &str| letters.len() == 1;
+    for (index, part) in parts.iter().enumerate() {
+        let PrefixPart::Time { letters, .. } = part else {
+            continue;
+        };
+        if unpadded(letters)
+            && !matches!(parts.get(index + 1), Some(PrefixPart::Text(text)) if !text.starts_with(|c: char| c.is_ascii_digit()))
+        {
+            return Err(TemplateError(format!(
+                "{template:?}: the timestamp field {letters:?} has one or two digits and is not followed by text that is not a digit, so a key could not be read back to its time; use {letters}{letters}, or put a separator such as '/' after it"
+            )));
+        }
+    }
+    let fixed_width = |part: &PrefixPart| match part {
+        PrefixPart::Text(text) => !text.contains('/'),
+        PrefixPart::Time { letters, .. } => !unpadded(letters),
+        PrefixPart::RandomString | PrefixPart::ErrorOutputType => true,
+        PrefixPart::PartitionKey { .. } => false,
+    };
+    let mut told = Vec::new();
+    let mut placed_from_left = true;
+    for (index, part) in parts.iter().enumerate() {
+        match part {
+            PrefixPart::Text(text) if text.contains('/') => placed_from_left = true,
+            PrefixPart::PartitionKey { .. } => placed_from_left = false,
+            PrefixPart::Time { letters, .. } => {
+                let placed_from_right = !unpadded(letters)
+                    && parts[index + 1..]
+                        .iter()
+                        .find(|next| !fixed_width(next))
+                        .is_some_and(|next| matches!(next, PrefixPart::Text(_)));
+                told.push(placed_from_left || placed_from_right);
+            }
+            _ => {}
+        }
+    }
+    let mut told = told.into_iter();
+    for segment in segments {
+        if let Segment::Timestamp(pattern) = segment {
+            pattern.set_told(&mut told);
+        }
+    }
+    Ok(())
 }
 
 fn parse_expression(expression: &str, kind: TemplateKind) -> Result<Segment, TemplateError> {
@@ -613,6 +689,89 @@ mod tests {
             ..context(None)
         });
         assert_eq!(rendered, "c=..%2Fetc/l=2026%2F11/2026/11/22/23/");
+    }
+
+    /// Where a partition value's end is a guess, the time fields after it
+    /// are not read: `0`, 1970, `0` and `01`, 9700, `` make the same key.
+    /// Where a `/` places them, they are.
+    #[test]
+    fn time_fields_a_key_does_not_tell_for_certain_are_not_read() {
+        let ambiguous = KeyTemplate::parse(
+            "!{partitionKeyFromQuery:k}!{timestamp:yyyy}!{partitionKeyFromQuery:k}",
+            TemplateKind::Data,
+            Tz::UTC,
+        )
+        .unwrap();
+        let (span, _) = ambiguous.time_of("019700stream-file-x-0-0.jsonl", None).unwrap();
+        assert_eq!(span, None);
+        for (template, key, year) in [
+            ("k=!{partitionKeyFromQuery:k}!{timestamp:yyyy}/", "k=0120261970/name", 1970),
+            ("!{timestamp:yyyy}!{partitionKeyFromQuery:k}", "19702026name", 1970),
+            ("!{partitionKeyFromQuery:k}/!{timestamp:yyyy}!{partitionKeyFromQuery:j}/", "2025/19702026/name", 1970),
+            ("!{timestamp:yyyy'-'M'-'d}/", "1970-1-12/name", 1970),
+        ] {
+            let parsed = KeyTemplate::parse(template, TemplateKind::Data, Tz::UTC).unwrap();
+            let (span, rest) = parsed.time_of(key, None).unwrap();
+            assert_eq!(span.unwrap().start.year(), year, "{template}");
+            assert!(rest.ends_with("name"), "{template}");
+        }
+        for template in [
+            "!{partitionKeyFromQuery:k}!{timestamp:yyyy}-!{partitionKeyFromQuery:j}/",
+            "!{partitionKeyFromQuery:k}!{timestamp:yyyy}",
+        ] {
+            let parsed = KeyTemplate::parse(template, TemplateKind::Data, Tz::UTC).unwrap();
+            assert!(parsed.parts().iter().any(|p| matches!(p, PrefixPart::Time { .. })));
+            let key = "ab2026-c/name";
+            if let Some((span, _)) = parsed.time_of(key, None) {
+                assert_eq!(span, None, "{template}");
+            }
+        }
+    }
+
+    /// A local time the clocks skipped still reads back: the key stands
+    /// for the time from the end of the gap.
+    #[test]
+    fn a_key_whose_local_start_was_skipped_by_the_clocks_reads_back() {
+        for (zone, key, instant) in [
+            // Lord Howe went from 02:00 to 02:30 on 26 October 1997.
+            (
+                chrono_tz::Australia::Lord_Howe,
+                "1997/10/26/02/name",
+                Utc.with_ymd_and_hms(1997, 10, 25, 15, 30, 0).unwrap(),
+            ),
+            // Sao Paulo went from midnight to 01:00 on 4 November 2018.
+            (
+                chrono_tz::America::Sao_Paulo,
+                "2018/11/04/01/name",
+                Utc.with_ymd_and_hms(2018, 11, 4, 3, 0, 0).unwrap(),
+            ),
+        ] {
+            let template = KeyTemplate::parse("", TemplateKind::Data, zone).unwrap();
+            let (span, rest) = template.time_of(key, None).unwrap();
+            let span = span.unwrap();
+            assert_eq!(rest, "name");
+            assert!(span.start <= instant && instant < span.end, "{key}: {span:?}");
+        }
+        let day = KeyTemplate::parse("!{timestamp:yyyy/MM/dd}/", TemplateKind::Data, chrono_tz::America::Sao_Paulo).unwrap();
+        let (span, _) = day.time_of("2018/11/04/name", None).unwrap();
+        let span = span.unwrap();
+        assert_eq!(span.start, Utc.with_ymd_and_hms(2018, 11, 4, 3, 0, 0).unwrap());
+        assert_eq!(span.end, Utc.with_ymd_and_hms(2018, 11, 5, 2, 0, 0).unwrap());
+    }
+
+    #[test]
+    fn refuses_a_field_without_padding_that_runs_into_digits() {
+        for bad in [
+            "!{timestamp:Md}/",
+            "!{timestamp:yyyy/M}!{timestamp:dd}/",
+            "!{timestamp:H}!{partitionKeyFromQuery:k}/",
+            "!{timestamp:yyyy/MM/dd/H}",
+            "!{timestamp:H'1'}/",
+        ] {
+            let err = KeyTemplate::parse(bad, TemplateKind::Data, Tz::UTC).unwrap_err();
+            assert!(err.0.contains("use "), "{bad}: {err}");
+        }
+        assert!(KeyTemplate::parse("!{timestamp:M/d/H}/", TemplateKind::Data, Tz::UTC).is_ok());
     }
 
     #[test]

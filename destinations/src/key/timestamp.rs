@@ -26,6 +26,10 @@ enum Part {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct TimestampPattern {
     parts: Vec<Part>,
+    /// Per part: whether a key tells its field for certain (see
+    /// `KeyTemplate::parse`). A field a key does not tell for certain is
+    /// still matched, but not read.
+    told: Vec<bool>,
 }
 
 impl TimestampPattern {
@@ -72,7 +76,18 @@ impl TimestampPattern {
             parts.push(part);
             i += run;
         }
-        Ok(Self { parts })
+        let told = vec![true; parts.len()];
+        Ok(Self { parts, told })
+    }
+
+    /// Marks which of the pattern's fields a key tells for certain, in the
+    /// order [`Self::parts`] gives them; literals take no value.
+    pub(crate) fn set_told(&mut self, told: &mut impl Iterator<Item = bool>) {
+        for (part, slot) in self.parts.iter().zip(self.told.iter_mut()) {
+            if !matches!(part, Part::Literal(_)) {
+                *slot = told.next().unwrap_or(false);
+            }
+        }
     }
 
     /// The pattern's pieces, appended to `out`.
@@ -219,7 +234,7 @@ impl TimestampPattern {
     /// start with such text.
     pub(crate) fn match_prefix<'t>(&self, text: &'t str, fields: &mut TimeFields) -> Option<&'t str> {
         let mut rest = text;
-        for part in &self.parts {
+        for (part, &told) in self.parts.iter().zip(&self.told) {
             let (value, after) = match part {
                 Part::Literal(literal) => {
                     rest = rest.strip_prefix(literal.as_str())?;
@@ -232,9 +247,16 @@ impl TimestampPattern {
                 }
                 Part::DayOfYear | Part::Millis => digits(rest, 3, 3)?,
             };
+            rest = after;
+            if !told {
+                continue;
+            }
             match part {
                 Part::Year4 => set(&mut fields.year, value as i32)?,
-                Part::Year2 => set(&mut fields.year, 2000 + value as i32)?,
+                // Two digits do not tell the century (70 is 1970 as much as
+                // 2070): a key read to the wrong century would be skipped
+                // by a replay's time range, so the year is not read.
+                Part::Year2 => {}
                 Part::Month { .. } => set(&mut fields.month, value)?,
                 Part::Day { .. } => set(&mut fields.day, value)?,
                 Part::DayOfYear => set(&mut fields.day_of_year, value)?,
@@ -244,7 +266,6 @@ impl TimestampPattern {
                 Part::Millis => set(&mut fields.millis, value)?,
                 Part::Literal(_) => unreachable!("handled above"),
             }
-            rest = after;
         }
         Some(rest)
     }
@@ -276,7 +297,7 @@ mod tests {
         for pattern in [
             "yyyy/MM/dd/HH/",
             "'year='yyyy/'month='M/'day='d/",
-            "yy DDD H",
+            "yyyy DDD H",
             "yyyy-MM-dd'T'HH:mm:ss.SSS",
         ] {
             let text = format!("{}rest", render(pattern));
@@ -300,6 +321,11 @@ mod tests {
                 .match_prefix("2026/3/", &mut fields),
             None
         );
+        // Two digits of a year do not tell its century: not read.
+        let mut fields = TimeFields::default();
+        let pattern = TimestampPattern::parse("yy/MM/").unwrap();
+        assert_eq!(pattern.match_prefix("70/01/rest", &mut fields), Some("rest"));
+        assert!(!fields.has_year());
     }
 
     #[test]
