@@ -17,7 +17,8 @@ fn piece() -> impl Strategy<Value = String> {
         Just("..".to_owned()),
         "[\\PC]{0,3}",
         "'[a-z/.]{0,3}'".prop_map(|quoted| format!("!{{timestamp:{quoted}}}")),
-        "(yyyy|yy|MM|M|dd|d|DDD|HH|H|mm|ss|SSS|/|-|'[./a]{0,3}'){1,5}".prop_map(|pattern| format!("!{{timestamp:{pattern}}}")),
+        "(yyyy|yy|MM|M|dd|d|DDD|HH|H|mm|ss|SSS|/|-|'[./a]{0,3}'){1,5}"
+            .prop_map(|pattern| format!("!{{timestamp:{pattern}}}")),
         Just("!{firehose:random-string}".to_owned()),
         Just("!{firehose:error-output-type}".to_owned()),
         Just("!{partitionKeyFromQuery:k}".to_owned()),

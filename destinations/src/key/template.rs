@@ -705,9 +705,17 @@ mod tests {
         let (span, _) = ambiguous.time_of("019700stream-file-x-0-0.jsonl", None).unwrap();
         assert_eq!(span, None);
         for (template, key, year) in [
-            ("k=!{partitionKeyFromQuery:k}!{timestamp:yyyy}/", "k=0120261970/name", 1970),
+            (
+                "k=!{partitionKeyFromQuery:k}!{timestamp:yyyy}/",
+                "k=0120261970/name",
+                1970,
+            ),
             ("!{timestamp:yyyy}!{partitionKeyFromQuery:k}", "19702026name", 1970),
-            ("!{partitionKeyFromQuery:k}/!{timestamp:yyyy}!{partitionKeyFromQuery:j}/", "2025/19702026/name", 1970),
+            (
+                "!{partitionKeyFromQuery:k}/!{timestamp:yyyy}!{partitionKeyFromQuery:j}/",
+                "2025/19702026/name",
+                1970,
+            ),
             ("!{timestamp:yyyy'-'M'-'d}/", "1970-1-12/name", 1970),
         ] {
             let parsed = KeyTemplate::parse(template, TemplateKind::Data, Tz::UTC).unwrap();
@@ -752,7 +760,12 @@ mod tests {
             assert_eq!(rest, "name");
             assert!(span.start <= instant && instant < span.end, "{key}: {span:?}");
         }
-        let day = KeyTemplate::parse("!{timestamp:yyyy/MM/dd}/", TemplateKind::Data, chrono_tz::America::Sao_Paulo).unwrap();
+        let day = KeyTemplate::parse(
+            "!{timestamp:yyyy/MM/dd}/",
+            TemplateKind::Data,
+            chrono_tz::America::Sao_Paulo,
+        )
+        .unwrap();
         let (span, _) = day.time_of("2018/11/04/name", None).unwrap();
         let span = span.unwrap();
         assert_eq!(span.start, Utc.with_ymd_and_hms(2018, 11, 4, 3, 0, 0).unwrap());

@@ -84,10 +84,16 @@ impl JqChain {
     }
 
     /// The same, each reply as its frame's bytes ([`wire::view_reply`]).
-    async fn reply_frames(&self, data: Vec<Bytes>) -> Vec<Vec<u8>> {
+    async fn reply_frames(&self, data: Vec<Bytes>) -> wire::Frames {
         match &self.workers {
             Some(workers) => workers.run_frames(data).await,
-            None => self.in_process(data, |reply| wire::encode_reply(&reply)).await,
+            None => {
+                let mut frames = wire::Frames::default();
+                for reply in self.in_process(data, |reply| wire::encode_reply(&reply)).await {
+                    frames.push(&reply);
+                }
+                frames
+            }
         }
     }
 

@@ -24,7 +24,79 @@ pub enum Reply {
 
 /// The largest frame either side accepts: a record is at most the
 /// source's largest (16 MiB), an answer at most `MAX_OUTPUTS` values.
-const MAX_FRAME: usize = 1 << 30;
+pub(crate) const MAX_FRAME: usize = 1 << 30;
+
+/// Replies, one frame per record, in one allocation: reading a share of
+/// records allocated, zeroed and freed a frame per record, which showed in
+/// the pipeline's profile (issue #18, speed). Each output is copied out of
+/// it (`Bytes::copy_from_slice`), so no record keeps the share's replies
+/// alive after it is delivered.
+#[derive(Debug, Default)]
+pub struct Frames {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Frames {
+    pub fn with_capacity(frames: usize, bytes: usize) -> Self {
+        Self {
+            bytes: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(frames),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Adds a frame (after dropping what a read cut short left).
+    pub fn push(&mut self, frame: &[u8]) {
+        self.discard();
+        self.bytes.extend_from_slice(frame);
+        self.ends.push(self.bytes.len());
+    }
+
+    /// Room for a next frame of `len` bytes, zeroed, to be read into and
+    /// then kept with [`Self::keep`] or dropped with [`Self::discard`].
+    pub fn next_frame(&mut self, len: usize) -> &mut [u8] {
+        self.discard();
+        let start = self.bytes.len();
+        self.bytes.resize(start + len, 0);
+        &mut self.bytes[start..]
+    }
+
+    /// The frame [`Self::next_frame`] made room for, as it was read.
+    pub fn last_unkept(&self) -> &[u8] {
+        &self.bytes[self.ends.last().copied().unwrap_or(0)..]
+    }
+
+    pub fn keep(&mut self) {
+        self.ends.push(self.bytes.len());
+    }
+
+    /// Drops the bytes after the last kept frame: a read cut short (a
+    /// worker that timed out mid-reply) leaves them.
+    pub fn discard(&mut self) {
+        self.bytes.truncate(self.ends.last().copied().unwrap_or(0));
+    }
+
+    pub fn append(&mut self, mut other: Frames) {
+        self.discard();
+        other.discard();
+        let base = self.bytes.len();
+        self.bytes.extend_from_slice(&other.bytes);
+        self.ends.extend(other.ends.iter().map(|end| base + end));
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(&self.ends).map(|(start, &end)| &self.bytes[start..end])
+    }
+}
 
 pub fn write_frame(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
     let len =
@@ -243,6 +315,27 @@ mod tests {
         fn any_bytes_decode_or_fail_without_panicking(frame in prop::collection::vec(any::<u8>(), 0..64)) {
             let _ = decode_reply(&frame);
         }
+    }
+
+    /// A read cut short (a worker timed out mid-reply) leaves bytes that
+    /// no frame may take in.
+    #[test]
+    fn frames_keep_only_whole_frames() {
+        let mut frames = Frames::default();
+        frames.push(b"one");
+        frames.next_frame(4).copy_from_slice(b"half");
+        frames.push(b"two");
+        frames.next_frame(3).copy_from_slice(b"six");
+        frames.keep();
+        let mut other = Frames::default();
+        other.push(b"seven");
+        other.next_frame(2);
+        frames.next_frame(5);
+        frames.append(other);
+        frames.push(b"");
+        let all: Vec<&[u8]> = frames.iter().collect();
+        assert_eq!(all, [&b"one"[..], b"two", b"six", b"seven", b""]);
+        assert_eq!(frames.len(), 5);
     }
 
     #[test]

@@ -24,7 +24,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::Mutex;
 
-use super::wire::{self, Reply};
+use super::wire::{self, Frames, Reply};
 
 /// The longest one record may keep the jq programs busy.
 pub const MAX_RECORD_TIME: Duration = Duration::from_secs(5);
@@ -110,7 +110,7 @@ impl Pool {
     /// One reply per record, in order, each as its frame's bytes (checked:
     /// [`wire::view_reply`] reads them), for a caller that reads them in
     /// place.
-    pub async fn run_frames(self: &Arc<Self>, records: Vec<Bytes>) -> Vec<Vec<u8>> {
+    pub async fn run_frames(self: &Arc<Self>, records: Vec<Bytes>) -> Frames {
         let shares = self.slots.len().min(records.len().div_ceil(MIN_SHARE)).max(1);
         if shares == 1 {
             return self.run_share(0, records).await;
@@ -123,21 +123,27 @@ impl Pool {
             let pool = self.clone();
             tasks.push(tokio::spawn(async move { pool.run_share(slot, share).await }));
         }
-        let mut replies = Vec::new();
+        let mut replies = Frames::default();
         for task in tasks {
             let share = task
                 .await
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()));
-            replies.extend(share);
+            if replies.is_empty() {
+                replies = share;
+            } else {
+                replies.append(share);
+            }
         }
         replies
     }
 
     /// Runs `records` on worker `slot`: a record that crashes it or runs
     /// out of time fails, the worker is replaced and the rest go on.
-    async fn run_share(&self, slot: usize, records: Vec<Bytes>) -> Vec<Vec<u8>> {
+    async fn run_share(&self, slot: usize, records: Vec<Bytes>) -> Frames {
         let mut worker = self.slots[slot].lock().await;
-        let mut replies = Vec::with_capacity(records.len());
+        // Outputs are about as large as their records, plus a few bytes of
+        // lengths and keys each.
+        let mut replies = Frames::with_capacity(records.len(), records.iter().map(|r| r.len() + 32).sum::<usize>());
         // After a worker stopped, records go one at a time until the one
         // that stops it again is found (see below), at most MAX_PROBES.
         let mut probing: Option<usize> = None;
@@ -151,7 +157,9 @@ impl Pool {
                             code: "Jq.WorkerFailed".into(),
                             message: format!("the jq worker cannot start: {err}"),
                         });
-                        replies.resize(records.len(), failed);
+                        while replies.len() < records.len() {
+                            replies.push(&failed);
+                        }
                         break;
                     }
                 }
@@ -211,7 +219,7 @@ impl Pool {
             if let Reply::Failed { code, .. } = &failed {
                 tracing::warn!(error_code = %code, %status, "a record stopped the jq worker: it fails, a new worker goes on");
             }
-            replies.push(wire::encode_reply(&failed));
+            replies.push(&wire::encode_reply(&failed));
         }
         replies
     }
@@ -261,7 +269,7 @@ async fn send(stdin: ChildStdin, records: Vec<Bytes>) -> std::io::Result<ChildSt
 /// in the pipeline's profile (issue #18, speed).
 async fn read_replies(
     stdout: &mut BufReader<ChildStdout>,
-    replies: &mut Vec<Vec<u8>>,
+    replies: &mut Frames,
     end: usize,
     record_time: Duration,
 ) -> Option<Broke> {
@@ -270,9 +278,8 @@ async fn read_replies(
     let progress = AtomicU64::new(0);
     let reading = async {
         while replies.len() < end {
-            match read_reply(stdout).await {
-                Ok(reply) => {
-                    replies.push(reply);
+            match read_reply(stdout, replies).await {
+                Ok(()) => {
                     progress.store(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
                 }
                 Err(err) => return Some(Broke::Crashed(err)),
@@ -296,15 +303,30 @@ async fn read_replies(
     }
 }
 
-/// One reply's frame, checked: a worker whose reply cannot be read is
-/// treated as crashed.
-async fn read_reply(stdout: &mut BufReader<ChildStdout>) -> std::io::Result<Vec<u8>> {
+/// One reply's frame, checked, added to `replies`: a worker whose reply
+/// cannot be read is treated as crashed.
+async fn read_reply(stdout: &mut BufReader<ChildStdout>, replies: &mut Frames) -> std::io::Result<()> {
     let mut len = [0u8; 4];
     stdout.read_exact(&mut len).await?;
-    let mut frame = vec![0u8; u32::from_le_bytes(len) as usize];
-    stdout.read_exact(&mut frame).await?;
-    wire::check_reply(&frame)?;
-    Ok(frame)
+    let len = u32::from_le_bytes(len) as usize;
+    if len > wire::MAX_FRAME {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "reply frame too large",
+        ));
+    }
+    let read = stdout.read_exact(replies.next_frame(len)).await;
+    let checked = read.and_then(|_| wire::check_reply(replies.last_unkept()));
+    match checked {
+        Ok(()) => {
+            replies.keep();
+            Ok(())
+        }
+        Err(err) => {
+            replies.discard();
+            Err(err)
+        }
+    }
 }
 
 async fn stop(running: Option<Running>) {
