@@ -145,6 +145,7 @@ impl Keeper {
             Err(_) => {
                 let error = LeaseError::Unavailable {
                     table: self.inner.table.name().to_owned(),
+                    place: self.inner.table.place().to_owned(),
                     detail: format!("listing the leases took over {:?}", self.renewal_interval()),
                 };
                 return (changes, Some(error));
