@@ -16,6 +16,8 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 use super::{Lease, LeaseError};
 
+mod pipeline;
+
 const NAMESPACE: &str = "namespace";
 const SHARD: &str = "shard";
 
@@ -187,7 +189,11 @@ impl LeaseTable {
             .collect::<Result<Vec<_>, _>>()
             .await
             .map_err(|err| self.classify(&err, "-"))?;
-        items.iter().map(|item| self.lease_of(item)).collect()
+        items
+            .iter()
+            .filter(|item| !pipeline::is_pipeline_item(item))
+            .map(|item| self.lease_of(item))
+            .collect()
     }
 
     /// Adds a shard's lease, unowned, unless it exists. Returns whether it
