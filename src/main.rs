@@ -134,6 +134,18 @@ enum Command {
         #[arg(long)]
         data_only: bool,
     },
+    /// Print the pipeline's lease table (`[coordination]`): per shard its
+    /// owner, checkpoint, state (held, expired: its owner's last write is
+    /// a lease duration old by this machine's clock, a hint; free; ended)
+    /// and last renewal.
+    Leases {
+        /// The configuration file (TOML), with `[coordination]`.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// One JSON object per shard and line, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
     /// Internal: a jq worker, started by `run` and `replay` (reads its
     /// programs and records on standard input).
     #[command(hide = true)]
@@ -169,6 +181,10 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Originals { files, data_only } => originals(&files, data_only),
+        Command::Leases { config, json } => {
+            telemetry::init(LogFormat::Text, "warn");
+            leases(&config, json)
+        }
         Command::Schema {
             config,
             ddl,
@@ -335,6 +351,39 @@ fn schema(path: &std::path::Path, ddl: bool, table: Option<&str>, since: Option<
     match ddl.problems.is_empty() {
         true => ExitCode::SUCCESS,
         false => ExitCode::from(1),
+    }
+}
+
+/// `spillway leases`: exit 0 with the table printed, 2 for an invalid
+/// configuration or one without `[coordination]`, 1 when the table is
+/// missing or cannot be read.
+fn leases(path: &std::path::Path, json: bool) -> ExitCode {
+    use spillway::coordination::listing::{self, ListingError};
+    let config = match spillway::config::load_for(path, spillway::config::Purpose::Leases) {
+        Ok(config) => config,
+        Err(err) => {
+            telemetry::eprint_line(&format!("error: {err}"));
+            return ExitCode::from(2);
+        }
+    };
+    config.register_secrets();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("building the tokio runtime");
+    match runtime.block_on(listing::for_config(&config)) {
+        Ok((namespace, rows)) => {
+            listing::print(&namespace, &rows, json);
+            ExitCode::SUCCESS
+        }
+        Err(err @ ListingError::NotCoordinated) => {
+            telemetry::eprint_line(&format!("error: {}: {err}", path.display()));
+            ExitCode::from(2)
+        }
+        Err(err) => {
+            telemetry::eprint_line(&format!("error: {err}"));
+            ExitCode::from(1)
+        }
     }
 }
 

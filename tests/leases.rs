@@ -144,7 +144,17 @@ fn an_unreachable_table_is_unavailable_and_worth_a_retry() {
         .unwrap_err();
     assert!(matches!(err, LeaseError::Unavailable { .. }), "{err}");
     assert!(err.is_retryable());
-    assert!(err.to_string().starts_with("cannot reach lease table leases"), "{err}");
+    // One line naming where it looked, and why: the causes, not the
+    // SDK's debug dump of them.
+    let line = err.to_string();
+    assert!(
+        line.starts_with(&format!(
+            "cannot reach lease table leases in us-east-1 at http://127.0.0.1:{port}: "
+        )),
+        "{line}"
+    );
+    assert!(line.ends_with("Connection refused (os error 111)"), "{line}");
+    assert!(!line.contains('\n') && !line.contains("DispatchFailure"), "{line}");
 }
 
 // The lease loop of each instance (`Keeper`), several of them in this
@@ -709,5 +719,92 @@ fn a_write_whose_answer_was_lost_is_recognised_and_not_taken_for_a_lost_lease() 
         let mine = a.take(&released).await.unwrap();
         b.take(&mine).await.unwrap();
         assert!(matches!(a.renew(&mine).await, Err(LeaseError::Lost { .. })));
+    });
+}
+
+/// `start_position = "latest"` under coordination (docs/leases.md, step 4):
+/// the pipeline's `started_at` is one item of the lease table, written
+/// create-only by the first instance to ask. Two instances starting
+/// together agree on one time, any later one reads it, and the item is no
+/// shard's lease: rounds and listings go on as before.
+#[test]
+fn instances_agree_on_one_started_at_whoever_asks_first() {
+    use chrono::{DateTime, TimeZone, Utc};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let name = unique("started");
+        let a = keeper(&name, "worker-a").await;
+        let b = keeper(&name, "worker-b").await;
+        let at_a: DateTime<Utc> = Utc.timestamp_millis_opt(1_764_000_000_123).unwrap();
+        let at_b: DateTime<Utc> = Utc.timestamp_millis_opt(1_764_000_005_456).unwrap();
+        let (seen_a, seen_b) = tokio::join!(a.started_at(at_a), b.started_at(at_b));
+        let (seen_a, seen_b) = (seen_a.unwrap(), seen_b.unwrap());
+        assert_eq!(seen_a, seen_b, "one time for the pipeline");
+        assert!(
+            seen_a == at_a || seen_a == at_b,
+            "{seen_a} is one of the instances' own"
+        );
+
+        // A later instance (or a restart) reads it, whatever its own time.
+        let c = keeper(&name, "worker-c").await;
+        assert_eq!(c.started_at(Utc::now()).await.unwrap(), seen_a);
+        // Another pipeline in the same table has its own.
+        let other = Keeper::new(
+            LeaseTable::open(TableOptions {
+                table: name.clone(),
+                region: Some("us-east-1".into()),
+                endpoint: Some(peer("SPILLWAY_TEST_MOTO")),
+                namespace: "clicks#archive-stream".into(),
+                worker: "worker-a".into(),
+            })
+            .await
+            .unwrap(),
+            LEASE,
+        );
+        let later: DateTime<Utc> = Utc.timestamp_millis_opt(1_764_000_009_000).unwrap();
+        assert_eq!(other.started_at(later).await.unwrap(), later);
+
+        // The item is no lease: the table lists and rounds take shards only.
+        add_shards(&a, 2).await;
+        let view = open_table(&peer("SPILLWAY_TEST_MOTO"), &name, "observer").await;
+        let listed: Vec<String> = view.list().await.unwrap().into_iter().map(|l| l.shard).collect();
+        assert_eq!(listed, [shard(0), shard(1)]);
+        let (_, error) = a.round().await;
+        assert!(error.is_none(), "{error:?}");
+        assert_eq!(a.held(), [shard(0), shard(1)]);
+    });
+}
+
+/// The first instance's write landed but its answer was lost: asked again,
+/// it finds its own time there, and so does everyone else.
+#[test]
+fn a_started_at_whose_answer_was_lost_is_found_written() {
+    use chrono::{TimeZone, Utc};
+    use support::fault_proxy::Exchange;
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let garble = Arc::new(AtomicBool::new(false));
+    let exchange: Exchange = {
+        let garble = garble.clone();
+        Arc::new(move |target: &str, _, body: &[u8]| {
+            (target.ends_with(".PutItem") && garble.swap(false, Ordering::SeqCst)).then(|| {
+                let rewrite: Box<dyn FnOnce(bytes::Bytes) -> bytes::Bytes + Send> =
+                    Box::new(|_| bytes::Bytes::from_static(b"<not json"));
+                (bytes::Bytes::copy_from_slice(body), rewrite)
+            })
+        })
+    };
+    let proxy = FaultProxy::start_exchange(&peer("SPILLWAY_TEST_MOTO"), exchange);
+    rt.block_on(async {
+        let name = unique("started-lost");
+        let a = keeper_at(&proxy.url, &name, "worker-a").await;
+        let first = Utc.timestamp_millis_opt(1_764_000_000_001).unwrap();
+        garble.store(true, Ordering::SeqCst);
+        let answer = a.started_at(first).await;
+        assert!(!garble.load(Ordering::SeqCst), "the answer was garbled");
+        assert!(answer.is_err() || answer.as_ref().ok() == Some(&first), "{answer:?}");
+        assert_eq!(a.started_at(Utc::now()).await.unwrap(), first);
+        let b = keeper(&name, "worker-b").await;
+        assert_eq!(b.started_at(Utc::now()).await.unwrap(), first);
     });
 }

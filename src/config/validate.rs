@@ -12,7 +12,7 @@ use spillway_transforms::Format;
 
 use super::components;
 use super::raw::RawConfig;
-use super::{BufferLimits, CheckpointConfig, Config, DestinationConfig};
+use super::{BufferLimits, CheckpointConfig, Config, DestinationConfig, Purpose};
 use crate::coordination::config::CoordinationConfig;
 use crate::processor::{KeysProduced, Partitioning, ProcessorConfig};
 
@@ -26,6 +26,12 @@ pub const INTERVAL_SECONDS_RANGE: (i64, i64) = (60, 900);
 
 /// Checks everything that can be checked without the network.
 pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigProblem>> {
+    validate_for(raw, Purpose::Run)
+}
+
+/// [`validate`], for `purpose`: `spillway leases` takes what `run` takes,
+/// and `[coordination]` too.
+pub fn validate_for(raw: RawConfig, purpose: Purpose) -> Result<Config, Vec<ConfigProblem>> {
     let mut problems = Problems::default();
     check_name(&raw.name, &mut problems);
     let source_type = type_of(&raw.source);
@@ -70,7 +76,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigProblem>> {
     let telemetry = raw.telemetry.unwrap_or_default().check("telemetry", &mut problems);
     let limits = raw.limits.unwrap_or_default().check("limits", &mut problems);
     check_memory(limits.as_ref(), buffer.as_ref(), &mut problems);
-    let coordination = check_coordination(raw.coordination, source_type.as_deref(), &mut problems);
+    let coordination = check_coordination(raw.coordination, source_type.as_deref(), purpose, &mut problems);
     let processors: Option<Vec<ProcessorConfig>> = processors.into_iter().collect();
     match (
         source,
@@ -118,10 +124,12 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigProblem>> {
 /// Until the Kinesis source runs under leases with the last owner's
 /// pending objects redone by the new one (issue #22), a configuration with
 /// the table is refused in one line: half of it would archive records
-/// twice or lose them at a failover.
+/// twice or lose them at a failover. `spillway leases` only reads the
+/// table, so it takes it.
 fn check_coordination(
     table: Option<Table>,
     source_type: Option<&str>,
+    purpose: Purpose,
     problems: &mut Problems,
 ) -> Option<Option<CoordinationConfig>> {
     let Some(table) = table else {
@@ -135,6 +143,9 @@ fn check_coordination(
                 "only allowed with source.type = \"kinesis\", not {source_type:?}: instances share a stream's shards"
             ),
         );
+    }
+    if purpose == Purpose::Leases {
+        return coordination.map(Some);
     }
     problems.add(
         "coordination",
@@ -458,6 +469,29 @@ mod tests {
         let text = format!("{KINESIS}[coordination]\ntype = \"dynamodb\"\ntable = \"spillway-leases\"\n");
         assert_eq!(problems(&text), [NOT_YET]);
         assert!(parse(KINESIS, "t", &|_| None).unwrap().coordination.is_none());
+    }
+
+    #[test]
+    fn spillway_leases_takes_coordination_and_refuses_what_run_refuses_else() {
+        use crate::config::{parse_for, Purpose};
+        let leases = |text: &str| match parse_for(text, "test.toml", &|_| None, Purpose::Leases) {
+            Ok(config) => Ok(config),
+            Err(err) => Err(err.problems.iter().map(ToString::to_string).collect::<Vec<_>>()),
+        };
+        let text = format!("{KINESIS}[coordination]\ntype = \"dynamodb\"\ntable = \"spillway-leases\"\n");
+        let config = leases(&text).unwrap();
+        assert_eq!(config.coordination.unwrap().table, "spillway-leases");
+        assert_eq!(problems(&text), [NOT_YET], "run and validate still refuse it");
+        let bad = format!("{KINESIS}[coordination]\ntype = \"dynamodb\"\ntable = \"t\"\n");
+        assert_eq!(
+            leases(&bad).unwrap_err(),
+            ["coordination.table: \"t\" is not a DynamoDB table name: 3 to 255 characters of A-Z a-z 0-9 _ . -"]
+        );
+        let not_kinesis = format!("{MINIMAL}[coordination]\ntype = \"dynamodb\"\ntable = \"spillway-leases\"\n");
+        assert_eq!(
+            leases(&not_kinesis).unwrap_err(),
+            ["coordination: only allowed with source.type = \"kinesis\", not \"stdin\": instances share a stream's shards"]
+        );
     }
 
     #[test]

@@ -108,6 +108,7 @@ mod tests {
             state: None,
             parents: vec![],
             ended: false,
+            renewed_at: None,
         }
     }
 

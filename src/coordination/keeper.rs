@@ -113,6 +113,17 @@ impl Keeper {
         self.inner.table.add(shard, parents).await
     }
 
+    /// When the pipeline first started, the same for every instance: the
+    /// table's, or `now` if this is the first to ask
+    /// ([`LeaseTable::started_at`]). `start_position = "latest"` reads every
+    /// shard without a checkpoint from then on.
+    pub async fn started_at(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<chrono::DateTime<chrono::Utc>, LeaseError> {
+        self.inner.table.started_at(now).await
+    }
+
     /// The shards held now, in order.
     pub fn held(&self) -> Vec<String> {
         self.held_map().keys().cloned().collect()
@@ -145,6 +156,7 @@ impl Keeper {
             Err(_) => {
                 let error = LeaseError::Unavailable {
                     table: self.inner.table.name().to_owned(),
+                    place: self.inner.table.place().to_owned(),
                     detail: format!("listing the leases took over {:?}", self.renewal_interval()),
                 };
                 return (changes, Some(error));

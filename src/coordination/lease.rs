@@ -17,6 +17,11 @@ pub struct Lease {
     pub parents: Vec<String>,
     /// Read to its end and everything of it delivered.
     pub ended: bool,
+    /// When the owner last wrote the lease, by the owner's clock. For
+    /// people (`spillway leases`) only: expiry is judged by the counter
+    /// standing still on the reader's own clock ([`super::expiry`]), so
+    /// that instances need not agree on the time of day.
+    pub renewed_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Lease {
@@ -35,8 +40,17 @@ pub enum LeaseError {
     Lost { shard: String },
     /// DynamoDB could not be reached or answered with a server error or
     /// throttling.
-    #[error("cannot reach lease table {table}: {detail}")]
-    Unavailable { table: String, detail: String },
+    /// `place`: the region, and the endpoint when one is set.
+    #[error("cannot reach lease table {table} in {place}: {detail}")]
+    Unavailable {
+        table: String,
+        place: String,
+        detail: String,
+    },
+    /// The table does not exist (`spillway leases` looks, and creates
+    /// nothing).
+    #[error("no lease table {table} in {place}: no instance has run with this [coordination] yet")]
+    Missing { table: String, place: String },
     /// Refused for good: access denied, no credentials, a table that cannot
     /// be created, an invalid request.
     #[error("lease table {table}: {detail}")]

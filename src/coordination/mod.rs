@@ -9,7 +9,8 @@
 //! `[coordination]`'s keys ([`config`]). Not yet: the Kinesis source
 //! running under the keeper and the new owner redoing its last owner's
 //! intents, so `validate` and `run` still refuse `[coordination]` in one
-//! line. The design, what is built and what is left: `docs/leases.md`.
+//! line; `spillway leases` ([`listing`]) reads the table all the same.
+//! The design, what is built and what is left: `docs/leases.md`.
 
 pub mod balance;
 pub mod config;
@@ -17,6 +18,41 @@ pub mod dynamodb;
 pub mod expiry;
 pub mod keeper;
 pub mod lease;
+pub mod listing;
 pub mod store;
 
 pub use lease::{Lease, LeaseError};
+
+use crate::source::kinesis::api::StreamRef;
+
+/// The partition key of a pipeline's leases in the table:
+/// `"<pipeline>#<stream name>"`, the name taken from the ARN when the
+/// configuration gives one, so that instances configured either way share
+/// one set of leases, and `spillway leases` finds them without asking
+/// Kinesis. (A table lives in one account and region; two streams of one
+/// name elsewhere archived under one pipeline name would share leases:
+/// name the pipelines apart.)
+pub fn namespace(pipeline: &str, stream: &StreamRef) -> String {
+    let stream = match stream {
+        StreamRef::Name(name) => name.as_str(),
+        StreamRef::Arn(arn) => arn.rsplit_once(":stream/").map_or(arn.as_str(), |(_, name)| name),
+    };
+    format!("{pipeline}#{stream}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_named_or_given_by_arn_has_one_namespace() {
+        let by_name = namespace("orders", &StreamRef::Name("archive-stream".into()));
+        let by_arn = namespace(
+            "orders",
+            &StreamRef::Arn("arn:aws:kinesis:eu-west-1:123456789012:stream/archive-stream".into()),
+        );
+        assert_eq!(by_name, "orders#archive-stream");
+        assert_eq!(by_arn, by_name);
+        assert_ne!(namespace("clicks", &StreamRef::Name("archive-stream".into())), by_name);
+    }
+}

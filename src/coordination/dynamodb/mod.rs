@@ -16,6 +16,8 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 use super::{Lease, LeaseError};
 
+mod pipeline;
+
 const NAMESPACE: &str = "namespace";
 const SHARD: &str = "shard";
 
@@ -36,12 +38,44 @@ pub struct TableOptions {
 pub struct LeaseTable {
     client: Client,
     options: TableOptions,
+    /// The region, and the endpoint when one is set (without what a URL
+    /// may hold of secrets), for messages.
+    place: String,
 }
 
 impl LeaseTable {
     /// Connects, and creates the table (on-demand billing) when it is
     /// missing, waiting until it is active.
     pub async fn open(options: TableOptions) -> Result<Self, LeaseError> {
+        let table = Self::connect(options).await;
+        table.ensure_table().await?;
+        Ok(table)
+    }
+
+    /// Connects to a table that exists: [`LeaseError::Missing`] if it does
+    /// not, and nothing is created (for `spillway leases`, which only
+    /// looks).
+    pub async fn open_existing(options: TableOptions) -> Result<Self, LeaseError> {
+        let table = Self::connect(options).await;
+        match table.client.describe_table().table_name(table.name()).send().await {
+            Ok(_) => {}
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                return Err(LeaseError::Missing {
+                    table: table.options.table.clone(),
+                    place: table.place.clone(),
+                })
+            }
+            Err(err) => return Err(table.classify(&err, "-")),
+        }
+        table.wait_until_active().await?;
+        Ok(table)
+    }
+
+    async fn connect(options: TableOptions) -> Self {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(
             aws_config::timeout::TimeoutConfig::builder()
                 .operation_attempt_timeout(Duration::from_secs(5))
@@ -54,12 +88,19 @@ impl LeaseTable {
         if let Some(endpoint) = &options.endpoint {
             loader = loader.endpoint_url(endpoint);
         }
-        let table = Self {
-            client: Client::new(&loader.load().await),
-            options,
+        let sdk = loader.load().await;
+        let region = sdk
+            .region()
+            .map_or_else(|| "no region".to_owned(), |r| r.as_ref().to_owned());
+        let place = match &options.endpoint {
+            Some(endpoint) => format!("{region} at {}", spillway_destinations::redact::url_for_logs(endpoint)),
+            None => region,
         };
-        table.ensure_table().await?;
-        Ok(table)
+        Self {
+            client: Client::new(&sdk),
+            options,
+            place,
+        }
     }
 
     pub fn worker(&self) -> &str {
@@ -69,6 +110,12 @@ impl LeaseTable {
     /// The table's name, for messages.
     pub fn name(&self) -> &str {
         &self.options.table
+    }
+
+    /// Where the table is: its region, and the endpoint when one is set
+    /// (without user information or query), for messages.
+    pub fn place(&self) -> &str {
+        &self.place
     }
 
     async fn ensure_table(&self) -> Result<(), LeaseError> {
@@ -101,6 +148,11 @@ impl LeaseTable {
             }
             Err(err) => return Err(self.classify(&err, "-")),
         }
+        self.wait_until_active().await
+    }
+
+    async fn wait_until_active(&self) -> Result<(), LeaseError> {
+        let name = &self.options.table;
         for _ in 0..120 {
             let found = self
                 .client
@@ -116,6 +168,7 @@ impl LeaseTable {
         }
         Err(LeaseError::Unavailable {
             table: name.clone(),
+            place: self.place.clone(),
             detail: "the table did not become active within 60 s".into(),
         })
     }
@@ -136,7 +189,11 @@ impl LeaseTable {
             .collect::<Result<Vec<_>, _>>()
             .await
             .map_err(|err| self.classify(&err, "-"))?;
-        items.iter().map(|item| self.lease_of(item)).collect()
+        items
+            .iter()
+            .filter(|item| !pipeline::is_pipeline_item(item))
+            .map(|item| self.lease_of(item))
+            .collect()
     }
 
     /// Adds a shard's lease, unowned, unless it exists. Returns whether it
@@ -365,6 +422,13 @@ impl LeaseTable {
                 .and_then(|v| v.as_bool().ok())
                 .copied()
                 .unwrap_or(false),
+            // Informational: one the owner's clock wrote oddly is shown as
+            // none, not refused.
+            renewed_at: item
+                .get("renewed_at")
+                .and_then(|v| v.as_s().ok())
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&chrono::Utc)),
             shard,
         })
     }
@@ -387,21 +451,28 @@ impl LeaseTable {
                 let detail = format!("{code}: {}", inner.message().unwrap_or_default());
                 let status = service.raw().status().as_u16();
                 if status >= 500 || status == 429 || code.contains("Throughput") || code.contains("Throttl") {
-                    LeaseError::Unavailable { table, detail }
+                    LeaseError::Unavailable {
+                        table,
+                        place: self.place.clone(),
+                        detail,
+                    }
                 } else {
                     LeaseError::Refused { table, detail }
                 }
             }
             SdkError::TimeoutError(_) => LeaseError::Unavailable {
                 table,
+                place: self.place.clone(),
                 detail: "the request timed out".into(),
             },
             _ => {
-                // The SDK's own text, one line, without what a URL may hold
-                // of secrets.
-                let text = aws_smithy_types::error::display::DisplayErrorContext(err).to_string();
+                // The error and its causes, one line, without what a URL
+                // may hold of secrets (and without the SDK's debug dump
+                // that `DisplayErrorContext` appends).
+                let text = causes(err);
                 LeaseError::Unavailable {
                     table,
+                    place: self.place.clone(),
                     detail: spillway_destinations::redact::text_for_logs(&text).into_owned(),
                 }
             }
@@ -418,6 +489,21 @@ enum Landed {
     Checkpoint { state: String, ended: bool },
     /// A release: nobody owns it.
     Released,
+}
+
+/// `err: its cause: its cause's cause ...`, each said once.
+fn causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(inner) = cause {
+        let said = inner.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        cause = inner.source();
+    }
+    text
 }
 
 fn is_condition_failed<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
