@@ -70,15 +70,20 @@ run() {
   rm -rf "$dir/archive" "$dir/state"
   local start end
   start=$(date +%s.%N)
-  ( cd "$dir" && "$binary" run --config spillway.toml ) 2> "$dir/stderr"
+  # CPU seconds of the run and its jq workers (children), from bash's
+  # `times` in the subshell: what the run costs, whatever the load.
+  echo "0m0s 0m0s" > "$dir/cpu"
+  ( cd "$dir" && "$binary" run --config spillway.toml 2> "$dir/stderr"; times > "$dir/cpu" )
   end=$(date +%s.%N)
+  local cpu
+  cpu=$(awk 'NR == 2 { split($1, u, "m"); split($2, s, "m"); print u[1] * 60 + u[2] + s[1] * 60 + s[2] }' "$dir/cpu")
   local lines
   lines=$(find "$dir/archive" -name '*.gz' -not -path '*/errors/*' -exec zcat {} + | wc -l)
   local status=ok
   [ "$lines" = "$expected" ] || status="FAILED: $lines lines archived, $expected expected"
   [ -z "$(find "$dir/archive" -path '*/errors/*' -type f)" ] || status="FAILED: error objects written"
   awk -v n="$name" -v a="$start" -v b="$end" -v bytes="$bytes" -v s="$status" \
-    'BEGIN { printf "%-28s %6.2f s %7.1f MB/s  %s\n", n, b - a, bytes / 1e6 / (b - a), s }'
+    -v cpu="$cpu" 'BEGIN { printf "%-28s %6.2f s %7.1f MB/s %6.2f CPU s  %s\n", n, b - a, bytes / 1e6 / (b - a), cpu, s }'
   echo "$name $(awk -v a="$start" -v b="$end" 'BEGIN { print b - a }')" >> "$work/times"
 }
 
