@@ -327,6 +327,27 @@ fn assert_exactly_once(instances: &[&Instance], produced: &[Produced]) {
     assert_eq!(seen.len(), produced.len(), "nothing else delivered");
 }
 
+/// What `to` read of `shard` (`read`) starts at the last record `from`
+/// delivered of it (read again, and skipped by the checkpoint), not
+/// before: `to` took the shard over at `from`'s checkpoint.
+fn assert_read_on(from: &Instance, read: &[Delivered], shard: &str) {
+    let sequence = |d: &Delivered| SequenceNumber::parse(&d.sequence).unwrap();
+    let last_delivered = from
+        .delivered()
+        .iter()
+        .filter(|d| d.shard == shard)
+        .map(sequence)
+        .max()
+        .unwrap_or_else(|| panic!("{} delivered nothing of {shard}", from.worker));
+    let taken_over: Vec<_> = read.iter().filter(|d| d.shard == shard).collect();
+    assert!(!taken_over.is_empty(), "nothing of {shard} read after {}", from.worker);
+    assert!(
+        taken_over.iter().all(|d| sequence(d) >= last_delivered),
+        "{shard}: read from before {}'s checkpoint",
+        from.worker
+    );
+}
+
 fn all_delivered(instances: &[&Instance], produced: &[Produced]) -> bool {
     let count: usize = instances.iter().map(|i| i.delivered.lock().unwrap().len()).sum();
     count >= produced.len()
@@ -337,10 +358,12 @@ fn unique(prefix: &str) -> String {
 }
 
 /// Two instances on a 4-shard stream, records put before and while they
-/// run: the shards end up two each, one owner apiece, and every record is
-/// delivered by exactly one instance. One stops: its leases are released
-/// at once, the other takes its shards and reads on from their
-/// checkpoints, and across both every record is still delivered once.
+/// run. The first takes every shard; the second joins and takes two of its
+/// live leases: the shards end up two each, one owner apiece, each read on
+/// from where the first left it, and every record is delivered by exactly
+/// one instance. One stops: its leases are released at once, the other
+/// takes its shards and reads on from their checkpoints, and across both
+/// every record is still delivered once.
 #[test]
 fn two_instances_share_a_stream_and_one_takes_over_when_the_other_stops() {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -353,10 +376,18 @@ fn two_instances_share_a_stream_and_one_takes_over_when_the_other_stops() {
         let table = unique("coordinator");
 
         let mut produced = put_each(&kinesis, &stream, &shards, 0, 25).await;
-        let (a, b) = tokio::join!(
-            Instance::start(&stream, &table, "worker-a"),
-            Instance::start(&stream, &table, "worker-b")
-        );
+        // a alone first: it takes every shard and reads what is there.
+        let a = Instance::start(&stream, &table, "worker-a").await;
+        wait_until(Duration::from_secs(30), "a holds every shard", || {
+            a.keeper.held().len() == 4
+        })
+        .await;
+        wait_until(Duration::from_secs(30), "a delivered the first records", || {
+            all_delivered(&[&a], &produced)
+        })
+        .await;
+        // b joins and takes two of a's live leases; records keep coming.
+        let b = Instance::start(&stream, &table, "worker-b").await;
         produced.extend(put_each(&kinesis, &stream, &shards, 1_000, 25).await);
 
         // (a) Balanced, one owner per shard, every record once.
@@ -387,6 +418,12 @@ fn two_instances_share_a_stream_and_one_takes_over_when_the_other_stops() {
                 .map(|d| d.shard)
                 .collect();
             assert!(since.iter().all(|s| held.contains(s)), "{}: {since:?}", instance.worker);
+        }
+
+        // b read the shards it took on from a's checkpoints.
+        let read_by_b = b.received.lock().unwrap().clone();
+        for shard in &held_b {
+            assert_read_on(&a, &read_by_b, shard);
         }
 
         // (b) b stops: it delivers what it has, its source stops, and its
@@ -429,25 +466,10 @@ fn two_instances_share_a_stream_and_one_takes_over_when_the_other_stops() {
             "b delivers nothing after its stop"
         );
         assert_exactly_once(&both, &produced);
-        // a read b's shards on from b's checkpoints: what a read of them
-        // since b stopped starts at the last record b delivered (read
-        // again, and skipped by the checkpoint), not before.
+        // a read b's shards on from b's checkpoints.
         let since_b_stopped = a.received.lock().unwrap()[a_before_b_stopped..].to_vec();
         for shard in &held_b {
-            let sequence = |d: &Delivered| SequenceNumber::parse(&d.sequence).unwrap();
-            let last_by_b = b
-                .delivered()
-                .iter()
-                .filter(|d| &d.shard == shard)
-                .map(sequence)
-                .max()
-                .expect("b delivered records of each of its shards");
-            let taken_over: Vec<_> = since_b_stopped.iter().filter(|d| &d.shard == shard).collect();
-            assert!(!taken_over.is_empty(), "a read nothing of {shard}");
-            assert!(
-                taken_over.iter().all(|d| sequence(d) >= last_by_b),
-                "{shard}: a read from before b's checkpoint"
-            );
+            assert_read_on(&b, &since_b_stopped, shard);
         }
 
         a.stop().await;
