@@ -32,7 +32,9 @@ use spillway::source::{Source, SourceContext, SourceEvent};
 use spillway::telemetry::Telemetry;
 use spillway_destinations::{LocalStore, ObjectKey};
 use spillway_transforms::SequenceNumber;
-use support::kinesis::{client, create_stream, open_shard_hash_keys, peer, put_to_hash_key, unique_stream, Produced};
+use support::kinesis::{
+    client, create_stream, merge, open_shard_hash_keys, peer, put_to_hash_key, split, unique_stream, Produced,
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -46,7 +48,12 @@ struct Delivered {
     shard: String,
     sequence: String,
     id: u64,
+    /// When it was delivered, in the order of every delivery of the test.
+    at: u64,
 }
+
+/// Orders deliveries across instances.
+static DELIVERIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// One instance: its leased source and the stand-in delivery behind it.
 struct Instance {
@@ -180,6 +187,7 @@ fn delivered_of(shard: &str, record: &spillway_transforms::Record) -> Delivered 
         shard: shard.to_owned(),
         sequence: record.position.offset.sequence_number.to_string(),
         id: value["id"].as_u64().unwrap(),
+        at: DELIVERIES.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
     }
 }
 
@@ -251,10 +259,11 @@ async fn deliver(
                     delivered.extend(admitted.iter().map(|(r, _)| delivered_of(shard.as_str(), r)));
                 }
             }
+            // As the router does: nothing is saved here, so the final
+            // checkpoint (with `ended`) is the source's to save.
             SourceEvent::Ended { source, .. } => {
                 if keeper.holds(source.as_str()) {
                     checkpoints.end_of_input(&source);
-                    save(&checkpoints).await;
                 }
             }
             SourceEvent::Failed(error) => {
@@ -475,5 +484,96 @@ fn two_instances_share_a_stream_and_one_takes_over_when_the_other_stops() {
         a.stop().await;
         let leases = view.list().await.unwrap();
         assert!(leases.iter().all(|l| l.owner.is_none()), "released at stop: {leases:?}");
+    });
+}
+
+/// A view of the lease table of `stream`'s pipeline.
+async fn lease_view(table: &str, stream: &str) -> LeaseTable {
+    LeaseTable::open(TableOptions {
+        table: table.into(),
+        region: Some("us-east-1".into()),
+        endpoint: Some(peer("SPILLWAY_TEST_MOTO")),
+        namespace: leased::namespace(PIPELINE, &StreamRef::Name(stream.into())),
+        worker: "observer".into(),
+    })
+    .await
+    .unwrap()
+}
+
+/// A split and then a merge while two instances run: a shard read to its
+/// end gets its final checkpoint with `ended` once all of it is delivered,
+/// and only then are its children read, by whichever instance takes them;
+/// the merged child waits for both its parents. Every record once, and
+/// every record of a parent delivered before any of its children's.
+#[test]
+fn a_shard_read_to_its_end_ends_its_lease_and_its_children_are_read_after_it() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let kinesis = client(&peer("SPILLWAY_TEST_KINESALITE")).await;
+        let stream = unique_stream("leased-split");
+        create_stream(&kinesis, &stream, 2).await;
+        let table = unique("coordinator-split");
+        let (a, b) = tokio::join!(
+            Instance::start(&stream, &table, "worker-a"),
+            Instance::start(&stream, &table, "worker-b")
+        );
+        let both = [&a, &b];
+        let shard = |n: u32| format!("shardId-{n:012}");
+        let mut produced = put_each(&kinesis, &stream, &open_shard_hash_keys(&kinesis, &stream).await, 0, 20).await;
+
+        // 0 splits into 2 and 3; then 2 and 3 merge into 4.
+        split(&kinesis, &stream, &shard(0)).await;
+        produced.extend(
+            put_each(
+                &kinesis,
+                &stream,
+                &open_shard_hash_keys(&kinesis, &stream).await,
+                1_000,
+                20,
+            )
+            .await,
+        );
+        wait_until(Duration::from_secs(30), "the split's records delivered", || {
+            all_delivered(&both, &produced)
+        })
+        .await;
+        merge(&kinesis, &stream, &shard(2), &shard(3)).await;
+        produced.extend(
+            put_each(
+                &kinesis,
+                &stream,
+                &open_shard_hash_keys(&kinesis, &stream).await,
+                2_000,
+                20,
+            )
+            .await,
+        );
+        wait_until(Duration::from_secs(30), "every record delivered", || {
+            all_delivered(&both, &produced)
+        })
+        .await;
+        a.assert_no_failure();
+        b.assert_no_failure();
+        assert_exactly_once(&both, &produced);
+
+        let delivered: Vec<Delivered> = both.iter().flat_map(|i| i.delivered()).collect();
+        let of = |n: u32| -> Vec<u64> { delivered.iter().filter(|d| d.shard == shard(n)).map(|d| d.at).collect() };
+        for (parent, child) in [(0, 2), (0, 3), (2, 4), (3, 4)] {
+            let (parent_at, child_at) = (of(parent), of(child));
+            assert!(
+                !parent_at.is_empty() && !child_at.is_empty(),
+                "{parent} and {child} were read"
+            );
+            assert!(
+                parent_at.iter().max() < child_at.iter().min(),
+                "every record of shard {parent} delivered before any of its child {child}"
+            );
+        }
+        let leases = lease_view(&table, &stream).await.list().await.unwrap();
+        let ended: Vec<&str> = leases.iter().filter(|l| l.ended).map(|l| l.shard.as_str()).collect();
+        assert_eq!(ended, [shard(0), shard(2), shard(3)], "{leases:?}");
+
+        a.stop().await;
+        b.stop().await;
     });
 }
