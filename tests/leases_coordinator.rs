@@ -439,15 +439,7 @@ fn two_instances_share_a_stream_and_one_takes_over_when_the_other_stops() {
         // leases are released (not left to expire).
         b.delivering.cancel();
         b.stop().await;
-        let view = LeaseTable::open(TableOptions {
-            table: table.clone(),
-            region: Some("us-east-1".into()),
-            endpoint: Some(peer("SPILLWAY_TEST_MOTO")),
-            namespace: leased::namespace(PIPELINE, &StreamRef::Name(stream.clone())),
-            worker: "observer".into(),
-        })
-        .await
-        .unwrap();
+        let view = lease_view(&table, &stream).await;
         let leases = view.list().await.unwrap();
         assert_eq!(leases.len(), 4);
         assert!(
@@ -487,17 +479,19 @@ fn two_instances_share_a_stream_and_one_takes_over_when_the_other_stops() {
     });
 }
 
-/// A view of the lease table of `stream`'s pipeline.
-async fn lease_view(table: &str, stream: &str) -> LeaseTable {
-    LeaseTable::open(TableOptions {
+fn lease_view_options(table: &str, stream: &str) -> TableOptions {
+    TableOptions {
         table: table.into(),
         region: Some("us-east-1".into()),
         endpoint: Some(peer("SPILLWAY_TEST_MOTO")),
         namespace: leased::namespace(PIPELINE, &StreamRef::Name(stream.into())),
         worker: "observer".into(),
-    })
-    .await
-    .unwrap()
+    }
+}
+
+/// A view of the lease table of `stream`'s pipeline.
+async fn lease_view(table: &str, stream: &str) -> LeaseTable {
+    LeaseTable::open(lease_view_options(table, stream)).await.unwrap()
 }
 
 /// A split and then a merge while two instances run: a shard read to its
@@ -575,5 +569,119 @@ fn a_shard_read_to_its_end_ends_its_lease_and_its_children_are_read_after_it() {
 
         a.stop().await;
         b.stop().await;
+    });
+}
+
+/// Log lines, captured for one test.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A lease that holds the last owner's pending intents (objects it may
+/// have written, or may still write) is kept, but its shard is not read
+/// until the redo is built (step 3): reading it from its checkpoint could
+/// archive those records twice. It is said once, with the shard; the other
+/// shards are read as usual.
+#[test]
+fn a_shard_whose_lease_holds_pending_intents_is_kept_and_not_read() {
+    use spillway::checkpoint::shard::ShardState;
+    use spillway::checkpoint::Tracker;
+    use spillway_transforms::record::Offset;
+    use spillway_transforms::SourceId;
+
+    let logs = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer({
+            let logs = logs.clone();
+            move || logs.clone()
+        })
+        .with_ansi(false)
+        .finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let kinesis = client(&peer("SPILLWAY_TEST_KINESALITE")).await;
+        let stream = unique_stream("leased-pending");
+        create_stream(&kinesis, &stream, 2).await;
+        let table = unique("coordinator-pending");
+        let (blocked, open) = ("shardId-000000000000", "shardId-000000000001");
+
+        // The last owner of shard 0 saved an intent and vanished.
+        let old = LeaseTable::open(TableOptions {
+            worker: "worker-old".into(),
+            ..lease_view_options(&table, &stream)
+        })
+        .await
+        .unwrap();
+        old.add(blocked, &[]).await.unwrap();
+        let free = old.list().await.unwrap().remove(0);
+        let taken = old.take(&free).await.unwrap();
+        let source = SourceId::new(blocked);
+        let mut tracker = Tracker::new(PIPELINE, None);
+        let offsets: Vec<Offset> = (1..=3).map(|n| Offset::new(SequenceNumber::from_u64(n), 0)).collect();
+        let tickets = tracker.admit_all(offsets.iter().map(|o| (&source, o)));
+        let claims = Claims::of(offsets.iter().zip(tickets).map(|(o, t)| (&source, o, t.unwrap())));
+        tracker.begin_object("objects/old/1", claims);
+        let state = ShardState::of(&tracker.snapshot(), &source).unwrap().to_json();
+        let saved = old.checkpoint(&taken, &state, false).await.unwrap();
+        old.release(&saved).await.unwrap();
+
+        let produced = put_each(&kinesis, &stream, &open_shard_hash_keys(&kinesis, &stream).await, 0, 20).await;
+        let a = Instance::start(&stream, &table, "worker-a").await;
+        let expected: Vec<Produced> = produced.iter().filter(|p| p.shard == open).cloned().collect();
+        wait_until(Duration::from_secs(30), "shard 1's records delivered", || {
+            all_delivered(&[&a], &expected)
+        })
+        .await;
+        wait_until(Duration::from_secs(30), "a holds both shards", || {
+            a.keeper.held().len() == 2
+        })
+        .await;
+        // A few rounds more: still held, still unread.
+        tokio::time::sleep(LEASE).await;
+        a.assert_no_failure();
+        assert_exactly_once(&[&a], &expected);
+        assert!(
+            a.keeper.holds(blocked),
+            "the lease is kept, so that no instance reads it"
+        );
+        let read_of_blocked = a.received.lock().unwrap().iter().filter(|d| d.shard == blocked).count();
+        assert_eq!(read_of_blocked, 0, "nothing of shard 0 is read");
+        let lease = lease_view(&table, &stream)
+            .await
+            .list()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|l| l.shard == blocked)
+            .unwrap();
+        assert_eq!(
+            lease.state.as_deref(),
+            Some(state.as_str()),
+            "the intent stays for the redo"
+        );
+        a.stop().await;
+
+        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        let said: Vec<&str> = text.lines().filter(|l| l.contains("shard not read")).collect();
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(
+            said[0].contains(blocked) && said[0].contains("objects/old/1"),
+            "{}",
+            said[0]
+        );
     });
 }
