@@ -76,10 +76,15 @@ struct Instance {
 
 impl Instance {
     async fn start(stream: &str, table: &str, worker: &str) -> Self {
+        Self::start_at(stream, table, worker, &peer("SPILLWAY_TEST_MOTO")).await
+    }
+
+    /// An instance whose lease table is at `dynamodb`.
+    async fn start_at(stream: &str, table: &str, worker: &str, dynamodb: &str) -> Self {
         let coordination = CoordinationConfig {
             table: table.into(),
             region: Some("us-east-1".into()),
-            endpoint: Some(peer("SPILLWAY_TEST_MOTO")),
+            endpoint: Some(dynamodb.into()),
             worker_id: Some(worker.into()),
             lease_duration: LEASE,
         };
@@ -336,24 +341,22 @@ fn assert_exactly_once(instances: &[&Instance], produced: &[Produced]) {
     assert_eq!(seen.len(), produced.len(), "nothing else delivered");
 }
 
-/// What `to` read of `shard` (`read`) starts at the last record `from`
-/// delivered of it (read again, and skipped by the checkpoint), not
-/// before: `to` took the shard over at `from`'s checkpoint.
-fn assert_read_on(from: &Instance, read: &[Delivered], shard: &str) {
+/// What was read of `shard` (`read`) after a hand-over starts at the last
+/// record `delivered` before it (read again, and skipped by the
+/// checkpoint), not before: the shard was taken at that checkpoint.
+fn assert_read_on(delivered: &[Delivered], read: &[Delivered], shard: &str) {
     let sequence = |d: &Delivered| SequenceNumber::parse(&d.sequence).unwrap();
-    let last_delivered = from
-        .delivered()
+    let last_delivered = delivered
         .iter()
         .filter(|d| d.shard == shard)
         .map(sequence)
         .max()
-        .unwrap_or_else(|| panic!("{} delivered nothing of {shard}", from.worker));
+        .unwrap_or_else(|| panic!("nothing of {shard} delivered before"));
     let taken_over: Vec<_> = read.iter().filter(|d| d.shard == shard).collect();
-    assert!(!taken_over.is_empty(), "nothing of {shard} read after {}", from.worker);
+    assert!(!taken_over.is_empty(), "nothing of {shard} read after");
     assert!(
         taken_over.iter().all(|d| sequence(d) >= last_delivered),
-        "{shard}: read from before {}'s checkpoint",
-        from.worker
+        "{shard}: read from before its checkpoint"
     );
 }
 
@@ -432,7 +435,7 @@ fn two_instances_share_a_stream_and_one_takes_over_when_the_other_stops() {
         // b read the shards it took on from a's checkpoints.
         let read_by_b = b.received.lock().unwrap().clone();
         for shard in &held_b {
-            assert_read_on(&a, &read_by_b, shard);
+            assert_read_on(&a.delivered(), &read_by_b, shard);
         }
 
         // (b) b stops: it delivers what it has, its source stops, and its
@@ -470,7 +473,7 @@ fn two_instances_share_a_stream_and_one_takes_over_when_the_other_stops() {
         // a read b's shards on from b's checkpoints.
         let since_b_stopped = a.received.lock().unwrap()[a_before_b_stopped..].to_vec();
         for shard in &held_b {
-            assert_read_on(&b, &since_b_stopped, shard);
+            assert_read_on(&b.delivered(), &since_b_stopped, shard);
         }
 
         a.stop().await;
@@ -683,5 +686,79 @@ fn a_shard_whose_lease_holds_pending_intents_is_kept_and_not_read() {
             "{}",
             said[0]
         );
+    });
+}
+
+/// DynamoDB fails for longer than a lease: the instance gives its leases
+/// up (it can no longer prove them), its readers stop and what it still
+/// receives of those shards counts nothing; once DynamoDB answers, it takes
+/// them back and reads on from the checkpoints in the leases. Every record
+/// once.
+#[test]
+fn an_instance_that_cannot_prove_its_leases_stops_reading_and_reads_on_when_it_wins_them_back() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use support::fault_proxy::{Fault, FaultProxy};
+
+    let down = Arc::new(AtomicBool::new(false));
+    let proxy = FaultProxy::start(&peer("SPILLWAY_TEST_MOTO"), {
+        let down = down.clone();
+        Arc::new(move |target: &str, _| {
+            (down.load(Ordering::SeqCst) && target.starts_with("DynamoDB_")).then(|| Fault {
+                status: 503,
+                content_type: "application/x-amz-json-1.0",
+                body: r#"{"__type":"com.amazonaws.dynamodb.v20120810#ServiceUnavailable","message":"down"}"#.into(),
+                forward_after: None,
+            })
+        })
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let kinesis = client(&peer("SPILLWAY_TEST_KINESALITE")).await;
+        let stream = unique_stream("leased-down");
+        create_stream(&kinesis, &stream, 2).await;
+        let shards = open_shard_hash_keys(&kinesis, &stream).await;
+        let table = unique("coordinator-down");
+        let mut produced = put_each(&kinesis, &stream, &shards, 0, 20).await;
+        let a = Instance::start_at(&stream, &table, "worker-a", &proxy.url).await;
+        wait_until(Duration::from_secs(30), "a holds both shards", || {
+            a.keeper.held().len() == 2
+        })
+        .await;
+        wait_until(Duration::from_secs(30), "the first records delivered", || {
+            all_delivered(&[&a], &produced)
+        })
+        .await;
+
+        down.store(true, Ordering::SeqCst);
+        wait_until(LEASE * 3, "a gives its leases up", || a.keeper.held().is_empty()).await;
+        let delivered_before = a.delivered();
+        let read_before = a.received.lock().unwrap().len();
+        produced.extend(put_each(&kinesis, &stream, &shards, 1_000, 20).await);
+
+        down.store(false, Ordering::SeqCst);
+        wait_until(Duration::from_secs(30), "a takes both back", || {
+            a.keeper.held().len() == 2
+        })
+        .await;
+        wait_until(Duration::from_secs(30), "every record delivered", || {
+            all_delivered(&[&a], &produced)
+        })
+        .await;
+        a.assert_no_failure();
+        assert_exactly_once(&[&a], &produced);
+        let read_after = a.received.lock().unwrap()[read_before..].to_vec();
+        for (shard, _) in &shards {
+            assert_read_on(&delivered_before, &read_after, shard);
+        }
+        // One reader per shard: what was put during the outage is read
+        // once, by the reader started when the lease was won back (the one
+        // of the lost lease stopped).
+        let mut times_read: BTreeMap<u64, usize> = BTreeMap::new();
+        for record in read_after.iter().filter(|d| d.id >= 1_000) {
+            *times_read.entry(record.id).or_default() += 1;
+        }
+        let twice: Vec<_> = times_read.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(twice.is_empty(), "read more than once: {twice:?}");
+        a.stop().await;
     });
 }
