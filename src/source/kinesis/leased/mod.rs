@@ -230,6 +230,7 @@ impl Coordinator {
         let keeper_stop = CancellationToken::new();
         let mut lease_loop = tokio::spawn(keeper::run(self.keeper.clone(), changes_tx, keeper_stop.clone()));
         let mut next_discovery = Instant::now() + self.discovery_interval;
+        let mut lease_loop_ended = false;
         let failure = loop {
             if Instant::now() >= next_discovery {
                 match self.discover().await {
@@ -269,17 +270,14 @@ impl Coordinator {
                     None => {}
                 },
                 ended = &mut lease_loop => {
-                    let error = match ended {
-                        Ok(Ok(())) => LeaseError::Refused {
-                            table: "-".into(),
-                            detail: "the lease loop stopped".into(),
-                        },
-                        Ok(Err(error)) => error,
+                    lease_loop_ended = true;
+                    break match ended {
+                        // Only at its stop, or with the channel closed:
+                        // neither before the shutdown below.
+                        Ok(Ok(())) => None,
+                        Ok(Err(error)) => Some(LeasedError::Lease(error).into()),
                         Err(panic) => std::panic::resume_unwind(panic.into_panic()),
                     };
-                    self.readers.shutdown().await;
-                    self.fail(LeasedError::Lease(error).into()).await;
-                    return;
                 }
                 Some(joined) = self.readers.join_next() => {
                     let (shard, tenure, end) = joined.expect("shard readers do not panic");
@@ -298,13 +296,13 @@ impl Coordinator {
         // then the lease loop releases what this instance holds.
         self.readers.shutdown().await;
         keeper_stop.cancel();
-        loop {
+        while !lease_loop_ended {
             tokio::select! {
                 ended = &mut lease_loop => {
                     if let Ok(Err(error)) = ended {
                         tracing::warn!(error = %error, "the lease loop ended with an error");
                     }
-                    break;
+                    lease_loop_ended = true;
                 }
                 // Drained so that the loop never waits on a full channel.
                 _ = changes.recv() => {}
@@ -497,7 +495,7 @@ impl Coordinator {
             if !self.keeper.holds(&id) {
                 self.held.remove(&id);
                 self.context.checkpoints.abandon(&SourceId::new(id.as_str()));
-                tracing::info!(shard = %id, "shard ended: every record delivered, its final checkpoint in its lease");
+                tracing::info!(shard = %id, "shard finished: every record delivered, its final checkpoint saved, its lease let go");
             }
         }
         Ok(())
