@@ -455,7 +455,12 @@ impl Coordinator {
                 }
                 let source = SourceId::new(shard);
                 let ended = SourceEvent::Ended { source, flush: true };
-                Ok(self.context.events.send(ended).await.is_ok())
+                // A pipeline that takes nothing more must not keep the
+                // stop (and the release of the leases) waiting.
+                tokio::select! {
+                    sent = self.context.events.send(ended) => Ok(sent.is_ok()),
+                    () = self.stop.cancelled() => Ok(false),
+                }
             }
             // Not with `once` off; read again from the checkpoint.
             TenureEnd::Read(ShardOutcome::CaughtUp) => {
