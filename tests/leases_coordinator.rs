@@ -451,6 +451,7 @@ fn two_instances_share_a_stream_and_one_takes_over_when_the_other_stops() {
         );
         let before_b_stopped = b.delivered().len();
         let a_before_b_stopped = a.received.lock().unwrap().len();
+        let delivered_before: Vec<Delivered> = a.delivered().into_iter().chain(b.delivered()).collect();
         produced.extend(put_each(&kinesis, &stream, &shards, 3_000, 25).await);
         wait_until(Duration::from_secs(30), "a holds every shard", || {
             a.keeper.held().len() == 4
@@ -473,7 +474,7 @@ fn two_instances_share_a_stream_and_one_takes_over_when_the_other_stops() {
         // a read b's shards on from b's checkpoints.
         let since_b_stopped = a.received.lock().unwrap()[a_before_b_stopped..].to_vec();
         for shard in &held_b {
-            assert_read_on(&b.delivered(), &since_b_stopped, shard);
+            assert_read_on(&delivered_before, &since_b_stopped, shard);
         }
 
         a.stop().await;
@@ -759,6 +760,65 @@ fn an_instance_that_cannot_prove_its_leases_stops_reading_and_reads_on_when_it_w
         }
         let twice: Vec<_> = times_read.iter().filter(|(_, n)| **n > 1).collect();
         assert!(twice.is_empty(), "read more than once: {twice:?}");
+        a.stop().await;
+    });
+}
+
+/// An instance vanishes (its runtime dropped: nothing released, as after
+/// `kill -9`): the other takes its shards once their leases expire, not
+/// before, and reads on from their checkpoints. Every record once.
+#[test]
+fn when_an_instance_vanishes_the_other_takes_its_shards_once_their_leases_expire() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let rt_b = tokio::runtime::Runtime::new().unwrap();
+    let stream = unique_stream("leased-vanish");
+    let table = unique("coordinator-vanish");
+    let (kinesis, shards, mut produced) = rt.block_on(async {
+        let kinesis = client(&peer("SPILLWAY_TEST_KINESALITE")).await;
+        create_stream(&kinesis, &stream, 4).await;
+        let shards = open_shard_hash_keys(&kinesis, &stream).await;
+        let produced = put_each(&kinesis, &stream, &shards, 0, 20).await;
+        (kinesis, shards, produced)
+    });
+    let a = rt.block_on(Instance::start(&stream, &table, "worker-a"));
+    let b = rt_b.block_on(Instance::start(&stream, &table, "worker-b"));
+    rt.block_on(async {
+        wait_until(Duration::from_secs(30), "two shards each", || {
+            a.keeper.held().len() == 2 && b.keeper.held().len() == 2
+        })
+        .await;
+        wait_until(Duration::from_secs(30), "every record delivered", || {
+            all_delivered(&[&a, &b], &produced)
+        })
+        .await;
+    });
+    let held_b = b.keeper.held();
+    let read_before = a.received.lock().unwrap().len();
+    let delivered_before: Vec<Delivered> = a.delivered().into_iter().chain(b.delivered()).collect();
+    rt_b.shutdown_background();
+    let vanished_at = Instant::now();
+
+    rt.block_on(async {
+        produced.extend(put_each(&kinesis, &stream, &shards, 1_000, 20).await);
+        wait_until(Duration::from_secs(30), "a holds every shard", || {
+            a.keeper.held().len() == 4
+        })
+        .await;
+        assert!(
+            vanished_at.elapsed() >= LEASE,
+            "b's leases were taken before they expired: {:?}",
+            vanished_at.elapsed()
+        );
+        wait_until(Duration::from_secs(30), "every record delivered", || {
+            all_delivered(&[&a, &b], &produced)
+        })
+        .await;
+        a.assert_no_failure();
+        assert_exactly_once(&[&a, &b], &produced);
+        let read_after = a.received.lock().unwrap()[read_before..].to_vec();
+        for shard in &held_b {
+            assert_read_on(&delivered_before, &read_after, shard);
+        }
         a.stop().await;
     });
 }
