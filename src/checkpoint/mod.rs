@@ -168,6 +168,21 @@ impl Checkpointer {
         forgotten
     }
 
+    /// Takes `source` over from the state its lease holds (with
+    /// coordination, when this instance wins the lease); see
+    /// [`Tracker::adopt`]. Whatever this instance still had of it (an
+    /// earlier tenure's records or intents) is given up first.
+    pub fn adopt(&self, source: &SourceId, saved: state::SourceState) {
+        let mut tracker = self.change();
+        tracker.abandon(source);
+        tracker.adopt(source, saved);
+    }
+
+    /// Gives `source` up (its lease was lost); see [`Tracker::abandon`].
+    pub fn abandon(&self, source: &SourceId) -> Vec<ObjectId> {
+        self.change().abandon(source)
+    }
+
     /// Admits records in source order; see [`Tracker::admit`].
     pub fn admit<'a, I>(&self, records: I) -> Vec<Option<Ticket>>
     where

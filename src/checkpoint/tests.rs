@@ -214,3 +214,42 @@ async fn saves_waiting_for_one_in_progress_are_one_save_and_each_change_is_saved
     let saves = store.saved.lock().unwrap().len();
     assert!(saves <= 3, "{saves} saves for 8 intents");
 }
+
+/// A shard won again by the instance that lost it: what the earlier
+/// tenure left here (records in flight, an intent) goes, and the shard
+/// resumes from the state its lease holds; completing the old intent
+/// later changes nothing.
+#[tokio::test]
+async fn adopting_a_shard_drops_what_an_earlier_tenure_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let destination = MemoryStore::new();
+    let checkpoints = open(dir.path(), &destination).await.unwrap();
+    let source = SourceId::new("shardId-000000000000");
+    let offsets: Vec<Offset> = (1..=4).map(off).collect();
+    let tickets = checkpoints.admit(offsets.iter().map(|o| (&source, o)));
+    let claims = Claims::of(offsets[..2].iter().zip(&tickets).map(|(o, t)| (&source, o, t.unwrap())));
+    let old = checkpoints.begin_object(&key("objects/old"), claims);
+
+    // The lease says another owner delivered up to 7.
+    let saved = super::state::SourceState {
+        checkpoint: Some(off(7)),
+        ..Default::default()
+    };
+    checkpoints.adopt(&source, saved);
+    assert_eq!(checkpoints.checkpoint(&source), Some(off(7)));
+    checkpoints.complete_object(old);
+    assert_eq!(
+        checkpoints.checkpoint(&source),
+        Some(off(7)),
+        "the old intent counts nothing"
+    );
+    let reread: Vec<Offset> = (6..=9).map(off).collect();
+    let tickets = checkpoints.admit(reread.iter().map(|o| (&source, o)));
+    let admitted: Vec<u64> = reread
+        .iter()
+        .zip(tickets)
+        .filter(|(_, t)| t.is_some())
+        .map(|(o, _)| o.sequence_number.to_u64().unwrap())
+        .collect();
+    assert_eq!(admitted, [8, 9], "read on after the lease's checkpoint");
+}

@@ -6,11 +6,12 @@
 //! counts as expired ([`expiry`]), which leases an instance takes
 //! ([`balance`]), one instance's lease loop ([`keeper`]), the checkpoint
 //! store that keeps each held shard's state in its lease ([`store`]), and
-//! `[coordination]`'s keys ([`config`]). Not yet: the Kinesis source
-//! running under the keeper and the new owner redoing its last owner's
-//! intents, so `validate` and `run` still refuse `[coordination]` in one
-//! line; `spillway leases` ([`listing`]) reads the table all the same.
-//! The design, what is built and what is left: `docs/leases.md`.
+//! `[coordination]`'s keys ([`config`]). The Kinesis source's side is
+//! `crate::source::kinesis::leased`. Not yet: the pipeline running it and
+//! the new owner redoing its last owner's intents, so `validate` and `run`
+//! still refuse `[coordination]` in one line; `spillway leases`
+//! ([`listing`]) reads the table all the same. The design, what is built
+//! and what is left: `docs/leases.md`.
 
 pub mod balance;
 pub mod config;

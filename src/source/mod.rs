@@ -79,6 +79,9 @@ pub enum SourceError {
     Archive(archive::ArchiveError),
     #[error("saving the checkpoint failed: {0}")]
     Checkpoint(crate::checkpoint::StoreError),
+    /// With `[coordination]`: the lease table, or a lease's state.
+    #[error(transparent)]
+    Leased(kinesis::leased::LeasedError),
     /// `--once` could not read these shards (each with why).
     #[error("--once left {} shard(s) unread: {}", .0.len(), .0.join("; "))]
     Unread(Vec<String>),

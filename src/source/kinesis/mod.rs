@@ -20,6 +20,7 @@
 pub mod api;
 pub mod config;
 pub mod kpl;
+pub mod leased;
 mod lineage;
 mod shard_reader;
 
@@ -47,6 +48,9 @@ pub struct KinesisSource {
     config: KinesisConfig,
     once: bool,
     api: Option<Arc<KinesisApi>>,
+    /// With `[coordination]`: read only the shards whose leases this
+    /// instance holds ([`leased`]).
+    coordination: Option<leased::Coordination>,
 }
 
 impl KinesisSource {
@@ -55,6 +59,16 @@ impl KinesisSource {
             config,
             once,
             api: None,
+            coordination: None,
+        }
+    }
+
+    /// The source of one of several instances sharing the stream: it reads
+    /// the shards whose leases `coordination`'s keeper wins ([`leased`]).
+    pub fn leased(config: KinesisConfig, coordination: leased::Coordination) -> Self {
+        Self {
+            coordination: Some(coordination),
+            ..Self::new(config, false)
         }
     }
 
@@ -96,6 +110,10 @@ impl Source for KinesisSource {
 
     async fn run(self: Box<Self>, context: SourceContext) {
         let api = self.api.clone().expect("check() runs before run()");
+        if let Some(coordination) = self.coordination.clone() {
+            tokio::spawn(leased::Coordinator::new(api, &self.config, coordination, context).run());
+            return;
+        }
         let coordinator = Coordinator {
             api,
             start: self.config.start.clone(),
