@@ -298,24 +298,35 @@ fn validate_one(path: &std::path::Path) -> ExitCode {
     }
 }
 
+/// The configuration of a command that reads and exits (`schema`,
+/// `leases`), its secrets registered, and a runtime for its calls; exit 2
+/// with the problems printed when the configuration is invalid.
+fn one_shot(
+    path: &std::path::Path,
+    purpose: spillway::config::Purpose,
+) -> Result<(spillway::config::Config, tokio::runtime::Runtime), ExitCode> {
+    let config = spillway::config::load_for(path, purpose).map_err(|err| {
+        telemetry::eprint_line(&format!("error: {err}"));
+        ExitCode::from(2)
+    })?;
+    config.register_secrets();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("building the tokio runtime");
+    Ok((config, runtime))
+}
+
 /// `spillway schema`: exit 0 with the schema (or DDL) printed; 2 for an
 /// invalid configuration; 1 when there is no schema to print (none yet, a
 /// Glue table that cannot be read) or when the DDL names what Athena
 /// cannot take (the DDL is printed all the same, the problems on stderr,
 /// after notes of what it could not express).
 fn schema(path: &std::path::Path, ddl: bool, table: Option<&str>, since: Option<chrono::NaiveDate>) -> ExitCode {
-    let config = match spillway::config::load(path) {
-        Ok(config) => config,
-        Err(err) => {
-            telemetry::eprint_line(&format!("error: {err}"));
-            return ExitCode::from(2);
-        }
+    let (config, runtime) = match one_shot(path, spillway::config::Purpose::Run) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
     };
-    config.register_secrets();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("building the tokio runtime");
     let current = match runtime.block_on(spillway::schema::current(&config)) {
         Ok(current) => current,
         Err(err) => {
@@ -359,18 +370,10 @@ fn schema(path: &std::path::Path, ddl: bool, table: Option<&str>, since: Option<
 /// missing or cannot be read.
 fn leases(path: &std::path::Path, json: bool) -> ExitCode {
     use spillway::coordination::listing::{self, ListingError};
-    let config = match spillway::config::load_for(path, spillway::config::Purpose::Leases) {
-        Ok(config) => config,
-        Err(err) => {
-            telemetry::eprint_line(&format!("error: {err}"));
-            return ExitCode::from(2);
-        }
+    let (config, runtime) = match one_shot(path, spillway::config::Purpose::Leases) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
     };
-    config.register_secrets();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("building the tokio runtime");
     match runtime.block_on(listing::for_config(&config)) {
         Ok((namespace, rows)) => {
             listing::print(&namespace, &rows, json);

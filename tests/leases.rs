@@ -388,17 +388,7 @@ fn a_paused_instance_stops_at_its_first_conditional_write_and_writes_nothing() {
 fn with_the_table_unreachable_an_instance_keeps_its_leases_only_as_long_as_it_can_prove_them() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let down = Arc::new(AtomicBool::new(false));
-    let proxy = FaultProxy::start(&peer("SPILLWAY_TEST_MOTO"), {
-        let down = down.clone();
-        Arc::new(move |target: &str, _| {
-            (down.load(Ordering::SeqCst) && target.starts_with("DynamoDB_")).then(|| Fault {
-                status: 503,
-                content_type: "application/x-amz-json-1.0",
-                body: r#"{"__type":"com.amazonaws.dynamodb.v20120810#ServiceUnavailable","message":"down"}"#.into(),
-                forward_after: None,
-            })
-        })
-    });
+    let proxy = FaultProxy::dynamodb_down_while(&peer("SPILLWAY_TEST_MOTO"), down.clone());
     rt.block_on(async {
         let name = unique("unreachable");
         let a = keeper_at(&proxy.url, &name, "worker-a").await;

@@ -365,6 +365,23 @@ fn assert_read_on(delivered: &[Delivered], read: &[Delivered], shard: &str) {
     );
 }
 
+/// Waits until `instances` delivered as many records as `produced`.
+async fn wait_delivered(instances: &[&Instance], produced: &[Produced], what: &str) {
+    wait_until(Duration::from_secs(30), what, || all_delivered(instances, produced)).await;
+}
+
+/// [`put_each`] into the shards open now.
+async fn put_open(kinesis: &aws_sdk_kinesis::Client, stream: &str, first: u64, count: u64) -> Vec<Produced> {
+    put_each(
+        kinesis,
+        stream,
+        &open_shard_hash_keys(kinesis, stream).await,
+        first,
+        count,
+    )
+    .await
+}
+
 fn all_delivered(instances: &[&Instance], produced: &[Produced]) -> bool {
     let count: usize = instances.iter().map(|i| i.delivered.lock().unwrap().len()).sum();
     count >= produced.len()
@@ -399,10 +416,7 @@ fn two_instances_share_a_stream_and_one_takes_over_when_the_other_stops() {
             a.keeper.held().len() == 4
         })
         .await;
-        wait_until(Duration::from_secs(30), "a delivered the first records", || {
-            all_delivered(&[&a], &produced)
-        })
-        .await;
+        wait_delivered(&[&a], &produced, "a delivered the first records").await;
         // b joins and takes two of a's live leases; records keep coming.
         let b = Instance::start(&stream, &table, "worker-b").await;
         produced.extend(put_each(&kinesis, &stream, &shards, 1_000, 25).await);
@@ -416,10 +430,7 @@ fn two_instances_share_a_stream_and_one_takes_over_when_the_other_stops() {
         let (held_a, held_b) = (a.keeper.held(), b.keeper.held());
         assert!(held_a.iter().all(|s| !held_b.contains(s)), "{held_a:?} and {held_b:?}");
         produced.extend(put_each(&kinesis, &stream, &shards, 2_000, 25).await);
-        wait_until(Duration::from_secs(30), "every record delivered", || {
-            all_delivered(&both, &produced)
-        })
-        .await;
+        wait_delivered(&both, &produced, "every record delivered").await;
         a.assert_no_failure();
         b.assert_no_failure();
         assert_exactly_once(&both, &produced);
@@ -462,12 +473,7 @@ fn two_instances_share_a_stream_and_one_takes_over_when_the_other_stops() {
             a.keeper.held().len() == 4
         })
         .await;
-        wait_until(
-            Duration::from_secs(30),
-            "every record delivered after b stopped",
-            || all_delivered(&both, &produced),
-        )
-        .await;
+        wait_delivered(&both, &produced, "every record delivered after b stopped").await;
         a.assert_no_failure();
         b.assert_no_failure();
         assert_eq!(
@@ -521,12 +527,7 @@ fn latest_under_coordination_is_when_the_first_instance_started() {
 
         let after = put_each(&kinesis, &stream, &shards, 1_000, 10).await;
         let b = Instance::start_with(&stream, &table, "worker-b", &moto, StartPosition::Latest).await;
-        wait_until(
-            Duration::from_secs(30),
-            "b delivered what arrived after a started",
-            || all_delivered(&[&b], &after),
-        )
-        .await;
+        wait_delivered(&[&b], &after, "b delivered what arrived after a started").await;
         b.assert_no_failure();
         assert_exactly_once(&[&a, &b], &after);
         let early: Vec<u64> = b
@@ -578,35 +579,11 @@ fn a_shard_read_to_its_end_ends_its_lease_and_its_children_are_read_after_it() {
 
         // 0 splits into 2 and 3; then 2 and 3 merge into 4.
         split(&kinesis, &stream, &shard(0)).await;
-        produced.extend(
-            put_each(
-                &kinesis,
-                &stream,
-                &open_shard_hash_keys(&kinesis, &stream).await,
-                1_000,
-                20,
-            )
-            .await,
-        );
-        wait_until(Duration::from_secs(30), "the split's records delivered", || {
-            all_delivered(&both, &produced)
-        })
-        .await;
+        produced.extend(put_open(&kinesis, &stream, 1_000, 20).await);
+        wait_delivered(&both, &produced, "the split's records delivered").await;
         merge(&kinesis, &stream, &shard(2), &shard(3)).await;
-        produced.extend(
-            put_each(
-                &kinesis,
-                &stream,
-                &open_shard_hash_keys(&kinesis, &stream).await,
-                2_000,
-                20,
-            )
-            .await,
-        );
-        wait_until(Duration::from_secs(30), "every record delivered", || {
-            all_delivered(&both, &produced)
-        })
-        .await;
+        produced.extend(put_open(&kinesis, &stream, 2_000, 20).await);
+        wait_delivered(&both, &produced, "every record delivered").await;
         a.assert_no_failure();
         b.assert_no_failure();
         assert_exactly_once(&both, &produced);
@@ -703,10 +680,7 @@ fn a_shard_whose_lease_holds_pending_intents_is_kept_and_not_read() {
         let produced = put_each(&kinesis, &stream, &open_shard_hash_keys(&kinesis, &stream).await, 0, 20).await;
         let a = Instance::start(&stream, &table, "worker-a").await;
         let expected: Vec<Produced> = produced.iter().filter(|p| p.shard == open).cloned().collect();
-        wait_until(Duration::from_secs(30), "shard 1's records delivered", || {
-            all_delivered(&[&a], &expected)
-        })
-        .await;
+        wait_delivered(&[&a], &expected, "shard 1's records delivered").await;
         wait_until(Duration::from_secs(30), "a holds both shards", || {
             a.keeper.held().len() == 2
         })
@@ -755,20 +729,10 @@ fn a_shard_whose_lease_holds_pending_intents_is_kept_and_not_read() {
 #[test]
 fn an_instance_that_cannot_prove_its_leases_stops_reading_and_reads_on_when_it_wins_them_back() {
     use std::sync::atomic::{AtomicBool, Ordering};
-    use support::fault_proxy::{Fault, FaultProxy};
+    use support::fault_proxy::FaultProxy;
 
     let down = Arc::new(AtomicBool::new(false));
-    let proxy = FaultProxy::start(&peer("SPILLWAY_TEST_MOTO"), {
-        let down = down.clone();
-        Arc::new(move |target: &str, _| {
-            (down.load(Ordering::SeqCst) && target.starts_with("DynamoDB_")).then(|| Fault {
-                status: 503,
-                content_type: "application/x-amz-json-1.0",
-                body: r#"{"__type":"com.amazonaws.dynamodb.v20120810#ServiceUnavailable","message":"down"}"#.into(),
-                forward_after: None,
-            })
-        })
-    });
+    let proxy = FaultProxy::dynamodb_down_while(&peer("SPILLWAY_TEST_MOTO"), down.clone());
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let kinesis = client(&peer("SPILLWAY_TEST_KINESALITE")).await;
@@ -782,10 +746,7 @@ fn an_instance_that_cannot_prove_its_leases_stops_reading_and_reads_on_when_it_w
             a.keeper.held().len() == 2
         })
         .await;
-        wait_until(Duration::from_secs(30), "the first records delivered", || {
-            all_delivered(&[&a], &produced)
-        })
-        .await;
+        wait_delivered(&[&a], &produced, "the first records delivered").await;
 
         down.store(true, Ordering::SeqCst);
         wait_until(LEASE * 3, "a gives its leases up", || a.keeper.held().is_empty()).await;
@@ -798,10 +759,7 @@ fn an_instance_that_cannot_prove_its_leases_stops_reading_and_reads_on_when_it_w
             a.keeper.held().len() == 2
         })
         .await;
-        wait_until(Duration::from_secs(30), "every record delivered", || {
-            all_delivered(&[&a], &produced)
-        })
-        .await;
+        wait_delivered(&[&a], &produced, "every record delivered").await;
         a.assert_no_failure();
         assert_exactly_once(&[&a], &produced);
         let read_after = a.received.lock().unwrap()[read_before..].to_vec();
@@ -844,10 +802,7 @@ fn when_an_instance_vanishes_the_other_takes_its_shards_once_their_leases_expire
             a.keeper.held().len() == 2 && b.keeper.held().len() == 2
         })
         .await;
-        wait_until(Duration::from_secs(30), "every record delivered", || {
-            all_delivered(&[&a, &b], &produced)
-        })
-        .await;
+        wait_delivered(&[&a, &b], &produced, "every record delivered").await;
     });
     let held_b = b.keeper.held();
     let read_before = a.received.lock().unwrap().len();
@@ -866,10 +821,7 @@ fn when_an_instance_vanishes_the_other_takes_its_shards_once_their_leases_expire
             "b's leases were taken before they expired: {:?}",
             vanished_at.elapsed()
         );
-        wait_until(Duration::from_secs(30), "every record delivered", || {
-            all_delivered(&[&a, &b], &produced)
-        })
-        .await;
+        wait_delivered(&[&a, &b], &produced, "every record delivered").await;
         a.assert_no_failure();
         assert_exactly_once(&[&a, &b], &produced);
         let read_after = a.received.lock().unwrap()[read_before..].to_vec();

@@ -73,6 +73,22 @@ impl FaultProxy {
         )
     }
 
+    /// Starts a proxy to moto's DynamoDB that answers every DynamoDB call
+    /// with 503 ServiceUnavailable while `down` is set.
+    pub fn dynamodb_down_while(upstream: &str, down: Arc<std::sync::atomic::AtomicBool>) -> Self {
+        Self::start(
+            upstream,
+            Arc::new(move |target: &str, _| {
+                (down.load(std::sync::atomic::Ordering::SeqCst) && target.starts_with("DynamoDB_")).then(|| Fault {
+                    status: 503,
+                    content_type: "application/x-amz-json-1.0",
+                    body: r#"{"__type":"com.amazonaws.dynamodb.v20120810#ServiceUnavailable","message":"down"}"#.into(),
+                    forward_after: None,
+                })
+            }),
+        )
+    }
+
     /// Starts a proxy whose rule sees each request's body, and which may
     /// rewrite the answers it forwards.
     pub fn start_with(upstream: &str, rule: BodyRule, rewrite: Option<Rewrite>) -> Self {
