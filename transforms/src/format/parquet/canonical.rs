@@ -252,7 +252,7 @@ fn write_double(value: f64, out: &mut impl Sink) -> bool {
 /// The index of the first byte of `bytes` that a JSON string escapes (a
 /// control character, `"` or `\\`): sixteen bytes at a time with SSE2 (on
 /// every x86-64), then eight at a time as [`find_escape_words`] does.
-pub(super) fn find_escape(bytes: &[u8]) -> Option<usize> {
+pub fn find_escape(bytes: &[u8]) -> Option<usize> {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{
