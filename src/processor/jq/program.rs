@@ -163,6 +163,13 @@ fn write_json(out: &mut Vec<u8>, value: &Val) -> Result<(), NotPlain> {
         Val::Null => out.extend_from_slice(b"null"),
         Val::Bool(true) => out.extend_from_slice(b"true"),
         Val::Bool(false) => out.extend_from_slice(b"false"),
+        // As jaq's `Display` writes them, without fmt's machinery for the
+        // common cases.
+        Val::Num(jaq_json::Num::Int(i)) => out.extend_from_slice(itoa::Buffer::new().format(*i).as_bytes()),
+        Val::Num(jaq_json::Num::Float(x)) if x.is_finite() => {
+            out.extend_from_slice(ryu::Buffer::new().format_finite(*x).as_bytes())
+        }
+        Val::Num(jaq_json::Num::Dec(text)) => out.extend_from_slice(text.as_bytes()),
         Val::Num(n) => {
             use std::io::Write;
             write!(out, "{n}").expect("writing to a Vec does not fail");
