@@ -195,15 +195,22 @@ impl KeyTemplate {
 
     /// The earliest instant whose local time is `local` or, where clocks
     /// skipped `local`, the first after it (gaps are at most a day long:
-    /// Samoa skipped 30 December 2011).
+    /// Samoa skipped 30 December 2011). Quarter hours first, then the
+    /// minutes of the last one: a key in a gap costs at most about 115
+    /// look-ups, whatever a bucket holds.
     fn first_instant_from(&self, local: chrono::NaiveDateTime) -> Option<DateTime<Utc>> {
         use chrono::TimeZone as _;
-        (0..=25 * 60).find_map(|minutes| {
+        let at = |minutes: i64| {
             self.time_zone
                 .from_local_datetime(&(local + chrono::Duration::minutes(minutes)))
                 .earliest()
                 .map(|t| t.with_timezone(&Utc))
-        })
+        };
+        if let Some(found) = at(0) {
+            return Some(found);
+        }
+        let quarter = (1..=25 * 4).find(|quarter| at(quarter * 15).is_some())?;
+        ((quarter - 1) * 15 + 1..=quarter * 15).find_map(at)
     }
 
     /// The template as configured.
