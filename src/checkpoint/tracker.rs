@@ -88,6 +88,17 @@ impl Claims {
         Self { runs }
     }
 
+    /// The sources whose records are claimed, each once.
+    pub fn sources(&self) -> Vec<&SourceId> {
+        let mut sources: Vec<&SourceId> = Vec::new();
+        for claim in &self.runs {
+            if !sources.contains(&&claim.source) {
+                sources.push(&claim.source);
+            }
+        }
+        sources
+    }
+
     /// How many records are claimed.
     pub fn len(&self) -> u64 {
         self.runs.iter().map(|c| c.count).sum()
@@ -146,6 +157,15 @@ impl Admission {
 }
 
 impl Source {
+    /// A source whose first record gets `ordinal`.
+    fn starting_at(ordinal: u64) -> Self {
+        Self {
+            next_ordinal: ordinal,
+            front_ordinal: ordinal,
+            ..Self::default()
+        }
+    }
+
     /// Admits the next record of this source; see [`Tracker::admit`].
     fn admit(&mut self, source: &SourceId, offset: &Offset, admission: Admission) -> Option<Ticket> {
         let state = self;
@@ -256,9 +276,19 @@ pub struct Tracker {
     stream: String,
     sources: BTreeMap<SourceId, Source>,
     pending: BTreeMap<ObjectId, (PendingObject, Claims)>,
-    /// Intents given up with their shard's lease ([`Tracker::abandon`]):
+    /// Intents given up with their shard's lease ([`Tracker::abandon`]),
+    /// or begun for records of an earlier tenure ([`Tracker::begin_object`]):
     /// completing one changes nothing.
     abandoned: std::collections::BTreeSet<ObjectId>,
+    /// Per abandoned source, the first ordinal its next tenure gives: an
+    /// earlier tenure's tickets never name a record of a later one, so an
+    /// object of them is told apart ([`Tracker::begin_object`]).
+    ordinal_floors: HashMap<SourceId, u64>,
+    /// Shards whose lease was lost while their records may still be on
+    /// their way from the source: none of them is admitted until the
+    /// router passes the end of that tenure in the event stream
+    /// ([`Tracker::tenure_passed`]).
+    released: std::collections::BTreeSet<SourceId>,
     next_object: u64,
     started_at: Option<DateTime<Utc>>,
     table_schema: Option<TableSchema>,
@@ -290,6 +320,8 @@ impl Tracker {
             sources,
             pending: BTreeMap::new(),
             abandoned: Default::default(),
+            ordinal_floors: HashMap::new(),
+            released: Default::default(),
             next_object: 0,
             started_at,
             table_schema,
@@ -415,8 +447,18 @@ impl Tracker {
         let mut tickets = Vec::new();
         let mut records = records.into_iter().peekable();
         while let Some((source, offset, admission)) = records.next() {
+            if self.released.contains(source) {
+                // Read under a lost lease (see `released`): the new owner
+                // reads it again from the lease's checkpoint.
+                tickets.push(None);
+                while records.next_if(|(next, _, _)| *next == source).is_some() {
+                    tickets.push(None);
+                }
+                continue;
+            }
             if !self.sources.contains_key(source) {
-                self.sources.insert(source.clone(), Source::default());
+                let floor = self.ordinal_floors.get(source).copied().unwrap_or(0);
+                self.sources.insert(source.clone(), Source::starting_at(floor));
             }
             let state = self.sources.get_mut(source).expect("inserted");
             tickets.push(state.admit(source, offset, admission));
@@ -430,14 +472,31 @@ impl Tracker {
     /// Notes that `source` has no more records; it becomes finished once
     /// they are all delivered.
     pub fn end_of_input(&mut self, source: &SourceId) {
+        if self.released.contains(source) {
+            // The end of a tenure given up: the new owner reads to it.
+            return;
+        }
         let state = self.sources.entry(source.clone()).or_default();
         state.input_ended = true;
         state.advance();
     }
 
     /// Records the intent to write object `key` holding the records
-    /// `claims` names.
+    /// `claims` names. Records of a tenure given up since they were
+    /// admitted (their source abandoned, perhaps adopted again) make an
+    /// intent abandoned from the start: see [`Self::is_abandoned`].
     pub fn begin_object(&mut self, key: &str, claims: Claims) -> ObjectId {
+        let stale = claims.runs.iter().any(|claim| {
+            self.sources
+                .get(&claim.source)
+                .is_none_or(|state| claim.first_ordinal < state.front_ordinal)
+        });
+        if stale {
+            let id = ObjectId(self.next_object);
+            self.next_object += 1;
+            self.abandoned.insert(id);
+            return id;
+        }
         let runs = claims
             .runs
             .iter()
@@ -504,15 +563,51 @@ impl Tracker {
             self.sources.get(source).is_none_or(|s| s.in_flight.is_empty()),
             "{source} adopted with records in flight"
         );
+        let floor = self.ordinal_floors.get(source).copied().unwrap_or(0);
         self.sources.insert(
             source.clone(),
             Source {
                 checkpoint: saved.checkpoint,
                 finished: saved.finished,
                 delivered: saved.delivered,
-                ..Source::default()
+                ..Source::starting_at(floor)
             },
         );
+    }
+
+    /// Whether the intent `id` is abandoned: its shard was given up, or
+    /// its records were read in an earlier tenure of the shard's lease.
+    /// Its object must not be put by this instance.
+    pub fn is_abandoned(&self, id: ObjectId) -> bool {
+        self.abandoned.contains(&id)
+    }
+
+    /// Forgets the intent `id` without delivering it (its object is not
+    /// put: the lease of its shard is lost). Its records stay in flight
+    /// until their shard is abandoned.
+    pub fn forget_object(&mut self, id: ObjectId) {
+        self.abandoned.remove(&id);
+        self.pending.remove(&id);
+    }
+
+    /// Gives `source` up as [`Self::abandon`] does, its records possibly
+    /// still on their way from the source: none of them is admitted until
+    /// [`Self::tenure_passed`].
+    pub fn release(&mut self, source: &SourceId) -> Vec<ObjectId> {
+        self.released.insert(source.clone());
+        self.abandon(source)
+    }
+
+    /// Whether `source` was released and the end of its tenure has not
+    /// passed yet.
+    pub fn is_released(&self, source: &SourceId) -> bool {
+        self.released.contains(source)
+    }
+
+    /// The end of a released tenure of `source` passed the router: what
+    /// comes after it was read in a later tenure, and is admitted.
+    pub fn tenure_passed(&mut self, source: &SourceId) {
+        self.released.remove(source);
     }
 
     /// Gives `source` up (its lease was lost): forgets it, its records in
@@ -520,7 +615,9 @@ impl Tracker {
     /// count as delivered now (the new owner redoes them). Returns those
     /// intents; completing one later changes nothing.
     pub fn abandon(&mut self, source: &SourceId) -> Vec<ObjectId> {
-        self.sources.remove(source);
+        if let Some(state) = self.sources.remove(source) {
+            self.ordinal_floors.insert(source.clone(), state.next_ordinal);
+        }
         let ids: Vec<ObjectId> = self
             .pending
             .iter()
