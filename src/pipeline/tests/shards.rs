@@ -46,6 +46,15 @@ fn invalid(shard: &str, sequence: u64) -> Record {
 /// Runs a router (per shard, or not) and the harness's writer; returns the
 /// channel the test sends events on and the task that ends with both.
 fn pipeline(harness: &Harness, per_shard: bool) -> (mpsc::Sender<Charged<SourceEvent>>, tokio::task::JoinHandle<()>) {
+    pipeline_in(harness, per_shard, crate::limits::MemoryBudget::unlimited())
+}
+
+/// [`pipeline`], the buffers charging `budget`.
+fn pipeline_in(
+    harness: &Harness,
+    per_shard: bool,
+    budget: crate::limits::MemoryBudget,
+) -> (mpsc::Sender<Charged<SourceEvent>>, tokio::task::JoinHandle<()>) {
     let text = "[source]\ntype = \"stdin\"\n[destination]\ntype = \"local\"\npath = \"archive\"\n";
     let config = crate::config::parse(text, "test", &|_| None).unwrap();
     let limits = BufferLimits {
@@ -61,7 +70,7 @@ fn pipeline(harness: &Harness, per_shard: bool) -> (mpsc::Sender<Charged<SourceE
         harness.checkpoints.clone(),
         harness.telemetry.clone(),
         batches_tx,
-        crate::limits::MemoryBudget::unlimited(),
+        budget,
     );
     if per_shard {
         router = router.per_shard();
@@ -117,6 +126,17 @@ fn expected(records: &[Record]) -> Vec<String> {
     lines
 }
 
+/// Waits (a few seconds at most) until `done` says so.
+async fn until(done: impl Fn() -> bool, what: &str) {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("not so: {what}"));
+}
+
 /// Two shards' records interleaved, data and error records: with
 /// per-shard buffers every object holds one shard's records, and its key
 /// names that shard; every record is in one object.
@@ -170,7 +190,8 @@ async fn without_per_shard_buffers_shards_share_their_objects() {
 async fn a_released_shards_records_are_dropped_until_its_next_tenure() {
     let harness = Harness::json_lines("").await;
     let checkpoints = harness.checkpoints.clone();
-    let (events, done) = pipeline(&harness, true);
+    let budget = crate::limits::MemoryBudget::new(usize::MAX);
+    let (events, done) = pipeline_in(&harness, true, budget.clone());
     let a = SourceId::new(A);
     let b = SourceId::new(B);
 
@@ -180,12 +201,20 @@ async fn a_released_shards_records_are_dropped_until_its_next_tenure() {
         SourceEvent::Records(vec![valid(A, 1), valid(B, 1), invalid(A, 2)]),
     )
     .await;
+    until(|| budget.used() > 0, "the router buffers the first records").await;
     // The lease of A is lost: the coordinator gives the shard up at once...
     checkpoints.release(&a);
     // ...while its reader's last records are still on their way.
     send(&events, SourceEvent::Records(vec![valid(A, 3), valid(B, 2)])).await;
     // Its reader has stopped: the tenure's end.
     send(&events, SourceEvent::ShardReleased { source: a.clone() }).await;
+    // A's buffers are gone, their memory with them: B's records are all
+    // the buffers hold.
+    let b_only = [valid(B, 1), valid(B, 2)]
+        .iter()
+        .map(|r| crate::buffer::record_cost(r.data.len()))
+        .sum::<usize>();
+    until(|| budget.used() == b_only, "the buffers hold only B's records").await;
     // Won back, from the lease's checkpoint (nothing of A delivered): the
     // new tenure's reader reads A from its start.
     checkpoints.adopt(&a, SourceState::default());
