@@ -287,8 +287,10 @@ pub struct Tracker {
     /// Shards whose lease was lost while their records may still be on
     /// their way from the source: none of them is admitted until the
     /// router passes the end of that tenure in the event stream
-    /// ([`Tracker::tenure_passed`]).
-    released: std::collections::BTreeSet<SourceId>,
+    /// ([`Tracker::tenure_passed`]). Counted: a shard lost, won back and
+    /// lost again before the first tenure's end passed has two ends to
+    /// pass.
+    released: HashMap<SourceId, u32>,
     next_object: u64,
     started_at: Option<DateTime<Utc>>,
     table_schema: Option<TableSchema>,
@@ -321,7 +323,7 @@ impl Tracker {
             pending: BTreeMap::new(),
             abandoned: Default::default(),
             ordinal_floors: HashMap::new(),
-            released: Default::default(),
+            released: HashMap::new(),
             next_object: 0,
             started_at,
             table_schema,
@@ -447,7 +449,7 @@ impl Tracker {
         let mut tickets = Vec::new();
         let mut records = records.into_iter().peekable();
         while let Some((source, offset, admission)) = records.next() {
-            if self.released.contains(source) {
+            if self.released.contains_key(source) {
                 // Read under a lost lease (see `released`): the new owner
                 // reads it again from the lease's checkpoint.
                 tickets.push(None);
@@ -472,7 +474,7 @@ impl Tracker {
     /// Notes that `source` has no more records; it becomes finished once
     /// they are all delivered.
     pub fn end_of_input(&mut self, source: &SourceId) {
-        if self.released.contains(source) {
+        if self.released.contains_key(source) {
             // The end of a tenure given up: the new owner reads to it.
             return;
         }
@@ -594,20 +596,25 @@ impl Tracker {
     /// still on their way from the source: none of them is admitted until
     /// [`Self::tenure_passed`].
     pub fn release(&mut self, source: &SourceId) -> Vec<ObjectId> {
-        self.released.insert(source.clone());
+        *self.released.entry(source.clone()).or_default() += 1;
         self.abandon(source)
     }
 
     /// Whether `source` was released and the end of its tenure has not
     /// passed yet.
     pub fn is_released(&self, source: &SourceId) -> bool {
-        self.released.contains(source)
+        self.released.contains_key(source)
     }
 
     /// The end of a released tenure of `source` passed the router: what
     /// comes after it was read in a later tenure, and is admitted.
     pub fn tenure_passed(&mut self, source: &SourceId) {
-        self.released.remove(source);
+        if let Some(ends) = self.released.get_mut(source) {
+            *ends -= 1;
+            if *ends == 0 {
+                self.released.remove(source);
+            }
+        }
     }
 
     /// Gives `source` up (its lease was lost): forgets it, its records in

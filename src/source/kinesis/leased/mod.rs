@@ -561,7 +561,8 @@ impl Coordinator {
             if !sent {
                 return false;
             }
-            self.to_release.retain(|s| s != &shard);
+            // One end per tenure lost: the same shard may be here twice.
+            self.to_release.remove(0);
             tracing::debug!(shard = %shard, "end of a lost lease's tenure sent: its records still in the pipeline are dropped, the next owner reads them again");
         }
         true
