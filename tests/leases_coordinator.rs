@@ -69,6 +69,8 @@ struct Instance {
     received: Arc<Mutex<Vec<Delivered>>>,
     /// Records received of a shard this instance did not hold then.
     strays: Arc<Mutex<Vec<Delivered>>>,
+    /// The shards whose tenure's end (`SourceEvent::ShardReleased`) came.
+    released: Arc<Mutex<Vec<String>>>,
     failures: Arc<Mutex<Vec<String>>>,
     harness: Mutex<Option<tokio::task::JoinHandle<()>>>,
     _dir: tempfile::TempDir,
@@ -135,6 +137,7 @@ impl Instance {
         let delivered = Arc::new(Mutex::new(Vec::new()));
         let received = Arc::new(Mutex::new(Vec::new()));
         let strays = Arc::new(Mutex::new(Vec::new()));
+        let released = Arc::new(Mutex::new(Vec::new()));
         let failures = Arc::new(Mutex::new(Vec::new()));
         let harness = tokio::spawn(deliver(
             worker.to_owned(),
@@ -146,6 +149,7 @@ impl Instance {
                 delivered: delivered.clone(),
                 received: received.clone(),
                 strays: strays.clone(),
+                released: released.clone(),
                 failures: failures.clone(),
             },
         ));
@@ -157,6 +161,7 @@ impl Instance {
             delivered,
             received,
             strays,
+            released,
             failures,
             harness: Mutex::new(Some(harness)),
             _dir: dir,
@@ -188,6 +193,7 @@ struct Outputs {
     delivered: Arc<Mutex<Vec<Delivered>>>,
     received: Arc<Mutex<Vec<Delivered>>>,
     strays: Arc<Mutex<Vec<Delivered>>>,
+    released: Arc<Mutex<Vec<String>>>,
     failures: Arc<Mutex<Vec<String>>>,
 }
 
@@ -204,7 +210,8 @@ fn delivered_of(shard: &str, record: &spillway_transforms::Record) -> Delivered 
 /// The stand-in for the pipeline's delivery: each batch (one shard's
 /// records) becomes one object whose checkpoint is saved through the lease
 /// store. A batch of a shard this instance does not hold is dropped unread
-/// (the pipeline's per-shard buffers will drop it: step 2). The intent and
+/// (the pipeline's router drops a released shard's records until its
+/// tenure's end, `SourceEvent::ShardReleased`, which this stand-in notes). The intent and
 /// its completion are saved in one write here, since nothing is put: a
 /// pending intent left in a lease would need the redo (step 3).
 async fn deliver(
@@ -219,6 +226,7 @@ async fn deliver(
         delivered,
         received,
         strays,
+        released,
         failures,
     } = outputs;
     let mut objects = 0u64;
@@ -275,6 +283,13 @@ async fn deliver(
                 if keeper.holds(source.as_str()) {
                     checkpoints.end_of_input(&source);
                 }
+            }
+            // As the router does (it drops the shard's buffers too; a
+            // batch is delivered at once here): from here on the shard's
+            // records are of a later tenure, and admitted again.
+            SourceEvent::ShardReleased { source } => {
+                released.lock().unwrap().push(source.to_string());
+                checkpoints.tenure_passed(&source);
             }
             SourceEvent::Failed(error) => {
                 failures.lock().unwrap().push(error.to_string());
@@ -446,6 +461,16 @@ fn two_instances_share_a_stream_and_one_takes_over_when_the_other_stops() {
                 .map(|d| d.shard)
                 .collect();
             assert!(since.iter().all(|s| held.contains(s)), "{}: {since:?}", instance.worker);
+        }
+
+        // a lost the shards b took: the end of each tenure came to its
+        // pipeline, once its reader had stopped.
+        let released_by_a = a.released.lock().unwrap().clone();
+        for shard in &held_b {
+            assert!(
+                released_by_a.contains(shard),
+                "no end of {shard}'s tenure: {released_by_a:?}"
+            );
         }
 
         // b read the shards it took on from a's checkpoints.

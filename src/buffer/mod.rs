@@ -17,6 +17,13 @@
 //! `size_mb` bounds memory whatever the records' size. A synchronous state machine: no I/O, and
 //! time is passed in, so it is tested without sleeping.
 //!
+//! With coordination (several instances sharing a stream through leases,
+//! `docs/leases.md`) the buffers are also kept apart per shard
+//! ([`Buffers::per_shard`]): every object then holds one shard's records,
+//! so that whichever instance owns the shard's lease next can redo an
+//! intent of it alone, and a shard whose lease is lost can have its
+//! buffers dropped without touching another shard's ([`Buffers::drop_shard`]).
+//!
 //! Each record pushed is charged to the process's memory budget
 //! ([`crate::limits`]), and a flushed [`Batch`] carries its records'
 //! charge until the writer is done with it. When the budget is full the
@@ -28,7 +35,7 @@ use std::time::Instant;
 
 use std::sync::Arc;
 
-use spillway_transforms::{ErrorOutputType, Record};
+use spillway_transforms::{ErrorOutputType, Record, SourceId};
 
 use crate::checkpoint::Ticket;
 use crate::limits::{Charge, MemoryBudget};
@@ -83,6 +90,14 @@ pub enum BufferKey {
     /// The data of one set of partition keys (dynamic partitioning).
     Partition(Arc<PartitionKeys>),
     Error(ErrorOutputType),
+}
+
+/// One buffer: an output and, with per-shard buffers, the shard whose
+/// records it holds (`None` without them: every source shares a buffer).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct Slot {
+    key: BufferKey,
+    shard: Option<SourceId>,
 }
 
 /// A record in a buffer, with its checkpoint ticket.
@@ -145,7 +160,9 @@ struct Batcher {
 #[derive(Debug)]
 pub struct Buffers {
     limits: BufferLimits,
-    buffers: BTreeMap<BufferKey, Batcher>,
+    buffers: BTreeMap<Slot, Batcher>,
+    /// Whether each shard (source id) has buffers of its own.
+    per_shard: bool,
     /// The most partition buffers open at once.
     max_partitions: usize,
     /// How many partition buffers are open.
@@ -168,6 +185,7 @@ impl Buffers {
         Self {
             limits,
             buffers: BTreeMap::new(),
+            per_shard: false,
             max_partitions: max_partitions.max(1),
             open_partitions: 0,
             partition_bytes: 0,
@@ -181,12 +199,28 @@ impl Buffers {
         Self { budget, ..self }
     }
 
+    /// These buffers, one set per shard (the record's source id): every
+    /// batch holds the records of one shard. Coordination turns it on
+    /// (an object of two shards could not be redone by either shard's next
+    /// owner: `crate::checkpoint::shard`); each per-shard partition buffer
+    /// counts towards `max_partitions` and the partitions' byte bound.
+    pub fn per_shard(self) -> Self {
+        Self {
+            per_shard: true,
+            ..self
+        }
+    }
+
     /// Adds a record; returns the batches this flushed: the buffer's own if
     /// this filled it, and the oldest partition's if a new partition had
     /// to make room.
     pub fn push(&mut self, key: BufferKey, mut item: Buffered, now: Instant) -> Vec<Batch> {
         let mut flushed = Vec::new();
         let partition = matches!(key, BufferKey::Partition(_));
+        let key = Slot {
+            key,
+            shard: self.per_shard.then(|| item.record.position.source.clone()),
+        };
         if partition {
             // A source's records are slices of the blocks it read (a file
             // reader's 1 MiB blocks, a decompressed object): one record
@@ -226,7 +260,7 @@ impl Buffers {
         let oldest = self
             .buffers
             .iter()
-            .filter(|(k, _)| matches!(k, BufferKey::Partition(_)))
+            .filter(|(k, _)| matches!(k.key, BufferKey::Partition(_)))
             .min_by_key(|(_, b)| b.opened_at)
             .map(|(k, _)| k.clone())?;
         self.take(&oldest, FlushReason::PartitionLimit)
@@ -266,7 +300,7 @@ impl Buffers {
     /// Takes every buffer whose oldest record has waited long enough.
     pub fn take_expired(&mut self, now: Instant) -> Vec<Batch> {
         let max_age = self.limits.max_age;
-        let expired: Vec<BufferKey> = self
+        let expired: Vec<Slot> = self
             .buffers
             .iter()
             .filter(|(_, b)| b.opened_at.is_some_and(|opened| now.duration_since(opened) >= max_age))
@@ -286,7 +320,7 @@ impl Buffers {
     /// end of the input: the last two, the largest, took the final second
     /// on one core).
     pub fn take_all(&mut self, reason: FlushReason) -> Vec<Batch> {
-        let keys: Vec<BufferKey> = self.buffers.keys().cloned().collect();
+        let keys: Vec<Slot> = self.buffers.keys().cloned().collect();
         let mut batches: Vec<Batch> = keys.iter().filter_map(|key| self.take(key, reason)).collect();
         batches.sort_by_key(|batch| std::cmp::Reverse(batch.bytes));
         batches
@@ -305,9 +339,26 @@ impl Buffers {
         self.buffers.values().map(|b| b.bytes).sum()
     }
 
-    fn take(&mut self, key: &BufferKey, reason: FlushReason) -> Option<Batch> {
+    /// Drops every buffer of `shard` unwritten (with per-shard buffers;
+    /// without them no buffer is one shard's, and nothing is dropped).
+    /// Returns how many records were dropped; their memory is released.
+    pub fn drop_shard(&mut self, shard: &SourceId) -> usize {
+        let slots: Vec<Slot> = self
+            .buffers
+            .keys()
+            .filter(|slot| slot.shard.as_ref() == Some(shard))
+            .cloned()
+            .collect();
+        slots
+            .iter()
+            .filter_map(|slot| self.take(slot, FlushReason::Shutdown))
+            .map(|batch| batch.items.len())
+            .sum()
+    }
+
+    fn take(&mut self, key: &Slot, reason: FlushReason) -> Option<Batch> {
         let batcher = self.buffers.remove(key)?;
-        if matches!(key, BufferKey::Partition(_)) {
+        if matches!(key.key, BufferKey::Partition(_)) {
             self.open_partitions -= 1;
             self.partition_bytes -= batcher.bytes;
         }
@@ -315,7 +366,7 @@ impl Buffers {
             return None;
         }
         Some(Batch {
-            key: key.clone(),
+            key: key.key.clone(),
             items: batcher.items,
             bytes: batcher.bytes,
             reason,
@@ -333,12 +384,16 @@ mod tests {
     use std::time::Duration;
 
     fn item(n: u64, size: usize) -> Buffered {
+        item_of("s", n, size)
+    }
+
+    fn item_of(shard: &str, n: u64, size: usize) -> Buffered {
         let offset = Offset::new(SequenceNumber::from_u64(n), 0);
         Buffered {
             record: Record {
                 data: Bytes::from(vec![b'x'; size]),
                 position: Position {
-                    source: SourceId::new("s"),
+                    source: SourceId::new(shard),
                     offset: offset.clone(),
                 },
                 partition_key: None,
@@ -513,5 +568,91 @@ mod tests {
             assert!(buffers.buffered_bytes() <= PARTITIONS_MAX_BYTES);
         }
         assert_eq!(early, 1000 - PARTITIONS_MAX_BYTES / record);
+    }
+
+    /// The shards whose records a batch holds.
+    fn shards(batch: &Batch) -> Vec<String> {
+        let mut shards: Vec<String> = batch
+            .items
+            .iter()
+            .map(|i| i.record.position.source.to_string())
+            .collect();
+        shards.dedup();
+        shards
+    }
+
+    /// With coordination, two shards' records interleaved go to buffers of
+    /// their own, for the data, each error output and each partition:
+    /// every batch (so every object) holds one shard's records.
+    #[test]
+    fn per_shard_buffers_hold_one_shards_records_each() {
+        let mut buffers = Buffers::with_partitions(limits(), 100).per_shard();
+        let t0 = Instant::now();
+        let keys = [
+            BufferKey::Data,
+            BufferKey::Error(ErrorOutputType::ProcessingFailed),
+            partition("a"),
+        ];
+        let mut flushed = Vec::new();
+        for n in 0..30u64 {
+            let shard = if n % 2 == 0 { "shard-a" } else { "shard-b" };
+            flushed.extend(buffers.push(keys[(n / 2 % 3) as usize].clone(), item_of(shard, n, 10), t0));
+        }
+        flushed.extend(buffers.take_all(FlushReason::Shutdown));
+        assert_eq!(flushed.iter().map(|b| b.items.len()).sum::<usize>(), 30);
+        assert_eq!(flushed.len(), 6, "one batch per output and shard");
+        for batch in &flushed {
+            assert_eq!(
+                shards(batch).len(),
+                1,
+                "a batch of {:?} holds {:?}",
+                batch.key,
+                shards(batch)
+            );
+        }
+    }
+
+    #[test]
+    fn without_per_shard_buffers_shards_share_a_buffer() {
+        let mut buffers = Buffers::new(limits());
+        let t0 = Instant::now();
+        buffers.push(BufferKey::Data, item_of("shard-a", 0, 10), t0);
+        buffers.push(BufferKey::Data, item_of("shard-b", 1, 10), t0);
+        let batches = buffers.take_all(FlushReason::Shutdown);
+        assert_eq!(batches.len(), 1);
+        assert_eq!(shards(&batches[0]), ["shard-a", "shard-b"]);
+    }
+
+    /// A lost shard's buffers go unwritten, their memory released; the
+    /// other shard's stay, and the partition bookkeeping follows.
+    #[test]
+    fn dropping_a_shard_drops_its_buffers_only() {
+        let budget = MemoryBudget::new(usize::MAX);
+        let mut buffers = Buffers::with_partitions(limits(), 100)
+            .per_shard()
+            .charging(budget.clone());
+        let t0 = Instant::now();
+        buffers.push(BufferKey::Data, item_of("shard-a", 0, 10), t0);
+        buffers.push(partition("x"), item_of("shard-a", 1, 10), t0);
+        buffers.push(
+            BufferKey::Error(ErrorOutputType::InvalidRecord),
+            item_of("shard-a", 2, 10),
+            t0,
+        );
+        buffers.push(BufferKey::Data, item_of("shard-b", 3, 10), t0);
+        buffers.push(partition("x"), item_of("shard-b", 4, 10), t0);
+        assert_eq!(buffers.open_partitions(), 2);
+        assert_eq!(buffers.drop_shard(&SourceId::new("shard-a")), 3);
+        assert_eq!(buffers.open_partitions(), 1);
+        assert_eq!(buffers.buffered_bytes(), 20);
+        assert_eq!(
+            budget.used(),
+            2 * record_cost(10),
+            "the dropped records' memory is released"
+        );
+        let rest = buffers.take_all(FlushReason::Shutdown);
+        assert!(rest.iter().all(|b| shards(b) == ["shard-b"]));
+        assert_eq!(rest.iter().map(|b| b.items.len()).sum::<usize>(), 2);
+        assert_eq!(buffers.drop_shard(&SourceId::new("shard-a")), 0);
     }
 }

@@ -183,6 +183,33 @@ impl Checkpointer {
         self.change().abandon(source)
     }
 
+    /// Gives `source` up, its records perhaps still on their way from the
+    /// source; see [`Tracker::release`].
+    pub fn release(&self, source: &SourceId) -> Vec<ObjectId> {
+        self.change().release(source)
+    }
+
+    /// See [`Tracker::is_released`].
+    pub fn is_released(&self, source: &SourceId) -> bool {
+        self.tracker().is_released(source)
+    }
+
+    /// See [`Tracker::tenure_passed`].
+    pub fn tenure_passed(&self, source: &SourceId) {
+        self.tracker().tenure_passed(source);
+    }
+
+    /// See [`Tracker::is_abandoned`].
+    pub fn is_abandoned(&self, id: ObjectId) -> bool {
+        self.tracker().is_abandoned(id)
+    }
+
+    /// Forgets an intent whose object is not put; see
+    /// [`Tracker::forget_object`]. [`Self::save`] persists it.
+    pub fn forget_object(&self, id: ObjectId) {
+        self.change().forget_object(id);
+    }
+
     /// Admits records in source order; see [`Tracker::admit`].
     pub fn admit<'a, I>(&self, records: I) -> Vec<Option<Ticket>>
     where

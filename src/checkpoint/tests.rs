@@ -253,3 +253,28 @@ async fn adopting_a_shard_drops_what_an_earlier_tenure_left() {
         .collect();
     assert_eq!(admitted, [8, 9], "read on after the lease's checkpoint");
 }
+
+/// A shard lost, won back and lost again before the first tenure's end
+/// passed the router has two ends to pass: records between the two are of
+/// the second tenure, lost too, and are not admitted.
+#[tokio::test]
+async fn a_shard_released_twice_admits_again_only_after_both_tenures_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let destination = MemoryStore::new();
+    let checkpoints = open(dir.path(), &destination).await.unwrap();
+    let source = SourceId::new("shardId-000000000000");
+    let admits = |n: u64| {
+        let offset = off(n);
+        checkpoints.admit([(&source, &offset)]).pop().flatten().is_some()
+    };
+    assert!(admits(1));
+    checkpoints.release(&source);
+    checkpoints.adopt(&source, Default::default());
+    checkpoints.release(&source);
+    assert!(!admits(2), "admitted while released");
+    checkpoints.tenure_passed(&source);
+    assert!(!admits(3), "admitted with the second tenure's end still to come");
+    checkpoints.tenure_passed(&source);
+    checkpoints.adopt(&source, Default::default());
+    assert!(admits(1), "the next tenure's records are admitted");
+}

@@ -15,7 +15,7 @@ pub fn event_cost(event: &SourceEvent) -> usize {
         SourceEvent::Records(records) => records.iter().map(|r| record_cost(r.data.len())).sum(),
         SourceEvent::Refused(refused) => refused.iter().map(|(r, _)| record_cost(r.data.len())).sum(),
         SourceEvent::Processed(processed) => processed.iter().map(|p| record_cost(p.record.data.len())).sum(),
-        SourceEvent::Ended { .. } | SourceEvent::Failed(_) => 0,
+        SourceEvent::Ended { .. } | SourceEvent::ShardReleased { .. } | SourceEvent::Failed(_) => 0,
     }
 }
 

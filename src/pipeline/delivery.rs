@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use spillway_destinations::retry::RetryPolicy;
 use spillway_destinations::{ObjectKey, ObjectStore, PutOutcome};
-use spillway_transforms::{ErrorOutputType, Rejection};
+use spillway_transforms::{ErrorOutputType, Rejection, SourceId};
 
 use super::object::{Body, ObjectPlanner, PlannedObject};
 use super::RunError;
@@ -50,6 +50,16 @@ pub(super) struct Delivery {
     pub catalog: Option<Arc<GlueCatalog>>,
     /// Charged for an object's bytes while they are held whole (Parquet).
     pub budget: crate::limits::MemoryBudget,
+    /// With coordination: whether this instance still holds the lease of
+    /// the shard an object's records are of, asked between the intent's
+    /// save and the put.
+    pub leases: Option<Arc<dyn Leases>>,
+}
+
+/// Which shards' leases this instance holds (with coordination, the
+/// keeper: `crate::coordination::keeper::Keeper`).
+pub trait Leases: Send + Sync {
+    fn holds(&self, shard: &SourceId) -> bool;
 }
 
 /// Runs CPU-bound encoding off the async runtime.
@@ -69,9 +79,38 @@ impl Delivery {
             Body::Whole(bytes) => self.budget.charge(bytes.len()),
             Body::Streamed(_) => crate::limits::Charge::default(),
         };
-        let id = self.begin(&object.key, std::mem::take(&mut object.claims)).await?;
+        let claims = std::mem::take(&mut object.claims);
+        let shards: Vec<SourceId> = claims.sources().into_iter().cloned().collect();
+        let id = self.begin(&object.key, claims).await?;
+        if !self.still_held(id, &shards) {
+            // Not put, not retried, not delivered: the shard's next owner
+            // reads these records again from its lease's checkpoint, or,
+            // if the intent reached the lease before it was lost, redoes
+            // it under the same key, create-only. Either way they are
+            // archived once, by that owner; a put here could race it.
+            self.checkpoints.forget_object(id);
+            tracing::debug!(key = %object.key, shards = ?shards, records = object.records.len(), "object not put: the lease of its shard is lost, its next owner archives its records");
+            return Ok(());
+        }
         self.put_and_fall_back(id, object, info).await?;
         self.complete(id).await
+    }
+
+    /// Whether the object of the intent `id` (saved already), holding
+    /// records of `shards`, may be put: its records were read in the
+    /// current tenure of their shard's lease (the intent is not abandoned)
+    /// and the lease is still held. Asked after the save: an intent saved
+    /// is in the lease, so that a loss from here on leaves it to the next
+    /// owner to redo, and the put made here lands or finds the object
+    /// (create-only, same key).
+    fn still_held(&self, id: ObjectId, shards: &[SourceId]) -> bool {
+        if self.checkpoints.is_abandoned(id) {
+            return false;
+        }
+        match &self.leases {
+            Some(leases) => shards.iter().all(|shard| leases.holds(shard)),
+            None => true,
+        }
     }
 
     /// Notes and saves the intent to deliver the records of `claims` under

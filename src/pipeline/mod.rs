@@ -40,6 +40,7 @@ use crate::telemetry::listener::{self, ListenError};
 use crate::telemetry::{Registry, Telemetry, DEFAULT_RETRY_BUDGET};
 
 pub use crate::telemetry::RunSummary;
+pub use delivery::Leases;
 
 /// Messages of records in flight from the source's gate to the router
 /// (charged to the memory budget).
@@ -292,6 +293,9 @@ async fn run_with(
             published_table_schema: Default::default(),
             catalog,
             budget: budget.clone(),
+            // TODO(issue #22, step 1): the keeper, once `run` runs the
+            // leased source.
+            leases: None,
         },
         endpoint: http,
         kinesis,
@@ -310,7 +314,7 @@ async fn run_with(
         tokio::spawn(stage.run(events_rx, processed_tx));
         events_rx = processed_rx;
     }
-    let router = router::Router::new(
+    let mut router = router::Router::new(
         &config,
         limits,
         checkpointer.clone(),
@@ -318,6 +322,12 @@ async fn run_with(
         batches_tx,
         budget,
     );
+    if config.coordination.is_some() {
+        // Every object of one shard, so that the shard's next owner can
+        // redo its intents alone (docs/leases.md). `run` refuses
+        // `[coordination]` until the rest of issue #22 is built.
+        router = router.per_shard();
+    }
     let routed = router.run(events_rx, stop).await;
     // The router has dropped its sender: the writer finishes what it has.
     let written = writer_task.await.expect("the writer does not panic");

@@ -4,6 +4,11 @@
 //! buffers go to the writer. Records a processor dropped are admitted and
 //! done at once: their checkpoint advances without an object.
 //!
+//! With coordination the buffers are kept per shard, and the end of a
+//! tenure of a shard's lease ([`SourceEvent::ShardReleased`]) drops that
+//! shard's buffers unwritten; its records still on their way are dropped
+//! as they come (see [`Router::release`] for why that keeps exactly-once).
+//!
 //! When the memory budget is full (`crate::limits`), the router flushes
 //! its largest buffer, then the next, until the budget has room or its
 //! buffers are empty: after each event, and every second while the source
@@ -15,7 +20,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use spillway_transforms::{error_record, Check, Record, Rejection};
+use spillway_transforms::{error_record, Check, Record, Rejection, SourceId};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -78,6 +83,13 @@ impl Router {
         }
     }
 
+    /// Keeps each shard's records in buffers of their own, so that every
+    /// object holds one shard's records: coordination turns it on.
+    pub fn per_shard(mut self) -> Self {
+        self.buffers = self.buffers.per_shard();
+        self
+    }
+
     /// Routes records until the input ends, the source fails or `shutdown`
     /// is cancelled; then flushes every buffer. Returns why it ended.
     pub async fn run(
@@ -119,10 +131,18 @@ impl Router {
                         SourceEvent::Records(records) => self.route(records).await,
                         SourceEvent::Refused(refused) => self.route_refused(refused).await,
                         SourceEvent::Processed(processed) => self.route_processed(processed).await,
+                        SourceEvent::Ended { source, .. } if self.checkpoints.is_released(&source) => {
+                            tracing::debug!(source = %source, "end of a shard whose lease was lost: its new owner reads to it");
+                            Ok(())
+                        }
                         SourceEvent::Ended { source, flush } => {
                             tracing::info!(source = %source, "source reached its end");
                             self.checkpoints.end_of_input(&source);
                             if flush { self.flush_all(FlushReason::ShardEnd).await } else { Ok(()) }
+                        }
+                        SourceEvent::ShardReleased { source } => {
+                            self.release(&source);
+                            Ok(())
                         }
                         SourceEvent::Failed(err) => break Err(RunError::Source(err)),
                     };
@@ -213,7 +233,51 @@ impl Router {
         Ok(())
     }
 
-    async fn route(&mut self, records: Vec<Record>) -> Result<(), WriterGone> {
+    /// The end of a tenure of `source`'s lease: its reader stopped, so
+    /// every record it read came before. Its buffers are dropped unwritten:
+    /// the shard was given up (`Checkpointer::release`), so its records
+    /// count for nothing here, and the lease's next owner reads them again
+    /// from the lease's checkpoint, which none of them passed (an object is
+    /// counted in the lease only once written, and one whose intent was
+    /// saved is redone by the next owner). Writing them here could archive
+    /// them twice; dropping them loses none. From here on its records come
+    /// from a later tenure (the shard won back) and are admitted again.
+    fn release(&mut self, source: &SourceId) {
+        let dropped = self.buffers.drop_shard(source);
+        self.checkpoints.tenure_passed(source);
+        tracing::debug!(source = %source, dropped_records = dropped, "shard released: its buffers dropped unwritten, the lease's next owner reads them again");
+    }
+
+    /// Drops the records of shards released whose tenure's end has not
+    /// come yet: read under a lost lease (on their way when it was lost),
+    /// they are read again by the lease's next owner, as [`Self::release`]
+    /// says; admitting them would count them under a lease not held.
+    fn drop_released<T>(&self, items: &mut Vec<T>, source_of: impl Fn(&T) -> &SourceId) {
+        let mut last: Option<(SourceId, bool)> = None;
+        let before = items.len();
+        let mut released = Vec::new();
+        items.retain(|item| {
+            let source = source_of(item);
+            let is_released = match &last {
+                Some((known, answer)) if known == source => *answer,
+                _ => {
+                    let answer = self.checkpoints.is_released(source);
+                    if answer && !released.contains(source) {
+                        released.push(source.clone());
+                    }
+                    last = Some((source.clone(), answer));
+                    answer
+                }
+            };
+            !is_released
+        });
+        if items.len() != before {
+            tracing::debug!(sources = ?released, dropped_records = before - items.len(), "records of a shard whose lease was lost dropped: its next owner reads them again");
+        }
+    }
+
+    async fn route(&mut self, mut records: Vec<Record>) -> Result<(), WriterGone> {
+        self.drop_released(&mut records, |r| &r.position.source);
         self.telemetry.emit(RecordsReceived {
             records: records.len(),
             bytes: records.iter().map(|r| r.data.len()).sum(),
@@ -231,7 +295,8 @@ impl Router {
 
     /// Records the source refused: admitted in order like any other, and
     /// buffered as error records.
-    async fn route_refused(&mut self, refused: Vec<(Record, Rejection)>) -> Result<(), WriterGone> {
+    async fn route_refused(&mut self, mut refused: Vec<(Record, Rejection)>) -> Result<(), WriterGone> {
+        self.drop_released(&mut refused, |(r, _)| &r.position.source);
         self.telemetry.emit(RecordsReceived {
             records: refused.len(),
             bytes: refused.iter().map(|(r, _)| r.data.len()).sum(),
@@ -248,7 +313,8 @@ impl Router {
 
     /// The processors' outputs: admitted in order (a dropped record done
     /// at once), then buffered by partition, or as error records.
-    async fn route_processed(&mut self, processed: Vec<Processed>) -> Result<(), WriterGone> {
+    async fn route_processed(&mut self, mut processed: Vec<Processed>) -> Result<(), WriterGone> {
+        self.drop_released(&mut processed, |p| &p.record.position.source);
         self.telemetry.emit(RecordsReceived {
             records: processed.len(),
             bytes: processed.iter().map(|p| p.record.data.len()).sum(),

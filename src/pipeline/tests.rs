@@ -36,6 +36,7 @@ use crate::checkpoint::{Checkpointer, LocalFileStore};
 use crate::telemetry::Telemetry;
 
 mod concurrent;
+mod shards;
 
 const STREAM: &str = "clicks";
 const SHARD: &str = "shard-1";
@@ -281,6 +282,7 @@ path = "state"
                 published_table_schema: Default::default(),
                 catalog: None,
                 budget: self.budget.clone(),
+                leases: None,
             },
             endpoint: None,
             kinesis: None,

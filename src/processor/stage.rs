@@ -1,7 +1,8 @@
 //! The processor stage: a task between the source's channel and the
 //! router that runs each batch of records through the chain.
 //!
-//! Events other than records (`Refused`, `Ended`, `Failed`) pass through
+//! Events other than records (`Refused`, `Ended`, `ShardReleased`,
+//! `Failed`) pass through
 //! in order behind the records before them, so that a shard's end still
 //! follows its last records. Each source record leaves as one or more
 //! [`Processed`] records, numbered by their index among its outputs
@@ -380,6 +381,7 @@ mod tests {
             seen.push(match value {
                 SourceEvent::Processed(processed) => summary(&processed)[0].4.clone(),
                 SourceEvent::Ended { .. } => "ended".to_owned(),
+                SourceEvent::ShardReleased { .. } => "released".to_owned(),
                 _ => "other".to_owned(),
             });
         }
@@ -392,6 +394,40 @@ mod tests {
             start.elapsed()
         );
         assert_eq!(budget.used(), 0);
+    }
+
+    /// The end of a lost lease's tenure stays between the records read
+    /// before it (the router drops them) and those read after (admitted),
+    /// though the slow batch before it finishes last.
+    #[tokio::test]
+    async fn a_tenures_end_leaves_between_the_records_around_it() {
+        let stage = Stage {
+            chain: vec![Arc::new(Sleepy)],
+            stop: CancellationToken::new(),
+            budget: MemoryBudget::unlimited(),
+        };
+        let (input, input_rx) = mpsc::channel(8);
+        let (output_tx, mut output) = mpsc::channel(8);
+        let task = tokio::spawn(stage.run(input_rx, output_tx));
+        let source = SourceId::new("s");
+        for event in [
+            SourceEvent::Records(vec![record(1, "slow")]),
+            SourceEvent::ShardReleased { source: source.clone() },
+            SourceEvent::Records(vec![record(2, "medium")]),
+        ] {
+            input.send(Charged::free(event)).await.unwrap();
+        }
+        drop(input);
+        let mut seen = Vec::new();
+        while let Some(Charged { value, .. }) = output.recv().await {
+            seen.push(match value {
+                SourceEvent::Processed(processed) => summary(&processed)[0].4.clone(),
+                SourceEvent::ShardReleased { source } => format!("released {source}"),
+                other => format!("{other:?}"),
+            });
+        }
+        task.await.unwrap();
+        assert_eq!(seen, ["slow", "released s", "medium"]);
     }
 
     #[tokio::test]

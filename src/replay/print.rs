@@ -84,7 +84,8 @@ pub fn run(config: ArchiveConfig, output: Output, errors: &Path) -> Result<Tally
             SourceEvent::Records(records) => sink.records(&records, &mut tally),
             SourceEvent::Refused(refused) => sink.refused(&refused, &mut tally),
             SourceEvent::Failed(err) => Err(err.into()),
-            SourceEvent::Processed(_) | SourceEvent::Ended { .. } => Ok(()),
+            // An archive has no leases: never sent here.
+            SourceEvent::Processed(_) | SourceEvent::Ended { .. } | SourceEvent::ShardReleased { .. } => Ok(()),
         };
         if let Err(err) = written {
             outcome = Err(err);

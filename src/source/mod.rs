@@ -54,6 +54,14 @@ pub enum SourceEvent {
     /// closed shard). With `flush`, buffers are flushed at once so that it
     /// is finished soon (its children wait for that).
     Ended { source: SourceId, flush: bool },
+    /// The end of a tenure of this shard's lease (with coordination): its
+    /// lease was lost and its reader has stopped, so every record read
+    /// under that lease came before this event. Its buffers are dropped
+    /// unwritten and none of its records is admitted until here (the new
+    /// owner reads them again from the lease's checkpoint); what comes
+    /// after was read in a later tenure (the shard won back). Not sent
+    /// when a shard ends: that is [`SourceEvent::Ended`].
+    ShardReleased { source: SourceId },
     /// The source cannot go on.
     Failed(SourceError),
 }

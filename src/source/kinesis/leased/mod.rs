@@ -16,6 +16,14 @@
 //! pipeline; once all of it is delivered, the final checkpoint is saved
 //! with `ended`, which lets the lease go and its children be taken.
 //!
+//! A shard whose lease is lost is released, not only abandoned
+//! (`Checkpointer::release`): its records still on their way through the
+//! pipeline are not admitted. Once its reader has stopped, the coordinator
+//! sends [`SourceEvent::ShardReleased`]: every record of that tenure came
+//! before it, so the router drops the shard's buffers there and admits its
+//! records again after it. A shard won back is not read again before that
+//! event is sent, so that the new tenure's records all come after it.
+//!
 //! Not here yet (see `docs/leases.md`): redoing the last owner's pending
 //! intents (a shard whose lease holds some is not read, see
 //! [`redo_pending_intents`]) and the
@@ -154,6 +162,12 @@ pub(super) struct Coordinator {
     refused: BTreeSet<String>,
     tenures: u64,
     readers: JoinSet<(String, u64, TenureEnd)>,
+    /// Shards lost while their reader ran: the end of the tenure is sent
+    /// once that reader's task has ended.
+    awaiting_reader: BTreeSet<String>,
+    /// Shards lost whose tenure's end is to be sent
+    /// ([`SourceEvent::ShardReleased`]); none is read before.
+    to_release: Vec<String>,
 }
 
 impl Coordinator {
@@ -184,6 +198,8 @@ impl Coordinator {
             refused: BTreeSet::new(),
             tenures: 0,
             readers: JoinSet::new(),
+            awaiting_reader: BTreeSet::new(),
+            to_release: Vec::new(),
         }
     }
 
@@ -234,6 +250,10 @@ impl Coordinator {
                 break Some(error);
             }
             self.sweep_lost();
+            if !self.send_releases().await {
+                break None;
+            }
+            self.start_listed(&from);
             let idle_held = self.held.values().any(|h| h.phase != Phase::Reading);
             let wake = if idle_held {
                 next_discovery.min(Instant::now() + HELD_POLL)
@@ -382,6 +402,9 @@ impl Coordinator {
             .held
             .iter()
             .filter(|(id, h)| h.phase == Phase::Unlisted && self.listed.contains_key(*id))
+            // An earlier tenure's end not sent yet: its records must all
+            // come before it, and this tenure's after.
+            .filter(|(id, _)| !self.awaiting_reader.contains(*id) && !self.to_release.contains(*id))
             .map(|(id, _)| id.clone())
             .collect();
         for id in ready {
@@ -427,11 +450,19 @@ impl Coordinator {
     /// A reader's task ended. Returns whether to go on.
     async fn reader_ended(&mut self, shard: String, tenure: u64, end: TenureEnd) -> Result<bool, SourceError> {
         if self.held.get(&shard).is_none_or(|h| h.tenure != tenure) {
-            // An earlier tenure's reader, already given up.
+            // An earlier tenure's reader, already given up: it has stopped
+            // now, so its tenure's end may be sent.
+            if self.awaiting_reader.remove(&shard) {
+                self.to_release.push(shard);
+            }
             return Ok(true);
         }
         match end {
             TenureEnd::Lost => {
+                // Its reader has ended: the tenure's end needs no wait.
+                if let Some(held) = self.held.get_mut(&shard) {
+                    held.phase = Phase::Unlisted;
+                }
                 self.sweep_lost();
                 Ok(true)
             }
@@ -515,8 +546,32 @@ impl Coordinator {
         }
     }
 
+    /// Sends the end of each lost tenure whose reader has stopped. Returns
+    /// whether to go on (the pipeline takes events and the source is not
+    /// stopped).
+    async fn send_releases(&mut self) -> bool {
+        while let Some(shard) = self.to_release.first().cloned() {
+            let released = SourceEvent::ShardReleased {
+                source: SourceId::new(shard.as_str()),
+            };
+            let sent = tokio::select! {
+                sent = self.context.events.send(released) => sent.is_ok(),
+                () = self.stop.cancelled() => false,
+            };
+            if !sent {
+                return false;
+            }
+            // One end per tenure lost: the same shard may be here twice.
+            self.to_release.remove(0);
+            tracing::debug!(shard = %shard, "end of a lost lease's tenure sent: its records still in the pipeline are dropped, the next owner reads them again");
+        }
+        true
+    }
+
     /// Stops reading a shard whose lease is lost and forgets it: nothing of
-    /// it is counted as delivered here any more.
+    /// it is counted as delivered here any more, and its records still on
+    /// their way are not admitted until the end of this tenure, sent once
+    /// its reader has stopped ([`Self::send_releases`]).
     fn lose(&mut self, shard: &str, why: &str) {
         let Some(held) = self.held.remove(shard) else {
             return;
@@ -524,7 +579,12 @@ impl Coordinator {
         // Its reader, if any, stops on the token (cancelled already when
         // the keeper gave the lease up).
         held.lost.cancel();
-        let abandoned = self.context.checkpoints.abandon(&SourceId::new(shard));
+        if held.phase == Phase::Reading {
+            self.awaiting_reader.insert(shard.to_owned());
+        } else {
+            self.to_release.push(shard.to_owned());
+        }
+        let abandoned = self.context.checkpoints.release(&SourceId::new(shard));
         tracing::warn!(shard = %shard, why, abandoned_objects = abandoned.len(), "shard lost: its reader stopped, its records here no longer count");
     }
 }

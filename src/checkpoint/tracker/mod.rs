@@ -18,6 +18,8 @@ use spillway_transforms::SourceId;
 
 use super::state::{CheckpointState, PendingObject, Run, SourceRun, SourceState, STATE_VERSION};
 
+mod tenure;
+
 /// A buffered record's claim on its source's checkpoint: its ordinal among
 /// the records admitted from its source. The source and the offset are the
 /// record's own (its position), so a ticket is a number: nothing is cloned
@@ -88,6 +90,17 @@ impl Claims {
         Self { runs }
     }
 
+    /// The sources whose records are claimed, each once.
+    pub fn sources(&self) -> Vec<&SourceId> {
+        let mut sources: Vec<&SourceId> = Vec::new();
+        for claim in &self.runs {
+            if !sources.contains(&&claim.source) {
+                sources.push(&claim.source);
+            }
+        }
+        sources
+    }
+
     /// How many records are claimed.
     pub fn len(&self) -> u64 {
         self.runs.iter().map(|c| c.count).sum()
@@ -146,6 +159,15 @@ impl Admission {
 }
 
 impl Source {
+    /// A source whose first record gets `ordinal`.
+    fn starting_at(ordinal: u64) -> Self {
+        Self {
+            next_ordinal: ordinal,
+            front_ordinal: ordinal,
+            ..Self::default()
+        }
+    }
+
     /// Admits the next record of this source; see [`Tracker::admit`].
     fn admit(&mut self, source: &SourceId, offset: &Offset, admission: Admission) -> Option<Ticket> {
         let state = self;
@@ -256,9 +278,21 @@ pub struct Tracker {
     stream: String,
     sources: BTreeMap<SourceId, Source>,
     pending: BTreeMap<ObjectId, (PendingObject, Claims)>,
-    /// Intents given up with their shard's lease ([`Tracker::abandon`]):
+    /// Intents given up with their shard's lease ([`Tracker::abandon`]),
+    /// or begun for records of an earlier tenure ([`Tracker::begin_object`]):
     /// completing one changes nothing.
     abandoned: std::collections::BTreeSet<ObjectId>,
+    /// Per abandoned source, the first ordinal its next tenure gives: an
+    /// earlier tenure's tickets never name a record of a later one, so an
+    /// object of them is told apart ([`Tracker::begin_object`]).
+    ordinal_floors: HashMap<SourceId, u64>,
+    /// Shards whose lease was lost while their records may still be on
+    /// their way from the source: none of them is admitted until the
+    /// router passes the end of that tenure in the event stream
+    /// ([`Tracker::tenure_passed`]). Counted: a shard lost, won back and
+    /// lost again before the first tenure's end passed has two ends to
+    /// pass.
+    released: HashMap<SourceId, u32>,
     next_object: u64,
     started_at: Option<DateTime<Utc>>,
     table_schema: Option<TableSchema>,
@@ -290,6 +324,8 @@ impl Tracker {
             sources,
             pending: BTreeMap::new(),
             abandoned: Default::default(),
+            ordinal_floors: HashMap::new(),
+            released: HashMap::new(),
             next_object: 0,
             started_at,
             table_schema,
@@ -415,8 +451,18 @@ impl Tracker {
         let mut tickets = Vec::new();
         let mut records = records.into_iter().peekable();
         while let Some((source, offset, admission)) = records.next() {
+            if self.released.contains_key(source) {
+                // Read under a lost lease (see `released`): the new owner
+                // reads it again from the lease's checkpoint.
+                tickets.push(None);
+                while records.next_if(|(next, _, _)| *next == source).is_some() {
+                    tickets.push(None);
+                }
+                continue;
+            }
             if !self.sources.contains_key(source) {
-                self.sources.insert(source.clone(), Source::default());
+                let floor = self.ordinal_floors.get(source).copied().unwrap_or(0);
+                self.sources.insert(source.clone(), Source::starting_at(floor));
             }
             let state = self.sources.get_mut(source).expect("inserted");
             tickets.push(state.admit(source, offset, admission));
@@ -430,14 +476,31 @@ impl Tracker {
     /// Notes that `source` has no more records; it becomes finished once
     /// they are all delivered.
     pub fn end_of_input(&mut self, source: &SourceId) {
+        if self.released.contains_key(source) {
+            // The end of a tenure given up: the new owner reads to it.
+            return;
+        }
         let state = self.sources.entry(source.clone()).or_default();
         state.input_ended = true;
         state.advance();
     }
 
     /// Records the intent to write object `key` holding the records
-    /// `claims` names.
+    /// `claims` names. Records of a tenure given up since they were
+    /// admitted (their source abandoned, perhaps adopted again) make an
+    /// intent abandoned from the start: see [`Self::is_abandoned`].
     pub fn begin_object(&mut self, key: &str, claims: Claims) -> ObjectId {
+        let stale = claims.runs.iter().any(|claim| {
+            self.sources
+                .get(&claim.source)
+                .is_none_or(|state| claim.first_ordinal < state.front_ordinal)
+        });
+        if stale {
+            let id = ObjectId(self.next_object);
+            self.next_object += 1;
+            self.abandoned.insert(id);
+            return id;
+        }
         let runs = claims
             .runs
             .iter()
@@ -494,49 +557,6 @@ impl Tracker {
             state.advance();
             state.merge_delivered();
         }
-    }
-
-    /// Takes `source` over from the state another instance left in its
-    /// lease, its pending objects redone ([`super::shard::ShardState::redone`]).
-    /// Nothing of it is in flight here (it was not ours, or was abandoned).
-    pub fn adopt(&mut self, source: &SourceId, saved: SourceState) {
-        debug_assert!(
-            self.sources.get(source).is_none_or(|s| s.in_flight.is_empty()),
-            "{source} adopted with records in flight"
-        );
-        self.sources.insert(
-            source.clone(),
-            Source {
-                checkpoint: saved.checkpoint,
-                finished: saved.finished,
-                delivered: saved.delivered,
-                ..Source::default()
-            },
-        );
-    }
-
-    /// Gives `source` up (its lease was lost): forgets it, its records in
-    /// flight and the intents naming it, which this instance must not
-    /// count as delivered now (the new owner redoes them). Returns those
-    /// intents; completing one later changes nothing.
-    pub fn abandon(&mut self, source: &SourceId) -> Vec<ObjectId> {
-        self.sources.remove(source);
-        let ids: Vec<ObjectId> = self
-            .pending
-            .iter()
-            .filter(|(_, (pending, _))| pending.runs.iter().any(|r| &r.source == source))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in &ids {
-            let (pending, _) = self.pending.remove(id).expect("listed above");
-            debug_assert!(
-                pending.runs.iter().all(|r| &r.source == source),
-                "an object of {source} holds records of another shard: {}",
-                pending.key
-            );
-            self.abandoned.insert(*id);
-        }
-        ids
     }
 
     /// The state to persist.
