@@ -88,7 +88,7 @@ impl std::fmt::Debug for Keeper {
 
 /// The delivery asks the keeper whether a shard's lease is still held
 /// before it puts an object of the shard's records.
-impl crate::pipeline::Leases for Keeper {
+impl super::holds::Leases for Keeper {
     fn holds(&self, shard: &spillway_transforms::SourceId) -> bool {
         Keeper::holds(self, shard.as_str())
     }

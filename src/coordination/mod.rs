@@ -17,6 +17,7 @@ pub mod balance;
 pub mod config;
 pub mod dynamodb;
 pub mod expiry;
+pub mod holds;
 pub mod keeper;
 pub mod lease;
 pub mod listing;

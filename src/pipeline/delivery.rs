@@ -53,13 +53,7 @@ pub(super) struct Delivery {
     /// With coordination: whether this instance still holds the lease of
     /// the shard an object's records are of, asked between the intent's
     /// save and the put.
-    pub leases: Option<Arc<dyn Leases>>,
-}
-
-/// Which shards' leases this instance holds (with coordination, the
-/// keeper: `crate::coordination::keeper::Keeper`).
-pub trait Leases: Send + Sync {
-    fn holds(&self, shard: &SourceId) -> bool;
+    pub leases: Option<Arc<dyn crate::coordination::holds::Leases>>,
 }
 
 /// Runs CPU-bound encoding off the async runtime.

@@ -39,8 +39,8 @@ use crate::telemetry::events::{MemoryBudgetSet, RunFailed, RunFinished, Started}
 use crate::telemetry::listener::{self, ListenError};
 use crate::telemetry::{Registry, Telemetry, DEFAULT_RETRY_BUDGET};
 
+pub use crate::coordination::holds::Leases;
 pub use crate::telemetry::RunSummary;
-pub use delivery::Leases;
 
 /// Messages of records in flight from the source's gate to the router
 /// (charged to the memory budget).
