@@ -5,23 +5,11 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use support::kinesis::*;
 use support::*;
-
-fn spawn_daemon(dir: &Path, config: &Path, interval_ms: u64) -> Child {
-    spillway()
-        .args(["--log-format", "json", "run", "--config"])
-        .arg(config)
-        .current_dir(dir)
-        .env("SPILLWAY_TEST_INTERVAL_MS", interval_ms.to_string())
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
 
 fn shards_read(logs: &[serde_json::Value]) -> BTreeSet<String> {
     logs.iter()
@@ -228,7 +216,7 @@ fn reshard_while_running(peer_variable: &str) {
     let (endpoint, rt, client, stream) = new_stream(peer_variable, "reshard", 4);
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &kinesis_config(&endpoint, &stream, ""));
-    let mut child = spawn_daemon(dir.path(), &config, 500);
+    let mut child = spawn_run(dir.path(), &config, 500);
     let mut watch = LogWatch::new(&mut child);
     let mut produced = produce(&endpoint, &stream, &["--count", "4000", "--keys", "20"]);
 
@@ -339,7 +327,7 @@ fn repeated_kill_9_loses_and_duplicates_nothing() {
         if !producing && kills >= 5 {
             break;
         }
-        let mut child = spawn_daemon(dir.path(), &config, 700);
+        let mut child = spawn_run(dir.path(), &config, 700);
         let mut watch = LogWatch::new(&mut child);
         let alive_for = Duration::from_millis(next_random(3_000, 15_000));
         watch.wait_for("never logged", alive_for);
@@ -395,7 +383,7 @@ fn finished_parents_leave_the_checkpoint_file_and_a_restart_neither_rereads_them
 
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &kinesis_config(&endpoint, &stream, ""));
-    let mut child = spawn_daemon(dir.path(), &config, 500);
+    let mut child = spawn_run(dir.path(), &config, 500);
     let mut watch = LogWatch::new(&mut child);
     // Everything archived, and then the parents forgotten (shards are
     // listed every second).
