@@ -4,7 +4,7 @@
 //! components only build the event and hand it to [`Telemetry::emit`].
 //!
 //! The log lines keep their messages and fields: tests and operators read
-//! them. The metric names are in [`super::registry`] and README's table.
+//! them. The metric names are in [`super::registry`] and docs/operations.md's table.
 
 use std::fmt::Display;
 use std::time::Duration;

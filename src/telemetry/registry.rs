@@ -2,7 +2,7 @@
 //! registry, and the pipelines whose health `/health/ready` reports.
 //!
 //! Names follow Firehose's CloudWatch metrics where one exists, so that a
-//! dashboard translates (the table is in README, "Metrics"); every series
+//! dashboard translates (the table is in docs/operations.md, "Metrics and health"); every series
 //! carries the pipeline's name as `stream`. Only [`super::events`] changes
 //! them: a value here is what some event counted, never a second count
 //! kept beside a log line.
