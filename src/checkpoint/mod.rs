@@ -178,6 +178,35 @@ impl Checkpointer {
         tracker.adopt(source, saved);
     }
 
+    /// Takes `source` over from its lease's state, pending intents and
+    /// all: [`Self::adopt`], then the intents are kept to be redone (see
+    /// `tracker/redo.rs`). Returns how many there are.
+    pub fn adopt_lease(&self, source: &SourceId, state: shard::ShardState) -> usize {
+        let mut tracker = self.change();
+        tracker.abandon(source);
+        tracker.adopt(source, state.source);
+        tracker.inherit(source, state.pending)
+    }
+
+    /// Which inherited intent each record belongs to; see
+    /// [`Tracker::redo_routing`]. Cheap when none is inherited.
+    pub fn redo_routing<'a>(
+        &self,
+        records: impl IntoIterator<Item = (&'a SourceId, &'a Offset, bool)>,
+    ) -> tracker::RedoRouting {
+        self.tracker().redo_routing(records)
+    }
+
+    /// See [`Tracker::redo_due_at_end`].
+    pub fn redo_due_at_end(&self, source: &SourceId) -> Vec<std::sync::Arc<str>> {
+        self.tracker().redo_due_at_end(source)
+    }
+
+    /// See [`Tracker::forget_inherited`]. [`Self::save`] persists it.
+    pub fn forget_inherited(&self, source: &SourceId, key: &str) {
+        self.change().forget_inherited(source, key);
+    }
+
     /// Gives `source` up (its lease was lost); see [`Tracker::abandon`].
     pub fn abandon(&self, source: &SourceId) -> Vec<ObjectId> {
         self.change().abandon(source)
