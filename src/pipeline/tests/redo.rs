@@ -266,6 +266,76 @@ async fn an_intent_of_processor_outputs_is_redone_with_exactly_its_outputs() {
     assert_eq!(lines_by_object(&harness)[&intent], lines(&intended[..5]));
 }
 
+/// What a jq processor emitting two values per record, `o` 0 and 1,
+/// makes of `records` (the real processor stage).
+async fn through_jq(records: Vec<Record>) -> Vec<Processed> {
+    use crate::limits::Charged;
+    let text = "[source]\ntype = \"stdin\"\n[destination]\ntype = \"local\"\npath = \"archive\"\n\
+                [[processors]]\ntype = \"jq\"\nquery = \"(. + {o: 0}), (. + {o: 1})\"\n";
+    let config = crate::config::parse(text, "test", &|_| None).unwrap();
+    let context = crate::processor::BuildContext {
+        stream: &config.name,
+        source: &config.source,
+    };
+    let stage = crate::processor::stage::Stage {
+        chain: crate::processor::build_chain(&config.processors, &context)
+            .await
+            .unwrap(),
+        stop: tokio_util::sync::CancellationToken::new(),
+        budget: crate::limits::MemoryBudget::unlimited(),
+    };
+    let (input, input_rx) = mpsc::channel(4);
+    let (output_tx, mut output) = mpsc::channel(4);
+    let task = tokio::spawn(stage.run(input_rx, output_tx));
+    input.send(Charged::free(SourceEvent::Records(records))).await.unwrap();
+    drop(input);
+    let mut processed = Vec::new();
+    while let Some(Charged { value, .. }) = output.recv().await {
+        match value {
+            SourceEvent::Processed(outputs) => processed.extend(outputs),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    task.await.unwrap();
+    processed
+}
+
+/// The same with a real jq processor: the last owner's object held the
+/// two outputs of records 3..=5 each; the redo's key holds exactly those
+/// six, the other outputs are in an object of their own, each once.
+#[tokio::test]
+async fn an_intent_of_a_jq_processors_outputs_is_redone_with_exactly_them() {
+    let intended: Vec<Record> = through_jq((3..=5).map(|n| valid(A, n)).collect())
+        .await
+        .into_iter()
+        .map(|p| p.record)
+        .collect();
+    assert_eq!(intended.len(), 6);
+    let (intent, bytes) = last_owners_object(BufferKey::Data, intended.clone()).await;
+    let read = through_jq((2..=8).map(|n| valid(A, n)).collect()).await;
+    let all: Vec<Record> = read.iter().skip(2).map(|p| p.record.clone()).collect();
+    for last in [LastPut::Never, LastPut::Before, LastPut::After] {
+        let harness = new_owner(
+            lease(
+                offset(2).with_output(1),
+                &intent,
+                &[(offset(3), offset(5).with_output(1))],
+            ),
+            vec![SourceEvent::Processed(
+                through_jq((2..=8).map(|n| valid(A, n)).collect()).await,
+            )],
+            last,
+            (&intent, &bytes),
+        )
+        .await;
+        let objects = lines_by_object(&harness);
+        assert_eq!(objects[&intent], lines(&intended), "{last:?}");
+        assert!(objects[&intent].iter().all(|l| l.contains(r#""o":"#)), "{last:?}");
+        assert_eq!(objects.len(), 2, "{last:?}: {:?}", objects.keys());
+        assert_eq!(all_lines(&harness), expected(&all), "{last:?}: every output once");
+    }
+}
+
 /// The last owner's intent was an error object (records the check
 /// refused): the redo writes their error records under its key. Their
 /// text holds the time they were made, so its bytes differ from the last
