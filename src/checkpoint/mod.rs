@@ -53,6 +53,10 @@ pub struct Checkpointer {
     /// Serialises saves so that an older snapshot never overwrites a newer;
     /// holds the changes the last snapshot saved included.
     save_lock: tokio::sync::Mutex<u64>,
+    /// Whether a shard was ever adopted with intents to redo: until then
+    /// (always, without coordination) routing a batch asks nothing of the
+    /// tracker.
+    redoing: std::sync::atomic::AtomicBool,
 }
 
 impl Checkpointer {
@@ -101,6 +105,7 @@ impl Checkpointer {
             store,
             changes: AtomicU64::new(0),
             save_lock: tokio::sync::Mutex::new(0),
+            redoing: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -185,7 +190,11 @@ impl Checkpointer {
         let mut tracker = self.change();
         tracker.abandon(source);
         tracker.adopt(source, state.source);
-        tracker.inherit(source, state.pending)
+        let inherited = tracker.inherit(source, state.pending);
+        if inherited > 0 {
+            self.redoing.store(true, Ordering::Relaxed);
+        }
+        inherited
     }
 
     /// Which inherited intent each record belongs to; see
@@ -194,6 +203,9 @@ impl Checkpointer {
         &self,
         records: impl IntoIterator<Item = (&'a SourceId, &'a Offset, bool)>,
     ) -> tracker::RedoRouting {
+        if !self.redoing.load(Ordering::Relaxed) {
+            return tracker::RedoRouting::default();
+        }
         self.tracker().redo_routing(records)
     }
 
