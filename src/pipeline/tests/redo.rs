@@ -501,3 +501,69 @@ async fn a_redo_cut_short_by_a_lost_lease_starts_afresh_in_the_next_tenure() {
     assert_eq!(all_lines(&harness), expected(&read[1..]), "every record once");
     assert_eq!(budget.used(), 0, "the dropped part's memory is released");
 }
+
+/// The reverse: the last owner's object was the error object of records
+/// 3..=5, all of which a processor failed then; this time it keeps
+/// record 4. If the last owner's object landed, it holds 4's error
+/// record: no data object is written for 4. If not, the redo's error
+/// object holds 3 and 5, and 4 goes out as data. Either way once.
+#[tokio::test]
+async fn a_record_that_succeeds_the_second_time_is_archived_once_either_way() {
+    let failing = |n: u64, fails: bool| -> Processed {
+        let mut processed = outputs(n, true).remove(0);
+        if fails {
+            processed.fate = Fate::Failed(Failure::processing("Lambda.FunctionError", "throttled"));
+        }
+        processed
+    };
+    // The last owner's object, made by a router and writer of its own.
+    let old = Harness::json_lines("").await;
+    let (sender, done) = pipeline(&old, true);
+    send(
+        &sender,
+        SourceEvent::Processed((3..=5).map(|n| failing(n, true)).collect()),
+    )
+    .await;
+    drop(sender);
+    done.await.unwrap();
+    let intent = old.keys().remove(0);
+    assert!(intent.starts_with("errors/processing-failed/"), "{intent}");
+    let bytes = old.store().get(&key(&intent)).unwrap();
+    let read = || -> Vec<Processed> { (2..=8).map(|n| failing(n, (3..=5).contains(&n) && n != 4)).collect() };
+    for last in [LastPut::Never, LastPut::Before, LastPut::After] {
+        let harness = new_owner(
+            lease(offset(2), &intent, &[(offset(3), offset(5))]),
+            vec![SourceEvent::Processed(read())],
+            last,
+            (&intent, &bytes),
+        )
+        .await;
+        let objects = lines_by_object(&harness);
+        let data_with_4 = objects
+            .iter()
+            .filter(|(k, lines)| !k.starts_with("errors/") && lines.iter().any(|l| l.contains(r#""n":4,"#)))
+            .count();
+        let held: Vec<u64> = objects[&intent]
+            .iter()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["n"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        if last == LastPut::Before {
+            assert_eq!(held, [3, 4, 5], "{last:?}");
+            assert_eq!(data_with_4, 0, "{last:?}: {:?}", objects.keys());
+        } else {
+            assert_eq!(held, [3, 5], "{last:?}");
+            assert_eq!(data_with_4, 1, "{last:?}: {:?}", objects.keys());
+        }
+        let mut by_sequence: BTreeMap<u64, usize> = BTreeMap::new();
+        for line in objects.values().flatten() {
+            let value: serde_json::Value = serde_json::from_str(line).unwrap();
+            *by_sequence.entry(value["n"].as_u64().unwrap()).or_default() += 1;
+        }
+        assert_eq!(by_sequence, (3..=8).map(|n| (n, 1)).collect(), "{last:?}");
+        assert_eq!(harness.saved().sources[&SourceId::new(A)].checkpoint, Some(offset(8)));
+    }
+}
