@@ -44,9 +44,9 @@ use super::delivery::{blocking, FlushInfo};
 use super::object::PlannedObject;
 use super::writer::Writer;
 use super::RunError;
-use crate::buffer::{record_cost, Batch, BufferKey, Buffered, FlushReason, Redo};
+use crate::buffer::{Batch, BufferKey, Buffered, FlushReason, Redo};
 use crate::checkpoint::Ticket;
-use crate::limits::{Charge, MemoryBudget};
+use crate::limits::Charge;
 
 /// The error code of a redone intent whose last owner wrote its records
 /// as `delivery-failed` error records: the redo writes them so too.
@@ -56,6 +56,12 @@ pub const REDONE_DELIVERY_FAILED: &str = "Delivery.Failed";
 /// flushed by size, age or memory: an intent's object is all its records
 /// or none (a part put under its key would refuse the last owner's whole
 /// object), and an intent is as large as one buffer of the last owner's.
+///
+/// Not charged to the memory budget either: a full budget pauses the
+/// source (`crate::limits::gate`), and the records that complete an
+/// intent would then never come, while nothing could free what its
+/// buffer holds. Their memory is bounded by the intents the leases hold:
+/// at most a buffer each, as many as the last owners had puts in flight.
 #[derive(Debug, Default)]
 pub(super) struct RedoBuffers {
     filling: BTreeMap<Arc<str>, Filling>,
@@ -67,22 +73,18 @@ struct Filling {
     items: Vec<Buffered>,
     kinds: Vec<BufferKey>,
     bytes: usize,
-    charge: Charge,
 }
 
 impl RedoBuffers {
     /// Adds a record routed to the intent `key`, with the buffer it would
     /// otherwise have gone to.
-    pub fn push(&mut self, key: Arc<str>, kind: BufferKey, item: Buffered, budget: &MemoryBudget) {
-        let charge = budget.charge(record_cost(item.record.data.len()));
+    pub fn push(&mut self, key: Arc<str>, kind: BufferKey, item: Buffered) {
         let filling = self.filling.entry(key).or_insert_with(|| Filling {
             source: item.record.position.source.clone(),
             items: Vec::new(),
             kinds: Vec::new(),
             bytes: 0,
-            charge: Charge::default(),
         });
-        filling.charge.absorb(charge);
         filling.bytes += item.record.data.len();
         filling.items.push(item);
         filling.kinds.push(kind);
@@ -100,7 +102,7 @@ impl RedoBuffers {
             items: filling.items,
             bytes: filling.bytes,
             reason,
-            charge: filling.charge,
+            charge: Charge::default(),
         })
     }
 

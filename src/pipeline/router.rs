@@ -455,7 +455,7 @@ impl Router {
     async fn push(&mut self, key: BufferKey, item: Buffered, now: Instant) -> Result<(), WriterGone> {
         if let Some(intent) = self.target.take() {
             // Whatever buffer it would go to: its object is the intent's.
-            self.redo.push(intent, key, item, &self.budget);
+            self.redo.push(intent, key, item);
             return Ok(());
         }
         for batch in self.buffers.push(key, item, now) {
