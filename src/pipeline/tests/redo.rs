@@ -604,3 +604,48 @@ async fn a_redo_waiting_for_its_records_does_not_hold_the_budget_the_source_need
     assert_eq!(lines_by_object(&harness)[&intent], lines(&intended));
     assert_eq!(all_lines(&harness), expected(&read[1..]), "every record once");
 }
+
+/// The intent's first record comes out otherwise this time (the
+/// processor fails record 3, kept then): no planned object bears the
+/// intent's key, so the largest, the data of 4 and 5, is put under it,
+/// and 3's error record after it only if that put landed. Once either way.
+#[tokio::test]
+async fn an_intent_whose_first_record_changed_kind_puts_its_largest_part_under_its_key() {
+    let intended: Vec<Record> = (3..=5).flat_map(|n| outputs(n, true)).map(|p| p.record).collect();
+    let (intent, bytes) = last_owners_object(BufferKey::Data, intended.clone()).await;
+    let read = || -> Vec<Processed> {
+        (2..=8)
+            .flat_map(|n| outputs(n, true))
+            .map(|mut p| {
+                if p.record.position.offset.sequence_number == SequenceNumber::from_u64(3) {
+                    p.fate = Fate::Failed(Failure::processing("Lambda.FunctionError", "out of memory"));
+                }
+                p
+            })
+            .collect()
+    };
+    for last in [LastPut::Never, LastPut::Before] {
+        let harness = new_owner(
+            lease(offset(2), &intent, &[(offset(3), offset(5))]),
+            vec![SourceEvent::Processed(read())],
+            last,
+            (&intent, &bytes),
+        )
+        .await;
+        let objects = lines_by_object(&harness);
+        let errors = objects.keys().filter(|k| k.starts_with("errors/")).count();
+        if last == LastPut::Before {
+            assert_eq!(objects[&intent], lines(&intended), "{last:?}");
+            assert_eq!(errors, 0, "{last:?}: {:?}", objects.keys());
+        } else {
+            assert_eq!(objects[&intent], lines(&intended[1..]), "{last:?}");
+            assert_eq!(errors, 1, "{last:?}: {:?}", objects.keys());
+        }
+        let mut by_sequence: BTreeMap<u64, usize> = BTreeMap::new();
+        for line in objects.values().flatten() {
+            let value: serde_json::Value = serde_json::from_str(line).unwrap();
+            *by_sequence.entry(value["n"].as_u64().unwrap()).or_default() += 1;
+        }
+        assert_eq!(by_sequence, (3..=8).map(|n| (n, 1)).collect(), "{last:?}");
+    }
+}
