@@ -22,7 +22,13 @@
 //! cannot any more, and they go to their own objects the usual way; if
 //! the last owner's object was there, it holds them already (as they came
 //! out then), and they count as delivered with it. No record's outputs
-//! are archived twice, none is lost. When no planned object bears the
+//! are archived twice, none is lost. One window is left: the redo's
+//! intent names the records of its own kind only (naming the others too
+//! would lose them, should the redo's put land and the process die before
+//! they are written), so a process dying between finding the last
+//! owner's object and the save that counts the others delivered leaves
+//! them to be read again as new records: archived twice (once as they
+//! came out then, once now), never lost. When no planned object bears the
 //! intent's key (the intent's first record changed kind), the largest one
 //! is put under it, said as a warning.
 //!
@@ -178,17 +184,22 @@ impl Writer {
         let outcome = self.objects.put_error_object(&object).await?;
         self.objects.log_flushed(&object, outcome, info);
         tracing::info!(key = %intent_key, records = object.records.len(), already_existed = outcome == PutOutcome::AlreadyExisted, "redid an intent the shard's last owner left pending");
+        if outcome == PutOutcome::AlreadyExisted {
+            // The last owner's object holds them all, the others as they
+            // came out then: counted delivered with it, in one save.
+            let checkpoints = &self.objects.checkpoints;
+            checkpoints.complete_object(id);
+            for other in planned {
+                let with_it = checkpoints.begin_object(&intent_key, other.claims);
+                checkpoints.complete_object(with_it);
+            }
+            return self.objects.save().await;
+        }
         self.objects.complete(id).await?;
         for other in planned {
-            if outcome == PutOutcome::Created {
-                // The last owner's object cannot land any more: these
-                // records are in no object yet.
-                self.objects.deliver(other, info).await?;
-            } else {
-                // The last owner's object holds them, as they came out then.
-                let id = self.objects.begin(&intent_key, other.claims).await?;
-                self.objects.complete(id).await?;
-            }
+            // The last owner's object cannot land any more: these records
+            // are in no object yet.
+            self.objects.deliver(other, info).await?;
         }
         Ok(())
     }
