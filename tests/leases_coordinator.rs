@@ -30,7 +30,7 @@ use spillway::source::kinesis::leased::{self, Coordination};
 use spillway::source::kinesis::KinesisSource;
 use spillway::source::{Source, SourceContext, SourceEvent};
 use spillway::telemetry::Telemetry;
-use spillway_destinations::{LocalStore, ObjectKey};
+use spillway_destinations::{LocalStore, ObjectKey, ObjectStore, PutOptions, PutOutcome};
 use spillway_transforms::SequenceNumber;
 use support::kinesis::{
     client, create_stream, merge, open_shard_hash_keys, peer, put_to_hash_key, split, unique_stream, Produced,
@@ -72,6 +72,10 @@ struct Instance {
     /// The shards whose tenure's end (`SourceEvent::ShardReleased`) came.
     released: Arc<Mutex<Vec<String>>>,
     failures: Arc<Mutex<Vec<String>>>,
+    /// The store redone intents are put in (create-only), and what each
+    /// put found.
+    archive: Arc<LocalStore>,
+    redone: Arc<Mutex<Vec<Redone>>>,
     harness: Mutex<Option<tokio::task::JoinHandle<()>>>,
     _dir: tempfile::TempDir,
 }
@@ -88,6 +92,19 @@ impl Instance {
 
     /// An instance reading shards without a checkpoint from `start`.
     async fn start_with(stream: &str, table: &str, worker: &str, dynamodb: &str, start: StartPosition) -> Self {
+        Self::start_archiving(stream, table, worker, dynamodb, start, None).await
+    }
+
+    /// An instance putting redone intents into `archive` (a store of its
+    /// own if `None`).
+    async fn start_archiving(
+        stream: &str,
+        table: &str,
+        worker: &str,
+        dynamodb: &str,
+        start: StartPosition,
+        archive: Option<Arc<LocalStore>>,
+    ) -> Self {
         let coordination = CoordinationConfig {
             table: table.into(),
             region: Some("us-east-1".into()),
@@ -139,6 +156,8 @@ impl Instance {
         let strays = Arc::new(Mutex::new(Vec::new()));
         let released = Arc::new(Mutex::new(Vec::new()));
         let failures = Arc::new(Mutex::new(Vec::new()));
+        let archive = archive.unwrap_or_else(|| Arc::new(LocalStore::new(dir.path().join("archive"))));
+        let redone = Arc::new(Mutex::new(Vec::new()));
         let harness = tokio::spawn(deliver(
             worker.to_owned(),
             events_rx,
@@ -151,6 +170,8 @@ impl Instance {
                 strays: strays.clone(),
                 released: released.clone(),
                 failures: failures.clone(),
+                archive: archive.clone(),
+                redone: redone.clone(),
             },
         ));
         Self {
@@ -163,6 +184,8 @@ impl Instance {
             strays,
             released,
             failures,
+            archive,
+            redone,
             harness: Mutex::new(Some(harness)),
             _dir: dir,
         }
@@ -195,6 +218,16 @@ struct Outputs {
     strays: Arc<Mutex<Vec<Delivered>>>,
     released: Arc<Mutex<Vec<String>>>,
     failures: Arc<Mutex<Vec<String>>>,
+    archive: Arc<LocalStore>,
+    redone: Arc<Mutex<Vec<Redone>>>,
+}
+
+/// An intent of a shard's last owner, redone by the stand-in delivery.
+#[derive(Clone, Debug)]
+struct Redone {
+    key: String,
+    outcome: PutOutcome,
+    records: Vec<Delivered>,
 }
 
 fn delivered_of(shard: &str, record: &spillway_transforms::Record) -> Delivered {
@@ -212,8 +245,11 @@ fn delivered_of(shard: &str, record: &spillway_transforms::Record) -> Delivered 
 /// store. A batch of a shard this instance does not hold is dropped unread
 /// (the pipeline's router drops a released shard's records until its
 /// tenure's end, `SourceEvent::ShardReleased`, which this stand-in notes). The intent and
-/// its completion are saved in one write here, since nothing is put: a
-/// pending intent left in a lease would need the redo (step 3).
+/// its completion are saved in one write here, since nothing is put. The
+/// records of an intent the shard's last owner left in the lease are
+/// gathered as the router does (`Checkpointer::redo_routing`) and put,
+/// once all are in, under the intent's key into [`Instance::archive`],
+/// create-only, between the intent's save and its completion's.
 async fn deliver(
     worker: String,
     mut events: mpsc::Receiver<SourceEvent>,
@@ -228,8 +264,12 @@ async fn deliver(
         strays,
         released,
         failures,
+        archive,
+        redone,
     } = outputs;
     let mut objects = 0u64;
+    let mut redoing: BTreeMap<Arc<str>, Vec<(spillway_transforms::Record, spillway::checkpoint::Ticket)>> =
+        BTreeMap::new();
     loop {
         let event = tokio::select! {
             biased;
@@ -254,11 +294,46 @@ async fn deliver(
                     continue;
                 }
                 let tickets = checkpoints.admit(records.iter().map(|r| (&r.position.source, &r.position.offset)));
-                let admitted: Vec<_> = records
-                    .iter()
-                    .zip(tickets)
-                    .filter_map(|(r, t)| t.map(|t| (r, t)))
-                    .collect();
+                let routing =
+                    checkpoints.redo_routing(records.iter().map(|r| (&r.position.source, &r.position.offset, true)));
+                let mut admitted = Vec::new();
+                for (n, (record, ticket)) in records.iter().zip(tickets).enumerate() {
+                    let Some(ticket) = ticket else { continue };
+                    match routing.targets.get(n).cloned().flatten() {
+                        Some(intent) => redoing.entry(intent).or_default().push((record.clone(), ticket)),
+                        None => admitted.push((record, ticket)),
+                    }
+                }
+                for (source, intent) in routing.due {
+                    let Some(records) = redoing.remove(&intent) else {
+                        checkpoints.forget_inherited(&source, &intent);
+                        continue;
+                    };
+                    let claims = Claims::of(
+                        records
+                            .iter()
+                            .map(|(r, t)| (&r.position.source, &r.position.offset, *t)),
+                    );
+                    let key = ObjectKey::new(intent.to_string()).unwrap();
+                    let object = checkpoints.begin_object(&key, claims);
+                    save(&checkpoints).await;
+                    if !keeper.holds(source.as_str()) {
+                        checkpoints.forget_object(object);
+                        continue;
+                    }
+                    let body: Vec<u8> = records
+                        .iter()
+                        .flat_map(|(r, _)| [&r.data[..], b"\n"].concat())
+                        .collect();
+                    let outcome = archive.put(&key, body.into(), &PutOptions::default()).await.unwrap();
+                    checkpoints.complete_object(object);
+                    save(&checkpoints).await;
+                    redone.lock().unwrap().push(Redone {
+                        key: intent.to_string(),
+                        outcome,
+                        records: records.iter().map(|(r, _)| delivered_of(shard.as_str(), r)).collect(),
+                    });
+                }
                 if admitted.is_empty() {
                     continue;
                 }
@@ -288,6 +363,7 @@ async fn deliver(
             // batch is delivered at once here): from here on the shard's
             // records are of a later tenure, and admitted again.
             SourceEvent::ShardReleased { source } => {
+                redoing.retain(|_, records| records[0].0.position.source != source);
                 released.lock().unwrap().push(source.to_string());
                 checkpoints.tenure_passed(&source);
             }
@@ -650,13 +726,39 @@ impl std::io::Write for Captured {
     }
 }
 
-/// A lease that holds the last owner's pending intents (objects it may
-/// have written, or may still write) is kept, but its shard is not read
-/// until the redo is built (step 3): reading it from its checkpoint could
-/// archive those records twice. It is said once, with the shard; the other
-/// shards are read as usual.
+/// The data `put_to_hash_key` gave the record `produced`.
+fn data_of(produced: &Produced) -> String {
+    format!(
+        r#"{{"id":{},"key":"{}","n":{},"pad":"{}"}}"#,
+        produced.id,
+        produced.key,
+        produced.n,
+        "x".repeat(40 + (produced.id % 120) as usize)
+    )
+}
+
+/// When the last owner's put of its pending object lands, if ever.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LastPut {
+    Never,
+    /// Before the new owner redoes it: the redo finds it there.
+    Before,
+    /// After the redo: the last owner was paused, and resumed its put.
+    After,
+}
+
+/// A lease holding the last owner's pending intent: records 3..=5 of
+/// shard 0 (it delivered 0..=2, its checkpoint at 2), about to be put
+/// under `objects/old/2` when it lost the lease. The new owner reads the
+/// shard from the checkpoint and puts exactly those records under that
+/// key, create-only, then reads on. Whether the last owner's put never
+/// lands, landed before the redo (found there: counted delivered, not
+/// written again) or lands after it (refused), the key holds one copy of
+/// records 3..=5, and across the last owner's objects, the redone one and
+/// the new owner's, every record of the shard is archived once; the lease
+/// holds no pending intent after. Said once, with the number of intents.
 #[test]
-fn a_shard_whose_lease_holds_pending_intents_is_kept_and_not_read() {
+fn a_shard_whose_lease_holds_pending_intents_is_read_and_they_are_redone_under_their_keys() {
     use spillway::checkpoint::shard::ShardState;
     use spillway::checkpoint::Tracker;
     use spillway_transforms::record::Offset;
@@ -677,71 +779,141 @@ fn a_shard_whose_lease_holds_pending_intents_is_kept_and_not_read() {
         .unwrap();
     rt.block_on(async {
         let kinesis = client(&peer("SPILLWAY_TEST_KINESALITE")).await;
-        let stream = unique_stream("leased-pending");
-        create_stream(&kinesis, &stream, 2).await;
-        let table = unique("coordinator-pending");
-        let (blocked, open) = ("shardId-000000000000", "shardId-000000000001");
+        for last in [LastPut::Never, LastPut::Before, LastPut::After] {
+            let stream = unique_stream("leased-redo");
+            create_stream(&kinesis, &stream, 2).await;
+            let table = unique("coordinator-redo");
+            let (redone_shard, other) = ("shardId-000000000000", "shardId-000000000001");
+            let produced = put_each(&kinesis, &stream, &open_shard_hash_keys(&kinesis, &stream).await, 0, 10).await;
+            let mut of_shard: Vec<Produced> = produced.iter().filter(|p| p.shard == redone_shard).cloned().collect();
+            of_shard.sort_by_key(|p| SequenceNumber::parse(&p.seq).unwrap());
+            let offsets: Vec<Offset> = of_shard
+                .iter()
+                .map(|p| Offset::new(SequenceNumber::parse(&p.seq).unwrap(), 0))
+                .collect();
 
-        // The last owner of shard 0 saved an intent and vanished.
-        let old = LeaseTable::open(TableOptions {
-            worker: "worker-old".into(),
-            ..lease_view_options(&table, &stream)
-        })
-        .await
-        .unwrap();
-        old.add(blocked, &[]).await.unwrap();
-        let free = old.list().await.unwrap().remove(0);
-        let taken = old.take(&free).await.unwrap();
-        let source = SourceId::new(blocked);
-        let mut tracker = Tracker::new(PIPELINE, None);
-        let offsets: Vec<Offset> = (1..=3).map(|n| Offset::new(SequenceNumber::from_u64(n), 0)).collect();
-        let tickets = tracker.admit_all(offsets.iter().map(|o| (&source, o)));
-        let claims = Claims::of(offsets.iter().zip(tickets).map(|(o, t)| (&source, o, t.unwrap())));
-        tracker.begin_object("objects/old/1", claims);
-        let state = ShardState::of(&tracker.snapshot(), &source).unwrap().to_json();
-        let saved = old.checkpoint(&taken, &state, false).await.unwrap();
-        old.release(&saved).await.unwrap();
-
-        let produced = put_each(&kinesis, &stream, &open_shard_hash_keys(&kinesis, &stream).await, 0, 20).await;
-        let a = Instance::start(&stream, &table, "worker-a").await;
-        let expected: Vec<Produced> = produced.iter().filter(|p| p.shard == open).cloned().collect();
-        wait_delivered(&[&a], &expected, "shard 1's records delivered").await;
-        wait_until(Duration::from_secs(30), "a holds both shards", || {
-            a.keeper.held().len() == 2
-        })
-        .await;
-        // A few rounds more: still held, still unread.
-        tokio::time::sleep(LEASE).await;
-        a.assert_no_failure();
-        assert_exactly_once(&[&a], &expected);
-        assert!(
-            a.keeper.holds(blocked),
-            "the lease is kept, so that no instance reads it"
-        );
-        let read_of_blocked = a.received.lock().unwrap().iter().filter(|d| d.shard == blocked).count();
-        assert_eq!(read_of_blocked, 0, "nothing of shard 0 is read");
-        let lease = lease_view(&table, &stream)
+            // The last owner delivered records 0..=2, saved the intent of
+            // 3..=5 and vanished.
+            let old = LeaseTable::open(TableOptions {
+                worker: "worker-old".into(),
+                ..lease_view_options(&table, &stream)
+            })
             .await
-            .list()
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|l| l.shard == blocked)
             .unwrap();
-        assert_eq!(
-            lease.state.as_deref(),
-            Some(state.as_str()),
-            "the intent stays for the redo"
-        );
-        a.stop().await;
+            old.add(redone_shard, &[]).await.unwrap();
+            let free = old.list().await.unwrap().remove(0);
+            let taken = old.take(&free).await.unwrap();
+            let source = SourceId::new(redone_shard);
+            let mut tracker = Tracker::new(PIPELINE, None);
+            let tickets: Vec<_> = tracker
+                .admit_all(offsets[..6].iter().map(|o| (&source, o)))
+                .into_iter()
+                .map(Option::unwrap)
+                .collect();
+            let claims = |range: std::ops::Range<usize>| Claims::of(range.map(|i| (&source, &offsets[i], tickets[i])));
+            let written = tracker.begin_object("objects/old/1", claims(0..3));
+            tracker.complete_object(written);
+            tracker.begin_object("objects/old/2", claims(3..6));
+            let state = ShardState::of(&tracker.snapshot(), &source).unwrap();
+            assert_eq!(state.source.checkpoint.as_ref(), Some(&offsets[2]));
+            let saved = old.checkpoint(&taken, &state.to_json(), false).await.unwrap();
+            old.release(&saved).await.unwrap();
+            let intended: String = of_shard[3..6].iter().map(|p| data_of(p) + "\n").collect();
+
+            let archive_dir = tempfile::tempdir().unwrap();
+            let archive = Arc::new(LocalStore::new(archive_dir.path()));
+            let intent = ObjectKey::new("objects/old/2").unwrap();
+            let options = PutOptions::default();
+            let last_owner_puts = || archive.put(&intent, intended.clone().into(), &options);
+            if last == LastPut::Before {
+                assert_eq!(last_owner_puts().await.unwrap(), PutOutcome::Created);
+            }
+            let a = Instance::start_archiving(
+                &stream,
+                &table,
+                "worker-a",
+                &peer("SPILLWAY_TEST_MOTO"),
+                StartPosition::TrimHorizon,
+                Some(archive.clone()),
+            )
+            .await;
+            let expected: Vec<Produced> = produced
+                .iter()
+                .filter(|p| p.shard == other || of_shard[6..].iter().any(|q| q.id == p.id))
+                .cloned()
+                .collect();
+            wait_delivered(
+                &[&a],
+                &expected,
+                "shard 1's records and shard 0's after the intent delivered",
+            )
+            .await;
+            wait_until(Duration::from_secs(30), "the intent redone", || {
+                !a.redone.lock().unwrap().is_empty()
+            })
+            .await;
+            a.assert_no_failure();
+            if last == LastPut::After {
+                assert_eq!(
+                    last_owner_puts().await.unwrap(),
+                    PutOutcome::AlreadyExisted,
+                    "the last owner's late put is refused"
+                );
+            }
+            // The new owner's own objects: everything but the last
+            // owner's records, each once.
+            assert_exactly_once(&[&a], &expected);
+            let redone = a.redone.lock().unwrap().clone();
+            assert_eq!(redone.len(), 1, "{last:?}: {redone:?}");
+            assert_eq!(redone[0].key, "objects/old/2");
+            let ids: Vec<u64> = redone[0].records.iter().map(|d| d.id).collect();
+            let intended_ids: Vec<u64> = of_shard[3..6].iter().map(|p| p.id).collect();
+            assert_eq!(ids, intended_ids, "{last:?}: exactly the intent's records");
+            let found = if last == LastPut::Before {
+                PutOutcome::AlreadyExisted
+            } else {
+                PutOutcome::Created
+            };
+            assert_eq!(redone[0].outcome, found, "{last:?}");
+            let archived = a.archive.get(&intent).await.unwrap().expect("the intent's object");
+            assert_eq!(
+                String::from_utf8(archived.to_vec()).unwrap(),
+                intended,
+                "{last:?}: one copy"
+            );
+            // Nothing of records 0..=5 was archived by the new owner
+            // otherwise: they are the last owner's objects' and the redo's.
+            let delivered_of_shard: Vec<u64> = a
+                .delivered()
+                .iter()
+                .filter(|d| d.shard == redone_shard)
+                .map(|d| d.id)
+                .collect();
+            let after: Vec<u64> = of_shard[6..].iter().map(|p| p.id).collect();
+            assert_eq!(delivered_of_shard, after, "{last:?}");
+            let lease = lease_view(&table, &stream)
+                .await
+                .list()
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|l| l.shard == redone_shard)
+                .unwrap();
+            let state = ShardState::from_json(&source, lease.state.as_deref().unwrap()).unwrap();
+            assert!(state.pending.is_empty(), "{last:?}: {:?}", state.pending);
+            a.stop().await;
+        }
 
         let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-        let said: Vec<&str> = text.lines().filter(|l| l.contains("shard not read")).collect();
-        assert_eq!(said.len(), 1, "{said:?}");
+        let said: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("each is redone under its key"))
+            .collect();
+        assert_eq!(said.len(), 3, "once per shard and instance: {said:?}");
         assert!(
-            said[0].contains(blocked) && said[0].contains("objects/old/1"),
-            "{}",
-            said[0]
+            said.iter()
+                .all(|l| l.contains("shardId-000000000000") && l.contains("intents=1") && l.contains("objects/old/2")),
+            "{said:?}"
         );
     });
 }

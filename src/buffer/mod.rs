@@ -61,6 +61,9 @@ pub enum FlushReason {
     /// The memory budget (`limits.memory_mb`) was full: the largest open
     /// buffer was flushed, so that delivering it frees memory.
     MemoryLimit,
+    /// An intent the shard's last owner left pending has all its records
+    /// in again: redone under its key (`docs/leases.md`).
+    Redo,
 }
 
 impl FlushReason {
@@ -73,6 +76,7 @@ impl FlushReason {
             Self::ShardEnd => "shard_end",
             Self::PartitionLimit => "partition_limit",
             Self::MemoryLimit => "memory_limit",
+            Self::Redo => "redo",
         }
     }
 }
@@ -90,6 +94,18 @@ pub enum BufferKey {
     /// The data of one set of partition keys (dynamic partitioning).
     Partition(Arc<PartitionKeys>),
     Error(ErrorOutputType),
+    /// The records of an intent the last owner of their shard left in its
+    /// lease, redone under the intent's key (`docs/leases.md`); never in
+    /// [`Buffers`] (the router keeps them apart, `pipeline/redo.rs`).
+    Redo(Arc<Redo>),
+}
+
+/// A redone intent's batch: its key, and for each record the buffer it
+/// would have gone to otherwise (data, a partition, an error output).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Redo {
+    pub key: Arc<str>,
+    pub kinds: Vec<BufferKey>,
 }
 
 /// One buffer: an output and, with per-shard buffers, the shard whose

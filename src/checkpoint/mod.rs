@@ -53,6 +53,10 @@ pub struct Checkpointer {
     /// Serialises saves so that an older snapshot never overwrites a newer;
     /// holds the changes the last snapshot saved included.
     save_lock: tokio::sync::Mutex<u64>,
+    /// Whether a shard was ever adopted with intents to redo: until then
+    /// (always, without coordination) routing a batch asks nothing of the
+    /// tracker.
+    redoing: std::sync::atomic::AtomicBool,
 }
 
 impl Checkpointer {
@@ -101,6 +105,7 @@ impl Checkpointer {
             store,
             changes: AtomicU64::new(0),
             save_lock: tokio::sync::Mutex::new(0),
+            redoing: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -176,6 +181,42 @@ impl Checkpointer {
         let mut tracker = self.change();
         tracker.abandon(source);
         tracker.adopt(source, saved);
+    }
+
+    /// Takes `source` over from its lease's state, pending intents and
+    /// all: [`Self::adopt`], then the intents are kept to be redone (see
+    /// `tracker/redo.rs`). Returns how many there are.
+    pub fn adopt_lease(&self, source: &SourceId, state: shard::ShardState) -> usize {
+        let mut tracker = self.change();
+        tracker.abandon(source);
+        tracker.adopt(source, state.source);
+        let inherited = tracker.inherit(source, state.pending);
+        if inherited > 0 {
+            self.redoing.store(true, Ordering::Relaxed);
+        }
+        inherited
+    }
+
+    /// Which inherited intent each record belongs to; see
+    /// [`Tracker::redo_routing`]. Cheap when none is inherited.
+    pub fn redo_routing<'a>(
+        &self,
+        records: impl IntoIterator<Item = (&'a SourceId, &'a Offset, bool)>,
+    ) -> tracker::RedoRouting {
+        if !self.redoing.load(Ordering::Relaxed) {
+            return tracker::RedoRouting::default();
+        }
+        self.tracker().redo_routing(records)
+    }
+
+    /// See [`Tracker::redo_due_at_end`].
+    pub fn redo_due_at_end(&self, source: &SourceId) -> Vec<std::sync::Arc<str>> {
+        self.tracker().redo_due_at_end(source)
+    }
+
+    /// See [`Tracker::forget_inherited`]. [`Self::save`] persists it.
+    pub fn forget_inherited(&self, source: &SourceId, key: &str) {
+        self.change().forget_inherited(source, key);
     }
 
     /// Gives `source` up (its lease was lost); see [`Tracker::abandon`].

@@ -97,7 +97,7 @@ impl Delivery {
     /// is in the lease, so that a loss from here on leaves it to the next
     /// owner to redo, and the put made here lands or finds the object
     /// (create-only, same key).
-    fn still_held(&self, id: ObjectId, shards: &[SourceId]) -> bool {
+    pub fn still_held(&self, id: ObjectId, shards: &[SourceId]) -> bool {
         if self.checkpoints.is_abandoned(id) {
             return false;
         }

@@ -14,6 +14,7 @@ pub mod kinesis;
 pub mod many;
 mod object;
 mod payload;
+mod redo;
 mod router;
 mod table;
 mod writer;

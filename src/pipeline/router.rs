@@ -8,6 +8,9 @@
 //! tenure of a shard's lease ([`SourceEvent::ShardReleased`]) drops that
 //! shard's buffers unwritten; its records still on their way are dropped
 //! as they come (see [`Router::release`] for why that keeps exactly-once).
+//! A record in the runs of an intent the shard's last owner left pending
+//! goes to that intent's own buffer, whatever buffer it would go to
+//! otherwise, and is put under the intent's key (`super::redo`).
 //!
 //! When the memory budget is full (`crate::limits`), the router flushes
 //! its largest buffer, then the next, until the budget has room or its
@@ -24,6 +27,7 @@ use spillway_transforms::{error_record, Check, Record, Rejection, SourceId};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::redo::RedoBuffers;
 use super::RunError;
 use crate::buffer::{Batch, BufferKey, Buffered, Buffers, FlushReason};
 use crate::checkpoint::Checkpointer;
@@ -47,6 +51,11 @@ pub(super) struct Router {
     telemetry: Telemetry,
     batches: mpsc::Sender<Batch>,
     budget: MemoryBudget,
+    /// With coordination: the buffers of the intents the last owners of
+    /// this instance's shards left pending (`super::redo`).
+    redo: RedoBuffers,
+    /// The intent the record being placed is redone in, if any.
+    target: Option<Arc<str>>,
 }
 
 /// How often the age of the oldest unflushed record is logged.
@@ -80,6 +89,8 @@ impl Router {
             telemetry,
             batches,
             budget,
+            redo: RedoBuffers::default(),
+            target: None,
         }
     }
 
@@ -137,8 +148,13 @@ impl Router {
                         }
                         SourceEvent::Ended { source, flush } => {
                             tracing::info!(source = %source, "source reached its end");
+                            let due = self.checkpoints.redo_due_at_end(&source);
+                            let redone = self.flush_redo(due.into_iter().map(|key| (source.clone(), key)).collect()).await;
                             self.checkpoints.end_of_input(&source);
-                            if flush { self.flush_all(FlushReason::ShardEnd).await } else { Ok(()) }
+                            match redone {
+                                Ok(()) if flush => self.flush_all(FlushReason::ShardEnd).await,
+                                other => other,
+                            }
                         }
                         SourceEvent::ShardReleased { source } => {
                             self.release(&source);
@@ -160,6 +176,10 @@ impl Router {
         };
         // Stop the source before flushing: nothing more is admitted.
         drop(events);
+        let unfinished = self.redo.drop_all();
+        if unfinished > 0 {
+            tracing::info!(records = unfinished, "intents being redone not complete at the end of the run: they stay pending in their leases, for the next owner to redo");
+        }
         let reason = *outcome.as_ref().unwrap_or(&FlushReason::Shutdown);
         for batch in self.buffers.take_all(reason) {
             if self.hand_over(batch).await.is_err() {
@@ -243,7 +263,7 @@ impl Router {
     /// them twice; dropping them loses none. From here on its records come
     /// from a later tenure (the shard won back) and are admitted again.
     fn release(&mut self, source: &SourceId) {
-        let dropped = self.buffers.drop_shard(source);
+        let dropped = self.buffers.drop_shard(source) + self.redo.drop_shard(source);
         self.checkpoints.tenure_passed(source);
         tracing::debug!(source = %source, dropped_records = dropped, "shard released: its buffers dropped unwritten, the lease's next owner reads them again");
     }
@@ -285,12 +305,17 @@ impl Router {
         let tickets = self
             .checkpoints
             .admit(records.iter().map(|r| (&r.position.source, &r.position.offset)));
+        let mut routing = self
+            .checkpoints
+            .redo_routing(records.iter().map(|r| (&r.position.source, &r.position.offset, true)));
         let now = Instant::now();
-        for (record, ticket) in records.into_iter().zip(tickets) {
+        for (n, (record, ticket)) in records.into_iter().zip(tickets).enumerate() {
+            self.target = routing.targets.get_mut(n).and_then(Option::take);
             let verdict = self.check.check(&record);
             self.place(record, ticket, verdict, now).await?;
         }
-        Ok(())
+        self.target = None;
+        self.flush_redo(routing.due).await
     }
 
     /// Records the source refused: admitted in order like any other, and
@@ -304,11 +329,18 @@ impl Router {
         let tickets = self
             .checkpoints
             .admit(refused.iter().map(|(r, _)| (&r.position.source, &r.position.offset)));
+        let mut routing = self.checkpoints.redo_routing(
+            refused
+                .iter()
+                .map(|(r, _)| (&r.position.source, &r.position.offset, true)),
+        );
         let now = Instant::now();
-        for ((record, rejection), ticket) in refused.into_iter().zip(tickets) {
+        for (n, ((record, rejection), ticket)) in refused.into_iter().zip(tickets).enumerate() {
+            self.target = routing.targets.get_mut(n).and_then(Option::take);
             self.place(record, ticket, Err(rejection), now).await?;
         }
-        Ok(())
+        self.target = None;
+        self.flush_redo(routing.due).await
     }
 
     /// The processors' outputs: admitted in order (a dropped record done
@@ -324,16 +356,27 @@ impl Router {
                 .iter()
                 .map(|p| (&p.record.position.source, &p.record.position.offset, p.admission)),
         );
+        let mut routing = self.checkpoints.redo_routing(processed.iter().map(|p| {
+            (
+                &p.record.position.source,
+                &p.record.position.offset,
+                p.admission.ends_input,
+            )
+        }));
         let now = Instant::now();
         for (
-            Processed {
-                record,
-                admission,
-                fate,
-            },
-            ticket,
-        ) in processed.into_iter().zip(tickets)
+            n,
+            (
+                Processed {
+                    record,
+                    admission,
+                    fate,
+                },
+                ticket,
+            ),
+        ) in processed.into_iter().zip(tickets).enumerate()
         {
+            self.target = routing.targets.get_mut(n).and_then(Option::take);
             match fate {
                 Fate::Dropped => {
                     debug_assert!(admission.done && ticket.is_none());
@@ -353,6 +396,24 @@ impl Router {
                         _ => BufferKey::Data,
                     };
                     self.place_as(record, ticket, verdict, key, now).await?;
+                }
+            }
+        }
+        self.target = None;
+        self.flush_redo(routing.due).await
+    }
+
+    /// Hands over the batches of redone intents whose records are all in
+    /// (`super::redo`); an intent none of whose records came out this
+    /// time (a processor dropped them) has nothing to put, and is no
+    /// longer pending.
+    async fn flush_redo(&mut self, due: Vec<(SourceId, Arc<str>)>) -> Result<(), WriterGone> {
+        for (source, key) in due {
+            match self.redo.take(&key, FlushReason::Redo) {
+                Some(batch) => self.hand_over(batch).await?,
+                None => {
+                    tracing::info!(source = %source, key = %key, "an intent the shard's last owner left pending has no record to redo: none came out of the processors this time");
+                    self.checkpoints.forget_inherited(&source, &key);
                 }
             }
         }
@@ -392,6 +453,11 @@ impl Router {
     }
 
     async fn push(&mut self, key: BufferKey, item: Buffered, now: Instant) -> Result<(), WriterGone> {
+        if let Some(intent) = self.target.take() {
+            // Whatever buffer it would go to: its object is the intent's.
+            self.redo.push(intent, key, item);
+            return Ok(());
+        }
         for batch in self.buffers.push(key, item, now) {
             self.hand_over(batch).await?;
         }

@@ -36,6 +36,7 @@ use crate::checkpoint::{Checkpointer, LocalFileStore};
 use crate::telemetry::Telemetry;
 
 mod concurrent;
+mod redo;
 mod shards;
 
 const STREAM: &str = "clicks";

@@ -22,6 +22,7 @@ use tokio::task::JoinSet;
 use super::delivery::{blocking, Delivery, FlushInfo};
 use super::endpoint::EndpointDelivery;
 use super::kinesis::KinesisDelivery;
+use super::object::PlannedObject;
 use super::RunError;
 use crate::buffer::{Batch, BufferKey};
 use crate::checkpoint::Ticket;
@@ -122,6 +123,34 @@ impl Writer {
         self.deliver(taken).await
     }
 
+    /// The objects of a batch of `key` (not a redo): encoded, compressed
+    /// and named as the configuration says.
+    pub(super) async fn plan(
+        &self,
+        key: BufferKey,
+        records: Vec<Record>,
+        tickets: Vec<Ticket>,
+    ) -> Result<Vec<PlannedObject>, RunError> {
+        debug_assert!(!matches!(key, BufferKey::Redo(_)), "a redo is planned by its kinds");
+        if let BufferKey::Error(output_type) = key {
+            let planner = self.objects.planner.clone();
+            return Ok(vec![
+                blocking(move || planner.errors(output_type, records, tickets)).await?,
+            ]);
+        }
+        // An endpoint takes no partitions: `validate` refuses dynamic
+        // partitioning with one.
+        let planner = match key {
+            BufferKey::Partition(keys) => Arc::new(self.objects.planner.for_partition(keys)),
+            _ => self.objects.planner.clone(),
+        };
+        Ok(match (&self.objects.catalog, planner.keeps_table()) {
+            (Some(catalog), _) => self.objects.plan_in_catalog(catalog, planner, records, tickets).await?,
+            (None, true) => self.objects.plan_in_table(planner, records, tickets).await?,
+            (None, false) => blocking(move || planner.data(records, tickets)).await?,
+        })
+    }
+
     /// Delivers one batch to its receiver.
     async fn deliver(&self, taken: Taken) -> Result<(), RunError> {
         let Taken {
@@ -135,26 +164,11 @@ impl Writer {
         match (&self.endpoint, &self.kinesis, key) {
             (Some(endpoint), _, BufferKey::Data) => endpoint.deliver(&self.objects, records, tickets, info).await?,
             (_, Some(kinesis), BufferKey::Data) => kinesis.deliver(&self.objects, records, tickets, info).await?,
-            (_, _, key @ (BufferKey::Data | BufferKey::Partition(_))) => {
-                // An endpoint takes no partitions: `validate` refuses
-                // dynamic partitioning with one.
-                let planner = match key {
-                    BufferKey::Partition(keys) => Arc::new(self.objects.planner.for_partition(keys)),
-                    _ => self.objects.planner.clone(),
-                };
-                let objects = match (&self.objects.catalog, planner.keeps_table()) {
-                    (Some(catalog), _) => self.objects.plan_in_catalog(catalog, planner, records, tickets).await?,
-                    (None, true) => self.objects.plan_in_table(planner, records, tickets).await?,
-                    (None, false) => blocking(move || planner.data(records, tickets)).await?,
-                };
-                for object in objects {
+            (_, _, BufferKey::Redo(redo)) => self.deliver_redo(&redo, records, tickets, info).await?,
+            (_, _, key) => {
+                for object in self.plan(key, records, tickets).await? {
                     self.objects.deliver(object, info).await?;
                 }
-            }
-            (_, _, BufferKey::Error(output_type)) => {
-                let planner = self.objects.planner.clone();
-                let object = blocking(move || planner.errors(output_type, records, tickets)).await?;
-                self.objects.deliver(object, info).await?;
             }
         }
         self.objects.telemetry.emit(BatchDone { oldest_arrival });

@@ -18,7 +18,10 @@ use spillway_transforms::SourceId;
 
 use super::state::{CheckpointState, PendingObject, Run, SourceRun, SourceState, STATE_VERSION};
 
+mod redo;
 mod tenure;
+
+pub use redo::RedoRouting;
 
 /// A buffered record's claim on its source's checkpoint: its ordinal among
 /// the records admitted from its source. The source and the offset are the
@@ -293,6 +296,9 @@ pub struct Tracker {
     /// lost again before the first tenure's end passed has two ends to
     /// pass.
     released: HashMap<SourceId, u32>,
+    /// Per shard, the last owner's intents this instance redoes
+    /// (`redo.rs`): pending until the redo's own intent replaces them.
+    inherited: BTreeMap<SourceId, Vec<redo::Inherited>>,
     next_object: u64,
     started_at: Option<DateTime<Utc>>,
     table_schema: Option<TableSchema>,
@@ -326,6 +332,7 @@ impl Tracker {
             abandoned: Default::default(),
             ordinal_floors: HashMap::new(),
             released: HashMap::new(),
+            inherited: BTreeMap::new(),
             next_object: 0,
             started_at,
             table_schema,
@@ -509,6 +516,12 @@ impl Tracker {
                 run: claim.run.clone(),
             })
             .collect();
+        if !self.inherited.is_empty() {
+            for source in claims.sources() {
+                // A redo: its intent replaces the inherited one of its key.
+                self.forget_inherited(source, key);
+            }
+        }
         let id = ObjectId(self.next_object);
         self.next_object += 1;
         let pending = PendingObject {
@@ -578,7 +591,12 @@ impl Tracker {
                     )
                 })
                 .collect(),
-            pending: self.pending.values().map(|(p, _)| p.clone()).collect(),
+            pending: self
+                .pending
+                .values()
+                .map(|(p, _)| p.clone())
+                .chain(self.inherited_pending())
+                .collect(),
             started_at: self.started_at,
             table_schema: self.table_schema.clone(),
         }

@@ -75,6 +75,7 @@ impl Tracker {
     /// count as delivered now (the new owner redoes them). Returns those
     /// intents; completing one later changes nothing.
     pub fn abandon(&mut self, source: &SourceId) -> Vec<ObjectId> {
+        self.inherited.remove(source);
         if let Some(state) = self.sources.remove(source) {
             self.ordinal_floors.insert(source.clone(), state.next_ordinal);
         }

@@ -17,12 +17,12 @@ use crate::checkpoint::state::SourceState;
 use crate::limits::Charged;
 use crate::source::SourceEvent;
 
-const A: &str = "shardId-a";
+pub(super) const A: &str = "shardId-a";
 const B: &str = "shardId-b";
 
 /// A record of `shard`, whose bytes name the shard: objects can be told
 /// apart by what they hold, not only by their key.
-fn shard_record(shard: &str, sequence: u64, data: &str) -> Record {
+pub(super) fn shard_record(shard: &str, sequence: u64, data: &str) -> Record {
     Record {
         data: Bytes::from(data.replace("SHARD", shard)),
         position: Position {
@@ -34,23 +34,26 @@ fn shard_record(shard: &str, sequence: u64, data: &str) -> Record {
     }
 }
 
-fn valid(shard: &str, sequence: u64) -> Record {
+pub(super) fn valid(shard: &str, sequence: u64) -> Record {
     shard_record(shard, sequence, &format!(r#"{{"shard":"SHARD","n":{sequence}}}"#))
 }
 
 /// A record that is not JSON: it becomes an error record.
-fn invalid(shard: &str, sequence: u64) -> Record {
+pub(super) fn invalid(shard: &str, sequence: u64) -> Record {
     shard_record(shard, sequence, &format!("SHARD {sequence} is not json"))
 }
 
 /// Runs a router (per shard, or not) and the harness's writer; returns the
 /// channel the test sends events on and the task that ends with both.
-fn pipeline(harness: &Harness, per_shard: bool) -> (mpsc::Sender<Charged<SourceEvent>>, tokio::task::JoinHandle<()>) {
+pub(super) fn pipeline(
+    harness: &Harness,
+    per_shard: bool,
+) -> (mpsc::Sender<Charged<SourceEvent>>, tokio::task::JoinHandle<()>) {
     pipeline_in(harness, per_shard, crate::limits::MemoryBudget::unlimited())
 }
 
 /// [`pipeline`], the buffers charging `budget`.
-fn pipeline_in(
+pub(super) fn pipeline_in(
     harness: &Harness,
     per_shard: bool,
     budget: crate::limits::MemoryBudget,
@@ -85,13 +88,13 @@ fn pipeline_in(
     (events, done)
 }
 
-async fn send(events: &mpsc::Sender<Charged<SourceEvent>>, event: SourceEvent) {
+pub(super) async fn send(events: &mpsc::Sender<Charged<SourceEvent>>, event: SourceEvent) {
     events.send(Charged::free(event)).await.unwrap();
 }
 
 /// Every record line the store holds, data and error objects alike (an
 /// error record by its `rawData`), by object key.
-fn lines_by_object(harness: &Harness) -> BTreeMap<String, Vec<String>> {
+pub(super) fn lines_by_object(harness: &Harness) -> BTreeMap<String, Vec<String>> {
     harness
         .keys()
         .into_iter()
@@ -111,13 +114,13 @@ fn lines_by_object(harness: &Harness) -> BTreeMap<String, Vec<String>> {
 }
 
 /// Every line the store holds, sorted: each record must be there once.
-fn all_lines(harness: &Harness) -> Vec<String> {
+pub(super) fn all_lines(harness: &Harness) -> Vec<String> {
     let mut lines: Vec<String> = lines_by_object(harness).into_values().flatten().collect();
     lines.sort();
     lines
 }
 
-fn expected(records: &[Record]) -> Vec<String> {
+pub(super) fn expected(records: &[Record]) -> Vec<String> {
     let mut lines: Vec<String> = records
         .iter()
         .map(|r| String::from_utf8(r.data.to_vec()).unwrap())
@@ -127,7 +130,7 @@ fn expected(records: &[Record]) -> Vec<String> {
 }
 
 /// Waits (a few seconds at most) until `done` says so.
-async fn until(done: impl Fn() -> bool, what: &str) {
+pub(super) async fn until(done: impl Fn() -> bool, what: &str) {
     tokio::time::timeout(Duration::from_secs(5), async {
         while !done() {
             tokio::time::sleep(Duration::from_millis(1)).await;

@@ -24,11 +24,13 @@
 //! records again after it. A shard won back is not read again before that
 //! event is sent, so that the new tenure's records all come after it.
 //!
-//! Not here yet (see `docs/leases.md`): redoing the last owner's pending
-//! intents (a shard whose lease holds some is not read, see
-//! [`redo_pending_intents`]) and the
-//! hand-over at SIGTERM after a flush (at stop, readers stop and the leases
-//! are released as they are).
+//! A lease holding the last owner's pending intents is read like any
+//! other: the checkpointer keeps the intents (`Checkpointer::adopt_lease`)
+//! and the pipeline redoes each under its key as its records come again
+//! (`pipeline/redo.rs`, `docs/leases.md`); said once per shard.
+//!
+//! Not here yet (see `docs/leases.md`): the hand-over at SIGTERM after a
+//! flush (at stop, readers stop and the leases are released as they are).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -50,8 +52,8 @@ use crate::coordination::keeper::{self, Keeper, LeaseChange, LossReason};
 use crate::coordination::{Lease, LeaseError};
 use crate::source::{SourceContext, SourceError, SourceEvent};
 
-/// How often held shards that have no reader running (closing, refused,
-/// not listed yet) are looked at: whether they finished, or their lease
+/// How often held shards that have no reader running (closing, not
+/// listed yet) are looked at: whether they finished, or their lease
 /// was lost at a checkpoint write.
 const HELD_POLL: Duration = Duration::from_millis(200);
 
@@ -95,19 +97,6 @@ pub async fn open_keeper(
     Ok(Keeper::new(table, coordination.lease_duration))
 }
 
-/// The step-3 hook. TODO(issue #22, step 3, the redo): read each pending
-/// intent's runs again, put its object create-only under its key, and
-/// adopt `state.redone(shard)`. Until then a shard whose lease holds
-/// pending intents is not read at all: reading from the checkpoint would
-/// archive again what an intent may have written, and settling an intent
-/// as "absent" could lose what the last owner (maybe alive) still puts.
-/// The coordinator keeps the lease, so that no other instance reads the
-/// shard either, and says so once. Returns whether the shard may be read
-/// now.
-pub fn redo_pending_intents(state: &ShardState) -> bool {
-    state.pending.is_empty()
-}
-
 /// A held shard, in this tenure of its lease.
 struct Held {
     /// Tells this tenure's reader from an earlier one's.
@@ -121,9 +110,6 @@ enum Phase {
     /// Won, but not in this instance's listing yet (another instance
     /// listed it first): read once it is listed.
     Unlisted,
-    /// Its lease holds the last owner's pending intents: not read
-    /// ([`redo_pending_intents`]).
-    Refused,
     Reading,
     /// Read to its end: its final checkpoint, with `ended`, is saved once
     /// every record of it is delivered.
@@ -158,8 +144,8 @@ pub(super) struct Coordinator {
     /// Shards whose lease is known to exist.
     added: BTreeSet<String>,
     held: BTreeMap<String, Held>,
-    /// Shards refused for pending intents, said once each.
-    refused: BTreeSet<String>,
+    /// Shards won with the last owner's pending intents, said once each.
+    redoing: BTreeSet<String>,
     tenures: u64,
     readers: JoinSet<(String, u64, TenureEnd)>,
     /// Shards lost while their reader ran: the end of the tenure is sent
@@ -195,7 +181,7 @@ impl Coordinator {
             listed: BTreeMap::new(),
             added: BTreeSet::new(),
             held: BTreeMap::new(),
-            refused: BTreeSet::new(),
+            redoing: BTreeSet::new(),
             tenures: 0,
             readers: JoinSet::new(),
             awaiting_reader: BTreeSet::new(),
@@ -368,27 +354,23 @@ impl Coordinator {
             lost,
             phase: Phase::Unlisted,
         };
-        if redo_pending_intents(&state) {
-            self.refused.remove(&lease.shard);
-            let finished = state.source.finished;
-            // Whatever is left here of an earlier tenure goes.
-            self.context.checkpoints.adopt(&source, state.source);
-            tracing::info!(shard = %lease.shard, checkpoint = ?self.context.checkpoints.checkpoint(&source), "shard won");
-            if finished {
-                held.phase = Phase::Closing;
-            }
-        } else {
-            // Said once per shard, however often it is won.
-            if self.refused.insert(lease.shard.clone()) {
-                tracing::error!(
-                    shard = %lease.shard,
-                    pending = state.pending.len(),
-                    keys = ?state.pending.iter().map(|p| p.key.as_str()).collect::<Vec<_>>(),
-                    "shard not read: its lease holds objects the last owner was writing, and redoing them is not built yet (issue #22 step 3); the lease is kept so that no instance reads it"
-                );
-            }
-            self.context.checkpoints.abandon(&source);
-            held.phase = Phase::Refused;
+        let finished = state.source.finished;
+        let keys: Vec<String> = state.pending.iter().map(|p| p.key.clone()).collect();
+        // Whatever is left here of an earlier tenure goes; the last
+        // owner's pending intents are redone as their records come again.
+        let redone = self.context.checkpoints.adopt_lease(&source, state);
+        // Said once per shard, however often it is won.
+        if redone > 0 && self.redoing.insert(lease.shard.clone()) {
+            tracing::info!(
+                shard = %lease.shard,
+                intents = redone,
+                keys = ?keys,
+                "shard won with objects its last owner was writing: each is redone under its key, create-only, as its records are read again"
+            );
+        }
+        tracing::info!(shard = %lease.shard, checkpoint = ?self.context.checkpoints.checkpoint(&source), "shard won");
+        if finished {
+            held.phase = Phase::Closing;
         }
         self.held.insert(lease.shard.clone(), held);
         self.start_listed(from);
