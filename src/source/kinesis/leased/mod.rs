@@ -24,11 +24,13 @@
 //! records again after it. A shard won back is not read again before that
 //! event is sent, so that the new tenure's records all come after it.
 //!
+//! At stop the readers stop; with a [`HandOver`] (the pipeline's) the
+//! leases are released only once everything read is delivered and
+//! checkpointed ([`hand_over`]), without one at once.
+//!
 //! Not here yet (see `docs/leases.md`): redoing the last owner's pending
 //! intents (a shard whose lease holds some is not read, see
-//! [`redo_pending_intents`]) and the
-//! hand-over at SIGTERM after a flush (at stop, readers stop and the leases
-//! are released as they are).
+//! [`redo_pending_intents`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -49,6 +51,9 @@ use crate::coordination::dynamodb::{LeaseTable, TableOptions};
 use crate::coordination::keeper::{self, Keeper, LeaseChange, LossReason};
 use crate::coordination::{Lease, LeaseError};
 use crate::source::{SourceContext, SourceError, SourceEvent};
+
+mod hand_over;
+pub use hand_over::HandOver;
 
 /// How often held shards that have no reader running (closing, refused,
 /// not listed yet) are looked at: whether they finished, or their lease
@@ -168,6 +173,8 @@ pub(super) struct Coordinator {
     /// Shards lost whose tenure's end is to be sent
     /// ([`SourceEvent::ShardReleased`]); none is read before.
     to_release: Vec<String>,
+    /// The pipeline's, to release the leases at stop only after its flush.
+    hand_over: Option<HandOver>,
 }
 
 impl Coordinator {
@@ -200,7 +207,13 @@ impl Coordinator {
             readers: JoinSet::new(),
             awaiting_reader: BTreeSet::new(),
             to_release: Vec::new(),
+            hand_over: None,
         }
+    }
+
+    /// At stop, keeps the leases until `hand_over` releases them.
+    pub(super) fn handing_over(self, hand_over: Option<HandOver>) -> Self {
+        Self { hand_over, ..self }
     }
 
     pub(super) async fn run(mut self) {
@@ -300,8 +313,12 @@ impl Coordinator {
             }
         };
         // Readers first, so that nothing is read under a released lease;
-        // then the lease loop releases what this instance holds.
+        // then (at a stop, after the pipeline's flush when it hands over)
+        // the lease loop releases what this instance holds.
         self.readers.shutdown().await;
+        if failure.is_none() && !lease_loop_ended {
+            lease_loop_ended = self.hold_until_released(&mut changes, &mut lease_loop).await;
+        }
         keeper_stop.cancel();
         while !lease_loop_ended {
             tokio::select! {
