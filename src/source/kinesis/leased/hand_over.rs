@@ -65,6 +65,11 @@ impl HandOver {
 }
 
 impl Coordinator {
+    /// At stop, keeps the leases until `hand_over` releases them.
+    pub(in crate::source::kinesis) fn handing_over(self, hand_over: Option<HandOver>) -> Self {
+        Self { hand_over, ..self }
+    }
+
     /// The source's stop with a hand-over: its readers have stopped. Keeps
     /// the leases (the lease loop renews them) until the pipeline releases
     /// them, giving up those lost meanwhile. Returns whether the lease loop

@@ -211,11 +211,6 @@ impl Coordinator {
         }
     }
 
-    /// At stop, keeps the leases until `hand_over` releases them.
-    pub(super) fn handing_over(self, hand_over: Option<HandOver>) -> Self {
-        Self { hand_over, ..self }
-    }
-
     pub(super) async fn run(mut self) {
         let from = match &self.start {
             StartPosition::TrimHorizon => StartAt::TrimHorizon,
