@@ -70,7 +70,9 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigProblem>> {
     let telemetry = raw.telemetry.unwrap_or_default().check("telemetry", &mut problems);
     let limits = raw.limits.unwrap_or_default().check("limits", &mut problems);
     check_memory(limits.as_ref(), buffer.as_ref(), &mut problems);
-    let coordination = check_coordination(raw.coordination, source_type.as_deref(), &mut problems);
+    let inferred_table =
+        matches!(&format, Some(Format::Parquet(parquet)) if parquet.schema.is_none()) && glue.is_none();
+    let coordination = check_coordination(raw.coordination, source_type.as_deref(), inferred_table, &mut problems);
     let processors: Option<Vec<ProcessorConfig>> = processors.into_iter().collect();
     match (
         source,
@@ -112,11 +114,15 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigProblem>> {
 }
 
 /// `[coordination]`: its own keys (checked beside it,
-/// `crate::coordination::config`), and that only a Kinesis source has
-/// shards to share. `Some(None)` without the table.
+/// `crate::coordination::config`), that only a Kinesis source has shards
+/// to share, and that Parquet's table schema is not inferred: each
+/// instance would grow it on its own, and a version's schema object could
+/// miss columns another instance's files of that version hold
+/// (`crate::pipeline::table`). `Some(None)` without the table.
 fn check_coordination(
     table: Option<Table>,
     source_type: Option<&str>,
+    inferred_table: bool,
     problems: &mut Problems,
 ) -> Option<Option<CoordinationConfig>> {
     let Some(table) = table else {
@@ -129,6 +135,12 @@ fn check_coordination(
             format!(
                 "only allowed with source.type = \"kinesis\", not {source_type:?}: instances share a stream's shards"
             ),
+        );
+    }
+    if inferred_table {
+        problems.add(
+            "coordination",
+            "not with format.type = \"parquet\" and an inferred schema: each instance would grow the table schema on its own; give format.schema or [format.glue]",
         );
     }
     coordination.map(Some)
@@ -442,6 +454,20 @@ mod tests {
 
     const KINESIS: &str =
         "[source]\ntype = \"kinesis\"\nstream = \"s\"\n[destination]\ntype = \"local\"\npath = \"o\"\n";
+
+    #[test]
+    fn coordination_is_refused_with_an_inferred_parquet_schema_only() {
+        let coordination = "[coordination]\ntype = \"dynamodb\"\ntable = \"spillway-leases\"\n";
+        let inferred = format!("{KINESIS}[format]\ntype = \"parquet\"\n{coordination}");
+        assert_eq!(
+            problems(&inferred),
+            ["coordination: not with format.type = \"parquet\" and an inferred schema: each instance would grow the table schema on its own; give format.schema or [format.glue]"]
+        );
+        let glue = format!(
+            "{KINESIS}[format]\ntype = \"parquet\"\n[format.glue]\ndatabase = \"d\"\ntable = \"t\"\n{coordination}"
+        );
+        assert!(problems(&glue).is_empty(), "{:?}", problems(&glue));
+    }
 
     #[test]
     fn coordination_with_a_kinesis_source_is_taken() {
