@@ -87,8 +87,9 @@ impl Coordinated {
         Arc::new(self.keeper.clone())
     }
 
-    /// Releases the leases when dropped: a run that ends with an error
-    /// does not keep them renewed.
+    /// Releases the leases when dropped, without waiting: a run that ends
+    /// with an error does not keep them renewed (a process that exits on
+    /// it may exit first: they expire then).
     pub fn release_on_drop(&self) -> DropGuard {
         self.hand_over.release_on_drop()
     }

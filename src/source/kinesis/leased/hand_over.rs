@@ -13,11 +13,13 @@
 //! and a lease lost meanwhile is given up as at any other time, so that
 //! nothing more of its shard is put.
 //!
-//! A run that ends with an error releases as well (the pipeline holds
-//! [`HandOver::release_on_drop`]): what it saved in the leases is what was
-//! delivered, and its pending intents are the next owner's to redo, so a
-//! failed pipeline (one of several in a process) does not keep renewing
-//! leases that nobody reads.
+//! A run that ends with an error lets its leases go as well (the pipeline
+//! holds [`HandOver::release_on_drop`]): what it saved in the leases is
+//! what was delivered, and its pending intents are the next owner's to
+//! redo, so a failed pipeline, one of several in a process, does not keep
+//! renewing leases that nobody reads. (It does not wait for the release: a
+//! process that exits on the error may exit first, and its leases then
+//! expire.)
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
