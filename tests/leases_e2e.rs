@@ -12,12 +12,11 @@
 //! after a split and a merge children are read only after their parents.
 //!
 //! Until the redo of a last owner's pending intents is merged (issue #22
-//! step 3, `docs/leases.md`), a lease taken from a live instance while it
-//! held an intent (its object being written) is kept by its new owner and
-//! its shard not read: a test whose instances take leases from each other
-//! (balancing, a split and a merge) then fails waiting for that shard's
-//! records, and its message names the shards whose leases hold pending
-//! intents. Here that is about one run in two of the balancing test.
+//! step 3, `docs/leases.md`), a lease taken while it holds an intent (an
+//! object its last owner was writing) is kept by its new owner and its
+//! shard not read. A steal never takes such a lease; one taken as expired
+//! can hold one (an instance too loaded to renew for a lease duration), and
+//! the test waiting for that shard's records then fails naming it.
 
 mod support;
 
