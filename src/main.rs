@@ -301,11 +301,8 @@ fn validate_one(path: &std::path::Path) -> ExitCode {
 /// The configuration of a command that reads and exits (`schema`,
 /// `leases`), its secrets registered, and a runtime for its calls; exit 2
 /// with the problems printed when the configuration is invalid.
-fn one_shot(
-    path: &std::path::Path,
-    purpose: spillway::config::Purpose,
-) -> Result<(spillway::config::Config, tokio::runtime::Runtime), ExitCode> {
-    let config = spillway::config::load_for(path, purpose).map_err(|err| {
+fn one_shot(path: &std::path::Path) -> Result<(spillway::config::Config, tokio::runtime::Runtime), ExitCode> {
+    let config = spillway::config::load(path).map_err(|err| {
         telemetry::eprint_line(&format!("error: {err}"));
         ExitCode::from(2)
     })?;
@@ -323,7 +320,7 @@ fn one_shot(
 /// cannot take (the DDL is printed all the same, the problems on stderr,
 /// after notes of what it could not express).
 fn schema(path: &std::path::Path, ddl: bool, table: Option<&str>, since: Option<chrono::NaiveDate>) -> ExitCode {
-    let (config, runtime) = match one_shot(path, spillway::config::Purpose::Run) {
+    let (config, runtime) = match one_shot(path) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
@@ -370,7 +367,7 @@ fn schema(path: &std::path::Path, ddl: bool, table: Option<&str>, since: Option<
 /// missing or cannot be read.
 fn leases(path: &std::path::Path, json: bool) -> ExitCode {
     use spillway::coordination::listing::{self, ListingError};
-    let (config, runtime) = match one_shot(path, spillway::config::Purpose::Leases) {
+    let (config, runtime) = match one_shot(path) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
@@ -572,7 +569,7 @@ fn run_many(files: &[PathBuf], once: bool) -> i32 {
         Ok(_) => 1,
         Err(err) => {
             telemetry::eprint_line(&format!("error: {}", error_chain(&err)));
-            1
+            run_error_code(&err)
         }
     }
 }
@@ -594,8 +591,17 @@ fn run_config(config: spillway::config::Config, once: bool) -> i32 {
         Ok(_) => 0,
         Err(err) => {
             telemetry::eprint_line(&format!("error: {}", error_chain(&err)));
-            1
+            run_error_code(&err)
         }
+    }
+}
+
+/// 2 for a command line `run` refuses before anything starts, 1 for a run
+/// that failed.
+fn run_error_code(err: &spillway::RunError) -> i32 {
+    match err {
+        spillway::RunError::OnceWithCoordination { .. } => 2,
+        _ => 1,
     }
 }
 

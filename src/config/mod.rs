@@ -28,16 +28,7 @@ pub use crate::source::SourceConfig;
 pub use crate::telemetry::config::TelemetryConfig;
 pub use spillway_destinations::http::BackupMode;
 pub use spillway_settings::ConfigProblem;
-pub use validate::{validate, validate_for};
-
-/// What a configuration is loaded for. Every command takes what `run`
-/// takes, but `spillway leases`, which only reads the lease table, also
-/// takes `[coordination]`, which `run` (and so `validate`) still refuses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Purpose {
-    Run,
-    Leases,
-}
+pub use validate::validate;
 
 /// A validated configuration.
 #[derive(Clone, Debug)]
@@ -59,9 +50,9 @@ pub struct Config {
     pub partitioning: crate::processor::Partitioning,
     /// `[limits]`.
     pub limits: crate::limits::LimitsConfig,
-    /// `[coordination]`: `None`, one instance with a local checkpoint.
-    /// (`validate` still refuses the table, issue #22 not being wired
-    /// yet, but for [`Purpose::Leases`].)
+    /// `[coordination]`: `None`, one instance with a local checkpoint;
+    /// otherwise one of several instances sharing the stream's shards
+    /// through leases (`crate::pipeline::coordinated`).
     pub coordination: Option<crate::coordination::config::CoordinationConfig>,
 }
 
@@ -211,34 +202,19 @@ pub fn notes(config: &Config) -> Vec<String> {
 
 /// Reads, parses and validates a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    load_for(path, Purpose::Run)
-}
-
-/// [`load`], for `purpose`.
-pub fn load_for(path: &Path, purpose: Purpose) -> Result<Config, ConfigError> {
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|err| ConfigError::single(&origin, "", format!("cannot read the file: {err}")))?;
-    parse_for(&text, &origin, &|name| std::env::var(name).ok(), purpose)
+    parse(&text, &origin, &|name| std::env::var(name).ok())
 }
 
 /// Parses and validates configuration text; `lookup` resolves `${VAR}`.
 pub fn parse(text: &str, origin: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-    parse_for(text, origin, lookup, Purpose::Run)
-}
-
-/// [`parse`], for `purpose`.
-pub fn parse_for(
-    text: &str,
-    origin: &str,
-    lookup: &dyn Fn(&str) -> Option<String>,
-    purpose: Purpose,
-) -> Result<Config, ConfigError> {
     let raw = raw::RawConfig::parse(text, lookup).map_err(|problem| ConfigError {
         origin: origin.to_owned(),
         problems: vec![problem],
     })?;
-    validate_for(raw, purpose).map_err(|problems| ConfigError {
+    validate(raw).map_err(|problems| ConfigError {
         origin: origin.to_owned(),
         problems,
     })

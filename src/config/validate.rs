@@ -12,7 +12,7 @@ use spillway_transforms::Format;
 
 use super::components;
 use super::raw::RawConfig;
-use super::{BufferLimits, CheckpointConfig, Config, DestinationConfig, Purpose};
+use super::{BufferLimits, CheckpointConfig, Config, DestinationConfig};
 use crate::coordination::config::CoordinationConfig;
 use crate::processor::{KeysProduced, Partitioning, ProcessorConfig};
 
@@ -26,12 +26,6 @@ pub const INTERVAL_SECONDS_RANGE: (i64, i64) = (60, 900);
 
 /// Checks everything that can be checked without the network.
 pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigProblem>> {
-    validate_for(raw, Purpose::Run)
-}
-
-/// [`validate`], for `purpose`: `spillway leases` takes what `run` takes,
-/// and `[coordination]` too.
-pub fn validate_for(raw: RawConfig, purpose: Purpose) -> Result<Config, Vec<ConfigProblem>> {
     let mut problems = Problems::default();
     check_name(&raw.name, &mut problems);
     let source_type = type_of(&raw.source);
@@ -76,7 +70,9 @@ pub fn validate_for(raw: RawConfig, purpose: Purpose) -> Result<Config, Vec<Conf
     let telemetry = raw.telemetry.unwrap_or_default().check("telemetry", &mut problems);
     let limits = raw.limits.unwrap_or_default().check("limits", &mut problems);
     check_memory(limits.as_ref(), buffer.as_ref(), &mut problems);
-    let coordination = check_coordination(raw.coordination, source_type.as_deref(), purpose, &mut problems);
+    let inferred_table =
+        matches!(&format, Some(Format::Parquet(parquet)) if parquet.schema.is_none()) && glue.is_none();
+    let coordination = check_coordination(raw.coordination, source_type.as_deref(), inferred_table, &mut problems);
     let processors: Option<Vec<ProcessorConfig>> = processors.into_iter().collect();
     match (
         source,
@@ -118,18 +114,15 @@ pub fn validate_for(raw: RawConfig, purpose: Purpose) -> Result<Config, Vec<Conf
 }
 
 /// `[coordination]`: its own keys (checked beside it,
-/// `crate::coordination::config`), and that only a Kinesis source has
-/// shards to share. `Some(None)` without the table.
-///
-/// Until the Kinesis source runs under leases with the last owner's
-/// pending objects redone by the new one (issue #22), a configuration with
-/// the table is refused in one line: half of it would archive records
-/// twice or lose them at a failover. `spillway leases` only reads the
-/// table, so it takes it.
+/// `crate::coordination::config`), that only a Kinesis source has shards
+/// to share, and that Parquet's table schema is not inferred: each
+/// instance would grow it on its own, and a version's schema object could
+/// miss columns another instance's files of that version hold
+/// (`crate::pipeline::table`). `Some(None)` without the table.
 fn check_coordination(
     table: Option<Table>,
     source_type: Option<&str>,
-    purpose: Purpose,
+    inferred_table: bool,
     problems: &mut Problems,
 ) -> Option<Option<CoordinationConfig>> {
     let Some(table) = table else {
@@ -144,13 +137,12 @@ fn check_coordination(
             ),
         );
     }
-    if purpose == Purpose::Leases {
-        return coordination.map(Some);
+    if inferred_table {
+        problems.add(
+            "coordination",
+            "not with format.type = \"parquet\" and an inferred schema: each instance would grow the table schema on its own; give format.schema or [format.glue]",
+        );
     }
-    problems.add(
-        "coordination",
-        "not available yet in this build: several instances on one stream (issue #22) are not wired into the Kinesis source; remove [coordination] to run one instance with a local checkpoint",
-    );
     coordination.map(Some)
 }
 
@@ -462,36 +454,27 @@ mod tests {
 
     const KINESIS: &str =
         "[source]\ntype = \"kinesis\"\nstream = \"s\"\n[destination]\ntype = \"local\"\npath = \"o\"\n";
-    const NOT_YET: &str = "coordination: not available yet in this build: several instances on one stream (issue #22) are not wired into the Kinesis source; remove [coordination] to run one instance with a local checkpoint";
 
     #[test]
-    fn coordination_is_refused_in_one_line_until_it_is_wired() {
-        let text = format!("{KINESIS}[coordination]\ntype = \"dynamodb\"\ntable = \"spillway-leases\"\n");
-        assert_eq!(problems(&text), [NOT_YET]);
-        assert!(parse(KINESIS, "t", &|_| None).unwrap().coordination.is_none());
+    fn coordination_is_refused_with_an_inferred_parquet_schema_only() {
+        let coordination = "[coordination]\ntype = \"dynamodb\"\ntable = \"spillway-leases\"\n";
+        let inferred = format!("{KINESIS}[format]\ntype = \"parquet\"\n{coordination}");
+        assert_eq!(
+            problems(&inferred),
+            ["coordination: not with format.type = \"parquet\" and an inferred schema: each instance would grow the table schema on its own; give format.schema or [format.glue]"]
+        );
+        let glue = format!(
+            "{KINESIS}[format]\ntype = \"parquet\"\n[format.glue]\ndatabase = \"d\"\ntable = \"t\"\n{coordination}"
+        );
+        assert!(problems(&glue).is_empty(), "{:?}", problems(&glue));
     }
 
     #[test]
-    fn spillway_leases_takes_coordination_and_refuses_what_run_refuses_else() {
-        use crate::config::{parse_for, Purpose};
-        let leases = |text: &str| match parse_for(text, "test.toml", &|_| None, Purpose::Leases) {
-            Ok(config) => Ok(config),
-            Err(err) => Err(err.problems.iter().map(ToString::to_string).collect::<Vec<_>>()),
-        };
+    fn coordination_with_a_kinesis_source_is_taken() {
         let text = format!("{KINESIS}[coordination]\ntype = \"dynamodb\"\ntable = \"spillway-leases\"\n");
-        let config = leases(&text).unwrap();
+        let config = parse(&text, "t", &|_| None).unwrap();
         assert_eq!(config.coordination.unwrap().table, "spillway-leases");
-        assert_eq!(problems(&text), [NOT_YET], "run and validate still refuse it");
-        let bad = format!("{KINESIS}[coordination]\ntype = \"dynamodb\"\ntable = \"t\"\n");
-        assert_eq!(
-            leases(&bad).unwrap_err(),
-            ["coordination.table: \"t\" is not a DynamoDB table name: 3 to 255 characters of A-Z a-z 0-9 _ . -"]
-        );
-        let not_kinesis = format!("{MINIMAL}[coordination]\ntype = \"dynamodb\"\ntable = \"spillway-leases\"\n");
-        assert_eq!(
-            leases(&not_kinesis).unwrap_err(),
-            ["coordination: only allowed with source.type = \"kinesis\", not \"stdin\": instances share a stream's shards"]
-        );
+        assert!(parse(KINESIS, "t", &|_| None).unwrap().coordination.is_none());
     }
 
     #[test]
@@ -508,7 +491,6 @@ mod tests {
                 "coordination.endpoint: \"ftp://h/\" is not a URL: expected http://host[:port][/path] or https://...",
                 "coordination.worker_id: \"two words\" is not allowed: 1 to 128 characters without whitespace or control characters",
                 "coordination.lease_duration_seconds: 0 is out of range: allowed 1 to 3600",
-                NOT_YET,
             ]
         );
         let no_table = format!("{KINESIS}[coordination]\ntype = \"dynamodb\"\n");
@@ -516,16 +498,12 @@ mod tests {
             problems(&no_table),
             [
                 "coordination.table: is required with coordination.type = \"dynamodb\": the lease table, e.g. \"spillway-leases\"",
-                NOT_YET,
             ]
         );
         let other_type = format!("{KINESIS}[coordination]\ntype = \"zookeeper\"\n");
         assert_eq!(
             problems(&other_type),
-            [
-                "coordination.type: \"zookeeper\" is not allowed: expected one of dynamodb",
-                NOT_YET
-            ]
+            ["coordination.type: \"zookeeper\" is not allowed: expected one of dynamodb",]
         );
     }
 
@@ -536,7 +514,6 @@ mod tests {
             problems(&text),
             [
                 "coordination: only allowed with source.type = \"kinesis\", not \"stdin\": instances share a stream's shards",
-                NOT_YET,
             ]
         );
     }

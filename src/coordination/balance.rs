@@ -4,6 +4,12 @@
 //! share, one lease from the most loaded instance. A shard split from or
 //! merged from others is taken only once every parent has ended.
 //!
+//! Unlike the KCL, a steal never takes a lease whose owner is writing an
+//! object of it (a pending intent in the lease as listed): the new owner
+//! would have to redo that object while the old one may still put it.
+//! The take is conditional on the counter as listed, and every intent the
+//! owner saves moves the counter, so a lease stolen holds no intent.
+//!
 //! Pure: the caller reads the table, says which leases are expired
 //! ([`super::expiry::Observer`]) and makes the fenced takes; two instances
 //! that pick the same lease race on its counter and one of them loses.
@@ -77,7 +83,7 @@ pub fn plan(leases: &[Lease], me: &str, expired: impl Fn(&Lease) -> bool) -> Vec
     }
     eligible
         .iter()
-        .filter(|l| l.owner.as_deref() == Some(busiest))
+        .filter(|l| l.owner.as_deref() == Some(busiest) && !writing(l))
         .max_by(|a, b| a.shard.cmp(&b.shard))
         .map(|l| {
             vec![Take {
@@ -87,6 +93,16 @@ pub fn plan(leases: &[Lease], me: &str, expired: impl Fn(&Lease) -> bool) -> Vec
             }]
         })
         .unwrap_or_default()
+}
+
+/// Whether the lease's state holds a pending intent: its owner is writing
+/// an object of its records. An unreadable state counts as one.
+fn writing(lease: &Lease) -> bool {
+    let Some(text) = &lease.state else {
+        return false;
+    };
+    let shard = spillway_transforms::SourceId::new(lease.shard.as_str());
+    crate::checkpoint::shard::ShardState::from_json(&shard, text).map_or(true, |state| !state.pending.is_empty())
 }
 
 fn spread(worker: &str) -> usize {
@@ -212,5 +228,55 @@ mod tests {
         let takes = plan(&held(&["a", "a", "a", "b", "b", "b"]), "c", never);
         assert_eq!(takes.len(), 1);
         assert_eq!(plan(&held(&["a", "a", "a", "b", "b", "b"]), "a", never), vec![]);
+    }
+
+    /// A lease whose owner is writing an object of it (a pending intent in
+    /// its state) is not stolen: another of the busiest owner's is, or none
+    /// this round.
+    #[test]
+    fn a_lease_with_a_pending_intent_is_not_stolen() {
+        use crate::checkpoint::shard::ShardState;
+        use crate::checkpoint::state::{PendingObject, Run, SourceRun, STATE_VERSION};
+        use spillway_transforms::{Offset, SequenceNumber, SourceId};
+        let never = |_: &Lease| false;
+        let writing = |shard: usize| -> Lease {
+            let mut lease = lease(shard, Some("a"));
+            let offset = |n: u64| Offset::new(SequenceNumber::from_u64(n), 0);
+            let state = ShardState {
+                version: STATE_VERSION,
+                pending: vec![PendingObject {
+                    key: "events/x".into(),
+                    runs: vec![SourceRun {
+                        source: SourceId::new(lease.shard.as_str()),
+                        run: Run {
+                            first: offset(1),
+                            last: offset(3),
+                        },
+                    }],
+                }],
+                ..Default::default()
+            };
+            lease.state = Some(state.to_json());
+            lease
+        };
+        // a holds 0, 1 and 2 (2 being written), b holds 3: b takes 1.
+        let leases = vec![
+            lease(0, Some("a")),
+            lease(1, Some("a")),
+            writing(2),
+            lease(3, Some("b")),
+        ];
+        let takes = plan(&leases, "b", never);
+        assert_eq!(
+            takes.iter().map(|t| t.shard.as_str()).collect::<Vec<_>>(),
+            [lease(1, None).shard]
+        );
+        // Every one of a's being written: nothing is stolen this round.
+        let leases = vec![writing(0), writing(1), writing(2), lease(3, Some("b"))];
+        assert_eq!(plan(&leases, "b", never), vec![]);
+        // An expired lease is taken, pending intents and all (its new owner
+        // redoes them).
+        let leases = vec![writing(0), lease(1, Some("b"))];
+        assert_eq!(plan(&leases, "b", |l: &Lease| l.owner.as_deref() == Some("a")).len(), 1);
     }
 }

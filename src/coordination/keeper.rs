@@ -69,6 +69,8 @@ struct Inner {
     duration: Duration,
     observer: Mutex<Observer>,
     held: Mutex<BTreeMap<String, Arc<Held>>>,
+    /// Cleared at a hand-over ([`Keeper::stop_taking`]).
+    taking: std::sync::atomic::AtomicBool,
 }
 
 /// The leases this instance holds, and the rounds that keep them.
@@ -102,6 +104,7 @@ impl Keeper {
                 duration,
                 observer: Mutex::new(Observer::default()),
                 held: Mutex::new(BTreeMap::new()),
+                taking: std::sync::atomic::AtomicBool::new(true),
             }),
         }
     }
@@ -141,6 +144,13 @@ impl Keeper {
         self.held_map().contains_key(shard)
     }
 
+    /// From now on, rounds renew what is held and take nothing: the
+    /// instance is handing its shards over (it stops, flushes, then
+    /// releases), and a lease taken now would only be released unread.
+    pub fn stop_taking(&self) {
+        self.inner.taking.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+
     fn held_map(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<Held>>> {
         self.inner.held.lock().expect("never poisoned")
     }
@@ -176,6 +186,9 @@ impl Keeper {
             .lock()
             .expect("never poisoned")
             .observe(&listed, now);
+        if !self.inner.taking.load(std::sync::atomic::Ordering::Relaxed) {
+            return (changes, None);
+        }
         let mut takes: Vec<(Lease, bool)> = Vec::new();
         // The table says these are ours, but this instance let them go
         // (unproven, or a write whose answer it never saw): take them back

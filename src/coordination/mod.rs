@@ -5,13 +5,13 @@
 //! every write fenced by the lease counter ([`dynamodb`]), when a lease
 //! counts as expired ([`expiry`]), which leases an instance takes
 //! ([`balance`]), one instance's lease loop ([`keeper`]), the checkpoint
-//! store that keeps each held shard's state in its lease ([`store`]), and
-//! `[coordination]`'s keys ([`config`]). The Kinesis source's side is
-//! `crate::source::kinesis::leased`. Not yet: the pipeline running it and
-//! the new owner redoing its last owner's intents, so `validate` and `run`
-//! still refuse `[coordination]` in one line; `spillway leases`
-//! ([`listing`]) reads the table all the same. The design, what is built
-//! and what is left: `docs/leases.md`.
+//! store that keeps each held shard's state in its lease ([`store`]),
+//! `[coordination]`'s keys ([`config`]) and `spillway leases` ([`listing`]).
+//! The Kinesis source's side is `crate::source::kinesis::leased`, and the
+//! pipeline's `crate::pipeline::coordinated`. Not yet: the new owner
+//! redoing its last owner's intents (a lease holding some is kept and its
+//! shard not read). The design, what is built and what is left:
+//! `docs/leases.md`.
 
 pub mod balance;
 pub mod config;

@@ -2,11 +2,14 @@
 //! (key and record runs), the attempt retried while a retry can help, the
 //! records delivered and the checkpoint advanced; or, past the retry
 //! duration, the records written as error records under the same intent.
+//! With coordination, between the intent and the first attempt, the lease
+//! of the records' shard must still be held ([`Delivery::begin_held`]).
 //!
 //! Objects are written here (data objects, error objects, an endpoint's
-//! backup); a record endpoint (`endpoint.rs`, HTTP today) sends its
-//! requests through the same intent, retry and fall-back steps. Neither
-//! receiver knows the other: the writer (`writer.rs`) picks one per batch.
+//! backup); a record endpoint (`endpoint.rs` for HTTP, `kinesis/` for a
+//! Kinesis stream) sends its requests through the same intent, lease
+//! check, retry and fall-back steps. Neither receiver knows the other:
+//! the writer (`writer.rs`) picks one per batch.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -74,20 +77,33 @@ impl Delivery {
             Body::Streamed(_) => crate::limits::Charge::default(),
         };
         let claims = std::mem::take(&mut object.claims);
-        let shards: Vec<SourceId> = claims.sources().into_iter().cloned().collect();
-        let id = self.begin(&object.key, claims).await?;
-        if !self.still_held(id, &shards) {
-            // Not put, not retried, not delivered: the shard's next owner
-            // reads these records again from its lease's checkpoint, or,
-            // if the intent reached the lease before it was lost, redoes
-            // it under the same key, create-only. Either way they are
-            // archived once, by that owner; a put here could race it.
-            self.checkpoints.forget_object(id);
-            tracing::debug!(key = %object.key, shards = ?shards, records = object.records.len(), "object not put: the lease of its shard is lost, its next owner archives its records");
+        let Some(id) = self.begin_held(&object.key, claims).await? else {
             return Ok(());
-        }
+        };
         self.put_and_fall_back(id, object, info).await?;
         self.complete(id).await
+    }
+
+    /// [`Self::begin`], then whether the delivery may go ahead: `None`
+    /// when the records it claims were read under a lease this instance
+    /// no longer holds ([`Self::still_held`]). Every delivery (an object,
+    /// an HTTP request, a Kinesis window) asks it between its intent and
+    /// its first attempt.
+    ///
+    /// Then nothing is sent, retried or counted, and the intent is
+    /// forgotten: the shard's next owner reads these records again from
+    /// its lease's checkpoint, or, if the intent reached the lease before
+    /// it was lost, redoes it under the same key. Either way they are
+    /// delivered by that owner; a put here could race it.
+    pub async fn begin_held(&self, key: &ObjectKey, claims: Claims) -> Result<Option<ObjectId>, RunError> {
+        let shards: Vec<SourceId> = claims.sources().into_iter().cloned().collect();
+        let id = self.begin(key, claims).await?;
+        if self.still_held(id, &shards) {
+            return Ok(Some(id));
+        }
+        self.checkpoints.forget_object(id);
+        tracing::debug!(key = %key, shards = ?shards, "not delivered: the lease of its shard is lost, its next owner delivers its records");
+        Ok(None)
     }
 
     /// Whether the object of the intent `id` (saved already), holding
@@ -110,7 +126,7 @@ impl Delivery {
     /// Notes and saves the intent to deliver the records of `claims` under
     /// `key` (an object's, or a request's): at the next start, the intent
     /// is settled by asking the destination whether `key` exists.
-    pub async fn begin(&self, key: &ObjectKey, claims: Claims) -> Result<ObjectId, RunError> {
+    async fn begin(&self, key: &ObjectKey, claims: Claims) -> Result<ObjectId, RunError> {
         let id = self.checkpoints.begin_object(key, claims);
         self.save().await?;
         Ok(id)

@@ -1,7 +1,9 @@
 //! Delivery to a record endpoint: a Firehose-style HTTP endpoint, backed
 //! up to objects. Each request goes through the steps every delivery
-//! shares ([`super::delivery`]): its intent, its attempts, its checkpoint,
-//! and error records in the backup for what the endpoint did not take.
+//! shares ([`super::delivery`]): its intent, the lease check (with
+//! coordination: no request for records of a shard whose lease is lost),
+//! its attempts, its checkpoint, and error records in the backup for what
+//! the endpoint did not take.
 //!
 //! A data batch is sent as requests of at most 10,000 records. Each request
 //! has an intent in the checkpoint like an object (keyed
@@ -122,7 +124,9 @@ impl EndpointDelivery {
                 .zip(tickets)
                 .map(|(r, t)| (&r.position.source, &r.position.offset, t)),
         );
-        let intent = backup.begin(&intent_key, claims).await?;
+        let Some(intent) = backup.begin_held(&intent_key, claims).await? else {
+            return Ok(());
+        };
 
         let encoding = self.endpoint.options().content_encoding;
         let (request, records) = {

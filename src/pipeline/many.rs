@@ -44,6 +44,9 @@ pub async fn run_many(
     report: impl Fn(&Ended),
 ) -> Result<Vec<Ended>, RunError> {
     for loaded in &pipelines {
+        super::coordinated::refuse_once(&loaded.config, options.once)?;
+    }
+    for loaded in &pipelines {
         loaded.config.register_secrets();
     }
     let registry = Arc::new(Registry::new());

@@ -8,6 +8,7 @@
 //! stops taking records while the process's memory budget is full.
 
 mod catalog;
+mod coordinated;
 mod delivery;
 mod endpoint;
 pub mod kinesis;
@@ -32,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::buffer::FlushReason;
 use crate::catalog::glue::{GlueCatalog, GlueError};
-use crate::checkpoint::{CheckpointError, Checkpointer, LocalFileStore, StoreError};
+use crate::checkpoint::{CheckpointError, CheckpointStore, Checkpointer, LocalFileStore, StoreError};
 use crate::config::{Config, DestinationConfig, SourceConfig, StoreConfig};
 use crate::limits::MemoryBudget;
 use crate::source::{self, SourceContext, SourceError};
@@ -107,10 +108,17 @@ pub enum RunError {
     },
     #[error("kinesis destination: {0}")]
     KinesisDestination(#[source] crate::source::kinesis::api::KinesisError),
+    /// `[coordination]`: the lease table cannot be opened or created.
+    #[error(transparent)]
+    Leases(#[from] crate::coordination::LeaseError),
+    /// `--once` under coordination has no end to reach.
+    #[error("--once cannot run {pipeline:?}: it has [coordination], under which an instance reads the shards its leases give it for as long as it runs and never stops at a tip; run it without --once")]
+    OnceWithCoordination { pipeline: String },
 }
 
 /// Runs a delivery stream until its input ends or `shutdown` resolves.
 pub async fn run(config: Config, options: RunOptions) -> Result<RunSummary, RunError> {
+    coordinated::refuse_once(&config, options.once)?;
     config.register_secrets();
     // First, so that a port in use is said before anything else, and
     // liveness answers while the destination and source are checked.
@@ -216,9 +224,18 @@ async fn run_with(
         }
         _ => None,
     };
-    let store = LocalFileStore::open(&config.checkpoint.dir, &config.name).map_err(CheckpointError::from)?;
-    let checkpoint_file = store.path().display().to_string();
-    let checkpointer = Arc::new(Checkpointer::open(&config.name, Box::new(store), &*destination).await?);
+    // With `[coordination]`, the checkpoints are in the leases.
+    let coordinated = coordinated::Coordinated::open(&config).await?;
+    let _release_on_error = coordinated.as_ref().map(coordinated::Coordinated::release_on_drop);
+    let (store, checkpoint_place): (Box<dyn CheckpointStore>, String) = match &coordinated {
+        Some(coordinated) => (coordinated.checkpoint_store(), coordinated.describe().to_owned()),
+        None => {
+            let store = LocalFileStore::open(&config.checkpoint.dir, &config.name).map_err(CheckpointError::from)?;
+            let path = store.path().display().to_string();
+            (Box::new(store), path)
+        }
+    };
+    let checkpointer = Arc::new(Checkpointer::open(&config.name, store, &*destination).await?);
     let planner = Arc::new(object::ObjectPlanner::new(&config.name, &config.format, objects));
     if catalog.is_none() && planner.keeps_table() {
         table::resume_published(&planner, &*destination, &checkpointer).await?;
@@ -250,7 +267,10 @@ async fn run_with(
         },
     )
     .await?;
-    let mut source = source::build(&config.source, &checkpointer, options.once);
+    let mut source = match &coordinated {
+        Some(coordinated) => coordinated.source(&config.source, &stop),
+        None => source::build(&config.source, &checkpointer, options.once),
+    };
     source.check().await?;
     telemetry.emit(Started {
         source: &source.describe(),
@@ -259,7 +279,7 @@ async fn run_with(
             (_, Some(kinesis)) => format!("{} (backup: {})", kinesis.describe(), destination.describe()),
             _ => destination.describe(),
         },
-        checkpoint: &checkpoint_file,
+        checkpoint: &checkpoint_place,
         buffer_bytes: limits.max_bytes,
         buffer_seconds: limits.max_age.as_secs_f64(),
     });
@@ -294,9 +314,7 @@ async fn run_with(
             published_table_schema: Default::default(),
             catalog,
             budget: budget.clone(),
-            // TODO(issue #22, step 1): the keeper, once `run` runs the
-            // leased source.
-            leases: None,
+            leases: coordinated.as_ref().map(coordinated::Coordinated::leases),
         },
         endpoint: http,
         kinesis,
@@ -323,10 +341,9 @@ async fn run_with(
         batches_tx,
         budget,
     );
-    if config.coordination.is_some() {
+    if coordinated.is_some() {
         // Every object of one shard, so that the shard's next owner can
-        // redo its intents alone (docs/leases.md). `run` refuses
-        // `[coordination]` until the rest of issue #22 is built.
+        // redo its intents alone (docs/leases.md).
         router = router.per_shard();
     }
     let routed = router.run(events_rx, stop).await;
@@ -335,6 +352,11 @@ async fn run_with(
     written?;
     let ended_by: FlushReason = routed?;
     checkpointer.save().await?;
+    if let Some(coordinated) = &coordinated {
+        // Everything read is delivered and in the leases: the others may
+        // take them now, and read on from there.
+        coordinated.hand_over().await;
+    }
     let summary = telemetry.stats().summary(ended_by);
     telemetry.emit(RunFinished { summary: &summary });
     Ok(summary)

@@ -9,7 +9,9 @@
 //! two records of one key ([`order`]), only the failed entries of a call
 //! are sent again, after a backoff with jitter (from 200 ms, doubling, up
 //! to 10 s, 30 % either way); once every record of the window is written
-//! (or given up) the checkpoint advances past it.
+//! (or given up) the checkpoint advances past it. With coordination, a
+//! window of a shard whose lease is lost is not sent at all (its next
+//! owner sends it), asked after its intent is saved.
 //!
 //! A record the stream cannot take (over 1 MiB with its key, a key that is
 //! not 1 to 256 characters), one the stream refuses for good, and one that
@@ -179,7 +181,9 @@ impl KinesisDelivery {
                 .zip(tickets)
                 .map(|(r, t)| (&r.position.source, &r.position.offset, t)),
         );
-        let intent = backup.begin(&intent_key, claims).await?;
+        let Some(intent) = backup.begin_held(&intent_key, claims).await? else {
+            return Ok(());
+        };
 
         let mut refused: Vec<(usize, Rejection)> = Vec::new();
         let mut sendable: Vec<usize> = Vec::new();

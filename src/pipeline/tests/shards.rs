@@ -323,3 +323,86 @@ async fn an_object_of_an_earlier_tenure_is_not_put_after_the_shard_is_won_back()
     assert_eq!(all_lines(&harness), expected(&[valid(A, 1)]));
     assert_eq!(harness.checkpoints.checkpoint(&a), Some(offset(1)));
 }
+
+/// A TCP listener standing in for a record endpoint: it counts the
+/// connections made to it and answers none. Returns its address.
+async fn counting_listener() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            drop(socket);
+        }
+    });
+    (address, connections)
+}
+
+/// The destination of a configuration whose `[destination]` is `lines`,
+/// backed up to a local directory.
+fn destination_of(lines: &str) -> crate::config::DestinationConfig {
+    let text = format!(
+        "[source]\ntype = \"stdin\"\n[destination]\n{lines}\n[destination.backup]\ntype = \"local\"\npath = \"backup\"\n"
+    );
+    crate::config::parse(&text, "test", &|_| None).unwrap().destination
+}
+
+/// Delivers one data batch of shard A (whose lease is not held) through
+/// `writer`, with a deadline: a request tried against the listener fails
+/// and is retried, so a delivery that does not ask the lease ends late or
+/// with an error, not quickly and cleanly.
+async fn deliver_unheld(harness: &Harness, mut writer: Writer) {
+    writer.objects.leases = Some(Arc::new(Held(Mutex::new(vec![SourceId::new(B)]))));
+    let batch = harness.batch(BufferKey::Data, vec![valid(A, 1), valid(A, 2)]);
+    let (tx, rx) = mpsc::channel(1);
+    tx.send(batch).await.unwrap();
+    drop(tx);
+    let written = tokio::time::timeout(Duration::from_secs(3), writer.run(rx)).await;
+    assert!(
+        matches!(written, Ok(Ok(()))),
+        "the delivery did not end at once: {written:?}"
+    );
+}
+
+/// An HTTP endpoint is not sent a request of records whose shard's lease
+/// is no longer held, and they are not counted: their next owner sends
+/// them.
+#[tokio::test]
+async fn no_http_request_for_a_shard_no_longer_held() {
+    let harness = Harness::json_lines("").await;
+    let (address, connections) = counting_listener().await;
+    let crate::config::DestinationConfig::Http(http) =
+        destination_of(&format!("type = \"http\"\nurl = \"http://{address}/\""))
+    else {
+        unreachable!("an http destination")
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut writer = harness.writer();
+    writer.endpoint = Some(super::super::endpoint::EndpointDelivery::new(STREAM, &http, &stop).unwrap());
+    deliver_unheld(&harness, writer).await;
+    assert_eq!(connections.load(Ordering::SeqCst), 0, "a request was sent");
+    assert!(harness.keys().is_empty(), "something was written: {:?}", harness.keys());
+    assert_eq!(harness.checkpoints.checkpoint(&SourceId::new(A)), None);
+}
+
+/// A Kinesis destination is not sent a window of records whose shard's
+/// lease is no longer held, and they are not counted.
+#[tokio::test]
+async fn no_kinesis_window_for_a_shard_no_longer_held() {
+    let harness = Harness::json_lines("").await;
+    let (address, connections) = counting_listener().await;
+    let crate::config::DestinationConfig::Kinesis(target) = destination_of(&format!(
+        "type = \"kinesis\"\nstream = \"target\"\nregion = \"us-east-1\"\nendpoint = \"http://{address}\""
+    )) else {
+        unreachable!("a kinesis destination")
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut writer = harness.writer();
+    writer.kinesis = Some(super::super::kinesis::KinesisDelivery::new(&target, &stop).await);
+    deliver_unheld(&harness, writer).await;
+    assert_eq!(connections.load(Ordering::SeqCst), 0, "a PutRecords call was made");
+    assert!(harness.keys().is_empty(), "something was written: {:?}", harness.keys());
+    assert_eq!(harness.checkpoints.checkpoint(&SourceId::new(A)), None);
+}

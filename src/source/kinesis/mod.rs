@@ -51,6 +51,9 @@ pub struct KinesisSource {
     /// With `[coordination]`: read only the shards whose leases this
     /// instance holds ([`leased`]).
     coordination: Option<leased::Coordination>,
+    /// With `[coordination]` in a pipeline: the leases are released at
+    /// stop only once the pipeline has delivered what was read.
+    hand_over: Option<leased::HandOver>,
 }
 
 impl KinesisSource {
@@ -60,6 +63,7 @@ impl KinesisSource {
             once,
             api: None,
             coordination: None,
+            hand_over: None,
         }
     }
 
@@ -69,6 +73,15 @@ impl KinesisSource {
         Self {
             coordination: Some(coordination),
             ..Self::new(config, false)
+        }
+    }
+
+    /// At stop, keeps the leases until `hand_over` is released
+    /// ([`leased::HandOver`]) rather than releasing them at once.
+    pub fn handing_over(self, hand_over: leased::HandOver) -> Self {
+        Self {
+            hand_over: Some(hand_over),
+            ..self
         }
     }
 
@@ -111,7 +124,15 @@ impl Source for KinesisSource {
     async fn run(self: Box<Self>, context: SourceContext) {
         let api = self.api.clone().expect("check() runs before run()");
         if let Some(coordination) = self.coordination.clone() {
-            tokio::spawn(leased::Coordinator::new(api, &self.config, coordination, context).run());
+            let hand_over = self.hand_over.clone();
+            let coordinator = leased::Coordinator::new(api, &self.config, coordination, context);
+            tokio::spawn(async move {
+                coordinator.handing_over(hand_over.clone()).run().await;
+                // However it ended: nothing of this source holds a lease now.
+                if let Some(hand_over) = hand_over {
+                    hand_over.done();
+                }
+            });
             return;
         }
         let coordinator = Coordinator {

@@ -29,8 +29,9 @@
 //! and the pipeline redoes each under its key as its records come again
 //! (`pipeline/redo.rs`, `docs/leases.md`); said once per shard.
 //!
-//! Not here yet (see `docs/leases.md`): the hand-over at SIGTERM after a
-//! flush (at stop, readers stop and the leases are released as they are).
+//! At stop the readers stop; with a [`HandOver`] (the pipeline's) the
+//! leases are released only once everything read is delivered and
+//! checkpointed ([`hand_over`]), without one at once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -51,6 +52,9 @@ use crate::coordination::dynamodb::{LeaseTable, TableOptions};
 use crate::coordination::keeper::{self, Keeper, LeaseChange, LossReason};
 use crate::coordination::{Lease, LeaseError};
 use crate::source::{SourceContext, SourceError, SourceEvent};
+
+mod hand_over;
+pub use hand_over::HandOver;
 
 /// How often held shards that have no reader running (closing, not
 /// listed yet) are looked at: whether they finished, or their lease
@@ -154,6 +158,8 @@ pub(super) struct Coordinator {
     /// Shards lost whose tenure's end is to be sent
     /// ([`SourceEvent::ShardReleased`]); none is read before.
     to_release: Vec<String>,
+    /// The pipeline's, to release the leases at stop only after its flush.
+    hand_over: Option<HandOver>,
 }
 
 impl Coordinator {
@@ -186,6 +192,7 @@ impl Coordinator {
             readers: JoinSet::new(),
             awaiting_reader: BTreeSet::new(),
             to_release: Vec::new(),
+            hand_over: None,
         }
     }
 
@@ -286,8 +293,12 @@ impl Coordinator {
             }
         };
         // Readers first, so that nothing is read under a released lease;
-        // then the lease loop releases what this instance holds.
+        // then (at a stop, after the pipeline's flush when it hands over)
+        // the lease loop releases what this instance holds.
         self.readers.shutdown().await;
+        if failure.is_none() && !lease_loop_ended {
+            lease_loop_ended = self.hold_until_released(&mut changes, &mut lease_loop).await;
+        }
         keeper_stop.cancel();
         while !lease_loop_ended {
             tokio::select! {
