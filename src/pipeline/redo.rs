@@ -170,14 +170,10 @@ impl Writer {
         let mut object = planned.remove(at);
         object.key = intent_key.clone();
         let claims = std::mem::take(&mut object.claims);
-        let shards: Vec<SourceId> = claims.sources().into_iter().cloned().collect();
-        let id = self.objects.begin(&intent_key, claims).await?;
-        if !self.objects.still_held(id, &shards) {
+        let Some(id) = self.objects.begin_held(&intent_key, claims).await? else {
             // The shard's next owner redoes it again, under the same key.
-            self.objects.checkpoints.forget_object(id);
-            tracing::debug!(key = %intent_key, "redo not put: the lease of its shard is lost");
             return Ok(());
-        }
+        };
         // Retried until it lands or is found: a fall-back to error records
         // under another key could archive them twice, should the last
         // owner's put land under this one.
