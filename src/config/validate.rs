@@ -72,7 +72,13 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigProblem>> {
     check_memory(limits.as_ref(), buffer.as_ref(), &mut problems);
     let inferred_table =
         matches!(&format, Some(Format::Parquet(parquet)) if parquet.schema.is_none()) && glue.is_none();
-    let coordination = check_coordination(raw.coordination, source_type.as_deref(), inferred_table, &mut problems);
+    let coordination = check_coordination(
+        raw.coordination,
+        source_type.as_deref(),
+        destination_type.as_deref(),
+        inferred_table,
+        &mut problems,
+    );
     let processors: Option<Vec<ProcessorConfig>> = processors.into_iter().collect();
     match (
         source,
@@ -115,13 +121,17 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<ConfigProblem>> {
 
 /// `[coordination]`: its own keys (checked beside it,
 /// `crate::coordination::config`), that only a Kinesis source has shards
-/// to share, and that Parquet's table schema is not inferred: each
-/// instance would grow it on its own, and a version's schema object could
-/// miss columns another instance's files of that version hold
-/// (`crate::pipeline::table`). `Some(None)` without the table.
+/// to share, that the destination is an object store (a shard's next
+/// owner redoes what its last owner was writing by a create-only put under
+/// the same key, docs/leases.md; an HTTP request or a PutRecords call
+/// cannot be made create-only), and that Parquet's table schema is not
+/// inferred: each instance would grow it on its own, and a version's
+/// schema object could miss columns another instance's files of that
+/// version hold (`crate::pipeline::table`). `Some(None)` without the table.
 fn check_coordination(
     table: Option<Table>,
     source_type: Option<&str>,
+    destination_type: Option<&str>,
     inferred_table: bool,
     problems: &mut Problems,
 ) -> Option<Option<CoordinationConfig>> {
@@ -134,6 +144,14 @@ fn check_coordination(
             "coordination",
             format!(
                 "only allowed with source.type = \"kinesis\", not {source_type:?}: instances share a stream's shards"
+            ),
+        );
+    }
+    if let Some(destination_type) = destination_type.filter(|t| matches!(*t, "http" | "kinesis")) {
+        problems.add(
+            "coordination",
+            format!(
+                "not with destination.type = {destination_type:?}: several instances need \"local\" or \"s3\", whose create-only puts let a shard's next owner redo what its last owner was writing"
             ),
         );
     }
@@ -467,6 +485,25 @@ mod tests {
             "{KINESIS}[format]\ntype = \"parquet\"\n[format.glue]\ndatabase = \"d\"\ntable = \"t\"\n{coordination}"
         );
         assert!(problems(&glue).is_empty(), "{:?}", problems(&glue));
+    }
+
+    #[test]
+    fn coordination_is_refused_with_an_endpoint_destination() {
+        let coordination = "[coordination]\ntype = \"dynamodb\"\ntable = \"spillway-leases\"\n";
+        let http = format!(
+            "[source]\ntype = \"kinesis\"\nstream = \"s\"\n[destination]\ntype = \"http\"\nurl = \"http://127.0.0.1:1/\"\n\
+             [destination.backup]\ntype = \"local\"\npath = \"b\"\n{coordination}"
+        );
+        assert_eq!(
+            problems(&http),
+            ["coordination: not with destination.type = \"http\": several instances need \"local\" or \"s3\", whose create-only puts let a shard's next owner redo what its last owner was writing"]
+        );
+        let kinesis = format!(
+            "[source]\ntype = \"kinesis\"\nstream = \"s\"\n[destination]\ntype = \"kinesis\"\nstream = \"t\"\n\
+             [destination.backup]\ntype = \"local\"\npath = \"b\"\n{coordination}"
+        );
+        assert_eq!(problems(&kinesis).len(), 1, "{:?}", problems(&kinesis));
+        assert!(problems(&kinesis)[0].starts_with("coordination: not with destination.type = \"kinesis\""));
     }
 
     #[test]
