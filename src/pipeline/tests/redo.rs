@@ -415,6 +415,30 @@ async fn a_retargeted_intent_is_redone_as_delivery_failed_records() {
     assert_eq!(all_lines(&harness), expected(&read[1..]), "every record once");
 }
 
+/// Records 2 to 8 as the processor gives them this time: `failed` fails
+/// (it went out as data the first time).
+fn read_failing(failed: u64) -> Vec<Processed> {
+    (2..=8)
+        .flat_map(|n| outputs(n, true))
+        .map(|mut p| {
+            if p.record.position.offset.sequence_number == SequenceNumber::from_u64(failed) {
+                p.fate = Fate::Failed(Failure::processing("Lambda.FunctionError", "out of memory"));
+            }
+            p
+        })
+        .collect()
+}
+
+/// How many times each record (`n`) is archived, data or error record.
+fn copies_by_sequence(objects: &BTreeMap<String, Vec<String>>) -> BTreeMap<u64, usize> {
+    let mut copies: BTreeMap<u64, usize> = BTreeMap::new();
+    for line in objects.values().flatten() {
+        let value: serde_json::Value = serde_json::from_str(line).unwrap();
+        *copies.entry(value["n"].as_u64().unwrap()).or_default() += 1;
+    }
+    copies
+}
+
 /// A record of the intent comes out otherwise this time: the processor
 /// fails record 4, which went out as data then. If the last owner's
 /// object landed, it holds record 4's data: the redo finds it there and
@@ -425,17 +449,7 @@ async fn a_retargeted_intent_is_redone_as_delivery_failed_records() {
 async fn a_record_that_fails_the_second_time_is_archived_once_either_way() {
     let intended: Vec<Record> = (3..=5).flat_map(|n| outputs(n, true)).map(|p| p.record).collect();
     let (intent, bytes) = last_owners_object(BufferKey::Data, intended.clone()).await;
-    let read = || -> Vec<Processed> {
-        (2..=8)
-            .flat_map(|n| outputs(n, true))
-            .map(|mut p| {
-                if p.record.position.offset.sequence_number == SequenceNumber::from_u64(4) {
-                    p.fate = Fate::Failed(Failure::processing("Lambda.FunctionError", "out of memory"));
-                }
-                p
-            })
-            .collect()
-    };
+    let read = || read_failing(4);
     for last in [LastPut::Never, LastPut::Before, LastPut::After] {
         let harness = new_owner(
             lease(offset(2), &intent, &[(offset(3), offset(5))]),
@@ -457,11 +471,7 @@ async fn a_record_that_fails_the_second_time_is_archived_once_either_way() {
             );
             assert_eq!(errors.len(), 1, "{last:?}: {:?}", objects.keys());
         }
-        let mut by_sequence: BTreeMap<u64, usize> = BTreeMap::new();
-        for line in objects.values().flatten() {
-            let value: serde_json::Value = serde_json::from_str(line).unwrap();
-            *by_sequence.entry(value["n"].as_u64().unwrap()).or_default() += 1;
-        }
+        let by_sequence = copies_by_sequence(&objects);
         // After the last owner's late put (refused), the redo's copy holds
         // 3 and 5 and the error object 4: each once.
         assert_eq!(by_sequence, (3..=8).map(|n| (n, 1)).collect(), "{last:?}");
@@ -556,11 +566,7 @@ async fn a_record_that_succeeds_the_second_time_is_archived_once_either_way() {
             assert_eq!(held, [3, 5], "{last:?}");
             assert_eq!(data_with_4, 1, "{last:?}: {:?}", objects.keys());
         }
-        let mut by_sequence: BTreeMap<u64, usize> = BTreeMap::new();
-        for line in objects.values().flatten() {
-            let value: serde_json::Value = serde_json::from_str(line).unwrap();
-            *by_sequence.entry(value["n"].as_u64().unwrap()).or_default() += 1;
-        }
+        let by_sequence = copies_by_sequence(&objects);
         assert_eq!(by_sequence, (3..=8).map(|n| (n, 1)).collect(), "{last:?}");
         assert_eq!(harness.saved().sources[&SourceId::new(A)].checkpoint, Some(offset(8)));
     }
@@ -613,17 +619,7 @@ async fn a_redo_waiting_for_its_records_does_not_hold_the_budget_the_source_need
 async fn an_intent_whose_first_record_changed_kind_puts_its_largest_part_under_its_key() {
     let intended: Vec<Record> = (3..=5).flat_map(|n| outputs(n, true)).map(|p| p.record).collect();
     let (intent, bytes) = last_owners_object(BufferKey::Data, intended.clone()).await;
-    let read = || -> Vec<Processed> {
-        (2..=8)
-            .flat_map(|n| outputs(n, true))
-            .map(|mut p| {
-                if p.record.position.offset.sequence_number == SequenceNumber::from_u64(3) {
-                    p.fate = Fate::Failed(Failure::processing("Lambda.FunctionError", "out of memory"));
-                }
-                p
-            })
-            .collect()
-    };
+    let read = || read_failing(3);
     for last in [LastPut::Never, LastPut::Before] {
         let harness = new_owner(
             lease(offset(2), &intent, &[(offset(3), offset(5))]),
@@ -641,11 +637,7 @@ async fn an_intent_whose_first_record_changed_kind_puts_its_largest_part_under_i
             assert_eq!(objects[&intent], lines(&intended[1..]), "{last:?}");
             assert_eq!(errors, 1, "{last:?}: {:?}", objects.keys());
         }
-        let mut by_sequence: BTreeMap<u64, usize> = BTreeMap::new();
-        for line in objects.values().flatten() {
-            let value: serde_json::Value = serde_json::from_str(line).unwrap();
-            *by_sequence.entry(value["n"].as_u64().unwrap()).or_default() += 1;
-        }
+        let by_sequence = copies_by_sequence(&objects);
         assert_eq!(by_sequence, (3..=8).map(|n| (n, 1)).collect(), "{last:?}");
     }
 }
