@@ -1,6 +1,7 @@
 //! Several `spillway run` processes sharing one Kinesis stream through the
 //! lease table (issue #22): kinesalite's stream, moto's DynamoDB table, one
-//! local archive directory they all write to, 3-second leases.
+//! archive they all write to (a local directory, or a bucket on moto's
+//! S3), 3-second leases.
 //!
 //! What a user cares about, checked on the archive once every instance has
 //! stopped: every record put into the stream is archived exactly once, and
@@ -10,6 +11,12 @@
 //! leases --json`), a joining instance gets its share, an instance stopped
 //! with SIGTERM hands its shards over without their leases expiring, and
 //! after a split and a merge children are read only after their parents.
+//! Failures: an instance killed with `kill -9` while it writes (its shards
+//! taken and read again after its leases expire, its pending intents
+//! redone), one paused with SIGSTOP past its lease then resumed (it gives
+//! its shards up at its first conditional write), and DynamoDB unreachable
+//! past a lease (the fault proxy: every instance stops reading what it
+//! cannot prove it holds, then takes its share again).
 //!
 //! A lease taken while it holds an intent (an object its last owner was
 //! writing) is read by its new owner, which redoes the intent (issue #22
