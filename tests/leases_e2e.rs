@@ -852,7 +852,7 @@ const PUT_HELD: Duration = Duration::from_secs(3);
 /// - their own length, four times: a survivor sees the dead one's last
 ///   counter at one round, then watches it stand still for a lease over
 ///   three more, and each round starts a renewal interval after the last
-///   one *ended* (about 350 ms each on a loaded machine: 1.5 s);
+///   one *ended* (up to about 500 ms each on a loaded machine: 2 s);
 /// - one more renewal period when the two survivors race for the same
 ///   lease: the loser's take fails silently and it takes its share's rest
 ///   only at its next round (the likely cause of the takes a round later
@@ -860,8 +860,9 @@ const PUT_HELD: Duration = Duration::from_secs(3);
 ///   logged).
 ///
 /// So the bound (a lease and a renewal period) does not hold
-/// strictly: measured 3.9 to 5.7 s with 3 s leases.
-const TAKE_ALLOWANCE: Duration = RENEWAL.checked_add(Duration::from_millis(1500)).unwrap();
+/// strictly: measured 3.6 to 6.1 s with 3 s leases (the most with the
+/// whole file running, two tests at a time).
+const TAKE_ALLOWANCE: Duration = RENEWAL.checked_add(Duration::from_secs(2)).unwrap();
 
 /// The leases of the shards in `shards` as polled until none is held by
 /// `gone` any more and each is held by another instance: how long that
