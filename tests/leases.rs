@@ -568,6 +568,57 @@ async fn next(rx: &mut tokio::sync::mpsc::Receiver<LeaseChange>) -> LeaseChange 
         .expect("the loop runs")
 }
 
+/// Two instances pick the same free leases: the one whose takes lose the
+/// race lists the table again and takes the rest of its share in the same
+/// round, rather than a renewal interval later (so a dead instance's
+/// shards are all read again within a lease and a renewal interval).
+/// Worker a's first take is held by the proxy until b, alone, has taken
+/// all four; a's round must still end holding one (stolen from b, which
+/// holds two more than a share).
+#[test]
+fn a_take_that_lost_a_race_lists_again_and_takes_its_share_in_the_same_round() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let hold = Arc::new(AtomicBool::new(true));
+    let proxy = FaultProxy::start(&peer("SPILLWAY_TEST_MOTO"), {
+        let hold = hold.clone();
+        Arc::new(move |target: &str, _| {
+            (hold.load(Ordering::SeqCst) && target.ends_with(".UpdateItem"))
+                .then(|| Fault::delay(Duration::from_millis(1500)))
+        })
+    });
+    rt.block_on(async {
+        let name = unique("race");
+        let a = keeper_at(&proxy.url, &name, "worker-a").await;
+        let b = keeper(&name, "worker-b").await;
+        add_shards(&b, 4).await;
+        let a_round = tokio::spawn({
+            let a = a.clone();
+            async move { a.round().await }
+        });
+        // a has listed four free leases and sent its first take, held.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (won, error) = b.round().await;
+        assert!(error.is_none(), "{error:?}");
+        assert_eq!(won.len(), 4, "b alone takes all four: {won:?}");
+        hold.store(false, Ordering::SeqCst);
+        let (changes, error) = a_round.await.unwrap();
+        assert!(error.is_none(), "{error:?}");
+        let won: Vec<String> = changes
+            .iter()
+            .filter_map(|c| match c {
+                LeaseChange::Won { lease, .. } => Some(lease.shard.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            won.len(),
+            1,
+            "a takes its share in the round whose takes lost: {changes:?}"
+        );
+        assert_eq!(a.held(), won);
+    });
+}
+
 /// The lease loop (`keeper::run`): while DynamoDB hangs, each lease is
 /// given up within a lease duration and a tenth of its last renewal, not
 /// when a round waiting on DynamoDB comes back; once it answers, the leases

@@ -26,6 +26,24 @@ impl Observer {
         }
     }
 
+    /// The first moment after `now` at which one of `leases` held by
+    /// another instance, and not ended, becomes expired should its counter
+    /// stand still: the keeper looks again then rather than at its next
+    /// round, so that a dead instance's lease is taken within a lease
+    /// duration of its last renewal being read, not a renewal interval
+    /// later still.
+    pub fn next_expiry(&self, leases: &[Lease], me: &str, now: Instant, duration: Duration) -> Option<Instant> {
+        leases
+            .iter()
+            .filter(|l| !l.ended && l.owner.as_deref().is_some_and(|owner| owner != me))
+            .filter_map(|l| match self.seen.get(&l.shard) {
+                Some((counter, since)) if *counter == l.counter => Some(*since + duration),
+                _ => None,
+            })
+            .filter(|at| *at > now)
+            .min()
+    }
+
     /// Whether `lease` may be taken: nobody holds it, or its counter has
     /// not moved for `duration` since this instance first saw that value.
     /// A lease never observed is not expired: it must be watched for a
@@ -44,6 +62,49 @@ impl Observer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_next_expiry_is_the_first_standing_counter_of_another_instance_to_run_out() {
+        let start = Instant::now();
+        let lease_time = Duration::from_secs(3);
+        let mut observer = Observer::default();
+        let mut mine = lease("a", Some("me"), 1);
+        let other = lease("b", Some("them"), 4);
+        let mut ended = lease("c", Some("them"), 9);
+        ended.ended = true;
+        let free = lease("d", None, 2);
+        observer.observe(&[mine.clone(), other.clone(), ended.clone(), free.clone()], start);
+        let later = lease("e", Some("them"), 1);
+        observer.observe(
+            &[mine.clone(), other.clone(), ended.clone(), free.clone(), later.clone()],
+            start + Duration::from_secs(1),
+        );
+        let all = [mine.clone(), other.clone(), ended, free, later];
+        // Not mine, not an ended one, not a free one: b's, seen first.
+        assert_eq!(
+            observer.next_expiry(&all, "me", start, lease_time),
+            Some(start + lease_time)
+        );
+        // Past b's expiry, e's is next; past both, none.
+        let after_b = start + lease_time;
+        assert_eq!(
+            observer.next_expiry(&all, "me", after_b, lease_time),
+            Some(start + Duration::from_secs(1) + lease_time)
+        );
+        assert_eq!(
+            observer.next_expiry(&all, "me", after_b + Duration::from_secs(1), lease_time),
+            None
+        );
+        // A counter that moved waits again from when it was seen moving.
+        mine.counter = 2;
+        let renewed = lease("b", Some("them"), 5);
+        let at = start + Duration::from_secs(2);
+        observer.observe(&[mine.clone(), renewed.clone()], at);
+        assert_eq!(
+            observer.next_expiry(&[mine, renewed], "me", at, lease_time),
+            Some(at + lease_time)
+        );
+    }
 
     fn lease(shard: &str, owner: Option<&str>, counter: u64) -> Lease {
         Lease {

@@ -3,7 +3,13 @@
 //! take its share, as [`super::balance::plan`] says).
 //!
 //! The caller (the Kinesis source under coordination) runs [`Keeper::round`]
-//! every renewal interval and starts or stops shard readers on the
+//! every renewal interval, from one round's start to the next, and sooner
+//! when a lease another instance holds runs out (its counter stood still
+//! for a lease since it was read: [`Keeper::next_expiry`]), so that a dead
+//! instance's shards are taken within a lease and a renewal interval of
+//! its last renewal; a round whose take lost a race to another instance
+//! lists again and takes the rest of its share. It starts or stops shard
+//! readers on the
 //! [`LeaseChange`]s it returns; its checkpoint writes go through
 //! [`Keeper::checkpoint`], so that they, too, are fenced by the lease and
 //! move its counter without the next renewal losing the lease for it.
@@ -33,6 +39,10 @@ use super::balance;
 use super::dynamodb::LeaseTable;
 use super::expiry::Observer;
 use super::{Lease, LeaseError};
+
+/// How often one round may list the table: once, and again after each
+/// take that lost a race to another instance.
+const LISTINGS_PER_ROUND: usize = 3;
 
 /// A change in what this instance holds, for the caller to act on.
 #[derive(Debug)]
@@ -68,6 +78,9 @@ struct Inner {
     table: LeaseTable,
     duration: Duration,
     observer: Mutex<Observer>,
+    /// When a lease another instance holds runs out if its counter stands
+    /// still, as of the last listing ([`Observer::next_expiry`]).
+    next_expiry: Mutex<Option<Instant>>,
     held: Mutex<BTreeMap<String, Arc<Held>>>,
     /// Cleared at a hand-over ([`Keeper::stop_taking`]).
     taking: std::sync::atomic::AtomicBool,
@@ -103,6 +116,7 @@ impl Keeper {
                 table,
                 duration,
                 observer: Mutex::new(Observer::default()),
+                next_expiry: Mutex::new(None),
                 held: Mutex::new(BTreeMap::new()),
                 taking: std::sync::atomic::AtomicBool::new(true),
             }),
@@ -168,7 +182,7 @@ impl Keeper {
         }
         // Bounded, so that a table that does not answer delays the next
         // round's look at the proofs by one renewal interval at most.
-        let listed = match tokio::time::timeout(self.renewal_interval(), self.inner.table.list()).await {
+        let mut listed = match tokio::time::timeout(self.renewal_interval(), self.inner.table.list()).await {
             Ok(Ok(listed)) => listed,
             Ok(Err(error)) => return (changes, Some(error)),
             Err(_) => {
@@ -180,14 +194,45 @@ impl Keeper {
                 return (changes, Some(error));
             }
         };
+        // Two instances may pick the same lease: the one that loses the
+        // race lists again and takes the rest of its share in this round,
+        // rather than a renewal interval later (a dead instance's shards
+        // are then all read again within a lease and a renewal interval).
+        for listing in 1..=LISTINGS_PER_ROUND {
+            match self.take_share(&listed, &mut changes).await {
+                Ok(true) if listing < LISTINGS_PER_ROUND => {}
+                Ok(_) => break,
+                Err(error) => return (changes, Some(error)),
+            }
+            listed = match tokio::time::timeout(self.renewal_interval(), self.inner.table.list()).await {
+                Ok(Ok(listed)) => listed,
+                Ok(Err(error)) => return (changes, Some(error)),
+                Err(_) => break,
+            };
+        }
+        (changes, None)
+    }
+
+    /// When [`run`] should look again before its next round: a lease
+    /// another instance holds runs out then, should its counter stand
+    /// still (`None`: no such lease, or not before the next round anyway).
+    pub fn next_expiry(&self) -> Option<Instant> {
+        *self.inner.next_expiry.lock().expect("never poisoned")
+    }
+
+    /// Notes `listed` (the counters, for expiry) and takes this instance's
+    /// share of it, as [`balance::plan`] says. Returns whether a take lost
+    /// a race (the table changed since `listed`: list it again).
+    async fn take_share(&self, listed: &[Lease], changes: &mut Vec<LeaseChange>) -> Result<bool, LeaseError> {
         let now = Instant::now();
-        self.inner
-            .observer
-            .lock()
-            .expect("never poisoned")
-            .observe(&listed, now);
+        {
+            let mut observer = self.inner.observer.lock().expect("never poisoned");
+            observer.observe(listed, now);
+            *self.inner.next_expiry.lock().expect("never poisoned") =
+                observer.next_expiry(listed, self.worker(), now, self.inner.duration);
+        }
         if !self.inner.taking.load(std::sync::atomic::Ordering::Relaxed) {
-            return (changes, None);
+            return Ok(false);
         }
         let mut takes: Vec<(Lease, bool)> = Vec::new();
         // The table says these are ours, but this instance let them go
@@ -202,9 +247,7 @@ impl Keeper {
         }
         let plan = {
             let observer = self.inner.observer.lock().expect("never poisoned");
-            balance::plan(&listed, self.worker(), |l| {
-                observer.expired(l, now, self.inner.duration)
-            })
+            balance::plan(listed, self.worker(), |l| observer.expired(l, now, self.inner.duration))
         };
         for take in plan {
             if let Some(lease) = listed
@@ -214,6 +257,7 @@ impl Keeper {
                 takes.push((lease.clone(), take.steal));
             }
         }
+        let mut raced = false;
         for (lease, steal) in takes {
             let sent_at = Instant::now();
             match self.inner.table.take(&lease).await {
@@ -229,11 +273,14 @@ impl Keeper {
                     changes.push(LeaseChange::Won { lease: taken, lost });
                 }
                 // Another instance was quicker: its lease now.
-                Err(LeaseError::Lost { .. }) => {}
-                Err(error) => return (changes, Some(error)),
+                Err(LeaseError::Lost { .. }) => {
+                    tracing::debug!(shard = %lease.shard, "lease taken by another instance first");
+                    raced = true;
+                }
+                Err(error) => return Err(error),
             }
         }
-        (changes, None)
+        Ok(raced)
     }
 
     /// Gives up the leases whose last successful write was sent a lease
@@ -406,6 +453,7 @@ pub async fn run(
     let mut check = tokio::time::interval(keeper.inner.duration / PROOF_CHECKS_PER_LEASE);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut next_round = tokio::time::Instant::now();
+    let mut round_started = next_round;
     let mut round: Option<tokio::task::JoinHandle<(Vec<LeaseChange>, Option<LeaseError>)>> = None;
     loop {
         let idle = round.is_none();
@@ -421,7 +469,14 @@ pub async fn run(
             }
             done = async { round.as_mut().expect("running").await.ok() }, if !idle => {
                 round = None;
-                next_round = tokio::time::Instant::now() + keeper.renewal_interval();
+                // A renewal interval from the last round's start, not its
+                // end, so that the rounds' own length does not add up over
+                // the rounds a dead instance's lease is watched; sooner
+                // when a lease another instance holds runs out before then.
+                next_round = round_started + keeper.renewal_interval();
+                if let Some(expiry) = keeper.next_expiry() {
+                    next_round = next_round.min(tokio::time::Instant::from_std(expiry));
+                }
                 let Some((found, error)) = done else { continue };
                 for change in found {
                     if changes.send(change).await.is_err() {
@@ -435,6 +490,14 @@ pub async fn run(
                 }
             }
             () = tokio::time::sleep_until(next_round), if idle => {
+                // What runs out now is said now, not when the round (which
+                // gives up the same first) comes back from DynamoDB.
+                for change in keeper.expire() {
+                    if changes.send(change).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                round_started = tokio::time::Instant::now();
                 let keeper = keeper.clone();
                 round = Some(tokio::spawn(async move { keeper.round().await }));
             }
