@@ -171,6 +171,15 @@ use support::fault_proxy::{Fault, FaultProxy};
 /// Short, as the issue asks of tests: failover in seconds.
 const LEASE: Duration = Duration::from_secs(2);
 
+/// The tests that bound how long something takes run one at a time: side
+/// by side on two cores (with moto busy for all of them) a tokio timer was
+/// once a second late, which is the machine's, not the lease loop's.
+static TIMED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn timed() -> std::sync::MutexGuard<'static, ()> {
+    TIMED.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 async fn keeper_at(endpoint: &str, name: &str, worker: &str) -> Keeper {
     Keeper::new(open_table(endpoint, name, worker).await, LEASE)
 }
@@ -243,6 +252,7 @@ fn one_owner_each_and_even(keepers: &[&Keeper], shards: usize) -> bool {
 
 #[test]
 fn three_instances_share_sixteen_shards_and_take_over_a_dead_ones_within_a_lease_and_a_renewal() {
+    let _timed = timed();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let name = unique("keepers");
@@ -386,6 +396,7 @@ fn a_paused_instance_stops_at_its_first_conditional_write_and_writes_nothing() {
 
 #[test]
 fn with_the_table_unreachable_an_instance_keeps_its_leases_only_as_long_as_it_can_prove_them() {
+    let _timed = timed();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let down = Arc::new(AtomicBool::new(false));
     let proxy = FaultProxy::dynamodb_down_while(&peer("SPILLWAY_TEST_MOTO"), down.clone());
@@ -577,6 +588,7 @@ async fn next(rx: &mut tokio::sync::mpsc::Receiver<LeaseChange>) -> LeaseChange 
 /// holds two more than a share).
 #[test]
 fn a_take_that_lost_a_race_lists_again_and_takes_its_share_in_the_same_round() {
+    let _timed = timed();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let hold = Arc::new(AtomicBool::new(true));
     let proxy = FaultProxy::start(&peer("SPILLWAY_TEST_MOTO"), {
@@ -623,10 +635,16 @@ fn a_take_that_lost_a_race_lists_again_and_takes_its_share_in_the_same_round() {
 /// given up within a lease duration and a tenth of its last renewal, not
 /// when a round waiting on DynamoDB comes back; once it answers, the leases
 /// are taken back; at stop they are released for others at once.
+///
+/// DynamoDB hangs for three leases, so that a loop that gave up only when
+/// a round came back would be seconds late, well past the second allowed
+/// for scheduling on a busy machine.
 #[test]
 fn the_lease_loop_gives_up_in_time_while_dynamodb_hangs_and_releases_at_stop() {
+    let _timed = timed();
     use spillway::coordination::keeper;
     use tokio_util::sync::CancellationToken;
+    const HANG: Duration = Duration::from_secs(6);
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let slow = Arc::new(AtomicBool::new(false));
@@ -634,7 +652,7 @@ fn the_lease_loop_gives_up_in_time_while_dynamodb_hangs_and_releases_at_stop() {
         let slow = slow.clone();
         Arc::new(move |target: &str, _| {
             (slow.load(Ordering::SeqCst) && target.starts_with("DynamoDB_"))
-                .then(|| Fault::delay(Duration::from_secs(3)))
+                .then(|| Fault::delay(HANG))
         })
     });
     rt.block_on(async {
@@ -664,9 +682,10 @@ fn the_lease_loop_gives_up_in_time_while_dynamodb_hangs_and_releases_at_stop() {
             );
             let after = cut_at.elapsed();
             assert!(
-                after <= LEASE + LEASE / 10 + Duration::from_millis(300),
+                after <= LEASE + LEASE / 10 + Duration::from_secs(1),
                 "given up late: {after:?}"
             );
+            assert!(after < HANG, "given up only when DynamoDB answered: {after:?}");
         }
         assert!(a.held().is_empty());
 
