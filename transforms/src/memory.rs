@@ -12,23 +12,42 @@
 //! for the next buffer instead. Peak memory is unchanged (freed memory is
 //! reused before the heap grows); what is kept is released when the
 //! process exits, or when more than that is free at once.
+//!
+//! That holds within one heap (an arena). glibc gives threads that allocate
+//! at the same time arenas of their own, up to 8 per core, and memory freed
+//! in one arena is reused only by the threads that allocate from it: the
+//! threads that encode and compress buffers (tokio's blocking pool) each
+//! kept their own peak, and a pipeline held up to twice its buffers' worth
+//! of memory nobody used (issue #17). [`keep_freed_memory`] therefore also
+//! caps the arenas at one per core ([`arenas`]): no more threads allocate at
+//! once than there are cores, and measured on 2 cores the runs were as fast
+//! (docs/benchmarks.md, "glibc's arenas").
 
 /// Allocations below this are taken from the heap, not mapped on their own.
 pub const HEAP_ALLOCATIONS_BELOW: usize = 32 * 1024 * 1024;
 /// Free memory at the top of a heap kept for reuse rather than returned.
 pub const KEPT_BYTES: usize = 256 * 1024 * 1024;
 
-/// Sets glibc's malloc to keep freed buffer memory for reuse (see the
-/// module). Call it first thing in `main`, before threads start. Whether
-/// it applied: `false` on another C library, where it does nothing.
+/// How many arenas glibc's malloc may make: one per core the process may
+/// use (its CPU affinity and cgroup quota), at least one.
+pub fn arenas() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Sets glibc's malloc to keep freed buffer memory for reuse, in at most
+/// [`arenas`] arenas (see the module). Call it first thing in `main`,
+/// before threads start. Whether it applied: `false` on another C library,
+/// where it does nothing.
 pub fn keep_freed_memory() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        // SAFETY: mallopt only sets malloc's parameters; both values are
+        let arenas = libc::c_int::try_from(arenas()).unwrap_or(libc::c_int::MAX);
+        // SAFETY: mallopt only sets malloc's parameters; every value is
         // within what glibc accepts (it returns 0 otherwise).
         unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, HEAP_ALLOCATIONS_BELOW as libc::c_int) == 1
                 && libc::mallopt(libc::M_TRIM_THRESHOLD, KEPT_BYTES as libc::c_int) == 1
+                && libc::mallopt(libc::M_ARENA_MAX, arenas) == 1
         }
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
