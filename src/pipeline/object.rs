@@ -95,6 +95,12 @@ impl ObjectPlanner {
         }
     }
 
+    /// Whether data objects are encoded whole before they are sent (Parquet)
+    /// rather than while they are sent.
+    pub fn encodes_whole(&self) -> bool {
+        !self.format.is_streamable()
+    }
+
     /// Encodes data records into their objects: one data object, plus an
     /// error object for the records the format refused. CPU-bound: run off
     /// the async runtime.

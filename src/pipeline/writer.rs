@@ -12,11 +12,20 @@
 //! before its put, and a source's checkpoint moves only over records whose
 //! objects are all written (`crate::checkpoint::tracker`). A record
 //! endpoint's batches go one at a time, in order.
+//!
+//! A format encoded whole (Parquet) encodes one batch at a time, and the
+//! writer takes the next batch only when the encoder is free: the encoder
+//! already works on every core (and under a table schema batches are
+//! planned in turn anyway), so batches taken early only waited, holding
+//! their records, while the router filled yet another (issue #17: one
+//! buffer filling, one encoding). Their puts still overlap, up to
+//! `max_concurrent_puts`. A streamed format encodes while it sends, so its
+//! puts are its encodes.
 
 use std::sync::Arc;
 
 use spillway_transforms::Record;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use super::delivery::{blocking, Delivery, FlushInfo};
@@ -48,6 +57,9 @@ struct Taken {
     /// The memory its records hold (`crate::limits`): released when the
     /// delivery ends, whichever way.
     charge: Charge,
+    /// With a format encoded whole: the turn to encode, given back once the
+    /// batch's objects are encoded (see the module).
+    encoding: Option<OwnedSemaphorePermit>,
 }
 
 impl Writer {
@@ -58,6 +70,7 @@ impl Writer {
     /// others again.
     pub async fn run(self, mut batches: mpsc::Receiver<Batch>) -> Result<(), RunError> {
         let max_concurrent = self.max_concurrent.max(1);
+        let encoder = self.objects.planner.encodes_whole().then(|| Arc::new(Semaphore::new(1)));
         let writer = Arc::new(self);
         let mut in_flight: JoinSet<Result<(), RunError>> = JoinSet::new();
         loop {
@@ -68,6 +81,20 @@ impl Writer {
                 done.expect("a delivery does not panic")?;
                 continue;
             }
+            // And, with a format encoded whole, when the encoder is free.
+            let encoding = match &encoder {
+                None => None,
+                Some(encoder) => tokio::select! {
+                    biased;
+                    Some(done) = in_flight.join_next() => {
+                        done.expect("a delivery does not panic")?;
+                        continue;
+                    }
+                    permit = encoder.clone().acquire_owned() => {
+                        Some(permit.expect("the encoder's semaphore is never closed"))
+                    }
+                },
+            };
             let batch = tokio::select! {
                 biased;
                 Some(done) = in_flight.join_next() => {
@@ -77,7 +104,7 @@ impl Writer {
                 batch = batches.recv() => batch,
             };
             let Some(batch) = batch else { break };
-            let taken = writer.take(batch);
+            let taken = writer.take(batch, encoding);
             if writer.is_endpoint_data(&taken.key) {
                 // Records sent to an endpoint keep their order.
                 writer.deliver(taken).await?;
@@ -91,7 +118,7 @@ impl Writer {
         Ok(())
     }
 
-    fn take(&self, batch: Batch) -> Taken {
+    fn take(&self, batch: Batch, encoding: Option<OwnedSemaphorePermit>) -> Taken {
         let Batch {
             key,
             items,
@@ -112,6 +139,7 @@ impl Writer {
             },
             oldest_arrival,
             charge,
+            encoding,
         }
     }
 
@@ -160,13 +188,16 @@ impl Writer {
             info,
             oldest_arrival,
             charge: _held_until_delivered,
+            encoding,
         } = taken;
         match (&self.endpoint, &self.kinesis, key) {
             (Some(endpoint), _, BufferKey::Data) => endpoint.deliver(&self.objects, records, tickets, info).await?,
             (_, Some(kinesis), BufferKey::Data) => kinesis.deliver(&self.objects, records, tickets, info).await?,
             (_, _, BufferKey::Redo(redo)) => self.deliver_redo(&redo, records, tickets, info).await?,
             (_, _, key) => {
-                for object in self.plan(key, records, tickets).await? {
+                let objects = self.plan(key, records, tickets).await?;
+                drop(encoding);
+                for object in objects {
                     self.objects.deliver(object, info).await?;
                 }
             }

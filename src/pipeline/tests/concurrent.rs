@@ -27,6 +27,8 @@ pub(super) struct Gate {
 struct GateState {
     closed: bool,
     opened: HashSet<String>,
+    /// Key prefixes let through even while closed.
+    opened_prefixes: Vec<String>,
     /// Keys whose puts wait at the gate now.
     waiting: HashSet<String>,
 }
@@ -37,7 +39,9 @@ impl Gate {
         loop {
             {
                 let mut state = self.state.lock().unwrap();
-                if !state.closed || state.opened.contains(key.as_str()) {
+                let opened = state.opened.contains(key.as_str())
+                    || state.opened_prefixes.iter().any(|prefix| key.as_str().starts_with(prefix));
+                if !state.closed || opened {
                     state.waiting.remove(key.as_str());
                     return;
                 }
@@ -57,6 +61,10 @@ impl Gate {
 
     fn open(&self, key: &str) {
         self.state.lock().unwrap().opened.insert(key.to_owned());
+    }
+
+    fn open_prefix(&self, prefix: &str) {
+        self.state.lock().unwrap().opened_prefixes.push(prefix.to_owned());
     }
 
     fn waiting(&self) -> usize {
@@ -237,6 +245,45 @@ async fn a_later_object_written_first_does_not_move_the_checkpoint_past_an_earli
 async fn a_crash_with_earlier_objects_unwritten_reads_them_again_and_skips_the_later_ones_written() {
     // Batches 2 and 4 are written, 1 and 3 are not when the run dies.
     complete_out_of_order(vec![2, 2, 2, 2], vec![1, 3, 0, 2], 2).await;
+}
+
+/// Parquet encodes one batch at a time (its encoder works on every core),
+/// but that must not make puts wait for each other: every batch's object
+/// is in flight at once, each under its intent, and once they are let
+/// through every record is in exactly one file.
+#[tokio::test]
+async fn parquet_batches_are_encoded_in_turn_and_still_put_at_once() {
+    let mut h = Harness::new(r#"compression = "none""#, r#"type = "parquet""#).await;
+    h.max_concurrent = 3;
+    h.watched.gate.close();
+    // The table schema's object, put before the first file under it.
+    h.watched.gate.open_prefix(crate::pipeline::object::TABLE_SCHEMAS);
+    let batches: Vec<Vec<Record>> = (0..3u64)
+        .map(|b| (1..=4).map(|i| record(b * 4 + i, &format!(r#"{{"n":{}}}"#, b * 4 + i))).collect())
+        .collect();
+    let (tx, rx) = mpsc::channel(batches.len());
+    for records in &batches {
+        tx.send(h.batch(BufferKey::Data, records.clone())).await.unwrap();
+    }
+    drop(tx);
+    let writer = tokio::spawn(h.writer().run(rx));
+    wait_until("every put waits at the gate", || h.watched.gate.waiting() == 3).await;
+    assert_eq!(h.saved().pending.len(), 3);
+    h.watched.gate.open_all();
+    writer.await.unwrap().unwrap();
+
+    let mut numbers = Vec::new();
+    for key in h.store().keys().into_iter().filter(|k| k.as_str().starts_with("events/")) {
+        let body = h.store().get(&key).unwrap();
+        spillway_transforms::format::parquet::read_archive(body, |r| {
+            let value: serde_json::Value = serde_json::from_slice(&r.data).unwrap();
+            numbers.push(value["n"].as_u64().unwrap());
+        })
+        .unwrap();
+    }
+    numbers.sort_unstable();
+    assert_eq!(numbers, (1..=12).collect::<Vec<u64>>(), "every record in exactly one file");
+    assert_eq!(h.checkpoint(), Some(offset(12)));
 }
 
 /// Shuffles `0..n` by `keys` (one random key per index).
