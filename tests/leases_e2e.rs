@@ -87,6 +87,16 @@ impl Instance {
         Self::start_setup(test, worker, &setup)
     }
 
+    /// An instance serving its metrics on `address`.
+    fn start_serving(test: &Test, worker: &str, address: std::net::SocketAddr) -> Self {
+        let extra = format!("[telemetry]\nlisten = \"{address}\"\n");
+        let setup = Setup {
+            extra: &extra,
+            ..Setup::default()
+        };
+        Self::start_setup(test, worker, &setup)
+    }
+
     fn start_setup(test: &Test, worker: &str, setup: &Setup) -> Self {
         let dir = test.dir.path().join(worker);
         std::fs::create_dir_all(&dir).unwrap();
@@ -623,10 +633,15 @@ fn sigterm_writes_what_was_read_checkpoints_it_then_releases_and_the_next_instan
     for round in 0..5 {
         produced.extend(test.rt.block_on(put_round(&test.client, &test.stream, round)));
     }
-    support::metrics::wait_for(address, "/metrics", |_, body| {
+    let (_, metrics) = support::metrics::wait_for(address, "/metrics", |_, body| {
         let samples = support::metrics::samples(body);
         support::metrics::sum(&samples, "spillway_incoming_records_total", &[]) >= produced.len() as f64
     });
+    // Alone, w1 holds every lease, each won once and none lost.
+    let samples = support::metrics::samples(&metrics);
+    assert_eq!(support::metrics::sum(&samples, "spillway_leases_held", &[]), 4.0, "{metrics}");
+    assert_eq!(support::metrics::sum(&samples, "spillway_leases_taken_total", &[]), 4.0, "{metrics}");
+    assert_eq!(support::metrics::sum(&samples, "spillway_leases_lost_total", &[]), 0.0, "{metrics}");
     let config = w1.config.clone();
     let logs = w1.stop();
     assert_eq!(
@@ -671,15 +686,30 @@ fn sigterm_writes_what_was_read_checkpoints_it_then_releases_and_the_next_instan
 fn three_instances_balance_a_fourth_gets_its_share_and_sigterm_hands_shards_over() {
     let test = Test::new("leases-e2e-balance", 16);
     let producer = Producer::start(&test);
-    let w1 = Instance::start(&test, "w1");
-    let w2 = Instance::start(&test, "w2");
-    let w3 = Instance::start(&test, "w3");
+    let addresses: Vec<std::net::SocketAddr> = (0..4).map(|_| support::metrics::free_address()).collect();
+    let w1 = Instance::start_serving(&test, "w1", addresses[0]);
+    let w2 = Instance::start_serving(&test, "w2", addresses[1]);
+    let w3 = Instance::start_serving(&test, "w3", addresses[2]);
     let load = test.wait_balanced(&w1.config, 16, &["w1", "w2", "w3"]);
     eprintln!("three instances: {load:?}");
 
-    let w4 = Instance::start(&test, "w4");
+    let w4 = Instance::start_serving(&test, "w4", addresses[3]);
     let load = test.wait_balanced(&w1.config, 16, &["w1", "w2", "w3", "w4"]);
     assert_eq!(load["w4"].len(), 4, "the fourth instance's share: {load:?}");
+    // Each instance's metrics say what the lease table says it holds; w4's
+    // four were taken from the others (every lease was held), and they
+    // count them as lost to another instance.
+    let mut lost_to_another = 0.0;
+    for (worker, address) in ["w1", "w2", "w3", "w4"].iter().zip(&addresses) {
+        let holds = load[*worker].len() as f64;
+        let (_, metrics) = support::metrics::wait_for(*address, "/metrics", |_, body| {
+            support::metrics::sum(&support::metrics::samples(body), "spillway_leases_held", &[]) == holds
+        });
+        let samples = support::metrics::samples(&metrics);
+        assert_eq!(support::metrics::sum(&samples, "spillway_leases_held", &[]), holds, "{worker}: {metrics}");
+        lost_to_another += support::metrics::sum(&samples, "spillway_leases_lost_total", &["reason=\"taken\""]);
+    }
+    assert!(lost_to_another >= 4.0, "w4's shards were lost by the others {lost_to_another} times");
     let handed_over = test.load(&w1.config)["w2"].clone();
 
     // SIGTERM to w2 while records flow: its shards move to the others.

@@ -18,8 +18,10 @@ use super::{Operation, RunSummary, Stats, Telemetry};
 use crate::buffer::FlushReason;
 
 mod kinesis_put;
+mod leases;
 mod memory;
 pub use kinesis_put::{KinesisPutRetrying, KinesisRecordsGaveUp, KinesisWindowDelivered};
+pub use leases::{LeaseWon, LeasesHeld, ShardLost};
 pub use memory::{MemoryBudgetSet, MemoryObserved, MemoryPaused, MemoryResumed};
 
 /// Something that happened, logged and counted by [`Event::emit`].

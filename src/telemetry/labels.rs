@@ -56,6 +56,14 @@ pub struct ErrorLabels {
     pub output_type: String,
 }
 
+/// A lease this instance lost, by why: `taken` (another instance wrote
+/// it) or `unproven` (not renewed for a lease duration).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LossLabels {
+    pub stream: String,
+    pub reason: String,
+}
+
 /// A retry: which operation (`put`, `http_request`, `checkpoint_save`,
 /// `get_records`, `get_shard_iterator`) and what kind of error.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

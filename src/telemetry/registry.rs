@@ -42,6 +42,9 @@ pub struct Families {
     pub buffered_bytes: Family<StreamLabels, Gauge>,
     pub memory_used_bytes: Family<StreamLabels, Gauge>,
     pub memory_budget_bytes: Family<StreamLabels, Gauge>,
+    pub leases_held: Family<StreamLabels, Gauge>,
+    pub leases_taken: Family<StreamLabels, Counter>,
+    pub leases_lost: Family<LossLabels, Counter>,
 }
 
 /// The process's metrics and pipelines.
@@ -147,6 +150,21 @@ impl Registry {
             "memory_budget_bytes",
             "The pipeline's share of the memory budget (limits.memory_mb)",
             f.memory_budget_bytes.clone(),
+        );
+        registry.register(
+            "leases_held",
+            "Shards whose lease this instance holds ([coordination]; KCL CurrentLeases)",
+            f.leases_held.clone(),
+        );
+        registry.register(
+            "leases_taken",
+            "Leases this instance won, free, expired or taken to balance the load ([coordination]; KCL TakenLeases)",
+            f.leases_taken.clone(),
+        );
+        registry.register(
+            "leases_lost",
+            "Leases this instance lost, by reason: taken (another instance wrote it) or unproven (not renewed for a lease duration)",
+            f.leases_lost.clone(),
         );
         Self {
             registry,

@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::{why_said, Coordinator};
+use super::Coordinator;
 use crate::coordination::keeper::LeaseChange;
 use crate::coordination::LeaseError;
 
@@ -94,7 +94,7 @@ impl Coordinator {
             tokio::select! {
                 () = hand_over.release.cancelled() => return false,
                 change = changes.recv(), if open => match change {
-                    Some(LeaseChange::Lost { shard, why }) => self.lose(&shard, why_said(why)),
+                    Some(LeaseChange::Lost { shard, why }) => self.lose(&shard, why),
                     // Taken by a round under way at the stop: released
                     // with the rest, unread.
                     Some(LeaseChange::Won { lease, .. }) => {

@@ -52,6 +52,7 @@ use crate::coordination::dynamodb::{LeaseTable, TableOptions};
 use crate::coordination::keeper::{self, Keeper, LeaseChange, LossReason};
 use crate::coordination::{Lease, LeaseError};
 use crate::source::{SourceContext, SourceError, SourceEvent};
+use crate::telemetry::events::{LeaseWon, LeasesHeld, ShardLost};
 
 mod hand_over;
 pub use hand_over::HandOver;
@@ -247,6 +248,7 @@ impl Coordinator {
                 break None;
             }
             self.start_listed(&from);
+            self.context.telemetry.emit(LeasesHeld { held: self.held.len() });
             let idle_held = self.held.values().any(|h| h.phase != Phase::Reading);
             let wake = if idle_held {
                 next_discovery.min(Instant::now() + HELD_POLL)
@@ -265,7 +267,7 @@ impl Coordinator {
                             next_discovery = Instant::now();
                         }
                     }
-                    Some(LeaseChange::Lost { shard, why }) => self.lose(&shard, why_said(why)),
+                    Some(LeaseChange::Lost { shard, why }) => self.lose(&shard, why),
                     // The lease loop ended: its result says why.
                     None => {}
                 },
@@ -312,6 +314,8 @@ impl Coordinator {
                 _ = changes.recv() => {}
             }
         }
+        // Released, or no longer renewed: held by nobody here.
+        self.context.telemetry.emit(LeasesHeld { held: 0 });
         if let Some(error) = failure {
             self.fail(error).await;
         }
@@ -384,6 +388,7 @@ impl Coordinator {
             held.phase = Phase::Closing;
         }
         self.held.insert(lease.shard.clone(), held);
+        self.context.telemetry.emit(LeaseWon);
         self.start_listed(from);
         Ok(())
     }
@@ -534,7 +539,7 @@ impl Coordinator {
                 self.context.checkpoints.abandon(&SourceId::new(id.as_str()));
                 tracing::info!(shard = %id, "shard ended: every record delivered, its final checkpoint in its lease");
             } else {
-                self.lose(&id, "another instance wrote its lease");
+                self.lose(&id, LossReason::Taken);
             }
         }
     }
@@ -565,7 +570,7 @@ impl Coordinator {
     /// it is counted as delivered here any more, and its records still on
     /// their way are not admitted until the end of this tenure, sent once
     /// its reader has stopped ([`Self::send_releases`]).
-    fn lose(&mut self, shard: &str, why: &str) {
+    fn lose(&mut self, shard: &str, reason: LossReason) {
         let Some(held) = self.held.remove(shard) else {
             return;
         };
@@ -578,14 +583,11 @@ impl Coordinator {
             self.to_release.push(shard.to_owned());
         }
         let abandoned = self.context.checkpoints.release(&SourceId::new(shard));
-        tracing::warn!(shard = %shard, why, abandoned_objects = abandoned.len(), "shard lost: its reader stopped, its records here no longer count");
-    }
-}
-
-fn why_said(why: LossReason) -> &'static str {
-    match why {
-        LossReason::Taken => "another instance took its lease",
-        LossReason::Unproven => "its lease could not be renewed for a lease duration",
+        self.context.telemetry.emit(ShardLost {
+            shard,
+            reason,
+            abandoned_objects: abandoned.len(),
+        });
     }
 }
 
