@@ -651,8 +651,7 @@ fn the_lease_loop_gives_up_in_time_while_dynamodb_hangs_and_releases_at_stop() {
     let proxy = FaultProxy::start(&peer("SPILLWAY_TEST_MOTO"), {
         let slow = slow.clone();
         Arc::new(move |target: &str, _| {
-            (slow.load(Ordering::SeqCst) && target.starts_with("DynamoDB_"))
-                .then(|| Fault::delay(HANG))
+            (slow.load(Ordering::SeqCst) && target.starts_with("DynamoDB_")).then(|| Fault::delay(HANG))
         })
     });
     rt.block_on(async {

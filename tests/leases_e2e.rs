@@ -639,9 +639,21 @@ fn sigterm_writes_what_was_read_checkpoints_it_then_releases_and_the_next_instan
     });
     // Alone, w1 holds every lease, each won once and none lost.
     let samples = support::metrics::samples(&metrics);
-    assert_eq!(support::metrics::sum(&samples, "spillway_leases_held", &[]), 4.0, "{metrics}");
-    assert_eq!(support::metrics::sum(&samples, "spillway_leases_taken_total", &[]), 4.0, "{metrics}");
-    assert_eq!(support::metrics::sum(&samples, "spillway_leases_lost_total", &[]), 0.0, "{metrics}");
+    assert_eq!(
+        support::metrics::sum(&samples, "spillway_leases_held", &[]),
+        4.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        support::metrics::sum(&samples, "spillway_leases_taken_total", &[]),
+        4.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        support::metrics::sum(&samples, "spillway_leases_lost_total", &[]),
+        0.0,
+        "{metrics}"
+    );
     let config = w1.config.clone();
     let logs = w1.stop();
     assert_eq!(
@@ -706,10 +718,17 @@ fn three_instances_balance_a_fourth_gets_its_share_and_sigterm_hands_shards_over
             support::metrics::sum(&support::metrics::samples(body), "spillway_leases_held", &[]) == holds
         });
         let samples = support::metrics::samples(&metrics);
-        assert_eq!(support::metrics::sum(&samples, "spillway_leases_held", &[]), holds, "{worker}: {metrics}");
+        assert_eq!(
+            support::metrics::sum(&samples, "spillway_leases_held", &[]),
+            holds,
+            "{worker}: {metrics}"
+        );
         lost_to_another += support::metrics::sum(&samples, "spillway_leases_lost_total", &["reason=\"taken\""]);
     }
-    assert!(lost_to_another >= 4.0, "w4's shards were lost by the others {lost_to_another} times");
+    assert!(
+        lost_to_another >= 4.0,
+        "w4's shards were lost by the others {lost_to_another} times"
+    );
     let handed_over = test.load(&w1.config)["w2"].clone();
 
     // SIGTERM to w2 while records flow: its shards move to the others.

@@ -70,7 +70,11 @@ impl Writer {
     /// others again.
     pub async fn run(self, mut batches: mpsc::Receiver<Batch>) -> Result<(), RunError> {
         let max_concurrent = self.max_concurrent.max(1);
-        let encoder = self.objects.planner.encodes_whole().then(|| Arc::new(Semaphore::new(1)));
+        let encoder = self
+            .objects
+            .planner
+            .encodes_whole()
+            .then(|| Arc::new(Semaphore::new(1)));
         let writer = Arc::new(self);
         let mut in_flight: JoinSet<Result<(), RunError>> = JoinSet::new();
         loop {

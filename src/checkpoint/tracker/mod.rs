@@ -284,7 +284,10 @@ impl Source {
         }
         self.delivered = merged;
         #[cfg(test)]
-        assert_eq!(self.delivered, oracle, "the runs merged around the new records are those of a whole scan");
+        assert_eq!(
+            self.delivered, oracle,
+            "the runs merged around the new records are those of a whole scan"
+        );
     }
 
     /// What [`Self::merge_delivered`] made before it looked only around
@@ -631,11 +634,9 @@ impl Tracker {
         }
         let (pending, claims) = self.pending.remove(&id).expect("completing an object that was begun");
         // Per source: the ordinal ranges delivered now, and the runs.
-        let mut touched: Vec<(SourceId, Vec<(u64, u64)>, Vec<Run>)> = Vec::new();
-        fn of<'a>(
-            touched: &'a mut Vec<(SourceId, Vec<(u64, u64)>, Vec<Run>)>,
-            source: &SourceId,
-        ) -> &'a mut (SourceId, Vec<(u64, u64)>, Vec<Run>) {
+        type Touched = (SourceId, Vec<(u64, u64)>, Vec<Run>);
+        let mut touched: Vec<Touched> = Vec::new();
+        fn of<'a>(touched: &'a mut Vec<Touched>, source: &SourceId) -> &'a mut Touched {
             match touched.iter().position(|(s, _, _)| s == source) {
                 Some(at) => &mut touched[at],
                 None => {

@@ -40,7 +40,10 @@ impl Gate {
             {
                 let mut state = self.state.lock().unwrap();
                 let opened = state.opened.contains(key.as_str())
-                    || state.opened_prefixes.iter().any(|prefix| key.as_str().starts_with(prefix));
+                    || state
+                        .opened_prefixes
+                        .iter()
+                        .any(|prefix| key.as_str().starts_with(prefix));
                 if !state.closed || opened {
                     state.waiting.remove(key.as_str());
                     return;
@@ -259,7 +262,11 @@ async fn parquet_batches_are_encoded_in_turn_and_still_put_at_once() {
     // The table schema's object, put before the first file under it.
     h.watched.gate.open_prefix(crate::pipeline::object::TABLE_SCHEMAS);
     let batches: Vec<Vec<Record>> = (0..3u64)
-        .map(|b| (1..=4).map(|i| record(b * 4 + i, &format!(r#"{{"n":{}}}"#, b * 4 + i))).collect())
+        .map(|b| {
+            (1..=4)
+                .map(|i| record(b * 4 + i, &format!(r#"{{"n":{}}}"#, b * 4 + i)))
+                .collect()
+        })
         .collect();
     let (tx, rx) = mpsc::channel(batches.len());
     for records in &batches {
@@ -273,16 +280,25 @@ async fn parquet_batches_are_encoded_in_turn_and_still_put_at_once() {
     writer.await.unwrap().unwrap();
 
     let mut numbers = Vec::new();
-    for key in h.store().keys().into_iter().filter(|k| k.as_str().starts_with("events/")) {
+    for key in h
+        .store()
+        .keys()
+        .into_iter()
+        .filter(|k| k.as_str().starts_with("events/"))
+    {
         let body = h.store().get(&key).unwrap();
         spillway_transforms::format::parquet::read_archive(body, |r| {
-            let value: serde_json::Value = serde_json::from_slice(&r.data).unwrap();
+            let value: serde_json::Value = serde_json::from_slice(r.data).unwrap();
             numbers.push(value["n"].as_u64().unwrap());
         })
         .unwrap();
     }
     numbers.sort_unstable();
-    assert_eq!(numbers, (1..=12).collect::<Vec<u64>>(), "every record in exactly one file");
+    assert_eq!(
+        numbers,
+        (1..=12).collect::<Vec<u64>>(),
+        "every record in exactly one file"
+    );
     assert_eq!(h.checkpoint(), Some(offset(12)));
 }
 
