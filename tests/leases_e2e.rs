@@ -1295,3 +1295,107 @@ fn dynamodb_unreachable_past_the_lease_instances_stop_reading_then_read_on_nothi
     }
     test.assert_exactly_once_in_order(&produced, &logs);
 }
+
+/// A lease whose checkpoint state this build cannot read (here one of a
+/// later format version, as a newer instance in a rolling upgrade would
+/// leave it) is refused, not fatal: the instance releases it and does not
+/// read that shard, reads and archives the other shard's records exactly
+/// once, says why in an error line, a metric and `/health/ready`, and
+/// still stops cleanly. Before, the first instance to take such a lease
+/// ended its run, and so in turn did every instance that took it.
+#[test]
+fn a_lease_whose_state_cannot_be_read_is_refused_and_the_other_shard_is_archived() {
+    use spillway::coordination::dynamodb::{LeaseTable, TableOptions};
+
+    let test = Test::new("leases-e2e-refused", 2);
+    let listed = test
+        .rt
+        .block_on(test.client.list_shards().stream_name(&test.stream).send())
+        .unwrap();
+    let mut shards: Vec<String> = listed.shards().iter().map(|s| s.shard_id().to_owned()).collect();
+    shards.sort();
+    let (bad, good) = (shards[0].clone(), shards[1].clone());
+    // The first shard's lease, checkpointed by "w0" with a state of format
+    // version 99, then released.
+    test.rt.block_on(async {
+        let table = LeaseTable::open(TableOptions {
+            table: test.table.clone(),
+            region: Some("us-east-1".into()),
+            endpoint: Some(peer("SPILLWAY_TEST_MOTO")),
+            namespace: format!("orders#{}", test.stream),
+            worker: "w0".into(),
+        })
+        .await
+        .unwrap();
+        assert!(table.add(&bad, &[]).await.unwrap());
+        let free = table
+            .list()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|l| l.shard == bad)
+            .unwrap();
+        let taken = table.take(&free).await.unwrap();
+        let saved = table
+            .checkpoint(&taken, r#"{"version":99,"checkpoint":"1"}"#, false)
+            .await
+            .unwrap();
+        table.release(&saved).await.unwrap();
+    });
+    let mut produced = Vec::new();
+    for round in 0..3 {
+        produced.extend(test.rt.block_on(put_round(&test.client, &test.stream, round)));
+    }
+    // Keys spread evenly over the hash keys: the upper half's are the
+    // second shard's.
+    let (unread, read): (Vec<Put>, Vec<Put>) = produced.into_iter().partition(|p| {
+        let k: u64 = p.key.trim_start_matches("key-").parse().unwrap();
+        k < KEYS / 2
+    });
+
+    let address = support::metrics::free_address();
+    let w1 = Instance::start_serving(&test, "w1", address);
+    test.wait_archived(&read, &[&w1]);
+    let (status, body) = support::metrics::wait_for(address, "/health/ready", |status, _| status == 503);
+    assert_eq!(status, 503);
+    assert!(
+        body.contains(&format!("shard {bad} is not read")) && body.contains("format version 99"),
+        "{body}"
+    );
+    let (_, metrics) = support::metrics::wait_for(address, "/metrics", |_, _| true);
+    let samples = support::metrics::samples(&metrics);
+    assert_eq!(
+        support::metrics::sum(&samples, "spillway_leases_refused_total", &[]),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        support::metrics::sum(&samples, "spillway_leases_held", &[]),
+        1.0,
+        "{metrics}"
+    );
+    let leases = test.leases(&w1.config);
+    assert_eq!(leases[&good]["owner"], "w1", "{leases:?}");
+    assert_ne!(leases[&bad]["owner"], "w1", "the refused lease is released: {leases:?}");
+
+    let logs = w1.stop();
+    let refused = lines_of(&logs, "shard refused: its lease's checkpoint state cannot be read by this build; the lease is released and this instance does not read the shard (its other shards go on)");
+    assert_eq!(refused.len(), 1, "said once");
+    assert_eq!(refused[0]["shard"], bad.as_str());
+    let archived = test.archived_ids();
+    for put in &read {
+        assert_eq!(
+            archived.get(&put.id),
+            Some(&1),
+            "record {} of {good} archived once",
+            put.id
+        );
+    }
+    for put in &unread {
+        assert!(
+            !archived.contains_key(&put.id),
+            "record {} of the refused shard {bad} archived",
+            put.id
+        );
+    }
+}

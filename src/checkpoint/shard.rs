@@ -78,13 +78,20 @@ impl ShardState {
             shard: shard.to_string(),
             reason,
         };
-        let state: ShardState = serde_json::from_str(text).map_err(|err| corrupt(err.to_string()))?;
-        if state.version != STATE_VERSION {
+        // The version first, as for the local file: another version's state
+        // may lack what this one needs, and is refused for its version.
+        #[derive(serde::Deserialize)]
+        struct Version {
+            version: u32,
+        }
+        let version = serde_json::from_str::<Version>(text).map_err(|err| corrupt(err.to_string()))?;
+        if version.version != STATE_VERSION {
             return Err(corrupt(format!(
                 "format version {} is not {STATE_VERSION}, the one this build reads",
-                state.version
+                version.version
             )));
         }
+        let state: ShardState = serde_json::from_str(text).map_err(|err| corrupt(err.to_string()))?;
         if let Some(other) = state.pending.iter().flat_map(|p| &p.runs).find(|r| &r.source != shard) {
             return Err(corrupt(format!("a pending object holds records of {}", other.source)));
         }
@@ -287,6 +294,11 @@ mod tests {
             }
         );
         let err = ShardState::from_json(&s, r#"{"version":7}"#).unwrap_err().to_string();
+        assert!(err.contains("format version 7"), "{err}");
+        // Refused for its version even when its fields are not this one's.
+        let err = ShardState::from_json(&s, r#"{"version":7,"checkpoint":"1"}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("format version 7"), "{err}");
         // The state of shard t, in the lease of shard s.
         let t = SourceId::new("t");

@@ -84,6 +84,8 @@ struct Inner {
     held: Mutex<BTreeMap<String, Arc<Held>>>,
     /// Cleared at a hand-over ([`Keeper::stop_taking`]).
     taking: std::sync::atomic::AtomicBool,
+    /// Shards this instance gave up for good ([`Keeper::refuse`]).
+    refused: Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// The leases this instance holds, and the rounds that keep them.
@@ -119,6 +121,7 @@ impl Keeper {
                 next_expiry: Mutex::new(None),
                 held: Mutex::new(BTreeMap::new()),
                 taking: std::sync::atomic::AtomicBool::new(true),
+                refused: Mutex::new(Default::default()),
             }),
         }
     }
@@ -234,6 +237,12 @@ impl Keeper {
         if !self.inner.taking.load(std::sync::atomic::Ordering::Relaxed) {
             return Ok(false);
         }
+        // Refused leases are none of this instance's business.
+        let listed: Vec<Lease> = {
+            let refused = self.inner.refused.lock().expect("never poisoned");
+            listed.iter().filter(|l| !refused.contains(&l.shard)).cloned().collect()
+        };
+        let listed = &listed[..];
         let mut takes: Vec<(Lease, bool)> = Vec::new();
         // The table says these are ours, but this instance let them go
         // (unproven, or a write whose answer it never saw): take them back
@@ -372,6 +381,28 @@ impl Keeper {
             tracing::info!(shard = %shard, "shard ended: its lease is no longer renewed");
         }
         Ok(())
+    }
+
+    /// Gives `shard`'s lease up for good in this process: it is released
+    /// (or, if that fails, left to expire) and never taken again by this
+    /// instance. For a lease whose checkpoint state this build cannot read
+    /// (another version's, or damaged): the instance reads its other shards,
+    /// and one that can read it may take it.
+    pub async fn refuse(&self, shard: &str) {
+        self.inner
+            .refused
+            .lock()
+            .expect("never poisoned")
+            .insert(shard.to_owned());
+        let released = self
+            .write(shard, |table, lease| async move { table.release(&lease).await })
+            .await;
+        if let Some(held) = self.held_map().remove(shard) {
+            held.lost.cancel();
+        }
+        if let Err(error) = released {
+            tracing::warn!(shard = %shard, error = %error, "releasing a refused lease failed; it expires instead");
+        }
     }
 
     /// Releases every lease held (at shutdown, after the last checkpoint),

@@ -21,7 +21,7 @@ mod kinesis_put;
 mod leases;
 mod memory;
 pub use kinesis_put::{KinesisPutRetrying, KinesisRecordsGaveUp, KinesisWindowDelivered};
-pub use leases::{LeaseWon, LeasesHeld, ShardLost};
+pub use leases::{LeaseWon, LeasesHeld, ShardLost, ShardRefused};
 pub use memory::{MemoryBudgetSet, MemoryObserved, MemoryPaused, MemoryResumed};
 
 /// Something that happened, logged and counted by [`Event::emit`].

@@ -43,6 +43,8 @@ pub struct PipelineState {
     started: AtomicBool,
     /// Why the pipeline stopped, if it failed.
     failed: Mutex<Option<String>>,
+    /// Shards not read because their lease's state cannot be read: why.
+    refused: Mutex<BTreeMap<String, String>>,
     /// Operations failing now, by id: when their first failure was.
     failing: Mutex<HashMap<u64, Instant>>,
     next_operation: AtomicU64,
@@ -69,6 +71,7 @@ impl PipelineState {
             started: AtomicBool::new(false),
             memory_full: std::sync::OnceLock::new(),
             failed: Mutex::new(None),
+            refused: Mutex::new(BTreeMap::new()),
             failing: Mutex::new(HashMap::new()),
             next_operation: AtomicU64::new(0),
             buffered_oldest_ms: AtomicI64::new(NONE),
@@ -142,6 +145,11 @@ impl PipelineState {
                 "{stream}: starting (destination, checkpoint and source not all checked yet)"
             ));
         }
+        if let Some((shard, reason)) = self.refused.lock().expect("not poisoned").iter().next() {
+            return Some(format!(
+                "{stream}: shard {shard} is not read: its lease's checkpoint state cannot be read: {reason}"
+            ));
+        }
         let failing = self.failing.lock().expect("not poisoned");
         let longest = failing.values().map(Instant::elapsed).max()?;
         if self.memory_full.get().is_some_and(|full| full()) {
@@ -159,6 +167,14 @@ impl PipelineState {
                 self.budget.as_secs()
             )
         })
+    }
+
+    /// Notes a shard not read because its lease's state cannot be read.
+    pub fn refuse_shard(&self, shard: &str, reason: &str) {
+        self.refused
+            .lock()
+            .expect("not poisoned")
+            .insert(shard.to_owned(), reason.to_owned());
     }
 
     /// A new operation whose failures count against readiness.

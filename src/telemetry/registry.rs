@@ -45,6 +45,7 @@ pub struct Families {
     pub leases_held: Family<StreamLabels, Gauge>,
     pub leases_taken: Family<StreamLabels, Counter>,
     pub leases_lost: Family<LossLabels, Counter>,
+    pub leases_refused: Family<StreamLabels, Counter>,
 }
 
 /// The process's metrics and pipelines.
@@ -165,6 +166,11 @@ impl Registry {
             "leases_lost",
             "Leases this instance lost, by reason: taken (another instance wrote it) or unproven (not renewed for a lease duration)",
             f.leases_lost.clone(),
+        );
+        registry.register(
+            "leases_refused",
+            "Leases given up because their checkpoint state cannot be read by this build (another version's, or damaged)",
+            f.leases_refused.clone(),
         );
         Self {
             registry,

@@ -66,3 +66,28 @@ impl Event for LeasesHeld {
             .set(i64::try_from(self.held).unwrap_or(i64::MAX));
     }
 }
+
+/// A shard's lease holds a checkpoint state this build cannot read: the
+/// instance gives the lease up and does not read the shard; the pipeline
+/// is unready from then on (see `PipelineState::unready_reason`).
+pub struct ShardRefused<'a> {
+    pub shard: &'a str,
+    pub reason: &'a str,
+}
+
+impl Event for ShardRefused<'_> {
+    fn emit(self, telemetry: &Telemetry) {
+        tracing::error!(
+            shard = %self.shard,
+            reason = %self.reason,
+            "shard refused: its lease's checkpoint state cannot be read by this build; the lease is released and this instance does not read the shard (its other shards go on)"
+        );
+        telemetry.state.refuse_shard(self.shard, self.reason);
+        telemetry
+            .registry
+            .families
+            .leases_refused
+            .get_or_create(&telemetry.state.labels)
+            .inc();
+    }
+}

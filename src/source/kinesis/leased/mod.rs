@@ -52,7 +52,7 @@ use crate::coordination::dynamodb::{LeaseTable, TableOptions};
 use crate::coordination::keeper::{self, Keeper, LeaseChange, LossReason};
 use crate::coordination::{Lease, LeaseError};
 use crate::source::{SourceContext, SourceError, SourceEvent};
-use crate::telemetry::events::{LeaseWon, LeasesHeld, ShardLost};
+use crate::telemetry::events::{LeaseWon, LeasesHeld, ShardLost, ShardRefused};
 
 mod hand_over;
 pub use hand_over::HandOver;
@@ -361,7 +361,13 @@ impl Coordinator {
         let source = SourceId::new(lease.shard.clone());
         let state = match &lease.state {
             None => ShardState::default(),
-            Some(text) => ShardState::from_json(&source, text).map_err(LeasedError::from)?,
+            Some(text) => match ShardState::from_json(&source, text) {
+                Ok(state) => state,
+                Err(error) => {
+                    self.refuse(&lease.shard, &error);
+                    return Ok(());
+                }
+            },
         };
         self.tenures += 1;
         let mut held = Held {
@@ -570,6 +576,21 @@ impl Coordinator {
     /// it is counted as delivered here any more, and its records still on
     /// their way are not admitted until the end of this tenure, sent once
     /// its reader has stopped ([`Self::send_releases`]).
+    /// A shard whose lease holds a checkpoint state this build cannot read
+    /// (another version's, or damaged): not read here, its lease released
+    /// and never taken again by this instance, the pipeline unready until
+    /// it restarts. Its other shards go on: one bad lease must not stop
+    /// every instance that takes it in turn.
+    fn refuse(&mut self, shard: &str, error: &ShardStateError) {
+        self.context.telemetry.emit(ShardRefused {
+            shard,
+            reason: &error.to_string(),
+        });
+        let keeper = self.keeper.clone();
+        let shard = shard.to_owned();
+        tokio::spawn(async move { keeper.refuse(&shard).await });
+    }
+
     fn lose(&mut self, shard: &str, reason: LossReason) {
         let Some(held) = self.held.remove(shard) else {
             return;
