@@ -110,7 +110,10 @@ def run_spillway(args, work, inp, buffer_mb, format_type, compression):
     archive = os.path.join(work, "archive")
     files = [p for p in glob.glob(os.path.join(archive, "**", "*"), recursive=True) if os.path.isfile(p)]
     errors = [p for p in files if os.path.relpath(p, archive).startswith("errors" + os.sep)]
-    data = sorted(set(files) - set(errors))
+    # The table schema's objects (`_spillway/schemas/`, Parquet with an
+    # inferred schema) are not data.
+    own = [p for p in files if os.path.relpath(p, archive).startswith("_spillway" + os.sep)]
+    data = sorted(set(files) - set(errors) - set(own))
     m["output_bytes"] = sum(os.path.getsize(p) for p in data)
     problems = []
     if m["exit"] != 0:
