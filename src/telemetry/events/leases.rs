@@ -29,9 +29,9 @@ pub struct ShardLost<'a> {
 
 impl Event for ShardLost<'_> {
     fn emit(self, telemetry: &Telemetry) {
-        let why = match self.reason {
-            LossReason::Taken => "another instance took its lease",
-            LossReason::Unproven => "its lease could not be renewed for a lease duration",
+        let (why, label) = match self.reason {
+            LossReason::Taken => ("another instance took its lease", "taken"),
+            LossReason::Unproven => ("its lease could not be renewed for a lease duration", "unproven"),
         };
         tracing::warn!(
             shard = %self.shard,
@@ -41,11 +41,7 @@ impl Event for ShardLost<'_> {
         );
         let labels = LossLabels {
             stream: telemetry.stream().to_owned(),
-            reason: match self.reason {
-                LossReason::Taken => "taken",
-                LossReason::Unproven => "unproven",
-            }
-            .to_owned(),
+            reason: label.to_owned(),
         };
         telemetry.registry.families.leases_lost.get_or_create(&labels).inc();
     }

@@ -572,10 +572,6 @@ impl Coordinator {
         true
     }
 
-    /// Stops reading a shard whose lease is lost and forgets it: nothing of
-    /// it is counted as delivered here any more, and its records still on
-    /// their way are not admitted until the end of this tenure, sent once
-    /// its reader has stopped ([`Self::send_releases`]).
     /// A shard whose lease holds a checkpoint state this build cannot read
     /// (another version's, or damaged): not read here, its lease released
     /// and never taken again by this instance, the pipeline unready until
@@ -591,6 +587,10 @@ impl Coordinator {
         tokio::spawn(async move { keeper.refuse(&shard).await });
     }
 
+    /// Stops reading a shard whose lease is lost and forgets it: nothing of
+    /// it is counted as delivered here any more, and its records still on
+    /// their way are not admitted until the end of this tenure, sent once
+    /// its reader has stopped ([`Self::send_releases`]).
     fn lose(&mut self, shard: &str, reason: LossReason) {
         let Some(held) = self.held.remove(shard) else {
             return;
