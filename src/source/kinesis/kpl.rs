@@ -1110,9 +1110,13 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
+        /// A sub-record: its partition key's index, its explicit hash
+        /// key's (if any), its data.
+        type SubRecord = (u64, Option<u64>, Vec<u8>);
+
         /// An aggregated record: partition keys, explicit hash keys (valid
         /// or not), and sub-records pointing into them (in range or not).
-        fn aggregate() -> impl Strategy<Value = (Vec<String>, Vec<String>, Vec<(u64, Option<u64>, Vec<u8>)>)> {
+        fn aggregate() -> impl Strategy<Value = (Vec<String>, Vec<String>, Vec<SubRecord>)> {
             let pks = prop::collection::vec(".{0,12}", 1..5);
             let ehks = prop::collection::vec(
                 prop_oneof![
