@@ -14,6 +14,7 @@
 //! stopping the pipeline.
 
 pub mod config;
+mod direct;
 pub mod first;
 pub mod keys;
 mod program;

@@ -10,6 +10,8 @@
 use jaq_core::data::JustLut;
 use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{Compiler, Ctx, Vars};
+
+use super::direct::Expr;
 use jaq_json::Val;
 use spillway_transforms::format::parquet::canonical::find_escape;
 use spillway_transforms::strict::{nests_deeper_than, MAX_DEPTH};
@@ -32,6 +34,9 @@ const WITHHELD: &[&str] = &[
 /// A compiled program.
 pub struct Program {
     filter: jaq_core::Filter<JustLut<Val>>,
+    /// The same program, walked directly, when it is in the part of jq
+    /// [`Expr`] takes.
+    direct: Option<Expr>,
 }
 
 /// Why a program failed on a record: its `errorCode` and message.
@@ -83,7 +88,10 @@ impl Program {
                 .collect();
             format!("does not compile: {}", shown.join("; "))
         })?;
-        Ok(Self { filter })
+        Ok(Self {
+            filter,
+            direct: Expr::of(query),
+        })
     }
 
     /// Parses a record into a value, refusing what is not JSON or nests
@@ -101,6 +109,19 @@ impl Program {
 
     /// Runs the program on `input`: its values, in order.
     pub fn run(&self, input: Val) -> Result<Vec<Val>, RunError> {
+        let Some(direct) = &self.direct else {
+            return self.run_jaq(input);
+        };
+        match direct.run(input) {
+            None => Ok(Vec::new()),
+            Some(Ok(value)) if deeper_than(&value, MAX_DEPTH) => Err(too_deep()),
+            Some(Ok(value)) => Ok(vec![value]),
+            Some(Err(err)) => Err(RunError::new("Jq.ExecutionFailed", truncate(err.to_string()))),
+        }
+    }
+
+    /// Runs the program through jaq's interpreter.
+    pub(super) fn run_jaq(&self, input: Val) -> Result<Vec<Val>, RunError> {
         let ctx = Ctx::<JustLut<Val>>::new(&self.filter.lut, Vars::new([]));
         let mut outputs = Vec::new();
         for output in self.filter.id.run((ctx, input)) {
@@ -121,15 +142,19 @@ impl Program {
                 ));
             }
             if deeper_than(&value, MAX_DEPTH) {
-                return Err(RunError::new(
-                    "Jq.OutputTooDeep",
-                    format!("the program made a value nested deeper than {MAX_DEPTH} levels"),
-                ));
+                return Err(too_deep());
             }
             outputs.push(value);
         }
         Ok(outputs)
     }
+}
+
+fn too_deep() -> RunError {
+    RunError::new(
+        "Jq.OutputTooDeep",
+        format!("the program made a value nested deeper than {MAX_DEPTH} levels"),
+    )
 }
 
 /// What a withheld filter does: fail the record.
