@@ -18,6 +18,7 @@ mod direct;
 pub mod first;
 pub mod keys;
 mod program;
+mod read;
 pub mod serve;
 pub mod wire;
 pub mod worker;
@@ -174,7 +175,7 @@ impl KnownKeys {
 }
 
 /// Runs every step on one record; the keys are those the programs made.
-pub fn reply(steps: &[Step], data: &[u8]) -> Reply {
+pub fn reply(steps: &[Step], data: &Bytes) -> Reply {
     match run_values(steps, data, PartitionKeys::default()) {
         Ok(values) => Reply::Outputs(
             values
@@ -214,8 +215,8 @@ fn outcome(frame: &[u8], keys: &PartitionKeys, known: &mut KnownKeys) -> std::io
     })
 }
 
-fn run_values(steps: &[Step], data: &[u8], keys: PartitionKeys) -> Result<Vec<(Val, PartitionKeys)>, RunError> {
-    let mut values = vec![(Program::parse(data)?, keys)];
+fn run_values(steps: &[Step], data: &Bytes, keys: PartitionKeys) -> Result<Vec<(Val, PartitionKeys)>, RunError> {
+    let mut values = vec![(Program::parse_record(data)?, keys)];
     for step in steps {
         let mut next = Vec::with_capacity(values.len());
         for (value, keys) in values {

@@ -12,6 +12,8 @@ use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{Compiler, Ctx, Vars};
 
 use super::direct::Expr;
+use super::read;
+use bytes::Bytes;
 use jaq_json::Val;
 use spillway_transforms::format::parquet::canonical::find_escape;
 use spillway_transforms::strict::{nests_deeper_than, MAX_DEPTH};
@@ -97,11 +99,19 @@ impl Program {
     /// Parses a record into a value, refusing what is not JSON or nests
     /// too deep.
     pub fn parse(data: &[u8]) -> Result<Val, RunError> {
+        Self::parse_record(&Bytes::copy_from_slice(data))
+    }
+
+    /// The same, the value's plain strings sharing the record's bytes.
+    pub fn parse_record(data: &Bytes) -> Result<Val, RunError> {
         if nests_deeper_than(data, MAX_DEPTH) {
             return Err(RunError::new(
                 "Jq.InvalidJson",
                 format!("the record nests deeper than {MAX_DEPTH} levels"),
             ));
+        }
+        if let Some(value) = read::strict(data) {
+            return Ok(value);
         }
         jaq_json::read::parse_single(data)
             .map_err(|err| RunError::new("Jq.InvalidJson", format!("the record is not one JSON value: {err}")))

@@ -40,6 +40,7 @@ pub fn serve() -> i32 {
                 return 2;
             }
         };
+        let data = bytes::Bytes::from(data);
         let answer = reply(&steps, &data);
         drop(data);
         let written = wire::write_frame(&mut output, &wire::encode_reply(&answer));
@@ -162,9 +163,12 @@ mod tests {
         wire::write_frame(&mut frame, &encode_steps(&steps)).unwrap();
         let again = read_steps(&mut &frame[..]).unwrap();
         assert_eq!(
-            reply(&again, br#"{"a":"x","b":1}"#),
+            reply(&again, &bytes::Bytes::from_static(br#"{"a":"x","b":1}"#)),
             wire::Reply::Outputs(vec![(br#"{"a":"x"}"#.to_vec(), vec![("a".into(), "x".into())])])
         );
-        assert_eq!(failed(&reply(&again, b"not json")), Some("Jq.InvalidJson"));
+        assert_eq!(
+            failed(&reply(&again, &bytes::Bytes::from_static(b"not json"))),
+            Some("Jq.InvalidJson")
+        );
     }
 }
