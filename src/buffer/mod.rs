@@ -381,9 +381,14 @@ impl Buffers {
         if batcher.items.is_empty() {
             return None;
         }
+        let mut items = batcher.items;
+        // The list grew by doubling: up to half of it is room no record
+        // will fill, held until the batch is delivered. Shrinking gives
+        // the tail back where it lies (no copy) (issue #17).
+        items.shrink_to_fit();
         Some(Batch {
             key: key.key.clone(),
-            items: batcher.items,
+            items,
             bytes: batcher.bytes,
             reason,
             charge: batcher.charge,
@@ -442,6 +447,19 @@ mod tests {
         );
         assert_eq!(buffers.buffered_bytes(), 0);
         assert_eq!(buffers.next_deadline(), None, "an emptied buffer has no deadline");
+    }
+
+    #[test]
+    fn a_flushed_batch_holds_no_room_beyond_its_records() {
+        // The list grew by doubling (to 8 for 5 records); what is not
+        // filled would be held until the batch is delivered (issue #17).
+        let mut buffers = Buffers::new(limits());
+        let t0 = Instant::now();
+        for n in 0..4 {
+            assert!(buffers.push(BufferKey::Data, item(n, 20), t0).is_empty());
+        }
+        let batch = buffers.push(BufferKey::Data, item(4, 20), t0).pop().expect("full");
+        assert_eq!((batch.items.len(), batch.items.capacity()), (5, 5));
     }
 
     #[test]

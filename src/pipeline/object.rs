@@ -67,7 +67,9 @@ pub(super) struct PlannedObject {
     /// `data`, or the error output type.
     pub output: &'static str,
     /// Shared with a streamed payload: records are not copied to be kept.
-    pub records: Arc<[Record]>,
+    /// The batch's own list, not a slice copied from it (`Arc<[Record]>`
+    /// held the list twice while it was made: issue #17).
+    pub records: Arc<Vec<Record>>,
     /// Whether its records became error records here (refused by the
     /// format, or their delivery failed), so that they count in the run's
     /// error records once written. Those of an error batch were counted
@@ -205,7 +207,7 @@ impl ObjectPlanner {
             },
             claims: Claims::default(),
             output: "table-schema",
-            records: Arc::from(Vec::new()),
+            records: Arc::new(Vec::new()),
             new_errors: false,
         })
     }
@@ -277,7 +279,7 @@ impl ObjectPlanner {
     fn streamed(&self, records: Vec<Record>, tickets: Vec<Ticket>) -> std::io::Result<PlannedObject> {
         let (key, name) = self.key(&self.format, None, &records)?;
         let claims = claims_of(&records, tickets);
-        let records: Arc<[Record]> = records.into();
+        let records = Arc::new(records);
         let payload = RecordsPayload {
             records: records.clone(),
             format: self.format.clone(),
@@ -361,7 +363,7 @@ impl ObjectPlanner {
             options: self.options(format),
             output: error_type.map_or("data", ErrorOutputType::as_str),
             claims: claims_of(&records, tickets),
-            records: records.into(),
+            records: Arc::new(records),
             new_errors: false,
         })
     }

@@ -19,7 +19,7 @@ const CHUNKS_AHEAD: usize = 4;
 
 #[derive(Debug)]
 pub(super) struct RecordsPayload {
-    pub records: Arc<[Record]>,
+    pub records: Arc<Vec<Record>>,
     pub format: Format,
     pub compression: Compression,
     /// The name of a zip archive's entry.
