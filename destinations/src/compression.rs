@@ -47,6 +47,14 @@ impl<W: Write + Send> Encoder for snap::write::FrameEncoder<W> {
 /// hand-over to its job buffers. Buffering them first costs one copy.
 const ZSTD_BUFFER_BYTES: usize = 256 * 1024;
 
+/// The input of one job of multithreaded zstd. zstd's own choice at level
+/// 3 is 8 MiB (four windows), and it keeps buffers for a few jobs in and
+/// out: about 76 MiB per object being compressed, more than the records of
+/// a 16 MB buffer. 2 MiB jobs took 58 MiB less peak memory on 64 MB
+/// buffers, as fast, with objects 0.7% larger (issue #17,
+/// docs/benchmarks.md).
+const ZSTD_JOB_BYTES: u32 = 2 * 1024 * 1024;
+
 struct ZstdEncoder<W: Write>(BufWriter<zstd::stream::write::Encoder<'static, W>>);
 
 impl<W: Write> Write for ZstdEncoder<W> {
@@ -200,6 +208,7 @@ impl Compression {
                 let mut encoder = zstd::stream::write::Encoder::new(inner, 3)?;
                 if workers() > 1 {
                     encoder.multithread(workers() as u32)?;
+                    encoder.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_BYTES))?;
                 }
                 Box::new(ZstdEncoder(BufWriter::with_capacity(ZSTD_BUFFER_BYTES, encoder)))
             }
@@ -368,6 +377,10 @@ mod tests {
         assert!(decoded.stdout == body, "gzip -dc gave other bytes");
 
         let zst = dir.path().join("object.jsonl.zst");
+        assert!(
+            body.len() > ZSTD_JOB_BYTES as usize,
+            "one zstd job: its jobs are not tried"
+        );
         std::fs::write(&zst, Compression::Zstd.compress(&body, "x").unwrap()).unwrap();
         match std::process::Command::new("zstd").arg("-dc").arg(&zst).output() {
             Ok(decoded) => {
