@@ -328,10 +328,16 @@ def flat(work, size_mb, rows):
         # Under 100 MB, process start and the first buffer dominate.
         if items[0].get("size_mb") == size_mb or min(size_mb, items[0].get("size_mb", 0)) < 100:
             continue
-        then = {(i["input"], i["part"], i["tool"]): i for i in items if i["kind"] == "row"}
+        # spillway's Parquet rows are named by buffer only when a run has
+        # several (`spillway-64`): match them by their buffer size instead.
+        def key(row):
+            tool = "spillway" if row["part"] == "parquet" and row["tool"].startswith("spillway") else row["tool"]
+            return row["input"], row["part"], tool, row.get("buffer_mb") if tool == "spillway" else None
+
+        then = {key(i): i for i in items if i["kind"] == "row"}
         print(f"\nmedian MB/s at {size_mb} MB / at {items[0]['size_mb']} MB ({items[0]['started']}, {items[0]['commit']}):")
         for r in rows:
-            o = then.get((r["input"], r["part"], r["tool"]))
+            o = then.get(key(r))
             if o and o["median_mb_per_s"] and r["median_mb_per_s"]:
                 print(f"  {r['input']:<9} {r['part']:<10} {r['tool']:<14} {r['median_mb_per_s'] / o['median_mb_per_s']:.2f}")
 
