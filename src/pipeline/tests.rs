@@ -365,8 +365,7 @@ async fn an_object_keeps_its_batchs_record_list_rather_than_a_copy() {
     // made, a fifth of the peak with small records.
     for h in [Harness::json_lines("").await, Harness::parquet().await] {
         let batch = h.batch(BufferKey::Data, three_records());
-        let tickets = batch.items.iter().map(|b| b.ticket).collect();
-        let records: Vec<Record> = batch.items.into_iter().map(|b| b.record).collect();
+        let (records, tickets) = crate::buffer::unzip(batch.items);
         let list = records.as_ptr();
         let objects = h.planner.data(records, tickets).unwrap();
         assert_eq!(objects.len(), 1);

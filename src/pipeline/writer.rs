@@ -132,12 +132,7 @@ impl Writer {
         } = batch;
         let oldest_arrival = items.iter().map(|b| b.record.arrival).min();
         self.objects.telemetry.emit(BatchTaken { reason, oldest_arrival });
-        // The tickets are copied out first, so that the records can be
-        // collected in place, into the list that held them: unzipping
-        // into two new lists held the batch's record list twice (18 MiB
-        // of a 64 MB buffer of products; more with small records).
-        let tickets = items.iter().map(|b| b.ticket).collect();
-        let records = items.into_iter().map(|b| b.record).collect();
+        let (records, tickets) = crate::buffer::unzip(items);
         Taken {
             key,
             records,
