@@ -6,7 +6,7 @@
 use crate::error_record::ErrorOutputType;
 pub use crate::error_record::Rejection;
 use crate::record::Record;
-use crate::strict::{nests_deeper_than, too_deep, StrictAny, MAX_DEPTH};
+use crate::strict::{nests_deeper_than, parse_strict, too_deep, MAX_DEPTH};
 
 /// The largest record accepted: Kinesis' limit of 1,000 KiB.
 pub const MAX_RECORD_BYTES: usize = 1_000 * 1024;
@@ -61,7 +61,7 @@ impl Check {
         if nests_deeper_than(data, MAX_DEPTH) {
             return Err(too_deep());
         }
-        if let Err(err) = sonic_rs::from_str::<StrictAny>(text) {
+        if let Err(err) = parse_strict(text) {
             return Err(malformed_json(&err));
         }
         Ok(())
@@ -151,21 +151,29 @@ mod tests {
         assert!(check
             .check(&data(format!("{}{}", "[".repeat(limit), "]".repeat(limit))))
             .is_ok());
-        for bad in [
-            r#"{"a":1e400}"#,
-            r#"{"a":[-1e400]}"#,
-            r#"{"a":"\ud800"}"#,
-            r#"{"\udc00":1}"#,
-        ] {
-            assert_eq!(
-                check.check(&data(bad.to_owned())).unwrap_err().code,
-                "Record.MalformedJson",
-                "{bad}"
-            );
+        // Short, in between, and past the document parser's range (see
+        // `strict::DOCUMENT_PARSE_BYTES`): the same rule and message.
+        let padding = |bytes: usize| format!(r#""pad":"{}","#, "p".repeat(bytes));
+        for pad in [None, Some(100), Some(70_000)] {
+            let pad = pad.map(padding).unwrap_or_default();
+            for (bad, says) in [
+                (format!(r#"{{{pad}"a":1e400}}"#), "must be finite"),
+                (format!(r#"{{{pad}"a":[-1e400]}}"#), "must be finite"),
+                (format!(r#"{{{pad}"a":"\ud800"}}"#), "surrogate"),
+                (format!(r#"{{{pad}"\udc00":1}}"#), "surrogate"),
+            ] {
+                let rejection = check.check(&data(bad.clone())).unwrap_err();
+                assert_eq!(rejection.code, "Record.MalformedJson", "{bad:.80}");
+                assert!(
+                    rejection.message.to_lowercase().contains(says),
+                    "{bad:.80}: {}",
+                    rejection.message
+                );
+            }
+            assert!(check
+                .check(&data(format!(r#"{{{pad}"a":"\ud83d\ude00","b":1e-400}}"#)))
+                .is_ok());
         }
-        assert!(check
-            .check(&data(r#"{"a":"\ud83d\ude00","b":1e-400}"#.to_owned()))
-            .is_ok());
     }
 
     #[test]
