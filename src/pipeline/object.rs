@@ -168,11 +168,15 @@ impl ObjectPlanner {
         }
         // Split the refused records out of the batch, into an error object.
         let mut refused = vec![None; records.len()];
+        let refused_count = encoded.rejected.len();
         for (index, rejection) in encoded.rejected {
             refused[index] = Some(rejection);
         }
-        let (mut kept, mut kept_tickets) = (Vec::new(), Vec::new());
-        let (mut failed, mut failed_tickets) = (Vec::new(), Vec::new());
+        // Sized at once: grown by doubling, the kept list (most of the
+        // batch) could hold up to twice its records' room until delivered.
+        let kept_count = records.len() - refused_count;
+        let (mut kept, mut kept_tickets) = (Vec::with_capacity(kept_count), Vec::with_capacity(kept_count));
+        let (mut failed, mut failed_tickets) = (Vec::with_capacity(refused_count), Vec::with_capacity(refused_count));
         for ((record, ticket), rejection) in records.into_iter().zip(tickets).zip(refused) {
             match rejection {
                 None => {

@@ -375,6 +375,23 @@ async fn an_object_keeps_its_batchs_record_list_rather_than_a_copy() {
 }
 
 #[tokio::test]
+async fn a_batch_with_refused_records_keeps_the_rest_in_a_list_of_their_size() {
+    // Issue #17 (memory): the kept records (most of the batch) were pushed
+    // into a list that grew by doubling, and kept its room until delivered.
+    let h = Harness::parquet().await;
+    let mut records: Vec<Record> = (1..=100).map(|n| record(n, &format!(r#"{{"n":{n}}}"#))).collect();
+    records[37] = record(38, r#"{"n":"#);
+    let batch = h.batch(BufferKey::Data, records);
+    let (records, tickets) = crate::buffer::unzip(batch.items);
+    let objects = h.planner.data(records, tickets).unwrap();
+    assert_eq!(objects.len(), 2, "a data object and an error object");
+    let (kept, failed) = (&objects[0].records, &objects[1].records);
+    assert_eq!((kept.len(), failed.len()), (99, 1));
+    assert!(kept.iter().all(|r| r.position.offset != offset(38)));
+    assert_eq!(kept.capacity(), kept.len(), "room beyond the kept records");
+}
+
+#[tokio::test]
 async fn the_intent_is_saved_before_the_put_and_the_checkpoint_moves_only_after_it() {
     let h = Harness::json_lines("").await;
     h.write(vec![h.batch(BufferKey::Data, three_records())]).await.unwrap();
