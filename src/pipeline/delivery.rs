@@ -76,6 +76,9 @@ impl Delivery {
             Body::Whole(bytes) => self.budget.charge(bytes.len()),
             Body::Streamed(_) => crate::limits::Charge::default(),
         };
+        if !self.may_fall_back(&object) {
+            object.release_records();
+        }
         let claims = std::mem::take(&mut object.claims);
         let Some(id) = self.begin_held(&object.key, claims).await? else {
             return Ok(());
@@ -132,6 +135,14 @@ impl Delivery {
         Ok(id)
     }
 
+    /// Whether `object`'s records may become error records if its put
+    /// fails ([`Self::put_and_fall_back`]): a data object, with a retry
+    /// duration to give up after. Otherwise a failing put is retried until
+    /// it lands, or stops the run.
+    fn may_fall_back(&self, object: &PlannedObject) -> bool {
+        object.output == "data" && self.retry.give_up_after.is_some()
+    }
+
     /// Puts `object` under the intent `id` (saved already). A data object
     /// that fails past the retry duration is written as `delivery-failed`
     /// error records instead; error objects are retried until they are
@@ -152,14 +163,14 @@ impl Delivery {
                 return Ok(());
             }
             Err(err) if self.retry.is_stopped() => return Err(stopped(&object, err)),
-            Err(err) if !is_data || self.retry.give_up_after.is_none() => return Err(RunError::Delivery(err)),
+            Err(err) if !self.may_fall_back(&object) => return Err(RunError::Delivery(err)),
             Err(err) => err,
         };
         let attempts = attempts.load(Ordering::Relaxed);
         self.telemetry.emit(PutGaveUp {
             destination: self.destination,
             key: &object.key,
-            records: object.records.len(),
+            records: object.record_count,
             attempts,
             error: &err,
         });
@@ -240,7 +251,7 @@ impl Delivery {
             destination: self.destination,
             output: object.output,
             key: &object.key,
-            records: object.records.len(),
+            records: object.record_count,
             buffer_bytes: info.buffer_bytes,
             object_bytes: object.body.len(),
             already_existed: outcome == PutOutcome::AlreadyExisted,

@@ -55,7 +55,8 @@ impl Body {
 }
 
 /// One object, ready to be written, with the records it holds (kept so
-/// that they can become error records if the object cannot be delivered).
+/// that they can become error records if the object cannot be delivered,
+/// while that can happen: [`PlannedObject::release_records`]).
 #[derive(Debug)]
 pub(super) struct PlannedObject {
     pub key: ObjectKey,
@@ -70,11 +71,28 @@ pub(super) struct PlannedObject {
     /// The batch's own list, not a slice copied from it (`Arc<[Record]>`
     /// held the list twice while it was made: issue #17).
     pub records: Arc<Vec<Record>>,
+    /// How many records it holds (its `records`, until released).
+    pub record_count: usize,
     /// Whether its records became error records here (refused by the
     /// format, or their delivery failed), so that they count in the run's
     /// error records once written. Those of an error batch were counted
     /// by the router.
     pub new_errors: bool,
+}
+
+impl PlannedObject {
+    /// Lets go of the records an object encoded whole was made of, once
+    /// nothing can need them: its body holds them, and only a data object
+    /// whose delivery may give up turns them into error records. Held on,
+    /// a Parquet batch's raw records stayed alive while it was put, beside
+    /// the batch being encoded and the one filling: three buffers of them
+    /// at once (issue #17). A streamed body is made from its records, and
+    /// keeps them.
+    pub fn release_records(&mut self) {
+        if matches!(self.body, Body::Whole(_)) {
+            self.records = Arc::default();
+        }
+    }
 }
 
 impl ObjectPlanner {
@@ -212,6 +230,7 @@ impl ObjectPlanner {
             claims: Claims::default(),
             output: "table-schema",
             records: Arc::new(Vec::new()),
+            record_count: 0,
             new_errors: false,
         })
     }
@@ -297,6 +316,7 @@ impl ObjectPlanner {
             options: self.options(&self.format),
             claims,
             output: "data",
+            record_count: records.len(),
             records,
             new_errors: false,
         })
@@ -367,6 +387,7 @@ impl ObjectPlanner {
             options: self.options(format),
             output: error_type.map_or("data", ErrorOutputType::as_str),
             claims: claims_of(&records, tickets),
+            record_count: records.len(),
             records: Arc::new(records),
             new_errors: false,
         })

@@ -179,7 +179,7 @@ impl Writer {
         // owner's put land under this one.
         let outcome = self.objects.put_error_object(&object).await?;
         self.objects.log_flushed(&object, outcome, info);
-        tracing::info!(key = %intent_key, records = object.records.len(), already_existed = outcome == PutOutcome::AlreadyExisted, "redid an intent the shard's last owner left pending");
+        tracing::info!(key = %intent_key, records = object.record_count, already_existed = outcome == PutOutcome::AlreadyExisted, "redid an intent the shard's last owner left pending");
         if outcome == PutOutcome::AlreadyExisted {
             // The last owner's object holds them all, the others as they
             // came out then: counted delivered with it, in one save.

@@ -105,6 +105,10 @@ struct Watched {
     /// Holds puts back until a test lets them through (see
     /// [`concurrent`]): open unless a test closes it.
     gate: concurrent::Gate,
+    /// Records' bytes a test keeps a handle to, and for each put, how many
+    /// of them something else (the pipeline) still held when it began.
+    kept_records: Mutex<Vec<Bytes>>,
+    held_at_puts: Mutex<Vec<usize>>,
 }
 
 #[async_trait]
@@ -117,6 +121,14 @@ impl ObjectStore for Watched {
     ) -> Result<PutOutcome, spillway_destinations::Error> {
         let saved = read_state(&self.checkpoint_file);
         self.puts.lock().unwrap().push((key.clone(), saved));
+        let held = self
+            .kept_records
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|b| !b.is_unique())
+            .count();
+        self.held_at_puts.lock().unwrap().push(held);
         self.gate.pass(key).await;
         let outcome = self.store.put(key, payload, options).await?;
         let lose = self
@@ -200,6 +212,8 @@ path = "state"
             puts: Mutex::default(),
             lose_responses: AtomicUsize::new(0),
             gate: concurrent::Gate::default(),
+            kept_records: Mutex::default(),
+            held_at_puts: Mutex::default(),
         });
         let checkpoints = Checkpointer::open(STREAM, Box::new(checkpoint_store), &*watched)
             .await
@@ -371,6 +385,42 @@ async fn an_object_keeps_its_batchs_record_list_rather_than_a_copy() {
         assert_eq!(objects.len(), 1);
         assert_eq!(objects[0].records.len(), 3);
         assert_eq!(objects[0].records.as_ptr(), list, "the records were copied");
+    }
+}
+
+#[tokio::test]
+async fn a_parquet_batchs_records_are_let_go_before_its_put_unless_they_may_become_error_records() {
+    // Issue #17 (memory): a batch's raw records were held while its
+    // Parquet object was put, beside the batch being encoded and the one
+    // filling. Without a retry duration (local and S3's default), nothing
+    // can need them once encoded; with one, a put that gives up writes
+    // them as `delivery-failed` error records, so they are kept.
+    for (destination, held) in [
+        ("compression = \"none\"", 0),
+        ("compression = \"none\"\nretry_duration_seconds = 60", 3),
+    ] {
+        let h = Harness::new(destination, r#"type = "parquet""#).await;
+        let records = three_records();
+        // The batch's records and the test's handles share their bytes.
+        let batch = h.batch(BufferKey::Data, records.clone());
+        *h.watched.kept_records.lock().unwrap() = records.iter().map(|r| r.data.clone()).collect();
+        drop(records);
+        h.write(vec![batch]).await.unwrap();
+        // The data object's put (the table schema's object is put first).
+        let puts = h.watched.puts.lock().unwrap().clone();
+        let held_at_puts = h.watched.held_at_puts.lock().unwrap().clone();
+        let data: Vec<usize> = puts
+            .iter()
+            .zip(held_at_puts)
+            .filter(|((key, _), _)| key.as_str().ends_with(".parquet") && !key.as_str().starts_with('_'))
+            .map(|(_, held)| held)
+            .collect();
+        assert_eq!(
+            data,
+            [held],
+            "{destination}: records the pipeline still held when the data object's put began ({puts:?})"
+        );
+        assert_eq!(h.summary().records_delivered, 3);
     }
 }
 
