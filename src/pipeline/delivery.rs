@@ -76,9 +76,7 @@ impl Delivery {
             Body::Whole(bytes) => self.budget.charge(bytes.len()),
             Body::Streamed(_) => crate::limits::Charge::default(),
         };
-        if !self.may_fall_back(&object) {
-            object.release_records();
-        }
+        self.let_go_of_records(&mut object);
         let claims = std::mem::take(&mut object.claims);
         let Some(id) = self.begin_held(&object.key, claims).await? else {
             return Ok(());
@@ -133,6 +131,15 @@ impl Delivery {
         let id = self.checkpoints.begin_object(key, claims);
         self.save().await?;
         Ok(id)
+    }
+
+    /// Lets go of `object`'s records if nothing can need them any more
+    /// ([`PlannedObject::release_records`]); whether they are gone.
+    pub fn let_go_of_records(&self, object: &mut PlannedObject) -> bool {
+        if self.may_fall_back(object) {
+            return false;
+        }
+        object.release_records()
     }
 
     /// Whether `object`'s records may become error records if its put

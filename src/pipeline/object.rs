@@ -88,10 +88,13 @@ impl PlannedObject {
     /// the batch being encoded and the one filling: three buffers of them
     /// at once (issue #17). A streamed body is made from its records, and
     /// keeps them.
-    pub fn release_records(&mut self) {
-        if matches!(self.body, Body::Whole(_)) {
+    /// Whether they are gone.
+    pub fn release_records(&mut self) -> bool {
+        let whole = matches!(self.body, Body::Whole(_));
+        if whole {
             self.records = Arc::default();
         }
+        whole
     }
 }
 

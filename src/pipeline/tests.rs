@@ -109,6 +109,9 @@ struct Watched {
     /// of them something else (the pipeline) still held when it began.
     kept_records: Mutex<Vec<Bytes>>,
     held_at_puts: Mutex<Vec<usize>>,
+    /// The harness's memory budget, and what it counted at each put.
+    budget: crate::limits::MemoryBudget,
+    charged_at_puts: Mutex<Vec<usize>>,
 }
 
 #[async_trait]
@@ -129,6 +132,7 @@ impl ObjectStore for Watched {
             .filter(|b| !b.is_unique())
             .count();
         self.held_at_puts.lock().unwrap().push(held);
+        self.charged_at_puts.lock().unwrap().push(self.budget.used());
         self.gate.pass(key).await;
         let outcome = self.store.put(key, payload, options).await?;
         let lose = self
@@ -214,6 +218,8 @@ path = "state"
             gate: concurrent::Gate::default(),
             kept_records: Mutex::default(),
             held_at_puts: Mutex::default(),
+            budget: crate::limits::MemoryBudget::unlimited(),
+            charged_at_puts: Mutex::default(),
         });
         let checkpoints = Checkpointer::open(STREAM, Box::new(checkpoint_store), &*watched)
             .await
@@ -227,11 +233,11 @@ path = "state"
                 ..object_retry(objects.retry_duration)
             },
             _dir: dir,
-            watched,
             checkpoints: Arc::new(checkpoints),
             telemetry: Telemetry::standalone(STREAM),
             max_concurrent: 1,
-            budget: crate::limits::MemoryBudget::unlimited(),
+            budget: watched.budget.clone(),
+            watched,
         }
     }
 
@@ -394,7 +400,9 @@ async fn a_parquet_batchs_records_are_let_go_before_its_put_unless_they_may_beco
     // Parquet object was put, beside the batch being encoded and the one
     // filling. Without a retry duration (local and S3's default), nothing
     // can need them once encoded; with one, a put that gives up writes
-    // them as `delivery-failed` error records, so they are kept.
+    // them as `delivery-failed` error records, so they are kept. The
+    // batch's charge on the memory budget goes with them: the put counts
+    // its object's bytes only.
     for (destination, held) in [
         ("compression = \"none\"", 0),
         ("compression = \"none\"\nretry_duration_seconds = 60", 3),
@@ -402,7 +410,9 @@ async fn a_parquet_batchs_records_are_let_go_before_its_put_unless_they_may_beco
         let h = Harness::new(destination, r#"type = "parquet""#).await;
         let records = three_records();
         // The batch's records and the test's handles share their bytes.
-        let batch = h.batch(BufferKey::Data, records.clone());
+        let mut batch = h.batch(BufferKey::Data, records.clone());
+        const RECORDS_CHARGE: usize = 1_000_000;
+        batch.charge = h.budget.charge(RECORDS_CHARGE);
         *h.watched.kept_records.lock().unwrap() = records.iter().map(|r| r.data.clone()).collect();
         drop(records);
         h.write(vec![batch]).await.unwrap();
@@ -420,6 +430,15 @@ async fn a_parquet_batchs_records_are_let_go_before_its_put_unless_they_may_beco
             [held],
             "{destination}: records the pipeline still held when the data object's put began ({puts:?})"
         );
+        let object_bytes = h.store().object(&puts.last().unwrap().0).unwrap().bytes.len();
+        let charged = *h.watched.charged_at_puts.lock().unwrap().last().unwrap();
+        let records_charged = if held == 0 { 0 } else { RECORDS_CHARGE };
+        assert_eq!(
+            charged,
+            records_charged + object_bytes,
+            "{destination}: charged at the put"
+        );
+        assert_eq!(h.budget.used(), 0, "{destination}: everything released once delivered");
         assert_eq!(h.summary().records_delivered, 3);
     }
 }

@@ -55,7 +55,8 @@ struct Taken {
     info: FlushInfo,
     oldest_arrival: Option<chrono::DateTime<chrono::Utc>>,
     /// The memory its records hold (`crate::limits`): released when the
-    /// delivery ends, whichever way.
+    /// delivery ends, whichever way, or as soon as its one object, encoded
+    /// whole, has let go of them.
     charge: Charge,
     /// With a format encoded whole: the turn to encode, given back once the
     /// batch's objects are encoded (see the module).
@@ -191,7 +192,7 @@ impl Writer {
             tickets,
             info,
             oldest_arrival,
-            charge: _held_until_delivered,
+            charge,
             encoding,
         } = taken;
         match (&self.endpoint, &self.kinesis, key) {
@@ -199,8 +200,16 @@ impl Writer {
             (_, Some(kinesis), BufferKey::Data) => kinesis.deliver(&self.objects, records, tickets, info).await?,
             (_, _, BufferKey::Redo(redo)) => self.deliver_redo(&redo, records, tickets, info).await?,
             (_, _, key) => {
-                let objects = self.plan(key, records, tickets).await?;
+                let mut objects = self.plan(key, records, tickets).await?;
                 drop(encoding);
+                // One object encoded whole that nothing will rebuild records
+                // from holds its bytes only (charged while it is delivered),
+                // not the batch's records: their charge goes with them.
+                if let [object] = &mut objects[..] {
+                    if self.objects.let_go_of_records(object) {
+                        drop(charge);
+                    }
+                }
                 for object in objects {
                     self.objects.deliver(object, info).await?;
                 }
