@@ -76,7 +76,9 @@ impl Delivery {
             Body::Whole(bytes) => self.budget.charge(bytes.len()),
             Body::Streamed(_) => crate::limits::Charge::default(),
         };
-        self.let_go_of_records(&mut object);
+        if !self.keeps_records(&object) {
+            object.release_records();
+        }
         let claims = std::mem::take(&mut object.claims);
         let Some(id) = self.begin_held(&object.key, claims).await? else {
             return Ok(());
@@ -133,13 +135,13 @@ impl Delivery {
         Ok(id)
     }
 
-    /// Lets go of `object`'s records if nothing can need them any more
-    /// ([`PlannedObject::release_records`]); whether they are gone.
-    pub fn let_go_of_records(&self, object: &mut PlannedObject) -> bool {
-        if self.may_fall_back(object) {
-            return false;
-        }
-        object.release_records()
+    /// Whether `object` must keep its records while it is delivered: a
+    /// streamed body is made from them (again at each attempt), and a data
+    /// object whose delivery may give up turns them into error records.
+    /// An object encoded whole otherwise holds them in its body, and lets
+    /// go of them before its put ([`Self::deliver`]).
+    pub fn keeps_records(&self, object: &PlannedObject) -> bool {
+        matches!(object.body, Body::Streamed(_)) || self.may_fall_back(object)
     }
 
     /// Whether `object`'s records may become error records if its put

@@ -81,20 +81,13 @@ pub(super) struct PlannedObject {
 }
 
 impl PlannedObject {
-    /// Lets go of the records an object encoded whole was made of, once
-    /// nothing can need them: its body holds them, and only a data object
-    /// whose delivery may give up turns them into error records. Held on,
-    /// a Parquet batch's raw records stayed alive while it was put, beside
-    /// the batch being encoded and the one filling: three buffers of them
-    /// at once (issue #17). A streamed body is made from its records, and
-    /// keeps them.
-    /// Whether they are gone.
-    pub fn release_records(&mut self) -> bool {
-        let whole = matches!(self.body, Body::Whole(_));
-        if whole {
-            self.records = Arc::default();
-        }
-        whole
+    /// Lets go of the records the object was made of, once nothing can
+    /// need them (`Delivery::keeps_records` decides). Held on, a Parquet
+    /// batch's raw records stayed alive while it was put, beside the batch
+    /// being encoded and the one filling: three buffers of them at once
+    /// (issue #17).
+    pub fn release_records(&mut self) {
+        self.records = Arc::default();
     }
 }
 

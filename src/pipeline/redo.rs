@@ -225,7 +225,7 @@ impl Writer {
             }
         }
         let largest = (0..planned.len())
-            .max_by_key(|at| planned[*at].records.len())
+            .max_by_key(|at| planned[*at].record_count)
             .expect("a redo holds records");
         tracing::warn!(key = %intent_key, planned = %planned[largest].key, "a redone intent's records came out otherwise than the last owner's: the largest part is put under the intent's key");
         Ok(largest)

@@ -200,13 +200,14 @@ impl Writer {
             (_, Some(kinesis), BufferKey::Data) => kinesis.deliver(&self.objects, records, tickets, info).await?,
             (_, _, BufferKey::Redo(redo)) => self.deliver_redo(&redo, records, tickets, info).await?,
             (_, _, key) => {
-                let mut objects = self.plan(key, records, tickets).await?;
+                let objects = self.plan(key, records, tickets).await?;
                 drop(encoding);
-                // One object encoded whole that nothing will rebuild records
-                // from holds its bytes only (charged while it is delivered),
-                // not the batch's records: their charge goes with them.
-                if let [object] = &mut objects[..] {
-                    if self.objects.let_go_of_records(object) {
+                // One object that lets go of the batch's records when its
+                // delivery starts (below, before any wait) holds its bytes
+                // only, charged while it is delivered: the records' charge
+                // goes with them.
+                if let [object] = &objects[..] {
+                    if !self.objects.keeps_records(object) {
                         drop(charge);
                     }
                 }
