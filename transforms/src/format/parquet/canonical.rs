@@ -110,6 +110,19 @@ impl<'a> Canonical<'a> {
     }
 }
 
+/// Whether `original` may be a row's canonical JSON, by one scan of its
+/// bytes: not if it holds `":null`. A null member is left out of the
+/// canonical JSON, and in a compact text a member whose value is null is
+/// `"key":null`; where the sequence is inside a string instead (an escaped
+/// quote before it), the record is judged not canonical and keeps its
+/// bytes, which only costs their size. Most records of a nested stream
+/// have a null somewhere (93% of the events and every tweet of the
+/// benchmark's inputs): without this, [`Canonical::matches`] wrote each one
+/// out as far as its first difference before refusing it (issue #17).
+pub fn may_match(original: &[u8]) -> bool {
+    memchr::memmem::find(original, b"\":null").is_none()
+}
+
 /// How many bytes of canonical JSON [`Canonical::matches`] writes before it
 /// compares them with the record.
 const CHECK_BYTES: usize = 128;

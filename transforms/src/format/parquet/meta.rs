@@ -150,7 +150,9 @@ impl<'a> MetaBuilder<'a> {
                                 );
                                 known
                             }
-                            None => rows.matches(row, original, &mut self.scratch),
+                            None => {
+                                super::canonical::may_match(original) && rows.matches(row, original, &mut self.scratch)
+                            }
                         };
                         !rebuilt
                     })
