@@ -217,7 +217,13 @@ fn read_file(
         }
         None => 0,
     };
+    // A regular file's reads never wait; a named pipe's (or a device's)
+    // may, and its lines must not wait for a whole block.
+    let regular = file.metadata().map_err(io_error)?.is_file();
     let mut reader = LineReader::new(file, start);
+    if regular {
+        reader = reader.reading_whole_blocks();
+    }
     if resume.is_some() {
         reader.skip_line().map_err(io_error)?;
     }
