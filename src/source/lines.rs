@@ -229,6 +229,12 @@ impl<R: Read> LineReader<R> {
         Ok((Line { start, full_length }, kept))
     }
 
+    /// The next line's bytes, for the sources' tests.
+    #[cfg(test)]
+    pub(super) fn next_line_bytes(&mut self) -> io::Result<Option<Bytes>> {
+        Ok(self.next_line()?.map(|(_, data)| data))
+    }
+
     /// Skips the line at the current offset (the checkpointed one).
     pub(super) fn skip_line(&mut self) -> io::Result<()> {
         self.next_line().map(|_| ())
