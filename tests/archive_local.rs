@@ -356,6 +356,44 @@ fn interval_flush_then_end_of_input_from_stdin() {
     assert_eq!(ids, (0..15).collect::<Vec<u64>>());
 }
 
+/// Standard input redirected from a file (`spillway run < file`) is read
+/// a whole block at a time: every line of an input of several blocks is
+/// archived once, the bad ones as error records.
+#[test]
+fn stdin_from_a_regular_file_archives_every_line_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = write_config(
+        dir.path(),
+        "[source]\ntype = \"stdin\"\n[destination]\ntype = \"local\"\npath = \"archive\"\n\
+         prefix = \"events/\"\nerror_prefix = \"errors/\"\n[checkpoint]\npath = \"state\"\n",
+    );
+    let input = dir.path().join("input.ndjson");
+    let lines = write_input(&input, 10_000);
+    assert!(
+        std::fs::metadata(&input).unwrap().len() > 3 * 1024 * 1024,
+        "several blocks"
+    );
+    let output = spillway()
+        .args(["run", "--config"])
+        .arg(&config_path)
+        .current_dir(dir.path())
+        .stdin(std::fs::File::open(&input).unwrap())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let objects = objects(&dir.path().join("archive"));
+    let mut ids = ids_of(&lines_under(&objects, "events/"));
+    ids.sort();
+    let valid: Vec<u64> = lines
+        .iter()
+        .filter(|(_, kind, _, _)| matches!(kind, Kind::Valid))
+        .map(|(id, ..)| *id as u64)
+        .collect();
+    assert_eq!(ids, valid, "every valid line once");
+    let errors = lines_under(&objects, "errors/").len();
+    assert_eq!(errors, lines.len() - valid.len(), "every bad line an error record");
+}
+
 #[test]
 fn every_compression_writes_its_extension_and_round_trips() {
     for (codec, extension) in [
