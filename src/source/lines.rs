@@ -11,6 +11,7 @@
 //! crosses the end of a block is copied into the next.
 
 use std::io::{self, Read};
+use std::os::fd::AsFd;
 
 use bytes::{Bytes, BytesMut};
 use chrono::Utc;
@@ -56,6 +57,34 @@ pub(super) struct LineReader<R> {
     whole_blocks: bool,
 }
 
+impl<R: Read + AsFd> LineReader<R> {
+    /// A reader of a source's input (a file, standard input), positioned
+    /// at byte `offset`: a regular file's blocks are read whole
+    /// ([`Self::reading_whole_blocks`]); a pipe's, a terminal's or a
+    /// device's as they arrive, so that their lines never wait for a
+    /// whole block.
+    pub(super) fn of_input(input: R, offset: u64) -> Self {
+        let regular = is_regular_file(&input);
+        let reader = Self::new(input, offset);
+        if regular {
+            reader.reading_whole_blocks()
+        } else {
+            reader
+        }
+    }
+}
+
+/// Whether `input` is a regular file, whose reads never wait. Anything
+/// that cannot be told is not.
+fn is_regular_file(input: &impl AsFd) -> bool {
+    input
+        .as_fd()
+        .try_clone_to_owned()
+        .map(std::fs::File::from)
+        .and_then(|file| file.metadata())
+        .is_ok_and(|metadata| metadata.is_file())
+}
+
 impl<R: Read> LineReader<R> {
     pub(super) fn new(reader: R, offset: u64) -> Self {
         Self::with_sizes(reader, offset, BLOCK_BYTES, MAX_KEPT_LINE_BYTES)
@@ -85,7 +114,7 @@ impl<R: Read> LineReader<R> {
     /// `read` must be zeroed, which was 1.6% of a zstd run's CPU: issue
     /// #17). Not for a pipe or a terminal: a block read whole would keep
     /// the lines already there waiting for the rest of it.
-    pub(super) fn reading_whole_blocks(self) -> Self {
+    fn reading_whole_blocks(self) -> Self {
         Self {
             whole_blocks: true,
             ..self
@@ -227,12 +256,6 @@ impl<R: Read> LineReader<R> {
             }
         }
         Ok((Line { start, full_length }, kept))
-    }
-
-    /// The next line's bytes, for the sources' tests.
-    #[cfg(test)]
-    pub(super) fn next_line_bytes(&mut self) -> io::Result<Option<Bytes>> {
-        Ok(self.next_line()?.map(|(_, data)| data))
     }
 
     /// Skips the line at the current offset (the checkpointed one).
@@ -491,6 +514,41 @@ mod tests {
                 .collect();
             proptest::prop_assert_eq!(found, expected);
         }
+    }
+
+    /// A named pipe's lines come out as they arrive: with the writer still
+    /// holding it open, the first line is read without waiting for a
+    /// block's worth (which a regular file's whole-block reads would).
+    #[test]
+    fn a_named_pipes_lines_do_not_wait_for_a_whole_block() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pipe");
+        let c_path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path; mkfifo only creates the node.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        let writer_path = path.clone();
+        let writer = std::thread::spawn(move || {
+            let mut pipe = std::fs::OpenOptions::new().write(true).open(writer_path).unwrap();
+            pipe.write_all(b"{\"a\":1}\n{\"b\":2}\n").unwrap();
+            pipe.flush().unwrap();
+            // Held open until the reader has its lines (or gave up).
+            let _ = wait.recv_timeout(std::time::Duration::from_secs(30));
+        });
+        let (lines, got) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = LineReader::of_input(std::fs::File::open(path).unwrap(), 0);
+            let mut next = || reader.next_line().unwrap().map(|(_, data)| data);
+            let (first, second) = (next(), next());
+            let _ = lines.send((first, second));
+        });
+        let read = got.recv_timeout(std::time::Duration::from_secs(10));
+        done.send(()).unwrap();
+        writer.join().unwrap();
+        let (first, second) = read.expect("the lines waited for the writer to close the pipe");
+        assert_eq!(first.as_deref(), Some(&b"{\"a\":1}"[..]));
+        assert_eq!(second.as_deref(), Some(&b"{\"b\":2}"[..]));
     }
 
     #[test]

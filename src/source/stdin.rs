@@ -32,19 +32,6 @@ impl StdinSource {
     }
 }
 
-/// Whether standard input is a regular file (`spillway run < file`),
-/// whose reads never wait: its blocks are then read whole
-/// ([`LineReader::reading_whole_blocks`]). A pipe or a terminal is not.
-fn is_regular_file(stdin: &std::io::Stdin) -> bool {
-    use std::os::fd::AsFd;
-    stdin
-        .as_fd()
-        .try_clone_to_owned()
-        .map(std::fs::File::from)
-        .and_then(|file| file.metadata())
-        .is_ok_and(|metadata| metadata.is_file())
-}
-
 #[async_trait]
 impl Source for StdinSource {
     async fn run(self: Box<Self>, context: SourceContext) {
@@ -52,11 +39,7 @@ impl Source for StdinSource {
             .name("stdin-source".into())
             .spawn(move || {
                 let stdin = std::io::stdin();
-                let regular = is_regular_file(&stdin);
-                let mut reader = LineReader::new(stdin.lock(), 0);
-                if regular {
-                    reader = reader.reading_whole_blocks();
-                }
+                let mut reader = LineReader::of_input(stdin.lock(), 0);
                 let event = match reader.send_all(&self.id, "stdin", &context.events) {
                     Ok(true) => SourceEvent::Ended {
                         source: self.id.clone(),

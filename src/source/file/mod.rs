@@ -217,21 +217,11 @@ fn read_file(
         }
         None => 0,
     };
-    let mut reader = line_reader(file, start).map_err(io_error)?;
+    let mut reader = LineReader::of_input(file, start);
     if resume.is_some() {
         reader.skip_line().map_err(io_error)?;
     }
     reader.send_all(source, &shown, &context.events).map_err(io_error)
-}
-
-/// The reader of `file`'s lines from `start`. A regular file's reads never
-/// wait, so its blocks are read whole ([`LineReader::reading_whole_blocks`]);
-/// a named pipe's (or a device's) may, and its lines must not wait for a
-/// whole block.
-fn line_reader(file: File, start: u64) -> io::Result<LineReader<File>> {
-    let regular = file.metadata()?.is_file();
-    let reader = LineReader::new(file, start);
-    Ok(if regular { reader.reading_whole_blocks() } else { reader })
 }
 
 /// Whether a line starts at `offset`: it is 0, or the byte before it is a
@@ -251,41 +241,6 @@ fn is_line_start(file: &mut File, offset: u64) -> io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A named pipe's lines come out as they arrive: with the writer still
-    /// holding it open, the first line is read without waiting for a
-    /// block's worth (which a regular file's whole-block reads would).
-    #[test]
-    fn a_named_pipes_lines_do_not_wait_for_a_whole_block() {
-        use std::io::Write;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("pipe");
-        let c_path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
-        // SAFETY: a NUL-terminated path; mkfifo only creates the node.
-        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
-        let (done, wait) = std::sync::mpsc::channel::<()>();
-        let writer_path = path.clone();
-        let writer = std::thread::spawn(move || {
-            let mut pipe = std::fs::OpenOptions::new().write(true).open(writer_path).unwrap();
-            pipe.write_all(b"{\"a\":1}\n{\"b\":2}\n").unwrap();
-            pipe.flush().unwrap();
-            // Held open until the reader has its lines (or gave up).
-            let _ = wait.recv_timeout(std::time::Duration::from_secs(30));
-        });
-        let (lines, got) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = line_reader(File::open(path).unwrap(), 0).unwrap();
-            let first = reader.next_line_bytes().unwrap();
-            let second = reader.next_line_bytes().unwrap();
-            let _ = lines.send((first, second));
-        });
-        let read = got.recv_timeout(std::time::Duration::from_secs(10));
-        done.send(()).unwrap();
-        writer.join().unwrap();
-        let (first, second) = read.expect("the lines waited for the writer to close the pipe");
-        assert_eq!(first.as_deref(), Some(&b"{\"a\":1}"[..]));
-        assert_eq!(second.as_deref(), Some(&b"{\"b\":2}"[..]));
-    }
 
     #[test]
     fn names_that_sanitise_alike_get_different_ids() {
