@@ -172,6 +172,7 @@ fn given_schema_every_valid_record_reads_back_with_its_types_and_position_and_ba
         "_spillway_subsequence_number": "int64", "_spillway_output_index": "int64",
         "_spillway_partition_key": "string",
         "_spillway_arrival": "timestamp[ms, tz=UTC]", "_spillway_data": "string",
+        "_spillway_nulls": "string",
     });
     let mut rows: BTreeMap<u64, Value> = BTreeMap::new();
     for file in &files {
@@ -342,7 +343,8 @@ fn validate_refuses_parquet_with_whole_object_compression() {
 #[test]
 fn originals_prints_every_archived_record_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
-    // Compact records (rebuilt from their rows) and others (stored).
+    // Compact records (rebuilt from their rows, a null member from
+    // `_spillway_nulls`) and others (stored).
     let mut input = String::new();
     for id in 0..500 {
         let line = match id % 4 {
@@ -361,7 +363,12 @@ fn originals_prints_every_archived_record_byte_for_byte() {
     let files = read_parquet(&dir.path().join("archive"));
     let rows: Vec<&Value> = files.iter().flat_map(|f| f["rows"].as_array().unwrap()).collect();
     let rebuilt = rows.iter().filter(|r| r["_spillway_data"].is_null()).count();
-    assert_eq!(rebuilt, 125, "the compact records are rebuilt, the others stored");
+    assert_eq!(rebuilt, 250, "the compact records are rebuilt, the others stored");
+    for row in &rows {
+        let id = row["id"].as_i64().unwrap();
+        let nulls = if id % 4 == 2 { json!("1") } else { Value::Null };
+        assert_eq!(row["_spillway_nulls"], nulls, "record {id}");
+    }
 
     let paths: Vec<PathBuf> = files
         .iter()

@@ -14,7 +14,8 @@
 //! The canonical JSON of a row (the user columns, reserved ones excluded):
 //! - an object of the columns in the file's order, keys spelled as the
 //!   column names, compact (no whitespace); a null column is left out, at
-//!   every level (so `{"a":null}` is not canonical, `{}` is);
+//!   every level, unless its place is among the row's *null members*, where
+//!   it is written `"key":null`;
 //! - strings escaped as serde_json escapes them: `\"`, `\\`, `\b`, `\f`,
 //!   `\n`, `\r`, `\t`, other control characters as `\u00xx`, everything
 //!   else as it is (UTF-8, `/` unescaped);
@@ -26,6 +27,18 @@
 //!
 //! A row with a non-null value of another type (`float`, `decimal`, `date`,
 //! `timestamp`, `map`) has no canonical JSON: its record keeps its bytes.
+//!
+//! **Null members.** A null column and a missing key are the same null in
+//! Arrow, so a record's explicit `"key":null` members are kept beside its
+//! row, as their places: every member of every object written (the
+//! columns, then a struct's fields where the struct is written, list
+//! elements' fields included) counts as one place, in the order the
+//! canonical JSON is written, null or not, from 0. `{"a":1,"b":null}` under
+//! columns `a`, `b` has a null member at place 1; `{"a":1}` has none. The
+//! places are written to `_spillway_nulls` as ascending decimal numbers
+//! joined by commas (`"1"`, `"0,4,7"`), and the reader writes `"key":null`
+//! at exactly those places (issue #17: 93% of the benchmark's events and
+//! every tweet hold a null member, and kept their bytes for it).
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int32Type, Int64Type};
@@ -69,75 +82,151 @@ impl<'a> Canonical<'a> {
         }
     }
 
-    /// Appends the canonical JSON of `row` to `out`; `false` (and `out`
-    /// holding a part of it) if the row has none.
-    pub fn write(&self, row: usize, out: &mut Vec<u8>) -> bool {
-        write_object(&self.columns, row, out)
+    /// Appends the canonical JSON of `row` to `out`, with `null` members at
+    /// the places `nulls` (ascending); `false` (and `out` holding a part of
+    /// it) if the row has none, or if a place of `nulls` is not a null
+    /// member of the row.
+    pub fn write(&self, row: usize, nulls: &[usize], out: &mut Vec<u8>) -> bool {
+        let mut out = Out {
+            bytes: out,
+            place: 0,
+            nulls: Nulls::Written(nulls),
+        };
+        write_object(&self.columns, row, &mut out) && matches!(out.nulls, Nulls::Written([]))
     }
 
-    /// Whether `original` is exactly the canonical JSON of `row`;
-    /// `scratch` is working space. Written into `scratch` and compared
-    /// with `original` every [`CHECK_BYTES`] or so, at the end of a
-    /// column, so a record that differs early (most of those that differ)
+    /// Whether `original` is exactly the canonical JSON of `row`, with null
+    /// members where `original` has them: their places are then in
+    /// `nulls`. `scratch` is working space. Written into `scratch` and
+    /// compared with `original` every [`CHECK_BYTES`] or so, at the end of
+    /// a column, so a record that differs early (most of those that differ)
     /// is not written whole. (Comparing piece by piece as it is written
     /// cost more in calls than it saved.)
-    pub fn matches(&self, row: usize, original: &[u8], scratch: &mut Vec<u8>) -> bool {
+    pub fn matches(&self, row: usize, original: &[u8], scratch: &mut Vec<u8>, nulls: &mut Vec<usize>) -> bool {
         scratch.clear();
-        scratch.push(b'{');
+        nulls.clear();
+        let mut out = Out {
+            bytes: scratch,
+            place: 0,
+            nulls: Nulls::Found {
+                original,
+                places: nulls,
+            },
+        };
+        out.bytes.push(b'{');
         let mut checked = 0;
         let mut first = true;
         for column in &self.columns {
-            if column.values.is_null(row) {
-                continue;
-            }
-            if !first {
-                scratch.push(b',');
-            }
-            first = false;
-            scratch.extend_from_slice(&column.key);
-            if !column.values.write(row, scratch) {
+            if !out.member(column, row, &mut first) {
                 return false;
             }
-            if scratch.len() - checked >= CHECK_BYTES {
-                if original.get(checked..scratch.len()) != Some(&scratch[checked..]) {
+            if out.bytes.len() - checked >= CHECK_BYTES {
+                if original.get(checked..out.bytes.len()) != Some(&out.bytes[checked..]) {
                     return false;
                 }
-                checked = scratch.len();
+                checked = out.bytes.len();
             }
         }
-        scratch.push(b'}');
-        scratch.len() == original.len() && scratch[checked..] == original[checked..]
+        out.bytes.push(b'}');
+        out.bytes.len() == original.len() && out.bytes[checked..] == original[checked..]
     }
-}
-
-/// Whether `original` may be a row's canonical JSON, by one scan of its
-/// bytes: not if it holds `":null`. A null member is left out of the
-/// canonical JSON, and in a compact text a member whose value is null is
-/// `"key":null`; where the sequence is inside a string instead (an escaped
-/// quote before it), the record is judged not canonical and keeps its
-/// bytes, which only costs their size. Most records of a nested stream
-/// have a null somewhere (93% of the events and every tweet of the
-/// benchmark's inputs): without this, [`Canonical::matches`] wrote each one
-/// out as far as its first difference before refusing it (issue #17).
-pub fn may_match(original: &[u8]) -> bool {
-    memchr::memmem::find(original, b"\":null").is_none()
 }
 
 /// How many bytes of canonical JSON [`Canonical::matches`] writes before it
 /// compares them with the record.
 const CHECK_BYTES: usize = 128;
 
+/// Where canonical JSON goes, and which null members it holds.
+struct Out<'o, 'n> {
+    bytes: &'o mut Vec<u8>,
+    /// The place of the next member (see the module's documentation).
+    place: usize,
+    nulls: Nulls<'n>,
+}
+
+enum Nulls<'n> {
+    /// Rebuilding: the places still to come of the null members to write.
+    Written(&'n [usize]),
+    /// Matching `original` (of which `bytes` is meant to be the start):
+    /// a null member is written where `original` has it next, and its
+    /// place recorded.
+    Found {
+        original: &'n [u8],
+        places: &'n mut Vec<usize>,
+    },
+}
+
 /// Where canonical JSON goes, piece by piece.
-trait Sink {
+trait Put {
     /// Appends `bytes`; `false` stops the writing.
     fn put(&mut self, bytes: &[u8]) -> bool;
 }
 
-impl Sink for Vec<u8> {
+impl Put for Vec<u8> {
     #[inline]
     fn put(&mut self, bytes: &[u8]) -> bool {
         self.extend_from_slice(bytes);
         true
+    }
+}
+
+impl Put for Out<'_, '_> {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) -> bool {
+        self.bytes.put(bytes)
+    }
+}
+
+impl Out<'_, '_> {
+    /// Writes `member` of an object at `row`, after a comma unless it is
+    /// the object's `first` written; `false` if it has no canonical JSON.
+    #[inline]
+    fn member(&mut self, member: &Member, row: usize, first: &mut bool) -> bool {
+        let place = self.place;
+        self.place += 1;
+        if member.values.is_null(row) {
+            if self.null_member(place, &member.key, *first) {
+                *first = false;
+            }
+            return true;
+        }
+        if !*first {
+            self.bytes.push(b',');
+        }
+        *first = false;
+        self.put(&member.key) && member.values.write(row, self)
+    }
+
+    /// Writes the null member `key` at `place` if it is one of the row's;
+    /// whether it did.
+    fn null_member(&mut self, place: usize, key: &[u8], first: bool) -> bool {
+        let comma: &[u8] = if first { b"" } else { b"," };
+        let written = match &mut self.nulls {
+            Nulls::Written(places) => match places.split_first() {
+                Some((&next, rest)) if next == place => {
+                    *places = rest;
+                    true
+                }
+                _ => false,
+            },
+            Nulls::Found { original, places } => {
+                let next = original.get(self.bytes.len()..).unwrap_or_default();
+                let found = next.len() >= comma.len() + key.len() + 4
+                    && next.starts_with(comma)
+                    && next[comma.len()..].starts_with(key)
+                    && next[comma.len() + key.len()..].starts_with(b"null");
+                if found {
+                    places.push(place);
+                }
+                found
+            }
+        };
+        if written {
+            self.bytes.extend_from_slice(comma);
+            self.bytes.extend_from_slice(key);
+            self.bytes.extend_from_slice(b"null");
+        }
+        written
     }
 }
 
@@ -193,7 +282,7 @@ impl<'a> Values<'a> {
 
     /// Writes the non-null value at `row`; `false` if it has no canonical
     /// JSON (or `out` stopped).
-    fn write(&self, row: usize, out: &mut impl Sink) -> bool {
+    fn write(&self, row: usize, out: &mut Out) -> bool {
         match self {
             Values::String(a) => write_string(a.value(row), out),
             Values::Boolean(a) => out.put(if a.value(row) { b"true" } else { b"false" }),
@@ -227,20 +316,11 @@ impl<'a> Values<'a> {
     }
 }
 
-fn write_object(members: &[Member], row: usize, out: &mut impl Sink) -> bool {
-    if !out.put(b"{") {
-        return false;
-    }
+fn write_object(members: &[Member], row: usize, out: &mut Out) -> bool {
+    out.put(b"{");
     let mut first = true;
     for member in members {
-        if member.values.is_null(row) {
-            continue;
-        }
-        if !first && !out.put(b",") {
-            return false;
-        }
-        first = false;
-        if !(out.put(&member.key) && member.values.write(row, out)) {
+        if !out.member(member, row, &mut first) {
             return false;
         }
     }
@@ -250,7 +330,7 @@ fn write_object(members: &[Member], row: usize, out: &mut impl Sink) -> bool {
 /// 2^53: integral doubles below it are written as integers.
 pub(super) const EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0;
 
-fn write_double(value: f64, out: &mut impl Sink) -> bool {
+fn write_double(value: f64, out: &mut impl Put) -> bool {
     if !value.is_finite() {
         return false;
     }
@@ -325,7 +405,7 @@ fn find_escape_words(bytes: &[u8]) -> Option<usize> {
 }
 
 /// A JSON string, escaped as serde_json escapes it.
-fn write_string(value: &str, out: &mut impl Sink) -> bool {
+fn write_string(value: &str, out: &mut impl Put) -> bool {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut rest = value.as_bytes();
     if !out.put(b"\"") {

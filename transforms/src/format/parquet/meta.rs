@@ -9,6 +9,7 @@
 //! | `_spillway_partition_key` | string, null when the source has none | |
 //! | `_spillway_arrival` | timestamp(ms) UTC | approximate arrival time |
 //! | `_spillway_data` | string | the original record, byte for byte (with `keep_original`); null when the row rebuilds it exactly (see [`super::canonical`]) |
+//! | `_spillway_nulls` | string, nullable (with `_spillway_data` nullable) | where the row rebuilds its record, the places of the record's null members (see [`super::canonical`]); else null |
 
 use std::sync::Arc;
 
@@ -28,9 +29,13 @@ pub const OUTPUT_INDEX: &str = "_spillway_output_index";
 pub const PARTITION_KEY: &str = "_spillway_partition_key";
 pub const ARRIVAL: &str = "_spillway_arrival";
 pub const DATA: &str = "_spillway_data";
+/// Readers from before it rebuild the records it applies to without their
+/// null members: a file with it needs a reader that knows it.
+pub const NULLS: &str = "_spillway_nulls";
 
 /// The reserved fields, in order. `_spillway_data` is nullable when the
-/// records its row rebuilds are left out of it.
+/// records its row rebuilds are left out of it, and `_spillway_nulls` is
+/// then there too.
 pub fn fields(position: bool, data: bool, elide_rebuildable: bool) -> Vec<Field> {
     let mut fields = Vec::new();
     if position {
@@ -47,6 +52,9 @@ pub fn fields(position: bool, data: bool, elide_rebuildable: bool) -> Vec<Field>
     }
     if data {
         fields.push(Field::new(DATA, DataType::Utf8, elide_rebuildable));
+        if elide_rebuildable {
+            fields.push(Field::new(NULLS, DataType::Utf8, true));
+        }
     }
     fields
 }
@@ -68,8 +76,11 @@ pub struct MetaBuilder<'a> {
     /// Per original, whether it is its row's canonical JSON, where that is
     /// known already (read by the flat path).
     rebuilt: Vec<Option<bool>>,
-    /// Working space for the canonical JSON of a row.
+    /// Working space for the canonical JSON of a row, and its null members.
     scratch: Vec<u8>,
+    null_members: Vec<usize>,
+    /// `_spillway_nulls`, filled at [`Self::finish`].
+    nulls: Strings,
     len: usize,
 }
 
@@ -87,6 +98,8 @@ impl<'a> MetaBuilder<'a> {
             originals: Vec::new(),
             rebuilt: Vec::new(),
             scratch: Vec::new(),
+            null_members: Vec::new(),
+            nulls: Strings::new(),
             len: 0,
         }
     }
@@ -119,9 +132,11 @@ impl<'a> MetaBuilder<'a> {
 
     /// The reserved columns of the rows pushed since the last call. With
     /// `rows`, the canonical JSON of the same rows, a record that is exactly
-    /// its row's canonical JSON is a null in `_spillway_data`: known from
-    /// [`Self::push`], or checked against the rows (debug builds check
-    /// both ways agree).
+    /// its row's canonical JSON (with null members where it has them) is a
+    /// null in `_spillway_data`, and its null members are in
+    /// `_spillway_nulls`: known from [`Self::push`] for a record without
+    /// null members, or checked against the rows (debug builds check both
+    /// ways agree).
     pub fn finish(&mut self, rows: Option<&Canonical>) -> Vec<ArrayRef> {
         let mut columns: Vec<ArrayRef> = Vec::new();
         self.len = 0;
@@ -141,19 +156,44 @@ impl<'a> MetaBuilder<'a> {
                     .map(|row| {
                         let original = self.originals[row];
                         let rebuilt = match self.rebuilt[row] {
-                            Some(known) => {
-                                debug_assert_eq!(
-                                    known,
-                                    rows.matches(row, original, &mut self.scratch),
+                            Some(true) => {
+                                debug_assert!(
+                                    rows.matches(row, original, &mut self.scratch, &mut self.null_members)
+                                        && self.null_members.is_empty(),
                                     "the flat path and the rows disagree on {:?}",
                                     String::from_utf8_lossy(original)
                                 );
-                                known
+                                self.null_members.clear();
+                                true
                             }
-                            None => {
-                                super::canonical::may_match(original) && rows.matches(row, original, &mut self.scratch)
+                            // The flat path judges a record with a null
+                            // member not canonical: only such a one may be
+                            // rebuilt after all.
+                            Some(false) => {
+                                let null = memchr::memmem::find(original, b"\":null").is_some();
+                                let rebuilt =
+                                    null && rows.matches(row, original, &mut self.scratch, &mut self.null_members);
+                                debug_assert!(
+                                    null || !rows.matches(row, original, &mut self.scratch, &mut self.null_members),
+                                    "the flat path and the rows disagree on {:?}",
+                                    String::from_utf8_lossy(original)
+                                );
+                                rebuilt
                             }
+                            None => rows.matches(row, original, &mut self.scratch, &mut self.null_members),
                         };
+                        if rebuilt && !self.null_members.is_empty() {
+                            let mut places = String::new();
+                            for (index, place) in self.null_members.iter().enumerate() {
+                                if index > 0 {
+                                    places.push(',');
+                                }
+                                places.push_str(itoa::Buffer::new().format(*place));
+                            }
+                            self.nulls.push(&places);
+                        } else {
+                            self.nulls.push_null();
+                        }
                         !rebuilt
                     })
                     .collect(),
@@ -191,6 +231,9 @@ impl<'a> MetaBuilder<'a> {
                 )
             };
             columns.push(Arc::new(array));
+            if rows.is_some() {
+                columns.push(Arc::new(self.nulls.finish()));
+            }
         }
         columns
     }

@@ -49,6 +49,8 @@ pub enum ReadError {
         meta::DATA
     )]
     NotRebuildable { row: u64 },
+    #[error("row {row}: {} holds {value:?}, not ascending places of null members", meta::NULLS)]
+    BadNulls { row: u64, value: String },
     #[error("column {column} is not of the type spillway writes")]
     UnexpectedType { column: &'static str },
     #[error("the file is damaged: the Parquet reader failed on it ({0})")]
@@ -91,10 +93,14 @@ pub fn read_archive(body: Bytes, mut each: impl FnMut(ArchivedRecord)) -> Result
     })?;
     let mut row_base = 0u64;
     let mut scratch = Vec::new();
+    let mut places = Vec::new();
     while let Some(batch) = guarded(|| Ok(reader.next()))? {
         let batch = batch.map_err(ParquetError::from)?;
         let schema = batch.schema();
         let data = strings(&batch, meta::DATA)?.ok_or(ReadError::NoOriginals)?;
+        // Absent from files written before it: no record of theirs was
+        // rebuilt with null members.
+        let nulls = strings(&batch, meta::NULLS)?;
         let user = schema
             .fields()
             .iter()
@@ -107,7 +113,17 @@ pub fn read_archive(body: Bytes, mut each: impl FnMut(ArchivedRecord)) -> Result
                 data.value(row).as_bytes()
             } else {
                 scratch.clear();
-                if !canonical.write(row, &mut scratch) {
+                places.clear();
+                if let Some(nulls) = nulls.filter(|n| n.is_valid(row)) {
+                    let value = nulls.value(row);
+                    if !null_members(value, &mut places) {
+                        return Err(ReadError::BadNulls {
+                            row: row_base + row as u64,
+                            value: value.chars().take(64).collect(),
+                        });
+                    }
+                }
+                if !canonical.write(row, &places, &mut scratch) {
                     return Err(ReadError::NotRebuildable {
                         row: row_base + row as u64,
                     });
@@ -122,6 +138,21 @@ pub fn read_archive(body: Bytes, mut each: impl FnMut(ArchivedRecord)) -> Result
         row_base += batch.num_rows() as u64;
     }
     Ok(())
+}
+
+/// Reads `value`, the places of a row's null members (`"1"`, `"0,4,7"`),
+/// into `places`; `false` unless they are decimal numbers, ascending,
+/// joined by commas.
+fn null_members(value: &str, places: &mut Vec<usize>) -> bool {
+    for place in value.split(',') {
+        let valid =
+            !place.is_empty() && place.bytes().all(|b| b.is_ascii_digit()) && (place == "0" || !place.starts_with('0'));
+        match place.parse::<usize>() {
+            Ok(place) if valid && places.last().is_none_or(|&last| last < place) => places.push(place),
+            _ => return false,
+        }
+    }
+    true
 }
 
 fn strings<'a>(batch: &'a RecordBatch, column: &'static str) -> Result<Option<&'a StringArray>, ReadError> {

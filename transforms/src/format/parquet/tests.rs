@@ -510,7 +510,8 @@ fn every_record_reads_back_byte_for_byte_and_canonical_ones_are_not_stored_twice
         (r#"{"id":-6}"#, true),
         (r#"{"id":7, "name":"spaced"}"#, false),
         (r#"{"name":"order","id":8}"#, false),
-        (r#"{"id":9,"name":null}"#, false),
+        // Null members are kept as places (`_spillway_nulls`, below).
+        (r#"{"id":9,"name":null}"#, true),
         (r#"{"id":10,"name":"\u00e9 escaped"}"#, false),
         (r#"{"id":11,"price":4.50}"#, false),
         (r#"{"id":12,"price":3.0}"#, false),
@@ -519,10 +520,15 @@ fn every_record_reads_back_byte_for_byte_and_canonical_ones_are_not_stored_twice
         (r#"{"id":15,"user":{"ok":false,"id":1}}"#, false),
         (r#"{"id":16,"price":1E+2}"#, false),
         ("{\"id\":17}\n", false),
-        // Its row rebuilds it, but a record holding `":null` is not tried
-        // (`canonical::may_match`): it keeps its bytes, and reads back.
-        (r#"{"id":18,"name":"says \":null","tags":[]}"#, false),
+        (r#"{"id":18,"name":"says \":null","tags":[]}"#, true),
         (r#"{"id":19,"name":"says \":nul","tags":[]}"#, true),
+        (r#"{"id":null,"name":null,"user":{"id":null,"ok":null}}"#, true),
+        (r#"{"id":21,"user":{"id":null}}"#, true),
+        (r#"{"id":22,"name":null,"name":null}"#, false),
+        (r#"{"id":23,"name":null,"price":null,"tags":null,"user":null}"#, true),
+        (r#"{"id":24,"name":"null","user":{"ok":null}}"#, true),
+        (r#"{"id":25,"name": null}"#, false),
+        (r#"{"id":26,"price":null,"name":null}"#, false),
     ];
     let records: Vec<Record> = cases
         .iter()
@@ -538,6 +544,19 @@ fn every_record_reads_back_byte_for_byte_and_canonical_ones_are_not_stored_twice
     let want: Vec<bool> = cases.iter().map(|(_, rebuilt)| !rebuilt).collect();
     assert_eq!(stored, want, "bytes stored only where the row does not rebuild them");
     assert!(batch.schema().field_with_name("_spillway_data").unwrap().is_nullable());
+    // The places of the null members of the records rebuilt: each member
+    // of each object written counts, null or not (id, name, price, tags,
+    // user: 0 to 4; user.id and user.ok: 5 and 6 where user is written).
+    let nulls = strings(&batch, "_spillway_nulls");
+    let places = |id: usize| nulls[id - 1].clone();
+    assert_eq!(places(1), None, "no null member");
+    assert_eq!(places(9).as_deref(), Some("1"));
+    assert_eq!(places(18), None, "\":null inside a string is no member");
+    assert_eq!(places(20).as_deref(), Some("0,1,5,6"));
+    assert_eq!(places(21).as_deref(), Some("5"));
+    assert_eq!(places(22), None, "kept bytes: no places");
+    assert_eq!(places(23).as_deref(), Some("1,2,3,4"));
+    assert_eq!(places(24).as_deref(), Some("6"));
 
     // Turned off: every record's bytes are stored, and the column is not
     // nullable, as before the option.
@@ -548,6 +567,7 @@ fn every_record_reads_back_byte_for_byte_and_canonical_ones_are_not_stored_twice
     .encode(&records);
     let (batch, _) = read(&all.body);
     assert!(strings(&batch, "_spillway_data").iter().all(Option::is_some));
+    assert!(batch.column_by_name("_spillway_nulls").is_none());
     assert!(!batch.schema().field_with_name("_spillway_data").unwrap().is_nullable());
     assert_eq!(read_back(&all.body), inputs);
 }
@@ -652,4 +672,51 @@ fn archived_statuses_and_products_read_back_whole_with_their_positions() {
     let err = read_archive(Bytes::from(bare.body), |_| {}).unwrap_err();
     assert!(matches!(err, ReadError::NoOriginals), "{err}");
     assert!(err.to_string().contains("keep_original = false"), "{err}");
+}
+
+/// A file whose `_spillway_nulls` does not fit its rows is refused with the
+/// row, never read back as a record with members it did not have.
+#[test]
+fn null_members_that_do_not_fit_the_row_are_an_error() {
+    let file = |nulls: &str| {
+        let schema = Arc::new(arrow_schema::Schema::new(vec![
+            arrow_schema::Field::new("id", arrow_schema::DataType::Int64, true),
+            arrow_schema::Field::new("name", arrow_schema::DataType::Utf8, true),
+            arrow_schema::Field::new("_spillway_data", arrow_schema::DataType::Utf8, true),
+            arrow_schema::Field::new("_spillway_nulls", arrow_schema::DataType::Utf8, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(vec![Some(1), None])),
+                Arc::new(StringArray::from(vec![None::<&str>, None])),
+                Arc::new(StringArray::from(vec![None::<&str>, None])),
+                Arc::new(StringArray::from(vec![Some(nulls), None])),
+            ],
+        )
+        .unwrap();
+        let mut body = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut body, schema, None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        Bytes::from(body)
+    };
+    let records = |nulls: &str| {
+        let mut records = Vec::new();
+        read_archive(file(nulls), |r| {
+            records.push(String::from_utf8(r.data.to_vec()).unwrap())
+        })
+        .map(|()| records)
+    };
+    assert_eq!(records("1").unwrap(), [r#"{"id":1,"name":null}"#, "{}"]);
+    for bad in ["", "x", "1,", ",1", "01", "+1", "1,1", "2,1", "99999999999999999999999"] {
+        let err = records(bad).unwrap_err();
+        assert!(matches!(err, ReadError::BadNulls { row: 0, .. }), "{bad:?}: {err}");
+    }
+    // A place that is not a null member of the row: the id (place 0) is
+    // 1, and the row has two places.
+    for unfit in ["0", "2", "1,2", "0,1"] {
+        let err = records(unfit).unwrap_err();
+        assert!(matches!(err, ReadError::NotRebuildable { row: 0 }), "{unfit:?}: {err}");
+    }
 }
