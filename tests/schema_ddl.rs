@@ -241,7 +241,7 @@ fn parse_ddl(text: &str) -> Table {
     table
 }
 
-const RESERVED: [(&str, &str); 7] = [
+const RESERVED: [(&str, &str); 8] = [
     ("_spillway_source", "string"),
     ("_spillway_sequence_number", "string"),
     ("_spillway_subsequence_number", "bigint"),
@@ -249,6 +249,7 @@ const RESERVED: [(&str, &str); 7] = [
     ("_spillway_partition_key", "string"),
     ("_spillway_arrival", "timestamp"),
     ("_spillway_data", "string"),
+    ("_spillway_nulls", "string"),
 ];
 
 fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -294,6 +295,13 @@ fn a_flat_schema_with_the_default_prefix_is_one_table_partitioned_by_datehour() 
     ]);
     want.extend(pairs(&RESERVED));
     assert_eq!(table.columns, want);
+    // Every record's bytes stored: no null members to keep.
+    let config =
+        s3_config("flat.json", "events/").replace("schema = ", "elide_rebuildable_original = false\nschema = ");
+    let (every, output) = ddl(dir.path(), &config, &["--since", "2026-11-01"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(every.columns[..want.len() - 1], want[..want.len() - 1]);
+    assert_eq!(every.columns.len(), want.len() - 1, "no _spillway_nulls");
     assert_eq!(table.partitions, pairs(&[("datehour", "string")]));
     assert_eq!(
         table.serde,

@@ -175,6 +175,9 @@ fn reserved_columns(parquet: &ParquetFormat) -> Vec<(String, String)> {
     }
     if parquet.keep_original {
         columns.push(("_spillway_data".to_owned(), "string".to_owned()));
+        if parquet.elide_rebuildable_original {
+            columns.push(("_spillway_nulls".to_owned(), "string".to_owned()));
+        }
     }
     columns
 }
