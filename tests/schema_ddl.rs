@@ -422,9 +422,10 @@ path = "state"
         shown,
         serde_json::json!({"origin": "inferred", "version": 1, "columns": [
             {"name": "id", "type": "int64"},
+            // Right after `id`, the key before it where it was first seen.
+            {"name": "Bad Name", "type": "boolean"},
             {"name": "user", "type": "struct", "fields": [{"name": "name", "type": "string"}]},
             {"name": "tags", "type": "list", "item": {"type": "string"}},
-            {"name": "Bad Name", "type": "boolean"},
         ]})
     );
 
@@ -439,7 +440,7 @@ path = "state"
     );
     assert!(table.location.ends_with('/'), "{}", table.location);
     assert_eq!(Path::new(&table.location), dir.path().join("archive/events"));
-    assert_eq!(table.columns[1], ("user".to_owned(), "struct<name:string>".to_owned()));
+    assert_eq!(table.columns[2], ("user".to_owned(), "struct<name:string>".to_owned()));
     assert_eq!(table.partitions, pairs(&[("datehour", "string")]));
 }
 

@@ -7,8 +7,10 @@
 //! - integers and floats merge to double;
 //! - booleans, numbers and strings that disagree merge to string (every
 //!   scalar converts to its JSON text);
-//! - objects merge field by field (union of keys, in order of first sight);
-//!   arrays merge their elements' types;
+//! - objects merge field by field (the union of their keys; a key goes
+//!   where it was first seen: right after the key before it there, or, if
+//!   it came first, right before the key after it, else at the end, see
+//!   [`Fields::order`]); arrays merge their elements' types;
 //! - an object, an array and a scalar cannot merge: the shape seen first in
 //!   the buffer wins, and a record whose value has another shape goes to the
 //!   error output (a string column still takes an object or array as its
@@ -47,9 +49,35 @@ pub(super) enum Shape {
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub(super) struct Fields {
+    /// In the order their keys were first seen (a column's index is its
+    /// handle); [`to_columns`] gives them in the order of [`Self::after`].
     pub(super) columns: Vec<(String, Shape)>,
     by_key: HashMap<String, usize>,
     hints: KeyHints,
+    /// Per column, where it goes, from the object where its key was first
+    /// seen.
+    anchors: Vec<Anchor>,
+}
+
+/// Where a column goes among the columns first seen before it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Anchor {
+    /// Right after the column of the key before it.
+    After(usize),
+    /// Its key came first: right before the column of the key after it,
+    /// if that one was first seen before it (else at the end, and that
+    /// one right after it).
+    Before(usize),
+    /// At the end.
+    End,
+}
+
+/// The keys of one object so far, for [`Anchor`]s.
+#[derive(Debug, Default)]
+pub(super) struct Cursor {
+    previous: Option<usize>,
+    /// A new column whose key came first, waiting for the key after it.
+    first: Option<usize>,
 }
 
 impl Fields {
@@ -57,20 +85,84 @@ impl Fields {
         let mut by_index: Vec<(String, usize)> = other.by_key.into_iter().collect();
         by_index.sort_by_key(|(_, index)| *index);
         let mut columns: Vec<Option<(String, Shape)>> = other.columns.into_iter().map(Some).collect();
+        // Other's columns as they are here.
+        let mut mine: Vec<Option<usize>> = vec![None; columns.len()];
+        let first_new = self.columns.len();
         for (key, index) in by_index {
             let (name, shape) = columns[index].take().expect("each column has one key");
             match self.by_key.get(&key) {
-                Some(&mine) => merge_shape(&mut self.columns[mine].1, shape, room),
+                Some(&here) => {
+                    merge_shape(&mut self.columns[here].1, shape, room);
+                    mine[index] = Some(here);
+                }
                 None if !room.take_one() => {}
                 None => {
                     self.columns.push((name, shape));
+                    self.anchors.push(other.anchors[index]);
                     self.by_key.insert(key, self.columns.len() - 1);
+                    mine[index] = Some(self.columns.len() - 1);
+                }
+            }
+        }
+        // The new columns' anchors, as columns here (`End` where there was
+        // no room for the anchor's column).
+        for (index, here) in mine.iter().enumerate() {
+            if let Some(here) = *here {
+                if here >= first_new {
+                    let anchor = match other.anchors[index] {
+                        Anchor::After(column) => mine[column].map_or(Anchor::End, Anchor::After),
+                        Anchor::Before(column) => mine[column].map_or(Anchor::End, Anchor::Before),
+                        Anchor::End => Anchor::End,
+                    };
+                    self.anchors[here] = anchor;
                 }
             }
         }
     }
 
-    /// The column of the key at `position` in its object, added if new;
+    /// The columns' indexes in the order they are written: in the order
+    /// first seen, each put where its [`Anchor`] says, so a producer's key
+    /// order is kept when a key is missing from the first records
+    /// (`{"a":1,"c":3}` then `{"a":1,"b":2,"c":3}` make `a, b, c`, not
+    /// `a, c, b`). A function of the keys first seen and of their
+    /// neighbours there, so a batch inferred in parts and merged orders
+    /// its columns as it does whole.
+    fn order(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = Vec::with_capacity(self.columns.len());
+        let at = |order: &[usize], column: usize| {
+            order
+                .iter()
+                .position(|&o| o == column)
+                .expect("an anchor's column was first seen earlier")
+        };
+        for (index, anchor) in self.anchors.iter().enumerate() {
+            let place = match *anchor {
+                Anchor::After(before) => at(&order, before) + 1,
+                Anchor::Before(after) if after < index => at(&order, after),
+                // The key after it was new there too (and goes after it).
+                Anchor::Before(_) | Anchor::End => order.len(),
+            };
+            order.insert(place, index);
+        }
+        order
+    }
+
+    /// Notes that the key of column `index` came next in the object of
+    /// `cursor` (`new`: its column was just made).
+    pub(super) fn next_key(&mut self, cursor: &mut Cursor, index: usize, new: bool) {
+        if let Some(first) = cursor.first.take() {
+            if index != first {
+                self.anchors[first] = Anchor::Before(index);
+            }
+        }
+        if new && cursor.previous.is_none() {
+            cursor.first = Some(index);
+        }
+        cursor.previous = Some(index);
+    }
+
+    /// The column of the key at `position` in its object (whose keys so
+    /// far `cursor` holds), added if new;
     /// `None` for a reserved top-level key, and for a new key once `room`
     /// is used up.
     pub(super) fn index_of(
@@ -80,15 +172,18 @@ impl Fields {
         rules: &KeyRules,
         top: bool,
         room: &Room,
+        cursor: &mut Cursor,
     ) -> Option<usize> {
         // A reserved key is never hinted.
         if let Some(index) = self.hints.get(position, key) {
+            self.next_key(cursor, index, false);
             return Some(index);
         }
         if top && is_reserved(key) {
             return None;
         }
         let normalized = rules.normalize(key);
+        let mut new = false;
         let index = match self.by_key.get(normalized.as_ref()).copied() {
             Some(index) => index,
             None if !room.take_one() => return None,
@@ -99,17 +194,21 @@ impl Fields {
                     key.to_owned()
                 };
                 self.columns.push((name, Shape::Null));
+                self.anchors.push(cursor.previous.map_or(Anchor::End, Anchor::After));
                 self.by_key.insert(normalized.into_owned(), self.columns.len() - 1);
+                new = true;
                 self.columns.len() - 1
             }
         };
+        self.next_key(cursor, index, new);
         self.hints.set(position, key, index);
         Some(index)
     }
 
     pub(super) fn merge_object(&mut self, entries: &[(Cow<str>, Json)], rules: &KeyRules, top: bool, room: &Room) {
+        let mut cursor = Cursor::default();
         for (position, (key, value)) in entries.iter().enumerate() {
-            if let Some(index) = self.index_of(position, key, rules, top, room) {
+            if let Some(index) = self.index_of(position, key, rules, top, room, &mut cursor) {
                 merge_value(&mut self.columns[index].1, value, rules, room);
             }
         }
@@ -203,8 +302,9 @@ fn merge_map<'de, A: MapAccess<'de>>(
     room: &Room,
 ) -> Result<(), A::Error> {
     let mut position = 0;
+    let mut cursor = Cursor::default();
     while let Some(key) = map.next_key::<Key<'de>>()? {
-        match fields.index_of(position, &key.0, rules, top, room) {
+        match fields.index_of(position, &key.0, rules, top, room, &mut cursor) {
             Some(index) => map.next_value_seed(ShapeSeed {
                 shape: &mut fields.columns[index].1,
                 rules,
@@ -357,11 +457,14 @@ fn to_type(shape: &Shape) -> ColumnType {
 
 fn to_columns(fields: &Fields) -> Vec<Column> {
     fields
-        .columns
-        .iter()
-        .map(|(name, shape)| Column {
-            name: name.clone(),
-            ty: to_type(shape),
+        .order()
+        .into_iter()
+        .map(|index| {
+            let (name, shape) = &fields.columns[index];
+            Column {
+                name: name.clone(),
+                ty: to_type(shape),
+            }
         })
         .collect()
 }
@@ -477,7 +580,8 @@ mod tests {
                 r#"{"a":2.5,"f":true,"E":{"y":[1,2.5]},"_spillway_x":1}"#,
                 r#"{"a":3,"f":"yes","c":[{"k":"v"}]}"#,
             ]),
-            "struct<a:double,b:string,c:list<struct<k:string>>,d:string,e:struct<x:int64,y:list<double>>,f:string>"
+            // `f` right after `a`, the key before it where it was first seen.
+            "struct<a:double,f:string,b:string,c:list<struct<k:string>>,d:string,e:struct<x:int64,y:list<double>>>"
         );
     }
 
@@ -507,6 +611,82 @@ mod tests {
                 whole,
                 "split at {split}"
             );
+        }
+    }
+
+    #[test]
+    fn a_new_key_goes_where_it_was_first_seen() {
+        // After the key before it.
+        assert_eq!(
+            infer(&[r#"{"a":1,"c":3}"#, r#"{"a":1,"b":2,"c":3}"#]),
+            "struct<a:int64,b:int64,c:int64>"
+        );
+        // First in its object: before the key after it.
+        assert_eq!(
+            infer(&[r#"{"e":{"d":"x"}}"#, r#"{"e":{"u":"y","d":"x"}}"#]),
+            "struct<e:struct<u:string,d:string>>"
+        );
+        // Alone, or before a key as new as it: at the end.
+        assert_eq!(infer(&[r#"{"x":1}"#, r#"{"y":2}"#]), "struct<x:int64,y:int64>");
+        assert_eq!(
+            infer(&[r#"{"p":1}"#, r#"{"q":1,"r":2,"p":3}"#]),
+            "struct<p:int64,q:int64,r:int64>"
+        );
+        // A reserved key between two is passed over.
+        assert_eq!(
+            infer(&[r#"{"a":1,"c":3}"#, r#"{"a":1,"_spillway_x":0,"b":2,"c":3}"#]),
+            "struct<a:int64,b:int64,c:int64>"
+        );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// However a batch is cut into parts, the parts merged give the
+        /// columns, and their order, that the whole gives.
+        #[test]
+        fn parts_merged_order_their_columns_as_the_whole(
+            records in proptest::collection::vec(
+                (proptest::sample::subsequence(vec!["a", "b", "c", "d", "e"], 0..=5),
+                 proptest::sample::subsequence(vec!["x", "y", "z"], 0..=3),
+                 proptest::prelude::any::<proptest::sample::Index>(),
+                 proptest::prelude::any::<u64>()),
+                1..12),
+            split in proptest::prelude::any::<proptest::sample::Index>(),
+        ) {
+            use proptest::prelude::*;
+            // Each record: some top-level keys and some keys of `o`, in an
+            // order of their own (a shuffle by the seed).
+            let shuffle = |keys: &mut Vec<&str>, seed: u64| {
+                for i in (1..keys.len()).rev() {
+                    let j = (seed.rotate_left(i as u32 * 7) % (i as u64 + 1)) as usize;
+                    keys.swap(i, j);
+                }
+            };
+            let lines: Vec<String> = records
+                .iter()
+                .map(|(top, inner, at, seed)| {
+                    let (mut top, mut inner) = (top.clone(), inner.clone());
+                    shuffle(&mut top, *seed);
+                    shuffle(&mut inner, seed.rotate_left(17));
+                    let mut members: Vec<String> = top.iter().map(|k| format!("\"{k}\":1")).collect();
+                    let object: Vec<String> = inner.iter().map(|k| format!("\"{k}\":true")).collect();
+                    members.insert(at.index(members.len() + 1), format!("\"o\":{{{}}}", object.join(",")));
+                    format!("{{{}}}", members.join(","))
+                })
+                .collect();
+            let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+            let whole = infer(&lines);
+            let split = split.index(lines.len() + 1);
+            let rules = KeyRules::default();
+            let mut first = Inference::default();
+            let mut second = Inference::default();
+            for (i, line) in lines.iter().enumerate() {
+                let part = if i < split { &mut first } else { &mut second };
+                part.add_text(line.as_bytes(), &rules);
+            }
+            first.merge(second);
+            prop_assert_eq!(ColumnType::Struct(first.columns()).to_string(), whole, "split at {}", split);
         }
     }
 

@@ -44,7 +44,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 
 use super::convert::smallvec_free::Slots;
 use super::convert::{AppendError, Children, ColumnBuilder, ConvertError, Failure, KeyRules, Kind, RowBuilder};
-use super::infer::{merge_scalar, merge_value, Fields, Inference, Room, Shape, ShapeSeed};
+use super::infer::{merge_scalar, merge_value, Cursor, Fields, Inference, Room, Shape, ShapeSeed};
 use super::json::{Json, JsonVisitor, Key};
 use super::schema::{Column, ColumnType};
 use crate::strict::{nests_deeper_than, StrictAny, MAX_DEPTH};
@@ -230,8 +230,9 @@ fn both_object<'de, A: MapAccess<'de>>(
         .map_or(0, ColumnBuilder::len);
     let mut seen = Slots::new(children.as_deref().map_or(0, |c| c.builders.len()));
     let mut position = 0;
+    let mut cursor = Cursor::default();
     while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-        let shape_index = fields.index_of(position, &key, rules, top, room);
+        let shape_index = fields.index_of(position, &key, rules, top, room, &mut cursor);
         let builder = match (failure.is_none(), children.as_deref_mut()) {
             (true, Some(children)) => match children.find(position, &key, rules) {
                 Some(index) => {

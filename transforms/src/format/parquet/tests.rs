@@ -250,8 +250,9 @@ fn inferred_mode_merges_and_refuses_what_cannot_fit() {
         .collect();
     assert_eq!(types[0], "a:Float64");
     assert!(types[1].starts_with("o:Struct"), "{types:?}");
-    assert!(types[2].starts_with("l:List"), "{types:?}");
-    assert_eq!(types[3], "e:Utf8");
+    // `e` right after `o`, the key before it where it was first seen.
+    assert_eq!(types[2], "e:Utf8");
+    assert!(types[3].starts_with("l:List"), "{types:?}");
     assert_eq!(strings(&batch, "e"), [None, Some("{}".into())]);
 }
 
@@ -626,8 +627,21 @@ fn archived_statuses_and_products_read_back_whole_with_their_positions() {
             .collect();
         lines.push(format!("{{{}}}", fields.join(",")));
     }
-    // About 9 MB: two parts (on two cores) of several chunks each.
-    let lines: Vec<String> = lines.iter().cycle().take(10_000).cloned().collect();
+    // About 9 MB: two parts (on two cores) of several chunks each. Every
+    // seventh record spaced, so not its row's canonical JSON.
+    let lines: Vec<String> = lines
+        .iter()
+        .cycle()
+        .take(10_000)
+        .enumerate()
+        .map(|(i, l)| {
+            if i % 7 == 0 {
+                l.replacen("\":", "\": ", 1)
+            } else {
+                l.clone()
+            }
+        })
+        .collect();
     let records: Vec<Record> = lines
         .iter()
         .enumerate()
@@ -648,21 +662,22 @@ fn archived_statuses_and_products_read_back_whole_with_their_positions() {
     })
     .unwrap();
     assert_eq!(seen, lines.len());
-    let (stored, total) = {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(encoded.body)).unwrap();
-        let mut stored = 0;
-        let mut total = 0;
-        for batch in reader.build().unwrap() {
-            let batch = batch.unwrap();
-            stored += batch.num_rows() - batch.column_by_name("_spillway_data").unwrap().null_count();
-            total += batch.num_rows();
-        }
-        (stored, total)
-    };
-    assert!(
-        stored > 0 && stored < total,
-        "some records rebuilt, some stored: {stored} of {total}"
-    );
+    let mut stored = Vec::new();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(encoded.body)).unwrap();
+    for batch in reader.build().unwrap() {
+        let data = batch.unwrap().column_by_name("_spillway_data").unwrap().clone();
+        stored.extend((0..data.len()).map(|row| data.is_valid(row)));
+    }
+    assert_eq!(stored.len(), lines.len());
+    // The spaced records keep their bytes. The statuses (explicit nulls)
+    // and the products are rebuilt, but for a few statuses whose keys are
+    // in an order of their own (with serde_json's `preserve_order`, which
+    // the workspace's build may turn on, the statuses' own order).
+    let spaced = |i: usize| i % 7 == 0;
+    assert!((0..lines.len()).filter(|&i| spaced(i)).all(|i| stored[i]));
+    let others = (0..lines.len()).filter(|&i| !spaced(i));
+    let kept = others.clone().filter(|&i| stored[i]).count();
+    assert!(kept * 100 <= others.count(), "{kept} others keep their bytes");
 
     let bare = ParquetFormat {
         keep_original: false,

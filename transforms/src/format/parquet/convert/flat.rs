@@ -22,7 +22,7 @@
 
 use super::{ColumnBuilder, Kind, RowBuilder};
 use crate::format::parquet::canonical::{find_escape, EXACT_INTEGERS};
-use crate::format::parquet::infer::{merge_scalar, Fields, Inference, Room, Shape};
+use crate::format::parquet::infer::{merge_scalar, Cursor, Fields, Inference, Room, Shape};
 use crate::format::parquet::schema::{Column, ColumnType, RESERVED_PREFIX};
 
 /// A top-level column as the flat path reads it.
@@ -155,14 +155,18 @@ impl FlatPath {
     /// Merges the record just read into the inference: a new key is added
     /// as the parser adds it (in key order), a value's shape merged.
     fn infer(&mut self, fields: &mut Fields, rules: &super::KeyRules, room: &Room) {
+        let mut cursor = Cursor::default();
         for (position, (column, seen)) in self.seen.drain(..).enumerate() {
             let column = &mut self.columns[column];
             let index = match column.inferred {
-                Some(index) => index,
+                Some(index) => {
+                    fields.next_key(&mut cursor, index, false);
+                    index
+                }
                 // Reserved keys take the parser's path, so `None` is a
                 // column the inference has no room for: the buffer's schema
                 // then lacks it, and the buffer is converted again.
-                None => match fields.index_of(position, &column.key, rules, true, room) {
+                None => match fields.index_of(position, &column.key, rules, true, room, &mut cursor) {
                     Some(index) => {
                         column.inferred = Some(index);
                         index
@@ -772,7 +776,8 @@ mod tests {
     #[test]
     fn shapes_are_inferred_as_the_parser_infers_them() {
         // Under the previous buffer's columns (d a double), a buffer whose d
-        // are all integers infers int64, and new keys come in key order.
+        // are all integers infers int64, and a new key goes where it was
+        // first seen: `s` before `d`, the key after it there.
         let columns = schema("s:string,d:double,b:boolean");
         let records: Vec<String> = [r#"{"d":1,"b":true}"#, r#"{"s":"x","d":2}"#, r#"{"s":null,"d":-3}"#]
             .map(String::from)
@@ -780,7 +785,7 @@ mod tests {
         let flat = convert(&columns, &records, true, true, KeyRules::default());
         let parsed = convert(&columns, &records, false, true, KeyRules::default());
         assert_eq!(flat.rebuilt, [Some(true), Some(true), Some(false)], "all read flat");
-        assert_eq!(flat.inferred, schema("d:int64,b:boolean,s:string"));
+        assert_eq!(flat.inferred, schema("s:string,d:int64,b:boolean"));
         assert_eq!(flat.inferred, parsed.inferred);
         assert_eq!(flat.arrays, parsed.arrays);
     }
