@@ -33,6 +33,14 @@ pub const DATA: &str = "_spillway_data";
 /// null members: a file with it needs a reader that knows it.
 pub const NULLS: &str = "_spillway_nulls";
 
+/// The file's key-value entry that says by which rules its records are
+/// rebuilt from their rows; readers refuse a file whose rules are newer
+/// than theirs, rather than rebuild its records wrongly.
+pub const REBUILD: &str = "spillway.rebuild";
+/// 1: the canonical JSON of the row (files without [`REBUILD`]); 2: with
+/// the null members of [`NULLS`].
+pub const REBUILD_VERSION: u32 = 2;
+
 /// The reserved fields, in order. `_spillway_data` is nullable when the
 /// records its row rebuilds are left out of it, and `_spillway_nulls` is
 /// then there too.

@@ -163,6 +163,10 @@ impl ParquetFormat {
     pub(super) fn properties(&self) -> WriterProperties {
         let mut builder = WriterProperties::builder()
             .set_created_by(format!("spillway {}", env!("CARGO_PKG_VERSION")))
+            .set_key_value_metadata(Some(vec![parquet::file::metadata::KeyValue::new(
+                meta::REBUILD.to_owned(),
+                meta::REBUILD_VERSION.to_string(),
+            )]))
             .set_compression(self.codec.parquet(self.codec_level))
             .set_data_page_size_limit(self.page_size_bytes)
             .set_dictionary_enabled(self.dictionary)

@@ -51,6 +51,12 @@ pub enum ReadError {
     NotRebuildable { row: u64 },
     #[error("row {row}: {} holds {value:?}, not ascending places of null members", meta::NULLS)]
     BadNulls { row: u64, value: String },
+    #[error(
+        "the file's records are rebuilt by rules this spillway does not know ({} = {version:?}; it knows up to {}): read it with a newer spillway",
+        meta::REBUILD,
+        meta::REBUILD_VERSION
+    )]
+    NewerRules { version: String },
     #[error("column {column} is not of the type spillway writes")]
     UnexpectedType { column: &'static str },
     #[error("the file is damaged: the Parquet reader failed on it ({0})")]
@@ -89,6 +95,19 @@ pub fn read_archive(body: Bytes, mut each: impl FnMut(ArchivedRecord)) -> Result
             )
             .map_err(|_| first)?,
         };
+        let version = builder
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|entries| entries.iter().find(|e| e.key == meta::REBUILD))
+            .map(|e| e.value.clone().unwrap_or_default());
+        if let Some(version) = version {
+            if !version.parse::<u32>().is_ok_and(|v| v <= meta::REBUILD_VERSION) {
+                return Err(ReadError::NewerRules {
+                    version: version.chars().take(16).collect(),
+                });
+            }
+        }
         Ok(builder.build()?)
     })?;
     let mut row_base = 0u64;

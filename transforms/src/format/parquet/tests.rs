@@ -46,7 +46,8 @@ fn read(body: &[u8]) -> (RecordBatch, parquet::file::metadata::ParquetMetaData) 
 /// Concatenates batches column by column (no arrow-select dependency).
 fn arrow_select_concat(schema: &arrow_schema::SchemaRef, batches: &[RecordBatch]) -> RecordBatch {
     assert_eq!(batches.len(), 1, "tests read small files: one batch");
-    assert_eq!(batches[0].schema(), *schema);
+    // The file's key-value entries are the schema's metadata, not a batch's.
+    assert_eq!(batches[0].schema().fields(), schema.fields());
     batches[0].clone()
 }
 
@@ -693,29 +694,7 @@ fn archived_statuses_and_products_read_back_whole_with_their_positions() {
 /// row, never read back as a record with members it did not have.
 #[test]
 fn null_members_that_do_not_fit_the_row_are_an_error() {
-    let file = |nulls: &str| {
-        let schema = Arc::new(arrow_schema::Schema::new(vec![
-            arrow_schema::Field::new("id", arrow_schema::DataType::Int64, true),
-            arrow_schema::Field::new("name", arrow_schema::DataType::Utf8, true),
-            arrow_schema::Field::new("_spillway_data", arrow_schema::DataType::Utf8, true),
-            arrow_schema::Field::new("_spillway_nulls", arrow_schema::DataType::Utf8, true),
-        ]));
-        let batch = RecordBatch::try_new(
-            schema.clone(),
-            vec![
-                Arc::new(Int64Array::from(vec![Some(1), None])),
-                Arc::new(StringArray::from(vec![None::<&str>, None])),
-                Arc::new(StringArray::from(vec![None::<&str>, None])),
-                Arc::new(StringArray::from(vec![Some(nulls), None])),
-            ],
-        )
-        .unwrap();
-        let mut body = Vec::new();
-        let mut writer = ArrowWriter::try_new(&mut body, schema, None).unwrap();
-        writer.write(&batch).unwrap();
-        writer.close().unwrap();
-        Bytes::from(body)
-    };
+    let file = |nulls: &str| file_with(nulls, None);
     let records = |nulls: &str| {
         let mut records = Vec::new();
         read_archive(file(nulls), |r| {
@@ -733,5 +712,60 @@ fn null_members_that_do_not_fit_the_row_are_an_error() {
     for unfit in ["0", "2", "1,2", "0,1"] {
         let err = records(unfit).unwrap_err();
         assert!(matches!(err, ReadError::NotRebuildable { row: 0 }), "{unfit:?}: {err}");
+    }
+}
+
+/// Files say by which rules their rows rebuild records; a reader refuses
+/// rules newer than its own rather than rebuild records wrongly.
+#[test]
+fn a_file_with_newer_rebuild_rules_is_refused() {
+    let (_, metadata) = read(&ParquetFormat::default().encode(&[record(r#"{"a":null}"#, "1", 0)]).body);
+    let entries = metadata.file_metadata().key_value_metadata().unwrap();
+    let rebuild = entries.iter().find(|e| e.key == "spillway.rebuild").unwrap();
+    assert_eq!(rebuild.value.as_deref(), Some("2"));
+    let read_with = |version: &str| read_archive(file_with("1", Some(version)), |_| {});
+    for known in ["1", "2"] {
+        read_with(known).unwrap();
+    }
+    for newer in ["3", "10", "", "two", "-1"] {
+        let err = read_with(newer).unwrap_err();
+        assert!(matches!(err, ReadError::NewerRules { .. }), "{newer:?}: {err}");
+        assert!(err.to_string().contains("read it with a newer spillway"), "{err}");
+    }
+}
+
+/// A file of `id` (1, then null) and `name` (null), both records rebuilt,
+/// the first with null members `nulls`; with a `spillway.rebuild` entry.
+fn file_with(nulls: &str, rebuild: Option<&str>) -> Bytes {
+    {
+        let schema = Arc::new(arrow_schema::Schema::new(vec![
+            arrow_schema::Field::new("id", arrow_schema::DataType::Int64, true),
+            arrow_schema::Field::new("name", arrow_schema::DataType::Utf8, true),
+            arrow_schema::Field::new("_spillway_data", arrow_schema::DataType::Utf8, true),
+            arrow_schema::Field::new("_spillway_nulls", arrow_schema::DataType::Utf8, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(vec![Some(1), None])),
+                Arc::new(StringArray::from(vec![None::<&str>, None])),
+                Arc::new(StringArray::from(vec![None::<&str>, None])),
+                Arc::new(StringArray::from(vec![Some(nulls), None])),
+            ],
+        )
+        .unwrap();
+        let properties = parquet::file::properties::WriterProperties::builder()
+            .set_key_value_metadata(rebuild.map(|version| {
+                vec![parquet::file::metadata::KeyValue::new(
+                    "spillway.rebuild".to_owned(),
+                    version.to_owned(),
+                )]
+            }))
+            .build();
+        let mut body = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut body, schema, Some(properties)).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        Bytes::from(body)
     }
 }
