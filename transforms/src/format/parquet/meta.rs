@@ -87,6 +87,8 @@ pub struct MetaBuilder<'a> {
     /// Working space for the canonical JSON of a row, and its null members.
     scratch: Vec<u8>,
     null_members: Vec<usize>,
+    /// Working space for a row's `_spillway_nulls` text.
+    places: String,
     /// `_spillway_nulls`, filled at [`Self::finish`].
     nulls: Strings,
     len: usize,
@@ -107,6 +109,7 @@ impl<'a> MetaBuilder<'a> {
             rebuilt: Vec::new(),
             scratch: Vec::new(),
             null_members: Vec::new(),
+            places: String::new(),
             nulls: Strings::new(),
             len: 0,
         }
@@ -191,14 +194,14 @@ impl<'a> MetaBuilder<'a> {
                             None => rows.matches(row, original, &mut self.scratch, &mut self.null_members),
                         };
                         if rebuilt && !self.null_members.is_empty() {
-                            let mut places = String::new();
+                            self.places.clear();
                             for (index, place) in self.null_members.iter().enumerate() {
                                 if index > 0 {
-                                    places.push(',');
+                                    self.places.push(',');
                                 }
-                                places.push_str(itoa::Buffer::new().format(*place));
+                                self.places.push_str(itoa::Buffer::new().format(*place));
                             }
-                            self.nulls.push(&places);
+                            self.nulls.push(&self.places);
                         } else {
                             self.nulls.push_null();
                         }
