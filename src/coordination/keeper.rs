@@ -178,8 +178,17 @@ impl Keeper {
     /// retryable one and stops on one that is not).
     pub async fn round(&self) -> (Vec<LeaseChange>, Option<LeaseError>) {
         let mut changes = self.expire();
-        let (mut renewed, error) = self.renew_all().await;
-        changes.append(&mut renewed);
+        let (mut rest, error) = self.renew_and_take().await;
+        changes.append(&mut rest);
+        (changes, error)
+    }
+
+    /// A round after [`Self::expire`]: renews what is held, lists the
+    /// table and takes this instance's share. [`run`] gives up what runs
+    /// out itself, as it runs out, so that a lease expiring while a round
+    /// waits on DynamoDB is not said only when the round comes back.
+    async fn renew_and_take(&self) -> (Vec<LeaseChange>, Option<LeaseError>) {
+        let (mut changes, error) = self.renew_all().await;
         if let Some(error) = error.filter(|e| !e.is_retryable()) {
             return (changes, Some(error));
         }
@@ -530,7 +539,7 @@ pub async fn run(
                 }
                 round_started = tokio::time::Instant::now();
                 let keeper = keeper.clone();
-                round = Some(tokio::spawn(async move { keeper.round().await }));
+                round = Some(tokio::spawn(async move { keeper.renew_and_take().await }));
             }
             _ = check.tick() => {
                 for change in keeper.expire() {
