@@ -8,17 +8,18 @@
 //! every earlier record of its source is delivered too. No I/O and no
 //! clock here: [`super::Checkpointer`] persists what this computes.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 
 use spillway_transforms::format::parquet::TableSchema;
-use spillway_transforms::record::{Offset, SequenceNumber};
+use spillway_transforms::record::Offset;
 use spillway_transforms::SourceId;
 
 use super::state::{CheckpointState, PendingObject, Run, SourceRun, SourceState, STATE_VERSION};
 
 mod redo;
+mod spans;
 mod tenure;
 
 pub use redo::RedoRouting;
@@ -126,51 +127,12 @@ struct Source {
     input_ended: bool,
     delivered: Vec<Run>,
     next_ordinal: u64,
-    /// Admitted records not yet behind the checkpoint, from `front_ordinal`.
-    in_flight: VecDeque<InFlight>,
-    front_ordinal: u64,
+    /// Admitted records not yet behind the checkpoint.
+    in_flight: spans::Spans,
     /// Ordinal ranges `[first, end)` of records admitted as delivered
     /// already (dropped, or delivered by an earlier run) since the last
     /// [`Source::merge_delivered`], which makes the runs around them.
     admitted_done: Vec<(u64, u64)>,
-}
-
-/// An admitted record waiting for its delivery.
-///
-/// Its offset's fields are kept beside the two flags rather than as an
-/// [`Offset`], whose padding would make it 48 bytes rather than 40: one
-/// per record in flight, 25 MB at the peak of a 64 MB Parquet buffer of
-/// products (issue #17).
-#[derive(Debug)]
-pub(crate) struct InFlight {
-    sequence_number: SequenceNumber,
-    subsequence_number: u64,
-    output: u32,
-    delivered: bool,
-    /// Whether it is the last output made of its source record: only
-    /// there may the checkpoint stop, since a source resumes after the
-    /// whole record of its checkpoint.
-    ends_input: bool,
-}
-
-impl InFlight {
-    fn new(offset: &Offset, delivered: bool, ends_input: bool) -> Self {
-        Self {
-            sequence_number: offset.sequence_number.clone(),
-            subsequence_number: offset.subsequence_number,
-            output: offset.output,
-            delivered,
-            ends_input,
-        }
-    }
-
-    fn offset(&self) -> Offset {
-        Offset {
-            sequence_number: self.sequence_number.clone(),
-            subsequence_number: self.subsequence_number,
-            output: self.output,
-        }
-    }
 }
 
 /// How a record is admitted (see [`Tracker::admit_all_as`]).
@@ -197,30 +159,28 @@ impl Source {
     fn starting_at(ordinal: u64) -> Self {
         Self {
             next_ordinal: ordinal,
-            front_ordinal: ordinal,
+            in_flight: spans::Spans::starting_at(ordinal),
             ..Self::default()
         }
     }
 
+    /// The ordinal of the first record in flight.
+    fn front_ordinal(&self) -> u64 {
+        self.in_flight.front()
+    }
+
     /// Admits the next record of this source; see [`Tracker::admit`].
-    fn admit(&mut self, source: &SourceId, offset: &Offset, admission: Admission) -> Option<Ticket> {
+    fn admit(&mut self, offset: &Offset, admission: Admission) -> Option<Ticket> {
         let state = self;
         if state.checkpoint.as_ref().is_some_and(|c| offset <= c) {
             return None;
-        }
-        if let Some(last) = state.in_flight.back() {
-            debug_assert!(
-                last.offset() < *offset,
-                "records of {source} admitted out of order: {offset:?} after {:?}",
-                last.offset()
-            );
         }
         let already_delivered = admission.done || is_delivered(&state.delivered, offset);
         let ordinal = state.next_ordinal;
         state.next_ordinal += 1;
         state
             .in_flight
-            .push_back(InFlight::new(offset, already_delivered, admission.ends_input));
+            .push(ordinal, offset, already_delivered, admission.ends_input);
         if already_delivered {
             match state.admitted_done.last_mut() {
                 Some((_, end)) if *end == ordinal => *end += 1,
@@ -253,33 +213,7 @@ impl Source {
         let oracle = self.merged_by_scan(fresh.clone());
         claimed.append(&mut self.admitted_done);
         claimed.sort_unstable_by_key(|range| range.0);
-        let len = self.in_flight.len();
-        let index = |ordinal: u64| (ordinal.saturating_sub(self.front_ordinal) as usize).min(len);
-        let mut walked_to = 0;
-        for (first, end) in claimed {
-            let mut at = index(first).max(walked_to);
-            let end = index(end);
-            while at < end {
-                if !self.in_flight[at].delivered {
-                    at += 1;
-                    continue;
-                }
-                let mut a = at;
-                while a > 0 && self.in_flight[a - 1].delivered {
-                    a -= 1;
-                }
-                let mut b = at;
-                while b + 1 < len && self.in_flight[b + 1].delivered {
-                    b += 1;
-                }
-                fresh.push(Run {
-                    first: self.in_flight[a].offset(),
-                    last: self.in_flight[b].offset(),
-                });
-                walked_to = b + 1;
-                at = walked_to;
-            }
-        }
+        fresh.extend(self.in_flight.delivered_around(&claimed));
         fresh.sort_by(|a, b| a.first.cmp(&b.first));
         let mut old = std::mem::take(&mut self.delivered);
         if !old.is_sorted_by(|a, b| a.first <= b.first) {
@@ -322,24 +256,7 @@ impl Source {
     fn merged_by_scan(&self, fresh: Vec<Run>) -> Vec<Run> {
         let mut runs = self.delivered.clone();
         runs.extend(fresh);
-        let run = |first: usize, last: usize| Run {
-            first: self.in_flight[first].offset(),
-            last: self.in_flight[last].offset(),
-        };
-        let mut start: Option<usize> = None;
-        for (at, entry) in self.in_flight.iter().enumerate() {
-            match (start, entry.delivered) {
-                (None, true) => start = Some(at),
-                (Some(first), false) => {
-                    runs.push(run(first, at - 1));
-                    start = None;
-                }
-                _ => {}
-            }
-        }
-        if let Some(first) = start {
-            runs.push(run(first, self.in_flight.len() - 1));
-        }
+        runs.extend(self.in_flight.delivered_by_scan());
         runs.sort_by(|a, b| a.first.cmp(&b.first));
         let mut merged: Vec<Run> = Vec::with_capacity(runs.len());
         for run in runs {
@@ -359,12 +276,8 @@ impl Source {
     }
 
     fn advance(&mut self) {
-        while self.in_flight.front().is_some_and(|front| front.delivered) {
-            let front = self.in_flight.pop_front().expect("front exists");
-            self.front_ordinal += 1;
-            if front.ends_input {
-                self.checkpoint = Some(front.offset());
-            }
+        if let Some(checkpoint) = self.in_flight.pop_delivered() {
+            self.checkpoint = Some(checkpoint);
         }
         if let Some(checkpoint) = &self.checkpoint {
             self.delivered.retain(|run| &run.last > checkpoint);
@@ -583,9 +496,9 @@ impl Tracker {
                 self.sources.insert(source.clone(), Source::starting_at(floor));
             }
             let state = self.sources.get_mut(source).expect("inserted");
-            tickets.push(state.admit(source, offset, admission));
+            tickets.push(state.admit(offset, admission));
             while let Some((_, offset, admission)) = records.next_if(|(next, _, _)| *next == source) {
-                tickets.push(state.admit(source, offset, admission));
+                tickets.push(state.admit(offset, admission));
             }
         }
         tickets
@@ -611,7 +524,7 @@ impl Tracker {
         let stale = claims.runs.iter().any(|claim| {
             self.sources
                 .get(&claim.source)
-                .is_none_or(|state| claim.first_ordinal < state.front_ordinal)
+                .is_none_or(|state| claim.first_ordinal < state.front_ordinal())
         });
         if stale {
             let id = ObjectId(self.next_object);
@@ -670,18 +583,30 @@ impl Tracker {
                 }
             }
         }
-        for claim in claims.runs {
-            let state = self.sources.get_mut(&claim.source).expect("admitted source");
-            let start = claim
-                .first_ordinal
-                .checked_sub(state.front_ordinal)
-                .expect("a delivered record is not behind the checkpoint") as usize;
-            for entry in state.in_flight.range_mut(start..start + claim.count as usize) {
-                entry.delivered = true;
+        // Per source, the object's records, delivered in one pass.
+        let mut by_source: Vec<(&SourceId, Vec<spans::Delivered>)> = Vec::new();
+        for claim in &claims.runs {
+            let part = spans::Delivered {
+                first: claim.first_ordinal,
+                count: claim.count,
+                run: &claim.run,
+            };
+            match by_source.iter_mut().find(|(source, _)| *source == &claim.source) {
+                Some((_, parts)) => parts.push(part),
+                None => by_source.push((&claim.source, vec![part])),
             }
-            of(&mut touched, &claim.source)
+        }
+        for (source, mut parts) in by_source {
+            let state = self.sources.get_mut(source).expect("admitted source");
+            debug_assert!(
+                parts.iter().all(|part| part.first >= state.front_ordinal()),
+                "a delivered record is not behind the checkpoint"
+            );
+            parts.sort_unstable_by_key(|part| part.first);
+            state.in_flight.deliver(&parts);
+            of(&mut touched, source)
                 .1
-                .push((claim.first_ordinal, claim.first_ordinal + claim.count));
+                .extend(parts.iter().map(|part| (part.first, part.first + part.count)));
         }
         for SourceRun { source, run } in pending.runs {
             of(&mut touched, &source).2.push(run);
@@ -746,19 +671,6 @@ mod tests {
     /// The claims of these admitted records, in this order.
     fn claims(records: &[Admitted]) -> Claims {
         Claims::of(records.iter().map(|(s, o, t)| (s, o, *t)))
-    }
-
-    #[test]
-    fn a_record_in_flight_takes_40_bytes() {
-        // Issue #17 (memory): one per record in flight; as an `Offset`
-        // and two flags it was 48.
-        assert_eq!(std::mem::size_of::<InFlight>(), 40);
-        let offset = Offset {
-            sequence_number: SequenceNumber::parse("49590338271490256608559692538361571095921575989136588898").unwrap(),
-            subsequence_number: 7,
-            output: 2,
-        };
-        assert_eq!(InFlight::new(&offset, false, true).offset(), offset);
     }
 
     #[test]
