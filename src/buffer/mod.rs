@@ -163,7 +163,7 @@ pub const RECORD_BOOKKEEPING: usize = std::mem::size_of::<Buffered>() + TRACKER_
 /// records among the data) until the objects around them are written.
 /// Counted as the 40 bytes its entry took before spans, so that a buffer
 /// of tiny records holds as many as before: counting the whole span made
-/// 1 MB buffers of 2-byte records 18% slower (issue #17, docs/benchmarks.md).
+/// 1 MB buffers of 2-byte records 18 – 20% slower (issue #17, docs/benchmarks.md).
 pub const TRACKER_SHARE: usize = 40;
 
 /// What a record costs the budget: its data and its bookkeeping (the
