@@ -1246,6 +1246,7 @@ fn dynamodb_unreachable_past_the_lease_instances_stop_reading_then_read_on_nothi
     // found by a proof check every tenth of a lease (allowed: 1 s for that
     // check and a loaded machine). The tenure's end ("shard lost") may
     // come later: the source handles it between its own DynamoDB calls.
+    let mut stopped_at: BTreeMap<(String, String), chrono::DateTime<chrono::FixedOffset>> = BTreeMap::new();
     for instance in &mut instances {
         let lines = instance.logs_so_far(Duration::ZERO);
         for shard in given_up[&instance.worker].keys() {
@@ -1259,6 +1260,7 @@ fn dynamodb_unreachable_past_the_lease_instances_stop_reading_then_read_on_nothi
                 .map(at)
                 .min()
                 .unwrap_or_else(|| panic!("{}: no line says when {shard}'s lease was given up", instance.worker));
+            stopped_at.insert((instance.worker.clone(), shard.clone()), stopped);
             let after = (stopped - down_at.fixed_offset()).to_std().unwrap();
             eprintln!("{} gave {shard} up {after:?} after DynamoDB went down", instance.worker);
             assert!(
@@ -1277,16 +1279,30 @@ fn dynamodb_unreachable_past_the_lease_instances_stop_reading_then_read_on_nothi
     test.wait_archived(&produced, &refs);
     let logs: Vec<Vec<serde_json::Value>> = instances.into_iter().map(Instance::stop).collect();
     // No shard read during the outage once given up: every read after it
-    // follows a take of the lease, made once DynamoDB answered again.
+    // follows a take of the lease, made once DynamoDB answered again. A
+    // reader may start in the outage before that, on a lease taken just
+    // before it and still proven (its lease taken before the outage: the
+    // observer saw the leases balanced, the reader had yet to start).
     for (worker, lines) in ["w1", "w2", "w3"].iter().zip(&logs) {
         for read in lines
             .iter()
             .filter(|l| l["message"] == "reading shard" && at(l) > down_at)
         {
             let shard = read["shard"].as_str().unwrap();
-            let taken = lines
-                .iter()
-                .any(|l| l["message"] == "lease taken" && l["shard"] == shard && at(l) > down_at && at(l) <= at(read));
+            // The take the read must follow: after the lease was given up,
+            // or for a shard not held when the outage began, after it
+            // began; before the give-up, any earlier take.
+            let since = match stopped_at.get(&(worker.to_string(), shard.to_owned())) {
+                Some(stopped) if at(read) < *stopped => None,
+                Some(stopped) => Some(*stopped),
+                None => Some(down_at.fixed_offset()),
+            };
+            let taken = lines.iter().any(|l| {
+                l["message"] == "lease taken"
+                    && l["shard"] == shard
+                    && since.is_none_or(|since| at(l) > since)
+                    && at(l) <= at(read)
+            });
             assert!(
                 taken,
                 "{worker} read {shard} after the outage began without taking its lease: {read}"
