@@ -571,48 +571,51 @@ impl Tracker {
             return;
         }
         let (pending, claims) = self.pending.remove(&id).expect("completing an object that was begun");
-        // Per source: the ordinal ranges delivered now, and the runs.
-        type Touched = (SourceId, Vec<(u64, u64)>, Vec<Run>);
-        let mut touched: Vec<Touched> = Vec::new();
-        fn of<'a>(touched: &'a mut Vec<Touched>, source: &SourceId) -> &'a mut Touched {
-            match touched.iter().position(|(s, _, _)| s == source) {
+        // Per source: the object's records, delivered in one pass, and the
+        // runs it delivered.
+        struct Touched<'a> {
+            source: SourceId,
+            parts: Vec<spans::Delivered<'a>>,
+            runs: Vec<Run>,
+        }
+        fn of<'t, 'a>(touched: &'t mut Vec<Touched<'a>>, source: &SourceId) -> &'t mut Touched<'a> {
+            match touched.iter().position(|t| &t.source == source) {
                 Some(at) => &mut touched[at],
                 None => {
-                    touched.push((source.clone(), Vec::new(), Vec::new()));
+                    touched.push(Touched {
+                        source: source.clone(),
+                        parts: Vec::new(),
+                        runs: Vec::new(),
+                    });
                     touched.last_mut().expect("just pushed")
                 }
             }
         }
-        // Per source, the object's records, delivered in one pass.
-        let mut by_source: Vec<(&SourceId, Vec<spans::Delivered>)> = Vec::new();
+        let mut touched: Vec<Touched> = Vec::new();
         for claim in &claims.runs {
-            let part = spans::Delivered {
+            of(&mut touched, &claim.source).parts.push(spans::Delivered {
                 first: claim.first_ordinal,
                 count: claim.count,
                 run: &claim.run,
-            };
-            match by_source.iter_mut().find(|(source, _)| *source == &claim.source) {
-                Some((_, parts)) => parts.push(part),
-                None => by_source.push((&claim.source, vec![part])),
-            }
+            });
         }
-        for (source, mut parts) in by_source {
-            let state = self.sources.get_mut(source).expect("admitted source");
+        for SourceRun { source, run } in pending.runs {
+            of(&mut touched, &source).runs.push(run);
+        }
+        for Touched {
+            source,
+            mut parts,
+            runs,
+        } in touched
+        {
+            let state = self.sources.get_mut(&source).expect("admitted source");
             debug_assert!(
                 parts.iter().all(|part| part.first >= state.front_ordinal()),
                 "a delivered record is not behind the checkpoint"
             );
             parts.sort_unstable_by_key(|part| part.first);
             state.in_flight.deliver(&parts);
-            of(&mut touched, source)
-                .1
-                .extend(parts.iter().map(|part| (part.first, part.first + part.count)));
-        }
-        for SourceRun { source, run } in pending.runs {
-            of(&mut touched, &source).2.push(run);
-        }
-        for (source, claimed, runs) in touched {
-            let state = self.sources.get_mut(&source).expect("admitted source");
+            let claimed = parts.iter().map(|part| (part.first, part.first + part.count)).collect();
             state.advance();
             state.merge_delivered(claimed, runs);
         }
