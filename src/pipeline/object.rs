@@ -376,7 +376,7 @@ impl ObjectPlanner {
         tickets: Vec<Ticket>,
     ) -> std::io::Result<PlannedObject> {
         let (key, name) = self.key(format, error_type, &records)?;
-        let body = self.compression.compress(&body, &name)?;
+        let body = self.compression.compress_owned(body, &name)?;
         Ok(PlannedObject {
             key,
             body: Body::Whole(Bytes::from(body)),
