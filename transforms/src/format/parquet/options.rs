@@ -62,6 +62,17 @@ impl Codec {
     }
 }
 
+/// The most a column chunk's dictionary holds before its values are
+/// written plain (arrow-rs's default is 1 MiB). A column of distinct values
+/// (ids, texts, URLs) fills any dictionary and falls back; until it does,
+/// every value is hashed into the dictionary, and the dictionary is held
+/// until the chunk is closed, for each column of each part of a buffer. A
+/// column of few values (a country, a status, a brand) stays far below
+/// it. At 1 MiB, 200 MB of benchmark records into Parquet took 3 to 9%
+/// more CPU than at 256 KiB, and made files of products and events 1 to 2%
+/// larger (docs/benchmarks.md, 2026-12-07; issue #17).
+pub const DICTIONARY_PAGE_BYTES: usize = 256 * 1024;
+
 /// Everything `[format]` says about Parquet output.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParquetFormat {
@@ -170,6 +181,7 @@ impl ParquetFormat {
             .set_compression(self.codec.parquet(self.codec_level))
             .set_data_page_size_limit(self.page_size_bytes)
             .set_dictionary_enabled(self.dictionary)
+            .set_dictionary_page_size_limit(DICTIONARY_PAGE_BYTES)
             .set_max_row_group_bytes(Some(self.row_group_bytes))
             .set_writer_version(if self.writer_version_2 {
                 WriterVersion::PARQUET_2_0

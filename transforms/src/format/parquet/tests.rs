@@ -229,6 +229,60 @@ fn the_codec_level_is_applied() {
 }
 
 #[test]
+fn a_column_of_distinct_values_leaves_its_dictionary_at_the_limit_and_few_values_keep_theirs() {
+    use parquet::basic::Encoding;
+    // 12,000 distinct ids of 40 bytes (480 KB: past the 256 KiB limit, under
+    // arrow-rs's 1 MiB) and a status of three values, in one part.
+    let records: Vec<Record> = (0..12_000)
+        .map(|i| {
+            let status = ["new", "shipped", "returned"][i % 3];
+            record(&format!(r#"{{"id":"{i:0>40}","status":"{status}"}}"#), "1", 0)
+        })
+        .collect();
+    let encoded = ParquetFormat::default().encode(&records);
+    assert_eq!(encoded.records, records.len());
+    // The encodings of each data page of a column, and whether it has a
+    // dictionary page.
+    let pages = |name: &str| {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let reader = SerializedFileReader::new(Bytes::from(encoded.body.clone())).unwrap();
+        assert_eq!(reader.num_row_groups(), 1);
+        let row_group = reader.get_row_group(0).unwrap();
+        let index = (0..row_group.num_columns())
+            .find(|&i| row_group.metadata().column(i).column_path().string() == name)
+            .unwrap();
+        let mut dictionary = false;
+        let mut data = Vec::new();
+        for page in row_group.get_column_page_reader(index).unwrap() {
+            let page = page.unwrap();
+            match page.page_type() {
+                parquet::basic::PageType::DICTIONARY_PAGE => dictionary = true,
+                _ => data.push(page.encoding()),
+            }
+        }
+        (dictionary, data)
+    };
+    // The ids' data pages are dictionary indices, then plain values once
+    // the dictionary passed 256 KiB.
+    let (dictionary, ids) = pages("id");
+    assert!(dictionary);
+    assert_eq!(ids.first(), Some(&Encoding::RLE_DICTIONARY), "{ids:?}");
+    assert_eq!(ids.last(), Some(&Encoding::PLAIN), "{ids:?}");
+    // The statuses keep their dictionary throughout.
+    let (dictionary, statuses) = pages("status");
+    assert!(dictionary);
+    assert!(statuses.iter().all(|e| *e == Encoding::RLE_DICTIONARY), "{statuses:?}");
+    // And the records are what was written.
+    assert_eq!(
+        read_back(&encoded.body),
+        records
+            .iter()
+            .map(|r| String::from_utf8(r.data.to_vec()).unwrap())
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
 fn inferred_mode_merges_and_refuses_what_cannot_fit() {
     let format = ParquetFormat::default();
     let records = [
