@@ -122,6 +122,36 @@ fn records_nested_too_deep_are_refused_alone_in_every_mode() {
     }
 }
 
+/// Values each larger than a whole dictionary (`DICTIONARY_PAGE_BYTES`),
+/// up to the largest record accepted, among small ones in one column: the
+/// column leaves its dictionary, and every record is written and reads back
+/// byte for byte, in every mode.
+#[test]
+fn values_larger_than_a_dictionary_are_written_and_read_back() {
+    let large = |n: usize, fill: char| {
+        let text: String = std::iter::repeat_n(fill, n).collect();
+        format!(r#"{{"a":"{text}","b":1}}"#)
+    };
+    let texts = vec![
+        r#"{"a":"x","b":1}"#.to_owned(),
+        large(options::DICTIONARY_PAGE_BYTES + 1, 'y'),
+        r#"{"a":"x","b":2}"#.to_owned(),
+        large(crate::check::MAX_RECORD_BYTES - 16, 'z'),
+        large(options::DICTIONARY_PAGE_BYTES * 2, 'y'),
+        r#"{"a":"w","b":3}"#.to_owned(),
+    ];
+    let records: Vec<Record> = texts.iter().enumerate().map(|(i, t)| record(t, i as u64)).collect();
+    for (mode, format) in formats() {
+        for pass in ["first", "second"] {
+            let encoded = format.encode(&records);
+            let why = format!("{mode}, {pass} batch");
+            assert_eq!(codes(&encoded), [], "{why}");
+            assert_eq!(encoded.records, records.len(), "{why}");
+            assert_eq!(read_back(&encoded.body), texts, "{why}");
+        }
+    }
+}
+
 /// Just below the limit, in inferred mode (the file's schema nests as deep
 /// as the records), the file reads back whole. (The end-to-end test reads
 /// such a file with pyarrow too.)
