@@ -176,6 +176,18 @@ impl Compression {
         }
     }
 
+    /// The size of an object from which this codec compresses it on every
+    /// core: gzip's members and zstd's jobs are compressed side by side
+    /// once there are enough of them for every worker. `None` for the
+    /// codecs that run on one core.
+    pub fn every_core_from(self) -> Option<usize> {
+        match self {
+            Self::Gzip => Some(workers() * gzip::BLOCK_BYTES),
+            Self::Zstd => Some(workers() * ZSTD_JOB_BYTES as usize),
+            Self::None | Self::Snappy | Self::Zip => None,
+        }
+    }
+
     /// Compresses a whole object. `entry_name` names the single entry of a
     /// zip archive; the other codecs ignore it.
     pub fn compress(self, body: &[u8], entry_name: &str) -> std::io::Result<Vec<u8>> {

@@ -101,4 +101,12 @@ pub trait ObjectStore: Send + Sync + Debug {
 
     /// A description for logs: where objects go, never a secret.
     fn describe(&self) -> String;
+
+    /// Whether a put writes on this machine (a directory) rather than
+    /// sending requests to a service. A local put of a streamed object
+    /// goes as fast as it is encoded: it waits on no round trip. The
+    /// default is a service.
+    fn is_local(&self) -> bool {
+        false
+    }
 }

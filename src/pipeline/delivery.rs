@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use spillway_destinations::retry::RetryPolicy;
-use spillway_destinations::{ObjectKey, ObjectStore, PutOutcome};
+use spillway_destinations::{Compression, ObjectKey, ObjectStore, PutOutcome};
 use spillway_transforms::{ErrorOutputType, Rejection, SourceId};
 
 use super::object::{Body, ObjectPlanner, PlannedObject};
@@ -57,6 +57,21 @@ pub(super) struct Delivery {
     /// the shard an object's records are of, asked between the intent's
     /// save and the put.
     pub leases: Option<Arc<dyn crate::coordination::holds::Leases>>,
+    /// Streamed objects of at least this many bytes of records are encoded
+    /// one at a time ([`Self::encodes_in_turn`]); `None`: they overlap.
+    pub streamed_in_turn_from: Option<usize>,
+}
+
+/// From how many bytes of records a streamed object put to `store`,
+/// compressed with `compression`, is encoded in turn: when the store is
+/// local (its put goes as fast as the encoding, with no round trip to wait
+/// on) and the codec then compresses on every core. Two such encodes at
+/// once only share the cores, each holding its batch's records: three
+/// buffers of records or more where one encoding and one filling do as
+/// well (issue #17). Objects sent to a service, or compressed on one core,
+/// keep overlapping up to `max_concurrent_puts`.
+pub(super) fn streamed_in_turn_from(store: &dyn ObjectStore, compression: Compression) -> Option<usize> {
+    compression.every_core_from().filter(|_| store.is_local())
 }
 
 /// Runs CPU-bound encoding off the async runtime.
@@ -70,6 +85,16 @@ pub(super) async fn blocking<T: Send + 'static>(
 }
 
 impl Delivery {
+    /// Whether a batch of `bytes` of records waits for the batch encoding
+    /// before it to finish, before it is taken: a format encoded whole
+    /// (Parquet, whose encoder works on every core), or a large streamed
+    /// object a local store takes as fast as it is encoded
+    /// ([`streamed_in_turn_from`]). `usize::MAX` asks whether any batch
+    /// may.
+    pub fn encodes_in_turn(&self, bytes: usize) -> bool {
+        self.planner.encodes_whole() || self.streamed_in_turn_from.is_some_and(|from| bytes >= from)
+    }
+
     /// Saves the intent, puts the object, and checkpoints its records.
     pub async fn deliver(&self, mut object: PlannedObject, info: FlushInfo) -> Result<(), RunError> {
         let _encoded = match &object.body {

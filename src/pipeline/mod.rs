@@ -300,6 +300,7 @@ async fn run_with(
             telemetry: telemetry.clone(),
         })
         .await;
+    let streamed_in_turn_from = delivery::streamed_in_turn_from(&*destination, objects.compression);
     let writer = writer::Writer {
         objects: delivery::Delivery {
             planner,
@@ -315,6 +316,7 @@ async fn run_with(
             catalog,
             budget: budget.clone(),
             leases: coordinated.as_ref().map(coordinated::Coordinated::leases),
+            streamed_in_turn_from,
         },
         endpoint: http,
         kinesis,

@@ -305,6 +305,7 @@ impl ObjectPlanner {
             compression: self.compression,
             entry_name: name,
             produced: Default::default(),
+            turn: Default::default(),
         };
         Ok(PlannedObject {
             key,

@@ -147,6 +147,19 @@ impl ObjectStore for Watched {
         }
     }
 
+    /// The gate holds a streamed put back before its payload is produced,
+    /// as a service slow to read the body would.
+    async fn put_stream(
+        &self,
+        key: &ObjectKey,
+        payload: &dyn spillway_destinations::Payload,
+        options: &PutOptions,
+    ) -> Result<PutOutcome, spillway_destinations::Error> {
+        self.gate.pass(key).await;
+        let body = spillway_destinations::store::collect(payload.open(), key).await?;
+        self.put(key, body, options).await
+    }
+
     async fn clean_up(&self, key: &ObjectKey) -> Result<(), spillway_destinations::Error> {
         self.store.clean_up(key).await
     }
@@ -182,6 +195,9 @@ struct Harness {
     max_concurrent: usize,
     /// Charged for objects held whole (Parquet).
     budget: crate::limits::MemoryBudget,
+    /// Streamed objects from this size are encoded in turn: never unless a
+    /// test says so (the watched store is not local).
+    streamed_in_turn_from: Option<usize>,
 }
 
 impl Harness {
@@ -237,6 +253,7 @@ path = "state"
             telemetry: Telemetry::standalone(STREAM),
             max_concurrent: 1,
             budget: watched.budget.clone(),
+            streamed_in_turn_from: None,
             watched,
         }
     }
@@ -304,6 +321,7 @@ path = "state"
                 catalog: None,
                 budget: self.budget.clone(),
                 leases: None,
+                streamed_in_turn_from: self.streamed_in_turn_from,
             },
             endpoint: None,
             kinesis: None,

@@ -20,7 +20,10 @@
 //! their records, while the router filled yet another (issue #17: one
 //! buffer filling, one encoding). Their puts still overlap, up to
 //! `max_concurrent_puts`. A streamed format encodes while it sends, so its
-//! puts are its encodes.
+//! puts are its encodes: they overlap, except a large object compressed on
+//! every core (gzip, zstd) into a local store, which waits on nothing but
+//! its encoding; those take turns too, each until its object has been
+//! produced (`Delivery::encodes_in_turn`).
 
 use std::sync::Arc;
 
@@ -31,7 +34,7 @@ use tokio::task::JoinSet;
 use super::delivery::{blocking, Delivery, FlushInfo};
 use super::endpoint::EndpointDelivery;
 use super::kinesis::KinesisDelivery;
-use super::object::PlannedObject;
+use super::object::{Body, PlannedObject};
 use super::RunError;
 use crate::buffer::{Batch, BufferKey};
 use crate::checkpoint::Ticket;
@@ -73,8 +76,7 @@ impl Writer {
         let max_concurrent = self.max_concurrent.max(1);
         let encoder = self
             .objects
-            .planner
-            .encodes_whole()
+            .encodes_in_turn(usize::MAX)
             .then(|| Arc::new(Semaphore::new(1)));
         let writer = Arc::new(self);
         let mut in_flight: JoinSet<Result<(), RunError>> = JoinSet::new();
@@ -86,7 +88,9 @@ impl Writer {
                 done.expect("a delivery does not panic")?;
                 continue;
             }
-            // And, with a format encoded whole, when the encoder is free.
+            // And, where batches are encoded in turn, when the encoder is
+            // free; a batch found small enough to overlap gives its turn
+            // back at once.
             let encoding = match &encoder {
                 None => None,
                 Some(encoder) => tokio::select! {
@@ -109,6 +113,7 @@ impl Writer {
                 batch = batches.recv() => batch,
             };
             let Some(batch) = batch else { break };
+            let encoding = encoding.filter(|_| writer.objects.encodes_in_turn(batch.bytes));
             let taken = writer.take(batch, encoding);
             if writer.is_endpoint_data(&taken.key) {
                 // Records sent to an endpoint keep their order.
@@ -201,7 +206,19 @@ impl Writer {
             (_, _, BufferKey::Redo(redo)) => self.deliver_redo(&redo, records, tickets, info).await?,
             (_, _, key) => {
                 let objects = self.plan(key, records, tickets).await?;
-                drop(encoding);
+                // Encoded whole, the objects leave the encoder free for the
+                // next batch while they are put; a streamed object is
+                // encoded by its put, and holds the turn until it has been
+                // produced.
+                if let Some(turn) = encoding {
+                    match objects.iter().find_map(|object| match &object.body {
+                        Body::Streamed(payload) => Some(payload),
+                        Body::Whole(_) => None,
+                    }) {
+                        Some(payload) => payload.hold_turn(turn),
+                        None => drop(turn),
+                    }
+                }
                 // One object that lets go of the batch's records when its
                 // delivery starts (below, before any wait) holds its bytes
                 // only, charged while it is delivered: the records' charge

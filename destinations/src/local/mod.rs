@@ -251,6 +251,10 @@ impl ObjectStore for LocalStore {
     fn describe(&self) -> String {
         format!("local directory {}", self.root.display())
     }
+
+    fn is_local(&self) -> bool {
+        true
+    }
 }
 
 /// Makes the directory of `path`; if an object is there already, what it

@@ -73,6 +73,10 @@ impl Gate {
     fn waiting(&self) -> usize {
         self.state.lock().unwrap().waiting.len()
     }
+
+    fn waiting_keys(&self) -> Vec<String> {
+        self.state.lock().unwrap().waiting.iter().cloned().collect()
+    }
 }
 
 /// Polls `done` every millisecond, for up to 10 seconds.
@@ -302,6 +306,86 @@ async fn parquet_batches_are_encoded_in_turn_and_still_put_at_once() {
     assert_eq!(h.checkpoint(), Some(offset(12)));
 }
 
+/// Writes three batches of 8 to 11 bytes of records as gzip'd JSON lines,
+/// with three puts allowed at once, streamed objects from `in_turn_from`
+/// bytes encoded in turn, and the gate closed; returns the harness, the
+/// running writer and the records.
+async fn three_gzip_batches(
+    in_turn_from: Option<usize>,
+) -> (Harness, tokio::task::JoinHandle<Result<(), RunError>>, Vec<Record>) {
+    let mut h = Harness::json_lines("").await;
+    h.max_concurrent = 3;
+    h.streamed_in_turn_from = in_turn_from;
+    h.watched.gate.close();
+    let batches = numbered(&[4, 4, 4]);
+    let (tx, rx) = mpsc::channel(batches.len());
+    for records in &batches {
+        tx.send(h.batch(BufferKey::Data, records.clone())).await.unwrap();
+    }
+    drop(tx);
+    let writer = tokio::spawn(h.writer().run(rx));
+    (h, writer, batches.into_iter().flatten().collect())
+}
+
+/// Lets every put through, waits for the writer, and checks that every
+/// record is in exactly one object and the checkpoint is at the last.
+async fn finish_and_check(h: &Harness, writer: tokio::task::JoinHandle<Result<(), RunError>>, all: &[Record]) {
+    h.watched.gate.open_all();
+    writer.await.unwrap().unwrap();
+    let mut lines = BTreeMap::<String, usize>::new();
+    for key in h.keys() {
+        for line in h.object(&key).split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            *lines.entry(String::from_utf8(line.to_vec()).unwrap()).or_default() += 1;
+        }
+    }
+    let expected: BTreeMap<String, usize> = all
+        .iter()
+        .map(|r| (String::from_utf8(r.data.to_vec()).unwrap(), 1))
+        .collect();
+    assert_eq!(lines, expected, "every record in exactly one object");
+    assert_eq!(h.checkpoint(), Some(offset(all.len() as u64)));
+    assert!(h.saved().pending.is_empty());
+}
+
+/// A large streamed object compressed on every core into a local store
+/// (`Delivery::encodes_in_turn`) is encoded by its put, one at a time:
+/// while the first put waits before its object is produced, the other
+/// batches are not even taken (no intent saved; their records stay with
+/// the router, which stops filling), and the next put begins only once
+/// the first object has been produced.
+#[tokio::test]
+async fn large_streamed_objects_into_a_local_store_are_put_in_turn() {
+    let (h, writer, all) = three_gzip_batches(Some(8)).await;
+    let mut seen = Vec::new();
+    for turn in 0..3 {
+        wait_until("the next put waits at the gate", || {
+            h.watched.gate.waiting_keys().iter().any(|k| !seen.contains(k))
+        })
+        .await;
+        // Given time to take another batch, the writer does not.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let waiting = h.watched.gate.waiting_keys();
+        assert_eq!(waiting.len(), 1, "turn {turn}: one put at a time, not {waiting:?}");
+        assert_eq!(h.saved().pending.len(), 1, "turn {turn}: one batch taken");
+        h.watched.gate.open(&waiting[0]);
+        seen.push(waiting[0].clone());
+    }
+    finish_and_check(&h, writer, &all).await;
+}
+
+/// Below that size, or into a store that is not local, streamed objects
+/// overlap up to `max_concurrent_puts`: small objects do not keep the
+/// cores busy, and a service's round trips are waited on side by side.
+#[tokio::test]
+async fn small_streamed_objects_and_objects_sent_to_a_service_overlap() {
+    for in_turn_from in [Some(12), None] {
+        let (h, writer, all) = three_gzip_batches(in_turn_from).await;
+        wait_until("every put waits at the gate", || h.watched.gate.waiting() == 3).await;
+        assert_eq!(h.saved().pending.len(), 3);
+        finish_and_check(&h, writer, &all).await;
+    }
+}
+
 /// Shuffles `0..n` by `keys` (one random key per index).
 fn permutation(keys: &[u32]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..keys.len()).collect();
@@ -327,4 +411,20 @@ proptest! {
             .unwrap();
         runtime.block_on(complete_out_of_order(sizes, order, crash_after));
     }
+}
+
+/// Streamed objects take turns only in a local store, and only with a codec
+/// that compresses on every core, from the size at which it does.
+#[test]
+fn only_a_local_store_with_a_codec_on_every_core_takes_turns() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = spillway_destinations::LocalStore::new(dir.path());
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let in_turn_from = |store: &dyn ObjectStore, codec| super::super::delivery::streamed_in_turn_from(store, codec);
+    assert_eq!(in_turn_from(&local, Compression::Gzip), Some(cores * 1024 * 1024));
+    assert_eq!(in_turn_from(&local, Compression::Zstd), Some(cores * 2 * 1024 * 1024));
+    for codec in [Compression::None, Compression::Snappy, Compression::Zip] {
+        assert_eq!(in_turn_from(&local, codec), None, "{codec:?}");
+    }
+    assert_eq!(in_turn_from(&MemoryStore::new(), Compression::Zstd), None);
 }
