@@ -48,7 +48,7 @@ fn main() -> std::io::Result<()> {
             ("zstd", true) => Box::new(zstd::stream::write::Encoder::new(&mut out, 3)?.auto_finish()),
             (name, _) => {
                 let codec = Compression::from_name(name).expect("a codec name");
-                let mut encoder = codec.encoder(&mut out, "bench.jsonl")?;
+                let mut encoder = codec.encoder(&mut out, "bench.jsonl", input.len())?;
                 for line in &lines {
                     write_line(&mut encoder, line)?;
                 }

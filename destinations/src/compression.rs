@@ -5,8 +5,15 @@
 //! with the rest of the pipeline: gzip as independent members compressed in
 //! parallel ([`gzip`]), zstd in its own multithreaded mode. Both stream:
 //! compressed bytes reach the inner writer while the input is still coming,
-//! so a large object is never whole in memory. Snappy's framing and zip are
-//! single-threaded.
+//! so a large object is never whole in memory. An object of one gzip block
+//! is compressed on the caller's thread (gzip starts its threads when a
+//! second block comes), and so is a zstd object too small to give every
+//! core a job ([`Compression::every_core_from`]): zstd must choose before
+//! the first byte, so it goes by the size it is told to expect
+//! ([`Compression::threads_for`]). Small objects overlap one another
+//! instead (up to `max_concurrent_puts`); starting zstd's threads and job
+//! buffers (about 19 MiB) for each cost more than compressing it (issue
+//! #17). Snappy's framing and zip are single-threaded.
 
 mod gzip;
 
@@ -188,11 +195,24 @@ impl Compression {
         }
     }
 
+    /// The threads zstd compresses an object of about `expected_bytes` on:
+    /// every core from [`Self::every_core_from`], otherwise the caller's
+    /// thread alone (see the module). gzip starts its threads only when a
+    /// second block comes, whatever the size expected; the other codecs
+    /// run on the caller's thread.
+    pub fn threads_for(self, expected_bytes: usize) -> usize {
+        match self {
+            Self::Zstd if self.every_core_from().is_some_and(|from| expected_bytes < from) => 1,
+            Self::Zstd | Self::Gzip => workers(),
+            Self::None | Self::Snappy | Self::Zip => 1,
+        }
+    }
+
     /// Compresses a whole object. `entry_name` names the single entry of a
     /// zip archive; the other codecs ignore it.
     pub fn compress(self, body: &[u8], entry_name: &str) -> std::io::Result<Vec<u8>> {
         let mut out = Vec::with_capacity(body.len() / 3);
-        let mut encoder = self.encoder(&mut out, entry_name)?;
+        let mut encoder = self.encoder(&mut out, entry_name, body.len())?;
         encoder.write_all(body)?;
         encoder.finish()?;
         Ok(out)
@@ -208,27 +228,30 @@ impl Compression {
     }
 
     /// A writer that compresses what it is given into `inner`, for objects
-    /// produced piece by piece. [`Encoder::finish`] must be called to write
-    /// the codec's trailer. A zip archive is built whole in memory and
-    /// written out at the end.
+    /// produced piece by piece, of about `expected_bytes` (which decides
+    /// the threads, [`Self::threads_for`]; any size may come).
+    /// [`Encoder::finish`] must be called to write the codec's trailer. A
+    /// zip archive is built whole in memory and written out at the end.
     pub fn encoder<'a, W: Write + Send + 'a>(
         self,
         inner: W,
         entry_name: &str,
+        expected_bytes: usize,
     ) -> std::io::Result<Box<dyn Encoder + 'a>> {
+        let threads = self.threads_for(expected_bytes);
         Ok(match self {
             Self::None => Box::new(Plain(inner)),
             Self::Gzip => Box::new(gzip::ParallelGzip::new(
                 inner,
                 flate2::Compression::default(),
                 gzip::BLOCK_BYTES,
-                workers(),
+                threads,
             )),
             Self::Snappy => Box::new(snap::write::FrameEncoder::new(inner)),
             Self::Zstd => {
                 let mut encoder = zstd::stream::write::Encoder::new(inner, 3)?;
-                if workers() > 1 {
-                    encoder.multithread(workers() as u32)?;
+                if threads > 1 {
+                    encoder.multithread(threads as u32)?;
                     encoder.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_BYTES))?;
                 }
                 Box::new(ZstdEncoder(BufWriter::with_capacity(ZSTD_BUFFER_BYTES, encoder)))
@@ -417,10 +440,7 @@ mod tests {
         assert!(decoded.stdout == body, "gzip -dc gave other bytes");
 
         let zst = dir.path().join("object.jsonl.zst");
-        assert!(
-            body.len() > ZSTD_JOB_BYTES as usize,
-            "one zstd job: its jobs are not tried"
-        );
+        let body = lines(Compression::Zstd.every_core_from().unwrap() + 12_345);
         std::fs::write(&zst, Compression::Zstd.compress(&body, "x").unwrap()).unwrap();
         match std::process::Command::new("zstd").arg("-dc").arg(&zst).output() {
             Ok(decoded) => {
@@ -431,11 +451,45 @@ mod tests {
         }
     }
 
+    /// zstd compresses an object on every core only from the size that
+    /// gives every core work, a smaller one on the caller's thread; the
+    /// codecs without threads always on one. Either side of that size (and
+    /// of gzip's), and when the object is larger than expected, written
+    /// in pieces, the object reads back whole.
+    #[test]
+    fn objects_too_small_for_every_core_are_compressed_on_one_thread() {
+        let from = Compression::Zstd.every_core_from().unwrap();
+        assert_eq!(Compression::Zstd.threads_for(0), 1);
+        assert_eq!(Compression::Zstd.threads_for(from - 1), 1);
+        assert_eq!(Compression::Zstd.threads_for(from), workers());
+        // gzip decides by what comes (one block: no thread).
+        assert_eq!(Compression::Gzip.threads_for(0), workers());
+        for codec in [Compression::Gzip, Compression::Zstd] {
+            let from = codec.every_core_from().unwrap();
+            for (len, expected) in [(from - 1, from - 1), (from, from), (from + 4_321, 10)] {
+                let body = lines(len);
+                let mut out = Vec::new();
+                let mut encoder = codec.encoder(&mut out, "x", expected).unwrap();
+                for piece in body.chunks(300_001) {
+                    encoder.write_all(piece).unwrap();
+                }
+                encoder.finish().unwrap();
+                assert!(
+                    codec.decompress(&out).unwrap() == body,
+                    "{codec:?}: {len} bytes, {expected} expected: other bytes back"
+                );
+            }
+        }
+        for codec in [Compression::None, Compression::Snappy, Compression::Zip] {
+            assert_eq!(codec.threads_for(usize::MAX), 1, "{codec:?}");
+        }
+    }
+
     /// Parallel members and zstd's threads cost little size: the objects
     /// are within 10% of a single-threaded, single-member encoding.
     #[test]
     fn parallel_outputs_are_about_as_small_as_single_threaded_ones() {
-        let body = lines(4 * gzip::BLOCK_BYTES);
+        let body = lines(Compression::Zstd.every_core_from().unwrap().max(4 * gzip::BLOCK_BYTES));
         let parallel = Compression::Gzip.compress(&body, "x").unwrap().len();
         let mut single = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         single.write_all(&body).unwrap();
@@ -449,9 +503,10 @@ mod tests {
     proptest::proptest! {
         #![proptest_config(proptest::test_runner::Config { cases: 24, ..Default::default() })]
 
-        /// Any body, empty to past three gzip blocks, written in any
-        /// pieces, round-trips through parallel gzip and multithreaded
-        /// zstd with the standard decoders.
+        /// Any body, empty to past zstd's size for every core, written in
+        /// any pieces, told its size or another, round-trips through gzip and
+        /// zstd (on one thread or on every core) with the standard
+        /// decoders.
         #[test]
         fn any_body_round_trips_through_gzip_and_zstd(
             seed in proptest::collection::vec(proptest::num::u8::ANY, 1..3_000),
@@ -460,7 +515,11 @@ mod tests {
                 0usize..(3 * gzip::BLOCK_BYTES + 5_000),
                 // Right on a block boundary, or a byte either side.
                 (1usize..4, 0usize..3).prop_map(|(blocks, off)| blocks * gzip::BLOCK_BYTES + off - 1),
+                // Either side of zstd's size for every core.
+                (0usize..3).prop_map(|off| Compression::Zstd.every_core_from().unwrap() + off - 1),
             ],
+            // What the encoder is told to expect: the size, or less.
+            told in proptest::prop_oneof![proptest::strategy::Just(None), (0usize..5_000_000).prop_map(Some)],
             writes in proptest::collection::vec(1usize..300_000, 1..6),
         ) {
             // The seed, each repetition altered, so that the body does not
@@ -468,7 +527,7 @@ mod tests {
             let body: Vec<u8> = (0..len).map(|i| seed[i % seed.len()] ^ ((i / seed.len()) as u8)).collect();
             for codec in [Compression::Gzip, Compression::Zstd] {
                 let mut out = Vec::new();
-                let mut encoder = codec.encoder(&mut out, "x").unwrap();
+                let mut encoder = codec.encoder(&mut out, "x", told.unwrap_or(body.len())).unwrap();
                 let mut rest = &body[..];
                 for size in writes.iter().cycle() {
                     if rest.is_empty() {

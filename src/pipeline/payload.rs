@@ -54,7 +54,7 @@ impl Payload for RecordsPayload {
                 total: 0,
             };
             let written = (|| {
-                let mut encoder = compression.encoder(&mut sink, &name)?;
+                let mut encoder = compression.encoder(&mut sink, &name, expected_bytes(&records))?;
                 format.write_records(&records, &mut encoder)?;
                 encoder.finish()
             })();
@@ -72,6 +72,12 @@ impl Payload for RecordsPayload {
         });
         rx
     }
+}
+
+/// About the size of the records written one to a line: what decides
+/// whether the codec compresses them on every core.
+fn expected_bytes(records: &[Record]) -> usize {
+    records.iter().map(|record| record.data.len() + 1).sum()
 }
 
 /// Cuts what it is given into chunks and sends them, waiting while the
