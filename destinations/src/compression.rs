@@ -518,7 +518,7 @@ mod tests {
                 // Either side of zstd's size for every core.
                 (0usize..3).prop_map(|off| Compression::Zstd.every_core_from().unwrap() + off - 1),
             ],
-            // What the encoder is told to expect: the size, or less.
+            // What the encoder is told to expect: the size, or another.
             told in proptest::prop_oneof![proptest::strategy::Just(None), (0usize..5_000_000).prop_map(Some)],
             writes in proptest::collection::vec(1usize..300_000, 1..6),
         ) {
