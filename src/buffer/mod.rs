@@ -209,9 +209,18 @@ pub struct Buffers {
     max_partition_bytes: usize,
     /// The process's memory budget, charged for every record pushed.
     budget: MemoryBudget,
-    /// How many records the last full data buffer held: the next one
-    /// opens with room for that many and an eighth ([`Self::room_for`]).
-    last_full_data: usize,
+    /// The records the data buffer makes room for when it opens (its
+    /// first record). A list that grows by doubling is copied at each
+    /// step and ends up to twice its records' size: 29 MB for the 20 MB
+    /// of a 64 MB buffer of products, with the list before it alive while
+    /// it is copied (issue #17). The data buffer of a pipeline without
+    /// per-shard buffers, which fills to about as many records each time,
+    /// opens with room for as many as the last full one and an eighth (the
+    /// room not filled is given back when it is taken); set when a full
+    /// one is taken. The others (partitions, error records, per-shard
+    /// buffers) open empty: many may be open at once, with few records
+    /// each.
+    data_room: usize,
 }
 
 impl Buffers {
@@ -231,7 +240,7 @@ impl Buffers {
             partition_bytes: 0,
             max_partition_bytes: PARTITIONS_MAX_BYTES.max(limits.max_bytes),
             budget: MemoryBudget::unlimited(),
-            last_full_data: 0,
+            data_room: 0,
         }
     }
 
@@ -280,9 +289,13 @@ impl Buffers {
             self.partition_bytes += item.record.data.len();
         }
         let charge = self.budget.charge(record_cost(item.record.data.len()));
-        let room = self.room_for(&key);
+        let data_room = self.data_room;
         let batcher = self.buffers.entry(key.clone()).or_insert_with(|| Batcher {
-            items: Vec::with_capacity(room),
+            items: Vec::with_capacity(if matches!(key.key, BufferKey::Data) {
+                data_room
+            } else {
+                0
+            }),
             ..Batcher::default()
         });
         batcher.charge.absorb(charge);
@@ -299,24 +312,6 @@ impl Buffers {
             flushed.push(batch);
         }
         flushed
-    }
-
-    /// The records a buffer at `slot` makes room for when it opens (its
-    /// first record). A list that grows by doubling is copied at each
-    /// step and ends up to twice its records' size: 29 MB for the 20 MB
-    /// of a 64 MB buffer of products, with the list before it alive while
-    /// it is copied (issue #17). The data buffer of a pipeline without
-    /// per-shard buffers, which fills to about as many records each time,
-    /// opens with room for as many as the last full one and an eighth (the
-    /// room not filled is given back when it is taken). The others
-    /// (partitions, error records, per-shard buffers) open empty: many may
-    /// be open at once, with few records each.
-    fn room_for(&self, slot: &Slot) -> usize {
-        if self.per_shard || !matches!(slot.key, BufferKey::Data) {
-            return 0;
-        }
-        let expected = self.last_full_data.saturating_add(self.last_full_data / 8);
-        expected.min(self.limits.max_records)
     }
 
     fn take_oldest_partition(&mut self) -> Option<Batch> {
@@ -428,8 +423,9 @@ impl Buffers {
         if batcher.items.is_empty() {
             return None;
         }
-        if matches!(key.key, BufferKey::Data) && reason == FlushReason::Size {
-            self.last_full_data = batcher.items.len();
+        if matches!(key.key, BufferKey::Data) && reason == FlushReason::Size && !self.per_shard {
+            let full = batcher.items.len();
+            self.data_room = full.saturating_add(full / 8).min(self.limits.max_records);
         }
         let mut items = batcher.items;
         // The list grew by doubling, or was made for more records: room no
