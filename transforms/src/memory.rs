@@ -9,9 +9,19 @@
 //! memory comes back as fresh pages the kernel must fault in and zero: a
 //! fifth of the CPU time of converting flat records to Parquet.
 //! [`keep_freed_memory`] makes it keep up to [`KEPT_BYTES`] of freed memory
-//! for the next buffer instead. Peak memory is unchanged (freed memory is
-//! reused before the heap grows); what is kept is released when the
-//! process exits, or when more than that is free at once.
+//! for the next buffer instead, for allocations under
+//! [`HEAP_ALLOCATIONS_BELOW`]: the read blocks and column chunks, many
+//! and alike, which the next buffer's reuse exactly.
+//!
+//! Larger ones (a buffer's record list, about 20 MB at 64 MB buffers of
+//! 440-byte records; zstd's window; a file's bytes) are mapped on their
+//! own and go back to the kernel when freed. They used to come from the
+//! heap too (up to 32 MiB): each is a little larger or smaller than the
+//! last, so the next did not fit the hole the last left, the heap grew
+//! around the holes, and a run's peak RSS grew with its length, 311
+//! against 219 MiB for 1 GB against 200 MB of products (zstd JSON lines,
+//! 64 MB buffers; issue #17, docs/benchmarks.md "Large allocations mapped
+//! on their own").
 //!
 //! That holds within one heap (an arena). glibc gives threads that allocate
 //! at the same time arenas of their own, up to 8 per core, and memory freed
@@ -23,8 +33,9 @@
 //! once than there are cores, and measured on 2 cores the runs were as fast
 //! (docs/benchmarks.md, "glibc's arenas").
 
-/// Allocations below this are taken from the heap, not mapped on their own.
-pub const HEAP_ALLOCATIONS_BELOW: usize = 32 * 1024 * 1024;
+/// Allocations below this are taken from the heap, not mapped on their
+/// own: above a read block (1 MiB), below a large buffer's record list.
+pub const HEAP_ALLOCATIONS_BELOW: usize = 4 * 1024 * 1024;
 /// Free memory at the top of a heap kept for reuse rather than returned.
 pub const KEPT_BYTES: usize = 256 * 1024 * 1024;
 
