@@ -8,9 +8,11 @@
 //! against 219 MiB for 1 GB against 200 MB of the same records).
 //!
 //! One test in its own binary (its own process): nothing else allocates
-//! while it reads the process's resident memory.
+//! while it reads the process's resident memory. glibc on Linux only: the
+//! settings are glibc's.
 
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#![cfg(all(target_os = "linux", target_env = "gnu"))]
+
 #[test]
 fn a_buffer_sized_allocation_goes_back_to_the_kernel_and_a_read_block_stays_for_reuse() {
     use spillway_transforms::memory::{keep_freed_memory, HEAP_ALLOCATIONS_BELOW};
@@ -63,7 +65,6 @@ fn a_buffer_sized_allocation_goes_back_to_the_kernel_and_a_read_block_stays_for_
 }
 
 /// `bytes` of memory, every page written.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn touched(bytes: usize) -> Vec<u8> {
     let mut v = Vec::with_capacity(bytes);
     v.resize(bytes, 1u8);
@@ -71,14 +72,12 @@ fn touched(bytes: usize) -> Vec<u8> {
 }
 
 /// Bytes malloc has mapped on their own (allocations not in a heap).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn mapped() -> usize {
     // SAFETY: mallinfo2 only reads malloc's statistics.
     unsafe { libc::mallinfo2() }.hblkhd
 }
 
 /// The process's resident memory, in bytes.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn rss() -> usize {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("a VmRSS line");
