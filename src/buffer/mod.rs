@@ -264,52 +264,79 @@ impl Buffers {
     /// Adds a record; returns the batches this flushed: the buffer's own if
     /// this filled it, and the oldest partition's if a new partition had
     /// to make room.
-    pub fn push(&mut self, key: BufferKey, mut item: Buffered, now: Instant) -> Vec<Batch> {
+    pub fn push(&mut self, key: BufferKey, item: Buffered, now: Instant) -> Vec<Batch> {
+        self.push_run(key, [item], now)
+    }
+
+    /// Adds a run of records, in order, all to `key`'s buffer (one per
+    /// shard with per-shard buffers); returns the batches this flushed, as
+    /// [`Self::push`] for each record would. The buffer is found and the
+    /// memory budget charged once for each stretch of the run that goes
+    /// into one buffer, not once a record (issue #17: per-record work per
+    /// run of records).
+    pub fn push_run(&mut self, key: BufferKey, items: impl IntoIterator<Item = Buffered>, now: Instant) -> Vec<Batch> {
         let mut flushed = Vec::new();
         let partition = matches!(key, BufferKey::Partition(_));
-        let key = Slot {
-            key,
-            shard: self.per_shard.then(|| item.record.position.source.clone()),
-        };
-        if partition {
-            // A source's records are slices of the blocks it read (a file
-            // reader's 1 MiB blocks, a decompressed object): one record
-            // kept in one of many partitions would keep its whole block
-            // alive, so that memory would follow the input rather than
-            // what the buffers hold. A partition's records own their bytes.
-            item.record.data = bytes::Bytes::copy_from_slice(&item.record.data);
-        }
-        if partition && !self.buffers.contains_key(&key) {
-            if self.open_partitions >= self.max_partitions {
-                flushed.extend(self.take_oldest_partition());
-            }
-            self.open_partitions += 1;
-        }
-        if partition {
-            self.partition_bytes += item.record.data.len();
-        }
-        let charge = self.budget.charge(record_cost(item.record.data.len()));
-        let data_room = self.data_room;
-        let batcher = self.buffers.entry(key.clone()).or_insert_with(|| Batcher {
-            items: Vec::with_capacity(if matches!(key.key, BufferKey::Data) {
-                data_room
-            } else {
-                0
-            }),
-            ..Batcher::default()
-        });
-        batcher.charge.absorb(charge);
-        batcher.opened_at.get_or_insert(now);
-        batcher.bytes += item.record.data.len();
-        batcher.items.push(item);
-        if batcher.bytes >= self.limits.max_bytes || batcher.items.len() >= self.limits.max_records {
-            flushed.extend(self.take(&key, FlushReason::Size));
-        }
-        while self.partition_bytes > self.max_partition_bytes {
-            let Some(batch) = self.take_oldest_partition() else {
-                break;
+        let mut items = items.into_iter().peekable();
+        while let Some(first) = items.peek() {
+            let slot = Slot {
+                key: key.clone(),
+                shard: self.per_shard.then(|| first.record.position.source.clone()),
             };
-            flushed.push(batch);
+            if partition && !self.buffers.contains_key(&slot) {
+                if self.open_partitions >= self.max_partitions {
+                    flushed.extend(self.take_oldest_partition());
+                }
+                self.open_partitions += 1;
+            }
+            let data_room = self.data_room;
+            let batcher = self.buffers.entry(slot.clone()).or_insert_with(|| Batcher {
+                items: Vec::with_capacity(if matches!(slot.key, BufferKey::Data) {
+                    data_room
+                } else {
+                    0
+                }),
+                ..Batcher::default()
+            });
+            batcher.opened_at.get_or_insert(now);
+            let mut cost = 0;
+            let mut full = false;
+            // This buffer's stretch of the run: the records of its shard,
+            // until it is full or the partitions hold too much.
+            while let Some(mut item) =
+                items.next_if(|item| slot.shard.is_none() || slot.shard.as_ref() == Some(&item.record.position.source))
+            {
+                if partition {
+                    // A source's records are slices of the blocks it read
+                    // (a file reader's 1 MiB blocks, a decompressed
+                    // object): one record kept in one of many partitions
+                    // would keep its whole block alive, so that memory
+                    // would follow the input rather than what the buffers
+                    // hold. A partition's records own their bytes.
+                    item.record.data = bytes::Bytes::copy_from_slice(&item.record.data);
+                    self.partition_bytes += item.record.data.len();
+                }
+                cost += record_cost(item.record.data.len());
+                batcher.bytes += item.record.data.len();
+                batcher.items.push(item);
+                if batcher.bytes >= self.limits.max_bytes || batcher.items.len() >= self.limits.max_records {
+                    full = true;
+                    break;
+                }
+                if self.partition_bytes > self.max_partition_bytes {
+                    break;
+                }
+            }
+            batcher.charge.absorb(self.budget.charge(cost));
+            if full {
+                flushed.extend(self.take(&slot, FlushReason::Size));
+            }
+            while self.partition_bytes > self.max_partition_bytes {
+                let Some(batch) = self.take_oldest_partition() else {
+                    break;
+                };
+                flushed.push(batch);
+            }
         }
         flushed
     }
@@ -790,5 +817,61 @@ mod tests {
         assert!(rest.iter().all(|b| shards(b) == ["shard-b"]));
         assert_eq!(rest.iter().map(|b| b.items.len()).sum::<usize>(), 2);
         assert_eq!(buffers.drop_shard(&SourceId::new("shard-a")), 0);
+    }
+
+    /// What a flushed batch is, for comparing two ways of filling buffers.
+    fn summary(batch: &Batch) -> (BufferKey, Vec<u64>, Vec<String>, usize, FlushReason, usize) {
+        (
+            batch.key.clone(),
+            batch.items.iter().map(|b| b.ticket.ordinal).collect(),
+            shards(batch),
+            batch.bytes,
+            batch.reason,
+            batch.charge.bytes(),
+        )
+    }
+
+    proptest::proptest! {
+        /// Records pushed as runs (cut anywhere) fill and flush the buffers
+        /// exactly as the same records pushed one by one: the same batches,
+        /// records, sizes, reasons and charges, the same memory used.
+        #[test]
+        fn a_run_is_buffered_as_its_records_one_by_one(
+            records in proptest::collection::vec((proptest::bool::ANY, 0usize..60), 0..60),
+            cuts in proptest::collection::vec(proptest::bool::ANY, 60),
+            max_records in 1usize..12,
+            per_shard in proptest::bool::ANY,
+            partitioned in proptest::bool::ANY,
+        ) {
+            let limits = BufferLimits { max_records, ..limits() };
+            let key = if partitioned { partition("p") } else { BufferKey::Data };
+            let make = || {
+                let buffers = Buffers::with_partitions(limits, 4).charging(MemoryBudget::new(usize::MAX));
+                if per_shard { buffers.per_shard() } else { buffers }
+            };
+            let items = || {
+                records.iter().enumerate().map(|(n, &(b, size))| item_of(if b { "shard-b" } else { "shard-a" }, n as u64, size))
+            };
+            let t0 = Instant::now();
+            let (mut one_by_one, mut in_runs) = (make(), make());
+            let mut expected: Vec<Batch> = items().flat_map(|item| one_by_one.push(key.clone(), item, t0)).collect();
+            let mut got = Vec::new();
+            let mut run = Vec::new();
+            for (n, item) in items().enumerate() {
+                run.push(item);
+                if cuts[n] {
+                    got.extend(in_runs.push_run(key.clone(), run.drain(..), t0));
+                }
+            }
+            got.extend(in_runs.push_run(key.clone(), run, t0));
+            proptest::prop_assert_eq!(one_by_one.budget.used(), in_runs.budget.used());
+            expected.extend(one_by_one.take_all(FlushReason::Shutdown));
+            got.extend(in_runs.take_all(FlushReason::Shutdown));
+            proptest::prop_assert_eq!(
+                expected.iter().map(summary).collect::<Vec<_>>(),
+                got.iter().map(summary).collect::<Vec<_>>()
+            );
+            proptest::prop_assert_eq!(got.iter().map(|b| b.items.len()).sum::<usize>(), records.len());
+        }
     }
 }

@@ -309,13 +309,37 @@ impl Router {
             .checkpoints
             .redo_routing(records.iter().map(|r| (&r.position.source, &r.position.offset, true)));
         let now = Instant::now();
+        // Data records go to their buffer a run at a time; a record that
+        // is refused, already delivered or part of an intent being redone
+        // is placed on its own, after the run before it.
+        let mut run = Vec::with_capacity(records.len());
         for (n, (record, ticket)) in records.into_iter().zip(tickets).enumerate() {
-            self.target = routing.targets.get_mut(n).and_then(Option::take);
+            let target = routing.targets.get_mut(n).and_then(Option::take);
             let verdict = self.check.check(&record);
-            self.place(record, ticket, verdict, now).await?;
+            match (target, ticket, verdict) {
+                (None, Some(ticket), Ok(())) => run.push(Buffered { record, ticket }),
+                (target, ticket, verdict) => {
+                    self.push_run(&mut run, now).await?;
+                    self.target = target;
+                    self.place(record, ticket, verdict, now).await?;
+                }
+            }
         }
+        self.push_run(&mut run, now).await?;
         self.target = None;
         self.flush_redo(routing.due).await
+    }
+
+    /// Buffers `run`'s data records (checked, admitted, none redone),
+    /// leaving it empty.
+    async fn push_run(&mut self, run: &mut Vec<Buffered>, now: Instant) -> Result<(), WriterGone> {
+        if run.is_empty() {
+            return Ok(());
+        }
+        for batch in self.buffers.push_run(BufferKey::Data, run.drain(..), now) {
+            self.hand_over(batch).await?;
+        }
+        Ok(())
     }
 
     /// Records the source refused: admitted in order like any other, and
