@@ -6,7 +6,7 @@
 use crate::error_record::ErrorOutputType;
 pub use crate::error_record::Rejection;
 use crate::record::Record;
-use crate::strict::{nests_deeper_than, parse_strict, too_deep, MAX_DEPTH};
+use crate::strict::{certainly_strict, nests_deeper_than, parse_strict, too_deep, MAX_DEPTH};
 
 /// The largest record accepted: Kinesis' limit of 1,000 KiB.
 pub const MAX_RECORD_BYTES: usize = 1_000 * 1024;
@@ -57,6 +57,11 @@ impl Check {
             return Ok(());
         }
         let text = simdutf8::compat::from_utf8(data).map_err(|err| not_utf8(&err))?;
+        // Most records: certainly accepted in one quick pass. The others
+        // are decided below, as if that pass had not been.
+        if certainly_strict(text) {
+            return Ok(());
+        }
         // Before the parser, which recurses once per level.
         if nests_deeper_than(data, MAX_DEPTH) {
             return Err(too_deep());

@@ -25,6 +25,9 @@ use std::fmt;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
+mod accept;
+pub use accept::certainly_strict;
+
 use crate::error_record::{ErrorOutputType, Rejection};
 
 /// The deepest nesting of arrays and objects a JSON record may have; the
