@@ -43,37 +43,23 @@ pub fn certainly_strict(text: &str) -> bool {
     'value: loop {
         // A value starts at `at`.
         match bytes.get(at) {
-            Some(b'{') => {
+            Some(&bracket @ (b'{' | b'[')) => {
                 depth += 1;
                 if depth > MAX_DEPTH {
                     return false;
                 }
-                open = (open << 1) | 1;
+                let object = bracket == b'{';
+                open = (open << 1) | u64::from(object);
                 at = whitespace(bytes, at + 1);
-                if bytes.get(at) == Some(&b'}') {
-                    at += 1;
-                    depth -= 1;
-                    open >>= 1;
-                } else {
-                    match member_name(bytes, at) {
-                        Some(next) => at = next,
-                        None => return false,
+                // Its first value (after a member's name), unless it is
+                // empty: then it is closed below, as after a last value.
+                if bytes.get(at) != Some(&closing(object)) {
+                    if object {
+                        let Some(next) = member_name(bytes, at) else {
+                            return false;
+                        };
+                        at = next;
                     }
-                    continue 'value;
-                }
-            }
-            Some(b'[') => {
-                depth += 1;
-                if depth > MAX_DEPTH {
-                    return false;
-                }
-                open <<= 1;
-                at = whitespace(bytes, at + 1);
-                if bytes.get(at) == Some(&b']') {
-                    at += 1;
-                    depth -= 1;
-                    open >>= 1;
-                } else {
                     continue 'value;
                 }
             }
@@ -90,7 +76,8 @@ pub fn certainly_strict(text: &str) -> bool {
             },
             _ => return false,
         }
-        // A value ended before `at`: what follows it.
+        // A value ended before `at` (or an empty array or object opened):
+        // what follows.
         loop {
             at = whitespace(bytes, at);
             if depth == 0 {
@@ -101,21 +88,30 @@ pub fn certainly_strict(text: &str) -> bool {
                 Some(b',') => {
                     at = whitespace(bytes, at + 1);
                     if in_object {
-                        match member_name(bytes, at) {
-                            Some(next) => at = next,
-                            None => return false,
-                        }
+                        let Some(next) = member_name(bytes, at) else {
+                            return false;
+                        };
+                        at = next;
                     }
                     continue 'value;
                 }
-                Some(b'}') if in_object => {}
-                Some(b']') if !in_object => {}
+                Some(&byte) if byte == closing(in_object) => {}
                 _ => return false,
             }
             at += 1;
             depth -= 1;
             open >>= 1;
         }
+    }
+}
+
+/// The byte that closes an object or an array.
+#[inline(always)]
+fn closing(object: bool) -> u8 {
+    if object {
+        b'}'
+    } else {
+        b']'
     }
 }
 
