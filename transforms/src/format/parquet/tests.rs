@@ -728,7 +728,7 @@ fn archived_statuses_and_products_read_back_whole_with_their_positions() {
     // and the products are rebuilt, but for a few statuses whose keys are
     // in an order of their own (with serde_json's `preserve_order`, which
     // the workspace's build may turn on, the statuses' own order).
-    let spaced = |i: usize| i % 7 == 0;
+    let spaced = |i: usize| i.is_multiple_of(7);
     assert!((0..lines.len()).filter(|&i| spaced(i)).all(|i| stored[i]));
     let others = (0..lines.len()).filter(|&i| !spaced(i));
     let kept = others.clone().filter(|&i| stored[i]).count();
