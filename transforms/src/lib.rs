@@ -2,13 +2,15 @@
 //!
 //! This crate holds spillway's record model ([`record`]), the checks a record
 //! must pass before it is buffered ([`check`]), the Firehose-style error record
-//! a rejected record becomes ([`error_record`]), what a JSON record may be
+//! a rejected record becomes ([`error_record`]), where a JSON string's next
+//! escape is ([`escape`]), what a JSON record may be
 //! on every path ([`strict`]), and the output formats that
 //! turn a batch of records into the bytes of one object ([`format`]).
 //! It never talks to AWS or to a destination: it deals in records and bytes.
 
 pub mod check;
 pub mod error_record;
+pub mod escape;
 pub mod format;
 pub mod memory;
 pub mod record;

@@ -15,7 +15,7 @@ use super::direct::Expr;
 use super::read;
 use bytes::Bytes;
 use jaq_json::Val;
-use spillway_transforms::format::parquet::canonical::find_escape;
+use spillway_transforms::escape::find_escape;
 use spillway_transforms::strict::{nests_deeper_than, MAX_DEPTH};
 
 /// The most values a program may make of one record.

@@ -20,7 +20,7 @@
 
 use bytes::Bytes;
 use jaq_json::{Map, Num, Val};
-use spillway_transforms::format::parquet::canonical::find_escape;
+use spillway_transforms::escape::find_escape;
 
 /// `data` as jaq's reader reads it, if it is one JSON value (with
 /// whitespace around it); `None` when it is anything else.

@@ -25,10 +25,11 @@
 //! So it can make a check faster but never change its outcome: what it
 //! accepts the parser accepts (a property test holds it to that on
 //! generated and broken records), and everything else meets the parser.
-//! It is safe Rust: strings are skipped eight bytes at a time with word
-//! arithmetic (no SIMD intrinsics, the same on every CPU).
+//! Strings are skipped with the escape scan Parquet's flat path and its
+//! canonical JSON use ([`crate::escape::find_escape`]).
 
 use super::MAX_DEPTH;
+use crate::escape::find_escape;
 
 /// Whether `text` is certainly one JSON text that the strict rule accepts
 /// ([`super::parse_strict`]) and nests at most [`MAX_DEPTH`] deep. `false`
@@ -134,60 +135,32 @@ fn member_name(bytes: &[u8], at: usize) -> Option<usize> {
     (bytes.get(at) == Some(&b':')).then(|| whitespace(bytes, at + 1))
 }
 
-const ONES: u64 = u64::from_ne_bytes([1; 8]);
-const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
-
-/// Whether any of the eight bytes of `word` (little-endian) is a quote, a
-/// backslash or below 0x20, as the high bit of each such byte; the lowest
-/// set bit is exact (higher ones may be false: the subtraction borrows).
-#[inline(always)]
-fn stops(word: u64) -> u64 {
-    let quote = word ^ (ONES * u64::from(b'"'));
-    let backslash = word ^ (ONES * u64::from(b'\\'));
-    ((quote.wrapping_sub(ONES) & !quote) | (backslash.wrapping_sub(ONES) & !backslash) | word.wrapping_sub(ONES * 0x20))
-        & !word
-        & HIGH
-}
-
 /// A string's body from `at` (after its opening quote): the index after
 /// its closing quote, or `None` if it is malformed or holds a surrogate
-/// escape.
+/// escape. Bytes from 0x80 are UTF-8, checked by the caller.
 #[inline(always)]
 fn string(bytes: &[u8], mut at: usize) -> Option<usize> {
     loop {
-        // Skip eight bytes at a time to the next quote, backslash or
-        // control byte (bytes from 0x80 are UTF-8, checked by the caller).
-        while let Some(word) = bytes.get(at..).and_then(<[u8]>::first_chunk::<8>) {
-            let found = stops(u64::from_le_bytes(*word));
-            if found != 0 {
-                at += (found.trailing_zeros() / 8) as usize;
-                break;
-            }
-            at += 8;
-        }
-        // Then byte by byte, up to the next eight.
-        let end = at + 8;
-        while at < end {
-            match *bytes.get(at)? {
-                b'"' => return Some(at + 1),
-                b'\\' => match *bytes.get(at + 1)? {
-                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => at += 2,
-                    b'u' => {
-                        let hex = bytes.get(at + 2..at + 6)?;
-                        if !hex.iter().all(u8::is_ascii_hexdigit) {
-                            return None;
-                        }
-                        // D800 to DFFF: paired or lone, the parser decides.
-                        if hex[0] | 0x20 == b'd' && matches!(hex[1] | 0x20, b'8'..=b'9' | b'a'..=b'f') {
-                            return None;
-                        }
-                        at += 6;
+        // The next quote, backslash or control byte; none: unterminated.
+        at += find_escape(bytes.get(at..)?)?;
+        match bytes[at] {
+            b'"' => return Some(at + 1),
+            b'\\' => match *bytes.get(at + 1)? {
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => at += 2,
+                b'u' => {
+                    let hex = bytes.get(at + 2..at + 6)?;
+                    if !hex.iter().all(u8::is_ascii_hexdigit) {
+                        return None;
                     }
-                    _ => return None,
-                },
-                0..=0x1f => return None,
-                _ => at += 1,
-            }
+                    // D800 to DFFF: paired or lone, the parser decides.
+                    if hex[0] | 0x20 == b'd' && matches!(hex[1] | 0x20, b'8'..=b'9' | b'a'..=b'f') {
+                        return None;
+                    }
+                    at += 6;
+                }
+                _ => return None,
+            },
+            _ => return None,
         }
     }
 }
@@ -315,22 +288,6 @@ mod tests {
             many_digits.as_str(),
         ] {
             assert!(!certainly_strict(text), "{text:?}");
-        }
-    }
-
-    #[test]
-    fn the_word_scan_finds_the_first_stop() {
-        for (bytes, first) in [
-            (*b"abcdefgh", None),
-            (*b"abc\"efgh", Some(3)),
-            (*b"\\bcdefg\"", Some(0)),
-            (*b"\xc3\xa9cdefg\x1f", Some(7)),
-            (*b"\x7f\x80\xff\x20!#[]", None),
-            (*b"ab\x00\"\\\"\\\"", Some(2)),
-        ] {
-            let found = stops(u64::from_le_bytes(bytes));
-            let at = (found != 0).then(|| (found.trailing_zeros() / 8) as usize);
-            assert_eq!(at, first, "{bytes:?}");
         }
     }
 

@@ -21,7 +21,8 @@
 //! records fall back (a stream the parser reads anyway).
 
 use super::{ColumnBuilder, Kind, RowBuilder};
-use crate::format::parquet::canonical::{find_escape, EXACT_INTEGERS};
+use crate::escape::find_escape;
+use crate::format::parquet::canonical::EXACT_INTEGERS;
 use crate::format::parquet::infer::{merge_scalar, Cursor, Fields, Inference, Room, Shape};
 use crate::format::parquet::schema::{Column, ColumnType, RESERVED_PREFIX};
 
