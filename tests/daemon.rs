@@ -195,6 +195,72 @@ fn kill_9_with_several_puts_in_flight_then_restart_archives_exactly_once() {
     );
 }
 
+/// The same kill with zstd objects of 5 MB buffers, which are compressed
+/// as their buffers fill (the records then keep only their places and
+/// tickets): the objects in flight at the kill are settled or redone from
+/// the source, every record exactly once.
+#[test]
+fn kill_9_with_buffers_compressed_as_they_fill_then_restart_archives_exactly_once() {
+    let moto = Moto::new("early-kill");
+    let proxy = FaultProxy::start(
+        &moto.endpoint,
+        Arc::new(|target: &str, _| {
+            let data_put = target.starts_with("PUT") && target.contains("/clicks/");
+            Some(Fault::delay(match data_put {
+                true => Duration::from_millis(1_500),
+                false => LATENCY,
+            }))
+        }),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let records = write_records(dir.path(), "events.ndjson", 40_000, 1_000);
+    let config = write_config(
+        dir.path(),
+        &s3_pipeline(
+            "clicks",
+            "events.ndjson",
+            &proxy.url,
+            &moto.bucket,
+            "max_concurrent_puts = 4\ncompression = \"zstd\"",
+        )
+        .replace("size_mb = 1\n", "size_mb = 5\n"),
+    );
+    let (mut child, mut watch) = spawn(dir.path(), &["run", "--config", config.to_str().unwrap()]);
+    assert!(
+        watch.wait_for("\"flushed\"", Duration::from_secs(60)),
+        "{:#?}",
+        watch.seen
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+    let state = std::fs::read_to_string(dir.path().join("state/clicks.checkpoint.json")).unwrap();
+    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    let pending = state["pending"].as_array().unwrap().len();
+    assert!(
+        pending >= 2,
+        "the kill should land with several puts in flight: {state}"
+    );
+
+    let output = run(dir.path(), &config);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let objects: BTreeMap<String, Vec<u8>> = moto
+        .objects()
+        .into_iter()
+        .map(|(key, body)| {
+            assert!(key.ends_with(".zst"), "{key}");
+            (key, zstd::decode_all(&body[..]).unwrap())
+        })
+        .collect();
+    assert!(objects.len() >= 8, "{:?}", objects.keys());
+    assert_exactly_once(
+        lines_of(&objects, "clicks/"),
+        &records,
+        "zstd archive after kill -9 and restart",
+    );
+}
+
 /// Three configurations in a directory, the second pointing at a port
 /// where nothing listens.
 fn three_pipelines(dir: &Path, moto: &Moto) -> (PathBuf, Vec<Vec<u8>>, Vec<Vec<u8>>) {

@@ -28,6 +28,13 @@
 //! ([`crate::limits`]), and a flushed [`Batch`] carries its records'
 //! charge until the writer is done with it. When the budget is full the
 //! router flushes the largest buffer ([`Buffers::take_largest`]).
+//!
+//! The data buffer may also be encoded as it fills ([`Buffers::encoding`]):
+//! each record pushed is written at once into the buffer's object (a
+//! [`Filling`]), and the record keeps its place, ticket and metadata but
+//! lets go of its data. The pipeline turns it on where the object is
+//! compressed on every core and nothing will need the records' data again
+//! (`pipeline/early.rs`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -123,6 +130,21 @@ pub struct Buffered {
     pub ticket: Ticket,
 }
 
+/// A buffer's object, written as its records arrive (see the module).
+/// A write that fails is kept and returned by [`Filling::finish`]: the
+/// batch then fails to deliver, and its records are read again.
+pub trait Filling: Send + Sync + fmt::Debug {
+    /// Writes one record (its data, and the metadata the format takes).
+    fn write(&mut self, record: &Record);
+    /// The object's bytes, encoded and compressed.
+    fn finish(self: Box<Self>) -> std::io::Result<Vec<u8>>;
+}
+
+/// Opens the [`Filling`] of each data buffer encoded as it fills.
+pub trait Fills: Send + Sync + fmt::Debug {
+    fn open(&self) -> Box<dyn Filling>;
+}
+
 /// The most record data all partition buffers together hold (unless one
 /// buffer's `size_mb` is larger): 500 partitions of 128 MiB would be 64 GiB.
 pub const PARTITIONS_MAX_BYTES: usize = 256 * 1024 * 1024;
@@ -149,6 +171,9 @@ pub struct Batch {
     /// The memory its records hold: released when the batch is dropped,
     /// once delivered (or written as error records).
     pub charge: Charge,
+    /// Its object, encoded as its records came ([`Buffers::encoding`]):
+    /// its records then hold no data.
+    pub encoded: Option<Box<dyn Filling>>,
 }
 
 /// What a buffered record costs beside its data: the record and its
@@ -191,6 +216,8 @@ struct Batcher {
     opened_at: Option<Instant>,
     /// What its records cost the memory budget.
     charge: Charge,
+    /// Its object, encoded as its records arrive ([`Buffers::encoding`]).
+    filling: Option<Box<dyn Filling>>,
 }
 
 /// Every buffer of a pipeline.
@@ -221,6 +248,8 @@ pub struct Buffers {
     /// buffers) open empty: many may be open at once, with few records
     /// each.
     data_room: usize,
+    /// Opens the object of the data buffer encoded as it fills, if it is.
+    fills: Option<Arc<dyn Fills>>,
 }
 
 impl Buffers {
@@ -241,7 +270,15 @@ impl Buffers {
             max_partition_bytes: PARTITIONS_MAX_BYTES.max(limits.max_bytes),
             budget: MemoryBudget::unlimited(),
             data_room: 0,
+            fills: None,
         }
+    }
+
+    /// These buffers, the data buffer encoded as it fills by what `fills`
+    /// opens (see the module). Not with per-shard buffers: each would hold
+    /// a codec of its own.
+    pub fn encoding(self, fills: Option<Arc<dyn Fills>>) -> Self {
+        Self { fills, ..self }
     }
 
     /// These buffers, charging `budget` for every record pushed.
@@ -257,6 +294,7 @@ impl Buffers {
     pub fn per_shard(self) -> Self {
         Self {
             per_shard: true,
+            fills: None,
             ..self
         }
     }
@@ -289,13 +327,12 @@ impl Buffers {
                 }
                 self.open_partitions += 1;
             }
+            let data = matches!(slot.key, BufferKey::Data);
             let data_room = self.data_room;
+            let fills = self.fills.as_ref().filter(|_| data);
             let batcher = self.buffers.entry(slot.clone()).or_insert_with(|| Batcher {
-                items: Vec::with_capacity(if matches!(slot.key, BufferKey::Data) {
-                    data_room
-                } else {
-                    0
-                }),
+                items: Vec::with_capacity(if data { data_room } else { 0 }),
+                filling: fills.map(|fills| fills.open()),
                 ..Batcher::default()
             });
             batcher.opened_at.get_or_insert(now);
@@ -318,6 +355,12 @@ impl Buffers {
                 }
                 cost += record_cost(item.record.data.len());
                 batcher.bytes += item.record.data.len();
+                if let Some(filling) = &mut batcher.filling {
+                    filling.write(&item.record);
+                    // Written: the read block it is a slice of may go as
+                    // soon as its other records are written too.
+                    item.record.data = bytes::Bytes::new();
+                }
                 batcher.items.push(item);
                 if batcher.bytes >= self.limits.max_bytes || batcher.items.len() >= self.limits.max_records {
                     full = true;
@@ -465,6 +508,7 @@ impl Buffers {
             bytes: batcher.bytes,
             reason,
             charge: batcher.charge,
+            encoded: batcher.filling,
         })
     }
 }

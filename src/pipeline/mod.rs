@@ -10,6 +10,7 @@
 mod catalog;
 mod coordinated;
 mod delivery;
+mod early;
 mod endpoint;
 pub mod kinesis;
 pub mod many;

@@ -16,6 +16,7 @@ use spillway_transforms::format::parquet::{ParquetFormat, Schema, TableEncoded, 
 use spillway_transforms::{error_record, Encoded, ErrorOutputType, Format, Record, Rejection};
 
 use super::payload::RecordsPayload;
+use crate::buffer::Filling;
 use crate::checkpoint::{Claims, Ticket};
 use crate::config::ObjectDestination;
 use crate::processor::PartitionKeys;
@@ -126,6 +127,30 @@ impl ObjectPlanner {
         }
         let encoded = self.format.encode(&records);
         self.split_refused(records, tickets, encoded)
+    }
+
+    /// The data object of a batch encoded as its buffer filled
+    /// (`super::early`): `filled` holds its bytes, compressed, and its
+    /// records only their places. CPU-bound (the codec's last jobs): run
+    /// off the async runtime.
+    pub fn filled(
+        &self,
+        records: Vec<Record>,
+        tickets: Vec<Ticket>,
+        filled: Box<dyn Filling>,
+    ) -> std::io::Result<PlannedObject> {
+        let (key, _) = self.key(&self.format, None, &records)?;
+        let body = filled.finish()?;
+        Ok(PlannedObject {
+            key,
+            body: Body::Whole(Bytes::from(body)),
+            options: self.options(&self.format),
+            output: "data",
+            claims: claims_of(&records, tickets),
+            record_count: records.len(),
+            records: Arc::new(records),
+            new_errors: false,
+        })
     }
 
     /// [`Self::data`] under `schema` (a Glue table's columns) rather than

@@ -109,6 +109,7 @@ impl RedoBuffers {
             bytes: filling.bytes,
             reason,
             charge: Charge::default(),
+            encoded: None,
         })
     }
 

@@ -83,7 +83,8 @@ impl Router {
                 ..Check::new(config.format.expects_json())
             },
             buffers: Buffers::with_partitions(limits, config.partitioning.max_active_partitions)
-                .charging(budget.clone()),
+                .charging(budget.clone())
+                .encoding(super::early::fills_of(config)),
             partitioner: Partitioner::of(config),
             checkpoints,
             telemetry,

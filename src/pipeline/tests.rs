@@ -293,6 +293,7 @@ path = "state"
             bytes,
             reason: FlushReason::Size,
             charge: Default::default(),
+            encoded: None,
         }
     }
 

@@ -36,7 +36,7 @@ use super::endpoint::EndpointDelivery;
 use super::kinesis::KinesisDelivery;
 use super::object::{Body, PlannedObject};
 use super::RunError;
-use crate::buffer::{Batch, BufferKey};
+use crate::buffer::{Batch, BufferKey, Filling};
 use crate::checkpoint::Ticket;
 use crate::limits::Charge;
 use crate::telemetry::events::{BatchDone, BatchTaken};
@@ -64,6 +64,8 @@ struct Taken {
     /// With a format encoded whole: the turn to encode, given back once the
     /// batch's objects are encoded (see the module).
     encoding: Option<OwnedSemaphorePermit>,
+    /// Its object, if encoded as its buffer filled (`super::early`).
+    encoded: Option<Box<dyn Filling>>,
 }
 
 impl Writer {
@@ -135,6 +137,7 @@ impl Writer {
             bytes,
             reason,
             charge,
+            encoded,
         } = batch;
         let oldest_arrival = items.iter().map(|b| b.record.arrival).min();
         self.objects.telemetry.emit(BatchTaken { reason, oldest_arrival });
@@ -150,6 +153,7 @@ impl Writer {
             oldest_arrival,
             charge,
             encoding,
+            encoded,
         }
     }
 
@@ -199,13 +203,20 @@ impl Writer {
             oldest_arrival,
             charge,
             encoding,
+            encoded,
         } = taken;
         match (&self.endpoint, &self.kinesis, key) {
             (Some(endpoint), _, BufferKey::Data) => endpoint.deliver(&self.objects, records, tickets, info).await?,
             (_, Some(kinesis), BufferKey::Data) => kinesis.deliver(&self.objects, records, tickets, info).await?,
             (_, _, BufferKey::Redo(redo)) => self.deliver_redo(&redo, records, tickets, info).await?,
             (_, _, key) => {
-                let objects = self.plan(key, records, tickets).await?;
+                let objects = match encoded {
+                    Some(filled) => {
+                        let planner = self.objects.planner.clone();
+                        vec![blocking(move || planner.filled(records, tickets, filled)).await?]
+                    }
+                    None => self.plan(key, records, tickets).await?,
+                };
                 // Encoded whole, the objects leave the encoder free for the
                 // next batch while they are put; a streamed object is
                 // encoded by its put, and holds the turn until it has been

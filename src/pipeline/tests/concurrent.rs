@@ -167,6 +167,7 @@ impl Harness {
             items,
             reason: FlushReason::EndOfInput,
             charge: Default::default(),
+            encoded: None,
         })
     }
 }
