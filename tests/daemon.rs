@@ -137,9 +137,20 @@ fn with_100_ms_on_every_s3_request_four_puts_at_a_time_archive_exactly_once_and_
     assert!(four * 2 < one, "4 at a time took {four:?}, 1 at a time {one:?}");
 }
 
-#[test]
-fn kill_9_with_several_puts_in_flight_then_restart_archives_exactly_once() {
-    let moto = Moto::new("concurrent-kill");
+/// Archives `count` records of about 1 KB to S3 in buffers of `size_mb`
+/// (`extra`: more destination keys), data puts held back 1.5 s each; kills
+/// the run with several puts in flight, runs it again, and checks that it
+/// settled what was pending and archived every record exactly once.
+/// `decode` gives an object's lines from its key and bytes. Returns how
+/// many objects there are.
+fn kill_9_with_puts_in_flight_then_restart(
+    bucket: &str,
+    count: usize,
+    size_mb: u32,
+    extra: &str,
+    decode: fn(&str, &[u8]) -> Vec<u8>,
+) -> usize {
+    let moto = Moto::new(bucket);
     // Slow enough that several puts are in flight when the kill lands.
     let proxy = FaultProxy::start(
         &moto.endpoint,
@@ -152,16 +163,11 @@ fn kill_9_with_several_puts_in_flight_then_restart_archives_exactly_once() {
         }),
     );
     let dir = tempfile::tempdir().unwrap();
-    let records = write_records(dir.path(), "events.ndjson", 12_000, 1_000);
+    let records = write_records(dir.path(), "events.ndjson", count, 1_000);
     let config = write_config(
         dir.path(),
-        &s3_pipeline(
-            "clicks",
-            "events.ndjson",
-            &proxy.url,
-            &moto.bucket,
-            "max_concurrent_puts = 4",
-        ),
+        &s3_pipeline("clicks", "events.ndjson", &proxy.url, &moto.bucket, extra)
+            .replace("size_mb = 1\n", &format!("size_mb = {size_mb}\n")),
     );
     let (mut child, mut watch) = spawn(dir.path(), &["run", "--config", config.to_str().unwrap()]);
     // A first object written, and more in flight behind it.
@@ -188,11 +194,27 @@ fn kill_9_with_several_puts_in_flight_then_restart_archives_exactly_once() {
         stderr.contains("settled an object pending since the last run"),
         "{stderr}"
     );
+    let objects: BTreeMap<String, Vec<u8>> = moto
+        .objects()
+        .into_iter()
+        .map(|(key, body)| {
+            let lines = decode(&key, &body);
+            (key, lines)
+        })
+        .collect();
     assert_exactly_once(
-        lines_of(&moto.objects(), "clicks/"),
+        lines_of(&objects, "clicks/"),
         &records,
         "archive after kill -9 and restart",
     );
+    objects.len()
+}
+
+#[test]
+fn kill_9_with_several_puts_in_flight_then_restart_archives_exactly_once() {
+    kill_9_with_puts_in_flight_then_restart("concurrent-kill", 12_000, 1, "max_concurrent_puts = 4", |_, body| {
+        body.to_vec()
+    });
 }
 
 /// The same kill with zstd objects of 5 MB buffers, which are compressed
@@ -201,64 +223,17 @@ fn kill_9_with_several_puts_in_flight_then_restart_archives_exactly_once() {
 /// the source, every record exactly once.
 #[test]
 fn kill_9_with_buffers_compressed_as_they_fill_then_restart_archives_exactly_once() {
-    let moto = Moto::new("early-kill");
-    let proxy = FaultProxy::start(
-        &moto.endpoint,
-        Arc::new(|target: &str, _| {
-            let data_put = target.starts_with("PUT") && target.contains("/clicks/");
-            Some(Fault::delay(match data_put {
-                true => Duration::from_millis(1_500),
-                false => LATENCY,
-            }))
-        }),
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let records = write_records(dir.path(), "events.ndjson", 40_000, 1_000);
-    let config = write_config(
-        dir.path(),
-        &s3_pipeline(
-            "clicks",
-            "events.ndjson",
-            &proxy.url,
-            &moto.bucket,
-            "max_concurrent_puts = 4\ncompression = \"zstd\"",
-        )
-        .replace("size_mb = 1\n", "size_mb = 5\n"),
-    );
-    let (mut child, mut watch) = spawn(dir.path(), &["run", "--config", config.to_str().unwrap()]);
-    assert!(
-        watch.wait_for("\"flushed\"", Duration::from_secs(60)),
-        "{:#?}",
-        watch.seen
-    );
-    std::thread::sleep(Duration::from_millis(700));
-    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-    child.wait().unwrap();
-    let state = std::fs::read_to_string(dir.path().join("state/clicks.checkpoint.json")).unwrap();
-    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
-    let pending = state["pending"].as_array().unwrap().len();
-    assert!(
-        pending >= 2,
-        "the kill should land with several puts in flight: {state}"
-    );
-
-    let output = run(dir.path(), &config);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
-    let objects: BTreeMap<String, Vec<u8>> = moto
-        .objects()
-        .into_iter()
-        .map(|(key, body)| {
+    let objects = kill_9_with_puts_in_flight_then_restart(
+        "early-kill",
+        40_000,
+        5,
+        "max_concurrent_puts = 4\ncompression = \"zstd\"",
+        |key, body| {
             assert!(key.ends_with(".zst"), "{key}");
-            (key, zstd::decode_all(&body[..]).unwrap())
-        })
-        .collect();
-    assert!(objects.len() >= 8, "{:?}", objects.keys());
-    assert_exactly_once(
-        lines_of(&objects, "clicks/"),
-        &records,
-        "zstd archive after kill -9 and restart",
+            zstd::decode_all(body).unwrap()
+        },
     );
+    assert!(objects >= 8, "{objects} objects");
 }
 
 /// Three configurations in a directory, the second pointing at a port
