@@ -23,7 +23,9 @@
 //! puts are its encodes: they overlap, except a large object compressed on
 //! every core (gzip, zstd) into a local store, which waits on nothing but
 //! its encoding; those take turns too, each until its object has been
-//! produced (`Delivery::encodes_in_turn`).
+//! produced (`Delivery::encodes_in_turn`). A batch whose buffer was
+//! compressed as it filled (`super::early`) comes encoded: its object is
+//! finished (the codec's last jobs) and delivered whole.
 
 use std::sync::Arc;
 
