@@ -141,16 +141,7 @@ impl ObjectPlanner {
     ) -> std::io::Result<PlannedObject> {
         let (key, _) = self.key(&self.format, None, &records)?;
         let body = filled.finish()?;
-        Ok(PlannedObject {
-            key,
-            body: Body::Whole(Bytes::from(body)),
-            options: self.options(&self.format),
-            output: "data",
-            claims: claims_of(&records, tickets),
-            record_count: records.len(),
-            records: Arc::new(records),
-            new_errors: false,
-        })
+        Ok(self.whole(&self.format, None, key, records, body, tickets))
     }
 
     /// [`Self::data`] under `schema` (a Glue table's columns) rather than
@@ -403,7 +394,20 @@ impl ObjectPlanner {
     ) -> std::io::Result<PlannedObject> {
         let (key, name) = self.key(format, error_type, &records)?;
         let body = self.compression.compress_owned(body, &name)?;
-        Ok(PlannedObject {
+        Ok(self.whole(format, error_type, key, records, body, tickets))
+    }
+
+    /// The object `key` of `records`, whose bytes (compressed) are `body`.
+    fn whole(
+        &self,
+        format: &Format,
+        error_type: Option<ErrorOutputType>,
+        key: ObjectKey,
+        records: Vec<Record>,
+        body: Vec<u8>,
+        tickets: Vec<Ticket>,
+    ) -> PlannedObject {
+        PlannedObject {
             key,
             body: Body::Whole(Bytes::from(body)),
             options: self.options(format),
@@ -412,7 +416,7 @@ impl ObjectPlanner {
             record_count: records.len(),
             records: Arc::new(records),
             new_errors: false,
-        })
+        }
     }
 }
 
