@@ -33,7 +33,8 @@ pub struct ParquetSettings {
     /// The target size of a data page in bytes: 65,536 to 67,108,864.
     /// Default 1,048,576 (1 MiB), as Firehose.
     pub page_size_bytes: Option<i64>,
-    /// Dictionary encoding of columns (not of `_spillway_data`). Default
+    /// Dictionary encoding of columns (not of `_spillway_data`), where it
+    /// pays: learned from the pipeline's files (see `dictionary`). Default
     /// true.
     pub dictionary: Option<bool>,
     /// `"1.0"` (default, read by every engine) or `"2.0"` (data page v2 and

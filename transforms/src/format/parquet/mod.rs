@@ -20,12 +20,15 @@
 //! schema that only grows (`table`), so that its files read as one table.
 //!
 //! This module encodes a batch: parts, schema, single pass, the file. The
-//! options are in `options`, the cut into parts in `parts`, and a part's
-//! conversion into row groups in `row_group`.
+//! options are in `options`, the cut into parts in `parts`, a part's
+//! conversion into row groups in `row_group`, and which columns are
+//! written without a dictionary, learned from the files before, in
+//! `dictionary`.
 
 pub mod canonical;
 pub mod config;
 mod convert;
+mod dictionary;
 mod infer;
 mod json;
 mod meta;
@@ -46,6 +49,7 @@ use parquet::errors::ParquetError;
 use parquet::file::writer::SerializedFileWriter;
 
 pub use convert::KeyRules;
+pub use dictionary::{Dictionaries, PLAIN_FILES};
 pub use infer::MAX_COLUMNS;
 pub use options::{Codec, LastInferred, ParquetFormat};
 pub use parts::{MAX_PARTS, MIN_PART_BYTES, MIN_SAMPLED_BATCH_BYTES};
@@ -176,8 +180,13 @@ impl ParquetFormat {
             )));
         }
         let schema: SchemaRef = Arc::new(arrow_schema::Schema::new(fields));
-        let (mut file, factory) =
-            ArrowWriter::try_new(Vec::new(), schema.clone(), Some(self.properties()))?.into_serialized_writer()?;
+        let plain = if self.dictionary {
+            self.dictionaries.plain()
+        } else {
+            Vec::new()
+        };
+        let (mut file, factory) = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(self.properties(&plain)))?
+            .into_serialized_writer()?;
         let layout = Layout {
             schema: &schema,
             user_columns,
@@ -189,13 +198,14 @@ impl ParquetFormat {
         let mut written = 0;
         let mut inferences = Vec::new();
         let mut exact = true;
+        let mut judged = dictionary::Judged::default();
         let mut append = |file: &mut SerializedFileWriter<Vec<u8>>, part: EncodedPart| -> Result<(), ParquetError> {
             for row_group in part.row_groups {
                 let mut row_group_writer = file.next_row_group()?;
                 for chunk in row_group {
                     chunk.append_to_row_group(&mut row_group_writer)?;
                 }
-                row_group_writer.close()?;
+                judged.add(&*row_group_writer.close()?);
             }
             rejected.extend(part.rejected);
             written += part.written;
@@ -248,6 +258,11 @@ impl ParquetFormat {
             if !same || diverged {
                 return Ok(Written::Changed(inferred));
             }
+        }
+        // Only a file that stands teaches the next (see `dictionary`): a
+        // batch encodes the same whether or not a guess was tried first.
+        if self.dictionary {
+            self.dictionaries.learn(&judged);
         }
         Ok(Written::Encoded(Encoded {
             body: file.into_inner()?,

@@ -9,6 +9,7 @@ use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::schema::types::ColumnPath;
 
+use super::dictionary::Dictionaries;
 use super::{meta, Column, KeyRules, Schema};
 
 /// The compression codec of the pages inside the file.
@@ -102,6 +103,9 @@ pub struct ParquetFormat {
     /// Runtime state, not configuration: the schema the last batch
     /// inferred (see [`super::single_pass`]).
     pub last_inferred: LastInferred,
+    /// Runtime state, not configuration: the columns written plain for now
+    /// (see [`super::dictionary`]).
+    pub dictionaries: Dictionaries,
 }
 
 /// The columns the last batch of an inferred-schema format inferred: the
@@ -166,12 +170,15 @@ impl Default for ParquetFormat {
             keep_original: true,
             elide_rebuildable_original: true,
             last_inferred: LastInferred::default(),
+            dictionaries: Dictionaries::default(),
         }
     }
 }
 
 impl ParquetFormat {
-    pub(super) fn properties(&self) -> WriterProperties {
+    /// The writer's properties for a file whose columns `plain` are
+    /// written without a dictionary (see [`super::dictionary`]).
+    pub(super) fn properties(&self, plain: &[ColumnPath]) -> WriterProperties {
         let mut builder = WriterProperties::builder()
             .set_created_by(format!("spillway {}", env!("CARGO_PKG_VERSION")))
             .set_key_value_metadata(Some(vec![parquet::file::metadata::KeyValue::new(
@@ -196,6 +203,9 @@ impl ParquetFormat {
             .set_column_dictionary_enabled(ColumnPath::from(meta::DATA), false)
             .set_column_statistics_enabled(ColumnPath::from(meta::DATA), EnabledStatistics::None)
             .set_column_dictionary_enabled(ColumnPath::from(meta::SEQUENCE_NUMBER), false);
+        for path in plain {
+            builder = builder.set_column_dictionary_enabled(path.clone(), false);
+        }
         builder.build()
     }
 }

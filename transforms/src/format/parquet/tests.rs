@@ -228,6 +228,29 @@ fn the_codec_level_is_applied() {
     assert_ne!(size(Codec::Zstd, Some(19)), size(Codec::Zstd, Some(1)));
 }
 
+/// Whether a column of a file of one row group has a dictionary page, and
+/// the encoding of each of its data pages (`name` as
+/// `ColumnPath::string` spells it: `user.city`).
+fn pages(body: &[u8], name: &str) -> (bool, Vec<parquet::basic::Encoding>) {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let reader = SerializedFileReader::new(Bytes::from(body.to_vec())).unwrap();
+    assert_eq!(reader.num_row_groups(), 1);
+    let row_group = reader.get_row_group(0).unwrap();
+    let index = (0..row_group.num_columns())
+        .find(|&i| row_group.metadata().column(i).column_path().string() == name)
+        .unwrap();
+    let mut dictionary = false;
+    let mut data = Vec::new();
+    for page in row_group.get_column_page_reader(index).unwrap() {
+        let page = page.unwrap();
+        match page.page_type() {
+            parquet::basic::PageType::DICTIONARY_PAGE => dictionary = true,
+            _ => data.push(page.encoding()),
+        }
+    }
+    (dictionary, data)
+}
+
 #[test]
 fn a_column_of_distinct_values_leaves_its_dictionary_at_the_limit_and_few_values_keep_theirs() {
     use parquet::basic::Encoding;
@@ -241,27 +264,7 @@ fn a_column_of_distinct_values_leaves_its_dictionary_at_the_limit_and_few_values
         .collect();
     let encoded = ParquetFormat::default().encode(&records);
     assert_eq!(encoded.records, records.len());
-    // The encodings of each data page of a column, and whether it has a
-    // dictionary page.
-    let pages = |name: &str| {
-        use parquet::file::reader::{FileReader, SerializedFileReader};
-        let reader = SerializedFileReader::new(Bytes::from(encoded.body.clone())).unwrap();
-        assert_eq!(reader.num_row_groups(), 1);
-        let row_group = reader.get_row_group(0).unwrap();
-        let index = (0..row_group.num_columns())
-            .find(|&i| row_group.metadata().column(i).column_path().string() == name)
-            .unwrap();
-        let mut dictionary = false;
-        let mut data = Vec::new();
-        for page in row_group.get_column_page_reader(index).unwrap() {
-            let page = page.unwrap();
-            match page.page_type() {
-                parquet::basic::PageType::DICTIONARY_PAGE => dictionary = true,
-                _ => data.push(page.encoding()),
-            }
-        }
-        (dictionary, data)
-    };
+    let pages = |name: &str| pages(&encoded.body, name);
     // The ids' data pages are dictionary indices, then plain values once
     // the dictionary passed 256 KiB.
     let (dictionary, ids) = pages("id");
@@ -280,6 +283,84 @@ fn a_column_of_distinct_values_leaves_its_dictionary_at_the_limit_and_few_values
             .map(|r| String::from_utf8(r.data.to_vec()).unwrap())
             .collect::<Vec<_>>()
     );
+}
+
+#[test]
+fn a_column_whose_dictionary_did_not_pay_is_written_plain_in_the_next_files_then_judged_again() {
+    use parquet::basic::Encoding;
+    // Per batch, in one part: texts of 60 bytes, all distinct (past the 256
+    // KiB limit: the dictionary is given up), ids of 12 bytes, all
+    // distinct (under it: the dictionary holds every value once), a
+    // status of three values and a nested city of four (their
+    // dictionaries pay).
+    let batch = |n: usize| -> Vec<Record> {
+        (0..6_000)
+            .map(|i| {
+                let status = ["new", "shipped", "returned"][i % 3];
+                let city = ["Lyon", "Oslo", "Lima", "Pune"][i % 4];
+                record(
+                    &format!(
+                        r#"{{"text":"{n:0>10}-{i:0>49}","id":"{n:0>5}-{i:0>6}","status":"{status}","user":{{"city":"{city}"}}}}"#
+                    ),
+                    "1",
+                    0,
+                )
+            })
+            .collect()
+    };
+    let format = ParquetFormat::default();
+    let dictionaries = |body: &[u8]| -> Vec<bool> {
+        ["text", "id", "status", "user.city"]
+            .iter()
+            .map(|name| {
+                let (dictionary, data) = pages(body, name);
+                assert!(
+                    data.iter().all(|e| *e
+                        == if dictionary {
+                            Encoding::RLE_DICTIONARY
+                        } else {
+                            Encoding::PLAIN
+                        })
+                        || (*name == "text" && dictionary),
+                    "{name}: {data:?}"
+                );
+                dictionary
+            })
+            .collect()
+    };
+    let mut seen = Vec::new();
+    for n in 0..(PLAIN_FILES as usize + 3) {
+        let records = batch(n);
+        let encoded = format.encode(&records);
+        assert_eq!(encoded.records, records.len());
+        assert!(encoded.rejected.is_empty());
+        // Whatever the encodings, the records read back are those written.
+        assert_eq!(
+            read_back(&encoded.body),
+            records
+                .iter()
+                .map(|r| String::from_utf8(r.data.to_vec()).unwrap())
+                .collect::<Vec<_>>()
+        );
+        seen.push(dictionaries(&encoded.body));
+    }
+    // The first file tries every dictionary; the texts and ids are then
+    // written plain for PLAIN_FILES files, and tried again after.
+    let tried = vec![true, true, true, true];
+    let plain = vec![false, false, true, true];
+    let mut expected = vec![tried.clone()];
+    expected.extend(std::iter::repeat_n(plain.clone(), PLAIN_FILES as usize));
+    expected.push(tried);
+    expected.push(plain);
+    assert_eq!(seen, expected);
+    // Nothing is learned with dictionaries off.
+    let off = ParquetFormat {
+        dictionary: false,
+        ..ParquetFormat::default()
+    };
+    for n in 0..2 {
+        assert_eq!(dictionaries(&off.encode(&batch(n)).body), vec![false; 4]);
+    }
 }
 
 #[test]
@@ -402,8 +483,14 @@ fn large_batches_are_split_into_parts_that_keep_order_and_indices() {
 /// Batches of one stream through one format (a single pass after the first
 /// batch) give byte for byte the files and refusals that a fresh format
 /// gives each batch alone: the previous schema only saves a parse.
+/// Dictionaries are off here: with them, which columns have one depends on
+/// the files before by design (`dictionary`), and is tested there.
 #[test]
 fn a_batch_encodes_the_same_whatever_the_batches_before_it() {
+    let fresh = || ParquetFormat {
+        dictionary: false,
+        ..ParquetFormat::default()
+    };
     let batch = |lines: &[&str], first: u64| -> Vec<Record> {
         lines
             .iter()
@@ -441,9 +528,9 @@ fn a_batch_encodes_the_same_whatever_the_batches_before_it() {
         batch(&[r#"{"tags":{"a":1}}"#], 100),
         batch(&same, 110),
     ];
-    let shared = ParquetFormat::default();
+    let shared = fresh();
     for (index, records) in batches.iter().enumerate() {
-        let alone = ParquetFormat::default().encode(records);
+        let alone = fresh().encode(records);
         let after = shared.encode(records);
         assert_eq!(after.rejected, alone.rejected, "batch {index}: the refusals");
         assert_eq!(after.records, alone.records, "batch {index}: the rows");
