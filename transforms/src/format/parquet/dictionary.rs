@@ -13,6 +13,13 @@
 //! and polars decide the same way, per column, from what the values
 //! gave. The values read back are the same either way; only the file's
 //! size and the writer's CPU change.
+//!
+//! A pipeline's first large file has no file before it: its first records
+//! ([`sample`], about [`SAMPLE_BYTES`]) are written first into a file
+//! that is thrown away, and judged more strictly, since a sample makes
+//! columns of a few hundred values look distinct: a column is written
+//! plain only if its dictionary was given up or was over three quarters of
+//! its chunk (nearly every value once).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -21,9 +28,34 @@ use parquet::basic::{Encoding, PageType};
 use parquet::file::metadata::{ColumnChunkMetaData, RowGroupMetaData};
 use parquet::schema::types::ColumnPath;
 
+use crate::record::Record;
+
 /// How many files a column judged not to pay for its dictionary is
 /// written plain before it is given one again.
 pub const PLAIN_FILES: u32 = 8;
+
+/// About how many bytes of records a first file's dictionaries are judged
+/// on ([`sample`]).
+pub const SAMPLE_BYTES: usize = 1024 * 1024;
+
+/// The first records of a first batch whose dictionaries are judged
+/// before it is written: about [`SAMPLE_BYTES`] of them, if the batch
+/// (`records`, or its first part) holds at least
+/// [`super::MIN_SAMPLED_BATCH_BYTES`]; a smaller batch is its own judge.
+pub(super) fn sample(records: &[Record]) -> Option<&[Record]> {
+    let mut bytes = 0;
+    let mut end = None;
+    for (index, record) in records.iter().enumerate() {
+        bytes += record.data.len();
+        if end.is_none() && bytes >= SAMPLE_BYTES {
+            end = Some(index + 1);
+        }
+        if bytes >= super::MIN_SAMPLED_BATCH_BYTES {
+            return end.map(|end| &records[..end]);
+        }
+    }
+    None
+}
 
 /// The columns written plain for now: each with the files left before it
 /// is given a dictionary again. Shared by the batches of one format (one
@@ -31,13 +63,20 @@ pub const PLAIN_FILES: u32 = 8;
 /// [`super::LastInferred`] does.
 #[derive(Default)]
 pub struct Dictionaries {
-    plain: Mutex<HashMap<ColumnPath, u32>>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    plain: HashMap<ColumnPath, u32>,
+    /// Whether a file (or a first file's sample) has been judged.
+    learned: bool,
 }
 
 impl Dictionaries {
     /// The columns the next file writes plain.
     pub(super) fn plain(&self) -> Vec<ColumnPath> {
-        let mut plain: Vec<ColumnPath> = self.lock().keys().cloned().collect();
+        let mut plain: Vec<ColumnPath> = self.lock().plain.keys().cloned().collect();
         plain.sort_by(|a, b| a.parts().cmp(b.parts()));
         plain
     }
@@ -45,7 +84,24 @@ impl Dictionaries {
     /// Learns from a file just written: each column that had a dictionary
     /// is judged, every other column counts a file down.
     pub(super) fn learn(&self, file: &Judged) {
-        let mut plain = self.lock();
+        self.judge(file, Chunks::pays);
+    }
+
+    /// Whether nothing has been judged yet: the next large file is judged
+    /// on a sample first.
+    pub(super) fn unlearned(&self) -> bool {
+        !self.lock().learned
+    }
+
+    /// Learns from a file of a first batch's [`sample`], more strictly.
+    pub(super) fn learn_from_sample(&self, sample: &Judged) {
+        self.judge(sample, Chunks::pays_in_a_sample);
+    }
+
+    fn judge(&self, file: &Judged, pays: fn(&Chunks) -> bool) {
+        let mut state = self.lock();
+        state.learned = true;
+        let plain = &mut state.plain;
         plain.retain(|path, left| {
             if file.columns.contains_key(path) {
                 return true;
@@ -54,7 +110,7 @@ impl Dictionaries {
             *left > 0
         });
         for (path, chunk) in &file.columns {
-            if chunk.pays() {
+            if pays(chunk) {
                 plain.remove(path);
             } else {
                 plain.insert(path.clone(), PLAIN_FILES);
@@ -62,8 +118,8 @@ impl Dictionaries {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ColumnPath, u32>> {
-        self.plain.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -108,6 +164,12 @@ impl Chunks {
     /// A dictionary pays if it was kept and is at most half its chunk.
     fn pays(&self) -> bool {
         !self.given_up && self.dictionary * 2 <= self.whole
+    }
+
+    /// In a sample: unless it was given up or is over three quarters of
+    /// its chunk.
+    fn pays_in_a_sample(&self) -> bool {
+        !self.given_up && self.dictionary * 4 <= self.whole * 3
     }
 }
 

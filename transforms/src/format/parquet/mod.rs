@@ -180,6 +180,20 @@ impl ParquetFormat {
             )));
         }
         let schema: SchemaRef = Arc::new(arrow_schema::Schema::new(fields));
+        let layout = Layout {
+            schema: &schema,
+            user_columns,
+            elide_rebuildable: self.keep_original && self.elide_rebuildable_original,
+        };
+        if self.dictionary && self.dictionaries.unlearned() {
+            if let Some(sample) = dictionary::sample(parts[0].records) {
+                if let Err(err) = self.judge_sample(sample, columns, &layout) {
+                    // A bug, not the records' fault: the file is written
+                    // with every dictionary, and judged itself.
+                    debug_assert!(false, "the dictionaries' sample failed: {err}");
+                }
+            }
+        }
         let plain = if self.dictionary {
             self.dictionaries.plain()
         } else {
@@ -187,11 +201,6 @@ impl ParquetFormat {
         };
         let (mut file, factory) = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(self.properties(&plain)))?
             .into_serialized_writer()?;
-        let layout = Layout {
-            schema: &schema,
-            user_columns,
-            elide_rebuildable: self.keep_original && self.elide_rebuildable_original,
-        };
         let encode_part =
             |(index, part): (usize, &Part)| self.encode_part(index, part, columns, &layout, &factory, single_pass);
         let mut rejected = Vec::new();
@@ -269,6 +278,30 @@ impl ParquetFormat {
             records: written,
             rejected,
         }))
+    }
+}
+
+impl ParquetFormat {
+    /// Writes a first batch's [`dictionary::sample`] with every dictionary
+    /// into a file that is thrown away, and learns from it.
+    fn judge_sample(&self, sample: &[Record], columns: &[Column], layout: &Layout) -> Result<(), ParquetError> {
+        let (mut file, factory) =
+            ArrowWriter::try_new(std::io::sink(), layout.schema.clone(), Some(self.properties(&[])))?
+                .into_serialized_writer()?;
+        let part = Part {
+            first: 0,
+            records: sample,
+        };
+        let mut judged = dictionary::Judged::default();
+        for row_group in self.encode_part(0, &part, columns, layout, &factory, false)?.row_groups {
+            let mut row_group_writer = file.next_row_group()?;
+            for chunk in row_group {
+                chunk.append_to_row_group(&mut row_group_writer)?;
+            }
+            judged.add(&*row_group_writer.close()?);
+        }
+        self.dictionaries.learn_from_sample(&judged);
+        Ok(())
     }
 }
 

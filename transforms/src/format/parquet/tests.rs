@@ -364,6 +364,49 @@ fn a_column_whose_dictionary_did_not_pay_is_written_plain_in_the_next_files_then
 }
 
 #[test]
+fn a_first_large_batch_judges_its_dictionaries_on_its_first_records() {
+    use parquet::basic::Encoding;
+    // 40,000 records (over 4 MiB, one part): distinct texts and ids, a
+    // status of three values and a nested city of four.
+    let records: Vec<Record> = (0..40_000)
+        .map(|i| {
+            let status = ["new", "shipped", "returned"][i % 3];
+            let city = ["Lyon", "Oslo", "Lima", "Pune"][i % 4];
+            record(
+                &format!(r#"{{"text":"{i:0>60}","id":"id-{i:0>9}","status":"{status}","user":{{"city":"{city}"}}}}"#),
+                "1",
+                0,
+            )
+        })
+        .collect();
+    assert!(records.iter().map(|r| r.data.len()).sum::<usize>() >= MIN_SAMPLED_BATCH_BYTES);
+    let format = ParquetFormat::default();
+    for file in ["the first", "the second"] {
+        let encoded = format.encode(&records);
+        assert_eq!(encoded.records, records.len());
+        // Already the first file writes the distinct columns plain.
+        for (name, dictionary) in [("text", false), ("id", false), ("status", true), ("user.city", true)] {
+            let (has, data) = pages(&encoded.body, name);
+            assert_eq!(has, dictionary, "{file} file: {name}");
+            let encoding = if dictionary {
+                Encoding::RLE_DICTIONARY
+            } else {
+                Encoding::PLAIN
+            };
+            assert!(data.iter().all(|e| *e == encoding), "{file} file: {name}: {data:?}");
+        }
+        assert_eq!(
+            read_back(&encoded.body),
+            records
+                .iter()
+                .map(|r| String::from_utf8(r.data.to_vec()).unwrap())
+                .collect::<Vec<_>>(),
+            "{file} file"
+        );
+    }
+}
+
+#[test]
 fn inferred_mode_merges_and_refuses_what_cannot_fit() {
     let format = ParquetFormat::default();
     let records = [
