@@ -276,13 +276,7 @@ fn a_column_of_distinct_values_leaves_its_dictionary_at_the_limit_and_few_values
     assert!(dictionary);
     assert!(statuses.iter().all(|e| *e == Encoding::RLE_DICTIONARY), "{statuses:?}");
     // And the records are what was written.
-    assert_eq!(
-        read_back(&encoded.body),
-        records
-            .iter()
-            .map(|r| String::from_utf8(r.data.to_vec()).unwrap())
-            .collect::<Vec<_>>()
-    );
+    assert_eq!(read_back(&encoded.body), texts(&records));
 }
 
 #[test]
@@ -335,13 +329,7 @@ fn a_column_whose_dictionary_did_not_pay_is_written_plain_in_the_next_files_then
         assert_eq!(encoded.records, records.len());
         assert!(encoded.rejected.is_empty());
         // Whatever the encodings, the records read back are those written.
-        assert_eq!(
-            read_back(&encoded.body),
-            records
-                .iter()
-                .map(|r| String::from_utf8(r.data.to_vec()).unwrap())
-                .collect::<Vec<_>>()
-        );
+        assert_eq!(read_back(&encoded.body), texts(&records));
         seen.push(dictionaries(&encoded.body));
     }
     // The first file tries every dictionary; the texts and ids are then
@@ -395,14 +383,7 @@ fn a_first_large_batch_judges_its_dictionaries_on_its_first_records() {
             };
             assert!(data.iter().all(|e| *e == encoding), "{file} file: {name}: {data:?}");
         }
-        assert_eq!(
-            read_back(&encoded.body),
-            records
-                .iter()
-                .map(|r| String::from_utf8(r.data.to_vec()).unwrap())
-                .collect::<Vec<_>>(),
-            "{file} file"
-        );
+        assert_eq!(read_back(&encoded.body), texts(&records), "{file} file");
     }
 }
 
@@ -667,6 +648,14 @@ fn a_large_first_batch_is_encoded_in_one_pass_as_two_passes_would() {
 }
 
 /// Every record of `encoded`, as [`read_archive`] gives it back.
+/// The records' bytes, as text.
+fn texts(records: &[Record]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| String::from_utf8(r.data.to_vec()).unwrap())
+        .collect()
+}
+
 fn read_back(body: &[u8]) -> Vec<String> {
     let mut records = Vec::new();
     read_archive(Bytes::from(body.to_vec()), |r| {
