@@ -59,8 +59,8 @@ pub(super) fn sample(records: &[Record]) -> Option<&[Record]> {
 
 /// The columns written plain for now: each with the files left before it
 /// is given a dictionary again. Shared by the batches of one format (one
-/// pipeline, or one partition's planner); a clone starts empty, as
-/// [`super::LastInferred`] does.
+/// pipeline, its partitions included: their planners share the format's
+/// `Arc`); a clone starts empty, as [`super::LastInferred`] does.
 #[derive(Default)]
 pub struct Dictionaries {
     state: Mutex<State>,
@@ -120,26 +120,6 @@ impl Dictionaries {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl Clone for Dictionaries {
-    fn clone(&self) -> Self {
-        Self::default()
-    }
-}
-
-impl PartialEq for Dictionaries {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl Eq for Dictionaries {}
-
-impl std::fmt::Debug for Dictionaries {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("Dictionaries")
     }
 }
 

@@ -209,13 +209,7 @@ impl ParquetFormat {
         let mut exact = true;
         let mut judged = dictionary::Judged::default();
         let mut append = |file: &mut SerializedFileWriter<Vec<u8>>, part: EncodedPart| -> Result<(), ParquetError> {
-            for row_group in part.row_groups {
-                let mut row_group_writer = file.next_row_group()?;
-                for chunk in row_group {
-                    chunk.append_to_row_group(&mut row_group_writer)?;
-                }
-                judged.add(&*row_group_writer.close()?);
-            }
+            append_row_groups(file, part.row_groups, &mut judged)?;
             rejected.extend(part.rejected);
             written += part.written;
             inferences.extend(part.inference);
@@ -293,16 +287,28 @@ impl ParquetFormat {
             records: sample,
         };
         let mut judged = dictionary::Judged::default();
-        for row_group in self.encode_part(0, &part, columns, layout, &factory, false)?.row_groups {
-            let mut row_group_writer = file.next_row_group()?;
-            for chunk in row_group {
-                chunk.append_to_row_group(&mut row_group_writer)?;
-            }
-            judged.add(&*row_group_writer.close()?);
-        }
+        let row_groups = self.encode_part(0, &part, columns, layout, &factory, false)?.row_groups;
+        append_row_groups(&mut file, row_groups, &mut judged)?;
         self.dictionaries.learn_from_sample(&judged);
         Ok(())
     }
+}
+
+/// Appends a part's row groups to `file`, and what their dictionaries did
+/// to `judged`.
+fn append_row_groups<W: std::io::Write + Send>(
+    file: &mut SerializedFileWriter<W>,
+    row_groups: Vec<Vec<parquet::arrow::arrow_writer::ArrowColumnChunk>>,
+    judged: &mut dictionary::Judged,
+) -> Result<(), ParquetError> {
+    for row_group in row_groups {
+        let mut row_group_writer = file.next_row_group()?;
+        for chunk in row_group {
+            chunk.append_to_row_group(&mut row_group_writer)?;
+        }
+        judged.add(&*row_group_writer.close()?);
+    }
+    Ok(())
 }
 
 /// What the columns a batch is converted under are.

@@ -134,25 +134,34 @@ impl LastInferred {
     }
 }
 
-impl Clone for LastInferred {
-    fn clone(&self) -> Self {
-        Self::default()
-    }
+/// Runtime state kept inside a [`ParquetFormat`]: a clone starts empty,
+/// any two compare equal (it never changes the values a file holds), and
+/// it prints as its name.
+macro_rules! runtime_state {
+    ($($name:ty),*) => {$(
+        impl Clone for $name {
+            fn clone(&self) -> Self {
+                Self::default()
+            }
+        }
+
+        impl PartialEq for $name {
+            fn eq(&self, _: &Self) -> bool {
+                true
+            }
+        }
+
+        impl Eq for $name {}
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(stringify!($name))
+            }
+        }
+    )*};
 }
 
-impl PartialEq for LastInferred {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl Eq for LastInferred {}
-
-impl std::fmt::Debug for LastInferred {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("LastInferred")
-    }
-}
+runtime_state!(LastInferred, Dictionaries);
 
 impl Default for ParquetFormat {
     fn default() -> Self {
